@@ -1,0 +1,1 @@
+"""Replicated applications: deterministic state machines executed on ordered batches."""

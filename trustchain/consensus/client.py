@@ -1,0 +1,83 @@
+"""A PBFT client as a sans-I/O state machine: one outstanding request, accepted on f+1 matching
+replies from distinct replicas (at least one of them honest), retransmitted with backoff."""
+
+from __future__ import annotations
+
+from trustchain.consensus.certificates import InvalidMessage, SignatureChecker
+from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.effects import Broadcast, CancelTimer, Effect, RequestCompleted, SetTimer
+from trustchain.consensus.messages import Envelope, Kind, Reply, Request, pack, unpack
+from trustchain.crypto.signing import ED25519, Signer, Verifier
+from trustchain.encoding import DecodeError
+
+TIMER_RETRANSMIT = "retransmit"
+
+
+class ClientBusy(RuntimeError):
+    pass
+
+
+class Client:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        signer: Signer,
+        verifier: Verifier = ED25519,
+        retransmit_us: int = 1_000_000,
+        max_retransmit_us: int = 16_000_000,
+    ) -> None:
+        self.config = config
+        self.signer = signer
+        self.checker = SignatureChecker(config, verifier)
+        self.retransmit_us = retransmit_us
+        self.max_retransmit_us = max_retransmit_us
+        self.timestamp = 0
+        self.outstanding: Request | None = None
+        self.sent_at_us = 0
+        self._backoff = retransmit_us
+        self._replies: dict[int, bytes] = {}
+        self.rejected = 0
+        self.retransmissions = 0
+
+    @property
+    def id(self) -> bytes:
+        return self.signer.public_key
+
+    def submit(self, operation: bytes, now: int) -> list[Effect]:
+        if self.outstanding is not None:
+            raise ClientBusy("a PBFT client has one outstanding request at a time")
+        self.timestamp += 1
+        self.outstanding = Request.create(self.signer, self.timestamp, operation)
+        self.sent_at_us = now
+        self._backoff = self.retransmit_us
+        self._replies = {}
+        return [Broadcast(pack(self.outstanding)), SetTimer(TIMER_RETRANSMIT, now + self._backoff)]
+
+    def receive(self, data: bytes, now: int) -> list[Effect]:
+        req = self.outstanding
+        try:
+            env = unpack(data)
+            if not isinstance(env, Envelope):
+                raise InvalidMessage("unexpected", "clients only take replies")
+            reply: Reply = self.checker.open(env, Kind.REPLY)
+        except (DecodeError, InvalidMessage):
+            self.rejected += 1
+            return []
+        if req is None or reply.client != self.id or reply.timestamp != req.timestamp:
+            return []  # late reply to an earlier request
+        if reply.replica != env.sender:
+            self.rejected += 1
+            return []
+        self._replies.setdefault(env.sender, reply.result)
+        matching = sum(1 for r in self._replies.values() if r == reply.result)
+        if matching < self.config.weak_quorum:
+            return []
+        self.outstanding = None
+        return [CancelTimer(TIMER_RETRANSMIT), RequestCompleted(req.timestamp, reply.result)]
+
+    def on_timer(self, name: str, now: int) -> list[Effect]:
+        if name != TIMER_RETRANSMIT or self.outstanding is None:
+            return []
+        self.retransmissions += 1
+        self._backoff = min(self.max_retransmit_us, self._backoff * 2)
+        return [Broadcast(pack(self.outstanding)), SetTimer(TIMER_RETRANSMIT, now + self._backoff)]

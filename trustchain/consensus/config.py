@@ -1,0 +1,64 @@
+"""Static cluster parameters every replica must agree on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """`replicas[i]` is the Ed25519 public key of replica i. Times are integer microseconds so that
+    every replica and every replay computes the same values."""
+
+    replicas: tuple[bytes, ...]
+    batch_size: int = 16
+    batch_delay_us: int = 2_000
+    checkpoint_interval: int = 16
+    watermark_window: int = 32
+    view_change_timeout_us: int = 2_000_000
+    max_view_change_timeout_us: int = 60_000_000
+    max_clock_skew_us: int = 5_000_000
+    catchup_delay_us: int = 500_000
+    state_reply_max_entries: int = 64
+
+    def __post_init__(self) -> None:
+        n = len(self.replicas)
+        if n < 4:
+            raise ValueError(f"PBFT needs at least 4 replicas (n = 3f+1 with f >= 1), got {n}")
+        if len(set(self.replicas)) != n:
+            raise ValueError("replica public keys must be distinct")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.checkpoint_interval < 1:
+            raise ValueError(f"checkpoint_interval must be >= 1, got {self.checkpoint_interval}")
+        if self.watermark_window < self.checkpoint_interval:
+            raise ValueError(
+                f"watermark_window ({self.watermark_window}) must be >= checkpoint_interval "
+                f"({self.checkpoint_interval}), or the primary stalls before a checkpoint can become stable"
+            )
+        for name in ("batch_delay_us", "view_change_timeout_us", "max_clock_skew_us", "catchup_delay_us"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.view_change_timeout_us <= 0:
+            raise ValueError("view_change_timeout_us must be > 0")
+
+    @property
+    def n(self) -> int:
+        return len(self.replicas)
+
+    @property
+    def f(self) -> int:
+        return (self.n - 1) // 3
+
+    @property
+    def quorum(self) -> int:
+        """2f+1: any two quorums intersect in at least one honest replica."""
+        return 2 * self.f + 1
+
+    @property
+    def weak_quorum(self) -> int:
+        """f+1: at least one honest replica among them."""
+        return self.f + 1
+
+    def primary(self, view: int) -> int:
+        return view % self.n

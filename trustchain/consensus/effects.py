@@ -1,0 +1,109 @@
+"""What a replica or client asks its driver to do. Drivers (the simulator, the reference node) carry
+effects out in list order; a `Persist` must be durable before any later effect is performed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trustchain.consensus.messages import CommittedEntry, Envelope, Request
+
+
+@dataclass(frozen=True)
+class SendToReplica:
+    to: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """Send to every other replica."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SendToClient:
+    client: bytes
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    """Arm (or re-arm) the named timer; at most one timer per name is pending."""
+
+    name: str
+    at_us: int
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    name: str
+
+
+@dataclass(frozen=True)
+class PersistVote:
+    """A message this replica signed; persisted so that a restarted replica never votes twice."""
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
+class PersistExecuted:
+    seq: int
+    entry: CommittedEntry
+
+
+@dataclass(frozen=True)
+class PersistStable:
+    """A stable checkpoint: storage may drop every record at or below `seq`."""
+
+    seq: int
+    snapshot: bytes
+    proof: tuple[Envelope, ...]
+
+
+PersistRecord = PersistVote | PersistExecuted | PersistStable
+
+
+@dataclass(frozen=True)
+class Persist:
+    record: PersistRecord
+
+
+@dataclass(frozen=True)
+class Executed:
+    """Observation for checkers and APIs: a batch executed at `seq` with its commit certificate."""
+
+    seq: int
+    view: int
+    timestamp_us: int
+    batch_digest: bytes
+    requests: tuple[Request, ...]
+    results: tuple[bytes, ...]
+    certificate: CommittedEntry
+
+
+@dataclass(frozen=True)
+class ViewEntered:
+    view: int
+
+
+@dataclass(frozen=True)
+class RequestCompleted:
+    """Client side: f+1 matching replies arrived."""
+
+    timestamp: int
+    result: bytes
+
+
+Effect = (
+    SendToReplica
+    | Broadcast
+    | SendToClient
+    | SetTimer
+    | CancelTimer
+    | Persist
+    | Executed
+    | ViewEntered
+    | RequestCompleted
+)

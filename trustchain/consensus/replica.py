@@ -1,0 +1,841 @@
+"""The PBFT replica as a sans-I/O state machine.
+
+Inputs are wire bytes (`receive`), timer firings (`on_timer`) and the current time in integer
+microseconds; outputs are effects (see `effects.py`). The replica never reads a clock, never draws
+randomness and never performs I/O, so the simulator and the reference node run the same code and a
+simulation replays exactly.
+
+Structure follows Castro & Liskov: normal case (pre-prepare, prepare, commit, execute), checkpoints
+and garbage collection, view change with backing-off timers, and state transfer from a stable
+checkpoint plus commit-certified entries.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+
+from trustchain.app.interface import Application, ExecutionContext, Operation
+from trustchain.consensus.certificates import (
+    InvalidMessage,
+    SignatureChecker,
+    check_checkpoint_proof,
+    check_committed,
+    check_pre_prepare,
+)
+from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.effects import (
+    Broadcast,
+    CancelTimer,
+    Effect,
+    Executed,
+    Persist,
+    PersistExecuted,
+    PersistRecord,
+    PersistStable,
+    PersistVote,
+    SendToClient,
+    SendToReplica,
+    SetTimer,
+    ViewEntered,
+)
+from trustchain.consensus.messages import (
+    Checkpoint,
+    Commit,
+    CommittedEntry,
+    Envelope,
+    Kind,
+    NewView,
+    Prepare,
+    PreparedCertificate,
+    PrePrepare,
+    Reply,
+    Request,
+    StateReply,
+    StateRequest,
+    ViewChange,
+    digest,
+    pack,
+    seal,
+    unpack,
+)
+from trustchain.consensus.viewchange import CheckedViewChange, check_view_change, new_view_pre_prepares
+from trustchain.crypto.signing import ED25519, Signer, Verifier
+from trustchain.encoding import DecodeError, decode, encode
+
+TIMER_BATCH = "batch"
+TIMER_VIEW_CHANGE = "view_change"
+TIMER_CATCHUP = "catchup"
+
+MAX_PENDING = 100_000
+
+
+class Status(enum.Enum):
+    NORMAL = "normal"
+    VIEW_CHANGE = "view-change"
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    client: bytes
+    timestamp: int
+    result: bytes
+
+
+@dataclass(frozen=True)
+class ReplicaSnapshot:
+    """What a checkpoint's state digest covers: the application plus the exactly-once client table."""
+
+    app: bytes
+    clients: tuple[ClientRecord, ...]
+    last_time_us: int
+
+
+@dataclass
+class Slot:
+    """Everything a replica knows about one sequence number, per view."""
+
+    pre_prepares: dict[int, tuple[Envelope, PrePrepare]] = field(default_factory=dict)
+    prepares: dict[int, dict[int, tuple[bytes, Envelope]]] = field(default_factory=dict)
+    commits: dict[int, dict[int, tuple[bytes, Envelope]]] = field(default_factory=dict)
+    sent_prepare: dict[int, bytes] = field(default_factory=dict)
+    sent_commit: dict[int, bytes] = field(default_factory=dict)
+    prepared_cert: PreparedCertificate | None = None
+    prepared_view: int = -1
+    committed: CommittedEntry | None = None
+    committed_pp: PrePrepare | None = None
+
+
+def _request_key(req: Request) -> bytes:
+    return req.client + req.timestamp.to_bytes(8, "big")
+
+
+class Replica:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        replica_id: int,
+        signer: Signer,
+        app: Application,
+        verifier: Verifier = ED25519,
+    ) -> None:
+        if not 0 <= replica_id < config.n:
+            raise ValueError(f"replica_id {replica_id} not in 0..{config.n - 1}")
+        if signer.public_key != config.replicas[replica_id]:
+            raise ValueError(f"signer's public key is not replica {replica_id}'s key in the config")
+        self.config = config
+        self.id = replica_id
+        self.signer = signer
+        self.app = app
+        self.checker = SignatureChecker(config, verifier)
+
+        self.view = 0
+        self.status = Status.NORMAL
+        self.low_watermark = 0  # h: sequence of the last stable checkpoint
+        self.last_executed = 0
+        self.last_time_us = 0
+        self.next_seq = 1  # primary only
+
+        self.slots: dict[int, Slot] = {}
+        self.pending: dict[bytes, Request] = {}  # known, not yet executed (insertion ordered)
+        self.unproposed: dict[bytes, Request] = {}  # primary: pending and not yet in a pre-prepare
+        self.client_table: dict[bytes, ClientRecord] = {}
+
+        self.own_checkpoints: dict[int, tuple[bytes, bytes]] = {}  # seq -> (state digest, snapshot)
+        self.checkpoint_votes: dict[int, dict[int, Envelope]] = {}
+        self.stable_proof: tuple[Envelope, ...] = ()
+        self.stable_snapshot: bytes = b""
+        self.committed_log: dict[int, CommittedEntry] = {}  # executed entries above h
+
+        self.view_changes: dict[int, dict[int, CheckedViewChange]] = {}
+        self.latest_vc_view: dict[int, int] = {}
+        self.vc_attempts = 0
+        self.new_view_sent: set[int] = set()
+        self.current_new_view: Envelope | None = None
+        self.future: list[tuple[Envelope, Prepare | Commit | PrePrepare]] = []
+
+        self.peer_progress: dict[int, int] = {}
+        self.peer_view: dict[int, int] = {}
+        self.catchup_rotation = 0
+
+        self.timers: dict[str, int] = {}
+        self.rejected: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self._out: list[Effect] = []
+        self._now = 0
+        self.catchup_mark = -1
+        self._silent = False  # recovery replays executions without producing effects
+
+    # ------------------------------------------------------------------ public driver interface
+
+    @property
+    def primary(self) -> int:
+        return self.config.primary(self.view)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.primary == self.id
+
+    def receive(self, data: bytes, now: int) -> list[Effect]:
+        """Handle one packet from the network. Never raises on bad input: it is counted instead."""
+        self._out = []
+        self._now = now
+        try:
+            payload = unpack(data)
+            if isinstance(payload, Request):
+                self.received["request"] += 1
+                self._on_request(payload, now)
+            else:
+                self._on_envelope(payload, now)
+        except DecodeError as exc:
+            self._reject("malformed", str(exc))
+        except InvalidMessage as exc:
+            self._reject(exc.reason, str(exc))
+        return self._take()
+
+    def submit(self, request: Request, now: int) -> list[Effect]:
+        """A request handed over directly by a co-located API (same checks as from the network)."""
+        return self.receive(pack(request), now)
+
+    def on_timer(self, name: str, now: int) -> list[Effect]:
+        self._out = []
+        self._now = now
+        due = self.timers.get(name)
+        if due is None or now < due:
+            return []  # stale firing of a timer that was re-armed or cancelled
+        del self.timers[name]
+        if name == TIMER_BATCH:
+            self._try_propose(now, flush=True)
+        elif name == TIMER_VIEW_CHANGE:
+            self._start_view_change(self.view + 1, now)
+        elif name == TIMER_CATCHUP:
+            self._catchup(now)
+        return self._take()
+
+    # ------------------------------------------------------------------ effects helpers
+
+    def _take(self) -> list[Effect]:
+        out, self._out = self._out, []
+        return out
+
+    def _emit(self, effect: Effect) -> None:
+        if not self._silent:
+            self._out.append(effect)
+
+    def _reject(self, reason: str, detail: str = "") -> None:
+        self.rejected[reason] += 1
+
+    def _set_timer(self, name: str, at_us: int) -> None:
+        self.timers[name] = at_us
+        self._emit(SetTimer(name, at_us))
+
+    def _cancel_timer(self, name: str) -> None:
+        if self.timers.pop(name, None) is not None:
+            self._emit(CancelTimer(name))
+
+    def _persist(self, record: PersistRecord) -> None:
+        self._emit(Persist(record))
+
+    def _sign_and_broadcast(self, message: object) -> Envelope:
+        env = seal(self.signer, self.id, message)
+        self._persist(PersistVote(env))  # durable before it leaves: a restart never votes twice
+        self._emit(Broadcast(pack(env)))
+        return env
+
+    def _slot(self, seq: int) -> Slot:
+        slot = self.slots.get(seq)
+        if slot is None:
+            slot = self.slots[seq] = Slot()
+        return slot
+
+    def _in_window(self, seq: int) -> bool:
+        return self.low_watermark < seq <= self.low_watermark + self.config.watermark_window
+
+    # ------------------------------------------------------------------ client requests
+
+    def _on_request(self, req: Request, now: int) -> None:
+        self.checker.request(req)
+        record = self.client_table.get(req.client)
+        if record is not None and req.timestamp <= record.timestamp:
+            if req.timestamp == record.timestamp:
+                self._send_reply(req.client, record)  # the client missed our reply: resend it
+            return
+        key = _request_key(req)
+        if key in self.pending:
+            return
+        if len(self.pending) >= MAX_PENDING:
+            raise InvalidMessage("pending_full", f"{len(self.pending)} requests already pending")
+        self.pending[key] = req
+        if self.status is Status.NORMAL and self.is_primary:
+            self.unproposed[key] = req
+            self._try_propose(now, flush=False)
+        elif TIMER_VIEW_CHANGE not in self.timers and self.status is Status.NORMAL:
+            self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+
+    def _send_reply(self, client: bytes, record: ClientRecord) -> None:
+        reply = Reply(self.view, client, record.timestamp, self.id, record.result)
+        self._emit(SendToClient(client, pack(seal(self.signer, self.id, reply))))
+
+    # ------------------------------------------------------------------ primary: batching
+
+    def _try_propose(self, now: int, flush: bool) -> None:
+        if self.status is not Status.NORMAL or not self.is_primary:
+            return
+        size = self.config.batch_size
+        while self.unproposed:
+            if not self._in_window(self.next_seq):
+                return  # pipeline full: resumes when a checkpoint becomes stable
+            if len(self.unproposed) < size and not flush and self.config.batch_delay_us > 0:
+                if TIMER_BATCH not in self.timers:
+                    self._set_timer(TIMER_BATCH, now + self.config.batch_delay_us)
+                return
+            keys = list(self.unproposed)[:size]
+            batch = tuple(self.unproposed.pop(k) for k in keys)
+            self._propose(batch, now)
+        self._cancel_timer(TIMER_BATCH)
+
+    def _propose(self, batch: tuple[Request, ...], now: int) -> None:
+        seq = self.next_seq
+        self.next_seq += 1
+        pp = PrePrepare(self.view, seq, PrePrepare.compute_digest(now, batch), now, batch)
+        env = self._sign_and_broadcast(pp)
+        self._slot(seq).pre_prepares[self.view] = (env, pp)
+        self._check_slot(seq, now)
+
+    # ------------------------------------------------------------------ envelope dispatch
+
+    def _on_envelope(self, env: Envelope, now: int) -> None:
+        if env.sender == self.id:
+            raise InvalidMessage("own_message", "a message claiming to be from this replica")
+        try:
+            kind = Kind(env.kind)
+        except ValueError:
+            raise InvalidMessage("malformed", f"unknown message kind {env.kind}") from None
+        self.received[kind.name.lower()] += 1
+        if kind is Kind.PRE_PREPARE:
+            pp = check_pre_prepare(self.checker, env)
+            self._on_pre_prepare(env, pp, now)
+        elif kind in (Kind.PREPARE, Kind.COMMIT):
+            vote = self.checker.open(env, kind)
+            self._on_vote(env, vote, now)
+        elif kind is Kind.CHECKPOINT:
+            self._on_checkpoint(env, self.checker.open(env, kind), now)
+        elif kind is Kind.VIEW_CHANGE:
+            self._on_view_change(check_view_change(self.checker, env), now)
+        elif kind is Kind.NEW_VIEW:
+            self._on_new_view(env, self.checker.open(env, kind), now)
+        elif kind is Kind.STATE_REQUEST:
+            self._on_state_request(env.sender, self.checker.open(env, kind))
+        elif kind is Kind.STATE_REPLY:
+            self._on_state_reply(self.checker.open(env, kind), now)
+        else:
+            raise InvalidMessage("unexpected_kind", f"{kind.name} is not for replicas")
+
+    def _normal_case_gate(self, env: Envelope, msg: PrePrepare | Prepare | Commit) -> bool:
+        """True if the message is for the current view and may be processed now; messages for a
+        later view are buffered (bounded) until this replica enters it."""
+        self.peer_view[env.sender] = max(self.peer_view.get(env.sender, 0), msg.view)
+        if msg.view < self.view:
+            raise InvalidMessage("stale_view", f"view {msg.view} < {self.view}")
+        if msg.view > self.view or self.status is not Status.NORMAL:
+            self.future.append((env, msg))
+            limit = 4 * self.config.watermark_window * self.config.n
+            if len(self.future) > limit:
+                del self.future[: len(self.future) - limit]
+                self.rejected["future_buffer_overflow"] += 1
+            return False
+        if not self._in_window(msg.seq):
+            raise InvalidMessage("outside_watermarks", f"seq {msg.seq} not in ({self.low_watermark}, "
+                                 f"{self.low_watermark + self.config.watermark_window}]")
+        return True
+
+    # ------------------------------------------------------------------ normal case
+
+    def _on_pre_prepare(self, env: Envelope, pp: PrePrepare, now: int) -> None:
+        if not self._normal_case_gate(env, pp):
+            return
+        if abs(pp.timestamp_us - now) > self.config.max_clock_skew_us:
+            raise InvalidMessage("timestamp_skew", f"proposed {pp.timestamp_us}, local {now}")
+        self._accept_pre_prepare(env, pp, now)
+
+    def _accept_pre_prepare(self, env: Envelope, pp: PrePrepare, now: int) -> None:
+        slot = self._slot(pp.seq)
+        held = slot.pre_prepares.get(pp.view)
+        if held is not None:
+            if held[1].batch_digest != pp.batch_digest:
+                raise InvalidMessage("equivocation", f"two pre-prepares for ({pp.view}, {pp.seq})")
+            return
+        slot.pre_prepares[pp.view] = (env, pp)
+        for req in pp.batch:
+            self.unproposed.pop(_request_key(req), None)
+        if not self.is_primary and pp.view not in slot.sent_prepare:
+            slot.sent_prepare[pp.view] = pp.batch_digest
+            penv = self._sign_and_broadcast(Prepare(pp.view, pp.seq, pp.batch_digest))
+            slot.prepares.setdefault(pp.view, {})[self.id] = (pp.batch_digest, penv)
+        self._check_slot(pp.seq, now)
+
+    def _on_vote(self, env: Envelope, vote: Prepare | Commit, now: int) -> None:
+        if isinstance(vote, Commit):
+            self.peer_progress[env.sender] = max(self.peer_progress.get(env.sender, 0), vote.seq - 1)
+        if not self._normal_case_gate(env, vote):
+            self._maybe_schedule_catchup(now)
+            return
+        slot = self._slot(vote.seq)
+        if isinstance(vote, Prepare):
+            if env.sender == self.config.primary(vote.view):
+                raise InvalidMessage("prepare_from_primary", f"seq {vote.seq}")
+            votes = slot.prepares.setdefault(vote.view, {})
+        else:
+            votes = slot.commits.setdefault(vote.view, {})
+        held = votes.get(env.sender)
+        if held is not None:
+            if held[0] != vote.batch_digest:
+                raise InvalidMessage("double_vote", f"replica {env.sender} at ({vote.view}, {vote.seq})")
+            return
+        votes[env.sender] = (vote.batch_digest, env)
+        self._check_slot(vote.seq, now)
+        self._maybe_schedule_catchup(now)
+
+    def _matching(self, votes: dict[int, tuple[bytes, Envelope]], d: bytes) -> list[Envelope]:
+        return [env for sender, (vd, env) in sorted(votes.items()) if vd == d]
+
+    def _check_slot(self, seq: int, now: int) -> None:
+        slot = self.slots.get(seq)
+        v = self.view
+        if slot is None or v not in slot.pre_prepares:
+            return
+        pp_env, pp = slot.pre_prepares[v]
+        d = pp.batch_digest
+        if v not in slot.sent_commit:
+            primary = self.config.primary(v)
+            backups = [e for e in self._matching(slot.prepares.get(v, {}), d) if e.sender != primary]
+            if len(backups) < 2 * self.config.f:
+                return
+            if v > slot.prepared_view:
+                slot.prepared_cert = PreparedCertificate(pp_env, tuple(backups[: 2 * self.config.f]))
+                slot.prepared_view = v
+            slot.sent_commit[v] = d
+            cenv = self._sign_and_broadcast(Commit(v, seq, d))
+            slot.commits.setdefault(v, {})[self.id] = (d, cenv)
+        if slot.committed is None:
+            commits = self._matching(slot.commits.get(v, {}), d)
+            if len(commits) >= self.config.quorum:
+                slot.committed = CommittedEntry(pp_env, tuple(commits[: self.config.quorum]))
+                slot.committed_pp = pp
+                self._try_execute(now)
+
+    # ------------------------------------------------------------------ execution
+
+    def _try_execute(self, now: int) -> None:
+        progressed = False
+        while True:
+            slot = self.slots.get(self.last_executed + 1)
+            if slot is None or slot.committed is None or slot.committed_pp is None:
+                break
+            self._execute(slot.committed, slot.committed_pp)
+            progressed = True
+        if progressed and not self._silent:
+            self._after_progress(now)
+
+    def _execute(self, entry: CommittedEntry, pp: PrePrepare) -> None:
+        assert pp.seq == self.last_executed + 1, "execution must follow sequence order"
+        fresh: list[Request] = []
+        for req in pp.batch:
+            record = self.client_table.get(req.client)
+            if record is None or req.timestamp > record.timestamp:
+                fresh.append(req)
+        time_us = max(pp.timestamp_us, self.last_time_us)
+        ctx = ExecutionContext(pp.seq, pp.view, time_us)
+        ops = [Operation(r.client, r.timestamp, r.operation) for r in fresh]
+        results = self.app.execute(ops, ctx) if ops else []
+        assert len(results) == len(fresh), "an application must return one result per operation"
+        self._persist(PersistExecuted(pp.seq, entry))  # durable before any reply leaves
+        self.last_executed = pp.seq
+        self.last_time_us = time_us
+        self.committed_log[pp.seq] = entry
+        for req, result in zip(fresh, results, strict=True):
+            record = ClientRecord(req.client, req.timestamp, result)
+            self.client_table[req.client] = record
+            self._send_reply(req.client, record)
+        for req in pp.batch:
+            key = _request_key(req)
+            self.pending.pop(key, None)
+            self.unproposed.pop(key, None)
+        self._emit(
+            Executed(pp.seq, pp.view, time_us, pp.batch_digest, tuple(fresh), tuple(results), entry)
+        )
+        if pp.seq % self.config.checkpoint_interval == 0:
+            self._take_checkpoint(pp.seq)
+
+    def _after_progress(self, now: int) -> None:
+        if self.status is Status.NORMAL:
+            self.vc_attempts = 0
+            if self.pending:
+                self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+            else:
+                self._cancel_timer(TIMER_VIEW_CHANGE)
+        self._maybe_schedule_catchup(now)
+
+    # ------------------------------------------------------------------ checkpoints and GC
+
+    def _snapshot(self) -> bytes:
+        clients = tuple(self.client_table[c] for c in sorted(self.client_table))
+        return encode(ReplicaSnapshot(self.app.snapshot(), clients, self.last_time_us))
+
+    def _restore(self, snapshot: bytes) -> None:
+        snap = decode(ReplicaSnapshot, snapshot)
+        self.app.restore(snap.app)
+        self.client_table = {c.client: c for c in snap.clients}
+        self.last_time_us = snap.last_time_us
+
+    def _take_checkpoint(self, seq: int) -> None:
+        snapshot = self._snapshot()
+        d = digest(snapshot)
+        self.own_checkpoints[seq] = (d, snapshot)
+        if self._silent:
+            return
+        env = self._sign_and_broadcast(Checkpoint(seq, d))
+        self.checkpoint_votes.setdefault(seq, {})[self.id] = env
+        self._check_stable(seq)
+
+    def _on_checkpoint(self, env: Envelope, cp: Checkpoint, now: int) -> None:
+        self.peer_progress[env.sender] = max(self.peer_progress.get(env.sender, 0), cp.seq)
+        if cp.seq <= self.low_watermark:
+            return
+        horizon = self.low_watermark + 4 * self.config.watermark_window
+        if cp.seq > horizon:
+            self._maybe_schedule_catchup(now)
+            raise InvalidMessage("checkpoint_beyond_horizon", f"seq {cp.seq} > {horizon}")
+        votes = self.checkpoint_votes.setdefault(cp.seq, {})
+        if env.sender in votes:
+            return
+        votes[env.sender] = env
+        self._check_stable(cp.seq)
+        self._maybe_schedule_catchup(now)
+
+    def _check_stable(self, seq: int) -> None:
+        votes = self.checkpoint_votes.get(seq, {})
+        own = self.own_checkpoints.get(seq)
+        if own is None or seq <= self.low_watermark:
+            return
+        matching = tuple(
+            env for _, env in sorted(votes.items()) if decode(Checkpoint, env.body).state_digest == own[0]
+        )
+        if len(matching) < self.config.quorum:
+            return
+        self._make_stable(seq, own[1], matching)
+
+    def _make_stable(self, seq: int, snapshot: bytes, proof: tuple[Envelope, ...]) -> None:
+        assert seq > self.low_watermark
+        self.low_watermark = seq
+        self.stable_proof = proof
+        self.stable_snapshot = snapshot
+        self._persist(PersistStable(seq, snapshot, proof))
+        for table in (self.slots, self.committed_log):
+            for s in [s for s in table if s <= seq]:
+                del table[s]
+        for s in [s for s in self.checkpoint_votes if s < seq]:
+            del self.checkpoint_votes[s]
+        for s in [s for s in self.own_checkpoints if s < seq]:
+            del self.own_checkpoints[s]
+        if self.is_primary and self.next_seq <= seq:
+            self.next_seq = seq + 1
+        # The window moved: the primary may propose what was waiting for it.
+        self._try_propose(self._now, flush=True)
+
+    # ------------------------------------------------------------------ view change
+
+    def _vc_timeout(self) -> int:
+        base = self.config.view_change_timeout_us
+        return min(self.config.max_view_change_timeout_us, base << min(self.vc_attempts, 30))
+
+    def _start_view_change(self, new_view: int, now: int) -> None:
+        assert new_view > self.view, "views only move forward"
+        self.view = new_view
+        self.status = Status.VIEW_CHANGE
+        self._cancel_timer(TIMER_BATCH)
+        prepared = tuple(
+            slot.prepared_cert
+            for seq, slot in sorted(self.slots.items())
+            if seq > self.low_watermark and slot.prepared_cert is not None
+        )
+        vc = ViewChange(new_view, self.low_watermark, self.stable_proof, prepared)
+        env = self._sign_and_broadcast(vc)
+        self._record_view_change(check_view_change(self.checker, env))
+        self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+        self.vc_attempts += 1
+        self._try_new_view(now)
+
+    def _record_view_change(self, checked: CheckedViewChange) -> None:
+        sender = checked.envelope.sender
+        v = checked.message.new_view
+        previous = self.latest_vc_view.get(sender)
+        if previous is not None and previous >= v:
+            return
+        if previous is not None:
+            self.view_changes.get(previous, {}).pop(sender, None)
+        self.latest_vc_view[sender] = v
+        self.view_changes.setdefault(v, {})[sender] = checked
+
+    def _on_view_change(self, checked: CheckedViewChange, now: int) -> None:
+        vc = checked.message
+        sender = checked.envelope.sender
+        self.peer_progress[sender] = max(self.peer_progress.get(sender, 0), vc.stable_seq)
+        if vc.new_view < self.view or (vc.new_view == self.view and self.status is Status.NORMAL):
+            if self.current_new_view is not None and self.is_primary:
+                # A laggard still asks for a view we are in: show it the NEW-VIEW again.
+                self._emit(SendToReplica(sender, pack(self.current_new_view)))
+            raise InvalidMessage("stale_view_change", f"for view {vc.new_view}, current {self.view}")
+        self._record_view_change(checked)
+        # Join when f+1 replicas want a later view: at least one honest replica timed out.
+        ahead = sorted(v for v in self.latest_vc_view.values() if v > self.view)
+        if len(ahead) >= self.config.weak_quorum:
+            self._start_view_change(ahead[len(ahead) - self.config.weak_quorum], now)
+            return
+        self._try_new_view(now)
+
+    def _try_new_view(self, now: int) -> None:
+        v = self.view
+        if self.status is not Status.VIEW_CHANGE or not self.is_primary or v in self.new_view_sent:
+            return
+        vcs = self.view_changes.get(v, {})
+        if len(vcs) < self.config.quorum:
+            return
+        chosen = [vcs[s] for s in sorted(vcs)][: self.config.quorum]
+        min_s, pps = new_view_pre_prepares(v, chosen)
+        pp_envs = tuple(seal(self.signer, self.id, pp) for pp in pps)
+        nv = NewView(v, tuple(c.envelope for c in chosen), pp_envs)
+        self.new_view_sent.add(v)
+        env = self._sign_and_broadcast(nv)
+        self._enter_view(v, env, min_s, list(zip(pp_envs, pps, strict=True)), now)
+
+    def _on_new_view(self, env: Envelope, nv: NewView, now: int) -> None:
+        if env.sender != self.config.primary(nv.view):
+            raise InvalidMessage("not_primary", f"new-view for {nv.view} from replica {env.sender}")
+        if nv.view < self.view or (nv.view == self.view and self.status is Status.NORMAL):
+            return  # already there
+        checked: list[CheckedViewChange] = []
+        senders: set[int] = set()
+        for vc_env in nv.view_changes:
+            c = check_view_change(self.checker, vc_env)
+            if c.message.new_view != nv.view or vc_env.sender in senders:
+                raise InvalidMessage("invalid_new_view", "view-change set is for another view or repeats")
+            senders.add(vc_env.sender)
+            checked.append(c)
+        if len(checked) < self.config.quorum:
+            raise InvalidMessage("invalid_new_view", f"only {len(checked)} view-change messages")
+        min_s, expected = new_view_pre_prepares(nv.view, checked)
+        if len(expected) != len(nv.pre_prepares):
+            raise InvalidMessage("invalid_new_view", "pre-prepare set does not match the view changes")
+        pairs: list[tuple[Envelope, PrePrepare]] = []
+        for pp_env, want in zip(nv.pre_prepares, expected, strict=True):
+            got = check_pre_prepare(self.checker, pp_env)
+            if got != want:
+                raise InvalidMessage("invalid_new_view", f"pre-prepare for seq {want.seq} was altered")
+            pairs.append((pp_env, got))
+        for c in checked:
+            self.peer_progress[c.envelope.sender] = max(
+                self.peer_progress.get(c.envelope.sender, 0), c.message.stable_seq
+            )
+        self._enter_view(nv.view, env, min_s, pairs, now)
+
+    def _enter_view(
+        self, v: int, nv_env: Envelope, min_s: int, pairs: list[tuple[Envelope, PrePrepare]], now: int
+    ) -> None:
+        self.view = v
+        self.status = Status.NORMAL
+        self.current_new_view = nv_env
+        for old in [w for w in self.view_changes if w <= v]:
+            del self.view_changes[old]
+        self._cancel_timer(TIMER_VIEW_CHANGE)
+        self._emit(ViewEntered(v))
+        max_s = min_s
+        for pp_env, pp in pairs:
+            max_s = max(max_s, pp.seq)
+            if pp.seq <= self.low_watermark:
+                continue
+            self._accept_pre_prepare(pp_env, pp, now)
+        if self.is_primary:
+            self.next_seq = max(max_s, self.low_watermark, self.last_executed) + 1
+            in_flight = {_request_key(r) for s in self.slots.values() if v in s.pre_prepares
+                         for r in s.pre_prepares[v][1].batch}
+            self.unproposed = {k: r for k, r in self.pending.items() if k not in in_flight}
+        else:
+            self.unproposed = {}
+        buffered, self.future = self.future, []
+        for env, msg in buffered:
+            if msg.view < v:
+                continue
+            try:
+                if isinstance(msg, PrePrepare):
+                    self._on_pre_prepare(env, msg, now)
+                else:
+                    self._on_vote(env, msg, now)
+            except InvalidMessage as exc:
+                self._reject(exc.reason, str(exc))
+        if self.pending and TIMER_VIEW_CHANGE not in self.timers:
+            self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+        self._try_propose(now, flush=True)
+        self._maybe_schedule_catchup(now)
+
+    # ------------------------------------------------------------------ state transfer
+
+    def _lagging_target(self) -> tuple[int, int]:
+        """The (f+1)-th highest progress and view reported by peers: at least one honest replica
+        has reached them, so they are safe goals to catch up to."""
+        k = self.config.weak_quorum
+        progress = sorted(self.peer_progress.values(), reverse=True)
+        views = sorted(self.peer_view.values(), reverse=True)
+        target_seq = progress[k - 1] if len(progress) >= k else 0
+        target_view = views[k - 1] if len(views) >= k else 0
+        return target_seq, target_view
+
+    def _behind(self) -> bool:
+        target_seq, target_view = self._lagging_target()
+        return target_seq > self.last_executed or (
+            target_view > self.view and self.status is Status.NORMAL
+        )
+
+    def _maybe_schedule_catchup(self, now: int) -> None:
+        if TIMER_CATCHUP not in self.timers and self._behind():
+            self.catchup_mark = self.last_executed
+            self._set_timer(TIMER_CATCHUP, now + self.config.catchup_delay_us)
+
+    def _catchup(self, now: int) -> None:
+        """Ask a peer for state only when stuck: behind, and no progress since the timer was armed
+        (a replica that is merely a little slower catches up on its own)."""
+        if not self._behind():
+            return
+        if self.last_executed > self.catchup_mark and self.status is Status.NORMAL:
+            self._maybe_schedule_catchup(now)
+            return
+        target_seq, _ = self._lagging_target()
+        peers = sorted(p for p, s in self.peer_progress.items() if s >= target_seq and p != self.id)
+        peers = peers or sorted(p for p in range(self.config.n) if p != self.id)
+        peer = peers[self.catchup_rotation % len(peers)]
+        self.catchup_rotation += 1
+        env = seal(self.signer, self.id, StateRequest(self.last_executed))
+        self._emit(SendToReplica(peer, pack(env)))
+        self._set_timer(TIMER_CATCHUP, now + self.config.catchup_delay_us)
+
+    def _on_state_request(self, sender: int, req: StateRequest) -> None:
+        if req.last_executed >= self.last_executed and self.current_new_view is None:
+            return
+        checkpoint_seq, snapshot = 0, b""
+        proof: tuple[Envelope, ...] = ()
+        start = req.last_executed
+        if req.last_executed < self.low_watermark:
+            checkpoint_seq, snapshot, proof = self.low_watermark, self.stable_snapshot, self.stable_proof
+            start = self.low_watermark
+        entries = tuple(
+            self.committed_log[s]
+            for s in range(start + 1, min(self.last_executed, start + self.config.state_reply_max_entries) + 1)
+            if s in self.committed_log
+        )
+        nv = (self.current_new_view,) if self.current_new_view is not None else ()
+        reply = StateReply(checkpoint_seq, snapshot, proof, entries, nv)
+        self._emit(SendToReplica(sender, pack(seal(self.signer, self.id, reply))))
+
+    def _on_state_reply(self, reply: StateReply, now: int) -> None:
+        if TIMER_CATCHUP not in self.timers:
+            raise InvalidMessage("unsolicited_state_reply", "no state transfer in progress")
+        if reply.checkpoint_seq > self.last_executed:
+            check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq,
+                                   digest(reply.snapshot))
+            try:
+                self._restore(reply.snapshot)
+            except DecodeError as exc:
+                raise InvalidMessage("malformed", f"snapshot: {exc}") from None
+            self.last_executed = reply.checkpoint_seq
+            self.own_checkpoints[reply.checkpoint_seq] = (digest(reply.snapshot), reply.snapshot)
+            if reply.checkpoint_seq > self.low_watermark:
+                self._make_stable(reply.checkpoint_seq, reply.snapshot, reply.checkpoint_proof)
+            for key in [k for k, r in self.pending.items() if self._already_executed(r)]:
+                self.pending.pop(key)
+                self.unproposed.pop(key, None)
+        for entry in reply.entries:
+            pp = check_committed(self.checker, entry)
+            if pp.seq <= self.last_executed:
+                continue
+            slot = self._slot(pp.seq)
+            slot.committed, slot.committed_pp = entry, pp
+        self._try_execute(now)
+        if reply.new_view:
+            nv_env = reply.new_view[0]
+            nv = self.checker.open(nv_env, Kind.NEW_VIEW)
+            if nv.view > self.view or (nv.view == self.view and self.status is Status.VIEW_CHANGE):
+                self._on_new_view(nv_env, nv, now)
+        if not self._behind():
+            self._cancel_timer(TIMER_CATCHUP)
+        self._after_progress(now)
+
+    def _already_executed(self, req: Request) -> bool:
+        record = self.client_table.get(req.client)
+        return record is not None and req.timestamp <= record.timestamp
+
+    # ------------------------------------------------------------------ crash recovery
+
+    @classmethod
+    def recover(
+        cls,
+        config: ClusterConfig,
+        replica_id: int,
+        signer: Signer,
+        app: Application,
+        records: list[PersistRecord],
+        verifier: Verifier = ED25519,
+    ) -> Replica:
+        """Rebuild a replica from its persisted records: the last stable checkpoint, the executed
+        entries after it (re-executed, without replies) and its own votes, so that it never
+        contradicts a message it signed before the crash."""
+        r = cls(config, replica_id, signer, app, verifier)
+        r._silent = True
+        stable = [rec for rec in records if isinstance(rec, PersistStable)]
+        if stable:
+            last = stable[-1]
+            r._restore(last.snapshot)
+            r.low_watermark = r.last_executed = last.seq
+            r.stable_proof, r.stable_snapshot = last.proof, last.snapshot
+            r.own_checkpoints[last.seq] = (digest(last.snapshot), last.snapshot)
+        for rec in records:
+            if isinstance(rec, PersistExecuted) and rec.seq == r.last_executed + 1:
+                pp = decode(PrePrepare, rec.entry.pre_prepare.body)
+                r._execute(rec.entry, pp)
+        view, status = 0, Status.NORMAL
+        for rec in records:
+            if not isinstance(rec, PersistVote):
+                continue
+            msg = rec.envelope.open()
+            if isinstance(msg, ViewChange) and msg.new_view >= view:
+                view, status = msg.new_view, Status.VIEW_CHANGE
+            elif isinstance(msg, NewView) and msg.view >= view:
+                view, status = msg.view, Status.NORMAL
+                r.current_new_view = rec.envelope
+                r.new_view_sent.add(msg.view)
+            elif isinstance(msg, PrePrepare | Prepare | Commit):
+                if msg.view > view:
+                    view, status = msg.view, Status.NORMAL
+                if msg.seq <= r.low_watermark:
+                    continue
+                slot = r._slot(msg.seq)
+                if isinstance(msg, PrePrepare):
+                    slot.pre_prepares[msg.view] = (rec.envelope, msg)
+                    r.next_seq = max(r.next_seq, msg.seq + 1)
+                elif isinstance(msg, Prepare):
+                    slot.sent_prepare[msg.view] = msg.batch_digest
+                    slot.prepares.setdefault(msg.view, {})[replica_id] = (msg.batch_digest, rec.envelope)
+                else:
+                    slot.sent_commit[msg.view] = msg.batch_digest
+                    slot.commits.setdefault(msg.view, {})[replica_id] = (msg.batch_digest, rec.envelope)
+        r.view, r.status = view, status
+        r.next_seq = max(r.next_seq, r.last_executed + 1)
+        r._silent = False
+        return r
+
+    def start(self, now: int) -> list[Effect]:
+        """Arm the timers a (re)started replica needs."""
+        self._out = []
+        if self.status is Status.VIEW_CHANGE:
+            self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+        return self._take()

@@ -1,0 +1,1 @@
+"""Cryptographic interfaces shared by every protocol component."""
