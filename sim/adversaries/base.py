@@ -1,0 +1,75 @@
+"""The adversary plug-in interface.
+
+A Byzantine replica runs the honest `Replica` code (so it knows what an honest replica would say) and
+its behaviours rewrite what leaves it: drop, delay, corrupt, equivocate, replay. Behaviours sign with
+the replica's own key, so they can lie but never forge another replica's signature.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from trustchain.consensus.messages import Envelope, Request, pack, seal, unpack
+from trustchain.encoding import DecodeError
+
+if TYPE_CHECKING:
+    from sim.world import ReplicaNode, World
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message leaving a node: `dst` is a replica id or a client id (bytes)."""
+
+    dst: int | bytes
+    data: bytes
+    delay_us: int = 0
+
+
+@dataclass
+class Coalition:
+    """State shared by colluding replicas: which digest each target was shown at (view, seq)."""
+
+    shown: dict[tuple[int, int], dict[int, bytes]] = field(default_factory=dict)
+
+
+class Behaviour:
+    name: ClassVar[str] = ""
+
+    def __init__(self, params: dict[str, Any], world: World, node: ReplicaNode, rng: random.Random) -> None:
+        self.params = params
+        self.world = world
+        self.node = node
+        self.rng = rng
+
+    def param(self, key: str, default: Any) -> Any:
+        return self.params.get(key, default)
+
+    def start(self) -> None:
+        """Called once when the simulation starts."""
+
+    def incoming(self, data: bytes, now_us: int) -> None:
+        """Observe a message delivered to this node."""
+
+    def outgoing(self, items: list[Outgoing], now_us: int) -> list[Outgoing]:
+        return items
+
+
+def open_envelope(data: bytes) -> tuple[Envelope, Any] | None:
+    """Decode a replica envelope from wire bytes; None for client requests or garbage."""
+    try:
+        payload = unpack(data)
+        if isinstance(payload, Request):
+            return None
+        return payload, payload.open()
+    except DecodeError:
+        return None
+
+
+def reseal(node: ReplicaNode, message: Any) -> bytes:
+    return pack(seal(node.signer, node.replica_id, message))
+
+
+def with_digest(message: Any, digest: bytes) -> Any:
+    return replace(message, batch_digest=digest)

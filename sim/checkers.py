@@ -1,0 +1,126 @@
+"""Checkers run after every simulation: safety (agreement, validity, certified commits) and liveness
+(every request completes within the scenario's bound after GST)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sim.world import World
+from trustchain.consensus.certificates import InvalidMessage, SignatureChecker, check_committed
+from trustchain.crypto.signing import ED25519
+
+
+@dataclass
+class Verdict:
+    name: str
+    ok: bool
+    detail: str = ""
+    first_violation: dict[str, object] | None = None
+    checked: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def honest_nodes(world: World) -> set[str]:
+    return {name for name, node in world.nodes.items() if not node.byzantine}
+
+
+def check_agreement(world: World) -> Verdict:
+    """No two honest replicas execute different batches at the same sequence number, and none
+    executes a request twice."""
+    honest = honest_nodes(world)
+    first_at: dict[int, tuple[bytes, str]] = {}
+    seen_requests: dict[str, set[bytes]] = {}
+    checked = 0
+    for rec in world.executions:  # in trace order, so the first violation is the earliest
+        if rec.node not in honest:
+            continue
+        checked += 1
+        held = first_at.get(rec.seq)
+        if held is None:
+            first_at[rec.seq] = (rec.batch_digest, rec.node)
+        elif held[0] != rec.batch_digest:
+            return Verdict("agreement", False,
+                           f"seq {rec.seq}: replica {rec.node} executed batch {rec.batch_digest.hex()[:16]} but "
+                           f"replica {held[1]} executed {held[0].hex()[:16]}",
+                           {"time_us": rec.time_us, "trace_index": rec.trace_index, "node": rec.node,
+                            "seq": rec.seq}, checked)
+        mine = seen_requests.setdefault(rec.node, set())
+        for d in rec.request_digests:
+            if d in mine:
+                return Verdict("agreement", False, f"replica {rec.node} executed request {d.hex()[:16]} twice",
+                               {"time_us": rec.time_us, "trace_index": rec.trace_index, "node": rec.node,
+                                "seq": rec.seq}, checked)
+            mine.add(d)
+    return Verdict("agreement", True, f"{len(first_at)} sequence numbers agree across {len(honest)} honest "
+                   "replicas", checked=checked)
+
+
+def check_validity(world: World) -> Verdict:
+    """Every request an honest replica executed was sent by a client of the simulation."""
+    honest = honest_nodes(world)
+    checked = 0
+    for rec in world.executions:
+        if rec.node not in honest:
+            continue
+        for d in rec.request_digests:
+            checked += 1
+            if d not in world.requests:
+                return Verdict("validity", False, f"replica {rec.node} executed request {d.hex()[:16]} that no "
+                               "client sent", {"time_us": rec.time_us, "trace_index": rec.trace_index,
+                                               "node": rec.node, "seq": rec.seq}, checked)
+    return Verdict("validity", True, f"{checked} executed requests were all sent by clients", checked=checked)
+
+
+def check_certificates(world: World) -> Verdict:
+    """Every honest execution is backed by a pre-prepare and 2f+1 valid, distinct commit signatures."""
+    honest = honest_nodes(world)
+    checker = SignatureChecker(world.config, ED25519)
+    verified: set[tuple[int, bytes]] = set()
+    for rec in world.executions:
+        if rec.node not in honest:
+            continue
+        key = (rec.seq, rec.batch_digest)
+        if key in verified:
+            continue
+        try:
+            pp = check_committed(checker, rec.event.certificate)
+        except InvalidMessage as exc:
+            return Verdict("certificates", False, f"seq {rec.seq} on replica {rec.node}: {exc}",
+                           {"time_us": rec.time_us, "trace_index": rec.trace_index, "node": rec.node,
+                            "seq": rec.seq})
+        if pp.seq != rec.seq or pp.batch_digest != rec.batch_digest:
+            return Verdict("certificates", False, f"seq {rec.seq}: certificate is for another batch",
+                           {"time_us": rec.time_us, "trace_index": rec.trace_index, "node": rec.node,
+                            "seq": rec.seq})
+        verified.add(key)
+    return Verdict("certificates", True, f"{len(verified)} commit certificates verified "
+                   f"({checker.verifications} signatures)", checked=len(verified))
+
+
+def check_liveness(world: World) -> Verdict:
+    """After GST, with at most f faulty replicas, every request completes within the bound."""
+    sc = world.scenario
+    bound = round(sc.expect.liveness_bound_s * 1e6)
+    gst = world.network.gst_us
+    late = []
+    for rec in world.requests.values():
+        deadline = max(rec.submitted_us, gst) + bound
+        if rec.completed_us is None or rec.completed_us > deadline:
+            late.append((deadline, rec))
+    expected = sc.workload.requests
+    if len(world.requests) < expected:
+        return Verdict("liveness", False, f"only {len(world.requests)} of {expected} requests were submitted "
+                       f"before the run ended at {world.now / 1e6:.1f} s")
+    if late:
+        late.sort(key=lambda x: x[0])
+        deadline, rec = late[0]
+        state = "never completed" if rec.completed_us is None else f"completed at {rec.completed_us / 1e6:.3f} s"
+        return Verdict("liveness", False, f"{len(late)} of {len(world.requests)} requests missed the bound of "
+                       f"{sc.expect.liveness_bound_s} s after GST; first: {rec.client} #{rec.timestamp} "
+                       f"submitted at {rec.submitted_us / 1e6:.3f} s {state}",
+                       {"time_us": deadline, "client": rec.client, "timestamp": rec.timestamp})
+    return Verdict("liveness", True, f"all {len(world.requests)} requests completed within "
+                   f"{sc.expect.liveness_bound_s} s of max(submission, GST)", checked=len(world.requests))
+
+
+SAFETY_CHECKS = (check_agreement, check_validity, check_certificates)

@@ -1,0 +1,167 @@
+"""Runs one scenario with one seed and judges it against the scenario's expectations."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sim.checkers import SAFETY_CHECKS, Verdict, check_liveness, honest_nodes
+from sim.scenario import Scenario
+from sim.trace import Trace
+from sim.world import World
+
+DRAIN_US = 500_000
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    seed: int
+    summary: dict[str, Any]
+    verdicts: list[Verdict]
+    expectation_met: bool
+    trace_digest: str
+    world: World
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.expectation_met else 1
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q * (len(s) - 1))))
+    return s[k]
+
+
+def run(scenario: Scenario, seed: int | None = None, out_dir: Path | None = None,
+        mutant: str | None = None) -> RunResult:
+    seed = scenario.seed if seed is None else seed
+    sink: IO[str] | None = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sink = (out_dir / "trace.jsonl").open("w")
+    trace = Trace(sink)
+    started = time.perf_counter()
+    try:
+        world = World(scenario, seed, trace, mutant=mutant)
+        world.start()
+        env = world.env
+        stop = env.event()
+
+        def finish_after_drain(_: object) -> None:
+            env.timeout(DRAIN_US).callbacks.append(lambda _e: stop.succeed() if not stop.triggered else None)
+
+        world.done.callbacks.append(finish_after_drain)
+        env.timeout(round(scenario.duration_s * 1e6)).callbacks.append(
+            lambda _e: stop.succeed() if not stop.triggered else None)
+        env.run(until=stop)
+    finally:
+        if sink is not None:
+            sink.close()
+    wall = time.perf_counter() - started
+
+    verdicts = [check(world) for check in SAFETY_CHECKS]
+    liveness = check_liveness(world)
+    verdicts.append(liveness)
+    safety_ok = all(v.ok for v in verdicts[:-1])
+    if scenario.expect.safety == "violation":
+        met = not safety_ok
+    else:
+        met = safety_ok and (liveness.ok or not scenario.expect.liveness)
+
+    summary = _summarise(world, scenario, seed, verdicts, met, wall, trace)
+    if out_dir is not None:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return RunResult(scenario, seed, summary, verdicts, met, trace.digest, world)
+
+
+def _summarise(world: World, scenario: Scenario, seed: int, verdicts: list[Verdict], met: bool, wall: float,
+               trace: Trace) -> dict[str, Any]:
+    latencies = [(r.completed_us - r.submitted_us) / 1000 for r in world.requests.values()
+                 if r.completed_us is not None]
+    honest = honest_nodes(world)
+    executed_by = Counter(rec.node for rec in world.executions if rec.node in honest)
+    rejected: Counter[str] = Counter()
+    for name in sorted(honest):
+        rejected.update(world.nodes[name].replica.rejected)
+    views = [v for _, n, v in world.view_entries if n in honest]
+    messages = sum(world.messages_sent.values())
+    return {
+        "scenario": scenario.name,
+        "source": scenario.source,
+        "seed": seed,
+        "cluster": {"n": scenario.cluster.n, "f": scenario.cluster.f,
+                    "byzantine": {str(b.node): list(b.behaviours) for b in scenario.byzantine}},
+        "simulated_seconds": round(world.now / 1e6, 6),
+        "wall_seconds": round(wall, 3),
+        "trace": {"events": trace.events, "digest": trace.digest},
+        "requests": {
+            "submitted": len(world.requests),
+            "completed": len(latencies),
+            "latency_ms": {"p50": round(_percentile(latencies, 0.5), 3),
+                           "p99": round(_percentile(latencies, 0.99), 3),
+                           "max": round(max(latencies, default=0.0), 3)},
+        },
+        "commits": {
+            "highest_seq": max((rec.seq for rec in world.executions if rec.node in honest), default=0),
+            "batches_executed_per_honest_replica": dict(sorted(executed_by.items())),
+        },
+        "views": {"highest": max(views, default=0), "view_changes_entered": len(views)},
+        "messages": {"total": messages, "bytes": world.bytes_sent, "by_type": dict(sorted(world.messages_sent.items())),
+                     "dropped_by_network": world.network.dropped, "duplicated_by_network": world.network.duplicated,
+                     "per_second_wall": round(messages / wall) if wall > 0 else 0},
+        "rejected_by_honest_replicas": dict(sorted(rejected.items())),
+        "faults_injected": dict(sorted(world.faults.items())),
+        "fault_log": [{"time_s": round(t / 1e6, 6), "node": n, "what": w} for t, n, w in world.fault_log],
+        "checks": {v.name: {"ok": v.ok, "detail": v.detail, "first_violation": v.first_violation}
+                   for v in verdicts},
+        "expect": {"safety": scenario.expect.safety, "liveness": scenario.expect.liveness},
+        "expectation_met": met,
+    }
+
+
+def format_summary(result: RunResult, replay: str) -> str:
+    s = result.summary
+    lines = [
+        f"scenario {s['scenario']} ({s['source']}), seed {s['seed']}",
+        f"  cluster     n={s['cluster']['n']} f={s['cluster']['f']} byzantine="
+        + (", ".join(f"{k}:{'+'.join(v)}" for k, v in s["cluster"]["byzantine"].items()) or "none"),
+        f"  time        {s['simulated_seconds']:.3f} s simulated in {s['wall_seconds']:.2f} s wall",
+        f"  requests    {s['requests']['completed']}/{s['requests']['submitted']} completed; latency "
+        f"p50 {s['requests']['latency_ms']['p50']:.1f} ms, p99 {s['requests']['latency_ms']['p99']:.1f} ms, "
+        f"max {s['requests']['latency_ms']['max']:.1f} ms",
+        f"  commits     highest sequence {s['commits']['highest_seq']}",
+        f"  views       highest {s['views']['highest']}, {s['views']['view_changes_entered']} view entries",
+        f"  messages    {s['messages']['total']} ({s['messages']['bytes']} bytes), "
+        f"{s['messages']['per_second_wall']}/s wall; "
+        + ", ".join(f"{k} {v}" for k, v in s["messages"]["by_type"].items()),
+        f"  network     {s['messages']['dropped_by_network']} dropped, "
+        f"{s['messages']['duplicated_by_network']} duplicated",
+        "  faults      " + (", ".join(f"{k} {v}" for k, v in s["faults_injected"].items()) or "none"),
+        "  rejected    " + (", ".join(f"{k} {v}" for k, v in s["rejected_by_honest_replicas"].items()) or "none"),
+        f"  trace       {s['trace']['events']} events, digest {s['trace']['digest']}",
+        "  checks:",
+    ]
+    for v in result.verdicts:
+        lines.append(f"    {'PASS' if v.ok else 'FAIL'}  {v.name:<13} {v.detail}")
+    exp = result.scenario.expect
+    if exp.safety == "violation":
+        found = not all(v.ok for v in result.verdicts if v.name != "liveness")
+        lines.append(f"  expectation: a safety violation — {'found' if found else 'NOT found'}")
+    verdict = "MET" if result.expectation_met else "NOT MET"
+    lines.append(f"  result: expectation {verdict}")
+    failing = next((v for v in result.verdicts if not v.ok and v.first_violation), None)
+    if failing is not None:
+        fv = failing.first_violation or {}
+        lines.append(f"  first violating event: {failing.name} at {int(fv.get('time_us', 0)) / 1e6:.6f} s "
+                     f"(trace event {fv.get('trace_index', '-')}): {failing.detail}")
+    if failing is not None or not result.expectation_met:
+        lines.append(f"  replay: {replay}")
+    return "\n".join(lines)

@@ -1,0 +1,462 @@
+"""The simulated world: replica and client nodes on a SimPy clock, wired through the network model.
+
+Nodes hold the real `trustchain` state machines and carry out their effects: messages go through
+`Network.route`, timers become SimPy timeouts, `Persist` records go to a per-node store that
+survives crashes. Nothing here decides anything a protocol would decide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from sim.adversaries import BEHAVIOURS, Behaviour, Coalition, Outgoing
+from sim.network import Network
+from sim.scenario import Scenario
+from sim.trace import Trace
+from trustchain.app.kvstore import KVStore, put
+from trustchain.consensus.client import Client
+from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.effects import (
+    Broadcast,
+    CancelTimer,
+    Effect,
+    Executed,
+    Persist,
+    PersistExecuted,
+    PersistRecord,
+    PersistStable,
+    PersistVote,
+    RequestCompleted,
+    SendToClient,
+    SendToReplica,
+    SetTimer,
+    ViewEntered,
+)
+from trustchain.consensus.messages import Kind, Request, unpack
+from trustchain.consensus.replica import Replica
+from trustchain.crypto.signing import Ed25519Signer
+from trustchain.encoding import DecodeError
+
+
+def derive_seed(seed: int, label: str) -> bytes:
+    return hashlib.sha256(f"trustchain-sim/{seed}/{label}".encode()).digest()
+
+
+def message_kind(data: bytes) -> str:
+    try:
+        payload = unpack(data)
+    except DecodeError:
+        return "malformed"
+    if isinstance(payload, Request):
+        return "request"
+    try:
+        return Kind(payload.kind).name.lower()
+    except ValueError:
+        return "unknown"
+
+
+@dataclass
+class ExecutionRecord:
+    node: str
+    seq: int
+    view: int
+    batch_digest: bytes
+    request_digests: tuple[bytes, ...]
+    time_us: int
+    trace_index: int
+    event: Executed
+
+
+@dataclass
+class RequestRecord:
+    client: str
+    timestamp: int
+    digest: bytes
+    submitted_us: int
+    completed_us: int | None = None
+
+
+@dataclass
+class ReplicaNode:
+    name: str
+    replica_id: int
+    signer: Ed25519Signer
+    replica: Replica
+    byzantine: bool = False
+    behaviours: list[Behaviour] = field(default_factory=list)
+    peers: frozenset[int] | None = None  # twins: the replicas this instance can talk to
+    up: bool = True
+    paused: bool = False
+    paused_inbox: list[tuple[str, bytes]] = field(default_factory=list)
+    deferred_timers: list[str] = field(default_factory=list)
+    skew_us: int = 0
+    storage: list[PersistRecord] = field(default_factory=list)
+    timer_tokens: dict[str, int] = field(default_factory=dict)
+    incarnation: int = 0
+
+
+class World:
+    def __init__(self, scenario: Scenario, seed: int, trace: Trace, mutant: str | None = None) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.trace = trace
+        self.env = simpy.Environment()
+        spec = scenario.cluster
+        self.signers = [Ed25519Signer(derive_seed(seed, f"replica/{i}")) for i in range(spec.n)]
+        self.config = ClusterConfig(
+            tuple(s.public_key for s in self.signers),
+            batch_size=spec.batch_size,
+            batch_delay_us=round(spec.batch_delay_ms * 1000),
+            checkpoint_interval=spec.checkpoint_interval,
+            watermark_window=spec.watermark_window,
+            view_change_timeout_us=round(spec.view_change_timeout_ms * 1000),
+            max_clock_skew_us=round(spec.max_clock_skew_ms * 1000),
+            catchup_delay_us=round(spec.catchup_delay_ms * 1000),
+        )
+        self.network = Network(scenario.network, spec.n, random.Random(f"{seed}/network"))
+        self.adversary_rng = random.Random(f"{seed}/adversary")
+        self.workload_rng = random.Random(f"{seed}/workload")
+        self.coalition = Coalition()
+        self.byzantine_ids = {b.node for b in scenario.byzantine}
+        self.nodes: dict[str, ReplicaNode] = {}
+        self.instances: dict[int, list[ReplicaNode]] = {}
+        self.clients: dict[bytes, ClientNode] = {}
+        self.client_names: dict[str, ClientNode] = {}
+        self.request_index: dict[tuple[str, int], bytes] = {}
+        self.executions: list[ExecutionRecord] = []
+        self.requests: dict[bytes, RequestRecord] = {}
+        self.messages_sent: Counter[str] = Counter()
+        self.bytes_sent = 0
+        self.faults: Counter[str] = Counter()
+        self.fault_log: list[tuple[int, str, str]] = []
+        self.view_entries: list[tuple[int, str, int]] = []
+        self.done = self.env.event()
+        self._timer_seq = 0
+        self.mutant = mutant
+        self._build()
+
+    # ------------------------------------------------------------------ construction
+
+    def _new_replica(self, rid: int) -> Replica:
+        return Replica(self.config, rid, self.signers[rid], KVStore())
+
+    def _add_node(self, name: str, rid: int) -> ReplicaNode:
+        node = ReplicaNode(name, rid, self.signers[rid], self._new_replica(rid), byzantine=rid in self.byzantine_ids)
+        self.nodes[name] = node
+        self.instances.setdefault(rid, []).append(node)
+        return node
+
+    def _build(self) -> None:
+        sc = self.scenario
+        for rid in range(sc.cluster.n):
+            self._add_node(str(rid), rid)
+        for b in sc.byzantine:
+            node = self.nodes[str(b.node)]
+            for name in b.behaviours:
+                if name == "twins":
+                    twin = self._add_node(f"{b.node}'", b.node)
+                    self.network.place(twin.name, b.node)
+                    a_peers = b.params.get("peers_a")
+                    b_peers = b.params.get("peers_b")
+                    node.peers = frozenset(a_peers) if a_peers is not None else None
+                    twin.peers = frozenset(b_peers) if b_peers is not None else None
+                    continue
+                cls = BEHAVIOURS[name]
+                node.behaviours.append(cls(b.params, self, node, random.Random(f"{self.seed}/{b.node}/{name}")))
+        for fault in sc.faults:
+            self.schedule(round(fault.at_s * 1e6), self._fault_action(fault.type, fault.node, fault))
+        w = sc.workload
+        for c in range(w.clients):
+            signer = Ed25519Signer(derive_seed(self.seed, f"client/{c}"))
+            cnode = ClientNode(self, f"c{c}", Client(self.config, signer), c % sc.cluster.n)
+            self.clients[signer.public_key] = cnode
+            self.client_names[cnode.name] = cnode
+            self.network.place(cnode.name, cnode.site)
+        self.env.process(self._workload())
+
+    def _fault_action(self, kind: str, rid: int, fault: Any) -> Callable[[], None]:
+        def act() -> None:
+            for node in self.instances[rid]:
+                if kind == "crash":
+                    self.crash(node, "crash")
+                elif kind == "restart":
+                    self.restart(node)
+                elif kind == "pause":
+                    self.pause(node, round(fault.duration_s * 1e6))
+                elif kind == "clock_skew":
+                    node.skew_us = round(fault.skew_ms * 1000)
+                    self.log_fault(node, f"clock_skew {fault.skew_ms} ms")
+        return act
+
+    def start(self) -> None:
+        for node in self.nodes.values():
+            for b in node.behaviours:
+                b.start()
+
+    # ------------------------------------------------------------------ scheduling helpers
+
+    def schedule(self, at_us: int, action: Callable[[], None]) -> None:
+        delay = max(0, at_us - int(self.env.now))
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _e: action())
+
+    def after(self, delay_us: int, action: Callable[[], None]) -> None:
+        ev = self.env.timeout(max(0, delay_us))
+        ev.callbacks.append(lambda _e: action())
+
+    @property
+    def now(self) -> int:
+        return int(self.env.now)
+
+    def count_fault(self, kind: str) -> None:
+        self.faults[kind] += 1
+
+    def log_fault(self, node: ReplicaNode, what: str) -> None:
+        self.fault_log.append((self.now, node.name, what))
+        self.faults[what.split(" ")[0]] += 1
+        self.trace.record(self.now, "fault", node.name, what)
+
+    # ------------------------------------------------------------------ node faults
+
+    def crash(self, node: ReplicaNode, why: str) -> None:
+        if not node.up:
+            return
+        node.up = False
+        node.timer_tokens.clear()
+        node.paused_inbox.clear()
+        node.deferred_timers.clear()
+        self.log_fault(node, why)
+
+    def restart(self, node: ReplicaNode) -> None:
+        if node.up:
+            return
+        node.incarnation += 1
+        node.replica = Replica.recover(self.config, node.replica_id, node.signer, KVStore(), list(node.storage))
+        node.up = True
+        self.log_fault(node, f"restart (recovered view {node.replica.view}, executed {node.replica.last_executed})")
+        self.apply(node, node.replica.start(self.local_now(node)))
+
+    def pause(self, node: ReplicaNode, duration_us: int) -> None:
+        node.paused = True
+        self.log_fault(node, f"pause {duration_us / 1e6:.3f} s")
+
+        def resume() -> None:
+            node.paused = False
+            inbox, node.paused_inbox = node.paused_inbox, []
+            timers, node.deferred_timers = node.deferred_timers, []
+            for src, data in inbox:
+                self.deliver(node, src, data)
+            for name in timers:
+                self.fire_timer(node, name)
+
+        self.after(duration_us, resume)
+
+    def local_now(self, node: ReplicaNode) -> int:
+        return max(0, self.now + node.skew_us)
+
+    # ------------------------------------------------------------------ message flow
+
+    def deliver(self, node: ReplicaNode, src: str, data: bytes) -> None:
+        if not node.up:
+            return
+        if node.paused:
+            node.paused_inbox.append((src, data))
+            return
+        self.trace.record(self.now, "recv", node.name, src, len(data), hashlib.blake2b(data, digest_size=6).hexdigest())
+        for b in node.behaviours:
+            b.incoming(data, self.now)
+        self.apply(node, node.replica.receive(data, self.local_now(node)))
+
+    def fire_timer(self, node: ReplicaNode, name: str) -> None:
+        if not node.up:
+            return
+        if node.paused:
+            node.deferred_timers.append(name)
+            return
+        self.trace.record(self.now, "timer", node.name, name)
+        self.apply(node, node.replica.on_timer(name, self.local_now(node)))
+
+    def transmit(self, src: str, dst_node: str, data: bytes, extra_delay_us: int = 0) -> None:
+        kind = message_kind(data)
+        self.messages_sent[kind] += 1
+        self.bytes_sent += len(data)
+        for delay in self.network.route(src, dst_node, self.now):
+            total = delay + extra_delay_us
+            if dst_node in self.nodes:
+                target = self.nodes[dst_node]
+                incarnation = target.incarnation
+                self.after(total, lambda t=target, i=incarnation: (
+                    self.deliver(t, src, data) if t.incarnation == i else None))
+            else:
+                cnode = self.client_names[dst_node]
+                self.after(total, lambda c=cnode: c.deliver(data))
+
+    def _replica_targets(self, node: ReplicaNode, rid: int) -> list[str]:
+        targets = []
+        for inst in self.instances[rid]:
+            if node.peers is not None and rid not in node.peers:
+                continue
+            if inst.peers is not None and node.replica_id not in inst.peers:
+                continue
+            targets.append(inst.name)
+        return targets
+
+    def apply(self, node: ReplicaNode, effects: list[Effect]) -> None:
+        outgoing: list[Outgoing] = []
+        for e in effects:
+            if isinstance(e, Broadcast):
+                outgoing.extend(Outgoing(r, e.data) for r in range(self.config.n) if r != node.replica_id)
+            elif isinstance(e, SendToReplica):
+                outgoing.append(Outgoing(e.to, e.data))
+            elif isinstance(e, SendToClient):
+                outgoing.append(Outgoing(e.client, e.data))
+            elif isinstance(e, SetTimer):
+                self._set_timer(node, e.name, e.at_us)
+            elif isinstance(e, CancelTimer):
+                node.timer_tokens.pop(e.name, None)
+            elif isinstance(e, Persist):
+                self._persist(node, e.record)
+            elif isinstance(e, Executed):
+                idx = self.trace.record(self.now, "exec", node.name, e.seq, e.view, e.batch_digest.hex()[:16],
+                                        len(e.requests))
+                self.executions.append(ExecutionRecord(
+                    node.name, e.seq, e.view, e.batch_digest, tuple(r.digest for r in e.requests), self.now,
+                    idx, e))
+            elif isinstance(e, ViewEntered):
+                self.view_entries.append((self.now, node.name, e.view))
+                self.trace.record(self.now, "view", node.name, e.view)
+        for b in node.behaviours:
+            if node.up:
+                outgoing = b.outgoing(outgoing, self.now)
+        if not node.up and not outgoing:
+            return
+        for item in outgoing:
+            if isinstance(item.dst, int):
+                for target in self._replica_targets(node, item.dst):
+                    self.transmit(node.name, target, item.data, item.delay_us)
+            else:
+                cnode = self.clients.get(item.dst)
+                if cnode is not None:
+                    self.transmit(node.name, cnode.name, item.data, item.delay_us)
+
+    def _set_timer(self, node: ReplicaNode, name: str, at_local_us: int) -> None:
+        self._timer_seq += 1
+        token = self._timer_seq  # unique across re-arms, so a superseded firing can never match
+        node.timer_tokens[name] = token
+        delay = max(0, at_local_us - self.local_now(node))
+
+        def fire() -> None:
+            if node.timer_tokens.get(name) == token:
+                del node.timer_tokens[name]
+                self.fire_timer(node, name)
+
+        self.after(delay, fire)
+
+    def _persist(self, node: ReplicaNode, record: PersistRecord) -> None:
+        if isinstance(record, PersistStable):
+            keep: list[PersistRecord] = []
+            for r in node.storage:
+                if isinstance(r, PersistExecuted | PersistStable) and r.seq <= record.seq:
+                    continue
+                if isinstance(r, PersistVote):
+                    seq = getattr(r.envelope.open(), "seq", None)
+                    if seq is not None and seq <= record.seq:
+                        continue
+                keep.append(r)
+            node.storage = keep
+        node.storage.append(record)
+
+    # ------------------------------------------------------------------ workload
+
+    def _workload(self) -> Any:
+        w = self.scenario.workload
+        yield self.env.timeout(round(w.start_s * 1e6))
+        clients = list(self.clients.values())
+        if w.mode == "closed":
+            per = [w.requests // len(clients) + (1 if i < w.requests % len(clients) else 0)
+                   for i in range(len(clients))]
+            for c, count in zip(clients, per, strict=True):
+                c.remaining = count
+                c.next_request()
+        else:
+            gap_us = 1e6 / w.rate_per_s
+            for i in range(w.requests):
+                yield self.env.timeout(max(1, round(self.workload_rng.expovariate(1.0) * gap_us)))
+                idle = [c for c in clients if c.client.outstanding is None]
+                if idle:
+                    idle[i % len(idle)].submit_one()
+                else:
+                    clients[i % len(clients)].backlog += 1
+        if w.requests == 0:
+            self.done.succeed()
+
+    def request_completed(self) -> None:
+        if not self.done.triggered and sum(1 for r in self.requests.values() if r.completed_us is not None) \
+                >= self.scenario.workload.requests:
+            self.done.succeed()
+
+
+class ClientNode:
+    def __init__(self, world: World, name: str, client: Client, site: int) -> None:
+        self.world = world
+        self.name = name
+        self.client = client
+        self.site = site
+        self.remaining = 0
+        self.backlog = 0
+        self.timer_token = 0
+
+    def next_request(self) -> None:
+        if self.remaining > 0:
+            self.remaining -= 1
+            self.submit_one()
+        elif self.backlog > 0:
+            self.backlog -= 1
+            self.submit_one()
+
+    def submit_one(self) -> None:
+        w = self.world
+        key = b"k%d" % w.workload_rng.randrange(1000)
+        value = w.workload_rng.randbytes(w.scenario.workload.value_bytes)
+        effects = self.client.submit(put(key, value), w.now)
+        req = self.client.outstanding
+        assert req is not None
+        w.requests[req.digest] = RequestRecord(self.name, req.timestamp, req.digest, w.now)
+        w.request_index[(self.name, req.timestamp)] = req.digest
+        w.trace.record(w.now, "submit", self.name, req.timestamp)
+        self.apply(effects)
+
+    def deliver(self, data: bytes) -> None:
+        self.apply(self.client.receive(data, self.world.now))
+
+    def apply(self, effects: list[Effect]) -> None:
+        w = self.world
+        for e in effects:
+            if isinstance(e, Broadcast):
+                for rid in range(w.config.n):
+                    for inst in w.instances[rid]:
+                        w.transmit(self.name, inst.name, e.data)
+            elif isinstance(e, SetTimer):
+                self.timer_token += 1
+                token = self.timer_token
+                w.after(e.at_us - w.now, lambda t=token, n=e.name: self._fire(t, n))
+            elif isinstance(e, CancelTimer):
+                self.timer_token += 1
+            elif isinstance(e, RequestCompleted):
+                digest = w.request_index[(self.name, e.timestamp)]
+                w.requests[digest].completed_us = w.now
+                w.trace.record(w.now, "done", self.name, e.timestamp)
+                w.request_completed()
+                think = round(w.scenario.workload.think_ms * 1000)
+                w.after(think, self.next_request)
+
+    def _fire(self, token: int, name: str) -> None:
+        if token == self.timer_token:
+            self.apply(self.client.on_timer(name, self.world.now))
