@@ -169,6 +169,8 @@ class StateRequest:
     """Ask for everything after `last_executed`: a stable checkpoint (if newer) and committed entries."""
 
     last_executed: int
+    view: int
+    view_changing: bool
 
 
 @dataclass(frozen=True)

@@ -562,10 +562,19 @@ class Replica:
         )
         vc = ViewChange(new_view, self.low_watermark, self.stable_proof, prepared)
         env = self._sign_and_broadcast(vc)
-        self._record_view_change(check_view_change(self.checker, env))
-        self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+        self._cancel_timer(TIMER_VIEW_CHANGE)
         self.vc_attempts += 1
+        self._record_view_change(check_view_change(self.checker, env))
+        self._arm_view_change_timer(now)
         self._try_new_view(now)
+
+    def _arm_view_change_timer(self, now: int) -> None:
+        """PBFT's liveness rule: the timer for the next view starts only once 2f+1 replicas asked
+        for this one, so a lone replica whose timer fired (a pause, a partition) waits in its view
+        instead of racing ahead alone, and the others find it there at their next view change."""
+        if (self.status is Status.VIEW_CHANGE and TIMER_VIEW_CHANGE not in self.timers
+                and len(self.view_changes.get(self.view, {})) >= self.config.quorum):
+            self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
 
     def _record_view_change(self, checked: CheckedViewChange) -> None:
         sender = checked.envelope.sender
@@ -593,6 +602,7 @@ class Replica:
         if len(ahead) >= self.config.weak_quorum:
             self._start_view_change(ahead[len(ahead) - self.config.weak_quorum], now)
             return
+        self._arm_view_change_timer(now)
         self._try_new_view(now)
 
     def _try_new_view(self, now: int) -> None:
@@ -693,8 +703,8 @@ class Replica:
 
     def _behind(self) -> bool:
         target_seq, target_view = self._lagging_target()
-        return target_seq > self.last_executed or (
-            target_view > self.view and self.status is Status.NORMAL
+        return target_seq > self.last_executed or target_view > self.view or (
+            target_view == self.view and self.status is Status.VIEW_CHANGE
         )
 
     def _maybe_schedule_catchup(self, now: int) -> None:
@@ -715,13 +725,16 @@ class Replica:
         peers = peers or sorted(p for p in range(self.config.n) if p != self.id)
         peer = peers[self.catchup_rotation % len(peers)]
         self.catchup_rotation += 1
-        env = seal(self.signer, self.id, StateRequest(self.last_executed))
+        request = StateRequest(self.last_executed, self.view, self.status is Status.VIEW_CHANGE)
+        env = seal(self.signer, self.id, request)
         self._emit(SendToReplica(peer, pack(env)))
         self._set_timer(TIMER_CATCHUP, now + self.config.catchup_delay_us)
 
     def _on_state_request(self, sender: int, req: StateRequest) -> None:
-        if req.last_executed >= self.last_executed and self.current_new_view is None:
-            return
+        behind_in_view = self.current_new_view is not None and self.status is Status.NORMAL and (
+            req.view < self.view or (req.view == self.view and req.view_changing))
+        if req.last_executed >= self.last_executed and not behind_in_view:
+            return  # nothing the requester lacks
         checkpoint_seq, snapshot = 0, b""
         proof: tuple[Envelope, ...] = ()
         start = req.last_executed
@@ -733,13 +746,14 @@ class Replica:
             for s in range(start + 1, min(self.last_executed, start + self.config.state_reply_max_entries) + 1)
             if s in self.committed_log
         )
-        nv = (self.current_new_view,) if self.current_new_view is not None else ()
+        nv = (self.current_new_view,) if behind_in_view and self.current_new_view is not None else ()
         reply = StateReply(checkpoint_seq, snapshot, proof, entries, nv)
         self._emit(SendToReplica(sender, pack(seal(self.signer, self.id, reply))))
 
     def _on_state_reply(self, reply: StateReply, now: int) -> None:
         if TIMER_CATCHUP not in self.timers:
             raise InvalidMessage("unsolicited_state_reply", "no state transfer in progress")
+        before = self.last_executed
         if reply.checkpoint_seq > self.last_executed:
             check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq,
                                    digest(reply.snapshot))
@@ -768,7 +782,8 @@ class Replica:
                 self._on_new_view(nv_env, nv, now)
         if not self._behind():
             self._cancel_timer(TIMER_CATCHUP)
-        self._after_progress(now)
+        if self.last_executed > before:
+            self._after_progress(now)
 
     def _already_executed(self, req: Request) -> bool:
         record = self.client_table.get(req.client)
