@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+
 import networkx as nx
 
 from sim.scenario import NetworkSpec
