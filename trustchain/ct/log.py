@@ -1,0 +1,147 @@
+"""CTLog: the RFC 6962 log state machine one replica executes for each ordered submission.
+
+Entries (MerkleTreeLeaf bytes) and the leaf-hash index live in memory for now: about 100 bytes of index
+per entry (the dicts key on the first 8 bytes of a hash as an int and confirm against the stored leaf),
+so a million entries cost ~200 MB with the entries themselves. A disk-backed entry store (e.g. the data
+tiles) is the next step; the tree itself can already sit on `filestore`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from trustchain.crypto.signing import Signer
+from trustchain.ct import checkpoint as cpmod
+from trustchain.ct import sct as sctmod
+from trustchain.ct import tiles
+from trustchain.ct.entry import (
+    PrecertEntry,
+    SignedEntry,
+    TimestampedEntry,
+    X509Entry,
+    encode_signed_entry,
+    merkle_tree_leaf,
+    parse_merkle_tree_leaf,
+)
+from trustchain.ct.merkle import leaf_hash
+from trustchain.ct.tree import LogTree
+
+
+class LogError(ValueError):
+    """A request the log cannot serve (unknown leaf, sizes out of range, oversized entry)."""
+
+
+def _short_key(digest: bytes) -> int:
+    return int.from_bytes(digest[:8], "big")
+
+
+class _HashIndex:
+    """digest -> index, keyed on an 8-byte prefix; the caller confirms hits against the full digest."""
+
+    def __init__(self) -> None:
+        self._map: dict[int, int | list[int]] = {}
+
+    def add(self, digest: bytes, index: int) -> None:
+        key = _short_key(digest)
+        old = self._map.get(key)
+        if old is None:
+            self._map[key] = index
+        elif isinstance(old, int):
+            self._map[key] = [old, index]
+        else:
+            old.append(index)
+
+    def candidates(self, digest: bytes) -> list[int]:
+        found = self._map.get(_short_key(digest))
+        if found is None:
+            return []
+        return [found] if isinstance(found, int) else list(found)
+
+
+class CTLog:
+    def __init__(self, signer: Signer, tree: LogTree | None = None, *, max_get_entries: int = 1000) -> None:
+        """`signer` is the log key used for SCTs. A given `tree` must be empty: entries are not persisted."""
+        self._signer = signer
+        self._tree = tree if tree is not None else LogTree()
+        if self._tree.size:
+            raise LogError("CTLog keeps its entries in memory and cannot adopt a non-empty tree")
+        self._entries: list[bytes] = []
+        self._by_leaf = _HashIndex()
+        self._by_entry = _HashIndex()
+        self._max_get_entries = max_get_entries
+        self.log_id = sctmod.log_id(signer.public_key)
+
+    @property
+    def size(self) -> int:
+        return self._tree.size
+
+    @property
+    def tree(self) -> LogTree:
+        return self._tree
+
+    def submit(self, cert_der: bytes, timestamp_ms: int) -> sctmod.SignedCertificateTimestamp:
+        """add-chain: logs the certificate (timestamp = consensus time) and returns its SCT."""
+        return self._submit(X509Entry(cert_der), timestamp_ms)
+
+    def submit_precert(
+        self, tbs_certificate: bytes, issuer_key_hash: bytes, timestamp_ms: int
+    ) -> sctmod.SignedCertificateTimestamp:
+        return self._submit(PrecertEntry(issuer_key_hash, tbs_certificate), timestamp_ms)
+
+    def _submit(self, entry: SignedEntry, timestamp_ms: int) -> sctmod.SignedCertificateTimestamp:
+        """A resubmitted entry gets its original SCT back (same timestamp, same bytes) and no new leaf."""
+        digest = hashlib.sha256(encode_signed_entry(entry)).digest()
+        for index in self._by_entry.candidates(digest):
+            logged = parse_merkle_tree_leaf(self._entries[index])
+            if logged.entry == entry:
+                return sctmod.issue(self._signer, entry, logged.timestamp, logged.extensions)
+        leaf = merkle_tree_leaf(TimestampedEntry(timestamp_ms, entry))
+        if len(leaf) > tiles.MAX_ENTRY_SIZE:
+            raise LogError(
+                f"leaf of {len(leaf)} bytes exceeds the {tiles.MAX_ENTRY_SIZE} a data tile can carry"
+            )
+        sct = sctmod.issue(self._signer, entry, timestamp_ms)
+        index = self._tree.append(leaf)
+        assert index == len(self._entries)
+        self._entries.append(leaf)
+        self._by_entry.add(digest, index)
+        self._by_leaf.add(leaf_hash(leaf), index)
+        return sct
+
+    def get_entries(self, start: int, end: int) -> list[bytes]:
+        """RFC 6962 get-entries: `end` is inclusive; fewer entries than asked may come back (page limit,
+        end of log), never more."""
+        if not 0 <= start <= end or start >= self.size:
+            raise LogError(f"entries [{start}, {end}] are not within a log of size {self.size}")
+        stop = min(end + 1, self.size, start + self._max_get_entries)
+        return self._entries[start:stop]
+
+    @property
+    def entries(self) -> list[bytes]:
+        """All leaf inputs, read-only by convention (for tiles.serve)."""
+        return self._entries
+
+    def checkpoint(self, signer: Signer, origin: str, key_name: str | None = None) -> cpmod.SignedCheckpoint:
+        """Signs the current tree; the note key name defaults to the origin, as C2SP logs do."""
+        cp = cpmod.Checkpoint(origin, self.size, self._tree.root())
+        return cpmod.sign(cp, key_name or origin, signer)
+
+    def index_of_leaf_hash(self, leaf_hash_: bytes, tree_size: int | None = None) -> int:
+        tree_size = self.size if tree_size is None else tree_size
+        for index in self._by_leaf.candidates(leaf_hash_):
+            if index < tree_size and self._tree.leaf_hash(index) == leaf_hash_:
+                return index
+        raise LogError(f"leaf hash {leaf_hash_.hex()} is not in the first {tree_size} entries")
+
+    def inclusion_proof_by_leaf_hash(self, leaf_hash_: bytes, tree_size: int) -> tuple[int, list[bytes]]:
+        """get-proof-by-hash: (leaf index, audit path) in the tree of `tree_size`."""
+        if not 0 < tree_size <= self.size:
+            raise LogError(f"tree size {tree_size} is not within 1..{self.size}")
+        index = self.index_of_leaf_hash(leaf_hash_, tree_size)
+        return index, self._tree.inclusion_proof(index, tree_size)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """get-sth-consistency between two tree sizes this log has had."""
+        if not 0 < first <= second <= self.size:
+            raise LogError(f"sizes {first} -> {second} are not within 0 < first <= second <= {self.size}")
+        return self._tree.consistency_proof(first, second)
