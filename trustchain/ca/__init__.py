@@ -1,0 +1,12 @@
+"""Threshold certificate authority: the CA's Ed25519 key exists only as FROST shares (t-of-n).
+
+Modules: ``group`` (checked Ed25519 scalar/point ops over libsodium), ``frost`` (RFC 9591 signing),
+``dkg`` (Pedersen DKG with PoK, so no dealer ever holds the key), ``sharebox`` (hybrid
+X25519+ML-KEM-768 transport and AES-256-GCM at-rest storage of shares), ``x509``/``der``
+(deterministic TBS bytes, assembled into certificates after threshold signing), ``validate``
+(path building with named failure reasons).
+
+All of it is sans-I/O: randomness is a ``rand_bytes(n) -> bytes`` callable passed in
+(``random.Random(seed).randbytes`` in tests and the simulator, ``os.urandom`` in production) and
+time is a timezone-aware ``datetime`` passed in (consensus time), never read from a clock.
+"""
