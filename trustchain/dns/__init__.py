@@ -1,0 +1,1 @@
+"""DNS for TrustChain: zone model, DNSSEC signing and validation, authoritative answers. Sans-I/O."""

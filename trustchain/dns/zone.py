@@ -1,0 +1,386 @@
+"""Authoritative zone model, mutated only through validated, atomic updates.
+
+The PBFT layer orders `ZoneUpdate`s; every replica applies them with `Zone.apply` and must reach the
+same bytes (`snapshot`) and `digest`, so nothing here depends on dict order, case, or wall time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.SOA
+import dns.rrset
+import dns.zone
+
+from trustchain.dns.records import (
+    ZONE_TYPES,
+    ZoneUpdateError,
+    check_ttl,
+    parse_owner,
+    parse_rdata,
+    parse_type,
+)
+
+RdataType = dns.rdatatype.RdataType
+Node = dict[RdataType, dns.rrset.RRset]
+SNAPSHOT_MAGIC = "; trustchain-zone v1"
+
+__all__ = [
+    "AddRecords",
+    "DeleteName",
+    "DeleteRRset",
+    "ReplaceRRset",
+    "Zone",
+    "ZoneUpdate",
+    "ZoneUpdateError",
+]
+
+
+@dataclass(frozen=True)
+class AddRecords:
+    """Add records to an RRset (creating it); the RRset's TTL becomes `ttl` (RFC 2181: one TTL per RRset)."""
+
+    name: str
+    rtype: str
+    ttl: int
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReplaceRRset:
+    name: str
+    rtype: str
+    ttl: int
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeleteRRset:
+    """Deleting an absent RRset is a no-op, as in RFC 2136, so retried updates stay idempotent."""
+
+    name: str
+    rtype: str
+
+
+@dataclass(frozen=True)
+class DeleteName:
+    """Remove every RRset at a name (not allowed at the apex)."""
+
+    name: str
+
+
+Op = AddRecords | ReplaceRRset | DeleteRRset | DeleteName
+_OP_KINDS: dict[str, type[Op]] = {
+    "add": AddRecords,
+    "replace": ReplaceRRset,
+    "delete_rrset": DeleteRRset,
+    "delete_name": DeleteName,
+}
+_KIND_OF: dict[type[Op], str] = {v: k for k, v in _OP_KINDS.items()}
+
+
+@dataclass(frozen=True)
+class ZoneUpdate:
+    """An ordered batch of operations applied all-or-nothing. `encode` gives canonical bytes so the
+    consensus payload (and its hash) is identical whoever builds it."""
+
+    origin: str
+    ops: tuple[Op, ...]
+
+    def encode(self) -> bytes:
+        ops: list[dict[str, Any]] = []
+        for op in self.ops:
+            item: dict[str, Any] = {"op": _KIND_OF[type(op)], "name": op.name}
+            if isinstance(op, AddRecords | ReplaceRRset):
+                item.update(type=op.rtype, ttl=op.ttl, values=list(op.values))
+            elif isinstance(op, DeleteRRset):
+                item["type"] = op.rtype
+            ops.append(item)
+        doc = {"origin": self.origin, "ops": ops}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> ZoneUpdate:
+        """Parse bytes from an untrusted client; any structural problem is a ZoneUpdateError."""
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ZoneUpdateError("update", f"not valid UTF-8 JSON: {exc}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("origin"), str):
+            raise ZoneUpdateError("update.origin", "missing or not a string")
+        raw_ops = doc.get("ops")
+        if not isinstance(raw_ops, list):
+            raise ZoneUpdateError("update.ops", "missing or not a list")
+        ops: list[Op] = []
+        for i, item in enumerate(raw_ops):
+            field = f"ops[{i}]"
+            if not isinstance(item, dict) or item.get("op") not in _OP_KINDS:
+                raise ZoneUpdateError(f"{field}.op", f"must be one of {sorted(_OP_KINDS)}")
+            kind = _OP_KINDS[item["op"]]
+            try:
+                if kind in (AddRecords, ReplaceRRset):
+                    values = item["values"]
+                    if not isinstance(values, list):
+                        raise ZoneUpdateError(f"{field}.values", "must be a list of strings")
+                    ops.append(kind(item["name"], item["type"], item["ttl"], tuple(values)))
+                elif kind is DeleteRRset:
+                    ops.append(DeleteRRset(item["name"], item["type"]))
+                else:
+                    ops.append(DeleteName(item["name"]))
+            except KeyError as exc:
+                raise ZoneUpdateError(f"{field}.{exc.args[0]}", "missing") from exc
+        return cls(doc["origin"], tuple(ops))
+
+
+def _canonical_rrset(
+    name: dns.name.Name, rdtype: RdataType, ttl: int, rdatas: list[dns.rdata.Rdata]
+) -> dns.rrset.RRset:
+    """Build an RRset whose rdata order is canonical (RFC 4034 6.3), making text output deterministic."""
+    origin = dns.name.root
+    ordered = sorted(rdatas, key=lambda r: r.to_digestable(origin))
+    rrset = dns.rrset.RRset(name, dns.rdataclass.IN, rdtype)
+    for rdata in ordered:
+        rrset.add(rdata, ttl)
+    rrset.ttl = ttl
+    return rrset
+
+
+class Zone:
+    """One zone's authoritative data: owner name -> type -> RRset, all names absolute and lower-case."""
+
+    def __init__(self, origin: dns.name.Name, nodes: Mapping[dns.name.Name, Node]) -> None:
+        self.origin = origin
+        self._nodes: dict[dns.name.Name, Node] = {n: dict(t) for n, t in nodes.items()}
+        _check_invariants(origin, self._nodes)
+
+    @classmethod
+    def create(
+        cls,
+        origin: str,
+        *,
+        primary_ns: str,
+        admin: str,
+        nameservers: tuple[str, ...],
+        ttl: int = 3600,
+        serial: int = 1,
+        refresh: int = 3600,
+        retry: int = 600,
+        expire: int = 1209600,
+        minimum: int = 300,
+    ) -> Zone:
+        """A fresh zone with SOA and apex NS; `admin` is the SOA RNAME in name form (hostmaster.example.)."""
+        try:
+            org = dns.name.from_text(origin).canonicalize()
+        except dns.exception.DNSException as exc:
+            raise ZoneUpdateError("origin", f"malformed name {origin!r}: {exc}") from exc
+        check_ttl(ttl, "ttl")
+        for fld, value in (("refresh", refresh), ("retry", retry), ("expire", expire), ("minimum", minimum)):
+            check_ttl(value, fld)
+        if not 0 <= serial < 2**32:
+            raise ZoneUpdateError("serial", "must be a 32-bit unsigned integer")
+        soa_text = f"{primary_ns} {admin} {serial} {refresh} {retry} {expire} {minimum}"
+        soa = parse_rdata(RdataType.SOA, soa_text, org, "soa")
+        if not nameservers:
+            raise ZoneUpdateError("nameservers", "a zone needs at least one NS")
+        ns = [parse_rdata(RdataType.NS, v, org, f"nameservers[{i}]") for i, v in enumerate(nameservers)]
+        apex: Node = {
+            RdataType.SOA: _canonical_rrset(org, RdataType.SOA, ttl, [soa]),
+            RdataType.NS: _canonical_rrset(org, RdataType.NS, ttl, ns),
+        }
+        return cls(org, {org: apex})
+
+    # --- read access -------------------------------------------------------------------------------
+
+    @property
+    def soa(self) -> dns.rdtypes.ANY.SOA.SOA:
+        rdata = self._nodes[self.origin][RdataType.SOA][0]
+        assert isinstance(rdata, dns.rdtypes.ANY.SOA.SOA)
+        return rdata
+
+    @property
+    def serial(self) -> int:
+        return int(self.soa.serial)
+
+    def names(self) -> list[dns.name.Name]:
+        """Owner names in DNSSEC canonical order (RFC 4034 6.1)."""
+        return sorted(self._nodes)
+
+    def node(self, name: dns.name.Name) -> Mapping[RdataType, dns.rrset.RRset]:
+        return self._nodes.get(name, {})
+
+    def get(self, name: dns.name.Name, rdtype: RdataType) -> dns.rrset.RRset | None:
+        return self._nodes.get(name, {}).get(rdtype)
+
+    def rrsets(self) -> Iterator[dns.rrset.RRset]:
+        """Every RRset, canonical by name then type, so consumers (signer, snapshot) are deterministic."""
+        for name in self.names():
+            node = self._nodes[name]
+            for rdtype in sorted(node):
+                yield node[rdtype]
+
+    # --- updates -----------------------------------------------------------------------------------
+
+    def apply(self, update: ZoneUpdate) -> bool:
+        """Apply `update` atomically. Returns whether the zone changed; if so the SOA serial is bumped by
+        one (RFC 1982 arithmetic). On ZoneUpdateError the zone is untouched."""
+        if not isinstance(update, ZoneUpdate):
+            raise ZoneUpdateError("update", "not a ZoneUpdate")
+        try:
+            origin = (
+                dns.name.from_text(update.origin).canonicalize() if isinstance(update.origin, str) else None
+            )
+        except dns.exception.DNSException:
+            origin = None
+        if origin != self.origin:
+            raise ZoneUpdateError("update.origin", f"{update.origin!r} does not match zone {self.origin}")
+        work = {n: dict(t) for n, t in self._nodes.items()}
+        for i, op in enumerate(update.ops):
+            self._apply_op(work, op, f"ops[{i}]")
+        _check_invariants(self.origin, work)
+        if _content(work) == _content(self._nodes):
+            return False
+        soa_rrset = work[self.origin][RdataType.SOA]
+        serial = (self.serial + 1) % 2**32
+        new_soa = self.soa.replace(serial=serial)
+        work[self.origin][RdataType.SOA] = _canonical_rrset(
+            self.origin, RdataType.SOA, soa_rrset.ttl, [new_soa]
+        )
+        self._nodes = work
+        return True
+
+    def _apply_op(self, work: dict[dns.name.Name, Node], op: object, field: str) -> None:
+        if not isinstance(op, AddRecords | ReplaceRRset | DeleteRRset | DeleteName):
+            raise ZoneUpdateError(field, "unknown operation")
+        name = parse_owner(op.name, self.origin, f"{field}.name")
+        if isinstance(op, DeleteName):
+            if name == self.origin:
+                raise ZoneUpdateError(f"{field}.name", "cannot delete the zone apex")
+            work.pop(name, None)
+            return
+        rdtype = parse_type(op.rtype, f"{field}.type")
+        if rdtype == RdataType.NS and name != self.origin:
+            raise ZoneUpdateError(f"{field}.type", "NS below the apex would be a delegation (not supported)")
+        if isinstance(op, DeleteRRset):
+            if rdtype == RdataType.NS:
+                raise ZoneUpdateError(f"{field}.type", "cannot delete the apex NS RRset")
+            node = work.get(name)
+            if node is not None and rdtype in node:
+                node = dict(node)
+                del node[rdtype]
+                if node:
+                    work[name] = node
+                else:
+                    del work[name]
+            return
+        ttl = check_ttl(op.ttl, f"{field}.ttl")
+        if not isinstance(op.values, tuple | list) or not op.values:
+            raise ZoneUpdateError(f"{field}.values", "must be a non-empty list of record data")
+        rdatas = [
+            parse_rdata(rdtype, v, self.origin, f"{field}.values[{j}]") for j, v in enumerate(op.values)
+        ]
+        node = dict(work.get(name, {}))
+        if isinstance(op, AddRecords) and rdtype in node:
+            rdatas = list(node[rdtype]) + rdatas
+        unique: dict[bytes, dns.rdata.Rdata] = {}
+        for rdata in rdatas:
+            unique.setdefault(rdata.to_digestable(dns.name.root), rdata)
+        if rdtype == RdataType.CNAME and len(unique) != 1:
+            raise ZoneUpdateError(f"{field}.values", "a CNAME RRset must hold exactly one record")
+        node[rdtype] = _canonical_rrset(name, rdtype, ttl, list(unique.values()))
+        work[name] = node
+        if RdataType.CNAME in node and len(node) > 1:
+            if rdtype == RdataType.CNAME:
+                others = ", ".join(sorted(t.name for t in node if t != RdataType.CNAME))
+                raise ZoneUpdateError(
+                    f"{field}.type", f"CNAME at {name} would sit beside other data ({others})"
+                )
+            raise ZoneUpdateError(f"{field}.type", f"{rdtype.name} at {name} would sit beside its CNAME")
+
+    # --- snapshot ----------------------------------------------------------------------------------
+
+    def to_text(self) -> str:
+        """Canonical zone-file text: absolute names, canonical order, one RR per line."""
+        lines = [SNAPSHOT_MAGIC, f"$ORIGIN {self.origin.to_text()}"]
+        for rrset in self.rrsets():
+            for rdata in rrset:
+                lines.append(
+                    f"{rrset.name.to_text()} {rrset.ttl} IN {dns.rdatatype.to_text(rrset.rdtype)} "
+                    f"{rdata.to_text(origin=None, relativize=False)}"
+                )
+        return "\n".join(lines) + "\n"
+
+    def snapshot(self) -> bytes:
+        return self.to_text().encode("ascii")
+
+    def digest(self) -> bytes:
+        """SHA-256 of the snapshot: replicas compare this to detect divergence."""
+        return hashlib.sha256(self.snapshot()).digest()
+
+    @classmethod
+    def restore(cls, data: bytes) -> Zone:
+        """Inverse of `snapshot`; re-validates everything because the bytes may come from a peer."""
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise ZoneUpdateError("snapshot", "not ASCII") from exc
+        lines = text.split("\n", 2)
+        if len(lines) < 3 or lines[0] != SNAPSHOT_MAGIC or not lines[1].startswith("$ORIGIN "):
+            raise ZoneUpdateError("snapshot", "missing trustchain-zone header")
+        try:
+            origin = dns.name.from_text(lines[1].split(" ", 1)[1]).canonicalize()
+            parsed = dns.zone.from_text(text, origin=origin, relativize=False, check_origin=True)
+        except dns.exception.DNSException as exc:
+            raise ZoneUpdateError("snapshot", f"unparseable zone text: {exc}") from exc
+        nodes: dict[dns.name.Name, Node] = {}
+        for name, rdataset in parsed.iterate_rdatasets():
+            assert isinstance(name, dns.name.Name)
+            owner = parse_owner(name.to_text(), origin, f"snapshot[{name}]")
+            if rdataset.rdtype not in ZONE_TYPES:
+                raise ZoneUpdateError(f"snapshot[{name}]", f"unknown type {rdataset.rdtype.name}")
+            check_ttl(rdataset.ttl, f"snapshot[{name}].ttl")
+            nodes.setdefault(owner, {})[rdataset.rdtype] = _canonical_rrset(
+                owner, rdataset.rdtype, rdataset.ttl, list(rdataset)
+            )
+        return cls(origin, nodes)
+
+
+def _content(
+    nodes: Mapping[dns.name.Name, Node],
+) -> dict[tuple[dns.name.Name, RdataType], tuple[int, frozenset[bytes]]]:
+    return {
+        (name, rdtype): (rrset.ttl, frozenset(r.to_digestable(dns.name.root) for r in rrset))
+        for name, node in nodes.items()
+        for rdtype, rrset in node.items()
+    }
+
+
+def _check_cname(name: dns.name.Name, node: Mapping[RdataType, dns.rrset.RRset], field: str) -> None:
+    if RdataType.CNAME in node and len(node) > 1:
+        others = ", ".join(sorted(t.name for t in node if t != RdataType.CNAME))
+        raise ZoneUpdateError(field, f"CNAME at {name} cannot coexist with other data ({others})")
+
+
+def _check_invariants(origin: dns.name.Name, nodes: Mapping[dns.name.Name, Node]) -> None:
+    apex = nodes.get(origin, {})
+    if RdataType.SOA not in apex or len(apex[RdataType.SOA]) != 1:
+        raise ZoneUpdateError("zone", "apex must hold exactly one SOA")
+    if RdataType.NS not in apex:
+        raise ZoneUpdateError("zone", "apex must hold an NS RRset")
+    for name, node in nodes.items():
+        assert name.is_subdomain(origin), name
+        _check_cname(name, node, f"zone[{name}]")
+        if RdataType.SOA in node and name != origin:
+            raise ZoneUpdateError(f"zone[{name}]", "SOA only allowed at the apex")
+        if RdataType.NS in node and name != origin:
+            raise ZoneUpdateError(f"zone[{name}]", "delegations (NS below the apex) are not supported")
+        if not node:
+            raise ZoneUpdateError(f"zone[{name}]", "empty node")
