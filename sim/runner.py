@@ -68,6 +68,7 @@ def run(scenario: Scenario, seed: int | None = None, out_dir: Path | None = None
     wall = time.perf_counter() - started
 
     verdicts = [check(world) for check in SAFETY_CHECKS]
+    verdicts.extend(world.app.checks())
     liveness = check_liveness(world)
     verdicts.append(liveness)
     safety_ok = all(v.ok for v in verdicts[:-1])

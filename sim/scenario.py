@@ -116,6 +116,12 @@ class WorkloadSpec:
 
 
 @dataclass(frozen=True)
+class ApplicationSpec:
+    name: str = "kv"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ExpectSpec:
     safety: str = "hold"  # "hold" | "violation"
     liveness: bool = True
@@ -134,6 +140,7 @@ class Scenario:
     byzantine: tuple[ByzantineSpec, ...]
     workload: WorkloadSpec
     expect: ExpectSpec
+    application: ApplicationSpec = field(default_factory=ApplicationSpec)
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -312,9 +319,12 @@ def _parse(source: str, data: Any) -> Scenario:
         node = br.get("node", int, minimum=0, maximum=n - 1)
         raw_b = br.get("behaviours", (list, str))
         behaviours = (raw_b,) if isinstance(raw_b, str) else tuple(raw_b)
+        from sim.apps import APP_BEHAVIOURS
+
+        known = BEHAVIOURS + tuple(APP_BEHAVIOURS)
         for b in behaviours:
-            if b not in BEHAVIOURS:
-                raise br.error("behaviours", f"unknown behaviour {b!r}; known: {', '.join(BEHAVIOURS)}")
+            if b not in known:
+                raise br.error("behaviours", f"unknown behaviour {b!r}; known: {', '.join(known)}")
         params = br.get("params", dict, {})
         br.done()
         if any(b.node == node for b in byz):
@@ -333,6 +343,20 @@ def _parse(source: str, data: Any) -> Scenario:
     )
     w.done()
 
+    from sim.apps import APP_BEHAVIOURS, APPS
+
+    a = top.child("application")
+    application = ApplicationSpec(
+        name=a.get("name", str, "kv", choices=tuple(APPS)),
+        params=dict(a.get("params", dict, {})),
+    )
+    a.done()
+    for i, b in enumerate(byz):
+        for name in b.behaviours:
+            if name in APP_BEHAVIOURS and APP_BEHAVIOURS[name] != application.name:
+                raise ScenarioError(source, f"byzantine[{i}].behaviours",
+                                    f"{name!r} needs application {APP_BEHAVIOURS[name]!r}")
+
     e = top.child("expect")
     expect = ExpectSpec(
         safety=e.get("safety", str, "hold", choices=("hold", "violation")),
@@ -343,7 +367,7 @@ def _parse(source: str, data: Any) -> Scenario:
     top.done()
 
     scenario = Scenario(name, source, seed, duration_s, cluster, network, tuple(faults), tuple(byz),
-                        workload, expect, description, data)
+                        workload, expect, application, description, data)
     if expect.safety == "hold" and len({b.node for b in byz}) > cluster.f:
         raise ScenarioError(
             source, "byzantine",

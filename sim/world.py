@@ -17,10 +17,10 @@ from typing import Any
 import simpy
 
 from sim.adversaries import BEHAVIOURS, Behaviour, Coalition, Outgoing
+from sim.apps import APPS
 from sim.network import Network
 from sim.scenario import Scenario
 from sim.trace import Trace
-from trustchain.app.kvstore import KVStore, put
 from trustchain.consensus.client import Client
 from trustchain.consensus.config import ClusterConfig
 from trustchain.consensus.effects import (
@@ -140,12 +140,17 @@ class World:
         self.done = self.env.event()
         self._timer_seq = 0
         self.mutant = mutant
+        app_spec = scenario.application
+        params = dict(app_spec.params)
+        if app_spec.name == "kv":
+            params.setdefault("value_bytes", scenario.workload.value_bytes)
+        self.app = APPS[app_spec.name](params, self, random.Random(f"{seed}/application"))
         self._build()
 
     # ------------------------------------------------------------------ construction
 
     def _new_replica(self, rid: int) -> Replica:
-        return Replica(self.config, rid, self.signers[rid], KVStore())
+        return Replica(self.config, rid, self.signers[rid], self.app.create_application(rid))
 
     def _add_node(self, name: str, rid: int) -> ReplicaNode:
         node = ReplicaNode(name, rid, self.signers[rid], self._new_replica(rid), byzantine=rid in self.byzantine_ids)
@@ -168,6 +173,8 @@ class World:
                     node.peers = frozenset(a_peers) if a_peers is not None else None
                     twin.peers = frozenset(b_peers) if b_peers is not None else None
                     continue
+                if name not in BEHAVIOURS:
+                    continue  # an application-level behaviour, implemented by the app plug-in
                 cls = BEHAVIOURS[name]
                 node.behaviours.append(cls(b.params, self, node, random.Random(f"{self.seed}/{b.node}/{name}")))
         for fault in sc.faults:
@@ -175,7 +182,7 @@ class World:
         w = sc.workload
         for c in range(w.clients):
             signer = Ed25519Signer(derive_seed(self.seed, f"client/{c}"))
-            cnode = ClientNode(self, f"c{c}", Client(self.config, signer), c % sc.cluster.n)
+            cnode = ClientNode(self, c, Client(self.config, signer), c % sc.cluster.n)
             self.clients[signer.public_key] = cnode
             self.client_names[cnode.name] = cnode
             self.network.place(cnode.name, cnode.site)
@@ -196,6 +203,7 @@ class World:
         return act
 
     def start(self) -> None:
+        self.app.start()
         for node in self.nodes.values():
             for b in node.behaviours:
                 b.start()
@@ -238,7 +246,8 @@ class World:
         if node.up:
             return
         node.incarnation += 1
-        node.replica = Replica.recover(self.config, node.replica_id, node.signer, KVStore(), list(node.storage))
+        app = self.app.create_application(node.replica_id)
+        node.replica = Replica.recover(self.config, node.replica_id, node.signer, app, list(node.storage))
         node.up = True
         self.log_fault(node, f"restart (recovered view {node.replica.view}, executed {node.replica.last_executed})")
         self.apply(node, node.replica.start(self.local_now(node)))
@@ -404,9 +413,10 @@ class World:
 
 
 class ClientNode:
-    def __init__(self, world: World, name: str, client: Client, site: int) -> None:
+    def __init__(self, world: World, index: int, client: Client, site: int) -> None:
         self.world = world
-        self.name = name
+        self.index = index
+        self.name = f"c{index}"
         self.client = client
         self.site = site
         self.remaining = 0
@@ -423,9 +433,7 @@ class ClientNode:
 
     def submit_one(self) -> None:
         w = self.world
-        key = b"k%d" % w.workload_rng.randrange(1000)
-        value = w.workload_rng.randbytes(w.scenario.workload.value_bytes)
-        effects = self.client.submit(put(key, value), w.now)
+        effects = self.client.submit(w.app.next_operation(self.index), w.now)
         req = self.client.outstanding
         assert req is not None
         w.requests[req.digest] = RequestRecord(self.name, req.timestamp, req.digest, w.now)

@@ -1,0 +1,11 @@
+"""Replicated applications the simulator can run, by the name scenarios use (`application.name`)."""
+
+from __future__ import annotations
+
+from sim.apps.base import SimApp
+from sim.apps.kv import KVApp
+
+APPS: dict[str, type[SimApp]] = {cls.name: cls for cls in (KVApp,)}
+APP_BEHAVIOURS: dict[str, str] = {b: cls.name for cls in APPS.values() for b in cls.behaviours}
+
+__all__ = ["APPS", "APP_BEHAVIOURS", "SimApp"]

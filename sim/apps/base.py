@@ -1,0 +1,43 @@
+"""Simulator plug-ins for replicated applications.
+
+A `SimApp` tells the world how to build the application each replica runs (fresh, and again after a
+crash-restart), what operations the workload sends, and which application-level checks to run after
+the run. It may start SimPy processes of its own (monitors, auditors, gossip) through `world`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from trustchain.app.interface import Application
+
+if TYPE_CHECKING:
+    from sim.checkers import Verdict
+    from sim.world import World
+
+
+class SimApp:
+    name: ClassVar[str] = ""
+    #: Byzantine behaviours this application adds (scenario `byzantine[].behaviours` may name them);
+    #: they are implemented by the plug-in itself, e.g. by giving that replica a forked application.
+    behaviours: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: dict[str, Any], world: World, rng: random.Random) -> None:
+        self.params = params
+        self.world = world
+        self.rng = rng
+
+    def create_application(self, replica_id: int) -> Application:
+        raise NotImplementedError
+
+    def next_operation(self, client: int) -> bytes:
+        """The payload of the next request of workload client number `client`."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Called once before the run starts."""
+
+    def checks(self) -> list[Verdict]:
+        """Application-level checks, run after the consensus checks."""
+        return []

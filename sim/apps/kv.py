@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from sim.apps.base import SimApp
+from trustchain.app.interface import Application
+from trustchain.app.kvstore import KVStore, put
+
+
+class KVApp(SimApp):
+    """The ordered key-value store: puts of random values to `keys` (default 1000) keys."""
+
+    name = "kv"
+
+    def create_application(self, replica_id: int) -> Application:
+        return KVStore()
+
+    def next_operation(self, client: int) -> bytes:
+        key = b"k%d" % self.rng.randrange(int(self.params.get("keys", 1000)))
+        return put(key, self.rng.randbytes(int(self.params.get("value_bytes", 64))))
