@@ -29,7 +29,6 @@ from trustchain.consensus.effects import (
     Effect,
     Executed,
     Persist,
-    PersistExecuted,
     PersistRecord,
     PersistStable,
     PersistVote,
@@ -39,27 +38,13 @@ from trustchain.consensus.effects import (
     SetTimer,
     ViewEntered,
 )
-from trustchain.consensus.messages import Kind, Request, unpack
+from trustchain.consensus.messages import peek_kind
 from trustchain.consensus.replica import Replica
 from trustchain.crypto.signing import Ed25519Signer
-from trustchain.encoding import DecodeError
 
 
 def derive_seed(seed: int, label: str) -> bytes:
     return hashlib.sha256(f"trustchain-sim/{seed}/{label}".encode()).digest()
-
-
-def message_kind(data: bytes) -> str:
-    try:
-        payload = unpack(data)
-    except DecodeError:
-        return "malformed"
-    if isinstance(payload, Request):
-        return "request"
-    try:
-        return Kind(payload.kind).name.lower()
-    except ValueError:
-        return "unknown"
 
 
 @dataclass
@@ -97,7 +82,7 @@ class ReplicaNode:
     paused_inbox: list[tuple[str, bytes]] = field(default_factory=list)
     deferred_timers: list[str] = field(default_factory=list)
     skew_us: int = 0
-    storage: list[PersistRecord] = field(default_factory=list)
+    storage: list[tuple[int | None, PersistRecord]] = field(default_factory=list)
     timer_tokens: dict[str, int] = field(default_factory=dict)
     incarnation: int = 0
 
@@ -247,7 +232,7 @@ class World:
             return
         node.incarnation += 1
         app = self.app.create_application(node.replica_id)
-        node.replica = Replica.recover(self.config, node.replica_id, node.signer, app, list(node.storage))
+        node.replica = Replica.recover(self.config, node.replica_id, node.signer, app, [r for _, r in node.storage])
         node.up = True
         self.log_fault(node, f"restart (recovered view {node.replica.view}, executed {node.replica.last_executed})")
         self.apply(node, node.replica.start(self.local_now(node)))
@@ -293,7 +278,7 @@ class World:
         self.apply(node, node.replica.on_timer(name, self.local_now(node)))
 
     def transmit(self, src: str, dst_node: str, data: bytes, extra_delay_us: int = 0) -> None:
-        kind = message_kind(data)
+        kind = peek_kind(data)
         self.messages_sent[kind] += 1
         self.bytes_sent += len(data)
         for delay in self.network.route(src, dst_node, self.now):
@@ -369,18 +354,13 @@ class World:
         self.after(delay, fire)
 
     def _persist(self, node: ReplicaNode, record: PersistRecord) -> None:
+        """The node's durable store: records survive a crash; a stable checkpoint truncates those at
+        or below it (view-change and new-view votes, which carry no sequence number, are kept)."""
         if isinstance(record, PersistStable):
-            keep: list[PersistRecord] = []
-            for r in node.storage:
-                if isinstance(r, PersistExecuted | PersistStable) and r.seq <= record.seq:
-                    continue
-                if isinstance(r, PersistVote):
-                    seq = getattr(r.envelope.open(), "seq", None)
-                    if seq is not None and seq <= record.seq:
-                        continue
-                keep.append(r)
-            node.storage = keep
-        node.storage.append(record)
+            node.storage = [(s, r) for s, r in node.storage if s is None or s > record.seq]
+        vote = isinstance(record, PersistVote)
+        seq: int | None = getattr(record.envelope.open(), "seq", None) if vote else record.seq  # type: ignore[union-attr]
+        node.storage.append((seq, record))
 
     # ------------------------------------------------------------------ workload
 

@@ -40,9 +40,14 @@ def _enc_uint(v: Any, out: bytearray) -> None:
     out += struct.pack(">Q", v)
 
 
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+
+
 def _dec_uint(buf: memoryview, pos: int) -> tuple[Any, int]:
-    _need(buf, pos, 8, "uint64")
-    return struct.unpack_from(">Q", buf, pos)[0], pos + 8
+    if pos + 8 > len(buf):
+        _need(buf, pos, 8, "uint64")
+    return _U64.unpack_from(buf, pos)[0], pos + 8
 
 
 def _enc_bool(v: Any, out: bytearray) -> None:
@@ -68,11 +73,13 @@ def _enc_bytes(v: Any, out: bytearray) -> None:
 
 def _dec_bytes(buf: memoryview, pos: int) -> tuple[Any, int]:
     _need(buf, pos, 4, "bytes length")
-    (n,) = struct.unpack_from(">I", buf, pos)
+    (n,) = _U32.unpack_from(buf, pos)
     if n > MAX_BYTES:
         raise DecodeError(f"bytes: length {n} exceeds {MAX_BYTES}")
-    _need(buf, pos + 4, n, "bytes body")
-    return bytes(buf[pos + 4 : pos + 4 + n]), pos + 4 + n
+    end = pos + 4 + n
+    if end > len(buf):
+        _need(buf, pos + 4, n, "bytes body")
+    return bytes(buf[pos + 4 : end]), end
 
 
 def _enc_str(v: Any, out: bytearray) -> None:
@@ -165,21 +172,28 @@ def _dataclass_codec(cls: type) -> tuple[Encoder, Decoder]:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     field_types = [hints[n] for n in names]
+    # Resolved on first use (not here), so that self-referential and mutually recursive types work.
+    resolved: list[tuple[str, Encoder, Decoder]] = []
+
+    def fields() -> list[tuple[str, Encoder, Decoder]]:
+        if not resolved:
+            resolved.extend((n, *_codec_for(tp)) for n, tp in zip(names, field_types, strict=True))
+        return resolved
 
     def enc(v: Any, out: bytearray) -> None:
         if type(v) is not cls:
             raise TypeError(f"expected {cls.__name__}, got {type(v).__name__}")
-        for name, tp in zip(names, field_types, strict=True):
+        for name, field_enc, _ in fields():
             try:
-                _codec_for(tp)[0](getattr(v, name), out)
+                field_enc(getattr(v, name), out)
             except TypeError as exc:
                 raise TypeError(f"{cls.__name__}.{name}: {exc}") from None
 
     def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
         values = []
-        for name, tp in zip(names, field_types, strict=True):
+        for name, _, field_dec in fields():
             try:
-                x, pos = _codec_for(tp)[1](buf, pos)
+                x, pos = field_dec(buf, pos)
             except DecodeError as exc:
                 raise DecodeError(f"{cls.__name__}.{name}: {exc}") from None
             values.append(x)

@@ -7,6 +7,7 @@ the replica's own key, so they can lie but never forge another replica's signatu
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -56,8 +57,10 @@ class Behaviour:
         return items
 
 
+@functools.lru_cache(maxsize=4096)
 def open_envelope(data: bytes) -> tuple[Envelope, Any] | None:
-    """Decode a replica envelope from wire bytes; None for client requests or garbage."""
+    """Decode a replica envelope from wire bytes; None for client requests or garbage. Cached: a
+    broadcast hands the same bytes to a behaviour once per destination."""
     try:
         payload = unpack(data)
         if isinstance(payload, Request):

@@ -224,6 +224,18 @@ def pack(payload: Request | Envelope) -> bytes:
     return bytes([tag]) + encode(payload)
 
 
+def peek_kind(data: bytes) -> str:
+    """The message type name, read from the fixed header without decoding (for metrics and traces)."""
+    if data[:1] == bytes([_PACKET_REQUEST]):
+        return "request"
+    if data[:1] == bytes([_PACKET_ENVELOPE]) and len(data) >= 17:
+        try:
+            return Kind(int.from_bytes(data[9:17], "big")).name.lower()
+        except ValueError:
+            return "unknown"
+    return "malformed"
+
+
 def unpack(data: bytes) -> Request | Envelope:
     """Parse wire bytes; raises DecodeError for anything malformed."""
     if not data:

@@ -154,6 +154,7 @@ class Replica:
         self.new_view_sent: set[int] = set()
         self.current_new_view: Envelope | None = None
         self.future: list[tuple[Envelope, Prepare | Commit | PrePrepare]] = []
+        self._checked_vcs: dict[bytes, CheckedViewChange] = {}
 
         self.peer_progress: dict[int, int] = {}
         self.peer_view: dict[int, int] = {}
@@ -322,7 +323,7 @@ class Replica:
         elif kind is Kind.CHECKPOINT:
             self._on_checkpoint(env, self.checker.open(env, kind), now)
         elif kind is Kind.VIEW_CHANGE:
-            self._on_view_change(check_view_change(self.checker, env), now)
+            self._on_view_change(self._check_view_change(env), now)
         elif kind is Kind.NEW_VIEW:
             self._on_new_view(env, self.checker.open(env, kind), now)
         elif kind is Kind.STATE_REQUEST:
@@ -564,7 +565,7 @@ class Replica:
         env = self._sign_and_broadcast(vc)
         self._cancel_timer(TIMER_VIEW_CHANGE)
         self.vc_attempts += 1
-        self._record_view_change(check_view_change(self.checker, env))
+        self._record_view_change(self._check_view_change(env))
         self._arm_view_change_timer(now)
         self._try_new_view(now)
 
@@ -575,6 +576,17 @@ class Replica:
         if (self.status is Status.VIEW_CHANGE and TIMER_VIEW_CHANGE not in self.timers
                 and len(self.view_changes.get(self.view, {})) >= self.config.quorum):
             self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+
+    def _check_view_change(self, env: Envelope) -> CheckedViewChange:
+        """Validated once: a NEW-VIEW repeats view changes this replica has usually seen already."""
+        key = env.digest + env.signature
+        checked = self._checked_vcs.get(key)
+        if checked is None:
+            checked = check_view_change(self.checker, env)
+            self._checked_vcs[key] = checked
+            if len(self._checked_vcs) > 4 * self.config.n:
+                del self._checked_vcs[next(iter(self._checked_vcs))]
+        return checked
 
     def _record_view_change(self, checked: CheckedViewChange) -> None:
         sender = checked.envelope.sender
@@ -628,7 +640,7 @@ class Replica:
         checked: list[CheckedViewChange] = []
         senders: set[int] = set()
         for vc_env in nv.view_changes:
-            c = check_view_change(self.checker, vc_env)
+            c = self._check_view_change(vc_env)
             if c.message.new_view != nv.view or vc_env.sender in senders:
                 raise InvalidMessage("invalid_new_view", "view-change set is for another view or repeats")
             senders.add(vc_env.sender)
