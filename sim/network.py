@@ -31,8 +31,8 @@ INTRA_REGION_MS = 1.0
 
 
 class Network:
-    """Decides, per message, whether and when it arrives. Node names are ints (replicas) or strings
-    (clients, twins); partitions name replica ids, and a twin follows its replica's placement."""
+    """Decides, per message, whether and when it arrives. Every node name (replica, twin, client) is
+    placed at a replica site; partitions and WAN regions apply by site."""
 
     def __init__(self, spec: NetworkSpec, n: int, rng: random.Random) -> None:
         self.spec = spec
@@ -45,7 +45,7 @@ class Network:
             for j in range(i + 1, n):
                 self.graph.add_edge(i, j, base_ms=self._base_ms(i, j))
         self.gst_us = round(spec.gst_s * 1_000_000)
-        self.placement: dict[object, int] = {}  # client or twin name -> replica id it sits next to
+        self.placement: dict[object, int] = {}  # node name (replica, twin, client) -> replica site
         self.dropped = 0
         self.duplicated = 0
 
@@ -60,8 +60,6 @@ class Network:
         self.placement[name] = replica
 
     def _site(self, node: object) -> int | None:
-        if isinstance(node, int):
-            return node
         return self.placement.get(node)
 
     def partitioned(self, src: object, dst: object, now_us: int) -> bool:

@@ -352,10 +352,10 @@ def _parse(source: str, data: Any) -> Scenario:
     )
     a.done()
     for i, b in enumerate(byz):
-        for name in b.behaviours:
-            if name in APP_BEHAVIOURS and APP_BEHAVIOURS[name] != application.name:
+        for behaviour in b.behaviours:
+            if behaviour in APP_BEHAVIOURS and APP_BEHAVIOURS[behaviour] != application.name:
                 raise ScenarioError(source, f"byzantine[{i}].behaviours",
-                                    f"{name!r} needs application {APP_BEHAVIOURS[name]!r}")
+                                    f"{behaviour!r} needs application {APP_BEHAVIOURS[behaviour]!r}")
 
     e = top.child("expect")
     expect = ExpectSpec(

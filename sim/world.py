@@ -118,6 +118,7 @@ class World:
         self.executions: list[ExecutionRecord] = []
         self.requests: dict[bytes, RequestRecord] = {}
         self.messages_sent: Counter[str] = Counter()
+        self.sent_by: Counter[str] = Counter()
         self.bytes_sent = 0
         self.faults: Counter[str] = Counter()
         self.fault_log: list[tuple[int, str, str]] = []
@@ -141,6 +142,7 @@ class World:
         node = ReplicaNode(name, rid, self.signers[rid], self._new_replica(rid), byzantine=rid in self.byzantine_ids)
         self.nodes[name] = node
         self.instances.setdefault(rid, []).append(node)
+        self.network.place(name, rid)
         return node
 
     def _build(self) -> None:
@@ -152,7 +154,6 @@ class World:
             for name in b.behaviours:
                 if name == "twins":
                     twin = self._add_node(f"{b.node}'", b.node)
-                    self.network.place(twin.name, b.node)
                     a_peers = b.params.get("peers_a")
                     b_peers = b.params.get("peers_b")
                     node.peers = frozenset(a_peers) if a_peers is not None else None
@@ -280,6 +281,7 @@ class World:
     def transmit(self, src: str, dst_node: str, data: bytes, extra_delay_us: int = 0) -> None:
         kind = peek_kind(data)
         self.messages_sent[kind] += 1
+        self.sent_by[src] += 1
         self.bytes_sent += len(data)
         for delay in self.network.route(src, dst_node, self.now):
             total = delay + extra_delay_us

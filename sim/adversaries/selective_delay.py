@@ -19,5 +19,8 @@ class SelectiveDelay(Behaviour):
             hit = isinstance(item.dst, int) and (
                 item.dst in targets if targets is not None else item.dst % 2 == 1
             )
-            out.append(replace(item, delay_us=item.delay_us + delay_us) if hit else item)
+            if hit:
+                self.world.count_fault("selective_delay")
+                item = replace(item, delay_us=item.delay_us + delay_us)
+            out.append(item)
         return out

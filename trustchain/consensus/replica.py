@@ -67,6 +67,7 @@ from trustchain.encoding import DecodeError, decode, encode
 TIMER_BATCH = "batch"
 TIMER_VIEW_CHANGE = "view_change"
 TIMER_CATCHUP = "catchup"
+TIMER_VC_RESEND = "view_change_resend"
 
 MAX_PENDING = 100_000
 
@@ -155,6 +156,7 @@ class Replica:
         self.current_new_view: Envelope | None = None
         self.future: list[tuple[Envelope, Prepare | Commit | PrePrepare]] = []
         self._checked_vcs: dict[bytes, CheckedViewChange] = {}
+        self.own_view_change: Envelope | None = None
 
         self.peer_progress: dict[int, int] = {}
         self.peer_view: dict[int, int] = {}
@@ -212,6 +214,8 @@ class Replica:
             self._start_view_change(self.view + 1, now)
         elif name == TIMER_CATCHUP:
             self._catchup(now)
+        elif name == TIMER_VC_RESEND:
+            self._resend_view_change(now)
         return self._take()
 
     # ------------------------------------------------------------------ effects helpers
@@ -563,11 +567,20 @@ class Replica:
         )
         vc = ViewChange(new_view, self.low_watermark, self.stable_proof, prepared)
         env = self._sign_and_broadcast(vc)
+        self.own_view_change = env
+        self._set_timer(TIMER_VC_RESEND, now + self.config.view_change_timeout_us)
         self._cancel_timer(TIMER_VIEW_CHANGE)
         self.vc_attempts += 1
         self._record_view_change(self._check_view_change(env))
         self._arm_view_change_timer(now)
         self._try_new_view(now)
+
+    def _resend_view_change(self, now: int) -> None:
+        """View-change messages lost to a partition are sent again until the view forms: without
+        this, replicas that each hold fewer than 2f+1 of them would wait for ever."""
+        if self.status is Status.VIEW_CHANGE and self.own_view_change is not None:
+            self._emit(Broadcast(pack(self.own_view_change)))
+            self._set_timer(TIMER_VC_RESEND, now + self.config.view_change_timeout_us)
 
     def _arm_view_change_timer(self, now: int) -> None:
         """PBFT's liveness rule: the timer for the next view starts only once 2f+1 replicas asked
@@ -671,6 +684,7 @@ class Replica:
         for old in [w for w in self.view_changes if w <= v]:
             del self.view_changes[old]
         self._cancel_timer(TIMER_VIEW_CHANGE)
+        self._cancel_timer(TIMER_VC_RESEND)
         self._emit(ViewEntered(v))
         max_s = min_s
         for pp_env, pp in pairs:
@@ -836,6 +850,7 @@ class Replica:
             msg = rec.envelope.open()
             if isinstance(msg, ViewChange) and msg.new_view >= view:
                 view, status = msg.new_view, Status.VIEW_CHANGE
+                r.own_view_change = rec.envelope
             elif isinstance(msg, NewView) and msg.view >= view:
                 view, status = msg.view, Status.NORMAL
                 r.current_new_view = rec.envelope
@@ -865,4 +880,5 @@ class Replica:
         self._out = []
         if self.status is Status.VIEW_CHANGE:
             self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+            self._resend_view_change(now)
         return self._take()

@@ -1,0 +1,82 @@
+"""State transfer after being cut off, and crash recovery from persisted records."""
+
+from __future__ import annotations
+
+from consensus_harness import Cluster
+
+from trustchain.app.kvstore import KVStore, put
+from trustchain.consensus.messages import StateReply, pack, peek_kind, seal
+from trustchain.consensus.replica import TIMER_CATCHUP, Replica
+
+
+def _run_requests(c: Cluster, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        c.submit(0, put(b"k%d" % i, b"v%d" % i))
+        c.run()
+
+
+def test_cut_off_replica_catches_up_from_a_stable_checkpoint_plus_entries() -> None:
+    c = Cluster(4, clients=1, batch_size=1, batch_delay_us=0, checkpoint_interval=2, watermark_window=4,
+                catchup_delay_us=100_000)
+    c.down = {3}
+    _run_requests(c, 9)
+    assert c.replicas[0].low_watermark == 8 and c.replicas[3].last_executed == 0
+    c.down = set()
+    _run_requests(c, 1, start=9)  # replica 3 now hears commits and checkpoints it cannot execute
+    c.settle(10)
+    lagger, reference = c.replicas[3], c.replicas[0]
+    assert lagger.received["state_reply"] >= 1
+    assert lagger.last_executed == reference.last_executed == 10
+    assert lagger.app.data == reference.app.data  # type: ignore[attr-defined]
+    assert lagger.low_watermark == 10
+    assert lagger.own_checkpoints[10][0] == reference.own_checkpoints[10][0]
+    assert TIMER_CATCHUP not in lagger.timers
+
+
+def test_forged_state_reply_is_rejected() -> None:
+    c = Cluster(4, clients=1, batch_size=1, batch_delay_us=0, checkpoint_interval=2, watermark_window=4,
+                catchup_delay_us=100_000)
+    c.down = {3}
+    _run_requests(c, 4)
+    lagger = c.replicas[3]
+    lagger.timers[TIMER_CATCHUP] = c.now + 1  # pretend a state transfer is in progress
+    good = c.replicas[0]
+    forged = StateReply(good.low_watermark, good.stable_snapshot.replace(b"v1", b"XX"), good.stable_proof, (), ())
+    lagger.receive(pack(seal(c.signers[1], 1, forged)), c.now)
+    assert lagger.rejected["checkpoint_mismatch"] == 1
+    assert lagger.last_executed == 0 and lagger.app.data == {}  # type: ignore[attr-defined]
+
+
+def test_restart_from_persisted_records_restores_state_and_votes() -> None:
+    c = Cluster(4, clients=1, batch_size=1, batch_delay_us=0, checkpoint_interval=3, watermark_window=6)
+    _run_requests(c, 7)
+    # Leave seq 8 prepared but not committed, so replica 2 has an outstanding vote on record.
+    c.drop = lambda src, dst, data: peek_kind(data) == "commit"
+    _run_requests(c, 1, start=7)
+    before = c.replicas[2]
+    recovered = Replica.recover(c.config, 2, c.signers[2], KVStore(), list(c.storage[2]))
+    assert recovered.last_executed == before.last_executed == 7
+    assert recovered.low_watermark == before.low_watermark == 6
+    assert recovered.app.data == before.app.data  # type: ignore[attr-defined]
+    assert recovered.view == before.view
+    assert recovered.slots[8].sent_prepare == before.slots[8].sent_prepare != {}
+    assert recovered.slots[8].sent_commit == before.slots[8].sent_commit != {}
+    # Storage was truncated at the stable checkpoint: nothing at or below seq 6 but the checkpoint.
+    seqs = [getattr(r, "seq", None) for r in c.storage[2]]
+    assert min(s for s in seqs if s is not None) == 6
+
+
+def test_restarted_replica_rejoins_and_catches_up() -> None:
+    c = Cluster(4, clients=1, batch_size=1, batch_delay_us=0, checkpoint_interval=2, watermark_window=4,
+                catchup_delay_us=100_000)
+    _run_requests(c, 3)
+    c.down = {1}
+    _run_requests(c, 6, start=3)
+    c.replicas[1] = Replica.recover(c.config, 1, c.signers[1], KVStore(), list(c.storage[1]))
+    c.apps[1] = c.replicas[1].app  # type: ignore[assignment]
+    assert c.replicas[1].last_executed == 3
+    c.down = set()
+    _run_requests(c, 1, start=9)
+    c.settle(10)
+    assert c.replicas[1].last_executed == c.replicas[0].last_executed == 10
+    assert c.replicas[1].app.data == c.replicas[0].app.data  # type: ignore[attr-defined]
