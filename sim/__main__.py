@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("bench", help="simulator speed: protocol messages per wall-clock second")
     p.add_argument("--n", type=int, nargs="*", default=[4, 10, 16])
-    p.add_argument("--requests", type=int, default=400)
+    p.add_argument("--requests", type=int, default=500)
     p.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
