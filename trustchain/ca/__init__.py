@@ -6,6 +6,13 @@ X25519+ML-KEM-768 transport and AES-256-GCM at-rest storage of shares), ``x509``
 (deterministic TBS bytes, assembled into certificates after threshold signing), ``validate``
 (path building with named failure reasons).
 
+The replicated CA built on them: ``issuance`` (``CAApplication``: ordered request -> deterministic
+approve/reject -> pending TBS -> *finalize* verified under the group key; revocation), with ``names``,
+``caa`` (RFC 8659), ``ownership`` (dns-01-style proof) and ``ratelimit``; ``signing_service`` (the
+sans-I/O FROST coordinator beside each replica, outside ``execute``); ``crl`` and ``ocsp`` (threshold-
+signed revocation status); ``rotation`` (renewal planning, root/intermediate rollover, proactive
+re-sharing of the group key).
+
 All of it is sans-I/O: randomness is a ``rand_bytes(n) -> bytes`` callable passed in
 (``random.Random(seed).randbytes`` in tests and the simulator, ``os.urandom`` in production) and
 time is a timezone-aware ``datetime`` passed in (consensus time), never read from a clock.

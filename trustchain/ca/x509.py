@@ -195,13 +195,17 @@ def intermediate_tbs(
     consensus_time: dt.datetime,
     sequence: int,
     lifetime: dt.timedelta = DEFAULT_INTERMEDIATE_LIFETIME,
+    *,
+    path_length: int | None = 0,
 ) -> bytes:
-    """Issuing CA (path length 0) for TLS: its key is another validator-held FROST group key."""
+    """Issuing CA (path length 0) for TLS: its key is another validator-held FROST group key.
+
+    ``path_length`` > 0 (or None) makes a cross-certificate for a new root during root rollover."""
     key = Ed25519PublicKey.from_public_bytes(public_key)
     serial = serial_number(request_digest(b"intermediate", subject.public_bytes(), public_key), sequence)
     builder = _issued_by(
         _base(subject, issuer.name, key, serial, consensus_time, lifetime)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),

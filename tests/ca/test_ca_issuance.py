@@ -1,0 +1,306 @@
+"""CAApplication: deterministic approve/reject, pending TBS, finalize under the group key, revocation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from ca_testutil import (
+    CA_DOMAIN,
+    T0_US,
+    Client,
+    MutableDNS,
+    ca_name,
+    frost_signer,
+    issuer_profile,
+    make_csr,
+    prove_and_request,
+    run,
+    seeded,
+)
+from cryptography import x509
+
+from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.ca import caa, frost, issuance
+from trustchain.ca.ratelimit import Limit
+
+GROUP = frost.trusted_dealer_keygen(5, 3, seeded(7))
+PROFILE = issuer_profile(ca_name("TrustChain Issuing E1"), GROUP.public.group_public_key)
+SIGN = frost_signer(GROUP.key_packages, GROUP.public, [1, 3, 5], seeded(8))
+OPERATOR = b"\x0f" * 32
+ALICE = b"\xaa" * 32
+BOB = b"\xbb" * 32
+
+
+def make_app(**overrides: object) -> tuple[issuance.CAApplication, MutableDNS]:
+    dns = MutableDNS()
+    policy = issuance.CAPolicy(issuer=PROFILE, ca_domain=CA_DOMAIN, operators=(OPERATOR,))
+    policy = dataclasses.replace(policy, **overrides)  # type: ignore[arg-type]
+    return issuance.CAApplication(policy, dns), dns
+
+
+def pending_of(result: bytes) -> int:
+    assert result.startswith(b"PENDING "), result
+    return int(result.split()[1])
+
+
+def test_request_finalize_revoke_round_trip() -> None:
+    app, dns = make_app()
+    alice = Client(ALICE)
+    res = prove_and_request(app, dns, alice, ["www.example.org", "example.org"], 1, T0_US)
+    pid = pending_of(res)
+    events = app.take_events()
+    assert len(events) == 1 and isinstance(events[0], issuance.PendingRecorded)
+    pending = events[0].pending
+    assert pending.pending_id == pid and pending.names == ("www.example.org", "example.org")
+    assert pending.serial.hex() == res.split()[2].decode()
+    # finalize with a real FROST signature from a 3-of-5 quorum
+    sig = SIGN(pending.tbs)
+    out = run(app, Operation(b"\x01" * 32, 1, issuance.finalize_command(pid, sig)), 3, T0_US + 2_000_000)
+    assert out == b"OK issued " + pending.serial.hex().encode()
+    cert = x509.load_der_x509_certificate(app.issued[pending.serial].certificate_der)
+    assert cert.tbs_certificate_bytes == pending.tbs
+    assert frost.verify_signature(GROUP.public.group_public_key, pending.tbs, cert.signature)
+    assert cert.not_valid_before_utc == issuance.consensus_datetime(T0_US + 1_000_000)
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() == 86_400 - 1
+    assert isinstance(app.take_events()[0], issuance.Finalized)
+    # a second finalize for the same pending is refused
+    again = run(app, Operation(b"\x02" * 32, 1, issuance.finalize_command(pid, sig)), 4, T0_US + 3_000_000)
+    assert again.startswith(b"ERR pending")
+    # only the subscriber or an operator can revoke
+    serial = cert.serial_number
+    assert run(app, Client(BOB).op(issuance.revoke_command(serial, 1)), 5, T0_US + 4_000_000).startswith(
+        b"ERR authorization"
+    )
+    assert run(app, alice.op(issuance.revoke_command(serial, 7)), 6, T0_US + 4_000_000).startswith(b"ERR reason")
+    assert run(app, alice.op(issuance.revoke_command(serial, 1)), 7, T0_US + 5_000_000).startswith(b"OK revoked")
+    status = app.status(serial)
+    assert status is not None and status.reason == 1 and status.revoked_us == T0_US + 5_000_000
+    assert [c.serial for c in app.revoked()] == [pending.serial]
+
+
+def test_bad_finalize_signature_is_rejected_and_attributed() -> None:
+    app, dns = make_app()
+    pid = pending_of(prove_and_request(app, dns, Client(ALICE), ["a.example.org"], 1, T0_US))
+    tbs = app.pending[pid].tbs
+    good = SIGN(tbs)
+    forged = bytes([good[0] ^ 1]) + good[1:]
+    evil = b"\xee" * 32
+    out = run(app, Operation(evil, 1, issuance.finalize_command(pid, forged)), 3, T0_US + 2_000_000)
+    assert out.startswith(b"ERR signature") and evil.hex()[:16].encode() in out
+    assert app.bad_finalizers == {evil: 1}
+    assert pid in app.pending and not app.issued
+    assert run(app, Operation(b"\x01" * 32, 1, issuance.finalize_command(pid, good)), 4, T0_US).startswith(b"OK")
+
+
+@pytest.mark.parametrize(
+    ("names", "field"),
+    [
+        (["*.example.org"], b"names"),
+        (["localhost"], b"names"),
+        (["bad_label.example.org"], b"names"),
+        (["10.0.0.1"], b"names"),
+        (["-x.example.org"], b"names"),
+    ],
+)
+def test_invalid_names_are_rejected(names: list[str], field: bytes) -> None:
+    app, _ = make_app()
+    out = run(app, Client(ALICE).op(issuance.challenge_command(names)), 1, T0_US)
+    assert out.startswith(b"ERR " + field), out
+
+
+def test_wildcard_allowed_by_policy_and_issuewild() -> None:
+    app, dns = make_app(allow_wildcards=True)
+    dns.set_caa("example.org", [caa.CAARecord(0, "issue", CA_DOMAIN), caa.CAARecord(0, "issuewild", ";")])
+    out = prove_and_request(app, dns, Client(ALICE), ["*.example.org"], 1, T0_US)
+    assert out.startswith(b"ERR caa"), out
+    dns.set_caa("example.org", [caa.CAARecord(0, "issuewild", CA_DOMAIN)])
+    pending_of(prove_and_request(app, dns, Client(ALICE), ["*.example.org"], 3, T0_US))
+
+
+def test_caa_rules() -> None:
+    dns = MutableDNS()
+    assert caa.check_caa(dns, "www.example.org", CA_DOMAIN) is None  # no CAA anywhere: permitted
+    dns.set_caa("example.org", [caa.CAARecord(0, "issue", "other-ca.example")])
+    assert "does not authorize" in (caa.check_caa(dns, "www.example.org", CA_DOMAIN) or "")
+    # the closest non-empty RRset wins (tree climbing)
+    dns.set_caa("www.example.org", [caa.CAARecord(0, "issue", f"{CA_DOMAIN}; validationmethods=dns-01")])
+    assert caa.check_caa(dns, "www.example.org", CA_DOMAIN) is None
+    assert caa.check_caa(dns, "mail.example.org", CA_DOMAIN) is not None
+    # only iodef: issuance is not restricted
+    dns.set_caa("iodef.example", [caa.CAARecord(0, "iodef", "mailto:x@iodef.example")])
+    assert caa.check_caa(dns, "iodef.example", CA_DOMAIN) is None
+    # unknown critical tag forbids
+    dns.set_caa("crit.example", [caa.CAARecord(128, "tbs", "x"), caa.CAARecord(0, "issue", CA_DOMAIN)])
+    assert "critical" in (caa.check_caa(dns, "crit.example", CA_DOMAIN) or "")
+    # ";" alone: nobody may issue
+    dns.set_caa("none.example", [caa.CAARecord(0, "issue", ";")])
+    assert caa.check_caa(dns, "none.example", CA_DOMAIN) is not None
+    # accounturi (RFC 8657) pins one account
+    dns.set_caa("pin.example", [caa.CAARecord(0, "issue", f"{CA_DOMAIN}; accounturi=trustchain:account:{'aa' * 32}")])
+    assert caa.check_caa(dns, "pin.example", CA_DOMAIN, "trustchain:account:" + "aa" * 32) is None
+    assert caa.check_caa(dns, "pin.example", CA_DOMAIN, "trustchain:account:" + "bb" * 32) is not None
+
+
+def test_caa_denial_through_the_app() -> None:
+    app, dns = make_app()
+    dns.set_caa("example.org", [caa.CAARecord(0, "issue", "letsencrypt.org")])
+    assert prove_and_request(app, dns, Client(ALICE), ["example.org"], 1, T0_US).startswith(b"ERR caa")
+
+
+def test_ownership_proof_is_bound_to_account_and_dns() -> None:
+    app, dns = make_app()
+    alice, bob = Client(ALICE), Client(BOB)
+    res = run(app, alice.op(issuance.challenge_command(["example.org"])), 1, T0_US)
+    key_auth = res.decode().splitlines()[1].split()[1]
+    _, csr = make_csr(["example.org"])
+    # no TXT record yet
+    req = issuance.IssueRequest(csr, ("example.org",), (key_auth,), "alice", "p1")
+    assert run(app, alice.op(issuance.request_command(req)), 2, T0_US).startswith(b"ERR ownership")
+    from trustchain.ca import ownership
+
+    dns.add_txt("_acme-challenge.example.org", ownership.dns01_txt(key_auth))
+    # Bob replays Alice's proof: no challenge for him, and the token is bound to Alice's key
+    assert run(app, bob.op(issuance.request_command(req)), 3, T0_US).startswith(b"ERR ownership")
+    wrong = dataclasses.replace(req, proofs=(key_auth[:-1] + "A",))
+    assert run(app, alice.op(issuance.request_command(wrong)), 4, T0_US).startswith(b"ERR ownership")
+    pending_of(run(app, alice.op(issuance.request_command(req)), 5, T0_US))
+    # the challenge is consumed
+    assert run(
+        app, alice.op(issuance.request_command(dataclasses.replace(req, payment_ref="p2"))), 6, T0_US
+    ).startswith(b"ERR ownership")
+
+
+def test_csr_checks() -> None:
+    app, dns = make_app()
+    alice = Client(ALICE)
+    res = run(app, alice.op(issuance.challenge_command(["example.org"])), 1, T0_US)
+    key_auth = res.decode().splitlines()[1].split()[1]
+    from trustchain.ca import ownership
+
+    dns.add_txt("_acme-challenge.example.org", ownership.dns01_txt(key_auth))
+    _, csr = make_csr(["example.org"])
+    tampered = bytearray(csr)
+    tampered[-5] ^= 1
+    for bad, why in [(b"garbage", b"ERR csr"), (bytes(tampered), b"ERR csr")]:
+        req = issuance.IssueRequest(bad, ("example.org",), (key_auth,), "alice", "p")
+        assert run(app, alice.op(issuance.request_command(req)), 2, T0_US).startswith(why)
+    _, other = make_csr(["other.example.org"])
+    req = issuance.IssueRequest(other, ("example.org",), (key_auth,), "alice", "p")
+    assert run(app, alice.op(issuance.request_command(req)), 3, T0_US).startswith(b"ERR names")
+
+
+def test_payment_is_single_use_and_rate_limits_use_consensus_time() -> None:
+    app, dns = make_app(account_limit=Limit(2, 3_600_000_000))
+    alice = Client(ALICE)
+    pending_of(prove_and_request(app, dns, alice, ["a.example.org"], 1, T0_US, payment="ref-1"))
+    out = prove_and_request(app, dns, alice, ["b.example.org"], 3, T0_US, payment="ref-1")
+    assert out.startswith(b"ERR payment"), out
+    pending_of(prove_and_request(app, dns, alice, ["b.example.org"], 5, T0_US, payment="ref-2"))
+    out = prove_and_request(app, dns, alice, ["c.example.org"], 7, T0_US + 60_000_000, payment="ref-3")
+    assert out.startswith(b"ERR rate"), out
+    # an hour of consensus time later the window has moved
+    pending_of(prove_and_request(app, dns, alice, ["c.example.org"], 9, T0_US + 3_700_000_000, payment="ref-4"))
+
+
+def test_domain_rate_limit_and_lifetime_bounds() -> None:
+    app, dns = make_app(domain_limit=Limit(1, 86_400_000_000))
+    pending_of(prove_and_request(app, dns, Client(ALICE), ["a.example.org"], 1, T0_US))
+    assert prove_and_request(app, dns, Client(BOB), ["b.example.org"], 3, T0_US).startswith(b"ERR rate")
+    assert prove_and_request(app, dns, Client(BOB), ["x.example.net"], 5, T0_US, lifetime_s=30 * 86400).startswith(
+        b"ERR lifetime"
+    )
+
+
+def test_same_inputs_same_state_on_every_replica_and_snapshot_round_trip() -> None:
+    apps = [make_app() for _ in range(3)]
+    results = [prove_and_request(app, dns, Client(ALICE), ["example.org"], 1, T0_US) for app, dns in apps]
+    assert len(set(results)) == 1
+    snaps = {app.snapshot() for app, _ in apps}
+    assert len(snaps) == 1
+    restored, _ = make_app()
+    restored.restore(snaps.pop())
+    assert restored.snapshot() == apps[0][0].snapshot()
+    assert restored.pending == apps[0][0].pending
+    assert restored.rate.events == apps[0][0].rate.events
+
+
+def test_pending_expires_in_consensus_time() -> None:
+    app, dns = make_app(pending_ttl_us=10_000_000)
+    pid = pending_of(prove_and_request(app, dns, Client(ALICE), ["example.org"], 1, T0_US))
+    app.take_events()
+    app.execute([], ExecutionContext(3, 0, T0_US + 20_000_000))
+    assert pid not in app.pending
+    assert app.take_events() == [issuance.PendingExpired(pid)]
+
+
+def test_malformed_commands_never_raise() -> None:
+    app, _ = make_app()
+    ops = [
+        Operation(ALICE, 1, b""),
+        Operation(ALICE, 2, b"\xff" * 40),
+        Operation(ALICE, 3, issuance.CACommand("nope", b"").__class__("nope", b"") and b"x"),
+        Operation(ALICE, 4, issuance.finalize_command(99, b"\x00" * 64)),
+        Operation(ALICE, 5, issuance.revoke_command(12345, 1)),
+    ]
+    from trustchain.encoding import encode
+
+    ops.append(Operation(ALICE, 6, encode(issuance.CACommand("nope", b""))))
+    out = app.execute(ops, ExecutionContext(1, 0, T0_US))
+    assert len(out) == len(ops) and all(r.startswith(b"ERR") for r in out), out
+
+
+def test_install_issuer_rollover() -> None:
+    root = frost.trusted_dealer_keygen(5, 3, seeded(70))
+    new = frost.trusted_dealer_keygen(5, 3, seeded(71))
+    from ca_testutil import issuer_profile as prof
+
+    from trustchain.ca import x509 as cax509
+
+    root_profile = prof(ca_name("TrustChain Root R1"), root.public.group_public_key, "root")
+    root_sign = frost_signer(root.key_packages, root.public, [1, 2, 3], seeded(72))
+    t = issuance.consensus_datetime(T0_US)
+    new_inter = cax509.issue(
+        cax509.intermediate_tbs(ca_name("TrustChain Issuing E2"), new.public.group_public_key, root_profile, t, 2),
+        root_sign,
+        root.public.group_public_key,
+    )
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    app, dns = make_app(root_keys=(root.public.group_public_key,))
+    der = new_inter.public_bytes(Encoding.DER)
+    assert run(app, Client(ALICE).op(issuance.install_issuer_command(der)), 1, T0_US).startswith(b"ERR authorization")
+    pid_old = pending_of(prove_and_request(app, dns, Client(ALICE), ["old.example.org"], 2, T0_US))
+    assert run(app, Client(OPERATOR).op(issuance.install_issuer_command(der)), 4, T0_US).startswith(b"OK issuer")
+    pid_new = pending_of(prove_and_request(app, dns, Client(BOB), ["new.example.org"], 5, T0_US))
+    assert app.pending[pid_new].issuer_key == new.public.group_public_key
+    # the old pending keeps the old issuer key; each finalizes under its own key only
+    new_sign = frost_signer(new.key_packages, new.public, [2, 4, 5], seeded(73))
+    assert run(
+        app,
+        Operation(b"\x01" * 32, 1, issuance.finalize_command(pid_old, new_sign(app.pending[pid_old].tbs))),
+        7,
+        T0_US,
+    ).startswith(b"ERR signature")
+    assert run(
+        app, Operation(b"\x01" * 32, 2, issuance.finalize_command(pid_old, SIGN(app.pending[pid_old].tbs))), 8, T0_US
+    ).startswith(b"OK")
+    assert run(
+        app,
+        Operation(b"\x01" * 32, 3, issuance.finalize_command(pid_new, new_sign(app.pending[pid_new].tbs))),
+        9,
+        T0_US,
+    ).startswith(b"OK")
+    leaf = x509.load_der_x509_certificate(
+        next(c for c in app.issued.values() if "new.example.org" in c.names).certificate_der
+    )
+    leaf.verify_directly_issued_by(new_inter)
+
+
+def test_csr_key_types() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from trustchain.ca.issuance import _check_key
+
+    assert _check_key(ec.generate_private_key(ec.SECP521R1()).public_key()) is not None
+    assert _check_key(make_csr(["a.example"])[0].public_key()) is None

@@ -1,0 +1,169 @@
+"""OCSP responder (RFC 6960) whose responses are signed by the threshold issuing key.
+
+Why reassemble DER: cryptography's OCSP builder insists the signing key match the responder
+certificate, and the CA key exists only as FROST shares. The responder ID is by name (the issuing
+CA's subject), so the TBSResponseData that cryptography builds with a placeholder certificate of the
+same subject is byte-identical to the real one; the signature comes from ``sign`` and the response is
+checked under the issuer key before it is returned. The CA signs its own responses (no delegated
+responder certificate), so clients need nothing beyond the issuer certificate.
+
+Status comes from the replicated ``CAApplication``, so every replica answers the same once a
+revocation commits: good (issued, not revoked), revoked (with time and reason) or unknown (not
+issued by this CA, or a different issuer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509 import ocsp
+
+from trustchain.ca import crl, der
+from trustchain.ca import x509 as cax509
+
+DEFAULT_VALIDITY = dt.timedelta(hours=4)
+_OID_BASIC = bytes.fromhex("06092b0601050507300101")  # id-pkix-ocsp-basic
+
+
+@dataclass(frozen=True)
+class CertStatus:
+    """``revoked_at``/``reason`` set for revoked; ``known`` False means this CA never issued it."""
+
+    known: bool
+    revoked_at: dt.datetime | None = None
+    reason: int = 0
+
+
+StatusLookup = Callable[[int], CertStatus]
+
+
+class OCSPError(ValueError):
+    pass
+
+
+def _placeholder_responder(issuer: cax509.IssuerProfile) -> x509.Certificate:
+    key = cax509._PLACEHOLDER_KEY
+    t = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(issuer.name)
+        .issuer_name(issuer.name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(t)
+        .not_valid_after(t)
+        .sign(key, None)
+    )
+
+
+def _issuer_hashes(issuer: cax509.IssuerProfile, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+    name_hash = hashes.Hash(algorithm)
+    name_hash.update(issuer.name.public_bytes())
+    spki = issuer.ed25519_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    # issuerKeyHash covers the BIT STRING contents of subjectPublicKey (the raw 32-byte key).
+    key_hash = hashes.Hash(algorithm)
+    key_hash.update(spki[-32:])
+    return name_hash.finalize(), key_hash.finalize()
+
+
+def response_tbs(
+    issuer: cax509.IssuerProfile,
+    request: ocsp.OCSPRequest,
+    status: StatusLookup,
+    now: dt.datetime,
+    validity: dt.timedelta = DEFAULT_VALIDITY,
+) -> bytes:
+    """TBSResponseData for ``request`` (one certificate, as cryptography parses requests)."""
+    produced = now.astimezone(dt.UTC).replace(microsecond=0)
+    name_hash, key_hash = _issuer_hashes(issuer, request.hash_algorithm)
+    st = CertStatus(known=False)
+    if request.issuer_name_hash == name_hash and request.issuer_key_hash == key_hash:
+        st = status(request.serial_number)
+    if not st.known:
+        cert_status, rev_time, rev_reason = ocsp.OCSPCertStatus.UNKNOWN, None, None
+    elif st.revoked_at is not None:
+        cert_status = ocsp.OCSPCertStatus.REVOKED
+        rev_time = st.revoked_at.astimezone(dt.UTC).replace(microsecond=0)
+        rev_reason = crl.reason_flag(st.reason)
+    else:
+        cert_status, rev_time, rev_reason = ocsp.OCSPCertStatus.GOOD, None, None
+    builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+        request.issuer_name_hash,
+        request.issuer_key_hash,
+        request.serial_number,
+        request.hash_algorithm,
+        cert_status,
+        produced,
+        produced + validity,
+        rev_time,
+        rev_reason,
+    )
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.NAME, _placeholder_responder(issuer))
+    for ext in request.extensions:
+        if isinstance(ext.value, x509.OCSPNonce):
+            builder = builder.add_extension(ext.value, critical=False)
+    resp = builder.sign(cax509._PLACEHOLDER_KEY, None)
+    return resp.tbs_response_bytes
+
+
+def assemble_response(tbs_der: bytes, signature: bytes) -> bytes:
+    """OCSPResponse { successful(0), responseBytes [0] { id-pkix-ocsp-basic, BasicOCSPResponse } }."""
+    if len(signature) != 64:
+        raise OCSPError("Ed25519 signature must be 64 bytes")
+    basic = der.sequence(tbs_der, der.ED25519_ALGORITHM_IDENTIFIER, der.bit_string(signature))
+    response_bytes = der.sequence(_OID_BASIC, der.tlv(0x04, basic))
+    return der.sequence(der.tlv(0x0A, b"\x00"), der.tlv(0xA0, response_bytes))
+
+
+def error_response(status: ocsp.OCSPResponseStatus) -> bytes:
+    """Unsigned error (malformedRequest, unauthorized, ...) as RFC 6960 4.2.1 allows."""
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(Encoding.DER)
+
+
+def respond(
+    issuer: cax509.IssuerProfile,
+    request_der: bytes,
+    status: StatusLookup,
+    now: dt.datetime,
+    sign: cax509.SignFunction,
+    validity: dt.timedelta = DEFAULT_VALIDITY,
+) -> bytes:
+    """DER OCSPResponse for a DER OCSPRequest; malformed requests get ``malformedRequest``."""
+    try:
+        request = ocsp.load_der_ocsp_request(request_der)
+    except ValueError:
+        return error_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+    tbs = response_tbs(issuer, request, status, now, validity)
+    signature = sign(tbs)
+    out = assemble_response(tbs, signature)
+    parsed = ocsp.load_der_ocsp_response(out)
+    assert parsed.tbs_response_bytes == tbs
+    try:
+        Ed25519PublicKey.from_public_bytes(issuer.public_key).verify(parsed.signature, tbs)
+    except InvalidSignature:
+        raise OCSPError("OCSP response signature does not verify under the issuer key") from None
+    return out
+
+
+def status_from_app(app: object) -> StatusLookup:
+    """A ``StatusLookup`` over a ``CAApplication``'s replicated state."""
+    from trustchain.ca import issuance
+
+    assert isinstance(app, issuance.CAApplication)
+
+    def lookup(serial: int) -> CertStatus:
+        rec = app.status(serial)
+        if rec is None:
+            return CertStatus(known=False)
+        if rec.revoked_us is None:
+            return CertStatus(known=True)
+        return CertStatus(True, issuance.consensus_datetime(rec.revoked_us), rec.reason or 0)
+
+    return lookup

@@ -1,0 +1,456 @@
+"""The FROST signing coordinator that runs beside each validator's replica (never inside ``execute``).
+
+Why outside consensus: FROST nonces are secret and random and only a quorum takes part, so signing is
+an unordered exchange between the step that records a pending issuance and the ordered *finalize*
+command (see ``issuance``). This module is sans-I/O: the node feeds it inputs and carries out the
+effects it returns.
+
+Inputs: ``start`` (pre-publish round-1 commitments), ``on_pending`` (the local replica recorded a
+pending issuance), ``on_message`` (signed bytes from a peer), ``on_timer`` and ``on_finalized``.
+Effects: ``Send`` (to validator j), ``SetTimer``, ``SubmitFinalize`` (a finalize command to order) and
+``Misbehaviour`` (a provably bad share, by sender).
+
+Protocol. Every signer pre-publishes, to each potential aggregator, a pool of round-1 commitments
+(RFC 9591 allows commitments ahead of the message); a pool belongs to one aggregator so two
+aggregators can never make a signer use one nonce twice. The aggregator of pending ``p`` in attempt
+``r`` is ``ids[(p + r) % n]``. It picks t signers with commitments in its pool (skipping proven
+cheaters and signers that timed out for this issuance) and sends them the commitment list. A signer
+signs only the TBS bytes its *own* replica recorded for ``p`` (so a Byzantine aggregator cannot get
+anything else signed), uses each nonce at most once (it is deleted before the share is sent) and
+piggybacks a fresh commitment. The aggregator runs ``frost.aggregate_verified``: a bad share names its
+sender, who is excluded, and signing continues with another quorum. Every validator arms an attempt
+timer per pending issuance; when it fires before the issuance is finalized, the next validator in the
+rotation aggregates, so a silent or Byzantine aggregator only delays the certificate.
+
+All messages are Ed25519-signed by the sending validator over a domain-separated encoding.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from trustchain.ca import frost, issuance
+from trustchain.ca.group import RandBytes
+from trustchain.crypto.signing import ED25519, Signer, Verifier
+from trustchain.encoding import DecodeError, decode, encode
+
+_DOMAIN = b"trustchain/ca/frost-signing/v1\x00"
+VERSION = 1
+
+
+# --- wire messages ------------------------------------------------------------------------------
+
+
+class MsgKind(IntEnum):
+    COMMITMENTS = 1
+    SIGN_REQUEST = 2
+    SHARE = 3
+    COMMITMENT_REQUEST = 4
+
+
+@dataclass(frozen=True)
+class PublishedCommitment:
+    """A round-1 commitment pre-published by its signer to one aggregator, named by ``nonce_id``."""
+
+    nonce_id: int
+    hiding: bytes
+    binding: bytes
+
+
+@dataclass(frozen=True)
+class Commitments:
+    commitments: tuple[PublishedCommitment, ...]
+
+
+@dataclass(frozen=True)
+class CommitmentRequest:
+    count: int
+
+
+@dataclass(frozen=True)
+class SessionCommitment:
+    identifier: int
+    nonce_id: int
+    hiding: bytes
+    binding: bytes
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    pending_id: int
+    session: int
+    commitments: tuple[SessionCommitment, ...]
+
+
+@dataclass(frozen=True)
+class Share:
+    pending_id: int
+    session: int
+    share: bytes
+    replenish: tuple[PublishedCommitment, ...]
+
+
+_KIND_TYPES: dict[MsgKind, type] = {
+    MsgKind.COMMITMENTS: Commitments,
+    MsgKind.SIGN_REQUEST: SignRequest,
+    MsgKind.SHARE: Share,
+    MsgKind.COMMITMENT_REQUEST: CommitmentRequest,
+}
+_TYPE_KINDS = {v: k for k, v in _KIND_TYPES.items()}
+
+
+@dataclass(frozen=True)
+class SignedMessage:
+    version: int
+    kind: int
+    sender: int
+    receiver: int
+    body: bytes
+    signature: bytes
+
+    def signing_bytes(self) -> bytes:
+        return _DOMAIN + struct.pack(">QQQQ", self.version, self.kind, self.sender, self.receiver) + self.body
+
+
+def seal(signer: Signer, sender: int, receiver: int, message: Any) -> bytes:
+    """Sign ``message`` from ``sender`` to ``receiver`` (the receiver is signed so a message cannot be
+    replayed to another validator)."""
+    kind = int(_TYPE_KINDS[type(message)])
+    unsigned = SignedMessage(VERSION, kind, sender, receiver, encode(message), b"")
+    return encode(SignedMessage(VERSION, kind, sender, receiver, unsigned.body, signer.sign(unsigned.signing_bytes())))
+
+
+def open_message(
+    data: bytes, peers: Mapping[int, bytes], receiver: int, verifier: Verifier = ED25519
+) -> tuple[int, Any]:
+    """(sender, message) of authenticated bytes; raises ``DecodeError`` for anything else."""
+    msg = decode(SignedMessage, data)
+    if msg.version != VERSION:
+        raise DecodeError(f"SignedMessage.version: unsupported {msg.version}")
+    if msg.receiver != receiver:
+        raise DecodeError("SignedMessage.receiver: not addressed to this validator")
+    key = peers.get(msg.sender)
+    if key is None or not verifier.verify(key, msg.signing_bytes(), msg.signature):
+        raise DecodeError(f"SignedMessage: bad signature or unknown sender {msg.sender}")
+    try:
+        cls = _KIND_TYPES[MsgKind(msg.kind)]
+    except ValueError:
+        raise DecodeError(f"SignedMessage.kind: unknown {msg.kind}") from None
+    return msg.sender, decode(cls, msg.body)
+
+
+# --- effects ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimerKey:
+    kind: str  # "attempt" | "session"
+    pending_id: int
+    value: int
+
+
+@dataclass(frozen=True)
+class Send:
+    to: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    key: TimerKey
+    at_us: int
+
+
+@dataclass(frozen=True)
+class SubmitFinalize:
+    """Order ``command`` (an ``issuance.finalize_command``) through consensus."""
+
+    pending_id: int
+    signature: bytes
+    command: bytes
+
+
+@dataclass(frozen=True)
+class Misbehaviour:
+    accused: int
+    reason: str
+
+
+Effect = Send | SetTimer | SubmitFinalize | Misbehaviour
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    pool_size: int = 8
+    max_pool: int = 64
+    attempt_timeout_us: int = 2_000_000
+    session_timeout_us: int = 1_000_000
+
+
+@dataclass
+class _Pending:
+    tbs: bytes
+    recorded_us: int
+    submitted: bool = False
+    waiting: bool = False  # we aggregate but lacked commitments: retry when some arrive
+    slow: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Session:
+    pending_id: int
+    commitments: list[frost.SigningCommitment]
+    shares: dict[int, frost.SignatureShare] = field(default_factory=dict)
+    done: bool = False
+
+
+class SigningService:
+    """One validator's FROST coordinator. ``identifier`` is its FROST identifier (1..n); ``peers`` maps
+    every validator's identifier (including this one) to its Ed25519 message-signing public key."""
+
+    def __init__(
+        self,
+        key: frost.KeyPackage,
+        public: frost.PublicKeyPackage,
+        signer: Signer,
+        peers: Mapping[int, bytes],
+        rand_bytes: RandBytes,
+        config: SigningConfig | None = None,
+    ) -> None:
+        assert key.identifier in peers and peers[key.identifier] == signer.public_key
+        assert set(public.verifying_shares) == set(peers)
+        self.me = key.identifier
+        self.key = key
+        self.public = public
+        self.signer = signer
+        self.peers = dict(peers)
+        self.ids = sorted(peers)
+        self.rand_bytes = rand_bytes
+        self.config = config or SigningConfig()
+        self.nonces: dict[tuple[int, int], frost.SigningNonces] = {}  # (aggregator, nonce_id) -> nonces
+        self.next_nonce_id = 1
+        self.pools: dict[int, dict[int, frost.SigningCommitment]] = {i: {} for i in self.ids}
+        self.pending: dict[int, _Pending] = {}
+        self.early: dict[int, list[tuple[int, SignRequest]]] = {}
+        self.sessions: dict[int, _Session] = {}
+        self.next_session = 1
+        self.cheaters: dict[int, str] = {}
+        self.requested: set[int] = set()
+        self.finalized: set[int] = set()
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    def start(self, now_us: int) -> list[Effect]:
+        """Pre-publish a pool of round-1 commitments to every aggregator (including ourselves)."""
+        effects: list[Effect] = []
+        for agg in self.ids:
+            fresh = self._new_commitments(agg, self.config.pool_size)
+            if agg == self.me:
+                self._add_to_pool(self.me, fresh)
+            else:
+                effects.append(self._send(agg, Commitments(fresh)))
+        return effects
+
+    def aggregator(self, pending_id: int, attempt: int) -> int:
+        return self.ids[(pending_id + attempt) % len(self.ids)]
+
+    def on_pending(self, pending_id: int, tbs: bytes, now_us: int) -> list[Effect]:
+        """Our replica recorded ``issuance.PendingRecorded``: arm the attempt timer, maybe aggregate."""
+        if pending_id in self.pending or pending_id in self.finalized:
+            return []
+        self.pending[pending_id] = _Pending(tbs, now_us)
+        effects: list[Effect] = [SetTimer(TimerKey("attempt", pending_id, 1), now_us + self.config.attempt_timeout_us)]
+        if self.aggregator(pending_id, 0) == self.me:
+            effects += self._start_session(pending_id, now_us)
+        for sender, req in self.early.pop(pending_id, []):
+            effects += self._on_sign_request(sender, req)
+        return effects
+
+    def on_message(self, data: bytes, now_us: int) -> list[Effect]:
+        try:
+            sender, msg = open_message(data, self.peers, self.me)
+        except DecodeError:
+            return []
+        if sender == self.me:
+            return []
+        if isinstance(msg, Commitments):
+            self._add_to_pool(sender, msg.commitments)
+            self.requested.discard(sender)
+            effects: list[Effect] = []
+            for pid in sorted(k for k, v in self.pending.items() if v.waiting):
+                effects += self._start_session(pid, now_us)
+            return effects
+        if isinstance(msg, CommitmentRequest):
+            count = max(0, min(msg.count, self.config.pool_size))
+            have = sum(1 for agg, _ in self.nonces if agg == sender)
+            count = min(count, self.config.max_pool - have)
+            return [self._send(sender, Commitments(self._new_commitments(sender, count)))] if count > 0 else []
+        if isinstance(msg, SignRequest):
+            if msg.pending_id in self.finalized:
+                return []
+            if msg.pending_id not in self.pending:  # our replica has not executed it yet
+                queue = self.early.setdefault(msg.pending_id, [])
+                if len(queue) < len(self.ids) * 4:
+                    queue.append((sender, msg))
+                return []
+            return self._on_sign_request(sender, msg)
+        assert isinstance(msg, Share)
+        return self._on_share(sender, msg, now_us)
+
+    def on_timer(self, key: TimerKey, now_us: int) -> list[Effect]:
+        p = self.pending.get(key.pending_id)
+        if p is None:
+            return []
+        if key.kind == "attempt":
+            effects: list[Effect] = [
+                SetTimer(TimerKey("attempt", key.pending_id, key.value + 1), now_us + self.config.attempt_timeout_us)
+            ]
+            if self.aggregator(key.pending_id, key.value) == self.me:
+                p.submitted = False
+                effects += self._start_session(key.pending_id, now_us)
+            return effects
+        session = self.sessions.get(key.value)
+        if session is None or session.done:
+            return []
+        # Signers that did not answer in time are skipped for this issuance (slow, not proven bad).
+        session.done = True
+        p.slow |= {c.identifier for c in session.commitments if c.identifier not in session.shares}
+        return self._start_session(key.pending_id, now_us)
+
+    def on_finalized(self, pending_id: int) -> list[Effect]:
+        """Our replica recorded the certificate (or the pending expired): stop working on it."""
+        self.pending.pop(pending_id, None)
+        self.early.pop(pending_id, None)
+        self.finalized.add(pending_id)
+        for sid in [s for s, v in self.sessions.items() if v.pending_id == pending_id]:
+            del self.sessions[sid]
+        return []
+
+    # -- signer side -------------------------------------------------------------------------------
+
+    def _new_commitments(self, aggregator: int, count: int) -> tuple[PublishedCommitment, ...]:
+        out = []
+        for _ in range(count):
+            nonces, c = frost.commit(self.me, self.key.signing_share, self.rand_bytes)
+            nid = self.next_nonce_id
+            self.next_nonce_id += 1
+            self.nonces[(aggregator, nid)] = nonces
+            out.append(PublishedCommitment(nid, c.hiding, c.binding))
+        return tuple(out)
+
+    def _make_share(self, nonces: frost.SigningNonces, msg: bytes, commitments: list[frost.SigningCommitment]) -> bytes:
+        return frost.sign(self.key, nonces, msg, commitments).share
+
+    def _sign(self, aggregator: int, req: SignRequest) -> bytes | None:
+        p = self.pending.get(req.pending_id)
+        own = [c for c in req.commitments if c.identifier == self.me]
+        if p is None or len(own) != 1:
+            return None
+        # Single use: the nonce leaves our state before any share exists.
+        nonces = self.nonces.pop((aggregator, own[0].nonce_id), None)
+        if nonces is None:
+            return None
+        commitments = [frost.SigningCommitment(c.identifier, c.hiding, c.binding) for c in req.commitments]
+        try:
+            return self._make_share(nonces, p.tbs, commitments)
+        except frost.FrostError:
+            return None
+
+    def _on_sign_request(self, sender: int, req: SignRequest) -> list[Effect]:
+        share = self._sign(sender, req)
+        if share is None:
+            return []
+        return [self._send(sender, Share(req.pending_id, req.session, share, self._new_commitments(sender, 1)))]
+
+    # -- aggregator side ---------------------------------------------------------------------------
+
+    def _add_to_pool(self, signer: int, commitments: tuple[PublishedCommitment, ...]) -> None:
+        pool = self.pools[signer]
+        for c in commitments:
+            if len(pool) >= self.config.max_pool:
+                break
+            pool.setdefault(c.nonce_id, frost.SigningCommitment(signer, c.hiding, c.binding))
+
+    def _start_session(self, pending_id: int, now_us: int) -> list[Effect]:
+        p = self.pending[pending_id]
+        p.waiting = False
+        effects: list[Effect] = []
+        candidates = [i for i in self.ids if i not in self.cheaters and i not in p.slow and self.pools[i]]
+        for i in self.ids:
+            if i != self.me and i not in self.cheaters and len(self.pools[i]) < 2 and i not in self.requested:
+                self.requested.add(i)  # one outstanding request per signer, so retries cannot loop
+                effects.append(self._send(i, CommitmentRequest(self.config.pool_size)))
+        if self.me in candidates:  # sign ourselves when we can: one fewer message to wait for
+            candidates.remove(self.me)
+            candidates.insert(0, self.me)
+        chosen = sorted(candidates[: self.public.min_signers])
+        if len(chosen) < self.public.min_signers:
+            if not self.pools[self.me]:
+                self._add_to_pool(self.me, self._new_commitments(self.me, self.config.pool_size))
+            p.slow.clear()  # nobody left to try: give everyone another chance at the next attempt
+            p.waiting = True
+            return effects
+        sid = self.next_session
+        self.next_session += 1
+        session_commitments = []
+        for i in chosen:
+            nonce_id = min(self.pools[i])
+            c = self.pools[i].pop(nonce_id)
+            session_commitments.append(SessionCommitment(i, nonce_id, c.hiding, c.binding))
+        session = _Session(
+            pending_id, [frost.SigningCommitment(c.identifier, c.hiding, c.binding) for c in session_commitments]
+        )
+        self.sessions[sid] = session
+        req = SignRequest(pending_id, sid, tuple(session_commitments))
+        effects.append(SetTimer(TimerKey("session", pending_id, sid), now_us + self.config.session_timeout_us))
+        for i in chosen:
+            if i == self.me:
+                share = self._sign(self.me, req)
+                self._add_to_pool(self.me, self._new_commitments(self.me, 1))
+                if share is not None:
+                    session.shares[self.me] = frost.SignatureShare(self.me, share)
+            else:
+                effects.append(self._send(i, req))
+        return effects + self._try_aggregate(sid, now_us)
+
+    def _on_share(self, sender: int, msg: Share, now_us: int) -> list[Effect]:
+        self._add_to_pool(sender, msg.replenish[:1])
+        session = self.sessions.get(msg.session)
+        if session is None or session.done or session.pending_id != msg.pending_id:
+            return []
+        if sender not in {c.identifier for c in session.commitments} or sender in session.shares:
+            return []
+        session.shares[sender] = frost.SignatureShare(sender, msg.share)
+        return self._try_aggregate(msg.session, now_us)
+
+    def _try_aggregate(self, sid: int, now_us: int) -> list[Effect]:
+        session = self.sessions[sid]
+        if len(session.shares) < len(session.commitments):
+            return []
+        session.done = True
+        p = self.pending.get(session.pending_id)
+        if p is None:
+            return []
+        shares = [session.shares[i] for i in sorted(session.shares)]
+        try:
+            signature = frost.aggregate_verified(session.commitments, p.tbs, self.public, shares)
+        except frost.FrostError as exc:
+            effects: list[Effect] = []
+            for culprit in exc.culprits:
+                reason = f"invalid signature share for pending issuance {session.pending_id}"
+                self.cheaters.setdefault(culprit, reason)
+                effects.append(Misbehaviour(culprit, reason))
+            if not exc.culprits:  # cannot attribute (should not happen): treat all as slow
+                p.slow |= set(session.shares)
+            return effects + self._start_session(session.pending_id, now_us)
+        if p.submitted:
+            return []
+        p.submitted = True
+        return [SubmitFinalize(session.pending_id, signature, issuance.finalize_command(session.pending_id, signature))]
+
+    def _send(self, to: int, message: Any) -> Send:
+        return Send(to, seal(self.signer, self.me, to, message))
