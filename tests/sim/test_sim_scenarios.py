@@ -46,3 +46,15 @@ def test_same_seed_same_trace_and_other_seed_other_trace() -> None:
     a, b, c = run(sc, 5), run(sc, 5), run(sc, 6)
     assert a.trace_digest == b.trace_digest
     assert a.trace_digest != c.trace_digest
+
+
+def test_restarted_primary_recovers_its_state_and_catches_up() -> None:
+    result = run(load(SCENARIOS / "primary-crash.yaml"))
+    assert result.expectation_met
+    nodes = result.world.nodes
+    restarted = nodes["0"].replica
+    assert any(what.startswith("restart (recovered") for _, _, what in result.world.fault_log)
+    assert restarted.received["state_reply"] >= 1, "caught up by state transfer"
+    assert {n.replica.last_executed for n in nodes.values()} == {restarted.last_executed}
+    assert {n.replica.view for n in nodes.values()} == {1}
+    assert len({n.replica.own_checkpoints[n.replica.low_watermark][0] for n in nodes.values()}) == 1
