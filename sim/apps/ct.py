@@ -245,8 +245,8 @@ class CTSimApp(SimApp):
         honest = {name for name, node in w.nodes.items() if not node.byzantine}
         for rec in w.executions[self._exec_pos:]:
             if rec.node in honest:
-                for req, result in zip(rec.event.requests, rec.event.results, strict=True):
-                    self._results.setdefault(req.digest, result)
+                for request, result in zip(rec.event.requests, rec.event.results, strict=True):
+                    self._results.setdefault(request.digest, result)
         self._exec_pos = len(w.executions)
         apps = self.honest_apps()
         for digest, req in w.requests.items():

@@ -9,6 +9,7 @@ tiles) is the next step; the tree itself can already sit on `filestore`.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from trustchain.crypto.signing import Signer
 from trustchain.ct import checkpoint as cpmod
@@ -58,9 +59,22 @@ class _HashIndex:
         return [found] if isinstance(found, int) else list(found)
 
 
+@dataclass(frozen=True)
+class LoggedEntry:
+    """Where an entry sits in the log: the deterministic part of an SCT (no signature)."""
+
+    index: int
+    timestamp: int
+    extensions: bytes
+    new: bool  # False when the entry was already logged and this is its original position
+
+
 class CTLog:
-    def __init__(self, signer: Signer, tree: LogTree | None = None, *, max_get_entries: int = 1000) -> None:
-        """`signer` is the log key used for SCTs. A given `tree` must be empty: entries are not persisted."""
+    def __init__(
+        self, signer: Signer | None, tree: LogTree | None = None, *, max_get_entries: int = 1000
+    ) -> None:
+        """`signer` is the log key used for SCTs; None for a log that only records (a replicated log whose
+        validators sign separately). A given `tree` must be empty: entries are not persisted."""
         self._signer = signer
         self._tree = tree if tree is not None else LogTree()
         if self._tree.size:
@@ -69,7 +83,7 @@ class CTLog:
         self._by_leaf = _HashIndex()
         self._by_entry = _HashIndex()
         self._max_get_entries = max_get_entries
-        self.log_id = sctmod.log_id(signer.public_key)
+        self.log_id = sctmod.log_id(signer.public_key) if signer is not None else b""
 
     @property
     def size(self) -> int:
@@ -90,23 +104,61 @@ class CTLog:
 
     def _submit(self, entry: SignedEntry, timestamp_ms: int) -> sctmod.SignedCertificateTimestamp:
         """A resubmitted entry gets its original SCT back (same timestamp, same bytes) and no new leaf."""
+        if self._signer is None:
+            raise LogError("this log has no signing key: use add() and have each validator sign SCTs")
+        logged = self.add(entry, timestamp_ms)
+        return sctmod.issue(self._signer, entry, logged.timestamp, logged.extensions)
+
+    def add(self, entry: SignedEntry, timestamp_ms: int) -> LoggedEntry:
+        """Logs `entry` at `timestamp_ms` unless already logged; signs nothing, so every replica that
+        adds the same entries at the same consensus times holds identical bytes."""
         digest = hashlib.sha256(encode_signed_entry(entry)).digest()
-        for index in self._by_entry.candidates(digest):
-            logged = parse_merkle_tree_leaf(self._entries[index])
-            if logged.entry == entry:
-                return sctmod.issue(self._signer, entry, logged.timestamp, logged.extensions)
+        found = self._find(entry, digest)
+        if found is not None:
+            logged = parse_merkle_tree_leaf(self._entries[found])
+            return LoggedEntry(found, logged.timestamp, logged.extensions, False)
         leaf = merkle_tree_leaf(TimestampedEntry(timestamp_ms, entry))
         if len(leaf) > tiles.MAX_ENTRY_SIZE:
             raise LogError(
                 f"leaf of {len(leaf)} bytes exceeds the {tiles.MAX_ENTRY_SIZE} a data tile can carry"
             )
-        sct = sctmod.issue(self._signer, entry, timestamp_ms)
         index = self._tree.append(leaf)
         assert index == len(self._entries)
         self._entries.append(leaf)
         self._by_entry.add(digest, index)
         self._by_leaf.add(leaf_hash(leaf), index)
-        return sct
+        return LoggedEntry(index, timestamp_ms, b"", True)
+
+    def _find(self, entry: SignedEntry, digest: bytes) -> int | None:
+        for index in self._by_entry.candidates(digest):
+            if parse_merkle_tree_leaf(self._entries[index]).entry == entry:
+                return index
+        return None
+
+    def find(self, entry: SignedEntry) -> int | None:
+        """Index of a logged entry (any timestamp), or None."""
+        return self._find(entry, hashlib.sha256(encode_signed_entry(entry)).digest())
+
+    def sct(self, index: int, signer: Signer | None = None) -> sctmod.SignedCertificateTimestamp:
+        """The SCT for a logged entry, signed by `signer` (default: the log key) over its logged time."""
+        signer = signer or self._signer
+        if signer is None:
+            raise LogError("no key to sign the SCT with")
+        if not 0 <= index < self.size:
+            raise LogError(f"entry {index} is not within a log of size {self.size}")
+        logged = parse_merkle_tree_leaf(self._entries[index])
+        return sctmod.issue(signer, logged.entry, logged.timestamp, logged.extensions)
+
+    def leaf_hash(self, index: int) -> bytes:
+        if not 0 <= index < self.size:
+            raise LogError(f"entry {index} is not within a log of size {self.size}")
+        return self._tree.leaf_hash(index)
+
+    def root_at(self, size: int) -> bytes:
+        """The root the log had at `size` (any past size, O(log n))."""
+        if not 0 <= size <= self.size:
+            raise LogError(f"tree size {size} is not within 0..{self.size}")
+        return self._tree.root(size)
 
     def get_entries(self, start: int, end: int) -> list[bytes]:
         """RFC 6962 get-entries: `end` is inclusive; fewer entries than asked may come back (page limit,
@@ -121,9 +173,12 @@ class CTLog:
         """All leaf inputs, read-only by convention (for tiles.serve)."""
         return self._entries
 
-    def checkpoint(self, signer: Signer, origin: str, key_name: str | None = None) -> cpmod.SignedCheckpoint:
-        """Signs the current tree; the note key name defaults to the origin, as C2SP logs do."""
-        cp = cpmod.Checkpoint(origin, self.size, self._tree.root())
+    def checkpoint(
+        self, signer: Signer, origin: str, key_name: str | None = None, size: int | None = None
+    ) -> cpmod.SignedCheckpoint:
+        """Signs the tree (at `size`, default now); the note key name defaults to the origin, as C2SP logs do."""
+        size = self.size if size is None else size
+        cp = cpmod.Checkpoint(origin, size, self.root_at(size))
         return cpmod.sign(cp, key_name or origin, signer)
 
     def index_of_leaf_hash(self, leaf_hash_: bytes, tree_size: int | None = None) -> int:

@@ -145,7 +145,7 @@ def verifier_key(name: str, public_key: bytes) -> str:
 
 def parse_verifier_key(vkey: str) -> tuple[str, bytes]:
     """Returns (name, Ed25519 public key), checking the embedded key ID."""
-    parts = vkey.split("+")
+    parts = vkey.split("+", 2)  # the base64 key may itself contain "+"
     if len(parts) != 3:
         raise NoteError("verifier key is not '<name>+<hex key ID>+<base64 key>'")
     name, kid_hex, blob = parts

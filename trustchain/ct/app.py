@@ -1,0 +1,206 @@
+"""CTApplication: the CT log as a replicated `Application`, one instance per validator.
+
+Who signs what. Consensus orders submissions; every honest replica appends the same leaves at the same
+consensus time (`ExecutionContext.time_us`), so the tree, and every result `execute` returns, is
+identical everywhere. Signatures are per validator and so can never be inside a result: each validator
+signs SCTs (`sct`) and checkpoints (`signed_checkpoint`) with its own Ed25519 key over that identical
+content, when the node asks. A client trusts a checkpoint carrying signatures by a quorum of distinct
+validator keys (see `validators.ValidatorSet`: 2f+1 by default, tlog-cosignature style) and an SCT set
+the same way; one Byzantine validator signing a different tree only convicts itself (split-view
+evidence names its key).
+
+Snapshot choice. The leaf inputs are the whole state (dedup, proofs and entries all need them); tree
+hashes, SCTs and checkpoints are derived and are not copied. The log is a shard with a fixed capacity
+(`max_entries`, as CT's temporal shards), so a snapshot is bounded by max_entries x MAX_ENTRY_SIZE;
+restore rebuilds the tree and checks it against the root the snapshot commits to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.crypto.signing import Signer
+from trustchain.ct import checkpoint as cpmod
+from trustchain.ct import sct as sctmod
+from trustchain.ct.entry import EntryError, PrecertEntry, SignedEntry, X509Entry, parse_merkle_tree_leaf
+from trustchain.ct.log import CTLog, LogError
+from trustchain.ct.merkle import HASH_SIZE
+from trustchain.encoding import DecodeError, decode, encode
+
+OP_ADD_CHAIN = "add-chain"
+OP_ADD_PRE_CHAIN = "add-pre-chain"
+OP_CHECKPOINT = "checkpoint"
+OPS = (OP_ADD_CHAIN, OP_ADD_PRE_CHAIN, OP_CHECKPOINT)
+
+STATUS_OK, STATUS_DUPLICATE, STATUS_ERROR = "ok", "duplicate", "error"
+DEFAULT_MAX_ENTRIES = 1 << 20
+MAX_CERT_BYTES = 64 * 1024
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CTCommand:
+    """One ordered operation. For add-pre-chain `certificate` is the TBSCertificate (poison removed)."""
+
+    op: str
+    certificate: bytes = b""
+    issuer_key_hash: bytes = b""
+
+
+@dataclass(frozen=True)
+class CTResult:
+    """The deterministic answer every honest replica returns: an SCT without its signature, plus the
+    tree the entry is in (so one reply already pins size and root)."""
+
+    status: str
+    detail: str = ""  # for errors: "<field>: <reason>"
+    index: int = 0
+    timestamp_ms: int = 0
+    leaf_hash: bytes = b""
+    tree_size: int = 0
+    root_hash: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != STATUS_ERROR
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    version: int
+    leaves: tuple[bytes, ...]
+    root_hash: bytes
+
+
+def add_chain(cert_der: bytes) -> bytes:
+    return encode(CTCommand(OP_ADD_CHAIN, cert_der))
+
+
+def add_pre_chain(tbs_certificate: bytes, issuer_key_hash: bytes) -> bytes:
+    return encode(CTCommand(OP_ADD_PRE_CHAIN, tbs_certificate, issuer_key_hash))
+
+
+def checkpoint_command() -> bytes:
+    return encode(CTCommand(OP_CHECKPOINT))
+
+
+def decode_result(data: bytes) -> CTResult:
+    return decode(CTResult, data)
+
+
+def der_sequence_error(data: bytes, what: str) -> str | None:
+    """Why `data` is not exactly one DER SEQUENCE (definite, minimal length), or None. The log does not
+    validate chains; this only keeps arbitrary bytes out, deterministically."""
+    if len(data) < 2 or data[0] != 0x30:
+        return f"{what}: not a DER SEQUENCE"
+    first = data[1]
+    if first < 0x80:
+        length, header = first, 2
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or len(data) < 2 + count:
+            return f"{what}: bad DER length"
+        length = int.from_bytes(data[2 : 2 + count], "big")
+        header = 2 + count
+        if length < 0x80 or data[2] == 0:
+            return f"{what}: non-minimal DER length"
+    if header + length != len(data):
+        return f"{what}: DER length {length} does not match the {len(data) - header} bytes present"
+    return None
+
+
+class CTApplication:
+    def __init__(
+        self, signer: Signer, key_name: str, origin: str, *, max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
+        """`signer`/`key_name`: this validator's own key, used only by `sct` and `signed_checkpoint`."""
+        assert max_entries > 0
+        cpmod.Checkpoint(origin, 0, b"\x00" * HASH_SIZE)  # validates the origin early
+        self.signer = signer
+        self.key_name = key_name
+        self.origin = origin
+        self.max_entries = max_entries
+        self.log = CTLog(None)
+
+    # ------------------------------------------------------------------ replicated, deterministic
+
+    def execute(self, operations: Sequence[Operation], context: ExecutionContext) -> list[bytes]:
+        timestamp_ms = context.time_us // 1000
+        return [encode(self._apply(op.payload, timestamp_ms)) for op in operations]
+
+    def _apply(self, payload: bytes, timestamp_ms: int) -> CTResult:
+        try:
+            cmd = decode(CTCommand, payload)
+        except DecodeError as exc:
+            return CTResult(STATUS_ERROR, f"command: malformed ({exc})")
+        if cmd.op == OP_CHECKPOINT:
+            return CTResult(STATUS_OK, tree_size=self.log.size, root_hash=self.log.root_at(self.log.size))
+        if cmd.op not in (OP_ADD_CHAIN, OP_ADD_PRE_CHAIN):
+            return CTResult(STATUS_ERROR, f"op: unknown operation {cmd.op[:32]!r}")
+        precert = cmd.op == OP_ADD_PRE_CHAIN
+        problem = self._check_cert(cmd.certificate, "tbs_certificate" if precert else "certificate")
+        if precert and len(cmd.issuer_key_hash) != HASH_SIZE:
+            problem = problem or f"issuer_key_hash: {len(cmd.issuer_key_hash)} bytes, expected {HASH_SIZE}"
+        if not precert and cmd.issuer_key_hash:
+            problem = problem or "issuer_key_hash: only allowed with add-pre-chain"
+        if problem:
+            return CTResult(STATUS_ERROR, problem)
+        entry: SignedEntry = (
+            PrecertEntry(cmd.issuer_key_hash, cmd.certificate) if precert else X509Entry(cmd.certificate)
+        )
+        if self.log.find(entry) is None and self.log.size >= self.max_entries:
+            return CTResult(STATUS_ERROR, f"log: shard is full at {self.max_entries} entries")
+        try:
+            logged = self.log.add(entry, timestamp_ms)
+        except LogError as exc:
+            return CTResult(STATUS_ERROR, f"certificate: {exc}")
+        size = self.log.size
+        return CTResult(STATUS_OK if logged.new else STATUS_DUPLICATE, "", logged.index, logged.timestamp,
+                        self.log.leaf_hash(logged.index), size, self.log.root_at(size))
+
+    @staticmethod
+    def _check_cert(data: bytes, field: str) -> str | None:
+        if len(data) > MAX_CERT_BYTES:
+            return f"{field}: {len(data)} bytes, more than {MAX_CERT_BYTES}"
+        return der_sequence_error(data, field)
+
+    def snapshot(self) -> bytes:
+        return encode(_Snapshot(SNAPSHOT_VERSION, tuple(self.log.entries), self.log.root_at(self.log.size)))
+
+    def restore(self, snapshot: bytes) -> None:
+        """Builds the new log aside and swaps it in only if it reproduces the committed root."""
+        snap = decode(_Snapshot, snapshot)
+        if snap.version != SNAPSHOT_VERSION:
+            raise DecodeError(f"_Snapshot.version: {snap.version} is not {SNAPSHOT_VERSION}")
+        log = CTLog(None)
+        for i, leaf in enumerate(snap.leaves):
+            try:
+                parsed = parse_merkle_tree_leaf(leaf)
+                logged = log.add(parsed.entry, parsed.timestamp)
+            except (EntryError, LogError) as exc:
+                raise DecodeError(f"_Snapshot.leaves[{i}]: {exc}") from None
+            if not logged.new or parsed.extensions:
+                raise DecodeError(f"_Snapshot.leaves[{i}]: duplicate entry or unexpected extensions")
+        if log.root_at(log.size) != snap.root_hash:
+            raise DecodeError("_Snapshot.root_hash: the leaves do not hash to it")
+        self.log = log
+
+    # ------------------------------------------------------------------ per validator: signatures
+
+    @property
+    def size(self) -> int:
+        return self.log.size
+
+    def checkpoint(self, size: int | None = None) -> cpmod.Checkpoint:
+        size = self.log.size if size is None else size
+        return cpmod.Checkpoint(self.origin, size, self.log.root_at(size))
+
+    def signed_checkpoint(self, size: int | None = None) -> cpmod.SignedCheckpoint:
+        """This validator's signature over the checkpoint; clients merge a quorum of these."""
+        return cpmod.sign(self.checkpoint(size), self.key_name, self.signer)
+
+    def sct(self, index: int) -> sctmod.SignedCertificateTimestamp:
+        """This validator's SCT for logged entry `index`: identical content on every validator."""
+        return self.log.sct(index, self.signer)
