@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -12,6 +13,9 @@ from pathlib import Path
 from sim.scenario import ScenarioError, load
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INVALID = 0, 1, 2
+
+#: Further subcommands, each a module of `sim` with `register(subparsers)` (run/digest/bench are here).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _replay_command(args: argparse.Namespace, seed: int) -> str:
@@ -97,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, nargs="*", default=[4, 10, 16])
     p.add_argument("--requests", type=int, default=500)
     p.set_defaults(func=cmd_bench)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"sim.{name}").register(sub)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

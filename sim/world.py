@@ -294,6 +294,28 @@ class World:
                 cnode = self.client_names[dst_node]
                 self.after(total, lambda c=cnode: c.deliver(data))
 
+    def submit_as(self, node: ReplicaNode, request_packet: bytes) -> None:
+        """A replica's own component (e.g. its threshold signer) submits a request to every replica,
+        over the network like a client would."""
+        for rid in range(self.config.n):
+            for target in self._replica_targets(node, rid):
+                if target == node.name:
+                    self.after(0, lambda: self.deliver(node, node.name, request_packet))
+                else:
+                    self.transmit(node.name, target, request_packet)
+
+    def send_side(self, src: ReplicaNode, dst_rid: int, handler: Callable[[ReplicaNode], None]) -> None:
+        """Deliver an application-level message (outside consensus) from `src` to every instance of
+        replica `dst_rid`, through the network model: `handler(receiving_node)` runs on arrival."""
+        self.messages_sent["side"] += 1
+        self.sent_by[src.name] += 1
+        for target in self._replica_targets(src, dst_rid):
+            dst = self.nodes[target]
+            for delay in self.network.route(src.name, target, self.now):
+                incarnation = dst.incarnation
+                self.after(delay, lambda d=dst, i=incarnation: (
+                    handler(d) if d.up and not d.paused and d.incarnation == i else None))
+
     def _replica_targets(self, node: ReplicaNode, rid: int) -> list[str]:
         targets = []
         for inst in self.instances[rid]:
@@ -331,6 +353,7 @@ class World:
         for b in node.behaviours:
             if node.up:
                 outgoing = b.outgoing(outgoing, self.now)
+        executed = [e for e in effects if isinstance(e, Executed)]
         if not node.up and not outgoing:
             return
         for item in outgoing:
@@ -341,6 +364,8 @@ class World:
                 cnode = self.clients.get(item.dst)
                 if cnode is not None:
                     self.transmit(node.name, cnode.name, item.data, item.delay_us)
+        for e in executed:
+            self.app.on_executed(node, e)
 
     def _set_timer(self, node: ReplicaNode, name: str, at_local_us: int) -> None:
         self._timer_seq += 1

@@ -14,7 +14,8 @@ from trustchain.app.interface import Application
 
 if TYPE_CHECKING:
     from sim.checkers import Verdict
-    from sim.world import World
+    from sim.world import ReplicaNode, World
+    from trustchain.consensus.effects import Executed
 
 
 class SimApp:
@@ -37,6 +38,10 @@ class SimApp:
 
     def start(self) -> None:
         """Called once before the run starts."""
+
+    def on_executed(self, node: ReplicaNode, event: Executed) -> None:
+        """Called after `node`'s replica executed a batch (its effects already carried out): the
+        place to drive components that run beside consensus, such as threshold signing."""
 
     def checks(self) -> list[Verdict]:
         """Application-level checks, run after the consensus checks."""
