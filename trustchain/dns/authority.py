@@ -112,6 +112,10 @@ class Authority:
     def unload(self, origin: dns.name.Name) -> None:
         self._zones.pop(origin, None)
 
+    def serves(self, qname: dns.name.Name) -> bool:
+        """Whether `qname` falls in one of our zones (a resolver answers those locally)."""
+        return self._zone_for(qname) is not None
+
     def answer(self, query_wire: bytes, now: int, *, max_udp: int | None) -> bytes:
         """Response wire for `query_wire`, or b"" when nothing must be sent back. `max_udp` is the
         transport's UDP limit (None for stream transports: TCP, DoQ)."""
@@ -260,6 +264,8 @@ class Authority:
     def _render(
         self, response: dns.message.Message, query: dns.message.Message, max_udp: int | None
     ) -> bytes:
+        # want_shuffle=False: dnspython shuffles rdata order by default (round robin), which would make
+        # honest replicas' answers differ byte-wise; canonical order keeps them comparable.
         if max_udp is None:
             limit = MAX_TCP
         elif query.edns >= 0:
@@ -267,14 +273,14 @@ class Authority:
         else:
             limit = 512
         try:
-            return response.to_wire(max_size=limit)
+            return response.to_wire(max_size=limit, want_shuffle=False)
         except dns.exception.TooBig:
             self.stats.truncated += 1
             response.answer.clear()
             response.authority.clear()
             response.additional.clear()
             response.flags |= dns.flags.TC
-            return response.to_wire(max_size=limit)
+            return response.to_wire(max_size=limit, want_shuffle=False)
 
 
 class _Adder(Protocol):

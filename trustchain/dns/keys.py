@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import dns.dnssec
 import dns.dnssectypes
@@ -47,16 +48,17 @@ class ZoneKey:
         if len(self.seed) != 32:
             raise ValueError(f"Ed25519 seed must be 32 bytes, got {len(self.seed)}")
 
-    @property
+    # cached: deriving the key and its DNSKEY/tag dominated signing time (fields are frozen, so safe)
+    @cached_property
     def private_key(self) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.from_private_bytes(self.seed)
 
-    @property
+    @cached_property
     def dnskey(self) -> dns.rdtypes.ANY.DNSKEY.DNSKEY:
         flags = ZONE_FLAG | (SEP_FLAG if self.role is Role.KSK else 0)
         return dns.dnssec.make_dnskey(self.private_key.public_key(), ED25519, flags=flags)
 
-    @property
+    @cached_property
     def tag(self) -> int:
         return dns.dnssec.key_id(self.dnskey)
 

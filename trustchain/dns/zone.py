@@ -160,6 +160,7 @@ class Zone:
     def __init__(self, origin: dns.name.Name, nodes: Mapping[dns.name.Name, Node]) -> None:
         self.origin = origin
         self._nodes: dict[dns.name.Name, Node] = {n: dict(t) for n, t in nodes.items()}
+        self._digest: bytes | None = None  # memo: signer, authority and replicas ask for it repeatedly
         _check_invariants(origin, self._nodes)
 
     @classmethod
@@ -255,6 +256,7 @@ class Zone:
             self.origin, RdataType.SOA, soa_rrset.ttl, [new_soa]
         )
         self._nodes = work
+        self._digest = None
         return True
 
     def _apply_op(self, work: dict[dns.name.Name, Node], op: object, field: str) -> None:
@@ -323,7 +325,9 @@ class Zone:
 
     def digest(self) -> bytes:
         """SHA-256 of the snapshot: replicas compare this to detect divergence."""
-        return hashlib.sha256(self.snapshot()).digest()
+        if self._digest is None:
+            self._digest = hashlib.sha256(self.snapshot()).digest()
+        return self._digest
 
     @classmethod
     def restore(cls, data: bytes) -> Zone:

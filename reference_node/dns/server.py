@@ -1,0 +1,276 @@
+"""asyncio DNS listeners: UDP, TCP and DNS-over-QUIC (RFC 9250) around a sans-I/O handler.
+
+The listeners only move bytes: parsing and answering happen in the handler (normally
+`trustchain.dns.authority.Authority.answer`), rate limiting in `trustchain.dns.ratelimit`. Nothing a
+client sends may stop a listener: every failure is counted in `ListenerCounters` and the offending
+datagram, connection or stream is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer, serve
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
+
+from trustchain.dns.authority import Authority
+from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_reply
+
+Transport = Literal["udp", "tcp", "doq"]
+Handler = Callable[[bytes, str, Transport], bytes]
+EDNS_UDP = 1232
+MAX_QUERY = 4096  # no legitimate query comes close; larger ones are counted as oversize and dropped
+DOQ_ALPN = "doq"
+DOQ_NO_ERROR, DOQ_INTERNAL_ERROR, DOQ_PROTOCOL_ERROR = 0x0, 0x1, 0x2  # RFC 9250 section 4.3
+
+
+@dataclass
+class ListenerCounters:
+    udp_queries: int = 0
+    tcp_queries: int = 0
+    doq_queries: int = 0
+    responses: int = 0
+    malformed: int = 0
+    oversize: int = 0
+    rrl_dropped: int = 0
+    rrl_slipped: int = 0
+    tcp_connections: int = 0
+    tcp_rejected: int = 0
+    tcp_timeouts: int = 0
+    doq_connections: int = 0
+    doq_protocol_errors: int = 0
+    handler_errors: int = 0
+
+
+def authority_handler(authority: Authority, clock: Callable[[], float] = time.time) -> Handler:
+    """Adapt an Authority: UDP answers obey the EDNS limit (truncation makes clients retry over TCP)."""
+
+    def handle(wire: bytes, client: str, transport: Transport) -> bytes:
+        return authority.answer(wire, int(clock()), max_udp=EDNS_UDP if transport == "udp" else None)
+
+    return handle
+
+
+def _response_class(response: bytes) -> str:
+    """RRL accounting class, as Knot does: by rcode, and for positive answers by the question name
+    (so one popular name cannot starve others for the same client prefix)."""
+    rcode = response[3] & 0x0F if len(response) > 3 else 0
+    if rcode != 0:
+        return f"rcode{rcode}"
+    return "ok:" + response[12:268].split(b"\x00", 1)[0].lower().hex()
+
+
+class DNSServer:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        rrl: ResponseRateLimiter | None = None,
+        tcp_idle_timeout: float = 10.0,
+        max_tcp_clients: int = 512,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.handler = handler
+        self.rrl = rrl
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.max_tcp_clients = max_tcp_clients
+        self.clock = clock
+        self.counters = ListenerCounters()
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.Server] = []
+        self._quic: list[QuicServer] = []
+        self._tcp_open = 0
+
+    # --- shared -------------------------------------------------------------------------------------
+
+    def _handle(self, wire: bytes, client: str, transport: Transport) -> bytes:
+        if len(wire) > MAX_QUERY:
+            self.counters.oversize += 1
+            return b""
+        if len(wire) < 12:
+            self.counters.malformed += 1
+            return b""
+        try:
+            response = self.handler(wire, client, transport)
+        except Exception:  # the handler is sans-I/O code we trust, but a bug must not kill the listener
+            self.counters.handler_errors += 1
+            return b""
+        if response and response[3] & 0x0F == 1:  # FORMERR: the query did not parse
+            self.counters.malformed += 1
+        return response
+
+    # --- UDP ----------------------------------------------------------------------------------------
+
+    async def start_udp(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), local_addr=(host, port))
+        self._udp.append(transport)
+        sockname = transport.get_extra_info("sockname")
+        return sockname[0], sockname[1]
+
+    def _on_datagram(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
+        self.counters.udp_queries += 1
+        response = self._handle(data, addr[0], "udp")
+        if not response:
+            return
+        if self.rrl is not None:
+            action = self.rrl.check(addr[0], self.clock(), _response_class(response))
+            if action is Action.DROP:
+                self.counters.rrl_dropped += 1
+                return
+            if action is Action.SLIP:
+                self.counters.rrl_slipped += 1
+                response = truncated_reply(response)
+                if not response:
+                    return
+        self.counters.responses += 1
+        transport.sendto(response, addr)
+
+    # --- TCP ----------------------------------------------------------------------------------------
+
+    async def start_tcp(self, host: str, port: int) -> tuple[str, int]:
+        server = await asyncio.start_server(self._on_tcp, host, port)
+        self._tcp.append(server)
+        sockname = server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        client = peer[0] if peer else "?"
+        if self._tcp_open >= self.max_tcp_clients:
+            self.counters.tcp_rejected += 1
+            writer.close()
+            return
+        self._tcp_open += 1
+        self.counters.tcp_connections += 1
+        try:
+            while True:  # RFC 7766: several queries may be pipelined on one connection
+                try:
+                    header = await asyncio.wait_for(reader.readexactly(2), self.tcp_idle_timeout)
+                except TimeoutError:
+                    self.counters.tcp_timeouts += 1
+                    return
+                length = int.from_bytes(header, "big")
+                if length > MAX_QUERY:
+                    self.counters.oversize += 1
+                    return
+                body = await asyncio.wait_for(reader.readexactly(length), self.tcp_idle_timeout)
+                self.counters.tcp_queries += 1
+                response = self._handle(body, client, "tcp")
+                if not response:
+                    return
+                self.counters.responses += 1
+                writer.write(len(response).to_bytes(2, "big") + response)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            pass  # client went away or stalled mid-message
+        finally:
+            self._tcp_open -= 1
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    # --- DNS over QUIC ------------------------------------------------------------------------------
+
+    async def start_doq(self, host: str, port: int, cert_file: str, key_file: str) -> tuple[str, int]:
+        config = QuicConfiguration(is_client=False, alpn_protocols=[DOQ_ALPN], idle_timeout=30.0)
+        config.load_cert_chain(cert_file, key_file)
+        server = await serve(host, port, configuration=config, create_protocol=functools.partial(_DoQProtocol, self))
+        self._quic.append(server)
+        assert server._transport is not None
+        sockname = server._transport.get_extra_info("sockname")
+        return sockname[0], sockname[1]
+
+    async def close(self) -> None:
+        for udp in self._udp:
+            udp.close()
+        for tcp in self._tcp:
+            tcp.close()
+        for quic in self._quic:
+            quic.close()
+        for tcp in self._tcp:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(tcp.wait_closed(), 1.0)
+        self._udp, self._tcp, self._quic = [], [], []
+
+
+class _UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DNSServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # selector transports do not subclass it
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        assert self.transport is not None
+        self.server._on_datagram(data, addr, self.transport)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors for earlier replies (e.g. port unreachable): nothing to do
+
+
+class _DoQProtocol(QuicConnectionProtocol):
+    """RFC 9250: one query per client-initiated bidirectional stream, 2-byte length prefix, message
+    ID 0; the client ends its side of the stream after the query, we answer and end ours."""
+
+    def __init__(self, server: DNSServer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server = server
+        self._buffers: dict[int, bytearray] = {}
+        server.counters.doq_connections += 1
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived):
+            self._on_stream_data(event)
+        elif isinstance(event, StreamReset):
+            self._buffers.pop(event.stream_id, None)
+        elif isinstance(event, ConnectionTerminated):
+            self._buffers.clear()
+
+    def _on_stream_data(self, event: StreamDataReceived) -> None:
+        sid = event.stream_id
+        counters = self.server.counters
+        if sid % 4 != 0:  # only client-initiated bidirectional streams carry queries
+            counters.doq_protocol_errors += 1
+            self._quic.close(error_code=DOQ_PROTOCOL_ERROR, reason_phrase="query on a wrong stream type")
+            self.transmit()
+            return
+        buf = self._buffers.setdefault(sid, bytearray())
+        buf += event.data
+        if len(buf) > MAX_QUERY + 2:
+            counters.oversize += 1
+            self._buffers.pop(sid, None)
+            self._quic.reset_stream(sid, DOQ_PROTOCOL_ERROR)
+            self.transmit()
+            return
+        if not event.end_stream:
+            return
+        data = bytes(self._buffers.pop(sid))
+        counters.doq_queries += 1
+        if len(data) < 2 or int.from_bytes(data[:2], "big") != len(data) - 2 or data[2:4] != b"\0\0":
+            counters.doq_protocol_errors += 1  # bad length prefix, or message ID not 0 (RFC 9250 4.2.1)
+            self._quic.close(error_code=DOQ_PROTOCOL_ERROR, reason_phrase="malformed DoQ query")
+            self.transmit()
+            return
+        response = self.server._handle(data[2:], self._client(), "doq")
+        if not response:
+            self._quic.reset_stream(sid, DOQ_INTERNAL_ERROR)
+        else:
+            counters.responses += 1
+            self._quic.send_stream_data(sid, len(response).to_bytes(2, "big") + response, end_stream=True)
+        self.transmit()
+
+    def _client(self) -> str:
+        try:
+            return str(self._quic._network_paths[0].addr[0])
+        except (AttributeError, IndexError):
+            return "?"

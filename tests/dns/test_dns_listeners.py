@@ -1,0 +1,179 @@
+"""The asyncio listeners, queried by real clients: dig and kdig over UDP and TCP, kdig +quic over
+DoQ (and our aioquic client), delv validating against our DS. Hostile input is counted, not fatal."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import pytest
+from dns_testutil import make_zone, seed
+from tls_testutil import self_signed
+
+from reference_node.dns.client import doq_connection, doq_query, tcp_exchange, udp_exchange
+from reference_node.dns.server import DNSServer, authority_handler
+from trustchain.dns.authority import Authority
+from trustchain.dns.dnssec import sign_zone
+from trustchain.dns.keys import KeySet
+from trustchain.dns.ratelimit import ResponseRateLimiter
+from trustchain.dns.zone import AddRecords, ZoneUpdate
+
+
+@dataclass
+class Running:
+    server: DNSServer
+    udp: int
+    tcp: int
+    doq: int
+    ds_text: str
+    cert: Path
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, coro: object) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=20)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    zone = make_zone()
+    zone.apply(ZoneUpdate("tc.example.", (AddRecords("big", "TXT", 60, tuple(f'"{i:02d}' + "y" * 180 + '"'
+                                                                            for i in range(12))),)))
+    signed = sign_zone(zone, KeySet.initial(seed("ksk"), seed("zsk")), int(time.time()))
+    auth = Authority()
+    auth.load(zone, signed)
+    cert, key = self_signed(tmp_path_factory.mktemp("tls"))
+    server = DNSServer(authority_handler(auth), tcp_idle_timeout=2.0)
+    loop = asyncio.new_event_loop()
+    ready: dict[str, int] = {}
+    started = threading.Event()
+
+    async def start() -> None:
+        ready["udp"] = (await server.start_udp("127.0.0.1", 0))[1]
+        ready["tcp"] = (await server.start_tcp("127.0.0.1", ready["udp"]))[1]  # same port: TC -> TCP
+        ready["doq"] = (await server.start_doq("127.0.0.1", 0, str(cert), str(key)))[1]
+        started.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
+    thread.start()
+    assert started.wait(10)
+    yield Running(server, ready["udp"], ready["tcp"], ready["doq"], signed.ds().to_text(), cert, loop)
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def run_tool(*cmd: str) -> str:
+    import subprocess
+
+    if shutil.which(cmd[0]) is None:
+        pytest.skip(f"{cmd[0]} not installed (apt: {'knot-dnsutils' if cmd[0] == 'kdig' else 'bind9-dnsutils'})")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    return out.stdout + out.stderr
+
+
+def test_dig_udp_and_tcp(running: Running) -> None:
+    out = run_tool("dig", "@127.0.0.1", "-p", str(running.udp), "+dnssec", "+norec", "www.tc.example.", "A")
+    assert "status: NOERROR" in out and "192.0.2.1" in out and "RRSIG" in out and " aa" in out
+    out = run_tool("dig", "@127.0.0.1", "-p", str(running.tcp), "+tcp", "nope.tc.example.", "A")
+    assert "status: NXDOMAIN" in out
+
+
+def test_dig_truncation_falls_back_to_tcp(running: Running) -> None:
+    # UDP answer exceeds 1232 bytes: TC=1, and dig retries over TCP by itself
+    out = run_tool("dig", "@127.0.0.1", "-p", str(running.udp), "+dnssec", "big.tc.example.", "TXT")
+    assert "Truncated, retrying in TCP mode" in out and "status: NOERROR" in out and "11yyy" in out
+
+
+def test_kdig_udp_tcp_and_quic(running: Running) -> None:
+    out = run_tool("kdig", "@127.0.0.1", "-p", str(running.udp), "+dnssec", "mail.tc.example.", "A")
+    assert "NOERROR" in out and "192.0.2.25" in out
+    out = run_tool("kdig", "@127.0.0.1", "-p", str(running.tcp), "+tcp", "tc.example.", "MX")
+    assert "NOERROR" in out and "mail.tc.example." in out and "(TCP)" in out
+    tls = (f"+tls-ca={running.cert}", "+tls-hostname=localhost")  # a verified session; +quic comes after
+    out = run_tool("kdig", "@127.0.0.1", "-p", str(running.doq), *tls, "+quic", "www.tc.example.", "AAAA")
+    assert "QUIC session" in out and "2001:db8::1" in out and "NOERROR" in out, out
+    assert running.server.counters.doq_queries >= 1
+
+
+def test_aioquic_client_several_queries_on_one_connection(running: Running) -> None:
+    async def go() -> list[dns.message.Message]:
+        async with doq_connection("127.0.0.1", running.doq) as conn:
+            replies = await asyncio.gather(*(doq_query(conn, dns.message.make_query(n, "A").to_wire())
+                                             for n in ("www.tc.example.", "mail.tc.example.", "zz.tc.example.")))
+        return [dns.message.from_wire(r) for r in replies]
+
+    replies = running.call(go())
+    assert isinstance(replies, list)
+    assert [r.rcode() for r in replies] == [dns.rcode.NOERROR, dns.rcode.NOERROR, dns.rcode.NXDOMAIN]
+    assert all(r.id == 0 for r in replies)  # RFC 9250: message ID 0 on DoQ
+
+
+def test_delv_fully_validates_through_listener(running: Running, tmp_path: Path) -> None:
+    lines = []
+    for line in running.ds_text.splitlines():
+        name, _ttl, _cls, _t, tag, alg, dtype, digest = line.split()
+        lines.append(f'  {name} static-ds {tag} {alg} {dtype} "{digest.upper()}";')
+    anchors = tmp_path / "anchors.conf"
+    anchors.write_text("trust-anchors {\n" + "\n".join(lines) + "\n};\n")
+    out = run_tool("delv", "@127.0.0.1", "-p", str(running.udp), "-a", str(anchors), "+root=tc.example.",
+                   "alias.tc.example.", "A")
+    assert "fully validated" in out and "192.0.2.1" in out, out
+
+
+def test_hostile_input_is_counted_and_survived(running: Running) -> None:
+    c = running.server.counters
+    before = (c.malformed, c.oversize)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for junk in (b"", b"\x01", b"\xff" * 11, b"\x12\x34" + b"\x00\x00" + b"\xff" * 40, b"\0" * 5000):
+            s.sendto(junk, ("127.0.0.1", running.udp))
+    with socket.create_connection(("127.0.0.1", running.tcp)) as s:  # length prefix beyond any query
+        s.sendall(b"\xff\xff" + b"x" * 100)
+        s.settimeout(5)
+        assert s.recv(10) == b""  # connection dropped
+    with socket.create_connection(("127.0.0.1", running.tcp)) as s:  # truncated message, then silence
+        s.sendall(b"\x00\x40abc")
+    wire = dns.message.make_query("www.tc.example.", "A").to_wire()
+    deadline = time.time() + 5
+    while (c.malformed, c.oversize) < (before[0] + 3, before[1] + 2) and time.time() < deadline:
+        time.sleep(0.05)
+    assert c.malformed >= before[0] + 3 and c.oversize >= before[1] + 2
+    ok = running.call(udp_exchange("127.0.0.1", running.udp, wire, 2.0))  # still serving
+    assert isinstance(ok, bytes) and dns.message.from_wire(ok).rcode() == dns.rcode.NOERROR
+    ok = running.call(tcp_exchange("127.0.0.1", running.tcp, wire, 2.0))
+    assert isinstance(ok, bytes) and dns.message.from_wire(ok).rcode() == dns.rcode.NOERROR
+
+
+def test_rrl_limits_a_flooding_client() -> None:
+    zone = make_zone()
+    auth = Authority()
+    auth.load(zone, sign_zone(zone, KeySet.initial(seed("ksk"), seed("zsk")), int(time.time())))
+
+    async def go() -> tuple[int, int, DNSServer]:
+        # a frozen clock: no refill during the test, so the counts are exact
+        server = DNSServer(authority_handler(auth), rrl=ResponseRateLimiter(rate=5, slip=2), clock=lambda: 0.0)
+        _, port = await server.start_udp("127.0.0.1", 0)
+        wire = dns.message.make_query("www.tc.example.", "A").to_wire()
+        full = tc = 0
+        for _ in range(40):
+            try:
+                reply = dns.message.from_wire(await udp_exchange("127.0.0.1", port, wire, 0.1))
+            except TimeoutError:
+                continue
+            if reply.flags & dns.flags.TC:
+                tc += 1
+            else:
+                full += 1
+        await server.close()
+        return full, tc, server
+
+    full, tc, server = asyncio.run(go())
+    assert (full, tc) == (5, 17)  # a burst of 5, then every 2nd limited reply slips (TC=1)
+    assert server.counters.rrl_dropped == 18 and server.counters.rrl_slipped == 17
