@@ -28,7 +28,7 @@ def check_agreement(world: World) -> Verdict:
     """No two honest replicas execute different batches at the same sequence number, and none
     executes a request twice."""
     honest = honest_nodes(world)
-    first_at: dict[int, tuple[bytes, str]] = {}
+    first_at: dict[int, tuple[tuple[bytes, tuple[bytes, ...]], str]] = {}
     seen_requests: dict[str, set[bytes]] = {}
     checked = 0
     for rec in world.executions:  # in trace order, so the first violation is the earliest
@@ -36,12 +36,14 @@ def check_agreement(world: World) -> Verdict:
             continue
         checked += 1
         held = first_at.get(rec.seq)
+        executed = (rec.batch_digest, rec.request_digests)
         if held is None:
-            first_at[rec.seq] = (rec.batch_digest, rec.node)
-        elif held[0] != rec.batch_digest:
+            first_at[rec.seq] = (executed, rec.node)
+        elif held[0] != executed:
+            what = "batch" if held[0][0] != rec.batch_digest else "requests under the same batch digest"
             return Verdict("agreement", False,
-                           f"seq {rec.seq}: replica {rec.node} executed batch {rec.batch_digest.hex()[:16]} but "
-                           f"replica {held[1]} executed {held[0].hex()[:16]}",
+                           f"seq {rec.seq}: replica {rec.node} executed {what} {rec.batch_digest.hex()[:16]} but "
+                           f"replica {held[1]} executed {held[0][0].hex()[:16]}",
                            {"time_us": rec.time_us, "trace_index": rec.trace_index, "node": rec.node,
                             "seq": rec.seq}, checked)
         mine = seen_requests.setdefault(rec.node, set())
@@ -123,4 +125,31 @@ def check_liveness(world: World) -> Verdict:
                    f"{sc.expect.liveness_bound_s} s of max(submission, GST)", checked=len(world.requests))
 
 
-SAFETY_CHECKS = (check_agreement, check_validity, check_certificates)
+
+def _violations(world: World, kind: str, name: str, ok_detail: str) -> Verdict:
+    found = [v for v in world.violations if v.kind == kind]
+    if not found:
+        return Verdict(name, True, ok_detail)
+    v = found[0]
+    return Verdict(name, False, f"replica {v.node}: {v.detail}" + (f" (and {len(found) - 1} more replicas)"
+                                                                     if len(found) > 1 else ""),
+                   {"time_us": v.time_us, "trace_index": v.trace_index, "node": v.node})
+
+
+def check_invariants(world: World) -> Verdict:
+    """Every honest replica's state invariants held after every step it took."""
+    return _violations(world, "invariants", "invariants", "replica state invariants held after every step")
+
+
+def check_ordering(world: World) -> Verdict:
+    """Every honest replica executed sequence numbers in strictly increasing order."""
+    return _violations(world, "ordering", "ordering", "every replica executed in sequence order")
+
+
+def check_durability(world: World) -> Verdict:
+    """No honest replica replied before the execution it reported was persisted."""
+    return _violations(world, "durability", "durability", "every reply followed its persisted execution")
+
+
+SAFETY_CHECKS = (check_agreement, check_validity, check_certificates, check_invariants, check_ordering,
+                 check_durability)

@@ -103,11 +103,17 @@ class Network:
             return []
         before_gst = now_us < self.gst_us
         loss = spec.loss + (spec.pre_gst_loss if before_gst else 0.0)
+        extra_ms, duplicate = 0.0, spec.duplicate
+        for ch in spec.changes:
+            if ch.start_s * 1e6 <= now_us < ch.end_s * 1e6:
+                loss += ch.loss
+                extra_ms += ch.extra_delay_ms
+                duplicate += ch.duplicate
         if loss and rng.random() < loss:
             self.dropped += 1
             return []
         copies = 1
-        if spec.duplicate and rng.random() < spec.duplicate:
+        if duplicate and rng.random() < duplicate:
             copies = 2
             self.duplicated += 1
         delays = []
@@ -119,5 +125,6 @@ class Network:
                 ms += rng.uniform(0.0, spec.reorder_ms)
             if before_gst and spec.pre_gst_extra_delay_ms:
                 ms += rng.uniform(0.0, spec.pre_gst_extra_delay_ms)
+            ms += extra_ms
             delays.append(max(1, round(ms * 1000)))
         return delays

@@ -23,6 +23,8 @@ BEHAVIOURS = (
     "bad_signatures",
     "replay_stale",
     "selective_delay",
+    "impersonate_primary",
+    "corrupt_batch",
     "twins",
 )
 WAN_REGIONS = ("us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-northeast", "sa-east")
@@ -75,6 +77,17 @@ class PartitionSpec:
 
 
 @dataclass(frozen=True)
+class LinkChangeSpec:
+    """A period in which the whole network gets worse (on top of the base settings)."""
+
+    start_s: float
+    end_s: float
+    loss: float = 0.0
+    extra_delay_ms: float = 0.0
+    duplicate: float = 0.0
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     latency: LatencySpec = field(default_factory=LatencySpec)
     jitter_ms: float = 0.0
@@ -86,6 +99,7 @@ class NetworkSpec:
     pre_gst_loss: float = 0.0
     pre_gst_extra_delay_ms: float = 0.0
     partitions: tuple[PartitionSpec, ...] = ()
+    changes: tuple[LinkChangeSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -280,6 +294,19 @@ def _parse(source: str, data: Any) -> Scenario:
                 raise p.error("groups", f"node {sorted(seen & set(g))[0]} is in two groups")
             seen |= set(g)
         partitions.append(spec)
+    changes = []
+    for ch in nw.items("changes"):
+        change = LinkChangeSpec(
+            start_s=ch.get("start_s", float, minimum=0),
+            end_s=ch.get("end_s", float, minimum=0),
+            loss=ch.get("loss", float, 0.0, minimum=0, maximum=1),
+            extra_delay_ms=ch.get("extra_delay_ms", float, 0.0, minimum=0),
+            duplicate=ch.get("duplicate", float, 0.0, minimum=0, maximum=0.9),
+        )
+        ch.done()
+        if change.end_s <= change.start_s:
+            raise ch.error("end_s", f"must be after start_s ({change.start_s})")
+        changes.append(change)
     network = NetworkSpec(
         latency=latency,
         jitter_ms=nw.get("jitter_ms", float, 0.0, minimum=0),
@@ -291,6 +318,7 @@ def _parse(source: str, data: Any) -> Scenario:
         pre_gst_loss=nw.get("pre_gst_loss", float, 0.0, minimum=0, maximum=1),
         pre_gst_extra_delay_ms=nw.get("pre_gst_extra_delay_ms", float, 0.0, minimum=0),
         partitions=tuple(partitions),
+        changes=tuple(changes),
     )
     nw.done()
 

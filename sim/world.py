@@ -29,6 +29,7 @@ from trustchain.consensus.effects import (
     Effect,
     Executed,
     Persist,
+    PersistExecuted,
     PersistRecord,
     PersistStable,
     PersistVote,
@@ -38,9 +39,10 @@ from trustchain.consensus.effects import (
     SetTimer,
     ViewEntered,
 )
-from trustchain.consensus.messages import peek_kind
-from trustchain.consensus.replica import Replica
+from trustchain.consensus.messages import Envelope, PrePrepare, Reply, peek_kind, unpack
+from trustchain.consensus.replica import Replica, ReplicaSnapshot
 from trustchain.crypto.signing import Ed25519Signer
+from trustchain.encoding import decode
 
 
 def derive_seed(seed: int, label: str) -> bytes:
@@ -85,6 +87,19 @@ class ReplicaNode:
     storage: list[tuple[int | None, PersistRecord]] = field(default_factory=list)
     timer_tokens: dict[str, int] = field(default_factory=dict)
     incarnation: int = 0
+    durable: set[tuple[bytes, int]] = field(default_factory=set)  # (client, timestamp) persisted as executed
+    last_seq_executed: int = 0
+
+
+@dataclass
+class Violation:
+    """A broken driver-level or replica-level invariant, observed while the simulation ran."""
+
+    kind: str  # "invariants" | "ordering" | "durability"
+    node: str
+    time_us: int
+    trace_index: int
+    detail: str
 
 
 class World:
@@ -126,6 +141,13 @@ class World:
         self.done = self.env.event()
         self._timer_seq = 0
         self.mutant = mutant
+        self.violations: list[Violation] = []
+        self.replica_class: type[Replica] = Replica
+        self.replica_config = self.config
+        if mutant is not None:
+            from sim.mutants import MUTANTS
+
+            self.replica_class, self.replica_config = MUTANTS[mutant].instantiate(self.config)
         app_spec = scenario.application
         params = dict(app_spec.params)
         if app_spec.name == "kv":
@@ -136,7 +158,7 @@ class World:
     # ------------------------------------------------------------------ construction
 
     def _new_replica(self, rid: int) -> Replica:
-        return Replica(self.config, rid, self.signers[rid], self.app.create_application(rid))
+        return self.replica_class(self.replica_config, rid, self.signers[rid], self.app.create_application(rid))
 
     def _add_node(self, name: str, rid: int) -> ReplicaNode:
         node = ReplicaNode(name, rid, self.signers[rid], self._new_replica(rid), byzantine=rid in self.byzantine_ids)
@@ -233,7 +255,8 @@ class World:
             return
         node.incarnation += 1
         app = self.app.create_application(node.replica_id)
-        node.replica = Replica.recover(self.config, node.replica_id, node.signer, app, [r for _, r in node.storage])
+        node.replica = self.replica_class.recover(self.replica_config, node.replica_id, node.signer, app,
+                                                  [r for _, r in node.storage])
         node.up = True
         self.log_fault(node, f"restart (recovered view {node.replica.view}, executed {node.replica.last_executed})")
         self.apply(node, node.replica.start(self.local_now(node)))
@@ -334,6 +357,7 @@ class World:
             elif isinstance(e, SendToReplica):
                 outgoing.append(Outgoing(e.to, e.data))
             elif isinstance(e, SendToClient):
+                self._check_durable(node, e.data)
                 outgoing.append(Outgoing(e.client, e.data))
             elif isinstance(e, SetTimer):
                 self._set_timer(node, e.name, e.at_us)
@@ -347,6 +371,9 @@ class World:
                 self.executions.append(ExecutionRecord(
                     node.name, e.seq, e.view, e.batch_digest, tuple(r.digest for r in e.requests), self.now,
                     idx, e))
+                if e.seq <= node.last_seq_executed:
+                    self.violate("ordering", node, f"executed seq {e.seq} after seq {node.last_seq_executed}")
+                node.last_seq_executed = max(node.last_seq_executed, e.seq)
             elif isinstance(e, ViewEntered):
                 self.view_entries.append((self.now, node.name, e.view))
                 self.trace.record(self.now, "view", node.name, e.view)
@@ -354,6 +381,10 @@ class World:
             if node.up:
                 outgoing = b.outgoing(outgoing, self.now)
         executed = [e for e in effects if isinstance(e, Executed)]
+        if node.up and not node.byzantine:
+            problems = node.replica.invariant_violations()
+            if problems:
+                self.violate("invariants", node, "; ".join(problems))
         if not node.up and not outgoing:
             return
         for item in outgoing:
@@ -380,7 +411,29 @@ class World:
 
         self.after(delay, fire)
 
+    def violate(self, kind: str, node: ReplicaNode, detail: str) -> None:
+        if node.byzantine or any(v.kind == kind and v.node == node.name for v in self.violations):
+            return  # the first violation of each kind per node is what matters
+        idx = self.trace.record(self.now, "violation", kind, node.name, detail)
+        self.violations.append(Violation(kind, node.name, self.now, idx, detail))
+
+    def _check_durable(self, node: ReplicaNode, data: bytes) -> None:
+        """The driver contract: a reply leaves only after the execution it reports was persisted."""
+        env = unpack(data)
+        assert isinstance(env, Envelope)
+        reply = env.open()
+        assert isinstance(reply, Reply)
+        if (reply.client, reply.timestamp) not in node.durable:
+            self.violate("durability", node, f"reply to request #{reply.timestamp} sent before its execution "
+                         "was persisted")
+
     def _persist(self, node: ReplicaNode, record: PersistRecord) -> None:
+        if isinstance(record, PersistExecuted):
+            batch = decode(PrePrepare, record.entry.pre_prepare.body).batch
+            node.durable.update((r.client, r.timestamp) for r in batch)
+        elif isinstance(record, PersistStable):
+            snap = decode(ReplicaSnapshot, record.snapshot)
+            node.durable.update((c.client, c.timestamp) for c in snap.clients)
         """The node's durable store: records survive a crash; a stable checkpoint truncates those at
         or below it (view-change and new-view votes, which carry no sequence number, are kept)."""
         if isinstance(record, PersistStable):

@@ -440,6 +440,8 @@ class Replica:
                 break
             self._execute(slot.committed, slot.committed_pp)
             progressed = True
+        if progressed and self.is_primary:
+            self.next_seq = max(self.next_seq, self.last_executed + 1)
         if progressed and not self._silent:
             self._after_progress(now)
 
@@ -796,7 +798,7 @@ class Replica:
                 self.unproposed.pop(key, None)
         for entry in reply.entries:
             pp = check_committed(self.checker, entry)
-            if pp.seq <= self.last_executed:
+            if pp.seq <= self.last_executed or not self._in_window(pp.seq):
                 continue
             slot = self._slot(pp.seq)
             slot.committed, slot.committed_pp = entry, pp
@@ -814,6 +816,27 @@ class Replica:
     def _already_executed(self, req: Request) -> bool:
         record = self.client_table.get(req.client)
         return record is not None and req.timestamp <= record.timestamp
+
+    # ------------------------------------------------------------------ invariants
+
+    def invariant_violations(self) -> list[str]:
+        """The replica's state invariants, checked by the simulator after every step (cheap: O(L)).
+        A non-empty answer is a bug in this replica, whatever the other replicas did."""
+        h = self.low_watermark
+        problems = []
+        if self.last_executed < h:
+            problems.append(f"last_executed {self.last_executed} below the stable checkpoint {h}")
+        if self.slots and min(self.slots) <= h:
+            problems.append(f"slot {min(self.slots)} kept at or below the stable checkpoint {h}")
+        if self.committed_log and (min(self.committed_log) <= h or max(self.committed_log) > self.last_executed):
+            problems.append("committed log holds entries outside (h, last_executed]")
+        if self.checkpoint_votes and min(self.checkpoint_votes) < h:
+            problems.append(f"checkpoint votes kept below the stable checkpoint {h}")
+        if h and self.stable_proof and len({e.sender for e in self.stable_proof}) < self.config.quorum:
+            problems.append("stable checkpoint without 2f+1 distinct signatures")
+        if self.status is Status.NORMAL and self.is_primary and self.next_seq <= self.last_executed:
+            problems.append(f"primary would reuse sequence {self.next_seq} <= last executed {self.last_executed}")
+        return problems
 
     # ------------------------------------------------------------------ crash recovery
 

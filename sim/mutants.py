@@ -1,0 +1,195 @@
+"""A catalogue of known PBFT bugs, injectable by name in the simulator only.
+
+Each mutant is a subclass of the production `Replica` (and, for quorum bugs, of `ClusterConfig`)
+that overrides one method with a plausible wrong version. The production classes are untouched:
+without `--mutant`, the simulator runs exactly the code the reference node runs.
+
+`python -m sim mutants` lists them; `python -m sim run SCENARIO --mutant NAME` runs with one;
+`python -m sim mutants --check --budget N` explores schedules against each and prints whether the
+checkers catch it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from trustchain.consensus.certificates import InvalidMessage
+from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.effects import Persist, PersistExecuted, SendToClient
+from trustchain.consensus.messages import Commit, CommittedEntry, Envelope, Kind, Prepare, PrePrepare
+from trustchain.consensus.replica import TIMER_VIEW_CHANGE, Replica, Status
+
+# ---------------------------------------------------------------------------- the bugs
+
+
+class _QuorumTwoFConfig(ClusterConfig):
+    @property
+    def quorum(self) -> int:
+        return 2 * self.f
+
+
+class _AcceptOutsideWindow(Replica):
+    def _in_window(self, seq: int) -> bool:
+        return True
+
+
+class _DropPreparedCertificates(Replica):
+    def _start_view_change(self, new_view: int, now: int) -> None:
+        for slot in self.slots.values():
+            slot.prepared_cert = None
+        super()._start_view_change(new_view, now)
+
+
+class _PrePrepareFromAnyone(Replica):
+    def _on_envelope(self, env: Envelope, now: int) -> None:
+        if env.kind == Kind.PRE_PREPARE and env.sender != self.id:
+            pp: PrePrepare = self.checker.open(env, Kind.PRE_PREPARE)  # signature only: no primary check
+            if PrePrepare.compute_digest(pp.timestamp_us, pp.batch) != pp.batch_digest:
+                raise InvalidMessage("bad_digest")
+            self.received["pre_prepare"] += 1
+            self._on_pre_prepare(env, pp, now)
+            return
+        super()._on_envelope(env, now)
+
+
+class _NoDigestCheck(Replica):
+    def _on_envelope(self, env: Envelope, now: int) -> None:
+        if env.kind == Kind.PRE_PREPARE and env.sender != self.id:
+            pp: PrePrepare = self.checker.open(env, Kind.PRE_PREPARE)
+            if env.sender != self.config.primary(pp.view):
+                raise InvalidMessage("not_primary")
+            self.received["pre_prepare"] += 1
+            self._on_pre_prepare(env, pp, now)  # the batch is never checked against its digest
+            return
+        super()._on_envelope(env, now)
+
+
+class _CountDuplicateVotes(Replica):
+    _copies = 0
+
+    def _on_vote(self, env: Envelope, vote: Prepare | Commit, now: int) -> None:
+        if not self._normal_case_gate(env, vote):
+            return
+        slot = self._slot(vote.seq)
+        votes = (slot.prepares if isinstance(vote, Prepare) else slot.commits).setdefault(vote.view, {})
+        self._copies += 1
+        votes[(env.sender, self._copies)] = (vote.batch_digest, env)  # type: ignore[index]
+        self._check_slot(vote.seq, now)
+
+
+class _CommitOnPrepares(Replica):
+    def _check_slot(self, seq: int, now: int) -> None:
+        super()._check_slot(seq, now)
+        slot = self.slots.get(seq)
+        v = self.view
+        if slot is None or slot.committed is not None or v not in slot.sent_commit:
+            return
+        pp_env, pp = slot.pre_prepares[v]
+        prepares = self._matching(slot.prepares.get(v, {}), pp.batch_digest)
+        slot.committed, slot.committed_pp = CommittedEntry(pp_env, tuple(prepares)), pp
+        self._try_execute(now)
+
+
+class _ExecuteOutOfOrder(Replica):
+    def _try_execute(self, now: int) -> None:
+        progressed = False
+        for seq, slot in list(self.slots.items()):
+            if slot.committed is None or slot.committed_pp is None or seq <= self.last_executed:
+                continue
+            if seq in self.committed_log:
+                continue
+            highest = max(self.last_executed, seq)
+            self.last_executed = seq - 1
+            self._execute(slot.committed, slot.committed_pp)
+            self.last_executed = highest
+            progressed = True
+        if progressed and not self._silent:
+            self._after_progress(now)
+
+
+class _ReplyBeforePersist(Replica):
+    def _execute(self, entry: CommittedEntry, pp: PrePrepare) -> None:
+        start = len(self._out)
+        super()._execute(entry, pp)
+        tail = self._out[start:]
+        persists = [e for e in tail if isinstance(e, Persist) and isinstance(e.record, PersistExecuted)]
+        replies = [e for e in tail if isinstance(e, SendToClient)]
+        others = [e for e in tail if e not in persists and e not in replies]
+        self._out[start:] = replies + persists + others
+
+
+class _NoTimerBackoff(Replica):
+    def _vc_timeout(self) -> int:
+        return self.config.view_change_timeout_us
+
+    def _arm_view_change_timer(self, now: int) -> None:
+        if self.status is Status.VIEW_CHANGE and TIMER_VIEW_CHANGE not in self.timers:
+            self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+
+
+# ---------------------------------------------------------------------------- the catalogue
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    description: str
+    replica_class: type[Replica] = Replica
+    config_class: type[ClusterConfig] | None = None
+    #: scenario overrides under which `mutants --check` explores (merged into the exploration base)
+    base: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def instantiate(self, config: ClusterConfig) -> tuple[type[Replica], ClusterConfig]:
+        if self.config_class is not None:
+            values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+            config = self.config_class(**values)
+        return self.replica_class, config
+
+
+MUTANTS: dict[str, Mutant] = {
+    m.name: m
+    for m in (
+        Mutant("quorum-2f", "quorums of 2f instead of 2f+1 (commit, checkpoint, view change)",
+               config_class=_QuorumTwoFConfig),
+        Mutant("accept-outside-watermarks", "accepts protocol messages outside (h, h+L]",
+               _AcceptOutsideWindow),
+        Mutant("drop-prepared-certificates", "view-change messages omit the prepared certificates",
+               _DropPreparedCertificates),
+        Mutant("pre-prepare-from-non-primary", "accepts a pre-prepare signed by any replica",
+               _PrePrepareFromAnyone, base={"byzantine_pool": ["impersonate_primary"]}),
+        Mutant("no-digest-check", "does not check a pre-prepare's digest against its batch",
+               _NoDigestCheck, base={"byzantine_pool": ["corrupt_batch"]}),
+        Mutant("count-duplicate-votes", "counts two votes from one replica (duplicates and replays)",
+               _CountDuplicateVotes),
+        Mutant("commit-on-prepares", "executes once prepared, skipping the commit phase", _CommitOnPrepares),
+        Mutant("execute-out-of-order", "executes committed batches as they commit, not in sequence order",
+               _ExecuteOutOfOrder),
+        Mutant("reply-before-persist", "sends the reply before the execution is persisted",
+               _ReplyBeforePersist),
+        Mutant("no-view-change-backoff", "view-change timers never back off and restart at once (livelock)",
+               _NoTimerBackoff),
+    )
+}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("mutants", help="list the injectable PBFT bugs, or check that exploration catches them")
+    p.add_argument("--check", action="store_true", help="explore schedules against every mutant")
+    p.add_argument("--budget", type=int, default=40, help="schedules tried per mutant (with --check)")
+    p.add_argument("--only", nargs="*", help="check only these mutants")
+    p.add_argument("--out", default="explore-out", help="where shrunk counterexamples are written")
+    p.set_defaults(func=_cmd_mutants)
+
+
+def _cmd_mutants(args: argparse.Namespace) -> int:
+    if not args.check:
+        width = max(len(n) for n in MUTANTS)
+        for m in MUTANTS.values():
+            print(f"{m.name:<{width}}  {m.description}")
+        return 0
+    from sim.explore import check_mutants
+
+    return check_mutants(args.budget, args.only or list(MUTANTS), args.out)
