@@ -157,10 +157,26 @@ def to_scenario(base: dict[str, Any], schedule: Schedule, name: str) -> dict[str
 # ---------------------------------------------------------------------------- Twins-style enumeration
 
 
-def twins_candidates(n: int, limit: int) -> list[Schedule]:
+def twins_candidates(n: int, limit: int, behaviours: tuple[str, ...] = ()) -> list[Schedule]:
     """Structured schedules for small clusters, tried before random ones: each replica duplicated
-    as twins whose copies see different peer sets, and crashes of successive primaries."""
+    as twins whose copies see different peer sets; the primary cut off from one replica and then
+    crashed (a batch committed by some replicas but not by the next primary); crashes of successive
+    primaries; and each of `behaviours` placed on each replica."""
     out: list[Schedule] = []
+    for k in range(1, n):
+        everyone_else = [r for r in range(n) if r != k]
+        for cut, crash_at in (([0], 1.5), (everyone_else, 0.6)):
+            out.append({"events": [{"type": "one_way", "at_s": 0.5, "duration_s": 0.5 if crash_at < 1 else 3.0,
+                                    "from": cut, "to": [k]},
+                                   {"type": "crash", "node": 0, "at_s": crash_at}], "byzantine": []})
+    for burst in ({"loss": 0.0, "duplicate": 0.5, "extra_delay_ms": 0}, {"loss": 0.3, "duplicate": 0.0,
+                                                                            "extra_delay_ms": 50}):
+        out.append({"events": [{"type": "network", "at_s": 0.5, "duration_s": 4.0, **burst}], "byzantine": []})
+    out.append({"events": [{"type": "slow", "at_s": 0.5, "extra_delay_ms": 600},
+                           {"type": "crash", "node": 0, "at_s": 1.0}], "byzantine": []})
+    for behaviour in behaviours:
+        for k in range(n):
+            out.append({"events": [], "byzantine": [{"node": k, "behaviours": [behaviour]}]})
     others = list(range(n))
     for k in range(n):
         rest = [r for r in others if r != k]
@@ -220,11 +236,12 @@ def _greedy_shrink(base: dict[str, Any], schedule: Schedule, mutant: str | None,
 
 def explore(base: dict[str, Any], budget: int, mutant: str | None = None,
             behaviours: tuple[str, ...] = DEFAULT_BEHAVIOURS, out_dir: Path | None = None,
-            base_path: str = "explore") -> Finding | None:
+            base_path: str = "explore", focus: tuple[str, ...] = ()) -> Finding | None:
+    """Search `budget` schedules; `focus` behaviours are also placed systematically on each replica."""
     n = int(base["cluster"]["n"])
     tried = 0
     found: tuple[Schedule, Verdict] | None = None
-    structured = twins_candidates(n, budget // 3) if n <= 7 else []
+    structured = twins_candidates(n, budget // 2, focus) if n <= 7 else []
     for schedule in structured:
         tried += 1
         v = _violation(to_scenario(base, schedule, "explore"), mutant)
@@ -305,21 +322,21 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     return 1
 
 
-def mutant_base(name: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+def mutant_base(name: str) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
     from sim.mutants import MUTANTS
 
     overrides = dict(MUTANTS[name].base)
-    behaviours = DEFAULT_BEHAVIOURS + tuple(overrides.pop("byzantine_pool", ()))
+    focus = tuple(overrides.pop("byzantine_pool", ()))
     base = copy.deepcopy(EXPLORE_BASE)
     base.update(overrides)
-    return base, behaviours
+    return base, DEFAULT_BEHAVIOURS + focus, focus
 
 
 def check_mutants(budget: int, names: list[str], out: str) -> int:
     rows = []
     for name in names:
-        base, behaviours = mutant_base(name)
-        finding = explore(base, budget, name, behaviours, Path(out), base_path="mutant")
+        base, behaviours, focus = mutant_base(name)
+        finding = explore(base, budget, name, behaviours, Path(out), base_path="mutant", focus=focus)
         if finding is None:
             rows.append((name, "NOT DETECTED", str(budget), "-", "-", ""))
         else:

@@ -76,7 +76,7 @@ class _CountDuplicateVotes(Replica):
         slot = self._slot(vote.seq)
         votes = (slot.prepares if isinstance(vote, Prepare) else slot.commits).setdefault(vote.view, {})
         self._copies += 1
-        votes[(env.sender, self._copies)] = (vote.batch_digest, env)  # type: ignore[index]
+        votes[env.sender + 1000 * self._copies] = (vote.batch_digest, env)  # every copy is a new "voter"
         self._check_slot(vote.seq, now)
 
 

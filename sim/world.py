@@ -290,7 +290,7 @@ class World:
         self.trace.record(self.now, "recv", node.name, src, len(data), hashlib.blake2b(data, digest_size=6).hexdigest())
         for b in node.behaviours:
             b.incoming(data, self.now)
-        self.apply(node, node.replica.receive(data, self.local_now(node)))
+        self._step(node, lambda: node.replica.receive(data, self.local_now(node)))
 
     def fire_timer(self, node: ReplicaNode, name: str) -> None:
         if not node.up:
@@ -299,7 +299,7 @@ class World:
             node.deferred_timers.append(name)
             return
         self.trace.record(self.now, "timer", node.name, name)
-        self.apply(node, node.replica.on_timer(name, self.local_now(node)))
+        self._step(node, lambda: node.replica.on_timer(name, self.local_now(node)))
 
     def transmit(self, src: str, dst_node: str, data: bytes, extra_delay_us: int = 0) -> None:
         kind = peek_kind(data)
@@ -410,6 +410,18 @@ class World:
                 self.fire_timer(node, name)
 
         self.after(delay, fire)
+
+    def _step(self, node: ReplicaNode, step: Callable[[], list[Effect]]) -> None:
+        """One input to a replica. An exception escaping the replica is a bug in it (it must reject bad
+        input, not raise): it is recorded as a broken invariant and the replica is taken down, as a
+        real process would be, so the run can go on and the checkers can report it."""
+        try:
+            effects = step()
+        except Exception as exc:  # any escape is the finding
+            self.violate("invariants", node, f"replica raised {type(exc).__name__}: {exc}")
+            self.crash(node, f"replica raised {type(exc).__name__}")
+            return
+        self.apply(node, effects)
 
     def violate(self, kind: str, node: ReplicaNode, detail: str) -> None:
         if node.byzantine or any(v.kind == kind and v.node == node.name for v in self.violations):
