@@ -58,7 +58,8 @@ def check_agreement(world: World) -> Verdict:
 
 
 def check_validity(world: World) -> Verdict:
-    """Every request an honest replica executed was sent by a client of the simulation."""
+    """Every request an honest replica executed was sent by a client of the simulation (or by a
+    replica's own component through `World.submit_as`, e.g. a threshold signer's finalize)."""
     honest = honest_nodes(world)
     checked = 0
     for rec in world.executions:
@@ -66,7 +67,7 @@ def check_validity(world: World) -> Verdict:
             continue
         for d in rec.request_digests:
             checked += 1
-            if d not in world.requests:
+            if d not in world.requests and d not in world.side_requests:
                 return Verdict("validity", False, f"replica {rec.node} executed request {d.hex()[:16]} that no "
                                "client sent", {"time_us": rec.time_us, "trace_index": rec.trace_index,
                                                "node": rec.node, "seq": rec.seq}, checked)

@@ -39,7 +39,7 @@ from trustchain.consensus.effects import (
     SetTimer,
     ViewEntered,
 )
-from trustchain.consensus.messages import Envelope, PrePrepare, Reply, peek_kind, unpack
+from trustchain.consensus.messages import Envelope, PrePrepare, Reply, Request, peek_kind, unpack
 from trustchain.consensus.replica import Replica, ReplicaSnapshot
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.encoding import decode
@@ -132,6 +132,7 @@ class World:
         self.request_index: dict[tuple[str, int], bytes] = {}
         self.executions: list[ExecutionRecord] = []
         self.requests: dict[bytes, RequestRecord] = {}
+        self.side_requests: set[bytes] = set()  # sent by replicas' own components (submit_as)
         self.messages_sent: Counter[str] = Counter()
         self.sent_by: Counter[str] = Counter()
         self.bytes_sent = 0
@@ -139,6 +140,7 @@ class World:
         self.fault_log: list[tuple[int, str, str]] = []
         self.view_entries: list[tuple[int, str, int]] = []
         self.done = self.env.event()
+        self._settling = False
         self._timer_seq = 0
         self.mutant = mutant
         self.violations: list[Violation] = []
@@ -319,7 +321,11 @@ class World:
 
     def submit_as(self, node: ReplicaNode, request_packet: bytes) -> None:
         """A replica's own component (e.g. its threshold signer) submits a request to every replica,
-        over the network like a client would."""
+        over the network like a client would. The request is recorded as legitimately sent, so the
+        validity checker accepts its execution."""
+        request = unpack(request_packet)
+        assert isinstance(request, Request)
+        self.side_requests.add(request.digest)
         for rid in range(self.config.n):
             for target in self._replica_targets(node, rid):
                 if target == node.name:
@@ -479,9 +485,19 @@ class World:
             self.done.succeed()
 
     def request_completed(self) -> None:
-        if not self.done.triggered and sum(1 for r in self.requests.values() if r.completed_us is not None) \
-                >= self.scenario.workload.requests:
+        if self._settling or self.done.triggered:
+            return
+        if sum(1 for r in self.requests.values() if r.completed_us is not None) >= self.scenario.workload.requests:
+            self._settling = True
+            self._settle(self.now + self.app.settle_bound_us)
+
+    def _settle(self, give_up_us: int) -> None:
+        """Every client request completed: the run ends once the application's own work that those
+        requests started (e.g. threshold signing) is done too, or at `give_up_us`."""
+        if self.app.settled() or self.now >= give_up_us:
             self.done.succeed()
+        else:
+            self.after(100_000, lambda: self._settle(give_up_us))
 
 
 class ClientNode:

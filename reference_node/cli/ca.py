@@ -285,7 +285,7 @@ def _execute(
     account = ca.operator_account()
     seq = ca.next_seq()
     request = pbft.Request.create(account, seq, payload)
-    out = app.execute([Operation(account.public_key, seq, payload)], ExecutionContext(seq, 0, _us(when)))[0]
+    out = app.execute([Operation(account.public_key, seq, payload)], ExecutionContext(seq, _us(when)))[0]
     return out, request, seq
 
 

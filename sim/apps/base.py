@@ -43,6 +43,14 @@ class SimApp:
         """Called after `node`'s replica executed a batch (its effects already carried out): the
         place to drive components that run beside consensus, such as threshold signing."""
 
+    #: how long (µs) the run may go on after the last client request completed, waiting for `settled`
+    settle_bound_us: int = 0
+
+    def settled(self) -> bool:
+        """Whether the work that client requests started beside consensus is finished (the run ends
+        when it is, or `settle_bound_us` after the last client request completed)."""
+        return True
+
     def checks(self) -> list[Verdict]:
         """Application-level checks, run after the consensus checks."""
         return []

@@ -264,7 +264,9 @@ class CTSimApp(SimApp):
             if digest not in self._expected:
                 self._expected.add(digest)
                 auditor = self.auditors[int.from_bytes(digest[:4], "big") % len(self.auditors)]
-                auditor.peer.auditor.expect_inclusion(res.leaf_hash, res.timestamp_ms, req.client)
+                # Before GST no timing promise holds: the MMD clock of an earlier SCT starts at GST.
+                deadline_base = max(res.timestamp_ms, w.network.gst_us // 1000)
+                auditor.peer.auditor.expect_inclusion(res.leaf_hash, deadline_base, req.client)
             holders = [app for name, app in sorted(apps.items()) if app.size > res.index
                        and w.nodes[name].up][: self.sct_quorum.threshold]
             if len(holders) < self.sct_quorum.threshold and w.now - req.completed_us <= self.mmd_us:

@@ -95,7 +95,7 @@ class DNSSimApp(SimApp):
         cls = ForgingDNSApplication if replica_id in self.forgers else _RecordingDNSApplication
         app = cls(self.master_seed, self.policy, self.clock_offset_s)
         app.execute([Operation(b"genesis", i, p) for i, p in enumerate(self._genesis())],
-                    ExecutionContext(0, 0, GENESIS_US))
+                    ExecutionContext(0, GENESIS_US))
         return app
 
     def _genesis(self) -> list[bytes]:

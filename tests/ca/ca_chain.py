@@ -48,7 +48,7 @@ def issued_app(names: list[list[str]]) -> tuple[issuance.CAApplication, list[x50
         tbs = app.pending[pid].tbs
         out = app.execute(
             [issuance.Operation(OPERATOR, seq, issuance.finalize_command(pid, ISSUING_SIGN(tbs)))],
-            issuance.ExecutionContext(seq + 2, 0, T0_US + 2_000_000),
+            issuance.ExecutionContext(seq + 2, T0_US + 2_000_000),
         )[0]
         assert out.startswith(b"OK"), out
         certs.append(x509.load_der_x509_certificate(app.issued[bytes.fromhex(out.split()[2].decode())].certificate_der))

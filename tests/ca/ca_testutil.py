@@ -126,7 +126,7 @@ class Client:
 
 
 def run(app: issuance.CAApplication, op: Operation, seq: int, time_us: int) -> bytes:
-    return app.execute([op], ExecutionContext(seq, 0, time_us))[0]
+    return app.execute([op], ExecutionContext(seq, time_us))[0]
 
 
 def prove_and_request(

@@ -229,7 +229,7 @@ def test_pending_expires_in_consensus_time() -> None:
     app, dns = make_app(pending_ttl_us=10_000_000)
     pid = pending_of(prove_and_request(app, dns, Client(ALICE), ["example.org"], 1, T0_US))
     app.take_events()
-    app.execute([], ExecutionContext(3, 0, T0_US + 20_000_000))
+    app.execute([], ExecutionContext(3, T0_US + 20_000_000))
     assert pid not in app.pending
     assert app.take_events() == [issuance.PendingExpired(pid)]
 
@@ -246,7 +246,7 @@ def test_malformed_commands_never_raise() -> None:
     from trustchain.encoding import encode
 
     ops.append(Operation(ALICE, 6, encode(issuance.CACommand("nope", b""))))
-    out = app.execute(ops, ExecutionContext(1, 0, T0_US))
+    out = app.execute(ops, ExecutionContext(1, T0_US))
     assert len(out) == len(ops) and all(r.startswith(b"ERR") for r in out), out
 
 

@@ -55,7 +55,7 @@ class Harness:
                 self.submissions.append(who)
                 self.seq += 1
                 out = self.app.execute(
-                    [Operation(PEERS[who], self.seq, e.command)], ExecutionContext(self.seq, 0, self.now)
+                    [Operation(PEERS[who], self.seq, e.command)], ExecutionContext(self.seq, self.now)
                 )[0]
                 if out.startswith(b"OK"):
                     for s in self.services.values():

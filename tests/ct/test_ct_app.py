@@ -38,7 +38,7 @@ CERTS = [make_cert(f"h{i}.example.com", serial=i + 1) for i in range(5)]
 def test_replicas_return_identical_results_and_timestamps_from_consensus_time() -> None:
     apps = replicas()
     batch = ops(*(appmod.add_chain(c) for c in CERTS[:3]))
-    outs = [a.execute(batch, ExecutionContext(1, 0, 1_700_000_000_123_456)) for a in apps]
+    outs = [a.execute(batch, ExecutionContext(1, 1_700_000_000_123_456)) for a in apps]
     assert all(o == outs[0] for o in outs)
     results = [decode_result(r) for r in outs[0]]
     assert [r.status for r in results] == ["ok"] * 3
@@ -51,8 +51,8 @@ def test_replicas_return_identical_results_and_timestamps_from_consensus_time() 
 
 def test_resubmission_returns_original_position_and_time() -> None:
     app = replicas(1)[0]
-    app.execute(ops(appmod.add_chain(CERTS[0])), ExecutionContext(1, 0, 5_000_000))
-    again = decode_result(app.execute(ops(appmod.add_chain(CERTS[0])), ExecutionContext(2, 0, 9_000_000))[0])
+    app.execute(ops(appmod.add_chain(CERTS[0])), ExecutionContext(1, 5_000_000))
+    again = decode_result(app.execute(ops(appmod.add_chain(CERTS[0])), ExecutionContext(2, 9_000_000))[0])
     assert (again.status, again.index, again.timestamp_ms, again.tree_size) == ("duplicate", 0, 5_000, 1)
 
 
@@ -71,7 +71,7 @@ def test_resubmission_returns_original_position_and_time() -> None:
 )
 def test_bad_operations_are_results_naming_the_field(payload: bytes, field: str) -> None:
     app = replicas(1)[0]
-    res = decode_result(app.execute(ops(payload), ExecutionContext(1, 0, 1000))[0])
+    res = decode_result(app.execute(ops(payload), ExecutionContext(1, 1000))[0])
     assert res.status == "error" and res.detail.startswith(field + ":"), res.detail
     assert app.size == 0
 
@@ -80,7 +80,7 @@ def test_precertificates_and_checkpoint_command() -> None:
     app = replicas(1)[0]
     ikh = hashlib.sha256(b"issuer spki").digest()
     out = app.execute(ops(appmod.add_pre_chain(tbs_of(CERTS[1]), ikh), appmod.checkpoint_command()),
-                      ExecutionContext(1, 0, 2_000_000))
+                      ExecutionContext(1, 2_000_000))
     pre, cp = (decode_result(r) for r in out)
     assert pre.status == "ok" and cp.tree_size == 1 and cp.root_hash == app.log.root_at(1)
     sct = app.sct(0)
@@ -89,21 +89,21 @@ def test_precertificates_and_checkpoint_command() -> None:
 
 def test_shard_capacity_is_enforced() -> None:
     app = CTApplication(signer(0), "validator-0", ORIGIN, max_entries=2)
-    out = app.execute(ops(*(appmod.add_chain(c) for c in CERTS[:3])), ExecutionContext(1, 0, 1))
+    out = app.execute(ops(*(appmod.add_chain(c) for c in CERTS[:3])), ExecutionContext(1, 1))
     assert [decode_result(r).status for r in out] == ["ok", "ok", "error"]
     assert decode_result(out[2]).detail.startswith("log: shard is full")
-    again = decode_result(app.execute(ops(appmod.add_chain(CERTS[0])), ExecutionContext(2, 0, 2))[0])
+    again = decode_result(app.execute(ops(appmod.add_chain(CERTS[0])), ExecutionContext(2, 2))[0])
     assert again.status == "duplicate"
 
 
 def test_snapshot_restore_roundtrip_and_rejects_tampering() -> None:
     a, b = replicas(2)
-    a.execute(ops(*(appmod.add_chain(c) for c in CERTS)), ExecutionContext(1, 0, 42_000))
+    a.execute(ops(*(appmod.add_chain(c) for c in CERTS)), ExecutionContext(1, 42_000))
     snap = a.snapshot()
     b.restore(snap)
     assert b.snapshot() == snap and b.log.root_at(5) == a.log.root_at(5)
     nxt = ops(appmod.add_chain(make_cert("new.example.com")))
-    assert a.execute(nxt, ExecutionContext(2, 0, 50_000)) == b.execute(nxt, ExecutionContext(2, 0, 50_000))
+    assert a.execute(nxt, ExecutionContext(2, 50_000)) == b.execute(nxt, ExecutionContext(2, 50_000))
     tampered = bytearray(snap)
     tampered[-1] ^= 1  # the committed root
     c = replicas(1)[0]
@@ -116,7 +116,7 @@ def test_validators_sign_identical_content_and_a_quorum_is_trusted() -> None:
     apps = replicas(4)
     batch = ops(*(appmod.add_chain(c) for c in CERTS[:2]))
     for a in apps:
-        a.execute(batch, ExecutionContext(1, 0, 7_000_000))
+        a.execute(batch, ExecutionContext(1, 7_000_000))
     vset = ValidatorSet([Validator(a.key_name, a.signer.public_key) for a in apps])
     assert vset.threshold == 3
     signed = [a.signed_checkpoint() for a in apps]
@@ -135,7 +135,7 @@ def test_validators_sign_identical_content_and_a_quorum_is_trusted() -> None:
 def test_merge_refuses_different_bodies() -> None:
     a = replicas(1)[0]
     first = a.signed_checkpoint()
-    a.execute(ops(appmod.add_chain(CERTS[0])), ExecutionContext(1, 0, 1))
+    a.execute(ops(appmod.add_chain(CERTS[0])), ExecutionContext(1, 1))
     with pytest.raises(QuorumError, match="bodies differ"):
         merge([first, a.signed_checkpoint()])
     assert first.checkpoint.root_hash == merkle.EMPTY_ROOT

@@ -26,7 +26,7 @@ def ops(*payloads: bytes) -> list[Operation]:
 
 
 def ctx(seq: int, t: int = NOW) -> ExecutionContext:
-    return ExecutionContext(seq, 0, t * 1_000_000)
+    return ExecutionContext(seq, t * 1_000_000)
 
 
 def fresh() -> DNSApplication:

@@ -17,10 +17,11 @@ class Operation:
 @dataclass(frozen=True)
 class ExecutionContext:
     """Everything an application may depend on besides its state and the operations: identical on
-    every honest replica. `time_us` is consensus time, never a local clock."""
+    every honest replica. `time_us` is consensus time, never a local clock. There is deliberately no
+    view number: one batch can commit at one sequence number in view v on some replicas and, re-proposed
+    by a view change, in view v+1 on others, so anything derived from the view would diverge."""
 
     seq: int
-    view: int
     time_us: int
 
 

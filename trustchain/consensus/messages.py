@@ -166,9 +166,11 @@ class NewView:
 
 @dataclass(frozen=True)
 class StateRequest:
-    """Ask for everything after `last_executed`: a stable checkpoint (if newer) and committed entries."""
+    """Ask for everything after `last_executed`: a stable checkpoint (if newer than `low_watermark`;
+    its snapshot only if newer than `last_executed`) and committed entries."""
 
     last_executed: int
+    low_watermark: int
     view: int
     view_changing: bool
 

@@ -160,6 +160,7 @@ class Replica:
 
         self.peer_progress: dict[int, int] = {}
         self.peer_view: dict[int, int] = {}
+        self.peer_window: dict[int, int] = {}  # highest sequence a peer used beyond our watermarks
         self.catchup_rotation = 0
 
         self.timers: dict[str, int] = {}
@@ -351,6 +352,11 @@ class Replica:
                 self.rejected["future_buffer_overflow"] += 1
             return False
         if not self._in_window(msg.seq):
+            if msg.seq > self.low_watermark + self.config.watermark_window:
+                # Peers working beyond our window: our stable checkpoint lags (its proof may have been
+                # lost), which state transfer repairs.
+                self.peer_window[env.sender] = max(self.peer_window.get(env.sender, 0), msg.seq)
+                self._maybe_schedule_catchup(self._now)
             raise InvalidMessage("outside_watermarks", f"seq {msg.seq} not in ({self.low_watermark}, "
                                  f"{self.low_watermark + self.config.watermark_window}]")
         return True
@@ -382,7 +388,10 @@ class Replica:
 
     def _on_vote(self, env: Envelope, vote: Prepare | Commit, now: int) -> None:
         if isinstance(vote, Commit):
-            self.peer_progress[env.sender] = max(self.peer_progress.get(env.sender, 0), vote.seq - 1)
+            self.peer_progress[env.sender] = max(self.peer_progress.get(env.sender, 0), vote.seq)
+            # Before the view gate: a replica waiting alone in a later view must still notice that the
+            # others are executing, and fetch what they executed.
+            self._maybe_schedule_catchup(now)
         if not self._normal_case_gate(env, vote):
             self._maybe_schedule_catchup(now)
             return
@@ -453,7 +462,7 @@ class Replica:
             if record is None or req.timestamp > record.timestamp:
                 fresh.append(req)
         time_us = max(pp.timestamp_us, self.last_time_us)
-        ctx = ExecutionContext(pp.seq, pp.view, time_us)
+        ctx = ExecutionContext(pp.seq, time_us)
         ops = [Operation(r.client, r.timestamp, r.operation) for r in fresh]
         results = self.app.execute(ops, ctx) if ops else []
         assert len(results) == len(fresh), "an application must return one result per operation"
@@ -721,21 +730,22 @@ class Replica:
 
     # ------------------------------------------------------------------ state transfer
 
-    def _lagging_target(self) -> tuple[int, int]:
-        """The (f+1)-th highest progress and view reported by peers: at least one honest replica
-        has reached them, so they are safe goals to catch up to."""
+    def _weak_quorum_value(self, reported: dict[int, int]) -> int:
+        """The (f+1)-th highest value reported by peers: at least one honest replica reached it, so it
+        is a safe goal to catch up to."""
         k = self.config.weak_quorum
-        progress = sorted(self.peer_progress.values(), reverse=True)
-        views = sorted(self.peer_view.values(), reverse=True)
-        target_seq = progress[k - 1] if len(progress) >= k else 0
-        target_view = views[k - 1] if len(views) >= k else 0
-        return target_seq, target_view
+        values = sorted(reported.values(), reverse=True)
+        return values[k - 1] if len(values) >= k else 0
+
+    def _lagging_target(self) -> tuple[int, int]:
+        return self._weak_quorum_value(self.peer_progress), self._weak_quorum_value(self.peer_view)
 
     def _behind(self) -> bool:
         target_seq, target_view = self._lagging_target()
-        return target_seq > self.last_executed or target_view > self.view or (
-            target_view == self.view and self.status is Status.VIEW_CHANGE
-        )
+        window_end = self.low_watermark + self.config.watermark_window
+        return (target_seq > self.last_executed or target_view > self.view
+                or (target_view == self.view and self.status is Status.VIEW_CHANGE)
+                or self._weak_quorum_value(self.peer_window) > window_end)
 
     def _maybe_schedule_catchup(self, now: int) -> None:
         if TIMER_CATCHUP not in self.timers and self._behind():
@@ -755,7 +765,7 @@ class Replica:
         peers = peers or sorted(p for p in range(self.config.n) if p != self.id)
         peer = peers[self.catchup_rotation % len(peers)]
         self.catchup_rotation += 1
-        request = StateRequest(self.last_executed, self.view, self.status is Status.VIEW_CHANGE)
+        request = StateRequest(self.last_executed, self.low_watermark, self.view, self.status is Status.VIEW_CHANGE)
         env = seal(self.signer, self.id, request)
         self._emit(SendToReplica(peer, pack(env)))
         self._set_timer(TIMER_CATCHUP, now + self.config.catchup_delay_us)
@@ -763,13 +773,16 @@ class Replica:
     def _on_state_request(self, sender: int, req: StateRequest) -> None:
         behind_in_view = self.current_new_view is not None and self.status is Status.NORMAL and (
             req.view < self.view or (req.view == self.view and req.view_changing))
-        if req.last_executed >= self.last_executed and not behind_in_view:
+        stale_checkpoint = req.low_watermark < self.low_watermark
+        if req.last_executed >= self.last_executed and not behind_in_view and not stale_checkpoint:
             return  # nothing the requester lacks
         checkpoint_seq, snapshot = 0, b""
         proof: tuple[Envelope, ...] = ()
         start = req.last_executed
+        if stale_checkpoint:
+            checkpoint_seq, proof = self.low_watermark, self.stable_proof
         if req.last_executed < self.low_watermark:
-            checkpoint_seq, snapshot, proof = self.low_watermark, self.stable_snapshot, self.stable_proof
+            snapshot = self.stable_snapshot  # only when the requester has not executed that far itself
             start = self.low_watermark
         entries = tuple(
             self.committed_log[s]
@@ -784,7 +797,12 @@ class Replica:
         if TIMER_CATCHUP not in self.timers:
             raise InvalidMessage("unsolicited_state_reply", "no state transfer in progress")
         before = self.last_executed
-        if reply.checkpoint_seq > self.last_executed:
+        own = self.own_checkpoints.get(reply.checkpoint_seq)
+        if self.low_watermark < reply.checkpoint_seq <= self.last_executed and own is not None:
+            # We executed that far ourselves but never saw 2f+1 checkpoint votes: the proof suffices.
+            check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq, own[0])
+            self._make_stable(reply.checkpoint_seq, own[1], reply.checkpoint_proof)
+        elif reply.checkpoint_seq > self.last_executed:
             check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq,
                                    digest(reply.snapshot))
             try:
