@@ -437,11 +437,11 @@ class CAApplication:
         for d in domains:
             if not self.rate.allows(d, ctx.time_us, policy.domain_limit):
                 return f"ERR rate: too many certificates for {d[4:]}".encode()
-        # Approved: derive serial and validity from the ordered request and consensus time only.
+        # Approved: derive serial and validity from the ordered request and consensus time only. Not from
+        # ctx.view: a batch committed at one seq can carry different views on different replicas (those
+        # that committed before a view change and those that committed its re-proposal after it).
         issuer = self.current_issuer
-        request_bytes = cax509.request_digest(
-            op.client, struct.pack(">QQ", op.timestamp, index), op.payload, struct.pack(">Q", ctx.view)
-        )
+        request_bytes = cax509.request_digest(op.client, struct.pack(">QQ", op.timestamp, index), op.payload)
         try:
             tbs = cax509.leaf_tbs(
                 key, requested, issuer, consensus_datetime(ctx.time_us), ctx.seq, request_bytes, lifetime
