@@ -1,0 +1,278 @@
+"""`python -m reference_node cluster --nodes 5 --dir DIR`: a local test network on 127.0.0.1.
+
+`generate` is the genesis ceremony run in one place (a real network runs the DKG between operators'
+machines; the math is the same `trustchain.ca.dkg`): consensus keys, a Pedersen DKG for the root and
+for the issuing CA key (threshold T of N), the root and intermediate certificates signed through
+FROST, the DNS master seed, the CT origin, a TLS CA with one node certificate per validator (for the
+QUIC transport and DoQ), and one node.toml per validator with distinct ports. `run_cluster` then
+starts one `python -m reference_node --config ...` process per validator and stops them on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from reference_node.genesis import ca_name, key_package_to_json, public_to_json, write_private
+from trustchain.ca import dkg, frost, sharebox
+from trustchain.ca import x509 as cax509
+from trustchain.crypto.signing import Ed25519Signer
+
+
+@dataclass(frozen=True)
+class NodePorts:
+    consensus: int
+    api: int
+    dns: int
+    doq: int
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    socks, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def run_dkg(n: int, t: int, context: bytes) -> tuple[dict[int, frost.KeyPackage], frost.PublicKeyPackage]:
+    """Pedersen DKG among n participants; round-2 shares travel in hybrid (X25519+ML-KEM) share boxes."""
+    rb = secrets.token_bytes
+    box_keys = {i: sharebox.RecipientKey.generate(rb) for i in range(1, n + 1)}
+    r1 = {i: dkg.part1(i, n, t, context, rb) for i in range(1, n + 1)}
+    packages = {i: pkg for i, (_, pkg) in r1.items()}
+    r2 = {i: dkg.part2(r1[i][0], {j: p for j, p in packages.items() if j != i}) for i in r1}
+    keys: dict[int, frost.KeyPackage] = {}
+    public: frost.PublicKeyPackage | None = None
+    for i in r1:
+        received = {}
+        for j in r1:
+            if j != i:
+                box = sharebox.seal_share(r2[j][1][i], box_keys[i].public_key(), context, rb)
+                received[j] = sharebox.open_share(box_keys[i], box, context, j, i)
+        keys[i], public = dkg.part3(r2[i][0], received)
+    assert public is not None
+    return keys, public
+
+
+def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage,
+               ids: list[int]) -> cax509.SignFunction:
+    def sign(msg: bytes) -> bytes:
+        nonces, commitments = {}, []
+        for i in sorted(ids):
+            nonces[i], c = frost.commit(i, keys[i].signing_share, secrets.token_bytes)
+            commitments.append(c)
+        shares = [frost.sign(keys[i], nonces[i], msg, commitments) for i in sorted(ids)]
+        return frost.aggregate_verified(commitments, msg, public, shares)
+
+    return sign
+
+
+def _tls_ca(now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "TrustChain cluster transport CA")])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _tls_node(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, name: str, host: str,
+              now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    san: list[x509.GeneralName] = [x509.DNSName(name), x509.DNSName("localhost")]
+    try:
+        san.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        san.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str = "127.0.0.1",
+             network: str = "devnet", transport: str = "tcp", ports: list[NodePorts] | None = None,
+             checkpoint_interval: int = 16, timeout: str = "2s", synchronous: str = "full",
+             dns_listeners: bool = True) -> list[Path]:
+    """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths."""
+    if nodes < 4:
+        raise ValueError("--nodes: PBFT needs at least 4 validators (n = 3f+1)")
+    if not 2 <= threshold <= nodes:
+        raise ValueError(f"--threshold: must be between 2 and --nodes ({nodes})")
+    directory.mkdir(parents=True, exist_ok=True)
+    if ports is None:
+        flat = free_ports(4 * nodes, host)
+        ports = [NodePorts(*flat[4 * i: 4 * i + 4]) for i in range(nodes)]
+    now = dt.datetime.now(dt.UTC)
+    seeds = [secrets.token_bytes(32) for _ in range(nodes)]
+    signers = [Ed25519Signer(s) for s in seeds]
+    root_keys, root_public = run_dkg(nodes, threshold, f"trustchain/{network}/root".encode())
+    issuing_keys, issuing_public = run_dkg(nodes, threshold, f"trustchain/{network}/issuing".encode())
+    base = f"http://{host}:{ports[0].api}"
+    urls = {"ocsp": f"{base}/ocsp", "root_crl": f"{base}/crl/root.crl", "issuing_crl": f"{base}/crl/issuing.crl",
+            "root_issuer": f"{base}/ca/root.der", "issuing_issuer": f"{base}/ca/intermediate.der"}
+    root_name, issuing_name = "TrustChain Root R1", "TrustChain Issuing E1"
+    root_profile = cax509.IssuerProfile(ca_name(root_name), root_public.group_public_key, urls["root_crl"],
+                                        urls["ocsp"], urls["root_issuer"])
+    root = cax509.issue(cax509.root_tbs(root_profile.name, root_profile.public_key, now),
+                        frost_sign(root_keys, root_public, list(range(1, threshold + 1))), root_public.group_public_key)
+    inter = cax509.issue(
+        cax509.intermediate_tbs(ca_name(issuing_name), issuing_public.group_public_key, root_profile, now, 1),
+        frost_sign(root_keys, root_public, list(range(nodes - threshold + 1, nodes + 1))),
+        root_public.group_public_key)
+    (directory / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    (directory / "intermediate.pem").write_bytes(inter.public_bytes(serialization.Encoding.PEM))
+    genesis = {
+        "network": network,
+        "ca": {"domain": "trustchain.example", "root": public_to_json(root_public, root_name),
+               "issuing": public_to_json(issuing_public, issuing_name), "urls": urls, "operators": []},
+        "dns": {"master_seed": secrets.token_bytes(32).hex()},
+        "ct": {"origin": f"trustchain.example/{network}/log"},
+    }
+    genesis_path = directory / "genesis.json"
+    write_private(genesis_path, json.dumps(genesis, indent=2, sort_keys=True).encode())
+    ca_key, ca_cert = _tls_ca(now)
+    (directory / "tls-ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    validators = "\n".join(
+        f'    {{ name = "node{i}", address = "{host}:{ports[i].consensus}", '
+        f'public_key = "{signers[i].public_key.hex()}" }},'
+        for i in range(nodes))
+    out = []
+    for i in range(nodes):
+        nd = directory / f"node{i}"
+        nd.mkdir(exist_ok=True)
+        write_private(nd / "consensus.key", seeds[i].hex().encode() + b"\n")
+        write_private(nd / "issuing.share.json", json.dumps(key_package_to_json(issuing_keys[i + 1])).encode())
+        write_private(nd / "root.share.json", json.dumps(key_package_to_json(root_keys[i + 1])).encode())
+        tkey, tcert = _tls_node(ca_key, ca_cert, f"node{i}", host, now)
+        write_private(nd / "tls.key", _pem_key(tkey))
+        (nd / "tls.crt").write_bytes(tcert.public_bytes(serialization.Encoding.PEM))
+        dns_lines = (f'listen = "{host}:{ports[i].dns}"\ndoq_listen = "{host}:{ports[i].doq}"\n'
+                     if dns_listeners else "")
+        toml = f"""# TrustChain validator node{i} (generated by `python -m reference_node cluster`)
+[trustchain]
+node_id = "node{i}"
+network = "{network}"
+role = "validator"
+key_file = "consensus.key"
+genesis = "../genesis.json"
+
+[ca]
+root_cert = "../root.pem"
+root_key = "root.share.json"
+intermediate_cert = "../intermediate.pem"
+intermediate_key = "issuing.share.json"
+rotation_period = "24h"
+
+[dns]
+{dns_lines}upstream = []
+cache_size = "64MB"
+ttl_override = false
+
+[consensus]
+validators = [
+{validators}
+]
+threshold = {threshold}
+timeout = "{timeout}"
+listen = "{host}:{ports[i].consensus}"
+transport = "{transport}"
+tls_cert = "tls.crt"
+tls_key = "tls.key"
+tls_ca = "../tls-ca.pem"
+batch_size = 16
+batch_delay = "2ms"
+checkpoint_interval = {checkpoint_interval}
+
+[storage]
+path = "data"
+max_size = "1GB"
+prune_age = "90d"
+synchronous = "{synchronous}"
+
+[api]
+listen = "{host}:{ports[i].api}"
+"""
+        (nd / "node.toml").write_text(toml)
+        out.append(nd / "node.toml")
+    return out
+
+
+def run_cluster(directory: Path, nodes: int, threshold: int, transport: str) -> int:
+    configs = generate(directory, nodes, threshold, transport=transport)
+    procs = []
+    for cfg in configs:
+        log = open(cfg.parent / "node.log", "ab")  # noqa: SIM115 - lives as long as the process
+        procs.append(subprocess.Popen([sys.executable, "-m", "reference_node", "--config", str(cfg)],
+                                      stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)))
+    import tomllib
+
+    apis = [tomllib.loads(c.read_text())["api"]["listen"] for c in configs]
+    print(f"{nodes} validators (threshold {threshold}, {transport}) started from {directory}:")
+    for i, (c, api) in enumerate(zip(configs, apis, strict=True)):
+        print(f"  node{i}: pid {procs[i].pid}, API http://{api}/api/v1/status, config {c}, log {c.parent}/node.log")
+    print(f"""
+Try:
+  curl http://{apis[0]}/api/v1/health
+  curl -X POST http://{apis[0]}/api/v1/dns/update -H 'content-type: application/json' \\
+       -d '{{"create": {{"origin": "example.org.", "primary_ns": "ns1.example.org.",
+            "admin": "hostmaster.example.org.", "nameservers": ["ns1.example.org."]}}}}'
+  curl 'http://{apis[1]}/api/v1/dns/resolve?domain=example.org&type=SOA'
+  curl http://{apis[2]}/api/v1/ct/log
+  openssl verify -CAfile {directory}/root.pem -untrusted {directory}/intermediate.pem CERT.pem
+Ctrl-C stops all nodes.""", flush=True)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        print("a node exited; stopping the cluster", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return 0

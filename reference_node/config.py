@@ -1,0 +1,392 @@
+"""node.toml: the validator's configuration, parsed strictly.
+
+Sections follow the seed document ([trustchain], [ca], [dns], [consensus], [storage]) plus [api]. Every
+problem is reported as `ConfigError` naming the file, the key (``section.key``) and the reason; unknown
+keys are errors too, so a typo never silently falls back to a default. ``TRUSTCHAIN_NETWORK`` and
+``TRUSTCHAIN_ROLE`` override ``trustchain.network`` and ``trustchain.role``.
+
+Relative paths are resolved against the directory holding node.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROLES = ("validator", "observer")
+TRANSPORTS = ("tcp", "quic")
+SYNC_MODES = ("full", "normal")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
+_DURATION_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?i?B)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        super().__init__(f"{file}: {key}: {reason}")
+        self.file, self.key, self.reason = file, key, reason
+
+
+def parse_duration_us(text: object) -> int:
+    """'5s', '500ms', '24h', '90d' (or a bare integer number of seconds) -> microseconds."""
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return int(text) * 1_000_000
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration like \"5s\", \"500ms\", \"24h\", got {text!r}")
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration like \"5s\", \"500ms\", \"24h\" or \"90d\"")
+    return round(float(m.group(1)) * _DURATION_US[m.group(2)])
+
+
+def parse_size(text: object) -> int:
+    """'1GB', '100MiB', '1TB' (or a bare integer of bytes) -> bytes. KB/MB/... are decimal, KiB/... binary."""
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"expected a size like \"1GB\" or \"512MiB\", got {text!r}")
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a size like \"1GB\", \"512MiB\" or \"1TB\"")
+    unit = m.group(2).upper()
+    prefix = unit[0] if unit[0] in "KMGTP" else ""
+    base = 1024 if "I" in unit else 1000
+    return round(float(m.group(1)) * float(base ** _SIZE_UNITS[prefix]))
+
+
+def parse_address(text: object, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' -> (host, port)."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected \"host:port\", got {text!r}")
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]*):(\d+)", text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not \"host:port\" or \"[ipv6]:port\"")
+    host = m.group(1) if m.group(1) is not None else m.group(3)
+    port = int(m.group(2) if m.group(2) is not None else m.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 0..65535")
+    return (host or default_host), port
+
+
+@dataclass(frozen=True)
+class Validator:
+    id: int
+    name: str
+    address: tuple[str, int]
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class TrustChainSection:
+    node_id: str
+    network: str = "mainnet"
+    role: str = "validator"
+    key_file: Path | None = None  # this node's Ed25519 consensus key (32-byte seed, hex)
+    genesis: Path | None = None
+
+
+@dataclass(frozen=True)
+class CASection:
+    root_cert: Path | None = None
+    root_key: Path | None = None  # threshold CA: this validator's FROST share of the root key
+    intermediate_cert: Path | None = None
+    intermediate_key: Path | None = None  # this validator's FROST share of the issuing key
+    rotation_period_us: int = 24 * 3_600_000_000
+
+
+@dataclass(frozen=True)
+class DNSSection:
+    listen: tuple[str, int] | None = None
+    doq_listen: tuple[str, int] | None = None
+    upstream: tuple[str, ...] = ()
+    cache_size: int = 64 * 1024 * 1024
+    ttl_override: bool | int = False
+
+
+@dataclass(frozen=True)
+class ConsensusSection:
+    validators: tuple[Validator, ...]
+    threshold: int
+    timeout_us: int = 5_000_000
+    batch_size: int = 16
+    batch_delay_us: int = 2_000
+    checkpoint_interval: int = 16
+    watermark_window: int = 64
+    listen: tuple[str, int] | None = None
+    transport: str = "tcp"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    send_queue: int = 4096
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    path: Path
+    max_size: int = 1 << 40
+    prune_age_us: int = 90 * 86_400_000_000
+    synchronous: str = "full"
+
+
+@dataclass(frozen=True)
+class APISection:
+    listen: tuple[str, int] = ("127.0.0.1", 8443)
+    request_timeout_us: int = 30_000_000
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    file: str
+    trustchain: TrustChainSection
+    ca: CASection
+    dns: DNSSection
+    consensus: ConsensusSection
+    storage: StorageSection
+    api: APISection
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def replica_id(self) -> int:
+        """This node's index among the validators (matched by node_id), or -1 for an observer."""
+        for v in self.consensus.validators:
+            if v.name == self.trustchain.node_id:
+                return v.id
+        return -1
+
+
+class _Reader:
+    def __init__(self, file: str, base: Path, doc: Mapping[str, Any]) -> None:
+        self.file, self.base, self.doc = file, base, doc
+
+    def section(self, name: str, allowed: set[str], required: bool = True) -> dict[str, Any]:
+        raw = self.doc.get(name)
+        if raw is None:
+            if required:
+                raise ConfigError(self.file, f"[{name}]", "missing section")
+            return {}
+        if not isinstance(raw, dict):
+            raise ConfigError(self.file, name, "must be a table")
+        for key in raw:
+            if key not in allowed:
+                raise ConfigError(self.file, f"{name}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return dict(raw)
+
+    def get(self, sec: str, table: Mapping[str, Any], key: str, conv: Callable[[Any], T], default: T | None = None,
+            required: bool = False) -> T:
+        if key not in table:
+            if required:
+                raise ConfigError(self.file, f"{sec}.{key}", "required")
+            return default  # type: ignore[return-value]
+        try:
+            return conv(table[key])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(self.file, f"{sec}.{key}", str(exc)) from None
+
+    def path(self, value: Any) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected a path string, got {value!r}")
+        p = Path(value)
+        return p if p.is_absolute() else (self.base / p)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _int(minimum: int) -> Callable[[Any], int]:
+    def conv(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"must be >= {minimum}, got {value}")
+        return value
+    return conv
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def conv(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {value!r}")
+        return str(value)
+    return conv
+
+
+def _ttl_override(value: Any) -> bool | int:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value >= 0:
+        return value
+    raise ValueError(f"expected false, true or a TTL in seconds, got {value!r}")
+
+
+def _upstream(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("expected a list of resolver addresses")
+    return tuple(value)
+
+
+def _validators(value: Any) -> tuple[Validator, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of {name, address, public_key} tables")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ValueError(f"[{i}]: expected a table {{name, address, public_key}} (got {item!r})")
+        unknown = set(item) - {"name", "address", "public_key"}
+        if unknown:
+            raise ValueError(f"[{i}].{sorted(unknown)[0]}: unknown key")
+        for k in ("name", "address", "public_key"):
+            if not isinstance(item.get(k), str):
+                raise ValueError(f"[{i}].{k}: required string")
+        try:
+            address = parse_address(item["address"])
+        except ValueError as exc:
+            raise ValueError(f"[{i}].address: {exc}") from None
+        try:
+            key = bytes.fromhex(item["public_key"])
+        except ValueError:
+            raise ValueError(f"[{i}].public_key: not hexadecimal") from None
+        if len(key) != 32:
+            raise ValueError(f"[{i}].public_key: Ed25519 key must be 32 bytes, got {len(key)}")
+        out.append(Validator(i, item["name"], address, key))
+    names = [v.name for v in out]
+    if len(set(names)) != len(names):
+        raise ValueError("validator names must be distinct")
+    if len({v.public_key for v in out}) != len(out):
+        raise ValueError("validator public keys must be distinct")
+    return tuple(out)
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> NodeConfig:
+    file = str(path)
+    env = os.environ if environ is None else environ
+    try:
+        with open(file, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(file, "-", f"cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "-", f"not valid TOML: {exc}") from None
+    return parse(doc, file, Path(file).resolve().parent, env)
+
+
+def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str]) -> NodeConfig:
+    known = {"trustchain", "ca", "dns", "consensus", "storage", "api"}
+    for key in doc:
+        if key not in known:
+            raise ConfigError(file, f"[{key}]", f"unknown section (allowed: {', '.join(sorted(known))})")
+    r = _Reader(file, base, doc)
+
+    t = r.section("trustchain", {"node_id", "network", "role", "key_file", "genesis"})
+    network = env.get("TRUSTCHAIN_NETWORK") or r.get("trustchain", t, "network", _str, "mainnet")
+    role_raw = env.get("TRUSTCHAIN_ROLE") or t.get("role", "validator")
+    if role_raw not in ROLES:
+        key = "TRUSTCHAIN_ROLE (environment)" if env.get("TRUSTCHAIN_ROLE") else "trustchain.role"
+        raise ConfigError(file, key, f"must be one of {', '.join(ROLES)}, got {role_raw!r}")
+    trust = TrustChainSection(
+        node_id=r.get("trustchain", t, "node_id", _str, required=True),
+        network=network,
+        role=role_raw,
+        key_file=r.get("trustchain", t, "key_file", r.path),
+        genesis=r.get("trustchain", t, "genesis", r.path),
+    )
+
+    c = r.section("ca", {"root_cert", "root_key", "intermediate_cert", "intermediate_key", "rotation_period"},
+                  required=False)
+    ca = CASection(
+        root_cert=r.get("ca", c, "root_cert", r.path),
+        root_key=r.get("ca", c, "root_key", r.path),
+        intermediate_cert=r.get("ca", c, "intermediate_cert", r.path),
+        intermediate_key=r.get("ca", c, "intermediate_key", r.path),
+        rotation_period_us=r.get("ca", c, "rotation_period", parse_duration_us, 24 * 3_600_000_000),
+    )
+
+    d = r.section("dns", {"listen", "doq_listen", "upstream", "cache_size", "ttl_override"}, required=False)
+    dns = DNSSection(
+        listen=r.get("dns", d, "listen", parse_address),
+        doq_listen=r.get("dns", d, "doq_listen", parse_address),
+        upstream=r.get("dns", d, "upstream", _upstream, ()),
+        cache_size=r.get("dns", d, "cache_size", parse_size, 64 * 1024 * 1024),
+        ttl_override=r.get("dns", d, "ttl_override", _ttl_override, None) or False,
+    )
+
+    k = r.section("consensus", {"validators", "threshold", "timeout", "batch_size", "batch_delay",
+                                "checkpoint_interval", "watermark_window", "listen", "transport", "tls_cert",
+                                "tls_key", "tls_ca", "send_queue"})
+    validators = r.get("consensus", k, "validators", _validators, required=True)
+    if len(validators) < 4:
+        raise ConfigError(file, "consensus.validators", f"PBFT needs at least 4 validators (n = 3f+1), got "
+                          f"{len(validators)}")
+    threshold = r.get("consensus", k, "threshold", _int(1), required=True)
+    if threshold > len(validators):
+        raise ConfigError(file, "consensus.threshold", f"{threshold} is more than the {len(validators)} validators")
+    interval = r.get("consensus", k, "checkpoint_interval", _int(1), 16)
+    window = r.get("consensus", k, "watermark_window", _int(1), max(64, interval))
+    if window < interval:
+        raise ConfigError(file, "consensus.watermark_window", f"must be >= checkpoint_interval ({interval})")
+    transport = r.get("consensus", k, "transport", _choice(TRANSPORTS), "tcp")
+    cons = ConsensusSection(
+        validators=validators,
+        threshold=threshold,
+        timeout_us=r.get("consensus", k, "timeout", parse_duration_us, 5_000_000),
+        batch_size=r.get("consensus", k, "batch_size", _int(1), 16),
+        batch_delay_us=r.get("consensus", k, "batch_delay", parse_duration_us, 2_000),
+        checkpoint_interval=interval,
+        watermark_window=window,
+        listen=r.get("consensus", k, "listen", parse_address),
+        transport=transport,
+        tls_cert=r.get("consensus", k, "tls_cert", r.path),
+        tls_key=r.get("consensus", k, "tls_key", r.path),
+        tls_ca=r.get("consensus", k, "tls_ca", r.path),
+        send_queue=r.get("consensus", k, "send_queue", _int(1), 4096),
+    )
+    if cons.timeout_us <= 0:
+        raise ConfigError(file, "consensus.timeout", "must be > 0")
+    if transport == "quic":
+        for key in ("tls_cert", "tls_key", "tls_ca"):
+            if getattr(cons, key) is None:
+                raise ConfigError(file, f"consensus.{key}", "required when consensus.transport = \"quic\"")
+
+    s = r.section("storage", {"path", "max_size", "prune_age", "synchronous"})
+    storage = StorageSection(
+        path=r.get("storage", s, "path", r.path, required=True),
+        max_size=r.get("storage", s, "max_size", parse_size, 1 << 40),
+        prune_age_us=r.get("storage", s, "prune_age", parse_duration_us, 90 * 86_400_000_000),
+        synchronous=r.get("storage", s, "synchronous", _choice(SYNC_MODES), "full"),
+    )
+    if storage.max_size < 1 << 20:
+        raise ConfigError(file, "storage.max_size", "must be at least 1MiB")
+
+    a = r.section("api", {"listen", "request_timeout"}, required=False)
+    api = APISection(
+        listen=r.get("api", a, "listen", parse_address, ("127.0.0.1", 8443)),
+        request_timeout_us=r.get("api", a, "request_timeout", parse_duration_us, 30_000_000),
+    )
+
+    cfg = NodeConfig(file, trust, ca, dns, cons, storage, api)
+    if trust.role == "validator":
+        if cfg.replica_id < 0:
+            raise ConfigError(file, "trustchain.node_id", f"{trust.node_id!r} is not one of consensus.validators' "
+                              "names (a validator must be listed)")
+        if trust.key_file is None:
+            raise ConfigError(file, "trustchain.key_file", "required for a validator (its consensus signing key)")
+        if cons.listen is None:
+            raise ConfigError(file, "consensus.listen", "required for a validator")
+    return cfg

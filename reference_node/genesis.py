@@ -1,0 +1,146 @@
+"""Genesis configuration shared by every validator (genesis.json) and per-node key files.
+
+genesis.json holds what all validators must agree on besides the consensus keys (which are in each
+node.toml's [consensus].validators): the CA (domain, the root and issuing FROST group public keys with
+their verifying shares, threshold, names, URLs), the DNS zone-key master seed, and the CT log origin.
+It is produced once by `python -m reference_node cluster` (or an operator ceremony running the DKG)
+and distributed to validators only: the DNS master seed is secret.
+
+Per node: `consensus.key` (hex Ed25519 seed, 0600) and `issuing.share.json` / `root.share.json`
+(this validator's FROST key packages, 0600).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from trustchain.ca import frost, issuance
+from trustchain.ca import x509 as cax509
+
+
+class GenesisError(ValueError):
+    pass
+
+
+def ca_name(cn: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "CH"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "TrustChain"),
+        x509.NameAttribute(NameOID.COMMON_NAME, cn),
+    ])
+
+
+def public_to_json(public: frost.PublicKeyPackage, common_name: str) -> dict[str, Any]:
+    return {
+        "common_name": common_name,
+        "group_key": public.group_public_key.hex(),
+        "verifying_shares": {str(i): v.hex() for i, v in sorted(public.verifying_shares.items())},
+        "min_signers": public.min_signers,
+    }
+
+
+def public_from_json(doc: dict[str, Any]) -> frost.PublicKeyPackage:
+    return frost.PublicKeyPackage(
+        bytes.fromhex(doc["group_key"]),
+        {int(i): bytes.fromhex(v) for i, v in doc["verifying_shares"].items()},
+        int(doc["min_signers"]),
+    )
+
+
+def key_package_to_json(kp: frost.KeyPackage) -> dict[str, Any]:
+    return {
+        "identifier": kp.identifier,
+        "signing_share": kp.signing_share.hex(),
+        "verifying_share": kp.verifying_share.hex(),
+        "group_public_key": kp.group_public_key.hex(),
+        "min_signers": kp.min_signers,
+    }
+
+
+def load_key_package(path: Path) -> frost.KeyPackage:
+    try:
+        doc = json.loads(path.read_text())
+        return frost.KeyPackage(
+            int(doc["identifier"]),
+            bytes.fromhex(doc["signing_share"]),
+            bytes.fromhex(doc["verifying_share"]),
+            bytes.fromhex(doc["group_public_key"]),
+            int(doc["min_signers"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise GenesisError(f"{path}: not a FROST key package file: {exc}") from None
+
+
+def load_seed(path: Path) -> bytes:
+    try:
+        seed = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise GenesisError(f"{path}: not a hex Ed25519 seed: {exc}") from None
+    if len(seed) != 32:
+        raise GenesisError(f"{path}: Ed25519 seed must be 32 bytes, got {len(seed)}")
+    return seed
+
+
+def write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+@dataclass(frozen=True)
+class Genesis:
+    network: str
+    ca_domain: str
+    root: frost.PublicKeyPackage
+    root_name: str
+    issuing: frost.PublicKeyPackage
+    issuing_name: str
+    urls: dict[str, str]
+    dns_master_seed: bytes
+    ct_origin: str
+    operators: tuple[bytes, ...]
+
+    @classmethod
+    def load(cls, path: Path) -> Genesis:
+        try:
+            doc = json.loads(path.read_text())
+            return cls(
+                network=str(doc["network"]),
+                ca_domain=str(doc["ca"]["domain"]),
+                root=public_from_json(doc["ca"]["root"]),
+                root_name=str(doc["ca"]["root"]["common_name"]),
+                issuing=public_from_json(doc["ca"]["issuing"]),
+                issuing_name=str(doc["ca"]["issuing"]["common_name"]),
+                urls={str(k): str(v) for k, v in doc["ca"]["urls"].items()},
+                dns_master_seed=bytes.fromhex(doc["dns"]["master_seed"]),
+                ct_origin=str(doc["ct"]["origin"]),
+                operators=tuple(bytes.fromhex(k) for k in doc["ca"].get("operators", [])),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise GenesisError(f"{path}: not a valid genesis file: {exc!r}") from None
+
+    def issuer_profile(self) -> cax509.IssuerProfile:
+        return cax509.IssuerProfile(ca_name(self.issuing_name), self.issuing.group_public_key, self.urls["issuing_crl"],
+                                    self.urls["ocsp"], self.urls["issuing_issuer"])
+
+    def root_profile(self) -> cax509.IssuerProfile:
+        return cax509.IssuerProfile(ca_name(self.root_name), self.root.group_public_key, self.urls["root_crl"],
+                                    self.urls["ocsp"], self.urls["root_issuer"])
+
+    def ca_policy(self) -> issuance.CAPolicy:
+        return issuance.CAPolicy(
+            issuer=self.issuer_profile(),
+            ca_domain=self.ca_domain,
+            root_keys=(self.root.group_public_key,),
+            operators=self.operators,
+            max_lifetime=dt.timedelta(days=90),
+            require_payment=False,
+        )

@@ -1,0 +1,494 @@
+"""The node's HTTP API (aiohttp): the seed's REST endpoints, WebSocket streams, Prometheus metrics,
+an OpenAPI 3 document and CT tiles.
+
+Reads are served from this replica's executed state. Writes become PBFT requests (`Node.submit`) and
+are answered once this node's replica executed them. Every validation failure is a 4xx JSON body
+`{"error": "<field>: <reason>", "field": "<field>"}`; a request the replicated application rejected
+is 422 with the application's own `ERR <field>: <reason>` text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+from aiohttp import WSMsgType, web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from reference_node.runtime import Node, NodeHalted, SubmitTimeout
+from trustchain.app import kvstore
+from trustchain.app import trustchain as tcapp
+from trustchain.ca import issuance, ownership
+from trustchain.ct import api as ctapi
+from trustchain.ct import app as ctapp
+from trustchain.ct import tiles
+from trustchain.dns import app as dnsapp
+from trustchain.dns.validator import Validator, ZoneKeys
+from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
+
+log = logging.getLogger("trustchain.api")
+STREAMS = ("certificates", "dns", "ct", "consensus")
+MAX_BODY = 1 << 20
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FieldError(Exception):
+    def __init__(self, field: str, reason: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason, self.status = field, reason, status
+
+
+def _error(field: str, reason: str, status: int) -> web.Response:
+    return web.json_response({"error": f"{field}: {reason}", "field": field}, status=status)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise FieldError("body", f"larger than {MAX_BODY} bytes", 413)
+    raw = await request.read()
+    try:
+        doc = json.loads(raw or b"null")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FieldError("body", f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise FieldError("body", "must be a JSON object")
+    return doc
+
+
+def _str_field(doc: dict[str, Any], key: str, *, required: bool = True, default: str = "") -> str:
+    v = doc.get(key)
+    if v is None:
+        if required:
+            raise FieldError(key, "required")
+        return default
+    if not isinstance(v, str):
+        raise FieldError(key, f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _str_list(doc: dict[str, Any], key: str) -> list[str]:
+    v = doc.get(key)
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        raise FieldError(key, "expected a non-empty list of strings")
+    return v
+
+
+def _int_field(doc: dict[str, Any], key: str, default: int, minimum: int = 0) -> int:
+    v = doc.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise FieldError(key, f"expected an integer >= {minimum}, got {v!r}")
+    return v
+
+
+def _serial_hex(text: str, field: str = "serial") -> bytes:
+    t = text.lower().removeprefix("0x")
+    try:
+        value = int(t, 16)
+    except ValueError:
+        raise FieldError(field, f"{text!r} is not a hexadecimal serial number") from None
+    if value <= 0:
+        raise FieldError(field, "must be positive")
+    return issuance.serial_bytes(value)
+
+
+def _csr_der(text: str) -> bytes:
+    data = text.encode()
+    try:
+        if text.lstrip().startswith("-----"):
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(base64.b64decode(data, validate=True))
+    except (ValueError, binascii.Error) as exc:
+        raise FieldError("csr", f"not a PEM or base64-DER certificate request ({str(exc)[:80]})") from None
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def _app_result(result: bytes, ok_status: int = 200, **extra: Any) -> web.Response:
+    text = result.decode(errors="replace")
+    if text.startswith("ERR "):
+        field, _, reason = text[4:].partition(": ")
+        return web.json_response({"error": text[4:], "field": field, "reason": reason}, status=422)
+    return web.json_response({"result": text, **extra}, status=ok_status)
+
+
+class API:
+    def __init__(self, node: Node, root_pem: bytes = b"", intermediate_pem: bytes = b"") -> None:
+        self.node = node
+        self.root_pem = root_pem
+        self.intermediate_pem = intermediate_pem
+        self.app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
+        r = self.app.router
+        r.add_post("/api/v1/cert/challenge", self.cert_challenge)
+        r.add_post("/api/v1/cert/request", self.cert_request)
+        r.add_post("/api/v1/cert/renew", self.cert_renew)
+        r.add_post("/api/v1/cert/revoke", self.cert_revoke)
+        r.add_get("/api/v1/cert/{id}", self.cert_get)
+        r.add_get("/api/v1/dns/resolve", self.dns_resolve)
+        r.add_post("/api/v1/dns/update", self.dns_update)
+        r.add_get("/api/v1/dns/dnssec/validate", self.dns_validate)
+        r.add_get("/api/v1/ct/log", self.ct_log)
+        r.add_post("/api/v1/ct/submit", self.ct_submit)
+        r.add_get("/api/v1/ct/proof/{hash}", self.ct_proof)
+        r.add_get("/api/v1/ct/tile/{path:.+}", self.ct_tile)
+        r.add_post("/api/v1/kv", self.kv)
+        r.add_get("/api/v1/status", self.status)
+        r.add_get("/api/v1/health", self.health)
+        r.add_get("/api/v1/metrics", self.metrics)
+        r.add_get("/api/v1/openapi.json", self.openapi)
+        r.add_get("/ca/root.pem", self.ca_file)
+        r.add_get("/ca/intermediate.pem", self.ca_file)
+        r.add_get("/ca/root.der", self.ca_file)
+        r.add_get("/ca/intermediate.der", self.ca_file)
+        for topic in STREAMS:
+            r.add_get(f"/stream/{topic}", self.stream)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+        try:
+            return await handler(request)
+        except FieldError as exc:
+            return _error(exc.field, exc.reason, exc.status)
+        except ctapi.APIError as exc:
+            return _error(exc.field, exc.reason, exc.status)
+        except SubmitTimeout as exc:
+            return _error("consensus", str(exc), 504)
+        except NodeHalted as exc:
+            return _error("node", f"halted: {exc}", 503)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # a bug must give a JSON error, not a dropped connection
+            log.exception("internal error on %s %s", request.method, request.path)
+            return _error("internal", f"{type(exc).__name__}: {exc}", 500)
+        finally:
+            self.node.m_http_latency.observe(time.perf_counter() - t0, route=route, method=request.method)
+
+    # ------------------------------------------------------------------ certificates
+
+    async def cert_challenge(self, request: web.Request) -> web.Response:
+        doc = await _json_body(request)
+        names = _str_list(doc, "names")
+        result = await self.node.submit(tcapp.CA, issuance.challenge_command(names), account=True)
+        text = result.decode(errors="replace")
+        if not text.startswith("CHALLENGE"):
+            return _app_result(result)
+        out = []
+        for line in text.splitlines()[1:]:
+            name, key_auth = line.split(" ", 1)
+            out.append({"name": name, "key_authorization": key_auth,
+                        "txt_name": f"{ownership.CHALLENGE_LABEL}.{name}.",
+                        "txt_value": ownership.dns01_txt(key_auth)})
+        return web.json_response({"challenges": out})
+
+    async def _issue(self, doc: dict[str, Any], names: list[str]) -> web.Response:
+        csr = _csr_der(_str_field(doc, "csr"))
+        proofs = _str_list(doc, "proofs")
+        if len(proofs) != len(names):
+            raise FieldError("proofs", f"{len(proofs)} proofs for {len(names)} names (one per name)")
+        wait_s = _int_field(doc, "wait_s", 20)
+        req = issuance.IssueRequest(csr, tuple(names), tuple(proofs), _str_field(doc, "identity", required=False),
+                                    _str_field(doc, "payment_ref", required=False),
+                                    _int_field(doc, "lifetime_s", 0))
+        result = await self.node.submit(tcapp.CA, issuance.request_command(req), account=True)
+        text = result.decode(errors="replace")
+        if not text.startswith("PENDING"):
+            return _app_result(result)
+        _, pid_text, serial_hex = text.split()
+        pid = int(pid_text)
+        serial = bytes.fromhex(serial_hex)
+        if serial not in self.node.app.ca.issued and wait_s > 0:
+            await self.node.wait_certificate(pid, float(wait_s))
+        record = self.node.app.ca.issued.get(serial)
+        if record is None:
+            return web.json_response({"status": "pending", "pending_id": pid, "serial": serial_hex}, status=202)
+        return web.json_response({"status": "issued", "pending_id": pid, **self._cert_json(record)}, status=201)
+
+    def _cert_json(self, rec: issuance.IssuedCertificate) -> dict[str, Any]:
+        cert = x509.load_der_x509_certificate(rec.certificate_der)
+        return {
+            "serial": rec.serial.hex(),
+            "names": list(rec.names),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+            "revoked": rec.revoked_us is not None,
+            "revocation_reason": rec.reason,
+            "certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
+            "chain": [self.intermediate_pem.decode(), self.root_pem.decode()],
+        }
+
+    async def cert_request(self, request: web.Request) -> web.Response:
+        doc = await _json_body(request)
+        return await self._issue(doc, _str_list(doc, "names"))
+
+    async def cert_renew(self, request: web.Request) -> web.Response:
+        """Renewal re-issues for the same names with a new key (or the same CSR); ownership is
+        proven again, as the replicated CA requires for every issuance."""
+        doc = await _json_body(request)
+        serial = _serial_hex(_str_field(doc, "serial"))
+        rec = self.node.app.ca.issued.get(serial)
+        if rec is None:
+            raise FieldError("serial", "not issued by this CA", 404)
+        return await self._issue(doc, list(rec.names))
+
+    async def cert_revoke(self, request: web.Request) -> web.Response:
+        doc = await _json_body(request)
+        serial = _serial_hex(_str_field(doc, "serial"))
+        reason = doc.get("reason", 0)
+        if isinstance(reason, str):
+            names = {v.lower(): k for k, v in issuance.REVOCATION_REASONS.items()}
+            if reason.lower() not in names:
+                raise FieldError("reason", f"one of {', '.join(issuance.REVOCATION_REASONS.values())}")
+            reason = names[reason.lower()]
+        if not isinstance(reason, int) or isinstance(reason, bool) or reason not in issuance.REVOCATION_REASONS:
+            raise FieldError("reason", "not a permitted CRLReason code")
+        result = await self.node.submit(tcapp.CA, issuance.revoke_command(int.from_bytes(serial, "big"), reason),
+                                          account=True)
+        return _app_result(result)
+
+    async def cert_get(self, request: web.Request) -> web.Response:
+        serial = _serial_hex(request.match_info["id"], "id")
+        rec = self.node.app.ca.issued.get(serial)
+        if rec is None:
+            pending = [p for p in self.node.app.ca.pending.values() if p.serial == serial]
+            if pending:
+                return web.json_response({"status": "pending", "pending_id": pending[0].pending_id,
+                                          "serial": serial.hex()}, status=202)
+            raise FieldError("id", "no certificate with this serial", 404)
+        return web.json_response({"status": "revoked" if rec.revoked_us is not None else "issued",
+                                  **self._cert_json(rec)})
+
+    async def ca_file(self, request: web.Request) -> web.Response:
+        pem = self.root_pem if "root" in request.path else self.intermediate_pem
+        if request.path.endswith(".der"):
+            der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+            return web.Response(body=der, content_type="application/pkix-cert")
+        return web.Response(body=pem, content_type="application/x-pem-file")
+
+    # ------------------------------------------------------------------ DNS
+
+    def _query(self, domain: str, rtype: str, dnssec: bool) -> dns.message.Message:
+        try:
+            qname = dns.name.from_text(domain if domain.endswith(".") else domain + ".")
+        except Exception as exc:  # dnspython raises several types for bad names
+            raise FieldError("domain", f"not a valid domain name ({exc})") from None
+        try:
+            rdtype = dns.rdatatype.from_text(rtype)
+        except dns.rdatatype.UnknownRdatatype:
+            raise FieldError("type", f"unknown record type {rtype!r}") from None
+        query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec)
+        wire = self.node.app.dns.answer(query.to_wire(), int(time.time()), max_udp=None)
+        self.node.m_dns_queries.inc(transport="http")
+        return dns.message.from_wire(wire)
+
+    async def dns_resolve(self, request: web.Request) -> web.Response:
+        domain = request.query.get("domain")
+        if not domain:
+            raise FieldError("domain", "required query parameter")
+        rtype = request.query.get("type", "A")
+        resp = self._query(domain, rtype, request.query.get("dnssec", "0") in ("1", "true"))
+        return web.json_response({
+            "domain": domain, "type": rtype.upper(), "rcode": dns.rcode.to_text(resp.rcode()),
+            "authoritative": bool(resp.flags & dns.flags.AA),
+            "answer": [line for rr in resp.answer for line in rr.to_text().splitlines()],
+            "authority": [line for rr in resp.authority for line in rr.to_text().splitlines()],
+        })
+
+    async def dns_validate(self, request: web.Request) -> web.Response:
+        domain = request.query.get("domain")
+        if not domain:
+            raise FieldError("domain", "required query parameter")
+        rtype = request.query.get("type", "A")
+        resp = self._query(domain, rtype, True)
+        qname = resp.question[0].name
+        zones = [z for z in self.node.app.dns.zones if qname.is_subdomain(z)]
+        if not zones:
+            raise FieldError("domain", "not in any zone this network serves", 404)
+        origin = max(zones, key=len)
+        keys = self._query(origin.to_text(), "DNSKEY", True)
+        dnskey = next((r for r in keys.answer if r.rdtype == dns.rdatatype.DNSKEY), None)
+        sigs = next((r for r in keys.answer if r.rdtype == dns.rdatatype.RRSIG), None)
+        if dnskey is None:
+            return web.json_response({"domain": domain, "secure": False, "detail": "zone has no DNSKEY"})
+        anchor = self.node.app.dns.ds(origin)
+        result = Validator(anchor).validate(resp, [ZoneKeys(dnskey, sigs)], int(time.time()))
+        return web.json_response({"domain": domain, "type": rtype.upper(), "zone": origin.to_text(),
+                                  "secure": result.secure, "detail": result.detail,
+                                  "trust_anchor": anchor.to_text().splitlines()})
+
+    async def dns_update(self, request: web.Request) -> web.Response:
+        doc = await _json_body(request)
+        if "create" in doc:
+            c = doc["create"]
+            if not isinstance(c, dict):
+                raise FieldError("create", "must be an object")
+            for k in ("origin", "primary_ns", "admin"):
+                _str_field(c, k)
+            ns = c.get("nameservers", [c["primary_ns"]])
+            if not isinstance(ns, list):
+                raise FieldError("create.nameservers", "must be a list of names")
+            payload = dnsapp.encode_create(c["origin"], primary_ns=c["primary_ns"], admin=c["admin"],
+                                           nameservers=ns, ttl=_int_field(c, "ttl", 3600, 1))
+        elif "update" in doc:
+            try:
+                update = ZoneUpdate.decode(json.dumps(doc["update"]).encode())
+            except ZoneUpdateError as exc:
+                raise FieldError(exc.field if hasattr(exc, "field") else "update", str(exc)) from None
+            payload = dnsapp.encode_update(update)
+        else:
+            raise FieldError("body", "expected {\"create\": {...}} or {\"update\": {\"origin\", \"ops\"}}")
+        return _app_result(await self.node.submit(tcapp.DNS, payload))
+
+    # ------------------------------------------------------------------ CT
+
+    def _ctapi(self) -> ctapi.CTAPI:
+        ct = self.node.app.ct
+        return ctapi.CTAPI(ct.log, ct.origin, ct.signer, ct.key_name)
+
+    async def ct_log(self, request: web.Request) -> web.Response:
+        api = self._ctapi()
+        out = api.get_checkpoint(request.query.get("tree_size"))
+        if "start" in request.query or "end" in request.query:
+            out.update(api.get_entries(request.query.get("start"), request.query.get("end")))
+        return web.json_response(out)
+
+    async def ct_submit(self, request: web.Request) -> web.Response:
+        doc = await _json_body(request)
+        command = ctapi.add_chain_command(doc)
+        result = ctapp.decode_result(await self.node.submit(tcapp.CT, command))
+        if not result.ok:
+            field, _, reason = result.detail.partition(": ")
+            return web.json_response({"error": result.detail, "field": field, "reason": reason}, status=422)
+        sct = self.node.app.ct.sct(result.index)
+        return web.json_response({**ctapi.result_json(result), "sct": ctapi.sct_json(sct, result.index)})
+
+    async def ct_proof(self, request: web.Request) -> web.Response:
+        text = request.match_info["hash"]
+        if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
+            text = base64.b64encode(bytes.fromhex(text)).decode()
+        else:
+            text = text.replace("-", "+").replace("_", "/")
+        return web.json_response(self._ctapi().get_proof_by_hash(text, request.query.get("tree_size")))
+
+    async def ct_tile(self, request: web.Request) -> web.Response:
+        log = self.node.app.ct.log
+        try:
+            body = tiles.serve("tile/" + request.match_info["path"], log.tree, log.entries)
+        except tiles.TileError as exc:
+            raise FieldError("path", str(exc), 404) from None
+        return web.Response(body=body, content_type="application/octet-stream")
+
+    # ------------------------------------------------------------------ KV (tests and demos)
+
+    async def kv(self, request: web.Request) -> web.Response:
+        doc = await _json_body(request)
+        op = _str_field(doc, "op")
+        if op not in ("put", "get", "delete", "append"):
+            raise FieldError("op", "one of put, get, delete, append")
+        cmd = kvstore.KVCommand(op, _str_field(doc, "key").encode(), _str_field(doc, "value", required=False).encode())
+        from trustchain.encoding import encode
+
+        return _app_result(await self.node.submit(tcapp.KV, encode(cmd)))
+
+    # ------------------------------------------------------------------ status
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.node.status())
+
+    async def health(self, request: web.Request) -> web.Response:
+        n = self.node
+        checks = {"storage": n.halted is None, "replica": True}
+        ok = all(checks.values())
+        return web.json_response({"status": "ok" if ok else "failing", "checks": checks, "halted": n.halted,
+                                  "view": n.replica.view, "last_executed": n.replica.last_executed},
+                                 status=200 if ok else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.node.metrics.render(), content_type="text/plain",
+                            headers={"X-Content-Format": "prometheus-0.0.4"})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
+    async def stream(self, request: web.Request) -> web.WebSocketResponse:
+        topic = request.path.rsplit("/", 1)[1]
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        q = self.node.subscribe(topic)
+        reader = None
+        try:
+            import asyncio
+
+            async def drain_incoming() -> None:
+                async for msg in ws:
+                    if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                        break
+
+            reader = asyncio.create_task(drain_incoming())
+            while not ws.closed and not reader.done():
+                getter = asyncio.create_task(q.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await ws.send_json({"stream": topic, **getter.result()})
+                else:
+                    getter.cancel()
+        finally:
+            self.node.unsubscribe(topic, q)
+            if reader is not None:
+                reader.cancel()
+        return ws
+
+
+def openapi_document() -> dict[str, Any]:
+    def op(summary: str, body: bool = False, params: list[str] | None = None) -> dict[str, Any]:
+        o: dict[str, Any] = {"summary": summary, "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "400": {"$ref": "#/components/responses/BadRequest"},
+            "422": {"description": "rejected by the replicated application"},
+            "504": {"description": "not executed within the request timeout"}}}
+        if body:
+            o["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+        if params:
+            o["parameters"] = [{"name": p, "in": "path" if p in ("id", "hash") else "query",
+                                "required": p in ("id", "hash", "domain"), "schema": {"type": "string"}}
+                               for p in params]
+        return o
+
+    paths = {
+        "/api/v1/cert/challenge": {"post": op("Order a dns-01 challenge for names", True)},
+        "/api/v1/cert/request": {"post": op("Request a certificate (CSR, names, proofs)", True)},
+        "/api/v1/cert/{id}": {"get": op("Certificate by serial (hex)", params=["id"])},
+        "/api/v1/cert/renew": {"post": op("Renew: re-issue for the names of an existing serial", True)},
+        "/api/v1/cert/revoke": {"post": op("Revoke by serial with a CRLReason", True)},
+        "/api/v1/dns/resolve": {"get": op("Authoritative answer", params=["domain", "type", "dnssec"])},
+        "/api/v1/dns/update": {"post": op("Create a zone or apply a zone update", True)},
+        "/api/v1/dns/dnssec/validate": {"get": op("Validate an answer DS->DNSKEY->RRSIG", params=["domain", "type"])},
+        "/api/v1/ct/log": {"get": op("Signed checkpoint (and entries)", params=["tree_size", "start", "end"])},
+        "/api/v1/ct/submit": {"post": op("Submit a certificate chain; returns this validator's SCT", True)},
+        "/api/v1/ct/proof/{hash}": {"get": op("Inclusion proof by leaf hash (hex or base64)", params=["hash"])},
+        "/api/v1/ct/tile/{path}": {"get": op("tlog-tiles static path", params=["path"])},
+        "/api/v1/kv": {"post": op("Key-value command (demo application)", True)},
+        "/api/v1/status": {"get": op("Node and consensus status")},
+        "/api/v1/health": {"get": op("Health (503 when failing)")},
+        "/api/v1/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+            "200": {"description": "text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "TrustChain node API", "version": "1.0.0"},
+        "paths": paths,
+        "components": {"responses": {"BadRequest": {"description": "invalid request", "content": {
+            "application/json": {"schema": {"type": "object", "required": ["error", "field"], "properties": {
+                "error": {"type": "string"}, "field": {"type": "string"}}}}}}}},
+        "x-websocket-streams": [f"/stream/{t}" for t in STREAMS],
+    }

@@ -1,0 +1,112 @@
+"""A local cluster of real node processes on 127.0.0.1 ephemeral ports, driven over the HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from reference_node import cluster
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            status = resp.status
+            ctype = resp.headers.get("content-type", "")
+    except urllib.error.HTTPError as exc:
+        raw, status, ctype = exc.read(), exc.code, exc.headers.get("content-type", "")
+    return status, (json.loads(raw) if "json" in ctype else raw.decode(errors="replace"))
+
+
+class Cluster:
+    def __init__(self, directory: Path, nodes: int = 5, threshold: int = 3, **kwargs: Any) -> None:
+        self.dir = directory
+        self.configs = cluster.generate(directory, nodes, threshold, **kwargs)
+        self.apis = []
+        for c in self.configs:
+            doc = tomllib.loads(c.read_text())
+            self.apis.append("http://" + doc["api"]["listen"])
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * nodes
+
+    def start(self, i: int) -> None:
+        log = open(self.configs[i].parent / "node.log", "ab")  # noqa: SIM115
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, "-m", "reference_node", "--config", str(self.configs[i]), "--log-level", "WARNING"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+
+    def start_all(self) -> None:
+        for i in range(len(self.configs)):
+            self.start(i)
+        for i in range(len(self.configs)):
+            self.wait_healthy(i)
+
+    def wait_healthy(self, i: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            p = self.procs[i]
+            if p is not None and p.poll() is not None:
+                raise AssertionError(f"node{i} exited: {self.log(i)[-2000:]}")
+            try:
+                status, _ = http("GET", self.apis[i] + "/api/v1/health", timeout=2)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"node{i} not healthy after {timeout} s: {self.log(i)[-2000:]}")
+
+    def log(self, i: int) -> str:
+        return (self.configs[i].parent / "node.log").read_text(errors="replace")
+
+    def kill(self, i: int) -> None:
+        p = self.procs[i]
+        assert p is not None
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        self.procs[i] = None
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for i, p in enumerate(self.procs):
+            if p is None:
+                continue
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+            self.procs[i] = None
+
+    def status(self, i: int) -> dict[str, Any]:
+        code, body = http("GET", self.apis[i] + "/api/v1/status", timeout=5)
+        assert code == 200, body
+        return body  # type: ignore[no-any-return]
+
+    def wait_for(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                if predicate():
+                    return
+            except (OSError, AssertionError) as exc:
+                last = exc
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what} ({last})")

@@ -1,0 +1,168 @@
+"""The TrustChain replicated application: one `Application` that routes each ordered operation to the
+CA, CT, DNS (or key-value) sub-application by a tag, with one combined deterministic snapshot.
+
+Why one application: consensus orders one log, and the sub-applications depend on each other
+deterministically: the CA reads CAA and dns-01 TXT records from the replicated DNS zones *as of the
+ordered request* (`ZoneLookup`), and a finalized certificate is appended to the replicated CT log in
+the same execution step, so every replica's log holds exactly the certificates the CA issued.
+
+Wire format of an operation: `encode(Routed(target, payload))` with target one of `TARGETS`; the
+payload is the sub-application's own command. The result is the sub-application's result unchanged,
+or `ERR target: ...` for an unknown tag or an undecodable envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.name
+import dns.rdatatype
+
+from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.app.kvstore import KVStore
+from trustchain.ca import caa
+from trustchain.ca.issuance import CAApplication, CAPolicy, Event, Finalized
+from trustchain.crypto.signing import Signer
+from trustchain.ct import app as ctapp
+from trustchain.dns.app import DNSApplication
+from trustchain.encoding import DecodeError, decode, encode
+
+CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
+TARGETS = (CA, CT, DNS, KV)
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Routed:
+    target: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    version: int
+    ca: bytes
+    ct: bytes
+    dns: bytes
+    kv: bytes
+    certificates_logged: int
+
+
+def route(target: str, payload: bytes) -> bytes:
+    """The consensus payload for `payload` addressed to sub-application `target`."""
+    if target not in TARGETS:
+        raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {target!r}")
+    return encode(Routed(target, payload))
+
+
+def unroute(operation: bytes) -> Routed | None:
+    try:
+        return decode(Routed, operation)
+    except DecodeError:
+        return None
+
+
+class ZoneLookup:
+    """`caa.DNSLookup` over the replicated zones: the CA sees exactly the records ordered before the
+    request, identically on every replica (never a live resolver)."""
+
+    def __init__(self, app: DNSApplication) -> None:
+        self.app = app
+
+    def _rrset_texts(self, name: str, rdtype: dns.rdatatype.RdataType) -> list[str]:
+        try:
+            qname = dns.name.from_text(name.rstrip(".") + ".").canonicalize()
+        except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong, ValueError):
+            return []
+        best: dns.name.Name | None = None
+        for origin in self.app.zones:
+            if qname.is_subdomain(origin) and (best is None or len(origin) > len(best)):
+                best = origin
+        if best is None:
+            return []
+        rrset = self.app.zones[best].zone.get(qname, rdtype)
+        if rrset is None:
+            return []
+        return sorted(rd.to_text() for rd in rrset)
+
+    def caa(self, name: str) -> Sequence[caa.CAARecord]:
+        out = []
+        for text in self._rrset_texts(name, dns.rdatatype.CAA):
+            flags, tag, value = text.split(" ", 2)
+            out.append(caa.CAARecord(int(flags), tag, value.strip('"')))
+        return out
+
+    def txt(self, name: str) -> Sequence[str]:
+        out = []
+        for text in self._rrset_texts(name, dns.rdatatype.TXT):
+            # presentation format: one or more quoted character-strings, concatenated
+            out.append("".join(part.strip('"') for part in text.split('" "')))
+        return out
+
+
+class TrustChainApplication:
+    """CA + CT + DNS + KV behind one `Application`. `ct_signer`/`ct_key_name` are this validator's own
+    key for SCTs and checkpoints (never used inside `execute`)."""
+
+    def __init__(self, ca_policy: CAPolicy, dns_master_seed: bytes, ct_signer: Signer, ct_key_name: str,
+                 ct_origin: str, *, dns_clock_offset_s: int = 0) -> None:
+        self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s)
+        self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
+        self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin)
+        self.kv = KVStore()
+        self.certificates_logged = 0
+        self._events: list[Event] = []
+
+    def execute(self, operations: Sequence[Operation], context: ExecutionContext) -> list[bytes]:
+        results: list[bytes] = []
+        for op in operations:
+            routed = unroute(op.payload)
+            if routed is None:
+                results.append(b"ERR target: malformed routed operation")
+                continue
+            inner = Operation(op.client, op.timestamp, routed.payload)
+            if routed.target == CA:
+                results.append(self.ca.execute([inner], context)[0])
+                self._after_ca(context)
+            elif routed.target == CT:
+                results.append(self.ct.execute([inner], context)[0])
+            elif routed.target == DNS:
+                results.append(self.dns.execute([inner], context)[0])
+            elif routed.target == KV:
+                results.append(self.kv.execute([inner], context)[0])
+            else:
+                results.append(b"ERR target: unknown sub-application " + routed.target.encode()[:32])
+        return results
+
+    def _after_ca(self, context: ExecutionContext) -> None:
+        """Append every newly finalized certificate to the CT log, in the same ordered step."""
+        events = self.ca.take_events()
+        for event in events:
+            if isinstance(event, Finalized):
+                self.ct.execute([Operation(b"", 0, ctapp.add_chain(event.certificate_der))], context)
+                self.certificates_logged += 1
+        self._events.extend(events)
+
+    def take_events(self) -> list[Event]:
+        """CA events since the last call, in execution order (the node feeds its signing service)."""
+        events, self._events = self._events, []
+        return events
+
+    def snapshot(self) -> bytes:
+        return encode(_Snapshot(SNAPSHOT_VERSION, self.ca.snapshot(), self.ct.snapshot(), self.dns.snapshot(),
+                                self.kv.snapshot(), self.certificates_logged))
+
+    def restore(self, snapshot: bytes) -> None:
+        snap = decode(_Snapshot, snapshot)
+        if snap.version != SNAPSHOT_VERSION:
+            raise DecodeError(f"_Snapshot.version: {snap.version} is not {SNAPSHOT_VERSION}")
+        try:
+            self.dns.restore(snap.dns)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DecodeError(f"_Snapshot.dns: {exc}") from None
+        self.ca.restore(snap.ca)
+        self.ct.restore(snap.ct)
+        self.kv.restore(snap.kv)
+        self.certificates_logged = snap.certificates_logged
+        self._events = []
