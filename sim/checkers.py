@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from sim.world import World
 from trustchain.consensus.certificates import InvalidMessage, SignatureChecker, check_committed
-from trustchain.crypto.signing import ED25519
 
 
 @dataclass
@@ -77,7 +76,7 @@ def check_validity(world: World) -> Verdict:
 def check_certificates(world: World) -> Verdict:
     """Every honest execution is backed by a pre-prepare and 2f+1 valid, distinct commit signatures."""
     honest = honest_nodes(world)
-    checker = SignatureChecker(world.config, ED25519)
+    checker = SignatureChecker(world.config, world.verifier)
     verified: set[tuple[int, bytes]] = set()
     for rec in world.executions:
         if rec.node not in honest:

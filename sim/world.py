@@ -41,7 +41,8 @@ from trustchain.consensus.effects import (
 )
 from trustchain.consensus.messages import Envelope, PrePrepare, Reply, Request, peek_kind, unpack
 from trustchain.consensus.replica import Replica, ReplicaSnapshot
-from trustchain.crypto.signing import Ed25519Signer
+from trustchain.crypto.schemes import ANY_SCHEME, make_signer
+from trustchain.crypto.signing import ED25519, Ed25519Signer, Signer, Verifier
 from trustchain.encoding import decode
 
 
@@ -74,7 +75,7 @@ class RequestRecord:
 class ReplicaNode:
     name: str
     replica_id: int
-    signer: Ed25519Signer
+    signer: Signer
     replica: Replica
     byzantine: bool = False
     behaviours: list[Behaviour] = field(default_factory=list)
@@ -109,7 +110,7 @@ class World:
         self.trace = trace
         self.env = simpy.Environment()
         spec = scenario.cluster
-        self.signers = [Ed25519Signer(derive_seed(seed, f"replica/{i}")) for i in range(spec.n)]
+        self.signers, self.verifier = self._signature_scheme(spec.signatures, seed, spec.n)
         self.config = ClusterConfig(
             tuple(s.public_key for s in self.signers),
             batch_size=spec.batch_size,
@@ -159,8 +160,28 @@ class World:
 
     # ------------------------------------------------------------------ construction
 
+    def _signature_scheme(self, scheme: str, seed: int, n: int) -> tuple[list[Signer], Verifier]:
+        """Replica keys from the seed. Post-quantum signing draws from a per-replica seeded RNG, so
+        its signatures replay too; clients keep Ed25519 (the verifier accepts both, by key size)."""
+        self._modelled = scheme == "modelled"
+        if self._modelled:
+            from sim.scale import MODELLED, ModelledSigner
+
+            return [ModelledSigner(derive_seed(seed, f"replica/{i}")) for i in range(n)], MODELLED
+        signers = [make_signer(scheme, derive_seed(seed, f"replica/{i}"),
+                               random.Random(f"{seed}/signing/{i}").randbytes) for i in range(n)]
+        return signers, (ED25519 if scheme == "ed25519" else ANY_SCHEME)
+
+    def _client_signer(self, seed: bytes) -> Signer:
+        if self._modelled:
+            from sim.scale import ModelledSigner
+
+            return ModelledSigner(seed)
+        return Ed25519Signer(seed)
+
     def _new_replica(self, rid: int) -> Replica:
-        return self.replica_class(self.replica_config, rid, self.signers[rid], self.app.create_application(rid))
+        return self.replica_class(self.replica_config, rid, self.signers[rid], self.app.create_application(rid),
+                                  self.verifier)
 
     def _add_node(self, name: str, rid: int) -> ReplicaNode:
         node = ReplicaNode(name, rid, self.signers[rid], self._new_replica(rid), byzantine=rid in self.byzantine_ids)
@@ -191,8 +212,8 @@ class World:
             self.schedule(round(fault.at_s * 1e6), self._fault_action(fault.type, fault.node, fault))
         w = sc.workload
         for c in range(w.clients):
-            signer = Ed25519Signer(derive_seed(self.seed, f"client/{c}"))
-            cnode = ClientNode(self, c, Client(self.config, signer), c % sc.cluster.n)
+            signer = self._client_signer(derive_seed(self.seed, f"client/{c}"))
+            cnode = ClientNode(self, c, Client(self.config, signer, self.verifier), c % sc.cluster.n)
             self.clients[signer.public_key] = cnode
             self.client_names[cnode.name] = cnode
             self.network.place(cnode.name, cnode.site)
@@ -258,7 +279,7 @@ class World:
         node.incarnation += 1
         app = self.app.create_application(node.replica_id)
         node.replica = self.replica_class.recover(self.replica_config, node.replica_id, node.signer, app,
-                                                  [r for _, r in node.storage])
+                                                  [r for _, r in node.storage], self.verifier)
         node.up = True
         self.log_fault(node, f"restart (recovered view {node.replica.view}, executed {node.replica.last_executed})")
         self.apply(node, node.replica.start(self.local_now(node)))

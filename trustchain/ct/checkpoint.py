@@ -83,9 +83,10 @@ class SignedCheckpoint:
         return cls(Checkpoint.parse_body(parsed.text), parsed)
 
     def verify(self, name: str, public_key: bytes) -> None:
-        """Checks the log's Ed25519 signature; other (unknown) signature lines are ignored."""
+        """Checks the log's signature (Ed25519, or post-quantum in the quantum-resistant mode); other
+        (unknown) signature lines are ignored."""
         try:
-            note.verify_ed25519(self.note, name, public_key)
+            note.verify_note(self.note, name, public_key)
         except note.NoteError as e:
             raise CheckpointError(f"checkpoint for {self.checkpoint.origin}: {e}") from e
 
@@ -116,7 +117,7 @@ class SignedCheckpoint:
 
 def sign(checkpoint: Checkpoint, name: str, signer: Signer) -> SignedCheckpoint:
     body = checkpoint.body()
-    return SignedCheckpoint(checkpoint, note.Note(body, (note.sign_ed25519(body, name, signer),)))
+    return SignedCheckpoint(checkpoint, note.Note(body, (note.sign_note(body, name, signer),)))
 
 
 def cosigned_message(checkpoint: Checkpoint, timestamp: int) -> bytes:

@@ -136,6 +136,45 @@ def verify_ed25519(note: Note, name: str, public_key: bytes) -> NoteSignature:
     return found[0]
 
 
+SIG_TYPE_OTHER = 0xFF  # signed-note's type for algorithms without a registered type byte
+
+
+def _other_key_material(public_key: bytes) -> bytes:
+    """For type 0xFF the key ID also binds the algorithm: `scheme-name || 0x00 || public key`."""
+    from trustchain.crypto.schemes import scheme_of
+
+    scheme = scheme_of(public_key)
+    if scheme is None or scheme == "ed25519":
+        raise NoteError(f"no post-quantum signature scheme has {len(public_key)}-byte public keys")
+    return scheme.encode() + b"\x00" + public_key
+
+
+def sign_note(text: str, name: str, signer: Signer) -> NoteSignature:
+    """Ed25519 signers produce the standard type-0x01 line; post-quantum ones (the quantum-resistant
+    mode: FN-DSA-1024, ML-DSA) a type-0xFF line whose key ID binds the algorithm name."""
+    if signer.algorithm == "ed25519":
+        return sign_ed25519(text, name, signer)
+    check_key_name(name)
+    _check_text(text)
+    kid = key_id(name, SIG_TYPE_OTHER, _other_key_material(signer.public_key))
+    return NoteSignature(name, kid, signer.sign(text.encode()))
+
+
+def verify_note(note: Note, name: str, public_key: bytes) -> NoteSignature:
+    """Verifies the one signature by this key, Ed25519 or post-quantum (chosen by the key's size)."""
+    if len(public_key) == 32:
+        return verify_ed25519(note, name, public_key)
+    from trustchain.crypto.schemes import ANY_SCHEME
+
+    kid = key_id(name, SIG_TYPE_OTHER, _other_key_material(public_key))
+    found = note.signatures_by(name, kid)
+    if len(found) != 1:
+        raise NoteError(f"{len(found)} signatures by key {name} (key ID {kid.hex()}); expected one")
+    if not ANY_SCHEME.verify(public_key, note.text.encode(), found[0].payload):
+        raise NoteError(f"signature by key {name} (key ID {kid.hex()}) does not verify")
+    return found[0]
+
+
 def verifier_key(name: str, public_key: bytes) -> str:
     """`<name>+<hex key ID>+<base64(0x01 || key)>`, the format signed-note verifiers are configured with."""
     check_key_name(name)
