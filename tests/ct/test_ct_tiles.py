@@ -132,3 +132,18 @@ def test_bundle_limits() -> None:
         tiles.parse_data_tile(b"\x00\x05abc", 1)
     with pytest.raises(TileError, match="expected 2"):
         tiles.parse_data_tile(b"\x00\x01a", 2)
+
+
+def test_consistency_from_tiles_alone() -> None:
+    tree, entries = _log(70_000)
+
+    def read(path: str) -> bytes:
+        return tiles.serve(path, tree, entries)
+
+    for old, new in ((0, 1), (1, 256), (255, 257), (256, 65_536), (1000, 70_000), (70_000, 70_000)):
+        tiles.verify_consistency_from_tiles(read, old, tree.root(old), new, tree.root(new))
+        if old:
+            with pytest.raises(merkle.ProofError):
+                tiles.verify_consistency_from_tiles(read, old, tree.root(old - 1), new, tree.root(new))
+    with pytest.raises(merkle.ProofError):
+        tiles.verify_consistency_from_tiles(read, 10, tree.root(10), 5, tree.root(5))

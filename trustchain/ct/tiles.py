@@ -216,3 +216,20 @@ def fetch_verified_entry(read: TileReader, tree_size: int, root: bytes, index: i
     proof = merkle.inclusion_proof(index, tree_size, client.range_hash)
     merkle.verify_inclusion(index, tree_size, merkle.leaf_hash(entry), proof, root)
     return entry
+
+
+def verify_consistency_from_tiles(
+    read: TileReader, old_size: int, old_root: bytes, new_size: int, new_root: bytes
+) -> None:
+    """Raises merkle.ProofError (or TileError) unless the tree signed at `new_size` extends the one
+    signed at `old_size`. The proof is assembled from the new tree's hash tiles alone, and checked
+    against both signed roots, so a static mirror serving wrong tiles cannot make it pass."""
+    if not 0 <= old_size <= new_size:
+        raise merkle.ProofError(f"sizes {old_size} and {new_size} are not increasing")
+    if old_size == 0:  # the empty tree is a prefix of every tree: nothing to prove but its root
+        if old_root != merkle.EMPTY_ROOT:
+            raise merkle.ProofError("a size-0 checkpoint must carry the empty tree's root")
+        return
+    client = TileClient(read, new_size)
+    proof = merkle.consistency_proof(old_size, new_size, client.range_hash)
+    merkle.verify_consistency(old_size, new_size, old_root, new_root, proof)
