@@ -1,11 +1,24 @@
 """DNS benchmark (a script, not a test): our UDP listener vs knotd serving the same signed zone.
 
-    python benchmarks/dns_bench.py [--seconds 8] [--clients 8]
+    python benchmarks/dns_bench.py [--seconds 8] [--clients 8] [--repeat 2] [--workers 2]
 
-Prints dnsperf query rates for both servers and their ratio, p50/p99 latency (sequential queries
-from Python, same client for both), DoQ queries per second (aioquic client, one connection, many
+Prints dnsperf query rates and their ratio to knotd, p50/p99 latency (sequential queries from
+Python, same client for every server), DoQ queries per second (aioquic client, one connection, many
 concurrent streams), and resolution latency through the resolver state machine (cold with DNSSEC
 validation, and warm from cache). Needs apt packages dnsperf and knot (knotd).
+
+Our server is measured in three configurations, each against knotd in the same run, alternating
+(ours, knotd, ours, knotd...) so that load from other processes hits both alike:
+
+* ``cached``: the shipped `trustchain-cli dns serve` (answer cache on, default event loop). After
+  the first pass over the query file every answer is an answer-cache hit.
+* ``uncached``: the same code with the answer cache disabled: every query parsed and rendered by
+  dnspython (the authoritative path as it was before the cache).
+* ``cached xN``: N processes sharing the port with SO_REUSEPORT, on uvloop if installed (the
+  one-process-per-core deployment); knotd uses its default of one UDP thread per CPU.
+
+The machine's CPUs are shared by dnsperf, the server under test and anything else running: the load
+average is printed with each figure.
 """
 
 from __future__ import annotations
@@ -163,13 +176,47 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=2, help="dnsperf runs per configuration")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="processes for the SO_REUSEPORT configuration (0: skip it)")
+    ap.add_argument("--serve", nargs=3, metavar=("ZONEFILE", "PORT", "CACHE_BYTES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve:  # child process: one UDP listener on 127.0.0.1:PORT (SO_REUSEPORT), until SIGTERM
+        serve_child(Path(args.serve[0]), int(args.serve[1]), int(args.serve[2]))
+        return 0
     for tool in ("dnsperf", "knotd"):
         if shutil.which(tool) is None:
             print(f"{tool} not installed (apt: {'dnsperf' if tool == 'dnsperf' else 'knot'})", file=sys.stderr)
             return 3
     with tempfile.TemporaryDirectory(prefix="dns-bench-") as tmp:
-        return run(Path(tmp), args.seconds, args.clients)
+        return run(Path(tmp), args.seconds, args.clients, args.repeat, args.workers)
+
+
+def serve_child(zonefile: Path, port: int, cache_bytes: int) -> None:
+    """Our server without the CLI wrapper, so the bench can vary the answer cache and the loop: same
+    zone, same keys (keys/ beside the zone file, as `dns sign` and `dns serve` use)."""
+    import signal
+
+    from reference_node.cli.dns import load_keys, load_zone
+    from reference_node.dns.server import DNSServer, authority_handler
+    from reference_node.dns.server import run as run_loop
+    from trustchain.dns.authority import Authority
+    from trustchain.dns.dnssec import sign_zone
+
+    zone = load_zone(zonefile, None)
+    keys = load_keys(argparse.Namespace(ksk_seed=None, zsk_seed=None, key_dir=None), zonefile, zone.origin)
+    authority = Authority(answer_cache_bytes=cache_bytes)
+    authority.load(zone, sign_zone(zone, keys, int(time.time())))
+
+    async def serve() -> None:
+        server = DNSServer(authority_handler(authority))
+        await server.start_udp("127.0.0.1", port, reuse_port=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await server.close()
+
+    run_loop(serve()) if os.environ.get("DNS_BENCH_UVLOOP") else asyncio.run(serve())
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -193,35 +240,63 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return directory / "cert.pem", directory / "key.pem"
 
 
-def run(tmp: Path, seconds: int, clients: int) -> int:
+def load() -> str:
+    return "load {:.1f}/{:.1f}".format(*os.getloadavg()[:2])
+
+
+def compare(name: str, ours: int, knot: int, queries: Path, seconds: int, clients: int, repeat: int) -> None:
+    """dnsperf alternately against ours and knotd, `repeat` times each; one line per pair."""
+    for i in range(repeat):
+        before = load()
+        our_qps, our_avg = dnsperf(ours, queries, seconds, clients)
+        knot_qps, knot_avg = dnsperf(knot, queries, seconds, clients)
+        print(f"UDP {name:12s} run {i + 1}: trustchain {our_qps:8.0f} q/s (avg {our_avg:.2f} ms)  "
+              f"knotd {knot_qps:8.0f} q/s (avg {knot_avg:.2f} ms)  ratio {our_qps / knot_qps:.3f}  [{before}]",
+              flush=True)
+
+
+def run(tmp: Path, seconds: int, clients: int, repeat: int, workers: int) -> int:
     zone = write_zone(tmp)
     queries = write_queries(tmp)
     cli = [sys.executable, "-m", "reference_node.cli", "dns"]
     subprocess.run([*cli, "sign", str(zone)], check=True, capture_output=True)
     signed, anchor = tmp / "bench.zone.signed", tmp / f"dsset-{ORIGIN}"
     cert, key = self_signed(tmp)
-    ours, doq, knot = free_port(), free_port(), free_port()
+    ours, doq, knot, uncached, multi = free_port(), free_port(), free_port(), free_port(), free_port()
+    child = [sys.executable, str(Path(__file__).resolve()), "--serve", str(zone)]
     procs = [
         subprocess.Popen([*cli, "serve", "--zone", str(zone), "--listen", f"127.0.0.1:{ours}",
                           "--doq", f"127.0.0.1:{doq}", "--tls-cert", str(cert), "--tls-key", str(key)],
                          stdout=subprocess.DEVNULL),
         subprocess.Popen(["knotd", "-c", str(knot_conf(tmp, signed, knot))], stderr=subprocess.DEVNULL),
+        subprocess.Popen([*child, str(uncached), "0"]),
     ]
+    procs += [subprocess.Popen([*child, str(multi), str(8 << 20)], env={**os.environ, "DNS_BENCH_UVLOOP": "1"})
+              for _ in range(workers)]
     try:
-        wait_udp(ours)
-        wait_udp(knot)
+        for port in (ours, knot, uncached) + ((multi,) if workers else ()):
+            wait_udp(port)
+        try:
+            import uvloop  # noqa: F401
+
+            loop_name = "uvloop"
+        except ImportError:
+            loop_name = "asyncio (uvloop not installed)"
         print(f"zone {ORIGIN}: {NAMES * 2 + 3} records, signed (Ed25519, NSEC); {os.cpu_count()} CPUs; "
-              f"dnsperf {seconds} s x {clients} clients, mix A/AAAA/NXDOMAIN")
-        our_qps, our_avg = dnsperf(ours, queries, seconds, clients)
-        knot_qps, knot_avg = dnsperf(knot, queries, seconds, clients)
-        our_p50, our_p99 = latencies(ours)
-        knot_p50, knot_p99 = latencies(knot)
-        print(f"UDP  trustchain  {our_qps:10.0f} q/s  avg {our_avg:.3f} ms  p50 {our_p50:.3f} ms  p99 {our_p99:.3f} ms")
-        print(f"UDP  knotd       {knot_qps:10.0f} q/s  avg {knot_avg:.3f} ms  p50 {knot_p50:.3f} ms  "
-              f"p99 {knot_p99:.3f} ms")
-        print(f"ratio trustchain/knotd: {our_qps / knot_qps:.3f}")
-        doq_qps = asyncio.run(doq_rate(doq, min(seconds, 5)))
-        print(f"DoQ  trustchain  {doq_qps:10.0f} q/s  (aioquic client, 1 connection, 32 concurrent streams)")
+              f"dnsperf -D (DO bit) {seconds} s x {clients} clients, mix A/AAAA/NXDOMAIN; {load()}")
+        compare("uncached", uncached, knot, queries, seconds, clients, repeat)
+        compare("cached", ours, knot, queries, seconds, clients, repeat)
+        if workers:
+            print(f"(cached x{workers}: {workers} processes, SO_REUSEPORT, {loop_name})")
+            compare(f"cached x{workers}", multi, knot, queries, seconds, clients, repeat)
+        for name, port in (("uncached", uncached), ("cached", ours), ("knotd", knot)):
+            p50, p99 = latencies(port)
+            print(f"latency {name:9s} p50 {p50:.3f} ms  p99 {p99:.3f} ms  (sequential, one client)")
+        for i in range(repeat):
+            before = load()
+            doq_qps = asyncio.run(doq_rate(doq, min(seconds, 5)))
+            print(f"DoQ  trustchain run {i + 1}: {doq_qps:8.0f} q/s  (aioquic client, 1 connection, "
+                  f"32 concurrent streams)  [{before}]", flush=True)
         cold, warm, plain = asyncio.run(resolution_latency(ours, anchor))
         print(f"resolution (median): validated cold {cold:.2f} ms (answer + DNSKEY queries, validation), "
               f"unvalidated cold {plain:.2f} ms, cache hit {warm:.3f} ms")

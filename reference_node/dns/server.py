@@ -4,6 +4,17 @@ The listeners only move bytes: parsing and answering happen in the handler (norm
 `trustchain.dns.authority.Authority.answer`), rate limiting in `trustchain.dns.ratelimit`. Nothing a
 client sends may stop a listener: every failure is counted in `ListenerCounters` and the offending
 datagram, connection or stream is dropped.
+
+UDP fast path: on event loops with `add_reader` (every Unix loop, including uvloop) the UDP socket is
+read directly, draining up to `UDP_BATCH` datagrams per readiness event and replying with a plain
+`sendto`, so one epoll wakeup and one loop callback serve a whole burst. Loops without `add_reader`
+(Windows proactor) use an ordinary `DatagramProtocol`. A reply the kernel will not take right away
+(full socket buffer) is dropped and counted, as any UDP server under overload does.
+
+Scaling out: Python answers on one core per process. `start_udp(..., reuse_port=True)` sets
+SO_REUSEPORT (Linux, BSD), so several processes (one per core) can bind the same address and the
+kernel spreads clients across them by 4-tuple hash; each process loads the zone itself. `run()` runs
+a coroutine on uvloop when it is importable (`pip install uvloop`), else on the default loop.
 """
 
 from __future__ import annotations
@@ -11,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer, serve
@@ -30,11 +42,26 @@ EDNS_UDP = 1232
 MAX_QUERY = 4096  # no legitimate query comes close; larger ones are counted as oversize and dropped
 DOQ_ALPN = "doq"
 DOQ_NO_ERROR, DOQ_INTERNAL_ERROR, DOQ_PROTOCOL_ERROR = 0x0, 0x1, 0x2  # RFC 9250 section 4.3
+UDP_BATCH = 64  # datagrams served per readiness event before yielding to other listeners
+UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts while the loop is busy (the kernel caps it at rmem_max)
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, on uvloop when it is installed (about twice the packet rate of the
+    default selector loop for small UDP answers)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    result: T = uvloop.run(main)
+    return result
 
 
 @dataclass
 class ListenerCounters:
     udp_queries: int = 0
+    udp_send_errors: int = 0  # replies the kernel refused (socket buffer full, unreachable client)
     tcp_queries: int = 0
     doq_queries: int = 0
     responses: int = 0
@@ -85,6 +112,7 @@ class DNSServer:
         self.clock = clock
         self.counters = ListenerCounters()
         self._udp: list[asyncio.DatagramTransport] = []
+        self._udp_socks: list[socket.socket] = []
         self._tcp: list[asyncio.Server] = []
         self._quic: list[QuicServer] = []
         self._tcp_open = 0
@@ -109,30 +137,70 @@ class DNSServer:
 
     # --- UDP ----------------------------------------------------------------------------------------
 
-    async def start_udp(self, host: str, port: int) -> tuple[str, int]:
+    async def start_udp(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), local_addr=(host, port))
-        self._udp.append(transport)
-        sockname = transport.get_extra_info("sockname")
+        family, _, _, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM))[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            sock.setblocking(False)
+            sock.bind(address)
+            sockname = sock.getsockname()
+            try:
+                loop.add_reader(sock.fileno(), self._udp_readable, sock)
+                self._udp_socks.append(sock)
+            except NotImplementedError:
+                transport, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), sock=sock)
+                self._udp.append(transport)
+        except BaseException:
+            sock.close()
+            raise
         return sockname[0], sockname[1]
 
-    def _on_datagram(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
-        self.counters.udp_queries += 1
+    def _udp_readable(self, sock: socket.socket) -> None:
+        """Serve up to UDP_BATCH queued datagrams: one loop callback for a whole burst."""
+        recvfrom, sendto, reply = sock.recvfrom, sock.sendto, self._udp_reply
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = recvfrom(MAX_QUERY + 1)  # anything longer arrives cut, and counts as oversize
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP errors reported for an earlier reply: nothing to do
+                continue
+            response = reply(data, addr)
+            if response:
+                try:
+                    sendto(response, addr)
+                    self.counters.responses += 1
+                except OSError:  # includes BlockingIOError: full buffer, drop as UDP allows
+                    self.counters.udp_send_errors += 1
+
+    def _udp_reply(self, data: bytes, addr: Any) -> bytes:
+        counters = self.counters
+        counters.udp_queries += 1
         response = self._handle(data, addr[0], "udp")
         if not response:
-            return
+            return b""
         if self.rrl is not None:
             action = self.rrl.check(addr[0], self.clock(), _response_class(response))
             if action is Action.DROP:
-                self.counters.rrl_dropped += 1
-                return
+                counters.rrl_dropped += 1
+                return b""
             if action is Action.SLIP:
-                self.counters.rrl_slipped += 1
+                counters.rrl_slipped += 1
                 response = truncated_reply(response)
                 if not response:
-                    return
-        self.counters.responses += 1
-        transport.sendto(response, addr)
+                    return b""
+        return response
+
+    def _on_datagram(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
+        response = self._udp_reply(data, addr)
+        if response:
+            self.counters.responses += 1
+            transport.sendto(response, addr)
 
     # --- TCP ----------------------------------------------------------------------------------------
 
@@ -190,6 +258,11 @@ class DNSServer:
         return sockname[0], sockname[1]
 
     async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self._udp_socks:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self._udp_socks = []
         for udp in self._udp:
             udp.close()
         for tcp in self._tcp:

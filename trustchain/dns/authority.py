@@ -20,6 +20,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from trustchain.dns.answer_cache import DEFAULT_MAX_BYTES, AnswerCache, StatsDelta
 from trustchain.dns.denial import (
     NSEC3Params,
     find_covering,
@@ -35,6 +36,8 @@ EDNS_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 MAX_TCP = 65535
 MAX_CNAME_HOPS = 8
 RRKey = tuple[dns.name.Name, RdataType]
+NEVER = 2**63  # "no signature expiry" for the answer cache's validity bound
+_STAT_FIELDS = ("malformed", "dropped", "refused", "nxdomain", "truncated", "servfail")
 
 
 @dataclass
@@ -97,20 +100,35 @@ class _Served:
 
 
 class Authority:
-    """Serves any number of zones keyed by origin; the most specific origin wins."""
+    """Serves any number of zones keyed by origin; the most specific origin wins.
 
-    def __init__(self) -> None:
+    Rendered answers are memoised in an `AnswerCache` (`answer_cache_bytes=0` disables it): a hit is
+    byte-identical to a fresh render apart from the message ID, and the cache is emptied on every
+    `load`/`unload` (a zone change or re-sign) and bypassed once any served signature has expired."""
+
+    def __init__(self, answer_cache_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._zones: dict[dns.name.Name, _Served] = {}
         self.stats = AuthorityStats()
+        self.cache = AnswerCache(answer_cache_bytes) if answer_cache_bytes > 0 else None
+        self._cache_valid_until = NEVER  # cached answers are valid while now <= this
 
     def load(self, zone: Zone, signed: SignedZone | None = None) -> None:
         """(Re)load a zone; `signed` must be the signature of exactly this zone content."""
         if signed is not None and not signed.is_current(zone):
             raise ValueError("signed zone does not match the zone content; re-sign first")
         self._zones[zone.origin] = _Served(zone, signed)
+        self._zones_changed()
 
     def unload(self, origin: dns.name.Name) -> None:
         self._zones.pop(origin, None)
+        self._zones_changed()
+
+    def _zones_changed(self) -> None:
+        if self.cache is not None:
+            self.cache.clear()
+        self._cache_valid_until = min(
+            (s.signed.expiration for s in self._zones.values() if s.signed is not None), default=NEVER
+        )
 
     def serves(self, qname: dns.name.Name) -> bool:
         """Whether `qname` falls in one of our zones (a resolver answers those locally)."""
@@ -119,12 +137,31 @@ class Authority:
     def answer(self, query_wire: bytes, now: int, *, max_udp: int | None) -> bytes:
         """Response wire for `query_wire`, or b"" when nothing must be sent back. `max_udp` is the
         transport's UDP limit (None for stream transports: TCP, DoQ)."""
-        self.stats.queries += 1
+        stats = self.stats
+        stats.queries += 1
+        cache = self.cache
+        use_cache = cache is not None and now <= self._cache_valid_until
+        if use_cache:
+            assert cache is not None
+            hit = cache.get(query_wire, max_udp)
+            if hit is not None:
+                response, delta = hit
+                for field, inc in delta:  # keep the counters exactly as an uncached answer would
+                    setattr(stats, field, getattr(stats, field) + inc)
+                return response
+            before = tuple(getattr(stats, f) for f in _STAT_FIELDS)
         try:
-            return self._answer(query_wire, now, max_udp)
+            response = self._answer(query_wire, now, max_udp)
         except Exception:  # last line of defence: a bug must cost one answer, never the replica
-            self.stats.servfail += 1
-            return _header_only(query_wire, dns.rcode.SERVFAIL)
+            stats.servfail += 1
+            return _header_only(query_wire, dns.rcode.SERVFAIL)  # not cached: may be transient
+        if use_cache and response:
+            assert cache is not None
+            changed: StatsDelta = tuple(
+                (f, getattr(stats, f) - b) for f, b in zip(_STAT_FIELDS, before, strict=True) if getattr(stats, f) != b
+            )
+            cache.put(query_wire, max_udp, response, changed)
+        return response
 
     def _answer(self, wire: bytes, now: int, max_udp: int | None) -> bytes:
         if len(wire) < 12 or wire[2] & 0x80:

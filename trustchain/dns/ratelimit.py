@@ -85,6 +85,7 @@ class ResponseRateLimiter:
         self.stats = RRLStats()
         self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
         self._global: _Bucket | None = None
+        self._prefixes: dict[str, str] = {}  # memo of client_prefix (parsing addresses is the slow part)
 
     def check(self, client: str, now: float, response_class: str = "") -> Action:
         """Account one response to `client` (an IP address string); `response_class` distinguishes
@@ -93,7 +94,12 @@ class ResponseRateLimiter:
             self.stats.global_dropped += 1
             self.stats.dropped += 1
             return Action.DROP
-        key = (client_prefix(client, self.v4_prefix, self.v6_prefix), response_class)
+        prefix = self._prefixes.get(client)
+        if prefix is None:
+            if len(self._prefixes) >= self.table_size:
+                self._prefixes.clear()  # bounded: a spoofed-source flood only costs re-parsing
+            prefix = self._prefixes[client] = client_prefix(client, self.v4_prefix, self.v6_prefix)
+        key = (prefix, response_class)
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = _Bucket(self.burst, now)
