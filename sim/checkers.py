@@ -105,11 +105,17 @@ def check_liveness(world: World) -> Verdict:
     bound = round(sc.expect.liveness_bound_s * 1e6)
     gst = world.network.gst_us
     late = []
+    undecided = 0
     for rec in world.requests.values():
         deadline = max(rec.submitted_us, gst) + bound
-        if rec.completed_us is None or rec.completed_us > deadline:
+        if rec.completed_us is None and deadline > world.now:
+            undecided += 1
+        elif rec.completed_us is None or rec.completed_us > deadline:
             late.append((deadline, rec))
     expected = sc.workload.requests
+    if undecided and not late:
+        return Verdict("liveness", False, f"the run ended at {world.now / 1e6:.1f} s with {undecided} requests "
+                       "still inside their bound: too short to judge (raise duration_s)")
     if len(world.requests) < expected:
         return Verdict("liveness", False, f"only {len(world.requests)} of {expected} requests were submitted "
                        f"before the run ended at {world.now / 1e6:.1f} s")

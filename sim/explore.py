@@ -34,7 +34,7 @@ DEFAULT_BEHAVIOURS = ("silent", "crash_worst_moment", "equivocate", "double_vote
 EXPLORE_BASE: dict[str, Any] = {
     "name": "explore-base",
     "seed": 1,
-    "duration_s": 60,
+    "duration_s": 300,  # an upper bound: runs end once every request completed
     "cluster": {"n": 4, "batch_size": 4, "batch_delay_ms": 5, "checkpoint_interval": 4, "watermark_window": 8,
                 "view_change_timeout_ms": 500, "catchup_delay_ms": 300},
     "network": {"latency": {"model": "uniform", "low_ms": 5, "high_ms": 40}},
