@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 ROLES = ("validator", "observer")
 TRANSPORTS = ("tcp", "quic")
 SYNC_MODES = ("full", "normal")
+MAX_OCSP_BATCH = 256  # trustchain.ca.issuance.CAPolicy.ocsp_batch_max
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _DURATION_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
@@ -101,6 +102,9 @@ class CASection:
     intermediate_cert: Path | None = None
     intermediate_key: Path | None = None  # this validator's FROST share of the issuing key
     rotation_period_us: int = 24 * 3_600_000_000
+    crl_interval_us: int = 60_000_000  # how often the node checks whether a CRL is due and orders sign_crl
+    ocsp_interval_us: int = 10_000_000  # how often it checks for OCSP responses to (re)sign
+    ocsp_batch: int = 64  # serials per sign_ocsp_batch command
 
 
 @dataclass(frozen=True)
@@ -308,15 +312,23 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         genesis=r.get("trustchain", t, "genesis", r.path),
     )
 
-    c = r.section("ca", {"root_cert", "root_key", "intermediate_cert", "intermediate_key", "rotation_period"},
-                  required=False)
+    c = r.section("ca", {"root_cert", "root_key", "intermediate_cert", "intermediate_key", "rotation_period",
+                         "crl_interval", "ocsp_interval", "ocsp_batch"}, required=False)
     ca = CASection(
         root_cert=r.get("ca", c, "root_cert", r.path),
         root_key=r.get("ca", c, "root_key", r.path),
         intermediate_cert=r.get("ca", c, "intermediate_cert", r.path),
         intermediate_key=r.get("ca", c, "intermediate_key", r.path),
         rotation_period_us=r.get("ca", c, "rotation_period", parse_duration_us, 24 * 3_600_000_000),
+        crl_interval_us=r.get("ca", c, "crl_interval", parse_duration_us, 60_000_000),
+        ocsp_interval_us=r.get("ca", c, "ocsp_interval", parse_duration_us, 10_000_000),
+        ocsp_batch=r.get("ca", c, "ocsp_batch", _int(1), 64),
     )
+    for key, value in (("crl_interval", ca.crl_interval_us), ("ocsp_interval", ca.ocsp_interval_us)):
+        if not 100_000 <= value <= 86_400_000_000:
+            raise ConfigError(file, f"ca.{key}", "must be between 100ms and 24h")
+    if ca.ocsp_batch > MAX_OCSP_BATCH:
+        raise ConfigError(file, "ca.ocsp_batch", f"must be at most {MAX_OCSP_BATCH} (the CA's per-command limit)")
 
     d = r.section("dns", {"listen", "doq_listen", "upstream", "cache_size", "ttl_override"}, required=False)
     dns = DNSSection(

@@ -26,6 +26,7 @@ from aiohttp import WSMsgType, web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from reference_node import http_pki
 from reference_node.runtime import Node, NodeHalted, SubmitTimeout
 from trustchain.app import kvstore
 from trustchain.app import trustchain as tcapp
@@ -63,6 +64,10 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         raise FieldError("body", f"not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise FieldError("body", "must be a JSON object")
+    try:  # JSON may escape lone UTF-16 surrogates, which no field can use (they cannot be UTF-8 encoded)
+        json.dumps(doc, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise FieldError("body", "contains an unpaired UTF-16 surrogate (\\ud800-\\udfff)") from None
     return doc
 
 
@@ -152,6 +157,7 @@ class API:
         r.add_get("/ca/intermediate.der", self.ca_file)
         for topic in STREAMS:
             r.add_get(f"/stream/{topic}", self.stream)
+        http_pki.register(self.app, node)  # /ocsp, /crl/<issuer>.crl
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -459,8 +465,8 @@ def openapi_document() -> dict[str, Any]:
         if body:
             o["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
         if params:
-            o["parameters"] = [{"name": p, "in": "path" if p in ("id", "hash") else "query",
-                                "required": p in ("id", "hash", "domain"), "schema": {"type": "string"}}
+            o["parameters"] = [{"name": p, "in": "path" if p in ("id", "hash", "path") else "query",
+                                "required": p in ("id", "hash", "path", "domain"), "schema": {"type": "string"}}
                                for p in params]
         return o
 
@@ -480,9 +486,15 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/kv": {"post": op("Key-value command (demo application)", True)},
         "/api/v1/status": {"get": op("Node and consensus status")},
         "/api/v1/health": {"get": op("Health (503 when failing)")},
+        "/api/v1/openapi.json": {"get": op("This OpenAPI 3 document")},
         "/api/v1/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
             "200": {"description": "text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
+    for ca_path in ("/ca/root.pem", "/ca/intermediate.pem", "/ca/root.der", "/ca/intermediate.der"):
+        ctype = "application/pkix-cert" if ca_path.endswith(".der") else "application/x-pem-file"
+        paths[ca_path] = {"get": {"summary": "CA certificate", "responses": {
+            "200": {"description": "certificate", "content": {ctype: {"schema": {"type": "string"}}}}}}}
+    paths.update(http_pki.openapi_paths())
     return {
         "openapi": "3.0.3",
         "info": {"title": "TrustChain node API", "version": "1.0.0"},

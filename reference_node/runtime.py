@@ -11,6 +11,10 @@ API writes are PBFT client requests: the node signs them with one of its own cli
 to its replica and broadcasts them to the peers (as a PBFT client does), and answers when its *own*
 replica has executed the request (design notes: a node API replies after its own replica executed
 it; a client that does not trust this node would instead wait for f+1 matching replies).
+
+CRLs and OCSP responses: on the `[ca]` cadences the node asks its replicated CA whether a CRL or an OCSP
+batch is due and, if so, orders `sign_crl` / `sign_ocsp_batch`; the signing service signs the pending
+TBS like a certificate and the finalized bytes land in replicated state, which `http_pki` serves.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -56,6 +61,7 @@ log = logging.getLogger("trustchain.node")
 CLIENT_POOL = 16
 RETRANSMIT_S = 1.0
 DNS_TICK_S = 600.0
+EPOCH_FILE = "signing.epoch"
 
 
 class PeerTransport(Protocol):
@@ -114,10 +120,14 @@ class Node:
         self.replica = Replica.recover(self.cluster, self.id, self.signer, self.app, records)
         self.app.take_events()  # replayed history: the signing service is synced from state below
         self.signing: ss.SigningService | None = None
+        self.signing_epoch = 0
         if config.ca.intermediate_key is not None:
             kp = load_key_package(config.ca.intermediate_key)
             peers = {i + 1: k for i, k in enumerate(keys)}
-            self.signing = ss.SigningService(kp, genesis.issuing, self.signer, peers, secrets.token_bytes)
+            self.signing_epoch = self._next_signing_epoch()
+            self.signing = ss.SigningService(kp, genesis.issuing, self.signer, peers, secrets.token_bytes,
+                                             epoch=self.signing_epoch)
+        self._signing_synced_at = -1
         if transport is None:
             assert cons.listen is not None
             peers_addr = {v.id: v.address for v in cons.validators}
@@ -146,6 +156,23 @@ class Node:
         return tcapp.TrustChainApplication(
             self.genesis.ca_policy(), self.genesis.dns_master_seed, self.signer,
             f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin)
+
+    def _next_signing_epoch(self) -> int:
+        """A signing-service epoch larger than every earlier incarnation's (their nonce ids may still sit in
+        peers' pools): one more than the persisted one, and at least the wall-clock second, so that a
+        node whose storage directory was lost still moves forward. Written and fsynced before use."""
+        path = self.config.storage.path / EPOCH_FILE
+        previous = 0
+        with contextlib.suppress(OSError, ValueError):
+            previous = int(path.read_text().strip())
+        epoch = min(max(previous + 1, int(time.time())), (1 << 31) - 1)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(f"{epoch}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return epoch
 
     def _executed_ts(self, client: bytes) -> int:
         rec = self.replica.client_table.get(client)
@@ -186,6 +213,13 @@ class Node:
             self._apply_signing(self.signing.start(now_us()))
         self._sync_signing()
         self._tasks.append(asyncio.create_task(self._ticker(), name="dns-tick"))
+        if self.signing is not None:
+            ca = self.config.ca
+            self._tasks.append(asyncio.create_task(
+                self._pki_ticker(ca.crl_interval_us, self.app.ca.crl_due, issuance.sign_crl_command), name="crl"))
+            self._tasks.append(asyncio.create_task(self._pki_ticker(
+                ca.ocsp_interval_us, self.app.ca.ocsp_due, lambda: issuance.sign_ocsp_batch_command(ca.ocsp_batch)),
+                name="ocsp"))
         log.info("node %s (replica %d) started: view %d, executed %d, %d records recovered",
                  self.config.trustchain.node_id, self.id, self.replica.view, self.replica.last_executed,
                  self.recovered_records)
@@ -208,6 +242,16 @@ class Node:
             if self.replica.is_primary and self.app.dns.zones and self.halted is None:
                 with contextlib.suppress(Exception):
                     await self.submit(tcapp.DNS, b"TICK", timeout_s=60.0)
+
+    async def _pki_ticker(self, interval_us: int, due: Callable[[int], bool], command: Callable[[], bytes]) -> None:
+        """Every `interval_us`, order a CRL / OCSP signing command if the replicated CA says one is due.
+        Every validator does this (not only the primary, which could withhold it): the CA records at most
+        one pending CRL and one OCSP batch, so the others' copies execute as cheap no-ops."""
+        while True:
+            await asyncio.sleep(interval_us / 1e6)
+            if self.halted is None and due(now_us()):
+                with contextlib.suppress(Exception):
+                    await self.submit(tcapp.CA, command(), timeout_s=max(30.0, interval_us / 1e6))
 
     # ------------------------------------------------------------------ inputs
 
@@ -343,16 +387,16 @@ class Node:
         self._sync_signing()
 
     def _sync_signing(self) -> None:
-        """The signing service follows the replicated pending set (also after recovery or state transfer)."""
+        """The signing service follows the replicated pending set (certificates, CRLs, OCSP responses)
+        whenever the replica executed something, which includes recovery and state transfer: a restored
+        snapshot emits no events, `reconcile` compares the whole set."""
         s = self.signing
         if s is None or self.halted is not None:
             return
-        effects: list[ss.Effect] = []
-        for pid, p in sorted(self.app.ca.pending.items()):
-            if pid not in s.pending and pid not in s.finalized:
-                effects += s.on_pending(pid, p.tbs, now_us())
-        for pid in [p for p in s.pending if p not in self.app.ca.pending]:
-            effects += s.on_finalized(pid)
+        if self.replica.last_executed == self._signing_synced_at:
+            return
+        self._signing_synced_at = self.replica.last_executed
+        effects = s.reconcile(self.app.ca.pending_items(), now_us())
         if effects:
             self._apply_signing(effects)
 
@@ -472,7 +516,9 @@ class Node:
             "consensus_time_us": r.last_time_us,
             "pending_requests": len(r.pending),
             "ca": {"issued": len(self.app.ca.issued), "pending": len(self.app.ca.pending),
-                   "threshold": self.genesis.issuing.min_signers},
+                   "threshold": self.genesis.issuing.min_signers,
+                   "crl_number": self.app.ca.crl.number if self.app.ca.crl is not None else 0,
+                   "ocsp_responses": len(self.app.ca.ocsp), "signatures_pending": len(self.app.ca.signatures)},
             "ct": {"tree_size": self.app.ct.size, "origin": self.genesis.ct_origin},
             "dns": {"zones": sorted(z.to_text() for z in self.app.dns.zones)},
             "kv": {"keys": len(self.app.kv.data)},

@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-AREAS = ("ca", "cert", "ct", "dns")
+AREAS = ("ca", "cert", "ct", "dns", "node")
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
 

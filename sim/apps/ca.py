@@ -25,7 +25,9 @@ Signing: one ``SigningService`` per replica node, fed the events its replica's a
 each executed batch; its effects travel through ``World.send_side`` (Send), ``World.after`` (SetTimer,
 dropped when the node crashed or restarted since), ``World.submit_as`` (SubmitFinalize, a request signed
 by the validator's own key with a per-node increasing timestamp). A restarted node gets a fresh service
-that is fed the pending issuances its recovered state holds.
+that is fed the pending issuances its recovered state holds (``SigningService.reconcile`` over
+``CAApplication.pending_items()``, also after every executed batch, which covers state transfer) and
+starts a new nonce epoch (its incarnation).
 
 Byzantine behaviour ``ca_bad_shares``: that validator's service answers sign requests with shares that do
 not verify (consensus behaviours listed for the same node still apply to its consensus messages).
@@ -387,21 +389,10 @@ class CASimApp(SimApp):
                     self.revoked_us.setdefault(ev.serial, w.now)
             elif isinstance(ev, issuance.FinalizeRejected) and honest:
                 self.finalize_rejected.append((node.name, ev.pending_id, ev.submitter))
-        effects += self._reconcile(svc, app, now)
+        # A replica that caught up by state transfer restored its pending set from a snapshot, which emits
+        # no events: the service follows the replicated pending set itself.
+        effects += svc.reconcile(app.pending_items(), now)
         self._apply(node, svc, effects)
-
-    @staticmethod
-    def _reconcile(svc: ss.SigningService, app: issuance.CAApplication, now: int) -> list[ss.Effect]:
-        """A replica that caught up by state transfer restored its pending issuances from a snapshot,
-        which emits no events: tell the service about pending issuances it does not know, and that
-        those it is still working on are gone."""
-        effects: list[ss.Effect] = []
-        for pid in sorted(set(svc.pending) - set(app.pending)):
-            effects += svc.on_finalized(pid)
-        for pid, pending in sorted(app.pending.items()):
-            if pid not in svc.pending and pid not in svc.finalized:
-                effects += svc.on_pending(pid, pending.tbs, now)
-        return effects
 
     # ------------------------------------------------------------------ signing services
 
@@ -413,17 +404,17 @@ class CASimApp(SimApp):
         rid = node.replica_id
         cls = BadShareService if rid in self.bad_nodes else ss.SigningService
         rand = random.Random(f"{self.world.seed}/ca/service/{node.name}/{node.incarnation}").randbytes
-        svc = cls(self.key_packages[rid + 1], self.public, node.signer, self.peers, rand, self.config)
-        # Nonce ids are how aggregators name pooled commitments: a restarted signer must not reuse the
-        # ids its previous incarnation published (those commitments are still in peers' pools).
-        svc.next_nonce_id = (node.incarnation << 40) + 1
+        # A restarted service starts a new epoch: its nonce ids never repeat the ones its previous
+        # incarnation published (still in peers' pools, which drop them when the new epoch's arrive).
+        svc = cls(self.key_packages[rid + 1], self.public, node.signer, self.peers, rand, self.config,
+                  epoch=node.incarnation)
         self.services[node.name] = svc
         self.service_incarnation[node.name] = node.incarnation
         now = self.world.local_now(node)
         effects = svc.start(now)
         app = node.replica.app
         assert isinstance(app, issuance.CAApplication)
-        self._apply(node, svc, effects + self._reconcile(svc, app, now))  # recovered state: keep signing
+        self._apply(node, svc, effects + svc.reconcile(app.pending_items(), now))  # recovered state: keep signing
         return svc
 
     def _live(self, node: ReplicaNode, svc: ss.SigningService) -> bool:

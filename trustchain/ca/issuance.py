@@ -8,6 +8,14 @@ CAA, dns-01 ownership proof, payment, rate limits in consensus time) and, if app
 under the issuing group key before recording the certificate, and attributes a bad one to its
 submitter. Revocation is ordered state too, so every replica's CRL and OCSP answers agree.
 
+CRLs and OCSP responses follow the same two steps. ``sign_crl`` builds the TBSCertList from the
+replicated revocations, the consensus time and the next CRL number; ``sign_ocsp_batch`` builds one
+request-independent response TBS (RFC 5019) for each of up to ``limit`` serials that need one (new,
+status changed, or older than ``ocsp_refresh_us``). Both record *pending signatures* in the same id
+space as pending issuances, so the signing service signs them without knowing what they are, and the
+same ``finalize`` command stores the signed CRL or response in replicated state: every node serves
+identical bytes. ``pending_items()`` is the whole set the signing service must follow.
+
 Results are ``b"OK ..."``, ``b"PENDING <id> <serial hex>"`` or ``b"ERR <field>: <reason>"``; ``execute``
 never raises on bad input.
 """
@@ -27,6 +35,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.ca import caa, names, ownership
+from trustchain.ca import crl as cacrl
+from trustchain.ca import ocsp as caocsp
 from trustchain.ca import x509 as cax509
 from trustchain.ca.ratelimit import Limit, SlidingWindow
 from trustchain.encoding import DecodeError, decode, encode
@@ -66,7 +76,7 @@ def datetime_us(when: dt.datetime) -> int:
 class CACommand:
     """Outer envelope: ``op`` selects the body type, so unknown ops fail cleanly."""
 
-    op: str  # "challenge" | "request" | "finalize" | "revoke" | "install_issuer"
+    op: str  # "challenge" | "request" | "finalize" | "revoke" | "install_issuer" | "sign_crl" | "sign_ocsp_batch"
     body: bytes
 
 
@@ -108,6 +118,20 @@ class InstallIssuerCommand:
     certificate_der: bytes
 
 
+@dataclass(frozen=True)
+class SignCRLCommand:
+    """Record a pending CRL if one is due (none yet, revocations changed, or ``crl_refresh_us`` passed)."""
+
+    force: bool = False  # sign a new CRL even if the current one is fresh (operators only)
+
+
+@dataclass(frozen=True)
+class SignOCSPBatchCommand:
+    """Record pending OCSP responses for up to ``limit`` serials (0: the policy's ``ocsp_batch_max``)."""
+
+    limit: int = 0
+
+
 def challenge_command(names_: Sequence[str]) -> bytes:
     return encode(CACommand("challenge", encode(ChallengeCommand(tuple(names_)))))
 
@@ -126,6 +150,14 @@ def revoke_command(serial: int, reason: int) -> bytes:
 
 def install_issuer_command(certificate_der: bytes) -> bytes:
     return encode(CACommand("install_issuer", encode(InstallIssuerCommand(certificate_der))))
+
+
+def sign_crl_command(force: bool = False) -> bytes:
+    return encode(CACommand("sign_crl", encode(SignCRLCommand(force))))
+
+
+def sign_ocsp_batch_command(limit: int = 0) -> bytes:
+    return encode(CACommand("sign_ocsp_batch", encode(SignOCSPBatchCommand(limit))))
 
 
 def serial_bytes(serial: int) -> bytes:
@@ -160,6 +192,43 @@ class IssuedCertificate:
     reason: int | None = None
 
 
+CRL, OCSP = "crl", "ocsp"
+
+
+@dataclass(frozen=True)
+class PendingSignature:
+    """A CRL (``kind`` "crl", ``number`` its CRL number, ``count`` the revocations it lists) or an OCSP
+    response (``kind`` "ocsp" for ``serial``, ``count`` 1 if it says revoked) waiting for FROST."""
+
+    pending_id: int
+    kind: str
+    tbs: bytes
+    issuer_key: bytes
+    serial: bytes
+    number: int
+    count: int
+    created_us: int
+    next_update_us: int
+
+
+@dataclass(frozen=True)
+class SignedCRL:
+    number: int
+    der: bytes
+    this_update_us: int
+    next_update_us: int
+    count: int  # revocations it lists
+
+
+@dataclass(frozen=True)
+class SignedOCSP:
+    serial: bytes
+    der: bytes
+    produced_us: int
+    next_update_us: int
+    revoked: bool
+
+
 @dataclass(frozen=True)
 class _Challenge:
     account: bytes
@@ -181,7 +250,7 @@ class _Window:
 
 
 @dataclass(frozen=True)
-class _Snapshot:
+class _SnapshotV1:
     version: int
     next_pending_id: int
     issuer_certificates: tuple[bytes, ...]
@@ -191,6 +260,27 @@ class _Snapshot:
     spent_payments: tuple[str, ...]
     windows: tuple[_Window, ...]
     bad_finalizers: tuple[_Count, ...]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Version 2 adds CRL/OCSP state. ``ocsp`` is in refresh order (oldest first) and ``ocsp_dirty`` in
+    the order serials became dirty: both orders are replicated state, since batches follow them."""
+
+    version: int
+    next_pending_id: int
+    issuer_certificates: tuple[bytes, ...]
+    challenges: tuple[_Challenge, ...]
+    pending: tuple[PendingIssuance, ...]
+    issued: tuple[IssuedCertificate, ...]
+    spent_payments: tuple[str, ...]
+    windows: tuple[_Window, ...]
+    bad_finalizers: tuple[_Count, ...]
+    signatures: tuple[PendingSignature, ...]
+    crl: SignedCRL | None
+    next_crl_number: int
+    ocsp: tuple[SignedOCSP, ...]
+    ocsp_dirty: tuple[bytes, ...]
 
 
 # --- events for the node (not replicated state) --------------------------------------------------
@@ -226,7 +316,24 @@ class PendingExpired:
     pending_id: int
 
 
-Event = PendingRecorded | Finalized | FinalizeRejected | Revoked | PendingExpired
+@dataclass(frozen=True)
+class SignatureRecorded:
+    """A CRL or OCSP TBS is pending (the signing service follows ``pending_items()``)."""
+
+    pending: PendingSignature
+
+
+@dataclass(frozen=True)
+class SignatureStored:
+    """A FROST-signed CRL (``serial`` empty) or OCSP response is now in replicated state."""
+
+    pending_id: int
+    kind: str
+    serial: bytes
+
+
+Event = (PendingRecorded | Finalized | FinalizeRejected | Revoked | PendingExpired | SignatureRecorded
+         | SignatureStored)
 
 PaymentCheck = Callable[[str, bytes], bool]
 """Deterministic payment verification ``(reference, account) -> paid``; backed by replicated state."""
@@ -258,6 +365,11 @@ class CAPolicy:
     pending_ttl_us: int = 3_600_000_000
     require_payment: bool = True
     payment_check: PaymentCheck = field(default=_any_payment, compare=False)
+    crl_lifetime_us: int = 86_400_000_000  # nextUpdate - thisUpdate
+    crl_refresh_us: int = 12 * 3_600_000_000  # an unchanged CRL is re-signed after this
+    ocsp_validity_us: int = 3 * 86_400_000_000  # nextUpdate - thisUpdate of a pre-signed response
+    ocsp_refresh_us: int = 86_400_000_000  # a response is re-signed after this (2 days of slack)
+    ocsp_batch_max: int = 256
 
 
 class CAApplication:
@@ -274,7 +386,19 @@ class CAApplication:
         self.spent_payments: set[str] = set()
         self.rate = SlidingWindow()
         self.bad_finalizers: dict[bytes, int] = {}
+        self.signatures: dict[int, PendingSignature] = {}
+        self.crl: SignedCRL | None = None
+        self.next_crl_number = 1
+        self.ocsp: dict[bytes, SignedOCSP] = {}  # refresh order: re-signed entries move to the end
+        self.ocsp_dirty: dict[bytes, None] = {}  # serials needing a (new) response, in order
+        self._index_signatures()
         self._events: list[Event] = []
+
+    def _index_signatures(self) -> None:
+        """Derived from replicated state (never snapshotted): what is pending per serial, revocation count."""
+        self._ocsp_pending = {p.serial: p.pending_id for p in self.signatures.values() if p.kind == OCSP}
+        self._crl_pending = next((p.pending_id for p in self.signatures.values() if p.kind == CRL), None)
+        self._revoked_count = sum(1 for c in self.issued.values() if c.revoked_us is not None)
 
     # -- Application interface ---------------------------------------------------------------------
 
@@ -290,7 +414,7 @@ class CAApplication:
 
     def snapshot(self) -> bytes:
         snap = _Snapshot(
-            version=1,
+            version=2,
             next_pending_id=self.next_pending_id,
             issuer_certificates=tuple(self.issuer_certificates),
             challenges=tuple(self.challenges[k] for k in sorted(self.challenges)),
@@ -299,13 +423,24 @@ class CAApplication:
             spent_payments=tuple(sorted(self.spent_payments)),
             windows=tuple(_Window(k, v) for k, v in self.rate.items()),
             bad_finalizers=tuple(_Count(k, self.bad_finalizers[k]) for k in sorted(self.bad_finalizers)),
+            signatures=tuple(self.signatures[k] for k in sorted(self.signatures)),
+            crl=self.crl,
+            next_crl_number=self.next_crl_number,
+            ocsp=tuple(self.ocsp.values()),
+            ocsp_dirty=tuple(self.ocsp_dirty),
         )
         return encode(snap)
 
     def restore(self, snapshot: bytes) -> None:
-        snap = decode(_Snapshot, snapshot)
-        if snap.version != 1:
-            raise DecodeError(f"CA snapshot version {snap.version} unsupported")
+        version = int.from_bytes(snapshot[:8], "big") if len(snapshot) >= 8 else -1
+        if version == 1:  # before CRL/OCSP state: restore it empty
+            old = decode(_SnapshotV1, snapshot)
+            snap = _Snapshot(2, old.next_pending_id, old.issuer_certificates, old.challenges, old.pending,
+                             old.issued, old.spent_payments, old.windows, old.bad_finalizers, (), None, 1, (), ())
+        elif version == 2:
+            snap = decode(_Snapshot, snapshot)
+        else:
+            raise DecodeError(f"CA snapshot version {version} unsupported")
         self.next_pending_id = snap.next_pending_id
         self.issuer_certificates = list(snap.issuer_certificates)
         self.challenges = {(c.account, c.name): c for c in snap.challenges}
@@ -315,6 +450,12 @@ class CAApplication:
         self.rate = SlidingWindow()
         self.rate.events = {w.key: list(w.times) for w in snap.windows}
         self.bad_finalizers = {c.key: c.value for c in snap.bad_finalizers}
+        self.signatures = {p.pending_id: p for p in snap.signatures}
+        self.crl = snap.crl
+        self.next_crl_number = snap.next_crl_number
+        self.ocsp = {r.serial: r for r in snap.ocsp}
+        self.ocsp_dirty = dict.fromkeys(snap.ocsp_dirty)
+        self._index_signatures()
         self._events = []
 
     # -- queries (read-only, for OCSP/CRL/CLI/node) -----------------------------------------------
@@ -343,6 +484,39 @@ class CAApplication:
     def revoked(self) -> list[IssuedCertificate]:
         return [c for _, c in sorted(self.issued.items()) if c.revoked_us is not None]
 
+    def pending_items(self) -> dict[int, bytes]:
+        """Everything the signing service must sign, ``{pending_id: tbs}`` in id order: pending
+        issuances, CRLs and OCSP responses. ``SigningService.reconcile`` follows it."""
+        items = {p: v.tbs for p, v in self.pending.items()}
+        items.update((p, v.tbs) for p, v in self.signatures.items())
+        return dict(sorted(items.items()))
+
+    def crl_due(self, now_us: int) -> bool:
+        """Would ``sign_crl`` record a new CRL now? (The node asks before submitting one.)"""
+        if self._crl_pending is not None:
+            return False
+        crl_ = self.crl
+        return crl_ is None or crl_.count != self._revoked_count or now_us - crl_.this_update_us >= \
+            self.policy.crl_refresh_us
+
+    def ocsp_due(self, now_us: int) -> bool:
+        """Would ``sign_ocsp_batch`` record any response now? (One batch is pending at a time.)"""
+        return not self._ocsp_pending and bool(self._ocsp_work(now_us, 1, prune=False))
+
+    def ocsp_response(self, serial: int) -> bytes | None:
+        """The stored FROST-signed OCSP response for ``serial`` if it states the current status (a
+        revocation drops the good one until the revoked one is signed)."""
+        if serial <= 0:
+            return None
+        rec = self.ocsp.get(serial_bytes(serial))
+        return rec.der if rec is not None else None
+
+    def ocsp_known(self, serial: int) -> bool:
+        """Issued by this CA and a response is (or will be) made for it."""
+        rec = self.status(serial)
+        return rec is not None and (serial_bytes(serial) in self.ocsp_dirty or serial_bytes(serial) in
+                                    self._ocsp_pending or serial_bytes(serial) in self.ocsp)
+
     # -- commands ----------------------------------------------------------------------------------
 
     def _apply(self, op: Operation, ctx: ExecutionContext, index: int) -> bytes:
@@ -358,6 +532,10 @@ class CAApplication:
                 return self._revoke(decode(RevokeCommand, cmd.body), op, ctx)
             if cmd.op == "install_issuer":
                 return self._install_issuer(decode(InstallIssuerCommand, cmd.body), op)
+            if cmd.op == "sign_crl":
+                return self._sign_crl(decode(SignCRLCommand, cmd.body), op, ctx)
+            if cmd.op == "sign_ocsp_batch":
+                return self._sign_ocsp_batch(decode(SignOCSPBatchCommand, cmd.body), ctx)
         except DecodeError as exc:
             return b"ERR malformed command: " + str(exc).encode()[:200]
         return b"ERR op: unknown operation " + cmd.op.encode()[:32]
@@ -368,6 +546,15 @@ class CAApplication:
         for pid in [p for p, v in sorted(self.pending.items()) if now_us - v.created_us > self.policy.pending_ttl_us]:
             del self.pending[pid]
             self._events.append(PendingExpired(pid))
+        ttl = self.policy.pending_ttl_us
+        expired = [p for p, v in sorted(self.signatures.items()) if now_us - v.created_us > ttl]
+        for pid in expired:
+            sig = self.signatures.pop(pid)
+            if sig.kind == OCSP:
+                self.ocsp_dirty[sig.serial] = None  # try again in a later batch
+            self._events.append(PendingExpired(pid))
+        if expired:
+            self._index_signatures()
 
     def _challenge(self, cmd: ChallengeCommand, op: Operation, ctx: ExecutionContext, index: int) -> bytes:
         if not cmd.names or len(cmd.names) > self.policy.max_names:
@@ -467,6 +654,8 @@ class CAApplication:
         return f"PENDING {pending.pending_id} {serial.hex()}".encode()
 
     def _finalize(self, cmd: FinalizeCommand, op: Operation) -> bytes:
+        if cmd.pending_id in self.signatures:
+            return self._finalize_signature(self.signatures[cmd.pending_id], cmd.signature, op)
         pending = self.pending.get(cmd.pending_id)
         if pending is None:
             return b"ERR pending: unknown or already finalized"
@@ -483,6 +672,7 @@ class CAApplication:
             pending.serial, der_bytes, pending.account, pending.names, datetime_us(cert.not_valid_after_utc)
         )
         self.issued[pending.serial] = record
+        self.ocsp_dirty[pending.serial] = None  # its first OCSP response goes into the next batch
         self._events.append(Finalized(cmd.pending_id, pending.serial, der_bytes))
         return f"OK issued {pending.serial.hex()}".encode()
 
@@ -506,6 +696,12 @@ class CAApplication:
             ctx.time_us,
             cmd.reason,
         )
+        self._revoked_count += 1
+        # The stored "good" response is withdrawn now (the responder says tryLater, never good) and a
+        # revoked one goes to the front of the next batch.
+        self.ocsp.pop(cmd.serial, None)
+        self.ocsp_dirty.pop(cmd.serial, None)
+        self.ocsp_dirty = {cmd.serial: None, **self.ocsp_dirty}
         self._events.append(Revoked(cmd.serial, cmd.reason))
         return f"OK revoked {cmd.serial.hex()}".encode()
 
@@ -529,6 +725,122 @@ class CAApplication:
             return b"ERR certificate: not signed by a trusted root key"
         self.issuer_certificates.append(cmd.certificate_der)
         return f"OK issuer {key.public_bytes_raw().hex()[:16]}".encode()
+
+
+    # -- CRL and OCSP signing (pending signatures) ---------------------------------------------------
+
+    def _record_signature(self, kind: str, tbs: bytes, serial: bytes, number: int, count: int, now_us: int,
+                          next_update_us: int) -> PendingSignature:
+        sig = PendingSignature(self.next_pending_id, kind, tbs, self.current_issuer.public_key, serial, number,
+                               count, now_us, next_update_us)
+        self.signatures[sig.pending_id] = sig
+        self.next_pending_id += 1
+        if kind == OCSP:
+            self._ocsp_pending[serial] = sig.pending_id
+        else:
+            self._crl_pending = sig.pending_id
+        self._events.append(SignatureRecorded(sig))
+        return sig
+
+    def _sign_crl(self, cmd: SignCRLCommand, op: Operation, ctx: ExecutionContext) -> bytes:
+        if cmd.force and op.client not in self.policy.operators:
+            return b"ERR authorization: only a CA operator may force a CRL"
+        if self._crl_pending is not None:
+            return f"OK crl pending {self._crl_pending}".encode()
+        if not cmd.force and not self.crl_due(ctx.time_us):
+            return f"OK crl current {self.crl.number if self.crl else 0}".encode()
+        issuer = self.current_issuer
+        this_update = consensus_datetime(ctx.time_us)
+        lifetime = dt.timedelta(microseconds=self.policy.crl_lifetime_us)
+        revocations = cacrl.revocations_from(self.revoked())
+        tbs = cacrl.crl_tbs(issuer, revocations, this_update, self.next_crl_number, lifetime)
+        number = self.next_crl_number
+        self.next_crl_number += 1
+        start_us = datetime_us(this_update.replace(microsecond=0))
+        sig = self._record_signature(CRL, tbs, b"", number, len(revocations), start_us,
+                                     start_us + self.policy.crl_lifetime_us)
+        return f"SIGNING crl {number} {sig.pending_id}".encode()
+
+    def _ocsp_work(self, now_us: int, limit: int, *, prune: bool) -> list[bytes]:
+        """Serials that need a response, most urgent first: dirty ones (new, revoked), then stored
+        responses older than ``ocsp_refresh_us``. Expired certificates get none (and are forgotten when
+        ``prune``). Stops after ``limit``; the refresh scan stops at the first fresh response, since
+        ``self.ocsp`` is in signing order, so one batch costs O(limit), not O(issued)."""
+        out: list[bytes] = []
+        for serial in list(self.ocsp_dirty):
+            if len(out) >= limit:
+                return out
+            rec = self.issued.get(serial)
+            if rec is None or rec.not_after_us <= now_us:
+                if prune:
+                    del self.ocsp_dirty[serial]
+                continue
+            if serial not in self._ocsp_pending:
+                out.append(serial)
+        stale_before = now_us - self.policy.ocsp_refresh_us
+        for serial, resp in list(self.ocsp.items()):
+            if len(out) >= limit or resp.produced_us > stale_before:
+                break
+            rec = self.issued[serial]
+            if rec.not_after_us <= now_us:
+                if prune:
+                    del self.ocsp[serial]
+                continue
+            if serial not in self._ocsp_pending and serial not in self.ocsp_dirty:
+                out.append(serial)
+        return out
+
+    def _sign_ocsp_batch(self, cmd: SignOCSPBatchCommand, ctx: ExecutionContext) -> bytes:
+        if self._ocsp_pending:
+            return f"OK ocsp pending {len(self._ocsp_pending)}".encode()
+        limit = min(cmd.limit or self.policy.ocsp_batch_max, self.policy.ocsp_batch_max)
+        serials = self._ocsp_work(ctx.time_us, limit, prune=True)
+        if not serials:
+            return b"OK ocsp current"
+        issuer = self.current_issuer
+        produced = consensus_datetime(ctx.time_us).replace(microsecond=0)
+        produced_us = datetime_us(produced)
+        validity = dt.timedelta(microseconds=self.policy.ocsp_validity_us)
+        first = self.next_pending_id
+        for serial in serials:
+            rec = self.issued[serial]
+            if rec.revoked_us is None:
+                status = caocsp.CertStatus(known=True)
+            else:
+                status = caocsp.CertStatus(True, consensus_datetime(rec.revoked_us), rec.reason or 0)
+            tbs = caocsp.presigned_tbs(issuer, int.from_bytes(serial, "big"), status, produced, validity)
+            self.ocsp_dirty.pop(serial, None)
+            self._record_signature(OCSP, tbs, serial, 0, int(rec.revoked_us is not None), produced_us,
+                                   produced_us + self.policy.ocsp_validity_us)
+        return f"SIGNING ocsp {len(serials)} {first}-{self.next_pending_id - 1}".encode()
+
+    def _finalize_signature(self, sig: PendingSignature, signature: bytes, op: Operation) -> bytes:
+        try:
+            if sig.kind == CRL:
+                der_bytes = cacrl.assemble_crl(sig.tbs, signature)
+                cacrl.finalize_crl(sig.tbs, signature, sig.issuer_key)
+            else:
+                der_bytes = caocsp.finalize_response(sig.tbs, signature, sig.issuer_key)
+        except ValueError as exc:  # CRLError, OCSPError: attributed like a bad certificate signature
+            self.bad_finalizers[op.client] = self.bad_finalizers.get(op.client, 0) + 1
+            self._events.append(FinalizeRejected(sig.pending_id, op.client, str(exc)))
+            return f"ERR signature: {exc} (submitted by {op.client.hex()[:16]})".encode()
+        del self.signatures[sig.pending_id]
+        if sig.kind == CRL:
+            self._crl_pending = None
+            self.crl = SignedCRL(sig.number, der_bytes, sig.created_us, sig.next_update_us, sig.count)
+            self._events.append(SignatureStored(sig.pending_id, CRL, b""))
+            return f"OK crl {sig.number}".encode()
+        self._ocsp_pending.pop(sig.serial, None)
+        rec = self.issued.get(sig.serial)
+        if rec is None or (rec.revoked_us is not None) != bool(sig.count):
+            # Revoked while this response was being signed: it is stale, the revoked one is queued.
+            return f"OK ocsp {sig.serial.hex()} stale".encode()
+        self.ocsp.pop(sig.serial, None)
+        self.ocsp[sig.serial] = SignedOCSP(sig.serial, der_bytes, sig.created_us, sig.next_update_us,
+                                           rec.revoked_us is not None)
+        self._events.append(SignatureStored(sig.pending_id, OCSP, sig.serial))
+        return f"OK ocsp {sig.serial.hex()}".encode()
 
 
 def _account_uri(account: bytes) -> str:

@@ -10,6 +10,13 @@ responder certificate), so clients need nothing beyond the issuer certificate.
 Status comes from the replicated ``CAApplication``, so every replica answers the same once a
 revocation commits: good (issued, not revoked), revoked (with time and reason) or unknown (not
 issued by this CA, or a different issuer).
+
+Two ways to use it. ``respond`` signs one response per request (a nonce can be echoed); it needs a
+signer at request time, which a threshold CA does not have. The node therefore uses pre-signed
+responses (RFC 5019 profile, as large public CAs do): ``presigned_tbs`` builds one request-independent
+TBSResponseData per serial (SHA-1 CertID, responder by name, no nonce) inside an ordered command,
+FROST signs it beside consensus, and ``serve`` answers any request for that serial with the stored,
+replicated bytes.
 """
 
 from __future__ import annotations
@@ -111,6 +118,70 @@ def response_tbs(
             builder = builder.add_extension(ext.value, critical=False)
     resp = builder.sign(cax509._PLACEHOLDER_KEY, None)
     return resp.tbs_response_bytes
+
+
+def presigned_tbs(
+    issuer: cax509.IssuerProfile,
+    serial: int,
+    status: CertStatus,
+    produced: dt.datetime,
+    validity: dt.timedelta = DEFAULT_VALIDITY,
+) -> bytes:
+    """Request-independent TBSResponseData for ``serial`` (RFC 5019: SHA-1 CertID, no nonce), so that one
+    signature serves every client until nextUpdate. Deterministic in its arguments."""
+    if not status.known:
+        raise OCSPError("pre-signed responses are only made for certificates this CA issued")
+    produced = produced.astimezone(dt.UTC).replace(microsecond=0)
+    name_hash, key_hash = _issuer_hashes(issuer, hashes.SHA1())
+    if status.revoked_at is not None:
+        cert_status = ocsp.OCSPCertStatus.REVOKED
+        rev_time: dt.datetime | None = status.revoked_at.astimezone(dt.UTC).replace(microsecond=0)
+        rev_reason = crl.reason_flag(status.reason)
+    else:
+        cert_status, rev_time, rev_reason = ocsp.OCSPCertStatus.GOOD, None, None
+    builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+        name_hash, key_hash, serial, hashes.SHA1(), cert_status, produced, produced + validity, rev_time, rev_reason
+    )
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.NAME, _placeholder_responder(issuer))
+    return builder.sign(cax509._PLACEHOLDER_KEY, None).tbs_response_bytes
+
+
+def finalize_response(tbs_der: bytes, signature: bytes, issuer_public_key: bytes) -> bytes:
+    """The DER OCSPResponse for ``tbs_der``, refused unless ``signature`` verifies under the issuer key."""
+    try:
+        Ed25519PublicKey.from_public_bytes(issuer_public_key).verify(signature, tbs_der)
+    except InvalidSignature:
+        raise OCSPError("OCSP response signature does not verify under the issuer key") from None
+    return assemble_response(tbs_der, signature)
+
+
+def serve(
+    issuer: cax509.IssuerProfile,
+    request_der: bytes,
+    stored: Callable[[int], bytes | None],
+    known: Callable[[int], bool],
+) -> bytes:
+    """Answer a DER OCSPRequest from pre-signed responses: the stored response for its serial, or an
+    unsigned error (RFC 5019 2.2.3): ``malformedRequest`` for bytes that do not parse (or several
+    CertIDs), ``unauthorized`` for a CertID this CA cannot answer (other issuer, other hash than SHA-1,
+    serial never issued or expired), ``tryLater`` while the response for a known serial is being
+    (re)signed, e.g. between a revocation and its FROST-signed revoked response."""
+    try:
+        request = ocsp.load_der_ocsp_request(request_der)
+    except ValueError:
+        return error_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+    if not isinstance(request.hash_algorithm, hashes.SHA1):
+        return error_response(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    name_hash, key_hash = _issuer_hashes(issuer, hashes.SHA1())
+    if (request.issuer_name_hash, request.issuer_key_hash) != (name_hash, key_hash):
+        return error_response(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    serial = request.serial_number
+    response = stored(serial) if serial > 0 else None
+    if response is not None:
+        return response
+    if serial > 0 and known(serial):
+        return error_response(ocsp.OCSPResponseStatus.TRY_LATER)
+    return error_response(ocsp.OCSPResponseStatus.UNAUTHORIZED)
 
 
 def assemble_response(tbs_der: bytes, signature: bytes) -> bytes:

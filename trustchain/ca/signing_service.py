@@ -6,7 +6,9 @@ command (see ``issuance``). This module is sans-I/O: the node feeds it inputs an
 effects it returns.
 
 Inputs: ``start`` (pre-publish round-1 commitments), ``on_pending`` (the local replica recorded a
-pending issuance), ``on_message`` (signed bytes from a peer), ``on_timer`` and ``on_finalized``.
+pending issuance), ``on_message`` (signed bytes from a peer), ``on_timer``, ``on_finalized`` and
+``reconcile`` (the replica's whole pending set, e.g. after state transfer restored it from a snapshot,
+which emits no events). What is signed is opaque: a pending certificate, CRL or OCSP response TBS.
 Effects: ``Send`` (to validator j), ``SetTimer``, ``SubmitFinalize`` (a finalize command to order) and
 ``Misbehaviour`` (a provably bad share, by sender).
 
@@ -21,6 +23,13 @@ piggybacks a fresh commitment. The aggregator runs ``frost.aggregate_verified``:
 sender, who is excluded, and signing continues with another quorum. Every validator arms an attempt
 timer per pending issuance; when it fires before the issuance is finalized, the next validator in the
 rotation aggregates, so a silent or Byzantine aggregator only delays the certificate.
+
+Restarts. Nonce and session ids are ``(epoch << 32) + counter``. A restarted service must be given a
+larger ``epoch`` than its previous incarnation (the node persists a counter; the simulator uses the
+incarnation): its old commitments may still sit in other validators' pools, and an aggregator that
+sees a commitment from a newer epoch drops that signer's older ones (their nonces died with the old
+process), instead of picking them and timing out. Shares for sessions of an aggregator's previous
+incarnation name session ids it no longer has and are ignored.
 
 All messages are Ed25519-signed by the sending validator over a domain-separated encoding.
 """
@@ -40,6 +49,7 @@ from trustchain.encoding import DecodeError, decode, encode
 
 _DOMAIN = b"trustchain/ca/frost-signing/v1\x00"
 VERSION = 1
+EPOCH_SHIFT = 32
 
 
 # --- wire messages ------------------------------------------------------------------------------
@@ -220,9 +230,12 @@ class SigningService:
         peers: Mapping[int, bytes],
         rand_bytes: RandBytes,
         config: SigningConfig | None = None,
+        epoch: int = 0,
     ) -> None:
         assert key.identifier in peers and peers[key.identifier] == signer.public_key
         assert set(public.verifying_shares) == set(peers)
+        if not 0 <= epoch < 1 << 31:
+            raise ValueError(f"epoch must be in 0..2^31-1, got {epoch}")
         self.me = key.identifier
         self.key = key
         self.public = public
@@ -232,15 +245,18 @@ class SigningService:
         self.rand_bytes = rand_bytes
         self.config = config or SigningConfig()
         self.nonces: dict[tuple[int, int], frost.SigningNonces] = {}  # (aggregator, nonce_id) -> nonces
-        self.next_nonce_id = 1
+        self.epoch = epoch
+        self.next_nonce_id = (epoch << EPOCH_SHIFT) + 1
         self.pools: dict[int, dict[int, frost.SigningCommitment]] = {i: {} for i in self.ids}
+        self.pool_epoch: dict[int, int] = {i: 0 for i in self.ids}
         self.pending: dict[int, _Pending] = {}
         self.early: dict[int, list[tuple[int, SignRequest]]] = {}
         self.sessions: dict[int, _Session] = {}
-        self.next_session = 1
+        self.next_session = (epoch << EPOCH_SHIFT) + 1
         self.cheaters: dict[int, str] = {}
         self.requested: set[int] = set()
         self.finalized: set[int] = set()
+        self.done_below = 0  # every pending id below this is finalized or expired (see ``reconcile``)
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -260,7 +276,7 @@ class SigningService:
 
     def on_pending(self, pending_id: int, tbs: bytes, now_us: int) -> list[Effect]:
         """Our replica recorded ``issuance.PendingRecorded``: arm the attempt timer, maybe aggregate."""
-        if pending_id in self.pending or pending_id in self.finalized:
+        if pending_id in self.pending or self._done(pending_id):
             return []
         self.pending[pending_id] = _Pending(tbs, now_us)
         effects: list[Effect] = [SetTimer(TimerKey("attempt", pending_id, 1), now_us + self.config.attempt_timeout_us)]
@@ -290,7 +306,7 @@ class SigningService:
             count = min(count, self.config.max_pool - have)
             return [self._send(sender, Commitments(self._new_commitments(sender, count)))] if count > 0 else []
         if isinstance(msg, SignRequest):
-            if msg.pending_id in self.finalized:
+            if self._done(msg.pending_id):
                 return []
             if msg.pending_id not in self.pending:  # our replica has not executed it yet
                 queue = self.early.setdefault(msg.pending_id, [])
@@ -329,6 +345,30 @@ class SigningService:
         for sid in [s for s, v in self.sessions.items() if v.pending_id == pending_id]:
             del self.sessions[sid]
         return []
+
+    def reconcile(self, pending: Mapping[int, bytes], now_us: int) -> list[Effect]:
+        """Follow the replica's authoritative pending set ``{pending_id: tbs}`` (``CAApplication.
+        pending_items()``): start on the ones this service does not know (a snapshot restored by state
+        transfer or recovery emits no events), stop work on the ones that are gone. Pending ids are
+        assigned in increasing order, so every id below the smallest pending one is done: the
+        ``finalized`` set is compacted to that bound and stays small."""
+        effects: list[Effect] = []
+        for pid in sorted(set(self.pending) - set(pending)):
+            effects += self.on_finalized(pid)
+        for pid in sorted(pending):
+            if pid not in self.pending and not self._done(pid):
+                effects += self.on_pending(pid, pending[pid], now_us)
+        seen = max([*self.finalized, *self.pending, self.done_below - 1])
+        floor = min(pending) if pending else seen + 1
+        if floor > self.done_below:
+            self.done_below = floor
+            self.finalized = {p for p in self.finalized if p >= floor}
+            for pid in [p for p in self.early if p < floor]:
+                del self.early[pid]
+        return effects
+
+    def _done(self, pending_id: int) -> bool:
+        return pending_id < self.done_below or pending_id in self.finalized
 
     # -- signer side -------------------------------------------------------------------------------
 
@@ -371,6 +411,12 @@ class SigningService:
     def _add_to_pool(self, signer: int, commitments: tuple[PublishedCommitment, ...]) -> None:
         pool = self.pools[signer]
         for c in commitments:
+            epoch = c.nonce_id >> EPOCH_SHIFT
+            if epoch < self.pool_epoch[signer]:
+                continue  # published by an incarnation that has since restarted: its nonces are gone
+            if epoch > self.pool_epoch[signer]:
+                self.pool_epoch[signer] = epoch
+                pool.clear()
             if len(pool) >= self.config.max_pool:
                 break
             pool.setdefault(c.nonce_id, frost.SigningCommitment(signer, c.hiding, c.binding))
