@@ -1,0 +1,173 @@
+"""Simulator scale: how large a cluster the simulator can run, with real and with modelled signatures.
+
+Modelled signatures
+-------------------
+Real Ed25519 costs ~50-70 µs per verification in PyNaCl, and a PBFT batch is verified O(n²) times, so
+at large n the simulator spends its time verifying signatures. `ModelledSigner`/`ModelledVerifier`
+replace Ed25519 by HMAC-SHA512 keyed per signer (64-byte tags, the size of an Ed25519 signature, so
+message sizes and byte counts do not change). They **model cost, not security**: the verifier holds
+every signer's secret key (a registry keyed by the "public key"), which only works inside one
+simulation process. Within the simulator they remain unforgeable in the sense that matters: a
+Byzantine replica signs with its own signer object only, and a corrupted or foreign tag fails
+verification exactly as an invalid Ed25519 signature would, so the safety checkers still bite.
+
+A scenario selects them with `cluster.signatures: modelled` (`sim/world.py` builds the signers and
+passes the verifier to replicas, clients and the certificate checker); `use_modelled` sets it.
+
+`python -m sim scale` measures wall time, simulated events per wall second and peak RSS of
+1,000-request runs (or shorter runs, extrapolated and labelled as such) as n grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+MODELLED_ALGORITHM = "hmac-sha512-model"
+_REGISTRY: dict[bytes, bytes] = {}  # public key -> secret key (inside one simulation process only)
+
+
+class ModelledSigner:
+    """HMAC-SHA512 with a per-signer key. The 'public key' is a hash of the key: unique per signer,
+    32 bytes like an Ed25519 public key."""
+
+    algorithm = MODELLED_ALGORITHM
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != 32:
+            raise ValueError(f"seed must be 32 bytes, got {len(seed)}")
+        self._key = hashlib.sha256(b"trustchain-sim/modelled-key/" + seed).digest()
+        self._public = hashlib.sha256(b"trustchain-sim/modelled-pub/" + self._key).digest()
+        _REGISTRY[self._public] = self._key
+
+    @property
+    def public_key(self) -> bytes:
+        return self._public
+
+    def sign(self, message: bytes) -> bytes:
+        return hmac.new(self._key, message, hashlib.sha512).digest()
+
+
+class ModelledVerifier:
+    """Verifies by recomputing the tag with the signer's key from the in-process registry."""
+
+    algorithm = MODELLED_ALGORITHM
+
+    def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        key = _REGISTRY.get(bytes(public_key))
+        if key is None or len(signature) != 64:
+            return False
+        return hmac.compare_digest(hmac.new(key, message, hashlib.sha512).digest(), signature)
+
+
+MODELLED = ModelledVerifier()
+
+
+def use_modelled(scenario: dict[str, Any]) -> dict[str, Any]:
+    """The scenario dict with `cluster.signatures: modelled` (the World then builds `ModelledSigner`s
+    for replicas and clients and verifies with `MODELLED`)."""
+    return {**scenario, "cluster": {**scenario.get("cluster", {}), "signatures": "modelled"}}
+
+
+# ---------------------------------------------------------------------------- scale measurement
+
+
+def scale_scenario(n: int, requests: int) -> dict[str, Any]:
+    """The scale workload: the `python -m sim bench` cluster, 1,000 requests by default."""
+    from sim.bench import bench_scenario
+
+    d = bench_scenario(n, requests)
+    d["name"] = f"scale-n{n}"
+    d["duration_s"] = 3600
+    d["expect"]["liveness_bound_s"] = 600
+    return d
+
+
+def measure_one(n: int, requests: int, signatures: str) -> dict[str, Any]:
+    """Run one scale point in this process and report wall time, events/s and peak RSS (this process's
+    maximum so far: call it in a fresh process)."""
+    from sim.runner import run
+    from sim.scenario import from_dict
+
+    d = scale_scenario(n, requests)
+    scenario = from_dict(use_modelled(d) if signatures == "modelled" else d, f"<scale n={n}>")
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    result = run(scenario)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    s = result.summary
+    world = result.world
+    delivered = sum(node.replica.received.total() for node in world.nodes.values())
+    return {
+        "n": n, "requests": requests, "signatures": signatures,
+        "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+        "completed": s["requests"]["completed"], "expectation_met": result.expectation_met,
+        "simulated_s": s["simulated_seconds"], "trace_events": s["trace"]["events"],
+        "messages": s["messages"]["total"], "delivered": delivered,
+        "events_per_s": round(s["trace"]["events"] / cpu) if cpu else 0,
+        "messages_per_s": round(delivered / cpu) if cpu else 0,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _fresh(args: tuple[int, int, str]) -> dict[str, Any]:
+    return measure_one(*args)
+
+
+def measure(points: list[tuple[int, int, str]]) -> list[dict[str, Any]]:
+    """Each point in a fresh single-use process, one at a time (one core; peak RSS per point)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    out = []
+    for p in points:
+        with ProcessPoolExecutor(max_workers=1, max_tasks_per_child=1) as pool:
+            out.append(pool.submit(_fresh, p).result())
+        print(f"  scale n={p[0]:>4} {p[2]:<8} {out[-1]['cpu_s']:8.1f} s CPU", file=sys.stderr)
+    return out
+
+
+def fit_largest_n(rows: list[dict[str, Any]], target_requests: int = 1000, budget_s: float = 600.0
+                  ) -> dict[str, Any]:
+    """Fit cpu_s = a * requests * n^k (log-log least squares on the measured points) and solve for the
+    largest n whose `target_requests` run fits in `budget_s` of one core. An extrapolation: say so."""
+    import math
+
+    pts = [(math.log(r["n"]), math.log(r["cpu_s"] / r["requests"])) for r in rows if r["cpu_s"] > 0]
+    if len(pts) < 2:
+        return {"k": None, "largest_n": None}
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    k = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+    a = math.exp(my - k * mx)
+    largest = (budget_s / (a * target_requests)) ** (1 / k)
+    return {"k": round(k, 3), "a": a, "largest_n": int(largest),
+            "predicted_cpu_s": {str(r["n"]): round(a * target_requests * r["n"] ** k, 1) for r in rows}}
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    points = [(n, args.requests, sig) for sig in args.signatures for n in args.n]
+    rows = measure(points)
+    for sig in args.signatures:
+        sub = [r for r in rows if r["signatures"] == sig]
+        fit = fit_largest_n(sub, args.target_requests, args.budget_s)
+        print(json.dumps({"signatures": sig, "fit": fit}, default=str))
+    for r in rows:
+        print(json.dumps(r))
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("scale", help="simulator scale: CPU time, events/s and peak memory against n")
+    p.add_argument("--n", type=int, nargs="+", default=[4, 16, 31, 64])
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--signatures", nargs="+", choices=["real", "modelled"], default=["real", "modelled"])
+    p.add_argument("--target-requests", type=int, default=1000)
+    p.add_argument("--budget-s", type=float, default=600.0)
+    p.set_defaults(func=cmd_scale)
