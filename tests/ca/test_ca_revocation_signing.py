@@ -318,3 +318,29 @@ def test_openssl_accepts_the_stored_crl_and_ocsp_responses(tmp_path: Path) -> No
         text = out.stdout + out.stderr
         assert out.returncode == 0 and "Response verify OK" in text, text
         assert f"leaf.pem: {word}" in text and "WARNING" not in text, text
+
+
+def test_pre_signed_ocsp_bytes_do_not_depend_on_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cryptography stamps producedAt with the current time; replicas must build identical bytes."""
+    import datetime as dt
+
+    from cryptography.x509 import ocsp as x509_ocsp
+
+    from trustchain.ca import ocsp as caocsp
+
+    base, _ = fresh()
+    issuer = base.app.current_issuer
+    produced = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    status = caocsp.CertStatus(known=True)
+    first = caocsp.presigned_tbs(issuer, 77, status, produced)
+    real_sign = x509_ocsp.OCSPResponseBuilder.sign
+
+    def sign_later(self: x509_ocsp.OCSPResponseBuilder, *args: object) -> x509_ocsp.OCSPResponse:
+        import time
+
+        time.sleep(1.1)  # the wall clock moves on: producedAt must not
+        return real_sign(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(x509_ocsp.OCSPResponseBuilder, "sign", sign_later)
+    assert caocsp.presigned_tbs(issuer, 77, status, produced) == first
+    assert b"20260102030405Z" in first

@@ -117,7 +117,25 @@ def response_tbs(
         if isinstance(ext.value, x509.OCSPNonce):
             builder = builder.add_extension(ext.value, critical=False)
     resp = builder.sign(cax509._PLACEHOLDER_KEY, None)
-    return resp.tbs_response_bytes
+    return _with_produced_at(resp.tbs_response_bytes, produced)
+
+
+def _with_produced_at(tbs: bytes, produced: dt.datetime) -> bytes:
+    """cryptography stamps producedAt with the wall clock when it builds a response; replicas must sign
+    identical bytes, so the field is rewritten to the (consensus) time the caller passed in."""
+    tag, body, end = der.read_tlv(tbs)
+    assert tag == 0x30 and end == len(tbs), "ResponseData is one SEQUENCE"
+    items: list[bytes] = []
+    pos = 0
+    while pos < len(body):
+        item_tag, _, nxt = der.read_tlv(body, pos)
+        if item_tag == 0x18 and not any(i[0] == 0x18 for i in items):  # the first GeneralizedTime: producedAt
+            items.append(der.tlv(0x18, produced.astimezone(dt.UTC).strftime("%Y%m%d%H%M%SZ").encode()))
+        else:
+            items.append(body[pos:nxt])
+        pos = nxt
+    assert any(i[0] == 0x18 for i in items), "ResponseData has a producedAt"
+    return der.sequence(*items)
 
 
 def presigned_tbs(
@@ -143,7 +161,7 @@ def presigned_tbs(
         name_hash, key_hash, serial, hashes.SHA1(), cert_status, produced, produced + validity, rev_time, rev_reason
     )
     builder = builder.responder_id(ocsp.OCSPResponderEncoding.NAME, _placeholder_responder(issuer))
-    return builder.sign(cax509._PLACEHOLDER_KEY, None).tbs_response_bytes
+    return _with_produced_at(builder.sign(cax509._PLACEHOLDER_KEY, None).tbs_response_bytes, produced)
 
 
 def finalize_response(tbs_der: bytes, signature: bytes, issuer_public_key: bytes) -> bytes:
