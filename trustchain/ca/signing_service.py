@@ -31,6 +31,16 @@ sees a commitment from a newer epoch drops that signer's older ones (their nonce
 process), instead of picking them and timing out. Shares for sessions of an aggregator's previous
 incarnation name session ids it no longer has and are ignored.
 
+Lost messages. Every commitment an aggregator puts into a session leaves its pool, whether or not the
+signer ever sees the request, so before GST (partitions, loss, a paused signer) pools drain. An
+aggregator whose pool for a signer runs low asks that signer for more (``CommitmentRequest``) and asks
+again after ``session_timeout_us`` while nothing has come back: a request or reply lost before GST must
+not exclude the signer for good. A signer keeps at most ``max_pool`` unused nonces per aggregator and,
+when asked for more, forgets its oldest ones for that aggregator (those were handed out in sessions
+whose requests never reached it, or are the next the aggregator will pick) instead of refusing. A signer
+that missed a session deadline is *suspect*: every aggregation picks it last until it is heard from
+again, so a crashed signer is not chosen over and over for each issuance.
+
 All messages are Ed25519-signed by the sending validator over a domain-separated encoding.
 """
 
@@ -254,7 +264,8 @@ class SigningService:
         self.sessions: dict[int, _Session] = {}
         self.next_session = (epoch << EPOCH_SHIFT) + 1
         self.cheaters: dict[int, str] = {}
-        self.requested: set[int] = set()
+        self.requested: dict[int, int] = {}  # signer -> when we last asked it for commitments
+        self.suspect: set[int] = set()  # missed a session deadline and not heard from since
         self.finalized: set[int] = set()
         self.done_below = 0  # every pending id below this is finalized or expired (see ``reconcile``)
 
@@ -295,16 +306,19 @@ class SigningService:
             return []
         if isinstance(msg, Commitments):
             self._add_to_pool(sender, msg.commitments)
-            self.requested.discard(sender)
-            effects: list[Effect] = []
-            for pid in sorted(k for k, v in self.pending.items() if v.waiting):
-                effects += self._start_session(pid, now_us)
-            return effects
+            self.requested.pop(sender, None)
+            self.suspect.discard(sender)
+            return self._retry_waiting(now_us)
         if isinstance(msg, CommitmentRequest):
-            count = max(0, min(msg.count, self.config.pool_size))
-            have = sum(1 for agg, _ in self.nonces if agg == sender)
-            count = min(count, self.config.max_pool - have)
-            return [self._send(sender, Commitments(self._new_commitments(sender, count)))] if count > 0 else []
+            count = max(0, min(msg.count, self.config.pool_size, self.config.max_pool))
+            if count == 0:
+                return []
+            # Never refuse for lack of room: nonces whose sign requests were lost would otherwise fill
+            # the quota for good. Forget the oldest (the aggregator picks its lowest ids first).
+            held = sorted(nid for agg, nid in self.nonces if agg == sender)
+            for nid in held[: max(0, len(held) + count - self.config.max_pool)]:
+                del self.nonces[(sender, nid)]
+            return [self._send(sender, Commitments(self._new_commitments(sender, count)))]
         if isinstance(msg, SignRequest):
             if self._done(msg.pending_id):
                 return []
@@ -332,9 +346,12 @@ class SigningService:
         session = self.sessions.get(key.value)
         if session is None or session.done:
             return []
-        # Signers that did not answer in time are skipped for this issuance (slow, not proven bad).
+        # Signers that did not answer in time are skipped for this issuance (slow, not proven bad) and
+        # picked last for every other one until they are heard from again.
         session.done = True
-        p.slow |= {c.identifier for c in session.commitments if c.identifier not in session.shares}
+        missing = {c.identifier for c in session.commitments if c.identifier not in session.shares}
+        p.slow |= missing
+        self.suspect |= missing - {self.me}
         return self._start_session(key.pending_id, now_us)
 
     def on_finalized(self, pending_id: int) -> list[Effect]:
@@ -421,24 +438,41 @@ class SigningService:
                 break
             pool.setdefault(c.nonce_id, frost.SigningCommitment(signer, c.hiding, c.binding))
 
+    def _retry_waiting(self, now_us: int) -> list[Effect]:
+        effects: list[Effect] = []
+        for pid in sorted(k for k, v in self.pending.items() if v.waiting):
+            if pid in self.pending and self.pending[pid].waiting:
+                effects += self._start_session(pid, now_us)
+        return effects
+
+    def _candidates(self, p: _Pending) -> list[int]:
+        """Signers with a commitment in our pool, in the order to pick them: ourselves (one fewer message
+        to wait for), then signers not suspected of being down, then suspects."""
+        usable = [i for i in self.ids if i not in self.cheaters and i not in p.slow and self.pools[i]]
+        return sorted(usable, key=lambda i: (i != self.me, i in self.suspect, i))
+
     def _start_session(self, pending_id: int, now_us: int) -> list[Effect]:
         p = self.pending[pending_id]
         p.waiting = False
         effects: list[Effect] = []
-        candidates = [i for i in self.ids if i not in self.cheaters and i not in p.slow and self.pools[i]]
         for i in self.ids:
-            if i != self.me and i not in self.cheaters and len(self.pools[i]) < 2 and i not in self.requested:
-                self.requested.add(i)  # one outstanding request per signer, so retries cannot loop
+            if i == self.me or i in self.cheaters or len(self.pools[i]) >= 2:
+                continue
+            asked = self.requested.get(i)
+            # one outstanding request per signer, repeated only after a session timeout: a lost request
+            # or reply must not starve the pool for good, and retries cannot loop
+            if asked is None or now_us - asked >= self.config.session_timeout_us:
+                self.requested[i] = now_us
                 effects.append(self._send(i, CommitmentRequest(self.config.pool_size)))
-        if self.me in candidates:  # sign ourselves when we can: one fewer message to wait for
-            candidates.remove(self.me)
-            candidates.insert(0, self.me)
+        if not self.pools[self.me]:
+            self._add_to_pool(self.me, self._new_commitments(self.me, self.config.pool_size))
+        candidates = self._candidates(p)
+        if len(candidates) < self.public.min_signers and p.slow:
+            p.slow.clear()  # nobody left to try: give the slow ones another chance right away
+            candidates = self._candidates(p)
         chosen = sorted(candidates[: self.public.min_signers])
         if len(chosen) < self.public.min_signers:
-            if not self.pools[self.me]:
-                self._add_to_pool(self.me, self._new_commitments(self.me, self.config.pool_size))
-            p.slow.clear()  # nobody left to try: give everyone another chance at the next attempt
-            p.waiting = True
+            p.waiting = True  # retried when commitments arrive, or at our next attempt
             return effects
         sid = self.next_session
         self.next_session += 1
@@ -465,9 +499,10 @@ class SigningService:
 
     def _on_share(self, sender: int, msg: Share, now_us: int) -> list[Effect]:
         self._add_to_pool(sender, msg.replenish[:1])
+        self.suspect.discard(sender)
         session = self.sessions.get(msg.session)
         if session is None or session.done or session.pending_id != msg.pending_id:
-            return []
+            return self._retry_waiting(now_us)  # the replenished commitment may complete a quorum
         if sender not in {c.identifier for c in session.commitments} or sender in session.shares:
             return []
         session.shares[sender] = frost.SignatureShare(sender, msg.share)
