@@ -6,17 +6,77 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
+import functools
+import json
 import logging
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from reference_node import config as cfgmod
 from reference_node.genesis import GenesisError
+
+log = logging.getLogger("trustchain.node")
+
+# LogRecord attributes that are not caller-supplied fields
+_RECORD_KEYS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "event", "fields"}
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time (RFC 3339, UTC), level, node, logger, event, message, fields.
+
+    `event` is the `extra={"event": ...}` of the call (a stable name to alert on), else "log"; `fields`
+    holds `extra={"fields": {...}}` and any other extra keys; an exception goes into `fields.exception`."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, object] = {}
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            fields.update(extra)
+        fields.update((k, v) for k, v in vars(record).items() if k not in _RECORD_KEYS)
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        doc = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "node": self.node,
+            "logger": record.name,
+            "event": str(getattr(record, "event", "log")),
+            "message": record.getMessage(),
+            "fields": fields,
+        }
+        return json.dumps(doc, default=str, separators=(",", ":"))
+
+
+def _reload_doq(dns_server: Any, chain_pem: bytes, key_pem: bytes) -> None:
+    """New DoQ connections present the renewed node certificate. aioquic's QuicServer hands its one
+    configuration object to every new connection, so updating it in place is enough."""
+    from reference_node.transport_quic import Identity
+
+    identity = Identity(chain_pem, key_pem)
+    for server in getattr(dns_server, "_quic", []):
+        identity.apply(server._configuration)
+
+
+def configure_logging(level: str, fmt: str, node: str) -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JSONFormatter(node))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 async def serve(cfg: cfgmod.NodeConfig) -> None:
@@ -48,14 +108,20 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
             if cfg.dns.doq_listen is not None and cfg.consensus.tls_cert and cfg.consensus.tls_key:
                 await dns_server.start_doq(cfg.dns.doq_listen[0], cfg.dns.doq_listen[1], str(cfg.consensus.tls_cert),
                                            str(cfg.consensus.tls_key))
+                node.certificate_listeners.append(functools.partial(_reload_doq, dns_server))
         except Exception as exc:  # DNS listeners are optional for a validator: report and go on
-            logging.getLogger("trustchain.node").error("DNS listeners not started: %s", exc)
-    print(f"node {cfg.trustchain.node_id} ready: API http://{cfg.api.listen[0]}:{cfg.api.listen[1]}", flush=True)
+            log.error("DNS listeners not started: %s", exc, extra={"event": "dns_listeners_failed"})
+    api_url = f"http://{cfg.api.listen[0]}:{cfg.api.listen[1]}"
+    if cfg.trustchain.log_format == "json":
+        log.info("node ready", extra={"event": "ready", "fields": {"api": api_url}})
+    else:
+        print(f"node {cfg.trustchain.node_id} ready: API {api_url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    log.info("stopping", extra={"event": "stopping"})
     if dns_server is not None:
         with contextlib.suppress(Exception):
             await dns_server.close()
@@ -82,13 +148,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m reference_node", description="run one TrustChain validator")
     p.add_argument("--config", required=True, help="node.toml")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-format", choices=cfgmod.LOG_FORMATS, default=None,
+                   help="text or json (one object per line); overrides trustchain.log_format")
     a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(a.log_level, a.log_format or "text", "-")
     try:
         cfg = cfgmod.load(a.config)
     except cfgmod.ConfigError as exc:
         print(f"reference_node: config error: {exc}", file=sys.stderr)
         return 2
+    if a.log_format is not None:
+        cfg = dataclasses.replace(cfg, trustchain=dataclasses.replace(cfg.trustchain, log_format=a.log_format))
+    configure_logging(a.log_level, cfg.trustchain.log_format, cfg.trustchain.node_id)
     try:
         asyncio.run(serve(cfg))
     except (GenesisError, ValueError) as exc:

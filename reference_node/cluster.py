@@ -3,15 +3,15 @@
 `generate` is the genesis ceremony run in one place (a real network runs the DKG between operators'
 machines; the math is the same `trustchain.ca.dkg`): consensus keys, a Pedersen DKG for the root and
 for the issuing CA key (threshold T of N), the root and intermediate certificates signed through
-FROST, the DNS master seed, the CT origin, a TLS CA with one node certificate per validator (for the
-QUIC transport and DoQ), and one node.toml per validator with distinct ports. `run_cluster` then
+FROST, the DNS master seed, the CT origin, one TLS node certificate per validator issued by that
+intermediate through FROST (for the QUIC transport and DoQ: peers verify each other against the
+TrustChain root, the system's one trust anchor), and one node.toml per validator with distinct ports. `run_cluster` then
 starts one `python -m reference_node --config ...` process per validator and stops them on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import os
 import secrets
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from reference_node.config import parse_duration_us
 from reference_node.genesis import ca_name, key_package_to_json, public_to_json, write_private
-from trustchain.ca import dkg, frost, sharebox
+from trustchain.ca import dkg, frost, issuance, sharebox
 from trustchain.ca import x509 as cax509
 from trustchain.crypto.signing import Ed25519Signer
 
@@ -43,13 +43,23 @@ class NodePorts:
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    socks, ports = [], []
+    """Ports free for both TCP and UDP (QUIC and DNS listen on UDP) at the time of the call."""
+    socks: list[socket.socket] = []
+    ports: list[int] = []
     try:
-        for _ in range(count):
+        while len(ports) < count:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind((host, 0))
             socks.append(s)
-            ports.append(s.getsockname()[1])
+            port = s.getsockname()[1]
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                u.bind((host, port))
+            except OSError:
+                u.close()
+                continue
+            socks.append(u)
+            ports.append(port)
     finally:
         for s in socks:
             s.close()
@@ -89,55 +99,40 @@ def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage
     return sign
 
 
-def _tls_ca(now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "TrustChain cluster transport CA")])
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
+def node_certificate(sign: cax509.SignFunction, issuer: cax509.IssuerProfile, index: int, now: dt.datetime,
+                     lifetime: dt.timedelta, node_domain: str = issuance.NODE_DOMAIN
+                     ) -> tuple[ed25519.Ed25519PrivateKey, x509.Certificate]:
+    """Validator `index`'s genesis TLS node certificate: a fresh Ed25519 key, SAN
+    `validator-<index>.<node_domain>`, EKU serverAuth+clientAuth, issued by the TrustChain
+    intermediate through FROST (the same profile `CAApplication` uses when the node renews it: the name
+    also in CN, SAN non-critical)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = issuance.node_name(index, node_domain)
+    tbs = cax509.leaf_tbs(key.public_key(), [name], issuer, now, 0,
+                          cax509.request_digest(b"genesis-node", name.encode(), key.public_key().public_bytes_raw()),
+                          lifetime, common_name=True)
+    return key, cax509.issue(tbs, sign, issuer.public_key)
 
 
-def _tls_node(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, name: str, host: str,
-              now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    san: list[x509.GeneralName] = [x509.DNSName(name), x509.DNSName("localhost")]
-    try:
-        san.append(x509.IPAddress(ipaddress.ip_address(host)))
-    except ValueError:
-        san.append(x509.DNSName(host))
-    cert = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=90))
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+def pem_key(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+
+
+def pem_chain(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
 def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str = "127.0.0.1",
              network: str = "devnet", transport: str = "tcp", ports: list[NodePorts] | None = None,
              checkpoint_interval: int = 16, timeout: str = "2s", synchronous: str = "full",
-             dns_listeners: bool = True) -> list[Path]:
+             dns_listeners: bool = True, node_cert_lifetime: str = "24h") -> list[Path]:
     """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths."""
     if nodes < 4:
         raise ValueError("--nodes: PBFT needs at least 4 validators (n = 3f+1)")
     if not 2 <= threshold <= nodes:
         raise ValueError(f"--threshold: must be between 2 and --nodes ({nodes})")
+    node_lifetime = dt.timedelta(microseconds=parse_duration_us(node_cert_lifetime))
     directory.mkdir(parents=True, exist_ok=True)
     if ports is None:
         flat = free_ports(4 * nodes, host)
@@ -164,14 +159,15 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
     genesis = {
         "network": network,
         "ca": {"domain": "trustchain.example", "root": public_to_json(root_public, root_name),
-               "issuing": public_to_json(issuing_public, issuing_name), "urls": urls, "operators": []},
+               "issuing": public_to_json(issuing_public, issuing_name), "urls": urls, "operators": [],
+               "node_domain": issuance.NODE_DOMAIN},
         "dns": {"master_seed": secrets.token_bytes(32).hex()},
         "ct": {"origin": f"trustchain.example/{network}/log"},
     }
     genesis_path = directory / "genesis.json"
     write_private(genesis_path, json.dumps(genesis, indent=2, sort_keys=True).encode())
-    ca_key, ca_cert = _tls_ca(now)
-    (directory / "tls-ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    issuing_profile = cax509.IssuerProfile(ca_name(issuing_name), issuing_public.group_public_key,
+                                           urls["issuing_crl"], urls["ocsp"], urls["issuing_issuer"])
     validators = "\n".join(
         f'    {{ name = "node{i}", address = "{host}:{ports[i].consensus}", '
         f'public_key = "{signers[i].public_key.hex()}" }},'
@@ -183,9 +179,12 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
         write_private(nd / "consensus.key", seeds[i].hex().encode() + b"\n")
         write_private(nd / "issuing.share.json", json.dumps(key_package_to_json(issuing_keys[i + 1])).encode())
         write_private(nd / "root.share.json", json.dumps(key_package_to_json(root_keys[i + 1])).encode())
-        tkey, tcert = _tls_node(ca_key, ca_cert, f"node{i}", host, now)
-        write_private(nd / "tls.key", _pem_key(tkey))
-        (nd / "tls.crt").write_bytes(tcert.public_bytes(serialization.Encoding.PEM))
+        # a different quorum for each certificate: any T of the N shares sign
+        quorum = [(i + k) % nodes + 1 for k in range(threshold)]
+        tkey, tcert = node_certificate(frost_sign(issuing_keys, issuing_public, quorum), issuing_profile, i, now,
+                                       node_lifetime)
+        write_private(nd / "tls.key", pem_key(tkey))
+        (nd / "tls.crt").write_bytes(pem_chain(tcert, inter))
         dns_lines = (f'listen = "{host}:{ports[i].dns}"\ndoq_listen = "{host}:{ports[i].doq}"\n'
                      if dns_listeners else "")
         toml = f"""# TrustChain validator node{i} (generated by `python -m reference_node cluster`)
@@ -202,6 +201,7 @@ root_key = "root.share.json"
 intermediate_cert = "../intermediate.pem"
 intermediate_key = "issuing.share.json"
 rotation_period = "24h"
+node_cert_lifetime = "{node_cert_lifetime}"
 
 [dns]
 {dns_lines}upstream = []
@@ -218,7 +218,6 @@ listen = "{host}:{ports[i].consensus}"
 transport = "{transport}"
 tls_cert = "tls.crt"
 tls_key = "tls.key"
-tls_ca = "../tls-ca.pem"
 batch_size = 16
 batch_delay = "2ms"
 checkpoint_interval = {checkpoint_interval}

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 ROLES = ("validator", "observer")
 TRANSPORTS = ("tcp", "quic")
 SYNC_MODES = ("full", "normal")
+LOG_FORMATS = ("text", "json")
 MAX_OCSP_BATCH = 256  # trustchain.ca.issuance.CAPolicy.ocsp_batch_max
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
@@ -93,6 +94,7 @@ class TrustChainSection:
     role: str = "validator"
     key_file: Path | None = None  # this node's Ed25519 consensus key (32-byte seed, hex)
     genesis: Path | None = None
+    log_format: str = "text"  # "json": one JSON object per line (time, level, node, event, fields)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class CASection:
     crl_interval_us: int = 60_000_000  # how often the node checks whether a CRL is due and orders sign_crl
     ocsp_interval_us: int = 10_000_000  # how often it checks for OCSP responses to (re)sign
     ocsp_batch: int = 64  # serials per sign_ocsp_batch command
+    node_cert_lifetime_us: int = 24 * 3_600_000_000  # lifetime requested when the node renews its TLS certificate
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ class ConsensusSection:
     transport: str = "tcp"
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    tls_ca: Path | None = None
+    tls_ca: Path | None = None  # trust anchor for peers' node certificates (default: ca.root_cert)
     send_queue: int = 4096
 
 
@@ -298,7 +301,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
             raise ConfigError(file, f"[{key}]", f"unknown section (allowed: {', '.join(sorted(known))})")
     r = _Reader(file, base, doc)
 
-    t = r.section("trustchain", {"node_id", "network", "role", "key_file", "genesis"})
+    t = r.section("trustchain", {"node_id", "network", "role", "key_file", "genesis", "log_format"})
     network = env.get("TRUSTCHAIN_NETWORK") or r.get("trustchain", t, "network", _str, "mainnet")
     role_raw = env.get("TRUSTCHAIN_ROLE") or t.get("role", "validator")
     if role_raw not in ROLES:
@@ -310,10 +313,11 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         role=role_raw,
         key_file=r.get("trustchain", t, "key_file", r.path),
         genesis=r.get("trustchain", t, "genesis", r.path),
+        log_format=r.get("trustchain", t, "log_format", _choice(LOG_FORMATS), "text"),
     )
 
     c = r.section("ca", {"root_cert", "root_key", "intermediate_cert", "intermediate_key", "rotation_period",
-                         "crl_interval", "ocsp_interval", "ocsp_batch"}, required=False)
+                         "crl_interval", "ocsp_interval", "ocsp_batch", "node_cert_lifetime"}, required=False)
     ca = CASection(
         root_cert=r.get("ca", c, "root_cert", r.path),
         root_key=r.get("ca", c, "root_key", r.path),
@@ -323,7 +327,10 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         crl_interval_us=r.get("ca", c, "crl_interval", parse_duration_us, 60_000_000),
         ocsp_interval_us=r.get("ca", c, "ocsp_interval", parse_duration_us, 10_000_000),
         ocsp_batch=r.get("ca", c, "ocsp_batch", _int(1), 64),
+        node_cert_lifetime_us=r.get("ca", c, "node_cert_lifetime", parse_duration_us, 24 * 3_600_000_000),
     )
+    if not 10_000_000 <= ca.node_cert_lifetime_us <= 90 * 86_400_000_000:
+        raise ConfigError(file, "ca.node_cert_lifetime", "must be between 10s and 90d")
     for key, value in (("crl_interval", ca.crl_interval_us), ("ocsp_interval", ca.ocsp_interval_us)):
         if not 100_000 <= value <= 86_400_000_000:
             raise ConfigError(file, f"ca.{key}", "must be between 100ms and 24h")
@@ -366,7 +373,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         transport=transport,
         tls_cert=r.get("consensus", k, "tls_cert", r.path),
         tls_key=r.get("consensus", k, "tls_key", r.path),
-        tls_ca=r.get("consensus", k, "tls_ca", r.path),
+        tls_ca=r.get("consensus", k, "tls_ca", r.path, ca.root_cert),
         send_queue=r.get("consensus", k, "send_queue", _int(1), 4096),
     )
     if cons.timeout_us <= 0:
@@ -374,7 +381,8 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
     if transport == "quic":
         for key in ("tls_cert", "tls_key", "tls_ca"):
             if getattr(cons, key) is None:
-                raise ConfigError(file, f"consensus.{key}", "required when consensus.transport = \"quic\"")
+                hint = " (or ca.root_cert)" if key == "tls_ca" else ""
+                raise ConfigError(file, f"consensus.{key}", f"required{hint} when consensus.transport = \"quic\"")
 
     s = r.section("storage", {"path", "max_size", "prune_age", "synchronous"})
     storage = StorageSection(

@@ -6,8 +6,10 @@ their verifying shares, threshold, names, URLs), the DNS zone-key master seed, a
 It is produced once by `python -m reference_node cluster` (or an operator ceremony running the DKG)
 and distributed to validators only: the DNS master seed is secret.
 
-Per node: `consensus.key` (hex Ed25519 seed, 0600) and `issuing.share.json` / `root.share.json`
-(this validator's FROST key packages, 0600).
+Per node: `consensus.key` (hex Ed25519 seed, 0600), `issuing.share.json` / `root.share.json`
+(this validator's FROST key packages, 0600), and `tls.key` / `tls.crt`: its TLS node certificate
+(SAN `validator-<i>.<node_domain>`, EKU serverAuth+clientAuth) issued by the TrustChain intermediate
+through FROST, followed by the intermediate, so peers verify it against the TrustChain root.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class Genesis:
     dns_master_seed: bytes
     ct_origin: str
     operators: tuple[bytes, ...]
+    node_domain: str = issuance.NODE_DOMAIN
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
@@ -123,6 +126,7 @@ class Genesis:
                 dns_master_seed=bytes.fromhex(doc["dns"]["master_seed"]),
                 ct_origin=str(doc["ct"]["origin"]),
                 operators=tuple(bytes.fromhex(k) for k in doc["ca"].get("operators", [])),
+                node_domain=str(doc["ca"].get("node_domain", issuance.NODE_DOMAIN)),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise GenesisError(f"{path}: not a valid genesis file: {exc!r}") from None
@@ -135,7 +139,9 @@ class Genesis:
         return cax509.IssuerProfile(ca_name(self.root_name), self.root.group_public_key, self.urls["root_crl"],
                                     self.urls["ocsp"], self.urls["root_issuer"])
 
-    def ca_policy(self) -> issuance.CAPolicy:
+    def ca_policy(self, validator_keys: tuple[bytes, ...] = ()) -> issuance.CAPolicy:
+        """The CA policy; `validator_keys` (consensus keys in replica order) enable the node-name rule:
+        `validator-<i>.<node_domain>` is issued only to a request signed by validator i's key."""
         return issuance.CAPolicy(
             issuer=self.issuer_profile(),
             ca_domain=self.ca_domain,
@@ -143,4 +149,6 @@ class Genesis:
             operators=self.operators,
             max_lifetime=dt.timedelta(days=90),
             require_payment=False,
+            node_domain=self.node_domain,
+            validator_keys=validator_keys,
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -28,7 +29,12 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from reference_node.config import NodeConfig
 from reference_node.genesis import Genesis, load_key_package, load_seed
@@ -36,7 +42,7 @@ from reference_node.metrics import Registry
 from reference_node.storage import Storage, StorageFull
 from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, Deliver, TCPTransport
 from trustchain.app import trustchain as tcapp
-from trustchain.ca import issuance
+from trustchain.ca import issuance, rotation
 from trustchain.ca import signing_service as ss
 from trustchain.consensus.config import ClusterConfig
 from trustchain.consensus.effects import (
@@ -136,8 +142,14 @@ class Node:
         self.clients = [Ed25519Signer(hashlib.sha256(b"trustchain/node-client/%d/" % i + self.seed).digest())
                         for i in range(CLIENT_POOL)]
         self.account = Ed25519Signer(hashlib.sha256(b"trustchain/node-account/" + self.seed).digest())
-        self._last_ts = {c.public_key: self._executed_ts(c.public_key) for c in [*self.clients, self.account]}
+        self._last_ts = {c.public_key: self._executed_ts(c.public_key)
+                         for c in [*self.clients, self.account, self.signer]}
         self._account_lock = asyncio.Lock()
+        self._validator_lock = asyncio.Lock()  # requests signed with the consensus key (node certificate)
+        self.node_name = issuance.node_name(self.id, genesis.node_domain)
+        self.node_cert_renewals = 0
+        # called with (chain PEM, key PEM) after each renewal, e.g. to reload the DoQ listener
+        self.certificate_listeners: list[Callable[[bytes, bytes], None]] = []
         self._free: asyncio.Queue[int] | None = None
         self._waiting: dict[tuple[bytes, int], Submission] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -154,7 +166,8 @@ class Node:
 
     def _new_app(self) -> tcapp.TrustChainApplication:
         return tcapp.TrustChainApplication(
-            self.genesis.ca_policy(), self.genesis.dns_master_seed, self.signer,
+            self.genesis.ca_policy(tuple(v.public_key for v in self.config.consensus.validators)),
+            self.genesis.dns_master_seed, self.signer,
             f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin)
 
     def _next_signing_epoch(self) -> int:
@@ -220,9 +233,13 @@ class Node:
             self._tasks.append(asyncio.create_task(self._pki_ticker(
                 ca.ocsp_interval_us, self.app.ca.ocsp_due, lambda: issuance.sign_ocsp_batch_command(ca.ocsp_batch)),
                 name="ocsp"))
+        if self._node_cert_paths() is not None:
+            self._tasks.append(asyncio.create_task(self._node_cert_renewer(), name="node-cert"))
         log.info("node %s (replica %d) started: view %d, executed %d, %d records recovered",
                  self.config.trustchain.node_id, self.id, self.replica.view, self.replica.last_executed,
-                 self.recovered_records)
+                 self.recovered_records, extra={"event": "started", "fields": {
+                     "replica": self.id, "view": self.replica.view, "last_executed": self.replica.last_executed,
+                     "recovered_records": self.recovered_records, "transport": self.config.consensus.transport}})
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -252,6 +269,99 @@ class Node:
             if self.halted is None and due(now_us()):
                 with contextlib.suppress(Exception):
                     await self.submit(tcapp.CA, command(), timeout_s=max(30.0, interval_us / 1e6))
+
+    # ------------------------------------------------------------------ node certificate renewal
+
+    def _node_cert_paths(self) -> tuple[Path, Path] | None:
+        c = self.config.consensus
+        return (c.tls_cert, c.tls_key) if c.tls_cert is not None and c.tls_key is not None else None
+
+    def node_certificate(self) -> x509.Certificate | None:
+        """This node's current TLS node certificate (the first one in `consensus.tls_cert`)."""
+        paths = self._node_cert_paths()
+        if paths is None:
+            return None
+        try:
+            return x509.load_pem_x509_certificates(paths[0].read_bytes())[0]
+        except (OSError, ValueError):
+            return None
+
+    async def _node_cert_renewer(self) -> None:
+        """Renew the node certificate at 2/3 of its lifetime (`rotation.renewal_time`), through consensus,
+        then sleep until the new one is due. Failures are retried after 1/20 of the lifetime (1 s..60 s)."""
+        while True:
+            cert = self.node_certificate()
+            if cert is None or self.node_name not in _dns_names(cert):
+                log.warning("node certificate: %s is not a node certificate for %s; not renewing it",
+                            self.config.consensus.tls_cert, self.node_name, extra={"event": "node_cert_unusable"})
+                return
+            nb, na = cert.not_valid_before_utc, cert.not_valid_after_utc
+            due = rotation.renewal_time(nb, na)
+            delay = (due - dt.datetime.now(dt.UTC)).total_seconds()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.halted is not None:
+                return
+            try:
+                await self.renew_node_certificate()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                retry = min(60.0, max(1.0, (na - nb).total_seconds() / 20))
+                log.warning("node certificate renewal failed (retry in %.0f s): %s", retry, exc, extra={
+                    "event": "node_cert_renewal_failed", "fields": {"retry_s": retry, "error": str(exc)}})
+                await asyncio.sleep(retry)
+
+    async def renew_node_certificate(self, timeout_s: float = 60.0) -> x509.Certificate:
+        """Order a certificate request for this node's name, signed with the consensus key (the CA's
+        node-name rule: only validator i's key may request `validator-<i>.<node_domain>`), wait for the
+        FROST-signed certificate, store key and chain, and install them in the transport."""
+        paths = self._node_cert_paths()
+        assert paths is not None
+        key = ed25519.Ed25519PrivateKey.generate()
+        csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(self.node_name)]), critical=False)
+               .sign(key, None))
+        lifetime_s = max(10, self.config.ca.node_cert_lifetime_us // 1_000_000)
+        command = issuance.request_command(issuance.IssueRequest(
+            csr.public_bytes(serialization.Encoding.DER), (self.node_name,), ("",), f"node {self.node_name}", "",
+            lifetime_s))
+        deadline = time.monotonic() + timeout_s
+        async with self._validator_lock:
+            result = await self._submit_as(self.signer, tcapp.CA, command, deadline, timeout_s)
+        if not result.startswith(b"PENDING "):
+            raise RuntimeError(f"node certificate request refused: {result.decode(errors='replace')}")
+        _, pid_text, serial_hex = result.decode().split()
+        serial = bytes.fromhex(serial_hex)
+        await self.wait_certificate(int(pid_text), max(0.1, deadline - time.monotonic()))
+        issued = self.app.ca.issued.get(serial)  # also covers a finalize executed before we started waiting
+        if issued is None:
+            raise RuntimeError(f"node certificate {serial_hex} not signed within {timeout_s:.0f} s")
+        cert = x509.load_der_x509_certificate(issued.certificate_der)
+        if self.app.ca.issuer_certificates:
+            chain = [x509.load_der_x509_certificate(self.app.ca.issuer_certificates[-1])]
+        else:
+            chain = x509.load_pem_x509_certificates(paths[0].read_bytes())[1:]
+        chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [cert, *chain])
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        # Each file is replaced atomically. A crash between the two leaves a key that does not match the
+        # certificate: the QUIC transport then refuses to start (`Identity`) instead of using either.
+        _replace(paths[1], key_pem, 0o600)
+        _replace(paths[0], chain_pem, 0o644)
+        install = getattr(self.transport, "install_identity", None)
+        if install is not None:
+            from reference_node.transport_quic import Identity
+
+            install(Identity(chain_pem, key_pem))
+        for listener in self.certificate_listeners:
+            listener(chain_pem, key_pem)
+        self.node_cert_renewals += 1
+        log.info("node certificate renewed", extra={"event": "node_cert_renewed", "fields": {
+            "serial": serial_hex, "not_after": cert.not_valid_after_utc.isoformat(), "name": self.node_name}})
+        self.publish("certificates", {"event": "node_renewed", "serial": serial_hex,
+                                      "not_after": cert.not_valid_after_utc.isoformat()})
+        return cert
 
     # ------------------------------------------------------------------ inputs
 
@@ -335,7 +445,7 @@ class Node:
     def _halt(self, reason: str) -> None:
         self.halted = reason
         self.m_failures.inc(kind="storage_full")
-        log.error("node halted: %s", reason)
+        log.error("node halted: %s", reason, extra={"event": "halted", "fields": {"reason": reason}})
         for h in list(self._timers.values()) + list(self._sign_timers.values()):
             h.cancel()
         for sub in list(self._waiting.values()):
@@ -416,7 +526,8 @@ class Node:
                 self._tasks.append(task)
             elif isinstance(e, ss.Misbehaviour):
                 self.misbehaviour.append((e.accused, e.reason))
-                log.warning("validator %d misbehaved: %s", e.accused, e.reason)
+                log.warning("validator %d misbehaved: %s", e.accused, e.reason,
+                            extra={"event": "misbehaviour", "fields": {"accused": e.accused, "reason": e.reason}})
 
     async def _submit_quietly(self, target: str, payload: bytes) -> None:
         with contextlib.suppress(Exception):
@@ -529,6 +640,25 @@ class Node:
         }
 
 
+def _dns_names(cert: x509.Certificate) -> list[str]:
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                    .get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        return []
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` atomically (temporary file, fsync, rename)."""
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def build_node(config: NodeConfig, transport_factory: Callable[[NodeConfig], PeerTransport] | None = None) -> Node:
     if config.trustchain.genesis is None:
         raise ValueError(f"{config.file}: trustchain.genesis: required to run a node")
@@ -537,5 +667,5 @@ def build_node(config: NodeConfig, transport_factory: Callable[[NodeConfig], Pee
     if transport is None and config.consensus.transport == "quic":
         from reference_node.transport_quic import QUICTransport
 
-        transport = QUICTransport.from_config(config)
+        transport = QUICTransport.from_config(config, genesis.node_domain)
     return Node(config, genesis, transport)

@@ -6,10 +6,8 @@ connection only to send; it receives on the connections peers dial to it. No aut
 every consensus and signing message is signed by its sender and verified by the protocol code, so a
 forged HELLO gains nothing (QUIC with mutual TLS adds confidentiality and peer authentication).
 
-Back-pressure: each peer has a bounded queue; when it is full (the peer is slow or down) new messages
-are dropped and counted, never buffered without limit. PBFT retransmits what matters (view-change
-resends, state transfer, client retransmission), so dropping under overload is safe.
-Reconnect: exponential backoff from 50 ms to 2 s.
+Back-pressure and reconnect (bounded per-peer queues, drops counted, backoff from 50 ms to 2 s) come
+from `reference_node.transport.PeerQueues`, shared with the QUIC transport.
 """
 
 from __future__ import annotations
@@ -17,52 +15,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-Deliver = Callable[[int, int, bytes], None]  # (sender id, channel, payload)
+from reference_node.transport import (
+    BACKOFF_MAX,
+    BACKOFF_MIN,
+    CHANNEL_CONSENSUS,
+    CHANNEL_HELLO,
+    CHANNEL_SIGNING,
+    MAX_FRAME,
+    Deliver,
+    PeerQueues,
+    TransportStats,
+    frame,
+    read_frame,
+)
 
-CHANNEL_CONSENSUS, CHANNEL_SIGNING, CHANNEL_HELLO = 0, 1, 255
-MAX_FRAME = 1 << 27
-BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
-
-
-@dataclass
-class TransportStats:
-    sent: int = 0
-    received: int = 0
-    dropped: int = 0
-    connects: int = 0
-    connect_failures: int = 0
-    bad_frames: int = 0
-    per_peer_queue: dict[int, int] = field(default_factory=dict)
+__all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "CHANNEL_CONSENSUS", "CHANNEL_HELLO", "CHANNEL_SIGNING", "MAX_FRAME",
+           "Deliver", "TCPTransport", "TransportStats", "frame", "read_frame"]
 
 
-def frame(channel: int, payload: bytes) -> bytes:
-    return struct.pack(">IB", len(payload) + 1, channel) + payload
+class TCPTransport(PeerQueues):
+    kind = "tcp"
 
-
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    header = await reader.readexactly(4)
-    (length,) = struct.unpack(">I", header)
-    if not 1 <= length <= MAX_FRAME:
-        raise ValueError(f"frame length {length} out of range")
-    body = await reader.readexactly(length)
-    return body[0], body[1:]
-
-
-class TCPTransport:
     def __init__(self, me: int, listen: tuple[str, int], peers: dict[int, tuple[str, int]],
                  queue_size: int = 4096) -> None:
-        self.me = me
-        self.listen = listen
-        self.peers = {p: a for p, a in peers.items() if p != me}
-        self.queue_size = queue_size
-        self.stats = TransportStats()
-        self._queues: dict[int, asyncio.Queue[bytes]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        super().__init__(me, listen, peers, queue_size)
         self._server: asyncio.Server | None = None
-        self._deliver: Deliver | None = None
         self._conns: set[asyncio.StreamWriter] = set()
         self.bound: tuple[str, int] | None = None
 
@@ -71,20 +49,7 @@ class TCPTransport:
         self._server = await asyncio.start_server(self._on_conn, self.listen[0], self.listen[1])
         sock = self._server.sockets[0].getsockname()
         self.bound = (sock[0], sock[1])
-        for peer in sorted(self.peers):
-            self._queues[peer] = asyncio.Queue(self.queue_size)
-            self._tasks.append(asyncio.create_task(self._sender(peer), name=f"tcp-send-{peer}"))
-
-    def send(self, peer: int, channel: int, data: bytes) -> bool:
-        q = self._queues.get(peer)
-        if q is None:
-            return False
-        try:
-            q.put_nowait(frame(channel, data))
-        except asyncio.QueueFull:
-            self.stats.dropped += 1
-            return False
-        return True
+        self._start_senders()
 
     async def _sender(self, peer: int) -> None:
         q = self._queues[peer]
@@ -123,9 +88,7 @@ class TCPTransport:
                 return
             while True:
                 channel, payload = await read_frame(reader)
-                self.stats.received += 1
-                if self._deliver is not None:
-                    self._deliver(sender, channel, payload)
+                self.deliver(sender, channel, payload)
         except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
@@ -133,11 +96,7 @@ class TCPTransport:
             writer.close()
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await self._stop_senders()
         if self._server is not None:
             self._server.close()
         for w in list(self._conns):

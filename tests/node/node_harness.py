@@ -42,12 +42,12 @@ class Cluster:
             self.apis.append("http://" + doc["api"]["listen"])
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * nodes
 
-    def start(self, i: int) -> None:
+    def start(self, i: int, *args: str, log_level: str = "WARNING") -> None:
         log = open(self.configs[i].parent / "node.log", "ab")  # noqa: SIM115
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "reference_node", "--config", str(self.configs[i]), "--log-level", "WARNING"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+            [sys.executable, "-m", "reference_node", "--config", str(self.configs[i]), "--log-level", log_level,
+             *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
 
     def start_all(self) -> None:
         for i in range(len(self.configs)):

@@ -1,6 +1,7 @@
 """End to end: a zone created and updated through one node's HTTP API is answered, DNSSEC-signed, by
 *another* node's DNS listeners: dig over UDP and TCP (DO bit: RRSIGs present, AA set), kdig over
-DNS-over-QUIC verifying the node's TLS certificate, and delv validating from the zone's DS (taken
+DNS-over-QUIC verifying the node's TLS certificate (issued by the TrustChain intermediate, checked
+against the TrustChain root and the node name), and delv validating from the zone's DS (taken
 from the API) reads "fully validated". A later update shows on every node's listener. Each tool
 missing is a skip, not a failure."""
 
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 from node_harness import Cluster, http
 
+from trustchain.ca import issuance
+
 ZONE = "e2e.example."
 
 
@@ -25,6 +28,7 @@ class Listeners:
     udp: int  # UDP and TCP share the port
     doq: int
     tls_ca: Path
+    tls_name: str
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +58,7 @@ def listeners(c: Cluster, i: int) -> Listeners:
     doc = tomllib.loads(c.configs[i].read_text())
     udp = int(doc["dns"]["listen"].rsplit(":", 1)[1])
     doq = int(doc["dns"]["doq_listen"].rsplit(":", 1)[1])
-    return Listeners(udp, doq, c.dir / "tls-ca.pem")
+    return Listeners(udp, doq, c.dir / "root.pem", issuance.node_name(i))  # node certificate, TrustChain root
 
 
 def tool(*cmd: str) -> str:
@@ -82,7 +86,7 @@ def test_dig_udp_and_tcp_with_dnssec(cluster: Cluster) -> None:
 
 def test_kdig_over_quic_verifies_the_node_certificate(cluster: Cluster) -> None:
     ln = listeners(cluster, 3)
-    tls = (f"+tls-ca={ln.tls_ca}", "+tls-hostname=localhost")  # +quic must follow the +tls-* options
+    tls = (f"+tls-ca={ln.tls_ca}", f"+tls-hostname={ln.tls_name}")  # +quic must follow the +tls-* options
     out = tool("kdig", "@127.0.0.1", "-p", str(ln.doq), *tls, "+quic", "+dnssec", f"www.{ZONE}", "A")
     assert "QUIC session" in out and "NOERROR" in out and "192.0.2.80" in out and "RRSIG" in out, out
     out = tool("kdig", "@127.0.0.1", "-p", str(ln.udp), "+dnssec", ZONE, "TXT")

@@ -1,5 +1,5 @@
 """QUIC peer transport with mutual TLS: a 4-node in-process cluster commits over it, and a peer whose
-certificate is not from the cluster's transport CA is refused before any frame is delivered."""
+node certificate does not chain to the cluster's TrustChain root is refused before any frame is delivered."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from reference_node import config as cfgmod
 from reference_node.runtime import build_node
 from reference_node.transport_quic import QUICTransport
 from trustchain.app import kvstore
+from trustchain.ca import issuance
 
 
 def test_quic_cluster_commits(tmp_path: Path) -> None:
@@ -36,7 +37,7 @@ def test_quic_cluster_commits(tmp_path: Path) -> None:
 
 def test_quic_rejects_foreign_certificate(tmp_path: Path) -> None:
     good = cluster.generate(tmp_path / "a", 4, 3, transport="quic", dns_listeners=False)
-    evil = cluster.generate(tmp_path / "b", 4, 3, transport="quic", dns_listeners=False)  # another transport CA
+    evil = cluster.generate(tmp_path / "b", 4, 3, transport="quic", dns_listeners=False)  # another root
 
     async def run() -> None:
         cfg = cfgmod.load(good[0], environ={})
@@ -47,8 +48,8 @@ def test_quic_rejects_foreign_certificate(tmp_path: Path) -> None:
         assert ecfg.consensus.tls_cert is not None and ecfg.consensus.tls_key is not None
         # node1's name and the right address, but a certificate from the wrong CA (trusting the real one)
         intruder = QUICTransport(1, ("127.0.0.1", 0), {0: cfg.consensus.validators[0].address},
-                                 {0: "node0", 1: "node1"}, ecfg.consensus.tls_cert, ecfg.consensus.tls_key,
-                                 cfg.consensus.tls_ca)  # type: ignore[arg-type]
+                                 {0: issuance.node_name(0), 1: issuance.node_name(1)}, ecfg.consensus.tls_cert,
+                                 ecfg.consensus.tls_key, cfg.consensus.tls_ca)  # type: ignore[arg-type]
         await intruder.start(lambda s, c, d: None)
         ok_cfg = cfgmod.load(good[1], environ={})
         honest = QUICTransport.from_config(ok_cfg)

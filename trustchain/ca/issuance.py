@@ -23,6 +23,7 @@ never raises on bad input.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -343,6 +344,29 @@ def _any_payment(reference: str, account: bytes) -> bool:
     return bool(reference)
 
 
+NODE_DOMAIN = "nodes.trustchain.internal"
+NODE_MIN_LIFETIME = dt.timedelta(seconds=10)
+_NODE_LABEL = re.compile(r"validator-(0|[1-9][0-9]{0,5})")
+
+
+def node_name(index: int, node_domain: str = NODE_DOMAIN) -> str:
+    """The DNS name in validator ``index``'s (0-based replica id) TLS node certificate."""
+    return f"validator-{index}.{node_domain}"
+
+
+def _under(name: str, domain: str) -> bool:
+    return name == domain or name.endswith("." + domain)
+
+
+def node_index(name: str, node_domain: str = NODE_DOMAIN) -> int | None:
+    """The validator index a (normalized) node name designates, or None if it is not one."""
+    label, dot, rest = name.partition(".")
+    if not dot or rest != node_domain:
+        return None
+    m = _NODE_LABEL.fullmatch(label)
+    return int(m.group(1)) if m else None
+
+
 ACCOUNT_LIMIT = Limit(50, 3_600_000_000)  # 50 requests per account per hour
 DOMAIN_LIMIT = Limit(50, 7 * 86_400_000_000)  # 50 certificates per registered domain per week
 
@@ -370,6 +394,10 @@ class CAPolicy:
     ocsp_validity_us: int = 3 * 86_400_000_000  # nextUpdate - thisUpdate of a pre-signed response
     ocsp_refresh_us: int = 86_400_000_000  # a response is re-signed after this (2 days of slack)
     ocsp_batch_max: int = 256
+    # Validator node certificates: names under ``node_domain`` are issued only by the node-name rule
+    # (``_check_node_names``), which checks the request's client key against these consensus keys.
+    node_domain: str = NODE_DOMAIN
+    validator_keys: tuple[bytes, ...] = ()
 
 
 class CAApplication:
@@ -598,7 +626,12 @@ class CAApplication:
                 return b"ERR names: differ from the CSR's subjectAltName"
         except x509.ExtensionNotFound:
             pass
-        for name, proof in zip(requested, req.proofs, strict=True):
+        node_rule = self._check_node_names(requested, op.client)
+        if node_rule is not None:
+            return node_rule
+        node_request = any(_under(n, policy.node_domain) for n in requested)
+        # A node name is proven by the validator key (_check_node_names): no CAA, no dns-01.
+        for name, proof in ([] if node_request else zip(requested, req.proofs, strict=True)):
             reason = names.check_dns_name(name, allow_wildcard=policy.allow_wildcards)
             if reason:
                 return f"ERR names: {name!r}: {reason}".encode()
@@ -609,18 +642,21 @@ class CAApplication:
             reason = ownership.check_ownership(self.lookup, name, chal.value if chal else None, op.client, proof)
             if reason:
                 return f"ERR ownership: {name!r}: {reason}".encode()
-        if policy.require_payment:
+        if policy.require_payment and not node_request:
             if req.payment_ref in self.spent_payments:
                 return b"ERR payment: reference already used"
             if not policy.payment_check(req.payment_ref, op.client):
                 return b"ERR payment: not verified"
         lifetime = dt.timedelta(seconds=req.lifetime_s) if req.lifetime_s else policy.default_lifetime
-        if lifetime > policy.max_lifetime or lifetime < dt.timedelta(minutes=1):
-            return f"ERR lifetime: must be between 60 s and {int(policy.max_lifetime.total_seconds())} s".encode()
+        min_lifetime = NODE_MIN_LIFETIME if node_request else dt.timedelta(minutes=1)
+        if lifetime > policy.max_lifetime or lifetime < min_lifetime:
+            return (f"ERR lifetime: must be between {int(min_lifetime.total_seconds())} s and "
+                    f"{int(policy.max_lifetime.total_seconds())} s").encode()
         account_key = "acct:" + op.client.hex()
         if not self.rate.allows(account_key, ctx.time_us, policy.account_limit):
             return b"ERR rate: too many requests for this account"
-        domains = sorted({"dom:" + names.registered_domain(n) for n in requested})
+        # Node names are limited per validator (its account), not per shared registered domain.
+        domains = [] if node_request else sorted({"dom:" + names.registered_domain(n) for n in requested})
         for d in domains:
             if not self.rate.allows(d, ctx.time_us, policy.domain_limit):
                 return f"ERR rate: too many certificates for {d[4:]}".encode()
@@ -630,8 +666,11 @@ class CAApplication:
         issuer = self.current_issuer
         request_bytes = cax509.request_digest(op.client, struct.pack(">QQ", op.timestamp, index), op.payload)
         try:
+            # Node certificates carry their name in CN too (non-critical SAN): GnuTLS-based DoQ clients
+            # (kdig) refuse the empty-subject profile.
             tbs = cax509.leaf_tbs(
-                key, requested, issuer, consensus_datetime(ctx.time_us), ctx.seq, request_bytes, lifetime
+                key, requested, issuer, consensus_datetime(ctx.time_us), ctx.seq, request_bytes, lifetime,
+                common_name=node_request,
             )
         except cax509.CertificateError as exc:
             return f"ERR names: {exc}".encode()
@@ -641,7 +680,7 @@ class CAApplication:
         self.rate.record(account_key, ctx.time_us)
         for d in domains:
             self.rate.record(d, ctx.time_us)
-        if policy.require_payment:
+        if policy.require_payment and not node_request:
             self.spent_payments.add(req.payment_ref)
         for name in requested:
             self.challenges.pop((op.client, name.removeprefix("*.")), None)
@@ -652,6 +691,28 @@ class CAApplication:
         self.next_pending_id += 1
         self._events.append(PendingRecorded(pending))
         return f"PENDING {pending.pending_id} {serial.hex()}".encode()
+
+    def _check_node_names(self, requested: Sequence[str], client: bytes) -> bytes | None:
+        """The node-name rule. A name under ``policy.node_domain`` is a validator's identity on the peer
+        links, so DNS cannot prove control of it (the zone is not public, and a DNS update is itself an
+        ordered command anyone may submit). Instead: ``validator-<i>.<node_domain>`` may be requested
+        only alone and only by a request whose client key *is* validator i's consensus key (the request
+        signature, checked by consensus, proves possession). Every other name under the node domain is
+        refused. Returns None if no requested name is a node name, or if the rule holds; otherwise the
+        error result. Deterministic: it reads only the request and the genesis policy."""
+        domain = self.policy.node_domain
+        node = [n for n in requested if _under(n, domain)]
+        if not node:
+            return None
+        if len(requested) != 1:
+            return b"ERR names: a node name must be requested alone"
+        index = node_index(node[0], domain)
+        keys = self.policy.validator_keys
+        if index is None or index >= len(keys):
+            return f"ERR names: {node[0]!r}: not a validator node name under {domain}".encode()
+        if client != keys[index]:
+            return f"ERR ownership: {node[0]!r}: only validator {index}'s consensus key may request it".encode()
+        return None
 
     def _finalize(self, cmd: FinalizeCommand, op: Operation) -> bytes:
         if cmd.pending_id in self.signatures:

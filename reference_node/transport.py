@@ -1,0 +1,102 @@
+"""What the peer transports share: framing, counters, and the per-peer bounded send queues.
+
+`PeerQueues` owns one bounded `asyncio.Queue` of frames and one sender task per peer. `send()` never
+blocks: when a peer's queue is full (the peer is slow or down) the frame is dropped and counted, never
+buffered without limit; PBFT retransmits what matters (view-change resends, state transfer, client
+retransmission). A subclass implements `_sender(peer)`, which dials the peer, drains its queue and
+reconnects with backoff (`BACKOFF_MIN` to `BACKOFF_MAX`), and its own listener.
+
+Frame: 4-byte big-endian length of what follows, 1-byte channel, payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Deliver = Callable[[int, int, bytes], None]  # (sender id, channel, payload)
+
+CHANNEL_CONSENSUS, CHANNEL_SIGNING, CHANNEL_HELLO = 0, 1, 255
+MAX_FRAME = 1 << 27
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
+
+
+@dataclass
+class TransportStats:
+    sent: int = 0
+    received: int = 0
+    dropped: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    bad_frames: int = 0
+    per_peer_queue: dict[int, int] = field(default_factory=dict)
+
+
+def frame(channel: int, payload: bytes) -> bytes:
+    return struct.pack(">IB", len(payload) + 1, channel) + payload
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    header = await reader.readexactly(4)
+    (length,) = struct.unpack(">I", header)
+    if not 1 <= length <= MAX_FRAME:
+        raise ValueError(f"frame length {length} out of range")
+    body = await reader.readexactly(length)
+    return body[0], body[1:]
+
+
+class PeerQueues:
+    """Per-peer bounded queues, `send()`, sender tasks and their shutdown; subclasses add the wire."""
+
+    kind = "peer"  # names the sender tasks: "<kind>-send-<peer>"
+
+    def __init__(self, me: int, listen: tuple[str, int], peers: dict[int, tuple[str, int]],
+                 queue_size: int = 4096) -> None:
+        self.me = me
+        self.listen = listen
+        self.peers = {p: a for p, a in peers.items() if p != me}
+        self.queue_size = queue_size
+        self.stats = TransportStats()
+        self._queues: dict[int, asyncio.Queue[bytes]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._deliver: Deliver | None = None
+
+    def deliver(self, sender: int, channel: int, payload: bytes) -> None:
+        """Hand an authenticated peer's frame to the node (counted)."""
+        self.stats.received += 1
+        if self._deliver is not None:
+            self._deliver(sender, channel, payload)
+
+    def _start_senders(self) -> None:
+        for peer in sorted(self.peers):
+            self._queues[peer] = asyncio.Queue(self.queue_size)
+            self._tasks.append(asyncio.create_task(self._sender(peer), name=f"{self.kind}-send-{peer}"))
+
+    def send(self, peer: int, channel: int, data: bytes) -> bool:
+        """Queue a frame for `peer`; False if it is unknown or its queue is full (dropped, counted)."""
+        q = self._queues.get(peer)
+        if q is None:
+            return False
+        try:
+            q.put_nowait(frame(channel, data))
+        except asyncio.QueueFull:
+            self.stats.dropped += 1
+            return False
+        return True
+
+    def queue_depths(self) -> dict[int, int]:
+        return {p: q.qsize() for p, q in self._queues.items()}
+
+    async def _sender(self, peer: int) -> None:
+        raise NotImplementedError
+
+    async def _stop_senders(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()

@@ -1,0 +1,106 @@
+"""Node certificates: issued at genesis by the TrustChain intermediate through FROST, renewed by each
+node through consensus at 2/3 of their lifetime (20 s here), installed for new QUIC connections, and
+after the genesis certificates expired a restarted node still links up with its peers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from pathlib import Path
+
+from aioquic.tls import verify_certificate
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from reference_node import cluster
+from reference_node import config as cfgmod
+from reference_node.runtime import Node, build_node
+from reference_node.transport_quic import QUICTransport
+from trustchain.app import kvstore
+from trustchain.ca import frost, issuance
+from trustchain.ca import x509 as cax509
+from trustchain.ca.rotation import renewal_time
+
+
+def chain(path: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+def test_genesis_node_certificates_come_from_the_trustchain_intermediate(tmp_path: Path) -> None:
+    paths = cluster.generate(tmp_path, 4, 3, transport="quic", dns_listeners=False)
+    root = x509.load_pem_x509_certificate((tmp_path / "root.pem").read_bytes())
+    inter = x509.load_pem_x509_certificate((tmp_path / "intermediate.pem").read_bytes())
+    assert not (tmp_path / "tls-ca.pem").exists()  # no separate transport CA any more
+    for i, p in enumerate(paths):
+        cfg = cfgmod.load(p, environ={})
+        assert cfg.consensus.tls_ca == cfg.ca.root_cert  # one trust anchor
+        leaf, *rest = chain(p.parent / "tls.crt")
+        assert rest == [inter]
+        assert isinstance(leaf.public_key(), ed25519.Ed25519PublicKey)
+        assert cax509.verify_signature(leaf, inter.public_key().public_bytes_raw())  # type: ignore[union-attr]
+        assert frost.verify_signature(inter.public_key().public_bytes_raw(),  # type: ignore[union-attr]
+                                      leaf.tbs_certificate_bytes, leaf.signature)
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == [issuance.node_name(i)]
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+        assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(hours=24, seconds=-1)
+        verify_certificate(leaf, [inter], issuance.node_name(i), cafile=str(tmp_path / "root.pem"))
+        assert root.subject == inter.issuer
+
+
+def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: Path) -> None:
+    paths = cluster.generate(tmp_path, 4, 3, transport="quic", dns_listeners=False, synchronous="normal",
+                             timeout="1s", node_cert_lifetime="20s")
+    original = [chain(p.parent / "tls.crt")[0] for p in paths]
+    root = str(tmp_path / "root.pem")
+
+    async def wait(pred: object, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():  # type: ignore[operator]
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.1)
+
+    async def run() -> None:
+        nodes: list[Node] = [build_node(cfgmod.load(p, environ={})) for p in paths]
+        for n in nodes:
+            await n.start()
+        try:
+            assert await nodes[0].submit("kv", kvstore.put(b"before", b"1"), timeout_s=20) == b"OK"
+            await wait(lambda: all(n.node_cert_renewals >= 1 for n in nodes), 40, "every node to renew")
+            for i, (n, p) in enumerate(zip(nodes, paths, strict=True)):
+                new, inter = chain(p.parent / "tls.crt")
+                old = original[i]
+                assert new.serial_number != old.serial_number
+                assert new.not_valid_after_utc > old.not_valid_after_utc
+                # renewed before expiry: at or after 2/3 of the old lifetime, before its end
+                assert renewal_time(old.not_valid_before_utc, old.not_valid_after_utc) - dt.timedelta(seconds=1) \
+                    <= new.not_valid_before_utc <= old.not_valid_after_utc
+                assert new.not_valid_after_utc - new.not_valid_before_utc == dt.timedelta(seconds=19)
+                verify_certificate(new, [inter], issuance.node_name(i), cafile=root)
+                transport = n.transport
+                assert isinstance(transport, QUICTransport)
+                assert transport.identity.certificate == new  # installed for new connections
+                serial = issuance.serial_bytes(new.serial_number)
+                assert all(serial in m.app.ca.issued for m in nodes)  # issued through consensus
+            # let every genesis certificate expire, then restart node 2 from disk: it dials with its renewed
+            # certificate and must accept the peers' renewed ones (no link can rest on the old ones)
+            await asyncio.sleep(max(0.0, (max(c.not_valid_after_utc for c in original)
+                                          - dt.datetime.now(dt.UTC)).total_seconds() + 1.5))
+            await nodes[2].stop()
+            nodes[2] = build_node(cfgmod.load(paths[2], environ={}))
+            await nodes[2].start()
+            for k in range(4):
+                assert await nodes[k].submit("kv", kvstore.put(b"after%d" % k, b"2"), timeout_s=20) == b"OK"
+            await wait(lambda: len(nodes[2].app.kv.data) == 5, 20, "restarted node to catch up")
+            t2 = nodes[2].transport
+            assert isinstance(t2, QUICTransport)
+            assert t2.stats.connects >= 3 and t2.stats.received > 0
+            assert all(c.not_valid_after_utc < dt.datetime.now(dt.UTC) for c in original)
+        finally:
+            for n in nodes:
+                await n.stop()
+
+    asyncio.run(asyncio.wait_for(run(), 120))
