@@ -144,3 +144,16 @@ def test_report_quick_writes_readme_and_plots(tmp_path: Path) -> None:
         assert f"({png})" in text
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "data" / "micro.json").exists() and (out / "data" / "scaling.jsonl").exists()
+
+
+def test_sweep_on_a_dask_distributed_scheduler(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] not installed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  dashboard_address=None, host="127.0.0.1") as cluster:
+        address = cluster.scheduler_address.removeprefix("tcp://")
+        result = sweep(TINY, {"n": [4]}, [1, 2], cache_dir=tmp_path / "cache", progress=False,
+                       executor=f"dask://{address}")
+    assert result.executed == 2
+    assert all(r["status"] == "ok" and r["expectation_met"] for r in result.records)
+    local = sweep(TINY, {"n": [4]}, [1, 2], cache_dir=tmp_path / "local", jobs=1, progress=False)
+    assert [r["trace_digest"] for r in result.records] == [r["trace_digest"] for r in local.records]
