@@ -55,7 +55,7 @@ class Cluster:
         for i in range(len(self.configs)):
             self.wait_healthy(i)
 
-    def wait_healthy(self, i: int, timeout: float = 30.0) -> None:
+    def wait_healthy(self, i: int, timeout: float = 120.0) -> None:  # generous: CI machines can be slow
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             p = self.procs[i]
