@@ -653,10 +653,11 @@ class Report:
             ms = mr["cert_generation"]["median_s"] * 1e3
             fin = (f"; end to end it also needs two ordered steps (issue, finalize) plus one FROST exchange: "
                    f"≥ 2 × finality p50 ≈ {2 * wd['p50'][-1]:.0f} ms on the {wd['regions'][-1]}-region WAN model "
-                   "(derived, not simulated: no CA application in the simulator yet)") if wd else ""
+                   "(a lower bound from consensus finality; `scenarios/ca-*.yaml` simulate issuance)") if wd else ""
             self.claim("Certificate generation", f"{CLAIM_CERT_GEN_MS:g} ms",
                        f"CPU: {ms:.1f} ms per certificate (FROST 3-of-5 + finalize, one process, "
                        f"{mr['cert_generation']['ratio']:.0f}× a single Ed25519 sign){fin}", nl,
+                       "compute meets it" if getattr(self, "loopback_data", None) else
                        "compute meets it; end-to-end latency unmeasured")
         if "dns_answer" in mr:
             us = mr["dns_answer"]["median_s"] * 1e6
@@ -755,9 +756,9 @@ class Report:
               else []),
             f"- runtime: {runtime / 60:.1f} min wall ({self.runs_executed} simulations run now, {self.runs_cached} "
             f"reused from the cache of identical code + scenario + seed); load average at start {info['load']}",
-            "- **noise:** other engineers were using this machine's CPU during the run, so wall-clock figures "
-            "(microbenchmarks, simulator speed) are noisy; prefer the ratios against baselines measured in the same "
-            "run, and CPU time where given.",
+            "- **noise:** the machine is shared (see the load average above), so wall-clock figures "
+            "(microbenchmarks, simulator speed, the loopback cluster) are noisy; prefer the ratios against baselines "
+            "measured in the same run, and CPU time where given.",
             "- **time bases:** *simulated* time is the simulator's virtual clock (finality, recovery, throughput; the "
             "simulator charges no CPU for cryptography or execution); *wall* time is real time on this machine.", "",
             "Section timings (wall s): " + ", ".join(f"{k} {v:.0f}" for k, v in self.timings.items()) + ".", "",
