@@ -83,6 +83,7 @@ class ReplicaNode:
     up: bool = True
     paused: bool = False
     paused_inbox: list[tuple[str, bytes]] = field(default_factory=list)
+    paused_side: list[Callable[[], None]] = field(default_factory=list)
     deferred_timers: list[str] = field(default_factory=list)
     skew_us: int = 0
     storage: list[tuple[int | None, PersistRecord]] = field(default_factory=list)
@@ -270,6 +271,7 @@ class World:
         node.up = False
         node.timer_tokens.clear()
         node.paused_inbox.clear()
+        node.paused_side.clear()
         node.deferred_timers.clear()
         self.log_fault(node, why)
 
@@ -291,9 +293,12 @@ class World:
         def resume() -> None:
             node.paused = False
             inbox, node.paused_inbox = node.paused_inbox, []
+            side, node.paused_side = node.paused_side, []
             timers, node.deferred_timers = node.deferred_timers, []
             for src, data in inbox:
                 self.deliver(node, src, data)
+            for arrival in side:
+                arrival()
             for name in timers:
                 self.fire_timer(node, name)
 
@@ -363,8 +368,16 @@ class World:
             dst = self.nodes[target]
             for delay in self.network.route(src.name, target, self.now):
                 incarnation = dst.incarnation
-                self.after(delay, lambda d=dst, i=incarnation: (
-                    handler(d) if d.up and not d.paused and d.incarnation == i else None))
+                self.after(delay, lambda d=dst, i=incarnation: self._side_arrival(d, i, handler))
+
+    def _side_arrival(self, node: ReplicaNode, incarnation: int, handler: Callable[[ReplicaNode], None]) -> None:
+        """A paused process's socket buffers what arrives, as for consensus messages; a crash loses it."""
+        if not node.up or node.incarnation != incarnation:
+            return
+        if node.paused:
+            node.paused_side.append(lambda: handler(node))
+        else:
+            handler(node)
 
     def _replica_targets(self, node: ReplicaNode, rid: int) -> list[str]:
         targets = []
