@@ -45,15 +45,8 @@ def profile(n: x509.Name, key: bytes) -> cax509.IssuerProfile:
 
 
 def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage, quorum: list[int], rb: random.Random):
-    def sign(msg: bytes) -> bytes:
-        nonces, commitments = {}, []
-        for i in quorum:
-            nonces[i], c = frost.commit(i, keys[i].signing_share, rb.randbytes)
-            commitments.append(c)
-        shares = [frost.sign(keys[i], nonces[i], msg, commitments) for i in quorum]
-        return frost.aggregate_verified(commitments, msg, public, shares)
-
-    return sign
+    chosen = {i: keys[i] for i in quorum}
+    return lambda msg: frost.sign_with_quorum(chosen, public, msg, rb.randbytes)
 
 
 def main() -> None:

@@ -86,15 +86,8 @@ class CA:
     def signer(self, group: frost.DealerOutput, quorum: tuple[int, ...] = (1, 3, 5)) -> Any:
         keys, public, rb = group.key_packages, group.public, self.rb
 
-        def sign(msg: bytes) -> bytes:
-            nonces, commitments = {}, []
-            for i in quorum:
-                nonces[i], c = frost.commit(i, keys[i].signing_share, rb.randbytes)
-                commitments.append(c)
-            shares = [frost.sign(keys[i], nonces[i], msg, commitments) for i in quorum]
-            return frost.aggregate_verified(commitments, msg, public, shares)
-
-        return sign
+        chosen = {i: keys[i] for i in quorum}
+        return lambda msg: frost.sign_with_quorum(chosen, public, msg, rb.randbytes)
 
 
 _CA: CA | None = None

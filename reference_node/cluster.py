@@ -88,15 +88,8 @@ def run_dkg(n: int, t: int, context: bytes) -> tuple[dict[int, frost.KeyPackage]
 
 def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage,
                ids: list[int]) -> cax509.SignFunction:
-    def sign(msg: bytes) -> bytes:
-        nonces, commitments = {}, []
-        for i in sorted(ids):
-            nonces[i], c = frost.commit(i, keys[i].signing_share, secrets.token_bytes)
-            commitments.append(c)
-        shares = [frost.sign(keys[i], nonces[i], msg, commitments) for i in sorted(ids)]
-        return frost.aggregate_verified(commitments, msg, public, shares)
-
-    return sign
+    quorum = {i: keys[i] for i in ids}
+    return lambda msg: frost.sign_with_quorum(quorum, public, msg, secrets.token_bytes)
 
 
 def node_certificate(sign: cax509.SignFunction, issuer: cax509.IssuerProfile, index: int, now: dt.datetime,

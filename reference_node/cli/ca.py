@@ -125,15 +125,7 @@ class CADir:
         keys = {i: self.key_package(group, i) for i in ids}
         public = self.public(group)
 
-        def sign(msg: bytes) -> bytes:
-            nonces, commitments = {}, []
-            for i in sorted(keys):
-                nonces[i], c = frost.commit(i, keys[i].signing_share, secrets.token_bytes)
-                commitments.append(c)
-            shares = [frost.sign(keys[i], nonces[i], msg, commitments) for i in sorted(keys)]
-            return frost.aggregate_verified(commitments, msg, public, shares)
-
-        return sign
+        return lambda msg: frost.sign_with_quorum(keys, public, msg, secrets.token_bytes)
 
     def consensus_signers(self) -> list[Ed25519Signer]:
         out = []

@@ -124,12 +124,7 @@ def run_dkg(n: int, t: int, context: bytes, seed: str) -> tuple[dict[int, frost.
 def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage, signers: list[int],
                msg: bytes, rng: random.Random) -> bytes:
     """One complete FROST session among ``signers`` (genesis only; issuance goes through the services)."""
-    nonces, commitments = {}, []
-    for i in sorted(signers):
-        nonces[i], c = frost.commit(i, keys[i].signing_share, rng.randbytes)
-        commitments.append(c)
-    shares = [frost.sign(keys[i], nonces[i], msg, commitments) for i in sorted(signers)]
-    return frost.aggregate_verified(commitments, msg, public, shares)
+    return frost.sign_with_quorum({i: keys[i] for i in signers}, public, msg, rng.randbytes)
 
 
 class BadShareService(ss.SigningService):

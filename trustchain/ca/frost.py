@@ -424,3 +424,17 @@ def trusted_dealer_keygen(
         secret = group.random_scalar(rand_bytes)
     coefficients = [group.random_scalar(rand_bytes) for _ in range(min_participants - 1)]
     return trusted_dealer_keygen_with_coefficients(secret, coefficients, max_participants)
+
+
+def sign_with_quorum(
+    keys: Mapping[int, KeyPackage], public: PublicKeyPackage, msg: bytes, rand_bytes: RandBytes
+) -> bytes:
+    """Both FROST rounds for a quorum whose key packages sit in one process (genesis, operator tools,
+    benchmarks); validators run the same rounds over the network through the signing service."""
+    nonces: dict[int, SigningNonces] = {}
+    commitments = []
+    for i in sorted(keys):
+        nonces[i], c = commit(i, keys[i].signing_share, rand_bytes)
+        commitments.append(c)
+    shares = [sign(keys[i], nonces[i], msg, commitments) for i in sorted(keys)]
+    return aggregate_verified(commitments, msg, public, shares)
