@@ -89,11 +89,18 @@ def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: 
             # certificate and must accept the peers' renewed ones (no link can rest on the old ones)
             await asyncio.sleep(max(0.0, (max(c.not_valid_after_utc for c in original)
                                           - dt.datetime.now(dt.UTC)).total_seconds() + 1.5))
+            # Restart while node 2's own renewed certificate still has time left: a node whose certificate
+            # expires while it is down cannot renew it through consensus (its peers refuse the expired
+            # certificate) — a known limit documented in docs/node.md, not what this test is about.
+            t2_before = nodes[2].transport
+            assert isinstance(t2_before, QUICTransport)
+            await wait(lambda: t2_before.identity.certificate.not_valid_after_utc - dt.datetime.now(dt.UTC)
+                       > dt.timedelta(seconds=10), 30, "node 2 to hold a certificate with 10 s left")
             await nodes[2].stop()
             nodes[2] = build_node(cfgmod.load(paths[2], environ={}))
             await nodes[2].start()
             for k in range(4):
-                assert await nodes[k].submit("kv", kvstore.put(b"after%d" % k, b"2"), timeout_s=20) == b"OK"
+                assert await nodes[k].submit("kv", kvstore.put(b"after%d" % k, b"2"), timeout_s=60) == b"OK"
             await wait(lambda: len(nodes[2].app.kv.data) == 5, 20, "restarted node to catch up")
             t2 = nodes[2].transport
             assert isinstance(t2, QUICTransport)
@@ -103,4 +110,4 @@ def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: 
             for n in nodes:
                 await n.stop()
 
-    asyncio.run(asyncio.wait_for(run(), 120))
+    asyncio.run(asyncio.wait_for(run(), 240))
