@@ -70,20 +70,12 @@ def run_dkg(n: int, t: int, context: bytes) -> tuple[dict[int, frost.KeyPackage]
     """Pedersen DKG among n participants; round-2 shares travel in hybrid (X25519+ML-KEM) share boxes."""
     rb = secrets.token_bytes
     box_keys = {i: sharebox.RecipientKey.generate(rb) for i in range(1, n + 1)}
-    r1 = {i: dkg.part1(i, n, t, context, rb) for i in range(1, n + 1)}
-    packages = {i: pkg for i, (_, pkg) in r1.items()}
-    r2 = {i: dkg.part2(r1[i][0], {j: p for j, p in packages.items() if j != i}) for i in r1}
-    keys: dict[int, frost.KeyPackage] = {}
-    public: frost.PublicKeyPackage | None = None
-    for i in r1:
-        received = {}
-        for j in r1:
-            if j != i:
-                box = sharebox.seal_share(r2[j][1][i], box_keys[i].public_key(), context, rb)
-                received[j] = sharebox.open_share(box_keys[i], box, context, j, i)
-        keys[i], public = dkg.part3(r2[i][0], received)
-    assert public is not None
-    return keys, public
+
+    def carry(sender: int, receiver: int, share: dkg.Round2Share) -> dkg.Round2Share:
+        box = sharebox.seal_share(share, box_keys[receiver].public_key(), context, rb)
+        return sharebox.open_share(box_keys[receiver], box, context, sender, receiver)
+
+    return dkg.run_local(n, t, context, lambda _i: rb, carry)
 
 
 def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage,

@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from reference_node.cli import EXIT_IO, EXIT_OK, CLIError
+from reference_node.cluster import run_dkg
 from trustchain.app.interface import ExecutionContext, Operation
-from trustchain.ca import caa, crl, dkg, frost, issuance, ocsp, ownership, sharebox
+from trustchain.ca import caa, crl, frost, issuance, ocsp, ownership, sharebox
 from trustchain.ca import x509 as cax509
 from trustchain.consensus import messages as pbft
 from trustchain.crypto.signing import Ed25519Signer
@@ -169,26 +170,6 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _run_dkg(n: int, t: int, context: bytes) -> tuple[dict[int, frost.KeyPackage], frost.PublicKeyPackage]:
-    """Pedersen DKG among n in-process validators; round-2 shares travel in hybrid share boxes."""
-    rb = secrets.token_bytes
-    box_keys = {i: sharebox.RecipientKey.generate(rb) for i in range(1, n + 1)}
-    r1 = {i: dkg.part1(i, n, t, context, rb) for i in range(1, n + 1)}
-    packages = {i: pkg for i, (_, pkg) in r1.items()}
-    r2 = {i: dkg.part2(r1[i][0], {j: p for j, p in packages.items() if j != i}) for i in r1}
-    keys: dict[int, frost.KeyPackage] = {}
-    public = None
-    for i in r1:
-        received = {}
-        for j in r1:
-            if j != i:
-                box = sharebox.seal_share(r2[j][1][i], box_keys[i].public_key(), context, rb)
-                received[j] = sharebox.open_share(box_keys[i], box, context, j, i)
-        keys[i], public = dkg.part3(r2[i][0], received)
-    assert public is not None
-    return keys, public
-
-
 def cmd_init(args: argparse.Namespace) -> int:
     n, t = args.validators, args.threshold
     if n < 4:
@@ -218,7 +199,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         },
     }
     for group, cn in (("root", args.root_name), ("issuing", args.issuing_name)):
-        keys, public = _run_dkg(n, t, f"trustchain-cli/{group}".encode())
+        keys, public = run_dkg(n, t, f"trustchain-cli/{group}".encode())
         config[group] = {
             "common_name": cn,
             "group_key": public.group_public_key.hex(),

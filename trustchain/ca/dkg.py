@@ -10,7 +10,7 @@ naming the offending participant(s); the caller restarts the DKG without them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from trustchain.ca import frost, group
@@ -203,3 +203,35 @@ def group_public_info(
         group.point_sum([commitments[i][k] for i in sorted(commitments)]) for k in range(min_signers)
     )
     return frost.derive_group_info(max_signers, min_signers, summed)
+
+
+ShareCarrier = Callable[[int, int, Round2Share], Round2Share]
+
+
+def run_local(
+    n: int,
+    t: int,
+    context: bytes,
+    rand_for: Callable[[int], RandBytes],
+    carry: ShareCarrier | None = None,
+) -> tuple[dict[int, frost.KeyPackage], frost.PublicKeyPackage]:
+    """All three DKG parts for participants 1..n in one process (genesis, operator tools, the simulator).
+    `rand_for(i)` is participant i's randomness; `carry(sender, receiver, share)` moves each round-2 share
+    (e.g. through an encrypted share box) and returns what the receiver got."""
+    secrets1: dict[int, Round1Secret] = {}
+    packages: dict[int, Round1Package] = {}
+    for i in range(1, n + 1):
+        secrets1[i], packages[i] = part1(i, n, t, context, rand_for(i))
+    secrets2: dict[int, Round2Secret] = {}
+    inbox: dict[int, dict[int, Round2Share]] = {i: {} for i in range(1, n + 1)}
+    for i in range(1, n + 1):
+        secrets2[i], outgoing = part2(secrets1[i], {j: p for j, p in packages.items() if j != i})
+        for receiver, share in outgoing.items():
+            inbox[receiver][i] = carry(i, receiver, share) if carry is not None else share
+    keys: dict[int, frost.KeyPackage] = {}
+    publics = []
+    for i in range(1, n + 1):
+        keys[i], public = part3(secrets2[i], inbox[i])
+        publics.append(public)
+    assert all(p == publics[0] for p in publics), "DKG participants disagree on the public key package"
+    return keys, publics[0]
