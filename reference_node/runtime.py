@@ -152,6 +152,7 @@ class Node:
         self.certificate_listeners: list[Callable[[bytes, bytes], None]] = []
         self._free: asyncio.Queue[int] | None = None
         self._waiting: dict[tuple[bytes, int], Submission] = {}
+        self._resolved_at = -1  # replica.last_executed when `_resolve_from_snapshot` last looked
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sign_timers: dict[ss.TimerKey, asyncio.TimerHandle] = {}
         self._cert_waiters: dict[int, list[asyncio.Future[issuance.Finalized]]] = {}
@@ -440,7 +441,8 @@ class Node:
             self.m_failures.inc(kind="view_change")
             self.publish("consensus", {"event": "view", "view": e.view})
         elif isinstance(e, SendToClient):
-            pass  # our own clients are answered from Executed; remote PBFT clients are not served here
+            pass  # our own clients are answered from Executed (or `_resolve_from_snapshot`); remote PBFT
+            # clients are not served here
 
     def _halt(self, reason: str) -> None:
         self.halted = reason
@@ -469,13 +471,28 @@ class Node:
                                      "command": routed.payload[:512].decode(errors="replace")})
             if target == tcapp.CT:
                 self.publish("ct", {"seq": e.seq, "tree_size": self.app.ct.size})
-            sub = self._waiting.pop((req.client, req.timestamp), None)
-            if sub is not None and not sub.future.done():
-                self.m_commit_latency.observe(now - sub.started, target=sub.target)
-                sub.future.set_result(result)
+            self._resolve(req.client, req.timestamp, result, now)
         self.publish("consensus", {"event": "executed", "seq": e.seq, "view": e.view, "time_us": e.timestamp_us,
                                    "batch_digest": e.batch_digest.hex(), "requests": len(e.requests),
                                    "targets": targets})
+
+    def _resolve(self, client: bytes, timestamp: int, result: bytes, now: float) -> None:
+        sub = self._waiting.pop((client, timestamp), None)
+        if sub is not None and not sub.future.done():
+            self.m_commit_latency.observe(now - sub.started, target=sub.target)
+            sub.future.set_result(result)
+
+    def _resolve_from_snapshot(self) -> None:
+        """A request executed inside a snapshot installed by state transfer (a lagging replica catching up)
+        produces no Executed effect; its result is in the replicated client table, so answer from there."""
+        if self.replica.last_executed == self._resolved_at or not self._waiting:
+            return
+        self._resolved_at = self.replica.last_executed
+        now = time.perf_counter()
+        for client, timestamp in list(self._waiting):
+            record = self.replica.client_table.get(client)
+            if record is not None and record.timestamp == timestamp:
+                self._resolve(client, timestamp, record.result, now)
 
     def _after_execution(self) -> None:
         for event in self.app.take_events():
@@ -494,6 +511,7 @@ class Node:
             elif isinstance(event, issuance.PendingRecorded):
                 self.publish("certificates", {"event": "pending", "pending_id": event.pending.pending_id,
                                               "serial": event.pending.serial.hex()})
+        self._resolve_from_snapshot()
         self._sync_signing()
 
     def _sync_signing(self) -> None:
