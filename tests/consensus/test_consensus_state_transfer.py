@@ -6,7 +6,7 @@ from consensus_harness import Cluster
 
 from trustchain.app.kvstore import KVStore, put
 from trustchain.consensus.messages import StateReply, pack, peek_kind, seal
-from trustchain.consensus.replica import TIMER_CATCHUP, Replica
+from trustchain.consensus.replica import TIMER_CATCHUP, Replica, Status
 
 
 def _run_requests(c: Cluster, count: int, start: int = 0) -> None:
@@ -80,3 +80,48 @@ def test_restarted_replica_rejoins_and_catches_up() -> None:
     c.settle(10)
     assert c.replicas[1].last_executed == c.replicas[0].last_executed == 10
     assert c.replicas[1].app.data == c.replicas[0].app.data  # type: ignore[attr-defined]
+
+
+def _lagging_replica_with_a_pending_request(lost_state_requests: bool) -> Cluster:
+    """Replica 1 restarts 6 sequence numbers behind; a request reaches it while its state requests are lost,
+    so its view-change timer (1 s) fires before state transfer has caught it up."""
+    c = Cluster(4, clients=1, batch_size=1, batch_delay_us=0, checkpoint_interval=2, watermark_window=4,
+                catchup_delay_us=100_000, view_change_timeout_us=1_000_000)
+    _run_requests(c, 3)
+    c.down = {1}
+    _run_requests(c, 6, start=3)
+    c.replicas[1] = Replica.recover(c.config, 1, c.signers[1], KVStore(), list(c.storage[1]))
+    c.apps[1] = c.replicas[1].app  # type: ignore[assignment]
+    c.down = set()
+    c.drop = lambda src, dst, data: src == 1 and peek_kind(data) == "state_request"
+    _run_requests(c, 1, start=9)
+    assert c.replicas[1].last_executed < c.replicas[0].last_executed == 10
+    assert c.replicas[1].pending, "the request is pending at the lagging replica: its timer runs"
+    for _ in range(10):
+        c.fire_timers(100_000)
+        c.run()
+    r = c.replicas[1]
+    assert (r.view, r.status, r.vc_postponed) == (0, Status.NORMAL, True), "postponed once, not view-changed"
+    c.drop = (lambda src, dst, data: src == 1 and peek_kind(data) == "state_request") if lost_state_requests \
+        else (lambda src, dst, data: False)
+    for _ in range(12):
+        c.fire_timers(100_000)
+        c.run()
+    return c
+
+
+def test_lagging_replica_catches_up_instead_of_view_changing_alone() -> None:
+    c = _lagging_replica_with_a_pending_request(lost_state_requests=False)
+    r = c.replicas[1]
+    assert (r.view, r.status, r.last_executed) == (0, Status.NORMAL, 10)
+    assert not r.vc_postponed and not r.pending
+    _run_requests(c, 1, start=10)  # and it votes again in view 0
+    assert r.last_executed == 11
+    assert any(e.seq == 11 for e in c.executed[1])
+
+
+def test_lagging_replica_postpones_only_once() -> None:
+    """Peers' commit votes show what was prepared, not executed: waiting for ever on them can deadlock a
+    cluster whose stuck slot only a view change unsticks, so the second firing starts the view change."""
+    c = _lagging_replica_with_a_pending_request(lost_state_requests=True)
+    assert (c.replicas[1].view, c.replicas[1].status) == (1, Status.VIEW_CHANGE)

@@ -152,6 +152,7 @@ class Replica:
         self.view_changes: dict[int, dict[int, CheckedViewChange]] = {}
         self.latest_vc_view: dict[int, int] = {}
         self.vc_attempts = 0
+        self.vc_postponed = False  # the request timer already waited one extra period for state transfer
         self.new_view_sent: set[int] = set()
         self.current_new_view: Envelope | None = None
         self.future: list[tuple[Envelope, Prepare | Commit | PrePrepare]] = []
@@ -212,7 +213,17 @@ class Replica:
         if name == TIMER_BATCH:
             self._try_propose(now, flush=True)
         elif name == TIMER_VIEW_CHANGE:
-            self._start_view_change(self.view + 1, now)
+            if self.status is Status.NORMAL and not self.vc_postponed and self._behind():
+                # Peers report sequence numbers beyond ours: we may be the ones behind (just restarted), and
+                # a view change now would leave us alone in the next view, a non-voting learner until the
+                # others change view. Give state transfer one more timeout. Only one: commit votes show
+                # what was prepared, not executed, so "behind" may also mean a stuck slot that only a view
+                # change unsticks (the mutant suite's lossy schedule deadlocks if we keep waiting).
+                self.vc_postponed = True
+                self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+                self._maybe_schedule_catchup(now)
+            else:
+                self._start_view_change(self.view + 1, now)
         elif name == TIMER_CATCHUP:
             self._catchup(now)
         elif name == TIMER_VC_RESEND:
@@ -485,6 +496,7 @@ class Replica:
             self._take_checkpoint(pp.seq)
 
     def _after_progress(self, now: int) -> None:
+        self.vc_postponed = False
         if self.status is Status.NORMAL:
             if self.pending:
                 self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
@@ -693,6 +705,7 @@ class Replica:
     ) -> None:
         self.view = v
         self.status = Status.NORMAL
+        self.vc_postponed = False
         self.current_new_view = nv_env
         for old in [w for w in self.view_changes if w <= v]:
             del self.view_changes[old]
