@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -42,16 +43,36 @@ class NodePorts:
     doq: int
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default; also close to what BSDs and Windows use (49152..65535)
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Ports free for both TCP and UDP (QUIC and DNS listen on UDP) at the time of the call."""
+    """Ports free for both TCP and UDP (QUIC and DNS listen on UDP) at the time of the call.
+
+    They are drawn below the kernel's ephemeral range, so the outgoing connections of this or any other
+    process (which take ephemeral ports) cannot occupy one between this call and the node binding it;
+    another caller drawing at random from the same 10,000-odd ports is the remaining (small) risk."""
+    low, _ = _ephemeral_range()
+    floor = max(1025, low - 12_000)
+    candidates = list(range(floor, low)) if low - floor >= 4 * count else []
+    random.SystemRandom().shuffle(candidates)
     socks: list[socket.socket] = []
     ports: list[int] = []
     try:
         while len(ports) < count:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-            port = s.getsockname()[1]
+            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                t.bind((host, candidates.pop() if candidates else 0))
+            except OSError:
+                t.close()
+                continue
+            socks.append(t)
+            port = t.getsockname()[1]
             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
                 u.bind((host, port))

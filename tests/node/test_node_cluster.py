@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from node_harness import Cluster, http
 
+from reference_node import cluster as cluster_mod
+
 
 def _csr(names: list[str]) -> str:
     key = ec.generate_private_key(ec.SECP256R1())
@@ -112,3 +114,18 @@ def test_cluster_end_to_end(tmp_path: Path) -> None:
             assert name in text, name
     finally:
         c.stop_all()
+
+
+def test_cluster_ports_avoid_the_ephemeral_range() -> None:
+    """Outgoing connections (ours and other processes') take ephemeral ports; a node port drawn from that
+    range could be taken between `generate` and the node binding it."""
+    import socket
+
+    low, _ = cluster_mod._ephemeral_range()
+    ports = cluster_mod.free_ports(40)
+    assert len(set(ports)) == 40
+    assert all(1024 < p < low for p in ports)
+    for p in ports[:5]:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", p))  # still free
