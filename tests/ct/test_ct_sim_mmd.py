@@ -100,10 +100,11 @@ def test_real_mmd_violation_is_caught_and_the_run_waits_for_every_deadline(monke
 
 
 @pytest.mark.slow
-def test_ct_byzantine33_seed1_sct_committed_after_view_change() -> None:
-    """The original failure: SCTs of a batch Byzantine primary 7 proposed at 32.2 s (GST 32 s) that committed
-    only after the view change at 44.2 s."""
-    result = run(load(SCENARIOS / "ct-byzantine33.yaml"), 1)
+def test_ct_byzantine33_sct_committed_after_view_change() -> None:
+    """The original failure, in the full fault mix: SCTs of batches a Byzantine primary proposed around GST
+    that committed only after a view change. Seed 1 showed it first; since lagging replicas postpone their
+    view change once (fewer view changes), seed 12 is the one of seeds 1..24 with the most such SCTs."""
+    result = run(load(SCENARIOS / "ct-byzantine33.yaml"), 12)
     verdicts = {v.name: v for v in result.verdicts}
     assert result.expectation_met, [(v.name, v.detail) for v in result.verdicts if not v.ok]
     app = result.world.app
