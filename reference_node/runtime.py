@@ -155,7 +155,7 @@ class Node:
         self._resolved_at = -1  # replica.last_executed when `_resolve_from_snapshot` last looked
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sign_timers: dict[ss.TimerKey, asyncio.TimerHandle] = {}
-        self._cert_waiters: dict[int, list[asyncio.Future[issuance.Finalized]]] = {}
+        self._cert_waiters: dict[int, list[asyncio.Future[issuance.Finalized | None]]] = {}
         self.subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self.halted: str | None = None
         self.started_at = time.time()
@@ -483,9 +483,10 @@ class Node:
             sub.future.set_result(result)
 
     def _resolve_from_snapshot(self) -> None:
-        """A request executed inside a snapshot installed by state transfer (a lagging replica catching up)
-        produces no Executed effect; its result is in the replicated client table, so answer from there."""
-        if self.replica.last_executed == self._resolved_at or not self._waiting:
+        """A snapshot installed by state transfer (a lagging replica catching up) produces no Executed effect
+        and no application events for what it contains. Answer waiting requests from the replicated client
+        table, and wake certificate waiters whose issuance left the pending set (callers then read `issued`)."""
+        if self.replica.last_executed == self._resolved_at:
             return
         self._resolved_at = self.replica.last_executed
         now = time.perf_counter()
@@ -493,6 +494,10 @@ class Node:
             record = self.replica.client_table.get(client)
             if record is not None and record.timestamp == timestamp:
                 self._resolve(client, timestamp, record.result, now)
+        for pending_id in [p for p in self._cert_waiters if p not in self.app.ca.pending]:
+            for fut in self._cert_waiters.pop(pending_id):
+                if not fut.done():
+                    fut.set_result(None)
 
     def _after_execution(self) -> None:
         for event in self.app.take_events():
@@ -605,10 +610,11 @@ class Node:
             self._waiting.pop((signer.public_key, ts), None)
 
     async def wait_certificate(self, pending_id: int, timeout_s: float) -> issuance.Finalized | None:
-        """The Finalized event for `pending_id`, or None on timeout (it may still finalize later)."""
+        """The Finalized event for `pending_id`; None on timeout (it may still finalize later) or when the
+        issuance left the pending set without an event (inside a state-transfer snapshot): read `issued`."""
         if pending_id not in self.app.ca.pending:
             return None
-        fut: asyncio.Future[issuance.Finalized] = self._loop.create_future()
+        fut: asyncio.Future[issuance.Finalized | None] = self._loop.create_future()
         self._cert_waiters.setdefault(pending_id, []).append(fut)
         try:
             return await asyncio.wait_for(fut, timeout_s)
