@@ -60,6 +60,7 @@ from trustchain.consensus.messages import (
     seal,
     unpack,
 )
+from trustchain.consensus.state_transfer import PeerProgress, ServedState, answer
 from trustchain.consensus.viewchange import CheckedViewChange, check_view_change, new_view_pre_prepares
 from trustchain.crypto.signing import ED25519, Signer, Verifier
 from trustchain.encoding import DecodeError, decode, encode
@@ -159,9 +160,7 @@ class Replica:
         self._checked_vcs: dict[bytes, CheckedViewChange] = {}
         self.own_view_change: Envelope | None = None
 
-        self.peer_progress: dict[int, int] = {}
-        self.peer_view: dict[int, int] = {}
-        self.peer_window: dict[int, int] = {}  # highest sequence a peer used beyond our watermarks
+        self.peers = PeerProgress(config.weak_quorum)
         self.catchup_rotation = 0
 
         self.timers: dict[str, int] = {}
@@ -352,7 +351,7 @@ class Replica:
     def _normal_case_gate(self, env: Envelope, msg: PrePrepare | Prepare | Commit) -> bool:
         """True if the message is for the current view and may be processed now; messages for a
         later view are buffered (bounded) until this replica enters it."""
-        self.peer_view[env.sender] = max(self.peer_view.get(env.sender, 0), msg.view)
+        self.peers.saw_view(env.sender, msg.view)
         if msg.view < self.view:
             raise InvalidMessage("stale_view", f"view {msg.view} < {self.view}")
         if msg.view > self.view or self.status is not Status.NORMAL:
@@ -366,7 +365,7 @@ class Replica:
             if msg.seq > self.low_watermark + self.config.watermark_window:
                 # Peers working beyond our window: our stable checkpoint lags (its proof may have been
                 # lost), which state transfer repairs.
-                self.peer_window[env.sender] = max(self.peer_window.get(env.sender, 0), msg.seq)
+                self.peers.saw_beyond_window(env.sender, msg.seq)
                 self._maybe_schedule_catchup(self._now)
             raise InvalidMessage("outside_watermarks", f"seq {msg.seq} not in ({self.low_watermark}, "
                                  f"{self.low_watermark + self.config.watermark_window}]")
@@ -399,7 +398,7 @@ class Replica:
 
     def _on_vote(self, env: Envelope, vote: Prepare | Commit, now: int) -> None:
         if isinstance(vote, Commit):
-            self.peer_progress[env.sender] = max(self.peer_progress.get(env.sender, 0), vote.seq)
+            self.peers.saw_sequence(env.sender, vote.seq)
             # Before the view gate: a replica waiting alone in a later view must still notice that the
             # others are executing, and fetch what they executed.
             self._maybe_schedule_catchup(now)
@@ -527,7 +526,7 @@ class Replica:
         self._check_stable(seq)
 
     def _on_checkpoint(self, env: Envelope, cp: Checkpoint, now: int) -> None:
-        self.peer_progress[env.sender] = max(self.peer_progress.get(env.sender, 0), cp.seq)
+        self.peers.saw_sequence(env.sender, cp.seq)
         if cp.seq <= self.low_watermark:
             return
         horizon = self.low_watermark + 4 * self.config.watermark_window
@@ -640,7 +639,7 @@ class Replica:
     def _on_view_change(self, checked: CheckedViewChange, now: int) -> None:
         vc = checked.message
         sender = checked.envelope.sender
-        self.peer_progress[sender] = max(self.peer_progress.get(sender, 0), vc.stable_seq)
+        self.peers.saw_sequence(sender, vc.stable_seq)
         if vc.new_view < self.view or (vc.new_view == self.view and self.status is Status.NORMAL):
             if self.current_new_view is not None and self.is_primary:
                 # A laggard still asks for a view we are in: show it the NEW-VIEW again.
@@ -695,9 +694,7 @@ class Replica:
                 raise InvalidMessage("invalid_new_view", f"pre-prepare for seq {want.seq} was altered")
             pairs.append((pp_env, got))
         for c in checked:
-            self.peer_progress[c.envelope.sender] = max(
-                self.peer_progress.get(c.envelope.sender, 0), c.message.stable_seq
-            )
+            self.peers.saw_sequence(c.envelope.sender, c.message.stable_seq)
         self._enter_view(nv.view, env, min_s, pairs, now)
 
     def _enter_view(
@@ -743,22 +740,9 @@ class Replica:
 
     # ------------------------------------------------------------------ state transfer
 
-    def _weak_quorum_value(self, reported: dict[int, int]) -> int:
-        """The (f+1)-th highest value reported by peers: at least one honest replica reached it, so it
-        is a safe goal to catch up to."""
-        k = self.config.weak_quorum
-        values = sorted(reported.values(), reverse=True)
-        return values[k - 1] if len(values) >= k else 0
-
-    def _lagging_target(self) -> tuple[int, int]:
-        return self._weak_quorum_value(self.peer_progress), self._weak_quorum_value(self.peer_view)
-
     def _behind(self) -> bool:
-        target_seq, target_view = self._lagging_target()
-        window_end = self.low_watermark + self.config.watermark_window
-        return (target_seq > self.last_executed or target_view > self.view
-                or (target_view == self.view and self.status is Status.VIEW_CHANGE)
-                or self._weak_quorum_value(self.peer_window) > window_end)
+        return self.peers.behind(self.last_executed, self.view, self.status is Status.VIEW_CHANGE,
+                                 self.low_watermark + self.config.watermark_window)
 
     def _maybe_schedule_catchup(self, now: int) -> None:
         if TIMER_CATCHUP not in self.timers and self._behind():
@@ -773,10 +757,7 @@ class Replica:
         if self.last_executed > self.catchup_mark and self.status is Status.NORMAL:
             self._maybe_schedule_catchup(now)
             return
-        target_seq, _ = self._lagging_target()
-        peers = sorted(p for p, s in self.peer_progress.items() if s >= target_seq and p != self.id)
-        peers = peers or sorted(p for p in range(self.config.n) if p != self.id)
-        peer = peers[self.catchup_rotation % len(peers)]
+        peer = self.peers.pick_peer(self.id, self.config.n, self.catchup_rotation)
         self.catchup_rotation += 1
         request = StateRequest(self.last_executed, self.low_watermark, self.view, self.status is Status.VIEW_CHANGE)
         env = seal(self.signer, self.id, request)
@@ -784,27 +765,11 @@ class Replica:
         self._set_timer(TIMER_CATCHUP, now + self.config.catchup_delay_us)
 
     def _on_state_request(self, sender: int, req: StateRequest) -> None:
-        behind_in_view = self.current_new_view is not None and self.status is Status.NORMAL and (
-            req.view < self.view or (req.view == self.view and req.view_changing))
-        stale_checkpoint = req.low_watermark < self.low_watermark
-        if req.last_executed >= self.last_executed and not behind_in_view and not stale_checkpoint:
-            return  # nothing the requester lacks
-        checkpoint_seq, snapshot = 0, b""
-        proof: tuple[Envelope, ...] = ()
-        start = req.last_executed
-        if stale_checkpoint:
-            checkpoint_seq, proof = self.low_watermark, self.stable_proof
-        if req.last_executed < self.low_watermark:
-            snapshot = self.stable_snapshot  # only when the requester has not executed that far itself
-            start = self.low_watermark
-        entries = tuple(
-            self.committed_log[s]
-            for s in range(start + 1, min(self.last_executed, start + self.config.state_reply_max_entries) + 1)
-            if s in self.committed_log
-        )
-        nv = (self.current_new_view,) if behind_in_view and self.current_new_view is not None else ()
-        reply = StateReply(checkpoint_seq, snapshot, proof, entries, nv)
-        self._emit(SendToReplica(sender, pack(seal(self.signer, self.id, reply))))
+        reply = answer(req, ServedState(
+            self.last_executed, self.low_watermark, self.view, self.status is Status.NORMAL, self.current_new_view,
+            self.stable_proof, self.stable_snapshot, self.committed_log, self.config.state_reply_max_entries))
+        if reply is not None:
+            self._emit(SendToReplica(sender, pack(seal(self.signer, self.id, reply))))
 
     def _on_state_reply(self, reply: StateReply, now: int) -> None:
         if TIMER_CATCHUP not in self.timers:
