@@ -44,6 +44,7 @@ from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, Del
 from trustchain.app import trustchain as tcapp
 from trustchain.ca import issuance, rotation
 from trustchain.ca import signing_service as ss
+from trustchain.ca import x509 as cax509
 from trustchain.consensus.config import ClusterConfig
 from trustchain.consensus.effects import (
     Broadcast,
@@ -292,7 +293,7 @@ class Node:
         then sleep until the new one is due. Failures are retried after 1/20 of the lifetime (1 s..60 s)."""
         while True:
             cert = self.node_certificate()
-            if cert is None or self.node_name not in _dns_names(cert):
+            if cert is None or self.node_name not in cax509.dns_names(cert):
                 log.warning("node certificate: %s is not a node certificate for %s; not renewing it",
                             self.config.consensus.tls_cert, self.node_name, extra={"event": "node_cert_unusable"})
                 return
@@ -662,14 +663,6 @@ class Node:
             "halted": self.halted,
             "uptime_s": round(time.time() - self.started_at, 3),
         }
-
-
-def _dns_names(cert: x509.Certificate) -> list[str]:
-    try:
-        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-                    .get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        return []
 
 
 def _replace(path: Path, data: bytes, mode: int) -> None:

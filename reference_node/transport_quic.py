@@ -41,6 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from reference_node.config import NodeConfig
 from reference_node.transport import BACKOFF_MAX, BACKOFF_MIN, MAX_FRAME, Deliver, PeerQueues
 from trustchain.ca import issuance
+from trustchain.ca import x509 as cax509
 
 ALPN = "trustchain-peer/1"
 CONNECT_TIMEOUT_S = 5.0
@@ -68,14 +69,6 @@ class Identity:
 
     def apply(self, conf: QuicConfiguration) -> None:
         conf.certificate, conf.certificate_chain, conf.private_key = self.certificate, list(self.chain), self.key
-
-
-def dns_names(cert: x509.Certificate) -> list[str]:
-    try:
-        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-                    .get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        return []
 
 
 def has_eku(cert: x509.Certificate, usage: x509.ObjectIdentifier) -> bool:
@@ -182,7 +175,7 @@ class QUICTransport(PeerQueues):
             return None
         if not has_eku(cert, usage):
             return None
-        ids = {self.ids_by_name[n] for n in dns_names(cert) if n in self.ids_by_name}
+        ids = {self.ids_by_name[n] for n in cax509.dns_names(cert) if n in self.ids_by_name}
         if len(ids) != 1:
             return None
         peer = ids.pop()

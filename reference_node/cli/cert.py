@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from reference_node.cli import EXIT_NEGATIVE, EXIT_OK, CLIError
 from trustchain.ca import issuance, validate
+from trustchain.ca import x509 as cax509
 from trustchain.consensus import certificates, config, messages
 from trustchain.crypto.signing import ED25519
 from trustchain.encoding import DecodeError, decode
@@ -119,12 +120,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     seq = None
     if args.cluster:
         seq = check_consensus_proof(leaf, Path(args.proof or args.cert + ".proof"), _cluster(args.cluster))
-    names = ""
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = ", ".join(san.get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        pass
+    names = ", ".join(cax509.dns_names(leaf))
     print(
         f"OK: {names or leaf.subject.rfc4514_string()} serial {leaf.serial_number:x}, chain of {len(path)}"
         + (f", committed at seq {seq}" if seq is not None else "")

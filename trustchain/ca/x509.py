@@ -64,6 +64,15 @@ class IssuerProfile:
         return Ed25519PublicKey.from_public_bytes(self.public_key)
 
 
+def dns_names(cert: x509.Certificate) -> list[str]:
+    """The certificate's SAN dNSNames, as written (none when it has no SAN extension)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(san.get_values_for_type(x509.DNSName))
+
+
 def serial_number(request_digest: bytes, sequence: int) -> int:
     """Positive, < 2^127 (fits the 20-octet limit) and unique per (request, sequence).
 

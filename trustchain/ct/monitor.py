@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from trustchain.ca import x509 as cax509
 from trustchain.ct.entry import EntryError, PrecertEntry, X509Entry, parse_merkle_tree_leaf
 from trustchain.ct.merkle import leaf_hash
 
@@ -85,12 +86,7 @@ def parse_certificate(der: bytes, *, precert: bool = False) -> IssuedCertificate
         body = der + _DUMMY_SIG
         der = b"\x30" + _der_length(len(body)) + body
     cert = x509.load_der_x509_certificate(der)
-    names: list[str] = []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = [n.lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
-    except x509.ExtensionNotFound:
-        pass
+    names = [n.lower().rstrip(".") for n in cax509.dns_names(cert)]
     if not names:
         names = [str(a.value).lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
     spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
