@@ -80,6 +80,24 @@ class Cluster:
         p.wait(10)
         self.procs[i] = None
 
+    def __enter__(self) -> Cluster:
+        """Start every node (stopping those already up if one fails); `__exit__` stops them all."""
+        try:
+            self.start_all()
+        except BaseException:
+            self.stop_all()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+    def create_zone(self, origin: str, node: int = 0) -> tuple[int, Any]:
+        """Create `origin` through `node`'s API, with ns1.<origin> as its primary name server."""
+        return http("POST", self.apis[node] + "/api/v1/dns/update", {"create": {
+            "origin": origin, "primary_ns": f"ns1.{origin}", "admin": f"hostmaster.{origin}",
+            "nameservers": [f"ns1.{origin}"]}})
+
     def stop_all(self) -> None:
         for p in self.procs:
             if p is not None and p.poll() is None:

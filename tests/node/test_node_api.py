@@ -32,11 +32,8 @@ EXAMPLES = int(os.environ.get("TRUSTCHAIN_API_EXAMPLES", "25"))
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("api-cluster"), nodes=4, threshold=3, timeout="1s", dns_listeners=False)
-    try:
-        c.start_all()
+    with c:
         yield c
-    finally:
-        c.stop_all()
 
 
 # ------------------------------------------------------------------------------------ WebSocket streams

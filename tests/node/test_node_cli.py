@@ -26,11 +26,8 @@ ZONE = "cli.example."
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("cli-cluster"), nodes=4, threshold=3, timeout="1s", dns_listeners=False)
-    try:
-        c.start_all()
+    with c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

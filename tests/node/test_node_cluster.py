@@ -41,13 +41,10 @@ def _issue(c: Cluster, api: str, name: str) -> dict:
 
 def test_cluster_end_to_end(tmp_path: Path) -> None:
     c = Cluster(tmp_path, nodes=5, threshold=3, timeout="1s")
-    try:
-        c.start_all()
+    with c:
         api = c.apis
         # --- a DNS zone created through node 0 commits on every node
-        code, res = http("POST", api[0] + "/api/v1/dns/update", {"create": {
-            "origin": "example.org.", "primary_ns": "ns1.example.org.", "admin": "hostmaster.example.org.",
-            "nameservers": ["ns1.example.org."]}})
+        code, res = c.create_zone("example.org.")
         assert (code, res["result"]) == (200, "OK created example.org."), res
         for i in range(5):
             c.wait_for(lambda i=i: "example.org." in c.status(i)["dns"]["zones"], what=f"zone on node{i}")
@@ -112,8 +109,6 @@ def test_cluster_end_to_end(tmp_path: Path) -> None:
                      "trustchain_consensus_failures_total", "trustchain_dns_queries_total",
                      "trustchain_request_latency_seconds_bucket"):
             assert name in text, name
-    finally:
-        c.stop_all()
 
 
 def test_cluster_ports_avoid_the_ephemeral_range() -> None:

@@ -34,11 +34,8 @@ class Listeners:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("dns-e2e"), nodes=4, threshold=3, timeout="1s")
-    try:
-        c.start_all()
-        code, res = http("POST", c.apis[0] + "/api/v1/dns/update", {"create": {
-            "origin": ZONE, "primary_ns": f"ns1.{ZONE}", "admin": f"hostmaster.{ZONE}",
-            "nameservers": [f"ns1.{ZONE}"]}})
+    with c:
+        code, res = c.create_zone(ZONE)
         assert code == 200, res
         code, res = http("POST", c.apis[0] + "/api/v1/dns/update", {"update": {"origin": ZONE, "ops": [
             {"op": "add", "name": f"www.{ZONE}", "type": "A", "ttl": 300, "values": ["192.0.2.80"]},
@@ -50,8 +47,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             c.wait_for(lambda i=i: http("GET", c.apis[i] + f"/api/v1/dns/resolve?domain=www.{ZONE}&type=A")[1]
                        ["answer"] != [], what=f"record on node{i}")
         yield c
-    finally:
-        c.stop_all()
 
 
 def listeners(c: Cluster, i: int) -> Listeners:

@@ -51,12 +51,9 @@ def test_revocation_reaches_ocsp_and_crl_on_every_node(tmp_path: Path) -> None:
         text = cfg.read_text().replace('rotation_period = "24h"\n', 'rotation_period = "24h"\n'
                                        'crl_interval = "300ms"\nocsp_interval = "300ms"\nocsp_batch = 16\n')
         cfg.write_text(text)
-    try:
-        c.start_all()
+    with c:
         api = c.apis
-        code, res = http("POST", api[0] + "/api/v1/dns/update", {"create": {
-            "origin": "example.org.", "primary_ns": "ns1.example.org.", "admin": "hostmaster.example.org.",
-            "nameservers": ["ns1.example.org."]}})
+        code, res = c.create_zone("example.org.")
         assert code == 200, res
         for i in range(4):
             c.wait_for(lambda i=i: "example.org." in c.status(i)["dns"]["zones"], what=f"zone on node{i}")
@@ -126,5 +123,3 @@ def test_revocation_reaches_ocsp_and_crl_on_every_node(tmp_path: Path) -> None:
                               str(leaf)], capture_output=True, text=True, check=False)
         assert out.returncode != 0 and "revoked" in out.stdout + out.stderr, out.stdout + out.stderr
         assert _fetch(api[0] + "/crl/root.crl")[0] == 404
-    finally:
-        c.stop_all()
