@@ -153,7 +153,10 @@ class Node:
         self.certificate_listeners: list[Callable[[bytes, bytes], None]] = []
         self._free: asyncio.Queue[int] | None = None
         self._waiting: dict[tuple[bytes, int], Submission] = {}
-        self._resolved_at = -1  # replica.last_executed when `_resolve_from_snapshot` last looked
+        # Executed effects come in sequence order; a gap (or an execution point beyond the last one) means state
+        # transfer installed a snapshot in between, whose requests and issuances announced nothing
+        self._executed_through = self.replica.last_executed
+        self._snapshot_installed = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sign_timers: dict[ss.TimerKey, asyncio.TimerHandle] = {}
         self._cert_waiters: dict[int, list[asyncio.Future[issuance.Finalized | None]]] = {}
@@ -456,6 +459,8 @@ class Node:
                 sub.future.set_exception(NodeHalted(reason))
 
     def _on_executed(self, e: Executed) -> None:
+        self._snapshot_installed |= e.seq > self._executed_through + 1
+        self._executed_through = e.seq
         self.m_rounds.inc()
         now = time.perf_counter()
         targets = []
@@ -487,9 +492,11 @@ class Node:
         """A snapshot installed by state transfer (a lagging replica catching up) produces no Executed effect
         and no application events for what it contains. Answer waiting requests from the replicated client
         table, and wake certificate waiters whose issuance left the pending set (callers then read `issued`)."""
-        if self.replica.last_executed == self._resolved_at:
-            return
-        self._resolved_at = self.replica.last_executed
+        self._snapshot_installed |= self.replica.last_executed > self._executed_through
+        self._executed_through = self.replica.last_executed
+        if not self._snapshot_installed:
+            return  # the normal path: everything executed was announced by an Executed effect
+        self._snapshot_installed = False
         now = time.perf_counter()
         for client, timestamp in list(self._waiting):
             record = self.replica.client_table.get(client)
