@@ -164,8 +164,7 @@ class World:
     def _signature_scheme(self, scheme: str, seed: int, n: int) -> tuple[list[Signer], Verifier]:
         """Replica keys from the seed. Post-quantum signing draws from a per-replica seeded RNG, so
         its signatures replay too; clients keep Ed25519 (the verifier accepts both, by key size)."""
-        self._modelled = scheme == "modelled"
-        if self._modelled:
+        if scheme == "modelled":
             from sim.scale import MODELLED, ModelledSigner
 
             return [ModelledSigner(derive_seed(seed, f"replica/{i}")) for i in range(n)], MODELLED
@@ -173,8 +172,10 @@ class World:
                                random.Random(f"{seed}/signing/{i}").randbytes) for i in range(n)]
         return signers, (ED25519 if scheme == "ed25519" else ANY_SCHEME)
 
-    def _client_signer(self, seed: bytes) -> Signer:
-        if self._modelled:
+    def client_signer(self, client: int) -> Signer:
+        """Client `client`'s key, from the seed (modelled when the replicas' signatures are)."""
+        seed = derive_seed(self.seed, f"client/{client}")
+        if self.scenario.cluster.signatures == "modelled":
             from sim.scale import ModelledSigner
 
             return ModelledSigner(seed)
@@ -213,7 +214,7 @@ class World:
             self.schedule(round(fault.at_s * 1e6), self._fault_action(fault.type, fault.node, fault))
         w = sc.workload
         for c in range(w.clients):
-            signer = self._client_signer(derive_seed(self.seed, f"client/{c}"))
+            signer = self.client_signer(c)
             cnode = ClientNode(self, c, Client(self.config, signer, self.verifier), c % sc.cluster.n)
             self.clients[signer.public_key] = cnode
             self.client_names[cnode.name] = cnode

@@ -14,7 +14,7 @@ Why t = 2f+1 by default: t > f so Byzantine validators cannot sign alone, and t 
 ones can; 2f+1 is the largest such t for n = 3f+1 and equals the consensus quorum, so every
 certificate signature shows that f+1 honest validators signed the TBS their own replica recorded.
 
-Workload: client c is CA account ``Ed25519Signer(derive_seed(seed, "client/c")).public_key`` and owns
+Workload: client c is CA account ``World.client_signer(c).public_key`` and owns
 ``acct<c>.example``. Jobs: a valid issuance (challenge, publish TXT, request with a fresh Ed25519 CSR for
 1-2 owned names), an invalid one (``invalid_fraction``, default 0.25: a CSR whose signature does not
 verify, a name the client does not own, or a domain whose CAA names another CA or pins another
@@ -62,8 +62,7 @@ from trustchain.ca import signing_service as ss
 from trustchain.ca import validate as cavalidate
 from trustchain.ca import x509 as cax509
 from trustchain.consensus.certificates import InvalidMessage, SignatureChecker, check_committed
-from trustchain.consensus.messages import PrePrepare, Request, pack
-from trustchain.crypto.signing import ED25519, Ed25519Signer
+from trustchain.consensus.messages import Request, pack
 
 if TYPE_CHECKING:
     from sim.checkers import Verdict
@@ -186,7 +185,7 @@ class CASimApp(SimApp):
         self.policy = issuance.CAPolicy(self.issuing_profile, CA_DOMAIN, root_keys=(self.root_public.group_public_key,))
         self.accounts: list[_Account] = []
         for c in range(sc.workload.clients):
-            key = Ed25519Signer(_derive_seed(world.seed, f"client/{c}")).public_key
+            key = world.client_signer(c).public_key
             acct = _Account(c, key, f"acct{c}.example")
             self.accounts.append(acct)
             self.caa_records[acct.domain] = [caa.CAARecord(0, "issue", CA_DOMAIN)]
@@ -388,7 +387,7 @@ class CASimApp(SimApp):
         # A restarted service starts a new epoch: its nonce ids never repeat the ones its previous
         # incarnation published (still in peers' pools, which drop them when the new epoch's arrive).
         svc = cls(self.key_packages[rid + 1], self.public, node.signer, self.peers, rand, self.config,
-                  epoch=node.incarnation)
+                  epoch=node.incarnation, verifier=self.world.verifier)
         self.services[node.name] = svc
         self.service_incarnation[node.name] = node.incarnation
         now = self.world.local_now(node)
@@ -527,7 +526,7 @@ class CASimApp(SimApp):
     def _check_approval(self) -> Verdict:
         from sim.checkers import Verdict
 
-        checker = SignatureChecker(self.world.config, ED25519)
+        checker = SignatureChecker(self.world.config, self.world.verifier)
         verified: set[tuple[int, bytes]] = set()
         issued = self.issued_certificates()
         kinds = self.request_kinds()
@@ -548,9 +547,7 @@ class CASimApp(SimApp):
                 except InvalidMessage as exc:
                     return Verdict("ca_approval", False, f"certificate {serial.hex()}: its request's execution at seq "
                                    f"{seq} on replica {node} has no valid commit certificate: {exc}")
-                if pp.seq != seq or pp.batch_digest != batch_digest or \
-                        PrePrepare.compute_digest(pp.timestamp_us, pp.batch) != batch_digest or \
-                        cr.request not in {r.digest for r in pp.batch}:
+                if pp.seq != seq or pp.batch_digest != batch_digest or cr.request not in {r.digest for r in pp.batch}:
                     return Verdict("ca_approval", False, f"certificate {serial.hex()}: the commit certificate at seq "
                                    f"{seq} is not for the batch holding its request")
                 verified.add((seq, batch_digest))
@@ -646,12 +643,6 @@ class CASimApp(SimApp):
                        f"within {bound} s of max(approval, GST) (p50 {lat[len(lat) // 2] / 1e3:.0f} ms, max "
                        f"{lat[-1] / 1e3:.0f} ms), {waiting} still within the bound at the end; "
                        f"{len(self.revoked_us)} revoked", checked=len(self.creations))
-
-
-def _derive_seed(seed: int, label: str) -> bytes:
-    from sim.world import derive_seed
-
-    return derive_seed(seed, label)
 
 
 def _state_digest(app: issuance.CAApplication) -> bytes:

@@ -100,3 +100,15 @@ def test_threshold_must_exceed_f() -> None:
     data["application"]["params"]["threshold"] = 1
     with pytest.raises(ValueError, match="threshold"):
         run(from_dict(data))
+
+
+def test_ca_runs_with_modelled_signatures() -> None:
+    """The signing service and the approval check take the world's verifier, and CA accounts are the world's
+    clients: with modelled signatures (the scale experiments' mode) issuance works as with Ed25519."""
+    doc = yaml.safe_load((SCENARIOS / "ca-3of5.yaml").read_text())
+    doc["cluster"]["signatures"] = "modelled"
+    result = run(from_dict(doc, "ca-3of5-modelled"))
+    assert_all_checks(result)
+    app = ca_app(result)
+    assert len(app.issued_certificates()) >= 30
+    assert {a.key for a in app.accounts} == set(result.world.clients)

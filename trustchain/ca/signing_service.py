@@ -241,6 +241,7 @@ class SigningService:
         rand_bytes: RandBytes,
         config: SigningConfig | None = None,
         epoch: int = 0,
+        verifier: Verifier = ED25519,
     ) -> None:
         assert key.identifier in peers and peers[key.identifier] == signer.public_key
         assert set(public.verifying_shares) == set(peers)
@@ -250,6 +251,7 @@ class SigningService:
         self.key = key
         self.public = public
         self.signer = signer
+        self.verifier = verifier  # checks peers' signatures: the same scheme as the consensus keys
         self.peers = dict(peers)
         self.ids = sorted(peers)
         self.rand_bytes = rand_bytes
@@ -299,7 +301,7 @@ class SigningService:
 
     def on_message(self, data: bytes, now_us: int) -> list[Effect]:
         try:
-            sender, msg = open_message(data, self.peers, self.me)
+            sender, msg = open_message(data, self.peers, self.me, self.verifier)
         except DecodeError:
             return []
         if sender == self.me:
