@@ -12,7 +12,6 @@ from sim.scenario import load
 from trustchain.consensus.messages import Envelope
 from trustchain.crypto.pq import FNDSA1024Verifier
 from trustchain.crypto.schemes import ANY_SCHEME, make_signer, scheme_of
-from trustchain.crypto.signing import ED25519
 from trustchain.ct.checkpoint import Checkpoint, CheckpointError, SignedCheckpoint, sign
 from trustchain.ct.note import Note
 
@@ -59,5 +58,5 @@ def test_quantum_resistant_cluster_signs_consensus_with_fn_dsa() -> None:
     assert isinstance(env, Envelope)
     key = world.config.replicas[env.sender]
     assert FNDSA1024Verifier().verify(key, env.signing_bytes(), env.signature)
-    assert not ED25519.verify(key, env.signing_bytes(), env.signature)
+    assert len(env.signature) > 64  # not an Ed25519 signature: the FN-DSA verifier above accepted it
     assert result.summary["rejected_by_honest_replicas"]["bad_signature"] > 0, "forged FN-DSA signatures refused"
