@@ -187,16 +187,12 @@ class API:
         doc = await _json_body(request)
         names = _str_list(doc, "names")
         result = await self.node.submit(tcapp.CA, issuance.challenge_command(names), account=True)
-        text = result.decode(errors="replace")
-        if not text.startswith("CHALLENGE"):
+        proofs = issuance.parse_challenge(result)
+        if proofs is None:
             return _app_result(result)
-        out = []
-        for line in text.splitlines()[1:]:
-            name, key_auth = line.split(" ", 1)
-            out.append({"name": name, "key_authorization": key_auth,
-                        "txt_name": f"{ownership.CHALLENGE_LABEL}.{name}.",
-                        "txt_value": ownership.dns01_txt(key_auth)})
-        return web.json_response({"challenges": out})
+        return web.json_response({"challenges": [
+            {"name": name, "key_authorization": key_auth, "txt_name": f"{ownership.CHALLENGE_LABEL}.{name}.",
+             "txt_value": ownership.dns01_txt(key_auth)} for name, key_auth in proofs.items()]})
 
     async def _issue(self, doc: dict[str, Any], names: list[str]) -> web.Response:
         csr = _csr_der(_str_field(doc, "csr"))
@@ -208,17 +204,15 @@ class API:
                                     _str_field(doc, "payment_ref", required=False),
                                     _int_field(doc, "lifetime_s", 0))
         result = await self.node.submit(tcapp.CA, issuance.request_command(req), account=True)
-        text = result.decode(errors="replace")
-        if not text.startswith("PENDING"):
+        pending = issuance.parse_pending(result)
+        if pending is None:
             return _app_result(result)
-        _, pid_text, serial_hex = text.split()
-        pid = int(pid_text)
-        serial = bytes.fromhex(serial_hex)
+        pid, serial = pending
         if serial not in self.node.app.ca.issued and wait_s > 0:
             await self.node.wait_certificate(pid, float(wait_s))
         record = self.node.app.ca.issued.get(serial)
         if record is None:
-            return web.json_response({"status": "pending", "pending_id": pid, "serial": serial_hex}, status=202)
+            return web.json_response({"status": "pending", "pending_id": pid, "serial": serial.hex()}, status=202)
         return web.json_response({"status": "issued", "pending_id": pid, **self._cert_json(record)}, status=201)
 
     def _cert_json(self, rec: issuance.IssuedCertificate) -> dict[str, Any]:

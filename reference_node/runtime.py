@@ -334,11 +334,12 @@ class Node:
         deadline = time.monotonic() + timeout_s
         async with self._validator_lock:
             result = await self._submit_as(self.signer, tcapp.CA, command, deadline, timeout_s)
-        if not result.startswith(b"PENDING "):
+        pending = issuance.parse_pending(result)
+        if pending is None:
             raise RuntimeError(f"node certificate request refused: {result.decode(errors='replace')}")
-        _, pid_text, serial_hex = result.decode().split()
-        serial = bytes.fromhex(serial_hex)
-        await self.wait_certificate(int(pid_text), max(0.1, deadline - time.monotonic()))
+        pending_id, serial = pending
+        serial_hex = serial.hex()
+        await self.wait_certificate(pending_id, max(0.1, deadline - time.monotonic()))
         issued = self.app.ca.issued.get(serial)  # also covers a finalize executed before we started waiting
         if issued is None:
             raise RuntimeError(f"node certificate {serial_hex} not signed within {timeout_s:.0f} s")

@@ -302,9 +302,9 @@ def cmd_issue(args: argparse.Namespace) -> int:
     app = ca.app(dns)
     now = _now()
     out, _, _ = _execute(ca, app, issuance.challenge_command(names), now)
-    if not out.startswith(b"CHALLENGE"):
+    proofs = issuance.parse_challenge(out)
+    if proofs is None:
         raise CLIError(out.decode(errors="replace").removeprefix("ERR "))
-    proofs = dict(line.split(" ", 1) for line in out.decode().splitlines()[1:])
     for base, key_auth in proofs.items():  # the operator controls the names: publish dns-01 records
         dns.txt_records[f"{ownership.CHALLENGE_LABEL}.{base}"] = [ownership.dns01_txt(key_auth)]  # type: ignore[index]
     normalized = [n.lower().rstrip(".") for n in names]
@@ -317,9 +317,10 @@ def cmd_issue(args: argparse.Namespace) -> int:
         int(lifetime.total_seconds()),
     )
     out, _, _ = _execute(ca, app, issuance.request_command(req), now)
-    if not out.startswith(b"PENDING"):
+    pending = issuance.parse_pending(out)
+    if pending is None:
         raise CLIError(out.decode(errors="replace").removeprefix("ERR "))
-    pending_id = int(out.split()[1])
+    pending_id = pending[0]
     signature = ca.signer("issuing")(app.pending[pending_id].tbs)
     out, request, seq = _execute(ca, app, issuance.finalize_command(pending_id, signature), now)
     if not out.startswith(b"OK"):

@@ -306,7 +306,8 @@ class CASimApp(SimApp):
         return issuance.challenge_command(job.names)
 
     def _request(self, acct: _Account, job: _Job, challenge: bytes, ts: int) -> bytes:
-        proofs = dict(line.split(" ", 1) for line in challenge.decode().splitlines()[1:])
+        proofs = issuance.parse_challenge(challenge)
+        assert proofs is not None
         if job.kind != "not_owned":  # the client publishes dns-01 TXT only in zones it controls
             for name in job.names:
                 owner = f"{ownership.CHALLENGE_LABEL}.{name}"
@@ -340,10 +341,10 @@ class CASimApp(SimApp):
                     self.result_conflicts.append(f"request {req.digest.hex()[:16]} at seq {event.seq}: replica "
                                                  f"{node.name} decided {result[:40]!r}, another {held[:40]!r}")
                 exp = self.expect.get((req.client, req.timestamp))
-                if result.startswith(b"PENDING "):
-                    _, pid, serial_hex = result.decode().split()
-                    serial = bytes.fromhex(serial_hex)
-                    cr = self.creations.setdefault(serial, _Creation(req.digest, serial, int(pid), w.now))
+                pending = issuance.parse_pending(result)
+                if pending is not None:
+                    pid, serial = pending
+                    cr = self.creations.setdefault(serial, _Creation(req.digest, serial, pid, w.now))
                     cr.executions.append((node.name, event.seq, event.batch_digest, event.certificate))
                     if exp is not None and exp.kind == "valid" and serial not in self.accounts[exp.account].serials:
                         self.accounts[exp.account].serials.append(serial)

@@ -143,8 +143,8 @@ def prove_and_request(
 ) -> bytes:
     """challenge, publish TXT, request; returns the request's result."""
     res = run(app, client.op(issuance.challenge_command(names)), seq, time_us)
-    assert res.startswith(b"CHALLENGE"), res
-    proofs = dict(line.split(" ") for line in res.decode().splitlines()[1:])
+    proofs = issuance.parse_challenge(res)
+    assert proofs is not None, res
     for n in names:
         base = n.removeprefix("*.")
         dns.add_txt(f"{ownership.CHALLENGE_LABEL}.{base}", ownership.dns01_txt(proofs[base]))

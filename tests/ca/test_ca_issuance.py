@@ -40,8 +40,9 @@ def make_app(**overrides: object) -> tuple[issuance.CAApplication, MutableDNS]:
 
 
 def pending_of(result: bytes) -> int:
-    assert result.startswith(b"PENDING "), result
-    return int(result.split()[1])
+    pending = issuance.parse_pending(result)
+    assert pending is not None, result
+    return pending[0]
 
 
 def test_request_finalize_revoke_round_trip() -> None:
@@ -53,7 +54,8 @@ def test_request_finalize_revoke_round_trip() -> None:
     assert len(events) == 1 and isinstance(events[0], issuance.PendingRecorded)
     pending = events[0].pending
     assert pending.pending_id == pid and pending.names == ("www.example.org", "example.org")
-    assert pending.serial.hex() == res.split()[2].decode()
+    assert issuance.parse_pending(res) == (pid, pending.serial)
+    assert issuance.parse_pending(b"ERR names: no") is None and issuance.parse_challenge(res) is None
     # finalize with a real FROST signature from a 3-of-5 quorum
     sig = SIGN(pending.tbs)
     out = run(app, Operation(b"\x01" * 32, 1, issuance.finalize_command(pid, sig)), 3, T0_US + 2_000_000)

@@ -133,6 +133,21 @@ class SignOCSPBatchCommand:
     limit: int = 0
 
 
+def parse_pending(result: bytes) -> tuple[int, bytes] | None:
+    """(pending id, serial) of a ``PENDING <id> <serial hex>`` result; None for any other result."""
+    if not result.startswith(b"PENDING "):
+        return None
+    _, pending_id, serial_hex = result.decode().split()
+    return int(pending_id), bytes.fromhex(serial_hex)
+
+
+def parse_challenge(result: bytes) -> dict[str, str] | None:
+    """{base name: key authorization} of a ``CHALLENGE`` result; None for any other result."""
+    if not result.startswith(b"CHALLENGE\n"):
+        return None
+    return dict(line.split(" ", 1) for line in result.decode().splitlines()[1:])
+
+
 def challenge_command(names_: Sequence[str]) -> bytes:
     return encode(CACommand("challenge", encode(ChallengeCommand(tuple(names_)))))
 
@@ -598,7 +613,7 @@ class CAApplication:
             value = ownership.challenge_value(seed, op.client, base)
             self.challenges[(op.client, base)] = _Challenge(op.client, base, value, ctx.time_us)
             lines.append(f"{base} {ownership.key_authorization(value, op.client)}")
-        return ("CHALLENGE\n" + "\n".join(lines)).encode()
+        return ("CHALLENGE\n" + "\n".join(lines)).encode()  # parse_challenge reads it
 
     def _request(self, req: IssueRequest, op: Operation, ctx: ExecutionContext, index: int) -> bytes:
         policy = self.policy
@@ -690,7 +705,7 @@ class CAApplication:
         self.pending[pending.pending_id] = pending
         self.next_pending_id += 1
         self._events.append(PendingRecorded(pending))
-        return f"PENDING {pending.pending_id} {serial.hex()}".encode()
+        return f"PENDING {pending.pending_id} {serial.hex()}".encode()  # parse_pending reads it
 
     def _check_node_names(self, requested: Sequence[str], client: bytes) -> bytes | None:
         """The node-name rule. A name under ``policy.node_domain`` is a validator's identity on the peer
