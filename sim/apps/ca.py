@@ -501,8 +501,7 @@ class CASimApp(SimApp):
         gpk = self.public.group_public_key
         for serial, rec in issued.items():
             cert = x509.load_der_x509_certificate(rec.certificate_der)
-            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            dns = names.get_values_for_type(x509.DNSName)
+            dns = cax509.dns_names(cert)
             problem = None
             if not frost.verify_signature(gpk, cert.tbs_certificate_bytes, cert.signature):
                 problem = "signature does not verify under the issuing group key"

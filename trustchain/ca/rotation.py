@@ -43,12 +43,8 @@ class HeldCertificate:
 
     @classmethod
     def from_certificate(cls, holder: str, cert: x509.Certificate) -> HeldCertificate:
-        try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            names = tuple(san.get_values_for_type(x509.DNSName))
-        except x509.ExtensionNotFound:
-            names = ()
-        return cls(holder, cert.serial_number, names, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return cls(holder, cert.serial_number, tuple(cax509.dns_names(cert)), cert.not_valid_before_utc,
+                   cert.not_valid_after_utc)
 
 
 @dataclass(frozen=True)

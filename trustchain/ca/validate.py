@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from trustchain.ca import x509 as cax509
+
 MAX_DEPTH = 8
 
 
@@ -131,11 +133,7 @@ def _check_leaf(cert: x509.Certificate, dns_name: str | None) -> None:
         pass
     if dns_name is None:
         return
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        names = []
+    names = cax509.dns_names(cert)
     if not any(dns_name_matches(p, dns_name) for p in names):
         raise ChainError(Reason.NAME_MISMATCH, cert, f"{dns_name!r} not in {names}")
 
