@@ -61,3 +61,29 @@ def test_snapshot_is_deterministic_and_restores() -> None:
     c.restore(a.snapshot())
     assert c.snapshot() == a.snapshot() and c.kv.data == {b"a": b"1"} and c.ct.size == 1
     assert c.ca.lookup.txt("_acme-challenge.www.example.org") == ["abc"]
+
+
+def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> None:
+    """The router hands a run of DNS operations to the DNS application together (zones are re-signed once per
+    run, not once per update); results and replicated state equal executing them one at a time."""
+    updates = [ZoneUpdate("example.org.", (AddRecords(f"h{k}.example.org.", "A", 300, (f"192.0.2.{k}",)),))
+               for k in range(1, 6)]
+    payloads = [tcapp.route("dns", dnsapp.encode_create("example.org.", primary_ns="ns1.example.org.",
+                                                        admin="h.example.org.", nameservers=["ns1.example.org."])),
+                *[tcapp.route("dns", dnsapp.encode_update(u)) for u in updates],
+                tcapp.route("ca", issuance.challenge_command(["h1.example.org"]))]
+    ops = [Operation(b"\xaa" * 32, i + 1, p) for i, p in enumerate(payloads)]
+    together, one_by_one = _app(0), _app(1)
+    signs: list[int] = []
+    original = together.dns._sign
+
+    def counting(now: int, changed: set) -> None:  # type: ignore[type-arg]
+        signs.append(len(changed))
+        original(now, changed)
+
+    together.dns._sign = counting  # type: ignore[method-assign]
+    results = together.execute(ops, ExecutionContext(1, T0))
+    assert signs == [1]  # one signing pass for the six DNS operations, before the CA operation read the zone
+    expected = [one_by_one.execute([op], ExecutionContext(1, T0))[0] for op in ops]
+    assert results == expected and all(r.startswith(b"OK") for r in results[:6])
+    assert together.snapshot() == one_by_one.snapshot()

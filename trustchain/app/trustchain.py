@@ -116,8 +116,19 @@ class TrustChainApplication:
 
     def execute(self, operations: Sequence[Operation], context: ExecutionContext) -> list[bytes]:
         results: list[bytes] = []
+        dns_run: list[Operation] = []  # consecutive DNS operations, executed together: zones are signed once
+
+        def flush_dns() -> None:
+            if dns_run:
+                results.extend(self.dns.execute(dns_run, context))
+                dns_run.clear()
+
         for op in operations:
             routed = unroute(op.payload)
+            if routed is not None and routed.target == DNS:
+                dns_run.append(Operation(op.client, op.timestamp, routed.payload))
+                continue
+            flush_dns()  # before anything that may read the zones (the CA's CAA and dns-01 lookups)
             if routed is None:
                 results.append(b"ERR target: malformed routed operation")
                 continue
@@ -127,12 +138,11 @@ class TrustChainApplication:
                 self._after_ca(context)
             elif routed.target == CT:
                 results.append(self.ct.execute([inner], context)[0])
-            elif routed.target == DNS:
-                results.append(self.dns.execute([inner], context)[0])
             elif routed.target == KV:
                 results.append(self.kv.execute([inner], context)[0])
             else:
                 results.append(b"ERR target: unknown sub-application " + routed.target.encode()[:32])
+        flush_dns()
         return results
 
     def _after_ca(self, context: ExecutionContext) -> None:
