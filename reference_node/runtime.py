@@ -192,6 +192,12 @@ class Node:
         os.replace(tmp, path)
         return epoch
 
+    def _dns_cache_hit_ratio(self) -> float:
+        cache = self.app.dns.authority.cache  # the authority is replaced on restore: look it up each time
+        if cache is None or cache.stats.hits + cache.stats.misses == 0:
+            return 0.0
+        return cache.stats.hits / (cache.stats.hits + cache.stats.misses)
+
     def _executed_ts(self, client: bytes) -> int:
         rec = self.replica.client_table.get(client)
         return rec.timestamp if rec is not None else 0
@@ -201,7 +207,8 @@ class Node:
         self.m_issued = r.counter("trustchain_certificates_issued_total", "Certificates finalized (FROST-signed).")
         self.m_revoked = r.counter("trustchain_certificates_revoked_total", "Certificates revoked.")
         self.m_dns_queries = r.counter("trustchain_dns_queries_total", "DNS queries answered (API and listeners).")
-        self.m_dns_hit = r.gauge("trustchain_dns_cache_hit_ratio", "Share of DNS answers served from cache.")
+        r.gauge("trustchain_dns_cache_hit_ratio", "Share of authoritative DNS answers served from the answer cache.",
+                self._dns_cache_hit_ratio)
         self.m_rounds = r.counter("trustchain_consensus_rounds_total", "Batches executed by this replica.")
         self.m_failures = r.counter("trustchain_consensus_failures_total",
                                     "View changes entered, storage refusals and timed-out submissions.")

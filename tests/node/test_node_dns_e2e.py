@@ -119,3 +119,25 @@ def test_update_through_api_reaches_every_listener(cluster: Cluster) -> None:
                                                            f"www.{ZONE}", "A"), what=f"new A on node{i}")
         out = tool("dig", "@127.0.0.1", "-p", str(ln.udp), "+dnssec", f"www.{ZONE}", "A")
         assert "192.0.2.80" not in out and "RRSIG" in out, out
+
+
+def test_repeated_queries_show_in_the_cache_hit_ratio(cluster: Cluster) -> None:
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    def ratio() -> float:
+        code, text = http("GET", cluster.apis[3] + "/api/v1/metrics")
+        assert code == 200
+        found = re.search(r"^trustchain_dns_cache_hit_ratio (\S+)$", text, re.M)
+        assert found is not None, text
+        return float(found.group(1))
+
+    before = ratio()
+    ln = listeners(cluster, 3)
+    query = dns.message.make_query(f"ratio.www.{ZONE}", "A", want_dnssec=True)  # a name no other test asks
+    for _ in range(20):
+        reply = dns.query.udp(query, "127.0.0.1", port=ln.udp, timeout=5)
+        assert reply.rcode() == dns.rcode.NXDOMAIN and reply.authority, reply
+    after = ratio()
+    assert after > before and after > 0.5  # 19 of the 20 identical queries came from the answer cache
