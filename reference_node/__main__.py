@@ -13,7 +13,6 @@ import json
 import logging
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -95,11 +94,13 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     dns_server = None
     if cfg.dns.listen is not None or cfg.dns.doq_listen is not None:
         try:
-            from reference_node.dns.server import DNSServer, Transport
+            from reference_node.dns.server import DNSServer, Transport, authority_handler
+
+            answer = authority_handler(node.app.dns)
 
             def handle(wire: bytes, client: str, transport: Transport) -> bytes:
                 node.m_dns_queries.inc(transport=transport)
-                return node.app.dns.answer(wire, int(time.time()), max_udp=1232 if transport == "udp" else None)
+                return answer(wire, client, transport)
 
             dns_server = DNSServer(handle)
             if cfg.dns.listen is not None:

@@ -99,7 +99,7 @@ class Submission:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, genesis: Genesis, transport: PeerTransport | None = None) -> None:
+    def __init__(self, config: NodeConfig, genesis: Genesis, transport: PeerTransport) -> None:
         self.config = config
         self.genesis = genesis
         cons = config.consensus
@@ -135,10 +135,6 @@ class Node:
             self.signing = ss.SigningService(kp, genesis.issuing, self.signer, peers, secrets.token_bytes,
                                              epoch=self.signing_epoch)
         self._signing_synced_at = -1
-        if transport is None:
-            assert cons.listen is not None
-            peers_addr = {v.id: v.address for v in cons.validators}
-            transport = TCPTransport(self.id, cons.listen, peers_addr, cons.send_queue)
         self.transport = transport
         self.clients = [Ed25519Signer(hashlib.sha256(b"trustchain/node-client/%d/" % i + self.seed).digest())
                         for i in range(CLIENT_POOL)]
@@ -471,6 +467,7 @@ class Node:
         self._executed_through = e.seq
         self.m_rounds.inc()
         now = time.perf_counter()
+        watched_dns, watched_ct = bool(self.subscribers.get("dns")), bool(self.subscribers.get("ct"))
         targets = []
         for req, result in zip(e.requests, e.results, strict=True):
             routed = tcapp.unroute(req.operation)
@@ -480,15 +477,16 @@ class Node:
                 with contextlib.suppress(DecodeError):
                     if ctapp.decode_result(result).status == ctapp.STATUS_OK:
                         self.m_ct.inc()
-            if target == tcapp.DNS and routed is not None:
+                if watched_ct:
+                    self.publish("ct", {"seq": e.seq, "tree_size": self.app.ct.size})
+            elif target == tcapp.DNS and routed is not None and watched_dns:  # payloads only for subscribers
                 self.publish("dns", {"seq": e.seq, "result": result.decode(errors="replace"),
                                      "command": routed.payload[:512].decode(errors="replace")})
-            if target == tcapp.CT:
-                self.publish("ct", {"seq": e.seq, "tree_size": self.app.ct.size})
             self._resolve(req.client, req.timestamp, result, now)
-        self.publish("consensus", {"event": "executed", "seq": e.seq, "view": e.view, "time_us": e.timestamp_us,
-                                   "batch_digest": e.batch_digest.hex(), "requests": len(e.requests),
-                                   "targets": targets})
+        if self.subscribers.get("consensus"):
+            self.publish("consensus", {"event": "executed", "seq": e.seq, "view": e.view,
+                                       "time_us": e.timestamp_us, "batch_digest": e.batch_digest.hex(),
+                                       "requests": len(e.requests), "targets": targets})
 
     def _resolve(self, client: bytes, timestamp: int, result: bytes, now: float) -> None:
         sub = self._waiting.pop((client, timestamp), None)
@@ -610,10 +608,8 @@ class Node:
         backoff = RETRANSMIT_S
         try:
             while True:
-                for peer in range(self.cluster.n):
-                    if peer != self.id:
-                        self.transport.send(peer, CHANNEL_CONSENSUS, packet)
-                self._apply(self.replica.submit(request, now_us()))
+                self._perform(Broadcast(packet))
+                self._apply(self.replica.receive(packet, now_us()))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.m_failures.inc(kind="submit_timeout")
@@ -691,13 +687,18 @@ def _replace(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def build_node(config: NodeConfig, transport_factory: Callable[[NodeConfig], PeerTransport] | None = None) -> Node:
+def build_node(config: NodeConfig) -> Node:
     if config.trustchain.genesis is None:
         raise ValueError(f"{config.file}: trustchain.genesis: required to run a node")
     genesis = Genesis.load(config.trustchain.genesis)
-    transport = transport_factory(config) if transport_factory is not None else None
-    if transport is None and config.consensus.transport == "quic":
+    cons = config.consensus
+    transport: PeerTransport
+    if cons.transport == "quic":
         from reference_node.transport_quic import QUICTransport
 
         transport = QUICTransport.from_config(config, genesis.node_domain)
+    else:
+        assert cons.listen is not None
+        transport = TCPTransport(config.replica_id, cons.listen, {v.id: v.address for v in cons.validators},
+                                 cons.send_queue)
     return Node(config, genesis, transport)

@@ -33,6 +33,7 @@ from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
 
+from trustchain.dns.app import DNSApplication
 from trustchain.dns.authority import Authority
 from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_reply
 
@@ -77,8 +78,9 @@ class ListenerCounters:
     handler_errors: int = 0
 
 
-def authority_handler(authority: Authority, clock: Callable[[], float] = time.time) -> Handler:
-    """Adapt an Authority: UDP answers obey the EDNS limit (truncation makes clients retry over TCP)."""
+def authority_handler(authority: Authority | DNSApplication, clock: Callable[[], float] = time.time) -> Handler:
+    """Adapt an Authority (or the replicated DNS application, whose authority is replaced on restore): UDP
+    answers obey the EDNS limit (truncation makes clients retry over TCP)."""
 
     def handle(wire: bytes, client: str, transport: Transport) -> bytes:
         return authority.answer(wire, int(clock()), max_udp=EDNS_UDP if transport == "udp" else None)
