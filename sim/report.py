@@ -244,7 +244,7 @@ class Report:
         lines = ["## Microbenchmarks (wall time, this machine)", "",
                  "pytest-benchmark medians (`python benchmarks/micro.py`), each beside the raw library call it is "
                  "built on, measured in the same run; the ratio is the part that travels between machines. "
-                 "Other engineers were using the CPU during this run, so absolute times are noisy.", "",
+                 "Absolute times move with the machine's load (the load average is in the header).", "",
                  "| operation | median | physical limit (same run) | its median | ratio |",
                  "| --- | ---: | --- | ---: | ---: |"]
         for r in rows:
@@ -577,7 +577,7 @@ class Report:
             *(["(These scale figures were measured by an earlier `python -m sim report` run on this machine and "
                "reused with `--reuse-scale`.)", ""] if reused else []),
             "Peak RSS is the worker process's maximum resident set (`resource.getrusage`), including the "
-            "interpreter and imports (~50 MB).", "",
+            "interpreter and its imports.", "",
             "**Validators vs non-voting replicas.** Every simulated node above is a voting PBFT validator. The design "
             "notes' path to large node counts — a small validator committee plus many non-voting replicas (DNS "
             "edges, CT mirrors, OCSP responders) that verify each batch's 2f+1 commit certificate — is **not "
