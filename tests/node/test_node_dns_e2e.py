@@ -105,6 +105,7 @@ def test_delv_fully_validates_from_the_api_trust_anchor(cluster: Cluster, tmp_pa
     bad.write_text(anchors.read_text().replace(lines[0].split('"')[1], "00" * 32))
     out = tool("delv", "@127.0.0.1", "-p", str(ln.udp), "-a", str(bad), f"+root={ZONE}", f"www.{ZONE}", "A")
     assert "fully validated" not in out, out
+    assert "no valid signature found (DS)" in out and "resolution failed: broken trust chain" in out, out
 
 
 def test_update_through_api_reaches_every_listener(cluster: Cluster) -> None:

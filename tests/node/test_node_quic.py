@@ -25,7 +25,10 @@ def test_quic_cluster_commits(tmp_path: Path) -> None:
         try:
             for i in range(8):
                 assert await nodes[i % 4].submit("kv", kvstore.put(b"q%d" % i, b"x"), timeout_s=20) == b"OK"
-            await asyncio.sleep(0.3)
+            for _ in range(100):  # each submit waits for its own node only: let the others execute
+                if all(len(n.app.kv.data) == 8 for n in nodes):
+                    break
+                await asyncio.sleep(0.05)
             assert all(len(n.app.kv.data) == 8 for n in nodes)
             assert all(n.transport.stats.received > 0 for n in nodes)  # type: ignore[attr-defined]
         finally:
