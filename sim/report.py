@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.bench import bench_scenario
+from sim.scale import fit_power
 from sim.sweep import ROOT, code_version, default_cache_dir, load_scenario_dict, sweep, write_outputs
 
 CONSENSUS_SAFETY = ("agreement", "validity", "certificates")
@@ -82,14 +84,7 @@ def make_plan(quick: bool) -> Plan:
 
 def base_scenario(name: str, n: int = 7, requests: int = 100) -> dict[str, Any]:
     """The common cluster for the grids: the `python -m sim bench` settings."""
-    return {
-        "name": name, "seed": 1, "duration_s": 600,
-        "cluster": {"n": n, "batch_size": 10, "batch_delay_ms": 5, "checkpoint_interval": 20,
-                    "watermark_window": 60, "view_change_timeout_ms": 5000},
-        "network": {"latency": {"model": "lognormal", "median_ms": 20, "sigma": 0.3}},
-        "workload": {"clients": 16, "mode": "closed", "requests": requests},
-        "expect": {"safety": "hold", "liveness": True, "liveness_bound_s": 120},
-    }
+    return {**bench_scenario(n, requests), "name": name}
 
 
 def behaviour_scenario(behaviour: str, requests: int = 150) -> dict[str, Any]:
@@ -120,15 +115,6 @@ def by(records: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]) -> d
     for r in records:
         out.setdefault(key(r), []).append(r)
     return dict(sorted(out.items()))
-
-
-def fit_power(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """y = a * x^k by least squares in log-log; returns (a, k)."""
-    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y > 0]
-    mx = sum(p[0] for p in pts) / len(pts)
-    my = sum(p[1] for p in pts) / len(pts)
-    k = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
-    return math.exp(my - k * mx), k
 
 
 def machine() -> dict[str, str]:
@@ -298,7 +284,6 @@ class Report:
         if len(ns) > 1:
             ab, kb = fit_power(ns, bpr)
             ax.plot(ns, [ab * n**kb / 1024 for n in ns], ":", color="gray", label=f"fit ∝ n^{kb:.2f}")
-            self.bytes_exponent = kb
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("validators n")
@@ -430,7 +415,6 @@ class Report:
                     vals.append(evs[0]["recovery_s"])
             out[label] = vals
             detail.append((label, fname, len(recs), vals, sum(r["expectation_met"] for r in recs)))
-        self.recovery_data = out
         fig, ax = self.plots.new()
         labels = list(out)
         ax.boxplot([out[k] or [float("nan")] for k in labels], tick_labels=labels, showfliers=True)

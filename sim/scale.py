@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import math
 import resource
 import sys
 import time
@@ -133,19 +134,23 @@ def measure(points: list[tuple[int, int, str]]) -> list[dict[str, Any]]:
     return out
 
 
+def fit_power(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """y = a * x^k by least squares in log-log; returns (a, k)."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y > 0]
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    k = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+    return math.exp(my - k * mx), k
+
+
 def fit_largest_n(rows: list[dict[str, Any]], target_requests: int = 1000, budget_s: float = 600.0
                   ) -> dict[str, Any]:
     """Fit cpu_s = a * requests * n^k (log-log least squares on the measured points) and solve for the
     largest n whose `target_requests` run fits in `budget_s` of one core. An extrapolation: say so."""
-    import math
-
-    pts = [(math.log(r["n"]), math.log(r["cpu_s"] / r["requests"])) for r in rows if r["cpu_s"] > 0]
-    if len(pts) < 2:
+    measured = [r for r in rows if r["cpu_s"] > 0]
+    if len(measured) < 2:
         return {"k": None, "largest_n": None}
-    mx = sum(x for x, _ in pts) / len(pts)
-    my = sum(y for _, y in pts) / len(pts)
-    k = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
-    a = math.exp(my - k * mx)
+    a, k = fit_power([r["n"] for r in measured], [r["cpu_s"] / r["requests"] for r in measured])
     largest = (budget_s / (a * target_requests)) ** (1 / k)
     return {"k": round(k, 3), "a": a, "largest_n": int(largest),
             "predicted_cpu_s": {str(r["n"]): round(a * target_requests * r["n"] ** k, 1) for r in rows}}

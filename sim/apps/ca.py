@@ -199,7 +199,6 @@ class CASimApp(SimApp):
         self.expect: dict[tuple[bytes, int], _Expectation] = {}
         self.results: dict[bytes, bytes] = {}  # request digest -> first honest result
         self.result_conflicts: list[str] = []
-        self.kinds: Counter[str] = Counter()
         self.creations: dict[bytes, _Creation] = {}  # serial -> creating request
         self.issued_us: dict[bytes, int] = {}  # serial -> first honest Finalized
         self.revoked_us: dict[bytes, int] = {}
@@ -298,7 +297,6 @@ class CASimApp(SimApp):
 
     def _expect(self, acct: _Account, ts: int, kind: str, names: tuple[str, ...] = ()) -> None:
         self.expect[(acct.key, ts)] = _Expectation(kind, acct.index, names)
-        self.kinds[kind] += 1
 
     def _challenge(self, acct: _Account, job: _Job, ts: int) -> bytes:
         acct.job = job
