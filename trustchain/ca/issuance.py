@@ -843,27 +843,29 @@ class CAApplication:
         ``prune``). Stops after ``limit``; the refresh scan stops at the first fresh response, since
         ``self.ocsp`` is in signing order, so one batch costs O(limit), not O(issued)."""
         out: list[bytes] = []
-        for serial in list(self.ocsp_dirty):
+        expired_dirty: list[bytes] = []
+        expired_stored: list[bytes] = []
+        for serial in self.ocsp_dirty:  # iterated in place (no copy of the whole dict): deletions come after
             if len(out) >= limit:
-                return out
+                break
             rec = self.issued.get(serial)
             if rec is None or rec.not_after_us <= now_us:
-                if prune:
-                    del self.ocsp_dirty[serial]
-                continue
-            if serial not in self._ocsp_pending:
+                expired_dirty.append(serial)
+            elif serial not in self._ocsp_pending:
                 out.append(serial)
         stale_before = now_us - self.policy.ocsp_refresh_us
-        for serial, resp in list(self.ocsp.items()):
+        for serial, resp in self.ocsp.items():
             if len(out) >= limit or resp.produced_us > stale_before:
                 break
-            rec = self.issued[serial]
-            if rec.not_after_us <= now_us:
-                if prune:
-                    del self.ocsp[serial]
-                continue
-            if serial not in self._ocsp_pending and serial not in self.ocsp_dirty:
+            if self.issued[serial].not_after_us <= now_us:
+                expired_stored.append(serial)
+            elif serial not in self._ocsp_pending and serial not in self.ocsp_dirty:
                 out.append(serial)
+        if prune:
+            for serial in expired_dirty:
+                del self.ocsp_dirty[serial]
+            for serial in expired_stored:
+                del self.ocsp[serial]
         return out
 
     def _sign_ocsp_batch(self, cmd: SignOCSPBatchCommand, ctx: ExecutionContext) -> bytes:
