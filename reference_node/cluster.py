@@ -33,6 +33,7 @@ from reference_node.genesis import ca_name, key_package_to_json, public_to_json,
 from trustchain.ca import dkg, frost, issuance, sharebox
 from trustchain.ca import x509 as cax509
 from trustchain.crypto.signing import Ed25519Signer
+from trustchain.quorum import check_signing_threshold
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,9 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
     """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths."""
     if nodes < 4:
         raise ValueError("--nodes: PBFT needs at least 4 validators (n = 3f+1)")
-    if not 2 <= threshold <= nodes:
-        raise ValueError(f"--threshold: must be between 2 and --nodes ({nodes})")
+    problem = check_signing_threshold(nodes, threshold)
+    if problem is not None:
+        raise ValueError(f"--threshold: {problem}")
     node_lifetime = dt.timedelta(microseconds=parse_duration_us(node_cert_lifetime))
     directory.mkdir(parents=True, exist_ok=True)
     if ports is None:

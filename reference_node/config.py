@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trustchain.quorum import check_signing_threshold
+
 ROLES = ("validator", "observer")
 TRANSPORTS = ("tcp", "quic")
 SYNC_MODES = ("full", "normal")
@@ -354,8 +356,9 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         raise ConfigError(file, "consensus.validators", f"PBFT needs at least 4 validators (n = 3f+1), got "
                           f"{len(validators)}")
     threshold = r.get("consensus", k, "threshold", _int(1), required=True)
-    if threshold > len(validators):
-        raise ConfigError(file, "consensus.threshold", f"{threshold} is more than the {len(validators)} validators")
+    problem = check_signing_threshold(len(validators), threshold)
+    if problem is not None:
+        raise ConfigError(file, "consensus.threshold", problem)
     interval = r.get("consensus", k, "checkpoint_interval", _int(1), 16)
     window = r.get("consensus", k, "watermark_window", _int(1), max(64, interval))
     if window < interval:

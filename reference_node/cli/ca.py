@@ -36,6 +36,7 @@ from trustchain.ca import x509 as cax509
 from trustchain.consensus import messages as pbft
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.encoding import encode
+from trustchain.quorum import check_signing_threshold, quorum_size
 
 CONFIG = "ca.json"
 STATE = "state.bin"
@@ -174,8 +175,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     n, t = args.validators, args.threshold
     if n < 4:
         raise CLIError("--validators: PBFT needs at least 4 validators (n = 3f+1)")
-    if not 2 <= t <= n:
-        raise CLIError(f"--threshold: must be between 2 and --validators ({n})")
+    problem = check_signing_threshold(n, t)
+    if problem is not None:
+        raise CLIError(f"--threshold: {problem}")
     d = Path(args.dir)
     if (d / CONFIG).exists() and not args.force:
         raise CLIError(f"--dir: {d} already holds a CA (use --force to overwrite)")
@@ -241,14 +243,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def committed_entry(ca: CADir, request: pbft.Request, seq: int, time_us: int) -> pbft.CommittedEntry:
-    """What the validators would sign: a pre-prepare by the view-0 primary and 2f+1 commits."""
+    """What the validators would sign: a pre-prepare by the view-0 primary and a quorum of commits."""
     replicas = ca.consensus_signers()
-    f = (len(replicas) - 1) // 3
     batch = (request,)
     pp = pbft.PrePrepare(0, seq, pbft.PrePrepare.compute_digest(time_us, batch), time_us, batch)
     pp_env = pbft.seal(replicas[0], 0, pp)
     commit = pbft.Commit(0, seq, pp.batch_digest)
-    commits = tuple(pbft.seal(replicas[i], i, commit) for i in range(2 * f + 1))
+    commits = tuple(pbft.seal(replicas[i], i, commit) for i in range(quorum_size(len(replicas))))
     return pbft.CommittedEntry(pp_env, commits)
 
 

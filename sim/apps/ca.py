@@ -63,6 +63,7 @@ from trustchain.ca import validate as cavalidate
 from trustchain.ca import x509 as cax509
 from trustchain.consensus.certificates import InvalidMessage, SignatureChecker, check_committed
 from trustchain.consensus.messages import Request, pack
+from trustchain.quorum import check_signing_threshold
 
 if TYPE_CHECKING:
     from sim.checkers import Verdict
@@ -165,8 +166,9 @@ class CASimApp(SimApp):
         n, f = sc.cluster.n, sc.cluster.f
         self.n = n
         self.t = int(params.get("threshold", 2 * f + 1))
-        if not f < self.t <= n:
-            raise ValueError(f"ca: threshold {self.t} must be in {f + 1}..{n} (f = {f})")
+        problem = check_signing_threshold(n, self.t)
+        if problem is not None:
+            raise ValueError(f"ca: {problem}")
         self.invalid_fraction = float(params.get("invalid_fraction", 0.25))
         self.revoke_fraction = float(params.get("revoke_fraction", 0.1))
         self.bound_us = round(float(params.get("issue_bound_s", sc.expect.liveness_bound_s)) * 1e6)

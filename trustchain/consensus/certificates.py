@@ -115,17 +115,17 @@ def _distinct_votes(
 
 
 def check_prepared(checker: SignatureChecker, cert: PreparedCertificate) -> PrePrepare:
-    """A pre-prepare plus 2f prepares from distinct backups (the primary does not prepare)."""
+    """A pre-prepare plus quorum-1 prepares from distinct backups (the primary does not prepare)."""
     pp = check_pre_prepare(checker, cert.pre_prepare)
     voters = _distinct_votes(checker, cert.prepares, Kind.PREPARE, pp.view, pp.seq, pp.batch_digest)
     voters.discard(checker.config.primary(pp.view))
-    if len(voters) < 2 * checker.config.f:
+    if len(voters) < checker.config.prepare_quorum:
         raise InvalidMessage("prepared_without_quorum", f"{len(voters)} backup prepares for seq {pp.seq}")
     return pp
 
 
 def check_committed(checker: SignatureChecker, entry: CommittedEntry) -> PrePrepare:
-    """A pre-prepare plus 2f+1 commits from distinct replicas in the same view."""
+    """A pre-prepare plus a quorum of commits from distinct replicas in the same view."""
     pp = check_pre_prepare(checker, entry.pre_prepare)
     voters = _distinct_votes(checker, entry.commits, Kind.COMMIT, pp.view, pp.seq, pp.batch_digest)
     if len(voters) < checker.config.quorum:
@@ -136,7 +136,7 @@ def check_committed(checker: SignatureChecker, entry: CommittedEntry) -> PrePrep
 def check_checkpoint_proof(
     checker: SignatureChecker, proof: tuple[Envelope, ...], seq: int, state_digest: bytes | None
 ) -> bytes:
-    """2f+1 distinct signed checkpoints for `seq` agreeing on one state digest; returns that digest."""
+    """A quorum of distinct signed checkpoints for `seq` agreeing on one state digest; returns that digest."""
     if seq == 0 and not proof:
         return b""
     senders: set[int] = set()

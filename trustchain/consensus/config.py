@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trustchain.quorum import max_faulty, quorum_size, weak_quorum_size
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
@@ -48,17 +50,22 @@ class ClusterConfig:
 
     @property
     def f(self) -> int:
-        return (self.n - 1) // 3
+        return max_faulty(self.n)
 
     @property
     def quorum(self) -> int:
-        """2f+1: any two quorums intersect in at least one honest replica."""
-        return 2 * self.f + 1
+        """ceil((n+f+1)/2): any two quorums share an honest replica (see `trustchain.quorum`)."""
+        return quorum_size(self.n)
+
+    @property
+    def prepare_quorum(self) -> int:
+        """Backup prepares a prepared certificate needs: the primary's pre-prepare is its own vote."""
+        return self.quorum - 1
 
     @property
     def weak_quorum(self) -> int:
         """f+1: at least one honest replica among them."""
-        return self.f + 1
+        return weak_quorum_size(self.n)
 
     def primary(self, view: int) -> int:
         return view % self.n

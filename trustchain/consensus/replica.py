@@ -434,10 +434,10 @@ class Replica:
         if v not in slot.sent_commit:
             primary = self.config.primary(v)
             backups = [e for e in self._matching(slot.prepares.get(v, {}), d) if e.sender != primary]
-            if len(backups) < 2 * self.config.f:
+            if len(backups) < self.config.prepare_quorum:
                 return
             if v > slot.prepared_view:
-                slot.prepared_cert = PreparedCertificate(pp_env, tuple(backups[: 2 * self.config.f]))
+                slot.prepared_cert = PreparedCertificate(pp_env, tuple(backups[: self.config.prepare_quorum]))
                 slot.prepared_view = v
             slot.sent_commit[v] = d
             cenv = self._sign_and_broadcast(Commit(v, seq, d))
@@ -831,7 +831,7 @@ class Replica:
         if self.checkpoint_votes and min(self.checkpoint_votes) < h:
             problems.append(f"checkpoint votes kept below the stable checkpoint {h}")
         if h and self.stable_proof and len({e.sender for e in self.stable_proof}) < self.config.quorum:
-            problems.append("stable checkpoint without 2f+1 distinct signatures")
+            problems.append("stable checkpoint without a quorum of distinct signatures")
         if self.status is Status.NORMAL and self.is_primary and self.next_seq <= self.last_executed:
             problems.append(f"primary would reuse sequence {self.next_seq} <= last executed {self.last_executed}")
         return problems

@@ -1,9 +1,9 @@
 """Trusting a replicated log: a quorum of distinct validator signatures over identical content.
 
 Each validator signs checkpoints (Ed25519 note signatures under its own key name) and SCTs with its own
-key. With n = 3f+1 validators and at most f Byzantine, a checkpoint signed by 2f+1 of them was signed by
-at least f+1 honest ones, so it is the consensus tree: no coalition of f can make a client accept a
-forked root. The threshold is a parameter (f+1 already implies one honest signer).
+key. With n validators and at most f = (n-1)//3 Byzantine, the default threshold is the consensus quorum
+ceil((n+f+1)/2): two checkpoints that each carry it share an honest signer, so no coalition of f can make
+clients accept two forked roots. The threshold is a parameter (f+1 already implies one honest signer).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from trustchain.ct import note
 from trustchain.ct import sct as sctmod
 from trustchain.ct.checkpoint import CheckpointError, SignedCheckpoint
 from trustchain.ct.entry import SignedEntry
+from trustchain.quorum import max_faulty, quorum_size
 
 
 class QuorumError(ValueError):
@@ -41,8 +42,8 @@ class ValidatorSet:
         for name in names:
             note.check_key_name(name)
         self.validators = tuple(validators)
-        self.f = (len(validators) - 1) // 3
-        self.threshold = 2 * self.f + 1 if threshold is None else threshold
+        self.f = max_faulty(len(validators))
+        self.threshold = quorum_size(len(validators)) if threshold is None else threshold
         if not 1 <= self.threshold <= len(validators):
             raise QuorumError(f"threshold {self.threshold} is not within 1..{len(validators)}")
         self._by_name = {v.name: v for v in validators}
