@@ -6,7 +6,7 @@ from consensus_harness import Cluster
 
 from trustchain.app.kvstore import get, put
 from trustchain.consensus.certificates import SignatureChecker, check_checkpoint_proof, check_committed
-from trustchain.consensus.messages import PrePrepare, Request, pack, seal
+from trustchain.consensus.messages import PrePrepare, Request, pack, peek_kind, seal
 from trustchain.consensus.replica import TIMER_BATCH
 from trustchain.crypto.signing import ED25519, Ed25519Signer
 
@@ -129,3 +129,31 @@ def test_backup_rejects_pre_prepare_with_a_skewed_timestamp() -> None:
     assert replica.receive(pack(env), c.now) == []
     assert replica.rejected["timestamp_skew"] == 1
     assert 1 not in replica.slots or 0 not in replica.slots[1].sent_prepare
+
+
+def test_messages_just_above_a_lagging_window_are_held_until_the_window_moves() -> None:
+    """The primary's checkpoint becomes stable before a backup's, and it proposes up to its new h+L at
+    once: the backup, still on the old window, must not lose those pre-prepares and votes (nobody sends
+    them again), or slots it is needed for never prepare."""
+    c = Cluster(4, clients=8, batch_size=1, batch_delay_us=0, checkpoint_interval=2, watermark_window=4)
+    held: list[tuple[int | str, int | str, bytes]] = []
+
+    def hold_checkpoints_to_3(src: int | str, dst: int | str, data: bytes) -> bool:
+        if dst == 3 and peek_kind(data) == "checkpoint":
+            held.append((src, dst, data))
+            return True
+        return False
+
+    c.drop = hold_checkpoints_to_3
+    for i in range(8):
+        c.submit(i, put(b"k%d" % i, b"v"))
+    c.run()
+    r3 = c.replicas[3]
+    assert c.replicas[0].last_executed == 8
+    assert (r3.low_watermark, r3.last_executed) == (0, 4)  # its window is still (0, 4]
+    assert r3.ahead and r3.rejected["outside_watermarks"] == 0
+    c.drop = lambda src, dst, data: False
+    c.queue.extend(held)
+    c.run()
+    # It executed 5..8 itself from the held messages (timers never fired here: no state transfer).
+    assert [e.seq for e in c.executed[3]] == list(range(1, 9)) and not r3.ahead

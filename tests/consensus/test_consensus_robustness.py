@@ -55,9 +55,10 @@ def test_wrong_view_and_out_of_window_sequences_are_rejected() -> None:
     replica.receive(pack(seal(signers[1 - 1], 0, Prepare(1, 1, b"d" * 32))), 1_000_000)
     assert replica.rejected["stale_view"] == 1
     replica.view = 0
-    far = replica.config.watermark_window + 1
+    far = 2 * replica.config.watermark_window + 1  # beyond the next window too (just beyond is held)
     replica.receive(pack(seal(signers[2], 2, Prepare(0, far, b"d" * 32))), 1_000_000)
     assert replica.rejected["outside_watermarks"] == 1
+    assert far not in replica.slots and not replica.ahead
 
 
 def test_duplicate_and_conflicting_votes() -> None:

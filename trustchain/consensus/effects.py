@@ -85,7 +85,20 @@ class Executed:
 
 @dataclass(frozen=True)
 class ViewEntered:
+    """The replica entered `view` through a NEW-VIEW that re-proposed `reproposed` prepared batches
+    and filled `null_filled` gaps with null batches."""
+
     view: int
+    reproposed: int = 0
+    null_filled: int = 0
+
+
+@dataclass(frozen=True)
+class StateRestored:
+    """State transfer installed a peer's checkpoint snapshot at `seq`: executions up to `seq` happened
+    inside it, so no `Executed` effect comes for them."""
+
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -105,5 +118,6 @@ Effect = (
     | Persist
     | Executed
     | ViewEntered
+    | StateRestored
     | RequestCompleted
 )

@@ -38,6 +38,7 @@ from trustchain.consensus.effects import (
     SendToClient,
     SendToReplica,
     SetTimer,
+    StateRestored,
     ViewEntered,
 )
 from trustchain.consensus.messages import (
@@ -157,6 +158,10 @@ class Replica:
         self.new_view_sent: set[int] = set()
         self.current_new_view: Envelope | None = None
         self.future: list[tuple[Envelope, Prepare | Commit | PrePrepare]] = []
+        # Current-view normal-case messages for (h+L, h+2L], one per (seq, view, kind, sender): processed
+        # when our window moves (see `_normal_case_gate`).
+        self.ahead: dict[tuple[int, int, int, int], tuple[Envelope, Prepare | Commit | PrePrepare]] = {}
+        self._replaying_ahead = False
         self._checked_vcs: dict[bytes, CheckedViewChange] = {}
         self.own_view_change: Envelope | None = None
 
@@ -362,11 +367,21 @@ class Replica:
                 self.rejected["future_buffer_overflow"] += 1
             return False
         if not self._in_window(msg.seq):
-            if msg.seq > self.low_watermark + self.config.watermark_window:
+            high = self.low_watermark + self.config.watermark_window
+            if msg.seq > high:
                 # Peers working beyond our window: our stable checkpoint lags (its proof may have been
                 # lost), which state transfer repairs.
                 self.peers.saw_beyond_window(env.sender, msg.seq)
                 self._maybe_schedule_catchup(self._now)
+                if msg.seq <= high + self.config.watermark_window:
+                    # Each replica's checkpoint becomes stable when *it* has executed that far and
+                    # counted a quorum of checkpoint votes, so the primary's window often moves first
+                    # and it proposes up to its new h+L at once. Nobody sends these messages again:
+                    # dropped, the slot may never gather a prepare quorum, and only a view change
+                    # would unstick it. Keep them (bounded: one per sequence, kind and sender, current
+                    # view only) until our window moves.
+                    self.ahead.setdefault((msg.seq, msg.view, env.kind, env.sender), (env, msg))
+                    return False
             raise InvalidMessage("outside_watermarks", f"seq {msg.seq} not in ({self.low_watermark}, "
                                  f"{self.low_watermark + self.config.watermark_window}]")
         return True
@@ -570,8 +585,37 @@ class Replica:
             del self.own_checkpoints[s]
         if self.is_primary and self.next_seq <= seq:
             self.next_seq = seq + 1
-        # The window moved: the primary may propose what was waiting for it.
+        # The window moved: the primary may propose what was waiting for it, and messages held above
+        # the old window may now be in it.
         self._try_propose(self._now, flush=True)
+        self._process_ahead(self._now)
+
+    def _process_ahead(self, now: int) -> None:
+        """Handle the held messages that the window now covers (a nested window move is picked up by
+        the loop of the outermost call)."""
+        if self._replaying_ahead:
+            return
+        self._replaying_ahead = True
+        try:
+            while True:
+                high = self.low_watermark + self.config.watermark_window
+                ready = sorted(k for k in self.ahead if k[0] <= high)
+                if not ready:
+                    return
+                for key in ready:
+                    held = self.ahead.pop(key, None)
+                    if held is None or key[0] <= self.low_watermark or key[1] != self.view:
+                        continue
+                    env, msg = held
+                    try:
+                        if isinstance(msg, PrePrepare):
+                            self._on_pre_prepare(env, msg, now)
+                        else:
+                            self._on_vote(env, msg, now)
+                    except InvalidMessage as exc:
+                        self._reject(exc.reason, str(exc))
+        finally:
+            self._replaying_ahead = False
 
     # ------------------------------------------------------------------ view change
 
@@ -583,6 +627,7 @@ class Replica:
         assert new_view > self.view, "views only move forward"
         self.view = new_view
         self.status = Status.VIEW_CHANGE
+        self.ahead.clear()  # all for the old view
         self._cancel_timer(TIMER_BATCH)
         prepared = tuple(
             slot.prepared_cert
@@ -607,11 +652,17 @@ class Replica:
             self._set_timer(TIMER_VC_RESEND, now + self.config.view_change_timeout_us)
 
     def _arm_view_change_timer(self, now: int) -> None:
-        """PBFT's liveness rule: the timer for the next view starts only once 2f+1 replicas asked
-        for this one, so a lone replica whose timer fired (a pause, a partition) waits in its view
-        instead of racing ahead alone, and the others find it there at their next view change."""
-        if (self.status is Status.VIEW_CHANGE and TIMER_VIEW_CHANGE not in self.timers
-                and len(self.view_changes.get(self.view, {})) >= self.config.quorum):
+        """PBFT's liveness rule: the timer for the next view starts only once a quorum of replicas
+        asked for this view or a later one, so a lone replica whose timer fired (a pause, a partition)
+        waits in its view instead of racing ahead alone, and the others find it there at their next
+        view change. Requests for later views count too: a replica that moved on to view v+1 after
+        asking for v (its own request for v may never have been delivered) still wants to leave every
+        view below v+1, and without counting it the replicas left in v would wait below a quorum,
+        with no timer, for a message that will never come."""
+        if self.status is not Status.VIEW_CHANGE or TIMER_VIEW_CHANGE in self.timers:
+            return
+        asking = sum(1 for v in self.latest_vc_view.values() if v >= self.view)
+        if asking >= self.config.quorum:
             self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
 
     def _check_view_change(self, env: Envelope) -> CheckedViewChange:
@@ -641,9 +692,7 @@ class Replica:
         sender = checked.envelope.sender
         self.peers.saw_sequence(sender, vc.stable_seq)
         if vc.new_view < self.view or (vc.new_view == self.view and self.status is Status.NORMAL):
-            if self.current_new_view is not None and self.is_primary:
-                # A laggard still asks for a view we are in: show it the NEW-VIEW again.
-                self._emit(SendToReplica(sender, pack(self.current_new_view)))
+            self._help_laggard(sender)
             raise InvalidMessage("stale_view_change", f"for view {vc.new_view}, current {self.view}")
         self._record_view_change(checked)
         # Join when f+1 replicas want a later view: at least one honest replica timed out.
@@ -654,6 +703,22 @@ class Replica:
         self._arm_view_change_timer(now)
         self._try_new_view(now)
 
+    def _new_view_pre_prepares(self, v: int, vcs: list[CheckedViewChange]) -> tuple[int, list[PrePrepare]]:
+        """One computation for the primary that builds NEW-VIEW and the backups that check it."""
+        return new_view_pre_prepares(v, vcs)
+
+    def _help_laggard(self, sender: int) -> None:
+        """A replica still asks for a view below ours: show it how we got here, so that views converge
+        instead of each side waiting for the other (PBFT's view synchronisation by retransmission).
+        In the view we are in, that is its NEW-VIEW; while we wait for a later view, our own
+        VIEW-CHANGE, which counts towards its timer (`_arm_view_change_timer`) and, with f others,
+        makes it join us."""
+        if self.status is Status.NORMAL and self.current_new_view is not None and self.is_primary:
+            self._emit(SendToReplica(sender, pack(self.current_new_view)))
+        elif (self.status is Status.VIEW_CHANGE and self.own_view_change is not None
+              and self.latest_vc_view.get(sender, -1) < self.view):
+            self._emit(SendToReplica(sender, pack(self.own_view_change)))
+
     def _try_new_view(self, now: int) -> None:
         v = self.view
         if self.status is not Status.VIEW_CHANGE or not self.is_primary or v in self.new_view_sent:
@@ -662,7 +727,7 @@ class Replica:
         if len(vcs) < self.config.quorum:
             return
         chosen = [vcs[s] for s in sorted(vcs)][: self.config.quorum]
-        min_s, pps = new_view_pre_prepares(v, chosen)
+        min_s, pps = self._new_view_pre_prepares(v, chosen)
         pp_envs = tuple(seal(self.signer, self.id, pp) for pp in pps)
         nv = NewView(v, tuple(c.envelope for c in chosen), pp_envs)
         self.new_view_sent.add(v)
@@ -684,7 +749,7 @@ class Replica:
             checked.append(c)
         if len(checked) < self.config.quorum:
             raise InvalidMessage("invalid_new_view", f"only {len(checked)} view-change messages")
-        min_s, expected = new_view_pre_prepares(nv.view, checked)
+        min_s, expected = self._new_view_pre_prepares(nv.view, checked)
         if len(expected) != len(nv.pre_prepares):
             raise InvalidMessage("invalid_new_view", "pre-prepare set does not match the view changes")
         pairs: list[tuple[Envelope, PrePrepare]] = []
@@ -703,12 +768,14 @@ class Replica:
         self.view = v
         self.status = Status.NORMAL
         self.vc_postponed = False
+        self.ahead.clear()  # all for an older view
         self.current_new_view = nv_env
         for old in [w for w in self.view_changes if w <= v]:
             del self.view_changes[old]
         self._cancel_timer(TIMER_VIEW_CHANGE)
         self._cancel_timer(TIMER_VC_RESEND)
-        self._emit(ViewEntered(v))
+        null_filled = sum(1 for _, pp in pairs if not pp.batch)
+        self._emit(ViewEntered(v, len(pairs) - null_filled, null_filled))
         max_s = min_s
         for pp_env, pp in pairs:
             max_s = max(max_s, pp.seq)
@@ -788,6 +855,7 @@ class Replica:
             except DecodeError as exc:
                 raise InvalidMessage("malformed", f"snapshot: {exc}") from None
             self.last_executed = reply.checkpoint_seq
+            self._emit(StateRestored(reply.checkpoint_seq))
             self.own_checkpoints[reply.checkpoint_seq] = (digest(reply.snapshot), reply.snapshot)
             if reply.checkpoint_seq > self.low_watermark:
                 self._make_stable(reply.checkpoint_seq, reply.snapshot, reply.checkpoint_proof)
@@ -876,6 +944,15 @@ class Replica:
                 view, status = msg.view, Status.NORMAL
                 r.current_new_view = rec.envelope
                 r.new_view_sent.add(msg.view)
+                # The pre-prepares inside its NEW-VIEW are its own for (view, seq): restore them and
+                # propose only after them, as `_enter_view` does, or it would re-propose those numbers.
+                min_s = max((decode(ViewChange, vc.body).stable_seq for vc in msg.view_changes), default=0)
+                r.next_seq = max(r.next_seq, min_s + 1)
+                for pp_env in msg.pre_prepares:
+                    pp = decode(PrePrepare, pp_env.body)
+                    r.next_seq = max(r.next_seq, pp.seq + 1)
+                    if pp.seq > r.low_watermark:
+                        r._slot(pp.seq).pre_prepares[pp.view] = (pp_env, pp)
             elif isinstance(msg, PrePrepare | Prepare | Commit):
                 if msg.view > view:
                     view, status = msg.view, Status.NORMAL
