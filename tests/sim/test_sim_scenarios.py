@@ -10,7 +10,8 @@ from sim.runner import run
 from sim.scenario import load
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-CONSENSUS = ["primary-crash", "partition-heal", "lossy-wan", "twins", "beyond-threshold"]
+CONSENSUS = ["primary-crash", "partition-heal", "lossy-wan", "twins", "beyond-threshold", "equivocators-n5",
+             "equivocators-n6", "view-sync-n4", "view-sync-n7"]
 
 
 @pytest.mark.parametrize("name", CONSENSUS)
@@ -58,3 +59,14 @@ def test_restarted_primary_recovers_its_state_and_catches_up() -> None:
     assert {n.replica.last_executed for n in nodes.values()} == {restarted.last_executed}
     assert {n.replica.view for n in nodes.values()} == {1}
     assert len({n.replica.own_checkpoints[n.replica.low_watermark][0] for n in nodes.values()}) == 1
+
+
+@pytest.mark.parametrize("name", ["view-sync-n4", "view-sync-n7"])
+def test_replicas_split_across_views_converge(name: str) -> None:
+    """The view-1 primary ends up asking for view 3 while the others wait in view 2; all must meet in
+    one view and every request complete (a deadlock that never executed again before)."""
+    result = run(load(SCENARIOS / f"{name}.yaml"))
+    assert result.expectation_met, [f"{v.name}: {v.detail}" for v in result.verdicts if not v.ok]
+    live = [n.replica for n in result.world.nodes.values() if n.up]
+    assert len({r.view for r in live}) == 1 and live[0].view >= 3
+    assert result.summary["requests"]["completed"] == 300
