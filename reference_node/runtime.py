@@ -55,6 +55,7 @@ from trustchain.consensus.effects import (
     SendToClient,
     SendToReplica,
     SetTimer,
+    StateRestored,
     ViewEntered,
 )
 from trustchain.consensus.messages import Request, pack
@@ -149,9 +150,7 @@ class Node:
         self.certificate_listeners: list[Callable[[bytes, bytes], None]] = []
         self._free: asyncio.Queue[int] | None = None
         self._waiting: dict[tuple[bytes, int], Submission] = {}
-        # Executed effects come in sequence order; a gap (or an execution point beyond the last one) means state
-        # transfer installed a snapshot in between, whose requests and issuances announced nothing
-        self._executed_through = self.replica.last_executed
+        # Set by a StateRestored effect: the snapshot's requests and issuances announced nothing
         self._snapshot_installed = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sign_timers: dict[ss.TimerKey, asyncio.TimerHandle] = {}
@@ -445,6 +444,8 @@ class Node:
                 old.cancel()
         elif isinstance(e, Executed):
             self._on_executed(e)
+        elif isinstance(e, StateRestored):
+            self._snapshot_installed = True  # answered in `_resolve_from_snapshot` after this step
         elif isinstance(e, ViewEntered):
             self.m_failures.inc(kind="view_change")
             self.publish("consensus", {"event": "view", "view": e.view})
@@ -463,8 +464,6 @@ class Node:
                 sub.future.set_exception(NodeHalted(reason))
 
     def _on_executed(self, e: Executed) -> None:
-        self._snapshot_installed |= e.seq > self._executed_through + 1
-        self._executed_through = e.seq
         self.m_rounds.inc()
         now = time.perf_counter()
         watched_dns, watched_ct = bool(self.subscribers.get("dns")), bool(self.subscribers.get("ct"))
@@ -498,8 +497,6 @@ class Node:
         """A snapshot installed by state transfer (a lagging replica catching up) produces no Executed effect
         and no application events for what it contains. Answer waiting requests from the replicated client
         table, and wake certificate waiters whose issuance left the pending set (callers then read `issued`)."""
-        self._snapshot_installed |= self.replica.last_executed > self._executed_through
-        self._executed_through = self.replica.last_executed
         if not self._snapshot_installed:
             return  # the normal path: everything executed was announced by an Executed effect
         self._snapshot_installed = False
