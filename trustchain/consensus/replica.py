@@ -41,6 +41,7 @@ from trustchain.consensus.effects import (
     StateRestored,
     ViewEntered,
 )
+from trustchain.consensus.fair_queue import FairQueue, request_key
 from trustchain.consensus.messages import (
     Checkpoint,
     Commit,
@@ -72,6 +73,9 @@ TIMER_CATCHUP = "catchup"
 TIMER_VC_RESEND = "view_change_resend"
 
 MAX_PENDING = 100_000
+#: Requests one client may have pending at a replica: PBFT clients have one outstanding request, and a
+#: client that sends more must not fill what every client shares.
+MAX_PENDING_PER_CLIENT = 64
 
 
 class Status(enum.Enum):
@@ -110,10 +114,6 @@ class Slot:
     committed_pp: PrePrepare | None = None
 
 
-def _request_key(req: Request) -> bytes:
-    return req.client + req.timestamp.to_bytes(8, "big")
-
-
 class Replica:
     def __init__(
         self,
@@ -142,7 +142,8 @@ class Replica:
 
         self.slots: dict[int, Slot] = {}
         self.pending: dict[bytes, Request] = {}  # known, not yet executed (insertion ordered)
-        self.unproposed: dict[bytes, Request] = {}  # primary: pending and not yet in a pre-prepare
+        self.unproposed = FairQueue()  # primary: pending and not yet in a pre-prepare
+        self.pending_per_client: Counter[bytes] = Counter()
         self.client_table: dict[bytes, ClientRecord] = {}
 
         self.own_checkpoints: dict[int, tuple[bytes, bytes]] = {}  # seq -> (state digest, snapshot)
@@ -282,14 +283,17 @@ class Replica:
             if req.timestamp == record.timestamp:
                 self._send_reply(req.client, record)  # the client missed our reply: resend it
             return
-        key = _request_key(req)
+        key = request_key(req)
         if key in self.pending:
             return
         if len(self.pending) >= MAX_PENDING:
             raise InvalidMessage("pending_full", f"{len(self.pending)} requests already pending")
+        if self.pending_per_client[req.client] >= MAX_PENDING_PER_CLIENT:
+            raise InvalidMessage("client_backlog_full", f"{MAX_PENDING_PER_CLIENT} requests of this client pending")
         self.pending[key] = req
+        self.pending_per_client[req.client] += 1
         if self.status is Status.NORMAL and self.is_primary:
-            self.unproposed[key] = req
+            self.unproposed.add(req)
             self._try_propose(now, flush=False)
         elif TIMER_VIEW_CHANGE not in self.timers and self.status is Status.NORMAL:
             self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
@@ -311,9 +315,7 @@ class Replica:
                 if TIMER_BATCH not in self.timers:
                     self._set_timer(TIMER_BATCH, now + self.config.batch_delay_us)
                 return
-            keys = list(self.unproposed)[:size]
-            batch = tuple(self.unproposed.pop(k) for k in keys)
-            self._propose(batch, now)
+            self._propose(self.unproposed.take(size), now)
         self._cancel_timer(TIMER_BATCH)
 
     def _propose(self, batch: tuple[Request, ...], now: int) -> None:
@@ -404,7 +406,7 @@ class Replica:
             return
         slot.pre_prepares[pp.view] = (env, pp)
         for req in pp.batch:
-            self.unproposed.pop(_request_key(req), None)
+            self.unproposed.discard(request_key(req))
         if not self.is_primary and pp.view not in slot.sent_prepare:
             slot.sent_prepare[pp.view] = pp.batch_digest
             penv = self._sign_and_broadcast(Prepare(pp.view, pp.seq, pp.batch_digest))
@@ -481,11 +483,17 @@ class Replica:
 
     def _execute(self, entry: CommittedEntry, pp: PrePrepare) -> None:
         assert pp.seq == self.last_executed + 1, "execution must follow sequence order"
+        # Exactly once and in timestamp order per client: a request runs only if its timestamp is newer
+        # than the client's last executed one, counting those earlier in this same batch (a client with
+        # several requests in flight must not run one twice or move its record backwards).
         fresh: list[Request] = []
+        newest_in_batch: dict[bytes, int] = {}
         for req in pp.batch:
             record = self.client_table.get(req.client)
-            if record is None or req.timestamp > record.timestamp:
+            last = newest_in_batch.get(req.client, -1 if record is None else record.timestamp)
+            if req.timestamp > last:
                 fresh.append(req)
+                newest_in_batch[req.client] = req.timestamp
         time_us = max(pp.timestamp_us, self.last_time_us)
         ctx = ExecutionContext(pp.seq, time_us)
         ops = [Operation(r.client, r.timestamp, r.operation) for r in fresh]
@@ -500,9 +508,7 @@ class Replica:
             self.client_table[req.client] = record
             self._send_reply(req.client, record)
         for req in pp.batch:
-            key = _request_key(req)
-            self.pending.pop(key, None)
-            self.unproposed.pop(key, None)
+            self._drop_pending(request_key(req))
         self._emit(
             Executed(pp.seq, pp.view, time_us, pp.batch_digest, tuple(fresh), tuple(results), entry)
         )
@@ -606,16 +612,19 @@ class Replica:
                     held = self.ahead.pop(key, None)
                     if held is None or key[0] <= self.low_watermark or key[1] != self.view:
                         continue
-                    env, msg = held
-                    try:
-                        if isinstance(msg, PrePrepare):
-                            self._on_pre_prepare(env, msg, now)
-                        else:
-                            self._on_vote(env, msg, now)
-                    except InvalidMessage as exc:
-                        self._reject(exc.reason, str(exc))
+                    self._replay(*held, now)
         finally:
             self._replaying_ahead = False
+
+    def _replay(self, env: Envelope, msg: PrePrepare | Prepare | Commit, now: int) -> None:
+        """Handle a buffered normal-case message; a rejection is counted as if it had just arrived."""
+        try:
+            if isinstance(msg, PrePrepare):
+                self._on_pre_prepare(env, msg, now)
+            else:
+                self._on_vote(env, msg, now)
+        except InvalidMessage as exc:
+            self._reject(exc.reason, str(exc))
 
     # ------------------------------------------------------------------ view change
 
@@ -749,6 +758,16 @@ class Replica:
             checked.append(c)
         if len(checked) < self.config.quorum:
             raise InvalidMessage("invalid_new_view", f"only {len(checked)} view-change messages")
+        min_s, pairs = self._check_new_view_pre_prepares(nv, checked)
+        for c in checked:
+            self.peers.saw_sequence(c.envelope.sender, c.message.stable_seq)
+        self._enter_view(nv.view, env, min_s, pairs, now)
+
+    def _check_new_view_pre_prepares(
+        self, nv: NewView, checked: list[CheckedViewChange]
+    ) -> tuple[int, list[tuple[Envelope, PrePrepare]]]:
+        """The NEW-VIEW's pre-prepares must be exactly those recomputed from its view changes: a new
+        primary can neither drop nor alter a batch that may have committed."""
         min_s, expected = self._new_view_pre_prepares(nv.view, checked)
         if len(expected) != len(nv.pre_prepares):
             raise InvalidMessage("invalid_new_view", "pre-prepare set does not match the view changes")
@@ -758,9 +777,7 @@ class Replica:
             if got != want:
                 raise InvalidMessage("invalid_new_view", f"pre-prepare for seq {want.seq} was altered")
             pairs.append((pp_env, got))
-        for c in checked:
-            self.peers.saw_sequence(c.envelope.sender, c.message.stable_seq)
-        self._enter_view(nv.view, env, min_s, pairs, now)
+        return min_s, pairs
 
     def _enter_view(
         self, v: int, nv_env: Envelope, min_s: int, pairs: list[tuple[Envelope, PrePrepare]], now: int
@@ -784,22 +801,18 @@ class Replica:
             self._accept_pre_prepare(pp_env, pp, now)
         if self.is_primary:
             self.next_seq = max(max_s, self.low_watermark, self.last_executed) + 1
-            in_flight = {_request_key(r) for s in self.slots.values() if v in s.pre_prepares
+            in_flight = {request_key(r) for s in self.slots.values() if v in s.pre_prepares
                          for r in s.pre_prepares[v][1].batch}
-            self.unproposed = {k: r for k, r in self.pending.items() if k not in in_flight}
+            self.unproposed = FairQueue()
+            for k, r in self.pending.items():
+                if k not in in_flight:
+                    self.unproposed.add(r)
         else:
-            self.unproposed = {}
+            self.unproposed = FairQueue()
         buffered, self.future = self.future, []
         for env, msg in buffered:
-            if msg.view < v:
-                continue
-            try:
-                if isinstance(msg, PrePrepare):
-                    self._on_pre_prepare(env, msg, now)
-                else:
-                    self._on_vote(env, msg, now)
-            except InvalidMessage as exc:
-                self._reject(exc.reason, str(exc))
+            if msg.view >= v:
+                self._replay(env, msg, now)
         if self.pending and TIMER_VIEW_CHANGE not in self.timers:
             self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
         self._try_propose(now, flush=True)
@@ -842,32 +855,8 @@ class Replica:
         if TIMER_CATCHUP not in self.timers:
             raise InvalidMessage("unsolicited_state_reply", "no state transfer in progress")
         before = self.last_executed
-        own = self.own_checkpoints.get(reply.checkpoint_seq)
-        if self.low_watermark < reply.checkpoint_seq <= self.last_executed and own is not None:
-            # We executed that far ourselves but never saw 2f+1 checkpoint votes: the proof suffices.
-            check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq, own[0])
-            self._make_stable(reply.checkpoint_seq, own[1], reply.checkpoint_proof)
-        elif reply.checkpoint_seq > self.last_executed:
-            check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq,
-                                   digest(reply.snapshot))
-            try:
-                self._restore(reply.snapshot)
-            except DecodeError as exc:
-                raise InvalidMessage("malformed", f"snapshot: {exc}") from None
-            self.last_executed = reply.checkpoint_seq
-            self._emit(StateRestored(reply.checkpoint_seq))
-            self.own_checkpoints[reply.checkpoint_seq] = (digest(reply.snapshot), reply.snapshot)
-            if reply.checkpoint_seq > self.low_watermark:
-                self._make_stable(reply.checkpoint_seq, reply.snapshot, reply.checkpoint_proof)
-            for key in [k for k, r in self.pending.items() if self._already_executed(r)]:
-                self.pending.pop(key)
-                self.unproposed.pop(key, None)
-        for entry in reply.entries:
-            pp = check_committed(self.checker, entry)
-            if pp.seq <= self.last_executed or not self._in_window(pp.seq):
-                continue
-            slot = self._slot(pp.seq)
-            slot.committed, slot.committed_pp = entry, pp
+        self._install_checkpoint(reply)
+        self._accept_committed(reply.entries)
         self._try_execute(now)
         if reply.new_view:
             nv_env = reply.new_view[0]
@@ -878,6 +867,49 @@ class Replica:
             self._cancel_timer(TIMER_CATCHUP)
         if self.last_executed > before:
             self._after_progress(now)
+
+    def _install_checkpoint(self, reply: StateReply) -> None:
+        """The reply's stable checkpoint, proven by a quorum of signatures over the snapshot's digest:
+        adopted as stable if we executed that far ourselves, installed if we are below it."""
+        own = self.own_checkpoints.get(reply.checkpoint_seq)
+        if self.low_watermark < reply.checkpoint_seq <= self.last_executed and own is not None:
+            # We executed that far ourselves but never saw a quorum of checkpoint votes: the proof suffices.
+            check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq, own[0])
+            self._make_stable(reply.checkpoint_seq, own[1], reply.checkpoint_proof)
+        elif reply.checkpoint_seq > self.last_executed:
+            check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq,
+                                   digest(reply.snapshot))
+            self._install_snapshot(reply.checkpoint_seq, reply.snapshot, reply.checkpoint_proof)
+
+    def _install_snapshot(self, seq: int, snapshot: bytes, proof: tuple[Envelope, ...]) -> None:
+        try:
+            self._restore(snapshot)
+        except DecodeError as exc:
+            raise InvalidMessage("malformed", f"snapshot: {exc}") from None
+        self.last_executed = seq
+        self._emit(StateRestored(seq))
+        self.own_checkpoints[seq] = (digest(snapshot), snapshot)
+        if seq > self.low_watermark:
+            self._make_stable(seq, snapshot, proof)
+        for key in [k for k, r in self.pending.items() if self._already_executed(r)]:
+            self._drop_pending(key)
+
+    def _accept_committed(self, entries: tuple[CommittedEntry, ...]) -> None:
+        """Commit-certified entries above our execution point, each re-verified from its signatures."""
+        for entry in entries:
+            pp = check_committed(self.checker, entry)
+            if pp.seq <= self.last_executed or not self._in_window(pp.seq):
+                continue
+            slot = self._slot(pp.seq)
+            slot.committed, slot.committed_pp = entry, pp
+
+    def _drop_pending(self, key: bytes) -> None:
+        req = self.pending.pop(key, None)
+        if req is not None:
+            self.unproposed.discard(key)
+            self.pending_per_client[req.client] -= 1
+            if not self.pending_per_client[req.client]:
+                del self.pending_per_client[req.client]
 
     def _already_executed(self, req: Request) -> bool:
         record = self.client_table.get(req.client)
