@@ -37,7 +37,7 @@ class Network:
     def __init__(self, spec: NetworkSpec, n: int, rng: random.Random) -> None:
         self.spec = spec
         self.rng = rng
-        self.graph = nx.Graph()
+        self.graph: nx.Graph[int] = nx.Graph()
         regions = spec.latency.regions or ("local",)
         for i in range(n):
             self.graph.add_node(i, region=regions[i % len(regions)])

@@ -55,12 +55,15 @@ def run(scenario: Scenario, seed: int | None = None, out_dir: Path | None = None
         env = world.env
         stop = env.event()
 
+        def stop_once(_: object) -> None:
+            if not stop.triggered:
+                stop.succeed()
+
         def finish_after_drain(_: object) -> None:
-            env.timeout(DRAIN_US).callbacks.append(lambda _e: stop.succeed() if not stop.triggered else None)
+            env.timeout(DRAIN_US).callbacks.append(stop_once)
 
         world.done.callbacks.append(finish_after_drain)
-        env.timeout(round(scenario.duration_s * 1e6)).callbacks.append(
-            lambda _e: stop.succeed() if not stop.triggered else None)
+        env.timeout(round(scenario.duration_s * 1e6)).callbacks.append(stop_once)
         env.run(until=stop)
     finally:
         if sink is not None:
@@ -150,8 +153,9 @@ def format_summary(result: RunResult, replay: str) -> str:
         f"  trace       {s['trace']['events']} events, digest {s['trace']['digest']}",
         "  checks:",
     ]
+    width = max([13, *(len(v.name) for v in result.verdicts)])
     for v in result.verdicts:
-        lines.append(f"    {'PASS' if v.ok else 'FAIL'}  {v.name:<13} {v.detail}")
+        lines.append(f"    {'PASS' if v.ok else 'FAIL'}  {v.name:<{width}} {v.detail}")
     exp = result.scenario.expect
     if exp.safety == "violation":
         found = not all(v.ok for v in result.verdicts if v.name != "liveness")
@@ -161,7 +165,9 @@ def format_summary(result: RunResult, replay: str) -> str:
     failing = next((v for v in result.verdicts if not v.ok and v.first_violation), None)
     if failing is not None:
         fv = failing.first_violation or {}
-        lines.append(f"  first violating event: {failing.name} at {int(fv.get('time_us', 0)) / 1e6:.6f} s "
+        time_us = fv.get("time_us", 0)
+        at_s = int(time_us) / 1e6 if isinstance(time_us, int | float) else 0.0
+        lines.append(f"  first violating event: {failing.name} at {at_s:.6f} s "
                      f"(trace event {fv.get('trace_index', '-')}): {failing.detail}")
     if failing is not None or not result.expectation_met:
         lines.append(f"  replay: {replay}")

@@ -7,14 +7,20 @@ simulator everything is integer microseconds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from sim.params import NODE_IDS, ParamRule, ParamSchema
+
 LATENCY_MODELS = ("constant", "uniform", "lognormal", "wan")
-FAULT_TYPES = ("crash", "restart", "pause", "clock_skew")
+#: storage faults (sim/storage.py): crashes at a write or fsync boundary, and a bit flip in synced data
+STORAGE_CRASH_FAULTS = ("crash_after_persist", "lose_unsynced", "torn_write")
+STORAGE_FAULTS = (*STORAGE_CRASH_FAULTS, "corrupt_synced")
+FAULT_TYPES = ("crash", "restart", "pause", "clock_skew", *STORAGE_FAULTS)
 BEHAVIOURS = (
     "silent",
     "crash_worst_moment",
@@ -27,6 +33,9 @@ BEHAVIOURS = (
     "corrupt_batch",
     "twins",
 )
+#: behaviours the world builds itself (sim/world.py) rather than through a `Behaviour` class, with the
+#: params each reads: `twins` runs a second copy of the replica, each copy talking to its own peer set
+STRUCTURAL_BEHAVIOURS: dict[str, ParamSchema] = {"twins": {"peers_a": NODE_IDS, "peers_b": NODE_IDS}}
 #: ML-DSA is not offered: `cryptography` signs it hedged (randomised inside), so a run could not replay
 #: byte for byte; FN-DSA-1024 signs deterministically from the seeded RNG. "modelled" is a cheap HMAC
 #: stand-in for scale runs (sim/scale.py): it models the cost of signatures, not their security.
@@ -114,6 +123,9 @@ class FaultSpec:
     at_s: float = 0.0
     duration_s: float = 0.0  # pause
     skew_ms: float = 0.0  # clock_skew
+    k: int = 1  # storage crashes: at the k-th boundary counted from at_s (0: drawn from `window`)
+    window: tuple[int, int] = (1, 1)  # storage crashes: k drawn uniformly from [lo, hi] by the run's seed
+    restart_after_s: float | None = None  # storage faults: restart this long after the crash (None: stay down)
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,17 @@ class ByzantineSpec:
     node: int
     behaviours: tuple[str, ...]
     params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ByzantineClientSpec:
+    """A misbehaving client beside the workload (see sim/adversaries/clients.py)."""
+
+    behaviours: tuple[str, ...]
+    start_s: float = 1.0
+    stop_s: float | None = None
+    rate_per_s: float = 10.0
+    burst: int = 16
 
 
 @dataclass(frozen=True)
@@ -162,11 +185,12 @@ class Scenario:
     application: ApplicationSpec = field(default_factory=ApplicationSpec)
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    byzantine_clients: tuple[ByzantineClientSpec, ...] = ()
 
     def faulty_nodes(self) -> set[int]:
         """Replicas that count against f: Byzantine, and crashed (while down)."""
         nodes = {b.node for b in self.byzantine}
-        nodes |= {f.node for f in self.faults if f.type == "crash"}
+        nodes |= {f.node for f in self.faults if f.type in ("crash", *STORAGE_FAULTS)}
         return nodes
 
 
@@ -178,7 +202,8 @@ class _Reader:
 
     def __init__(self, source: str, path: str, data: Any) -> None:
         if not isinstance(data, dict):
-            raise ScenarioError(source, path or "(top level)", f"expected a mapping, got {type(data).__name__}")
+            got = "null" if data is None else type(data).__name__
+            raise ScenarioError(source, path or "(top level)", f"expected a mapping, got {got}")
         self.source, self.path, self.data = source, path, data
         self.used: set[str] = set()
 
@@ -190,6 +215,9 @@ class _Reader:
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, minimum: float | None = None,
             maximum: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+        """The value at `key` (or `default`; `...` makes the key required), checked: one of the types in
+        `kind` (a boolean is never a number; `float` accepts an integer and returns a float), finite,
+        within [minimum, maximum] and, for a string, one of `choices`."""
         self.used.add(key)
         if key not in self.data:
             if default is ...:
@@ -197,18 +225,21 @@ class _Reader:
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and type(value) is int:
-            value = float(value)
+        expected = "/".join(k.__name__ for k in kinds)
         if type(value) is bool and bool not in kinds:
-            raise self.error(key, f"expected {'/'.join(k.__name__ for k in kinds)}, got a boolean")
+            raise self.error(key, f"expected {expected}, got a boolean ({_describe(value)})")
+        if float in kinds and type(value) is int:
+            try:
+                value = float(value)
+            except OverflowError:
+                raise self.error(key, "is too large") from None
         if not isinstance(value, kinds):
-            raise self.error(key, f"expected {'/'.join(k.__name__ for k in kinds)}, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise self.error(key, f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise self.error(key, f"must be <= {maximum}, got {value}")
+            raise self.error(key, f"expected {expected}, got {_describe(value)}")
+        problem = _range_problem(value, minimum, maximum)
+        if problem is not None:
+            raise self.error(key, problem)
         if choices is not None and value not in choices:
-            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
+            raise self.error(key, f"must be one of {', '.join(choices)}; got {_describe(value)}")
         return value
 
     def child(self, key: str) -> _Reader:
@@ -223,17 +254,162 @@ class _Reader:
         return [_Reader(self.source, f"{self._p(key)}[{i}]", v) for i, v in enumerate(value)]
 
     def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
+        unknown = sorted((k for k in self.data if k not in self.used), key=str)
         if unknown:
-            raise self.error(unknown[0], "unknown field")
+            raise self.error(str(unknown[0]), "unknown field")
+
+
+def _describe(value: Any) -> str:
+    """A value as the scenario author wrote it, for an error message."""
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        return "a number too large to print"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _range_problem(value: object, minimum: float | None, maximum: float | None) -> str | None:
+    """Why a number is not finite or outside [minimum, maximum]; None for other values or when it is fine."""
+    if type(value) is bool or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {_describe(value)}"
+    if minimum is not None and value < minimum:
+        return f"must be >= {minimum}, got {_describe(value)}"
+    if maximum is not None and value > maximum:
+        return f"must be <= {maximum}, got {_describe(value)}"
+    return None
+
+
+def _node_ids(r: _Reader, key: str, values: list[Any], n: int) -> tuple[int, ...]:
+    """`values` (found at `key`) as distinct replica ids in 0..n-1."""
+    seen: set[int] = set()
+    for i, v in enumerate(values):
+        if type(v) is not int or not 0 <= v < n:
+            raise r.error(f"{key}[{i}]", f"node ids must be integers in 0..{n - 1}, got {_describe(v)}")
+        if v in seen:
+            raise r.error(f"{key}[{i}]", f"node {v} is listed twice")
+        seen.add(v)
+    return tuple(values)
 
 
 def _node_list(r: _Reader, key: str, n: int) -> tuple[int, ...]:
-    values = r.get(key, list, [])
-    for v in values:
-        if type(v) is not int or not 0 <= v < n:
-            raise r.error(key, f"node ids must be integers in 0..{n - 1}, got {v!r}")
-    return tuple(values)
+    return _node_ids(r, key, r.get(key, list, []), n)
+
+
+# ---------------------------------------------------------------------------- plug-in params
+
+
+def _value_problem(value: Any, spec: type | ParamRule, n: int) -> tuple[str, str] | None:
+    """What is wrong with one param value under its declared type (sim/params.py) in a cluster of n
+    replicas, as (path suffix, reason), or None."""
+    rule = spec if isinstance(spec, ParamRule) else ParamRule(spec)
+    kind = rule.kind
+    if kind is float:
+        ok = type(value) in (int, float)
+    elif kind in (bool, int):
+        ok = type(value) is kind
+    else:
+        ok = isinstance(value, kind) and type(value) is not bool
+    if not ok:
+        return "", f"expected {kind.__name__}, got {_describe(value)}"
+    if isinstance(value, list):
+        if rule.items is None:
+            return None
+        item = ParamRule(rule.items, rule.minimum, rule.maximum, rule.choices, node_ids=rule.node_ids)
+        seen: set[int] = set()
+        for i, v in enumerate(value):
+            problem = _value_problem(v, item, n)
+            if problem is not None:
+                return f"[{i}]{problem[0]}", problem[1]
+            if rule.node_ids:
+                if v in seen:
+                    return f"[{i}]", f"node {v} is listed twice"
+                seen.add(v)
+        return None
+    if kind is float and type(value) is int:
+        try:
+            float(value)
+        except OverflowError:
+            return "", "is too large"
+    if rule.node_ids and type(value) is int and not 0 <= value < n:
+        return "", f"node ids must be integers in 0..{n - 1}, got {value}"
+    reason = _range_problem(value, rule.minimum, rule.maximum)
+    if reason is not None:
+        return "", reason
+    if rule.choices and value not in rule.choices:
+        return "", f"must be one of {', '.join(rule.choices)}; got {_describe(value)}"
+    return None
+
+
+def _check_params(r: _Reader, params: dict[Any, Any], schemas: dict[str, ParamSchema], n: int) -> None:
+    """Checks the `params` mapping read from `r` against the schemas of the plug-ins that share it
+    (plug-in name -> schema): every key must be declared by one of them, and its value must suit every
+    declaration of it."""
+    accepted = sorted({key for schema in schemas.values() for key in schema})
+    for key, value in params.items():
+        if not isinstance(key, str):
+            raise r.error("params", f"parameter names must be strings, got {_describe(key)}")
+        rules = [(name, schema[key]) for name, schema in schemas.items() if key in schema]
+        if not rules:
+            owners = " / ".join(schemas) or "(none)"
+            raise r.error(f"params.{key}", f"unknown parameter for {owners}; accepted: "
+                          + (", ".join(accepted) or "none"))
+        for name, spec in rules:
+            problem = _value_problem(value, spec, n)
+            if problem is not None:
+                where = f" (as {name} reads it)" if len(rules) > 1 else ""
+                raise r.error(f"params.{key}{problem[0]}", problem[1] + where)
+
+
+def _behaviour_schema(name: str) -> ParamSchema:
+    """The params Byzantine behaviour `name` declares (none when it declares nothing)."""
+    from sim.adversaries import BEHAVIOURS as BEHAVIOUR_CLASSES
+    from sim.apps import APP_BEHAVIOURS, APPS
+
+    if name in STRUCTURAL_BEHAVIOURS:
+        return STRUCTURAL_BEHAVIOURS[name]
+    if name in BEHAVIOUR_CLASSES:
+        schema: ParamSchema = getattr(BEHAVIOUR_CLASSES[name], "param_types", {})
+        return schema
+    if name in APP_BEHAVIOURS:
+        per_behaviour: dict[str, ParamSchema] = getattr(APPS[APP_BEHAVIOURS[name]], "behaviour_params", {})
+        return per_behaviour.get(name, {})
+    return {}
+
+
+def known_behaviours() -> tuple[str, ...]:
+    """Every Byzantine behaviour name a scenario may use: the consensus-level ones (including those only
+    registered in sim.adversaries), the structural ones and those the applications add."""
+    from sim.adversaries import BEHAVIOURS as BEHAVIOUR_CLASSES
+    from sim.apps import APP_BEHAVIOURS
+
+    return tuple(dict.fromkeys([*BEHAVIOURS, *BEHAVIOUR_CLASSES, *STRUCTURAL_BEHAVIOURS, *APP_BEHAVIOURS]))
+
+
+def _storage_fault_fields(fr: _Reader, ftype: str) -> dict[str, Any]:
+    """`k` or `window` (storage crashes) and `restart_after_s` (storage faults); rejected elsewhere."""
+    for key, allowed in (("k", STORAGE_CRASH_FAULTS), ("window", STORAGE_CRASH_FAULTS),
+                         ("restart_after_s", STORAGE_FAULTS)):
+        if key in fr.data and ftype not in allowed:
+            raise fr.error(key, f"only for fault types {', '.join(allowed)}")
+    out: dict[str, Any] = {"restart_after_s": fr.get("restart_after_s", float, None, minimum=0)}
+    k = fr.get("k", int, 0, minimum=1)
+    window = fr.get("window", list, None)
+    if window is not None:
+        if k:
+            raise fr.error("window", "give k or window, not both")
+        if len(window) != 2 or not all(type(v) is int for v in window) or not 1 <= window[0] <= window[1]:
+            raise fr.error("window", f"expected [lo, hi] with integers 1 <= lo <= hi, got {_describe(window)}")
+        out["window"] = (window[0], window[1])
+    out["k"] = k or (0 if window is not None else 1)
+    return out
 
 
 def _parse(source: str, data: Any) -> Scenario:
@@ -285,7 +461,7 @@ def _parse(source: str, data: Any) -> Scenario:
         spec = PartitionSpec(
             start_s=p.get("start_s", float, minimum=0),
             heal_s=p.get("heal_s", float, minimum=0),
-            groups=tuple(_group(p, g, n) for g in p.get("groups", list, [])),
+            groups=tuple(_group(p, i, g, n) for i, g in enumerate(p.get("groups", list, []))),
             one_way_from=_node_list(p, "from", n),
             one_way_to=_node_list(p, "to", n),
         )
@@ -295,9 +471,9 @@ def _parse(source: str, data: Any) -> Scenario:
         if not spec.groups and not (spec.one_way_from and spec.one_way_to):
             raise p.error("groups", "a partition needs groups (symmetric) or from/to (one-way)")
         seen: set[int] = set()
-        for g in spec.groups:
+        for i, g in enumerate(spec.groups):
             if seen & set(g):
-                raise p.error("groups", f"node {sorted(seen & set(g))[0]} is in two groups")
+                raise p.error(f"groups[{i}]", f"node {sorted(seen & set(g))[0]} is in two groups")
             seen |= set(g)
         partitions.append(spec)
     changes = []
@@ -337,6 +513,7 @@ def _parse(source: str, data: Any) -> Scenario:
             at_s=fr.get("at_s", float, 0.0, minimum=0),
             duration_s=fr.get("duration_s", float, 0.0, minimum=0),
             skew_ms=fr.get("skew_ms", float, 0.0),
+            **_storage_fault_fields(fr, ftype),
         )
         fr.done()
         if ftype == "pause" and fault.duration_s <= 0:
@@ -344,32 +521,51 @@ def _parse(source: str, data: Any) -> Scenario:
         faults.append(fault)
     for fr_i, fault in enumerate(faults):
         if fault.type == "restart" and not any(
-            f.type == "crash" and f.node == fault.node and f.at_s < fault.at_s for f in faults
+            f.type in ("crash", *STORAGE_FAULTS) and f.node == fault.node and f.at_s < fault.at_s for f in faults
         ):
             raise ScenarioError(source, f"faults[{fr_i}]", f"restart of node {fault.node} without an earlier crash")
 
-    byz = []
+    byz: list[ByzantineSpec] = []
+    known = known_behaviours()
     for br in top.items("byzantine"):
         node = br.get("node", int, minimum=0, maximum=n - 1)
         raw_b = br.get("behaviours", (list, str))
         behaviours = (raw_b,) if isinstance(raw_b, str) else tuple(raw_b)
-        from sim.apps import APP_BEHAVIOURS
-
-        known = BEHAVIOURS + tuple(APP_BEHAVIOURS)
         for b in behaviours:
             if b not in known:
-                raise br.error("behaviours", f"unknown behaviour {b!r}; known: {', '.join(known)}")
+                raise br.error("behaviours", f"unknown behaviour {_describe(b)}; known: {', '.join(known)}")
         params = br.get("params", dict, {})
+        _check_params(br, params, {b: _behaviour_schema(b) for b in behaviours}, n)
         br.done()
         if any(b.node == node for b in byz):
             raise br.error("node", f"node {node} is listed twice")
         byz.append(ByzantineSpec(node, behaviours, dict(params)))
 
+    byz_clients = []
+    for cr in top.items("byzantine_clients"):
+        from sim.adversaries.clients import CLIENT_BEHAVIOURS
+
+        raw_c = cr.get("behaviours", (list, str))
+        client_behaviours = (raw_c,) if isinstance(raw_c, str) else tuple(raw_c)
+        for b in client_behaviours:
+            if b not in CLIENT_BEHAVIOURS:
+                raise cr.error("behaviours", f"unknown client behaviour {b!r}; known: {', '.join(CLIENT_BEHAVIOURS)}")
+        cp = cr.child("params")
+        byz_clients.append(ByzantineClientSpec(
+            client_behaviours,
+            start_s=cp.get("start_s", float, 1.0, minimum=0),
+            stop_s=cp.get("stop_s", float, None, minimum=0),
+            rate_per_s=cp.get("rate_per_s", float, 10.0, minimum=0.001),
+            burst=cp.get("burst", int, 16, minimum=1, maximum=10_000),
+        ))
+        cp.done()
+        cr.done()
+
     w = top.child("workload")
     workload = WorkloadSpec(
         clients=w.get("clients", int, 4, minimum=1, maximum=100_000),
         mode=w.get("mode", str, "closed", choices=("closed", "open")),
-        requests=w.get("requests", int, 100, minimum=0),
+        requests=w.get("requests", int, 100, minimum=1),
         rate_per_s=w.get("rate_per_s", float, 50.0, minimum=0.001),
         think_ms=w.get("think_ms", float, 0.0, minimum=0),
         start_s=w.get("start_s", float, 0.5, minimum=0),
@@ -384,6 +580,11 @@ def _parse(source: str, data: Any) -> Scenario:
         name=a.get("name", str, "kv", choices=tuple(APPS)),
         params=dict(a.get("params", dict, {})),
     )
+    app_cls = APPS[application.name]
+    _check_params(a, application.params, {application.name: getattr(app_cls, "param_types", {})}, n)
+    problem = app_cls.check_params(application.params, n)
+    if problem is not None:
+        raise a.error(f"params.{problem[0]}", problem[1])
     a.done()
     for i, b in enumerate(byz):
         for behaviour in b.behaviours:
@@ -401,7 +602,7 @@ def _parse(source: str, data: Any) -> Scenario:
     top.done()
 
     scenario = Scenario(name, source, seed, duration_s, cluster, network, tuple(faults), tuple(byz),
-                        workload, expect, application, description, data)
+                        workload, expect, application, description, data, tuple(byz_clients))
     if expect.safety == "hold" and len({b.node for b in byz}) > cluster.f:
         raise ScenarioError(
             source, "byzantine",
@@ -417,22 +618,25 @@ def _parse(source: str, data: Any) -> Scenario:
     return scenario
 
 
-def _group(r: _Reader, value: Any, n: int) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(type(v) is int and 0 <= v < n for v in value):
-        raise r.error("groups", f"each group is a list of node ids in 0..{n - 1}, got {value!r}")
-    return tuple(value)
+def _group(r: _Reader, index: int, value: Any, n: int) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise r.error(f"groups[{index}]", f"each group is a non-empty list of node ids in 0..{n - 1}, "
+                      f"got {_describe(value)}")
+    return _node_ids(r, f"groups[{index}]", value, n)
 
 
 def load(path: str | Path) -> Scenario:
     p = Path(path)
     source = str(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(source, "(file)", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(source, "(file)", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: e.g. an integer too long to convert
         raise ScenarioError(source, "(yaml)", f"not valid YAML: {exc}") from None
     return _parse(source, data)
 

@@ -328,7 +328,7 @@ def _dask_client(address: str) -> Any:
         from dask.distributed import Client
     except ImportError:
         raise SweepError("--executor dask://... needs dask.distributed: pip install 'dask[distributed]'") from None
-    return Client(address)
+    return Client(address)  # type: ignore[no-untyped-call]  # dask.distributed is not annotated
 
 
 def _execute(tasks: list[dict[str, Any]], jobs: int, executor: str | None) -> Iterator[dict[str, Any]]:
@@ -342,7 +342,7 @@ def _execute(tasks: list[dict[str, Any]], jobs: int, executor: str | None) -> It
             from dask.distributed import as_completed as dask_completed
 
             futures = client.map(run_point, tasks, pure=False)
-            for fut in dask_completed(futures):
+            for fut in dask_completed(futures):  # type: ignore[no-untyped-call]
                 yield fut.result()
         finally:
             client.close()
@@ -385,7 +385,7 @@ def sweep(base: dict[str, Any], params: dict[str, list[Any]], seeds: Iterable[in
     seeds = list(seeds)
     order: list[str] = []
     records: dict[str, dict[str, Any]] = {}
-    tasks = []
+    tasks: list[dict[str, Any]] = []
     for point in grid(params):
         scenario = apply_params(base, point, scale_clients)
         scheme = scenario.get("cluster", {}).get("signatures", "ed25519")

@@ -1,12 +1,15 @@
 """The simulated world: replica and client nodes on a SimPy clock, wired through the network model.
 
 Nodes hold the real `trustchain` state machines and carry out their effects: messages go through
-`Network.route`, timers become SimPy timeouts, `Persist` records go to a per-node store that
-survives crashes. Nothing here decides anything a protocol would decide.
+`Network.route`, timers become SimPy timeouts, `Persist` records are written to a per-node log
+(sim/storage.py) and fsynced before the next effect is performed, so a crash can fall between a write
+and its fsync, or between an fsync and the sends it guards. Nothing here decides anything a protocol
+would decide.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections import Counter
@@ -16,10 +19,13 @@ from typing import Any
 
 import simpy
 
-from sim.adversaries import BEHAVIOURS, Behaviour, Coalition, Outgoing
+from sim.adversaries import BEHAVIOURS, Behaviour, ByzantineClient, Coalition, Outgoing
 from sim.apps import APPS
+from sim.checkers import EffectRecorder
+from sim.conflicts import SentVotes
 from sim.network import Network
 from sim.scenario import Scenario
+from sim.storage import STORAGE_CRASHES, ArmedCrash, SimStorage, StorageCorrupt
 from sim.trace import Trace
 from trustchain.consensus.client import Client
 from trustchain.consensus.config import ClusterConfig
@@ -32,11 +38,11 @@ from trustchain.consensus.effects import (
     PersistExecuted,
     PersistRecord,
     PersistStable,
-    PersistVote,
     RequestCompleted,
     SendToClient,
     SendToReplica,
     SetTimer,
+    StateRestored,
     ViewEntered,
 )
 from trustchain.consensus.messages import Envelope, PrePrepare, Reply, Request, peek_kind, unpack
@@ -69,6 +75,8 @@ class RequestRecord:
     digest: bytes
     submitted_us: int
     completed_us: int | None = None
+    result: bytes | None = None  # what the client accepted
+    completed_trace_index: int = -1
 
 
 @dataclass
@@ -86,7 +94,9 @@ class ReplicaNode:
     paused_side: list[Callable[[], None]] = field(default_factory=list)
     deferred_timers: list[str] = field(default_factory=list)
     skew_us: int = 0
-    storage: list[tuple[int | None, PersistRecord]] = field(default_factory=list)
+    storage: SimStorage = field(default_factory=SimStorage)
+    armed: list[ArmedCrash] = field(default_factory=list)  # storage crashes waiting for their boundary
+    refused: str | None = None  # why recovery refused to start the node (its durable data is corrupt)
     timer_tokens: dict[str, int] = field(default_factory=dict)
     incarnation: int = 0
     durable: set[tuple[bytes, int]] = field(default_factory=set)  # (client, timestamp) persisted as executed
@@ -97,7 +107,7 @@ class ReplicaNode:
 class Violation:
     """A broken driver-level or replica-level invariant, observed while the simulation ran."""
 
-    kind: str  # "invariants" | "ordering" | "durability"
+    kind: str  # "invariants" | "ordering" | "durability" | "equivocation" | "unpersisted_vote"
     node: str
     time_us: int
     trace_index: int
@@ -141,11 +151,15 @@ class World:
         self.faults: Counter[str] = Counter()
         self.fault_log: list[tuple[int, str, str]] = []
         self.view_entries: list[tuple[int, str, int]] = []
+        #: how often each protocol path ran on honest replicas (the explorer's coverage)
+        self.coverage: Counter[str] = Counter()
         self.done = self.env.event()
         self._settling = False
         self._timer_seq = 0
         self.mutant = mutant
         self.violations: list[Violation] = []
+        self.sent_votes = SentVotes()
+        self.effect_recorder = EffectRecorder()
         self.replica_class: type[Replica] = Replica
         self.replica_config = self.config
         if mutant is not None:
@@ -210,8 +224,8 @@ class World:
                     continue  # an application-level behaviour, implemented by the app plug-in
                 cls = BEHAVIOURS[name]
                 node.behaviours.append(cls(b.params, self, node, random.Random(f"{self.seed}/{b.node}/{name}")))
-        for fault in sc.faults:
-            self.schedule(round(fault.at_s * 1e6), self._fault_action(fault.type, fault.node, fault))
+        for i, fault in enumerate(sc.faults):
+            self.schedule(round(fault.at_s * 1e6), self._fault_action(fault.type, fault.node, fault, i))
         w = sc.workload
         for c in range(w.clients):
             signer = self.client_signer(c)
@@ -219,12 +233,20 @@ class World:
             self.clients[signer.public_key] = cnode
             self.client_names[cnode.name] = cnode
             self.network.place(cnode.name, cnode.site)
+        self.byzantine_clients = [ByzantineClient(self, i, spec) for i, spec in enumerate(sc.byzantine_clients)]
         self.env.process(self._workload())
 
-    def _fault_action(self, kind: str, rid: int, fault: Any) -> Callable[[], None]:
+    def _fault_action(self, kind: str, rid: int, fault: Any, index: int) -> Callable[[], None]:
         def act() -> None:
             for node in self.instances[rid]:
-                if kind == "crash":
+                rng = random.Random(f"{self.seed}/storage-fault/{index}/{node.name}")
+                restart_us = None if fault.restart_after_s is None else round(fault.restart_after_s * 1e6)
+                if kind in STORAGE_CRASHES:
+                    k = fault.k if fault.k > 0 else rng.randint(*fault.window)
+                    node.armed.append(ArmedCrash(kind, k, restart_us, rng))
+                elif kind == "corrupt_synced":
+                    self.corrupt_storage(node, rng, restart_us)
+                elif kind == "crash":
                     self.crash(node, "crash")
                 elif kind == "restart":
                     self.restart(node)
@@ -240,6 +262,8 @@ class World:
         for node in self.nodes.values():
             for b in node.behaviours:
                 b.start()
+        for bc in self.byzantine_clients:
+            bc.start()
 
     # ------------------------------------------------------------------ scheduling helpers
 
@@ -277,15 +301,49 @@ class World:
         self.log_fault(node, why)
 
     def restart(self, node: ReplicaNode) -> None:
-        if node.up:
+        """Recover the replica from what its log holds. A torn or unsynced tail is dropped; corrupt
+        durable data keeps the node down for good (a faulty node, never one running on bad data)."""
+        if node.up or node.refused is not None:
             return
+        try:
+            recovered = node.storage.recover()
+        except StorageCorrupt as exc:
+            node.refused = str(exc)
+            self.log_fault(node, f"storage_corrupt (refusing to start: {exc})")
+            return
+        if recovered.dropped_bytes:
+            self.log_fault(node, f"recovery_truncated {recovered.dropped_bytes} bytes of a torn or unsynced "
+                           "record at the tail of the log")
         node.incarnation += 1
         app = self.app.create_application(node.replica_id)
         node.replica = self.replica_class.recover(self.replica_config, node.replica_id, node.signer, app,
-                                                  [r for _, r in node.storage], self.verifier)
+                                                  recovered.records, self.verifier)
         node.up = True
         self.log_fault(node, f"restart (recovered view {node.replica.view}, executed {node.replica.last_executed})")
         self.apply(node, node.replica.start(self.local_now(node)))
+
+    def corrupt_storage(self, node: ReplicaNode, rng: random.Random, restart_after_us: int | None) -> None:
+        """Flip a bit in a synced record. The damage shows at the node's next restart; with
+        `restart_after_us` the node is also crashed now and restarted that much later."""
+        what = node.storage.corrupt(rng)
+        self.log_fault(node, f"corrupt_synced {what or 'found no synced record to corrupt'}")
+        if restart_after_us is not None:
+            self.crash(node, "crash (after corrupt_synced)")
+            self.after(restart_after_us, lambda: self.restart(node))
+
+    def _storage_crash(self, node: ReplicaNode, armed: ArmedCrash) -> None:
+        """An armed storage crash reached its boundary, in the middle of carrying out effects."""
+        node.armed.remove(armed)
+        what = node.storage.crash(armed.mode, armed.rng)
+        self.crash(node, f"{armed.kind} at {armed.point} #{armed.k} ({what})")
+        if armed.restart_after_us is not None:
+            self.after(armed.restart_after_us, lambda: self.restart(node))
+
+    def _boundary(self, node: ReplicaNode, point: str) -> None:
+        for armed in list(node.armed):
+            if armed.reached(point):
+                self._storage_crash(node, armed)
+                return
 
     def pause(self, node: ReplicaNode, duration_us: int) -> None:
         node.paused = True
@@ -340,11 +398,15 @@ class World:
             if dst_node in self.nodes:
                 target = self.nodes[dst_node]
                 incarnation = target.incarnation
-                self.after(total, lambda t=target, i=incarnation: (
-                    self.deliver(t, src, data) if t.incarnation == i else None))
+
+                def arrive(t: ReplicaNode = target, i: int = incarnation) -> None:
+                    if t.incarnation == i:
+                        self.deliver(t, src, data)
+
+                self.after(total, arrive)
             else:
                 cnode = self.client_names[dst_node]
-                self.after(total, lambda c=cnode: c.deliver(data))
+                self.after(total, functools.partial(cnode.deliver, data))
 
     def submit_as(self, node: ReplicaNode, request_packet: bytes) -> None:
         """A replica's own component (e.g. its threshold signer) submits a request to every replica,
@@ -369,7 +431,7 @@ class World:
             dst = self.nodes[target]
             for delay in self.network.route(src.name, target, self.now):
                 incarnation = dst.incarnation
-                self.after(delay, lambda d=dst, i=incarnation: self._side_arrival(d, i, handler))
+                self.after(delay, functools.partial(self._side_arrival, dst, incarnation, handler))
 
     def _side_arrival(self, node: ReplicaNode, incarnation: int, handler: Callable[[ReplicaNode], None]) -> None:
         """A paused process's socket buffers what arrives, as for consensus messages; a crash loses it."""
@@ -391,11 +453,25 @@ class World:
         return targets
 
     def apply(self, node: ReplicaNode, effects: list[Effect]) -> None:
+        if not node.byzantine:
+            self.effect_recorder.observe(node, effects, self.now, self.trace.events - 1)
         outgoing: list[Outgoing] = []
-        for e in effects:
+        stop = len(effects)  # effects from here on are not performed: the node crashed at a storage boundary
+        for i, e in enumerate(effects):
+            if isinstance(e, Persist):
+                self._persist(node, e.record)
+                if not node.up:
+                    stop = i + 1
+                    break
+                continue
+            if node.storage.dirty and not self._sync(node):
+                stop = i
+                break
             if isinstance(e, Broadcast):
+                self._observe_sent(node, e.data)
                 outgoing.extend(Outgoing(r, e.data) for r in range(self.config.n) if r != node.replica_id)
             elif isinstance(e, SendToReplica):
+                self._observe_sent(node, e.data)
                 outgoing.append(Outgoing(e.to, e.data))
             elif isinstance(e, SendToClient):
                 self._check_durable(node, e.data)
@@ -404,8 +480,6 @@ class World:
                 self._set_timer(node, e.name, e.at_us)
             elif isinstance(e, CancelTimer):
                 node.timer_tokens.pop(e.name, None)
-            elif isinstance(e, Persist):
-                self._persist(node, e.record)
             elif isinstance(e, Executed):
                 idx = self.trace.record(self.now, "exec", node.name, e.seq, e.view, e.batch_digest.hex()[:16],
                                         len(e.requests))
@@ -418,10 +492,21 @@ class World:
             elif isinstance(e, ViewEntered):
                 self.view_entries.append((self.now, node.name, e.view))
                 self.trace.record(self.now, "view", node.name, e.view)
+                if not node.byzantine:
+                    self.coverage["view_change"] += 1
+                    self.coverage["new_view_reproposal"] += e.reproposed > 0
+                    self.coverage["new_view_null_fill"] += e.null_filled > 0
+            elif isinstance(e, StateRestored):
+                if not node.byzantine:
+                    self.coverage["state_transfer_snapshot"] += 1
+                node.last_seq_executed = max(node.last_seq_executed, e.seq)
+        else:
+            if node.storage.dirty:
+                self._sync(node)
         for b in node.behaviours:
             if node.up:
                 outgoing = b.outgoing(outgoing, self.now)
-        executed = [e for e in effects if isinstance(e, Executed)]
+        executed = [e for e in effects[:stop] if isinstance(e, Executed)]
         if node.up and not node.byzantine:
             problems = node.replica.invariant_violations()
             if problems:
@@ -481,19 +566,39 @@ class World:
                          "was persisted")
 
     def _persist(self, node: ReplicaNode, record: PersistRecord) -> None:
-        if isinstance(record, PersistExecuted):
-            batch = decode(PrePrepare, record.entry.pre_prepare.body).batch
-            node.durable.update((r.client, r.timestamp) for r in batch)
-        elif isinstance(record, PersistStable):
-            snap = decode(ReplicaSnapshot, record.snapshot)
-            node.durable.update((c.client, c.timestamp) for c in snap.clients)
-        """The node's durable store: records survive a crash; a stable checkpoint truncates those at
-        or below it (view-change and new-view votes, which carry no sequence number, are kept)."""
-        if isinstance(record, PersistStable):
-            node.storage = [(s, r) for s, r in node.storage if s is None or s > record.seq]
-        vote = isinstance(record, PersistVote)
-        seq: int | None = getattr(record.envelope.open(), "seq", None) if vote else record.seq  # type: ignore[union-attr]
-        node.storage.append((seq, record))
+        """Write one record to the node's log. It is not durable until `_sync`, which `apply` calls
+        before performing the next effect: an armed storage crash may strike in between."""
+        node.storage.write(record)
+        self._boundary(node, "write")
+
+    def _sync(self, node: ReplicaNode) -> bool:
+        """fsync the node's log (a stable checkpoint compacts it). False if an armed storage crash
+        struck right after the fsync, before the effects it guards."""
+        for record in node.storage.fsync():
+            if isinstance(record, PersistExecuted):
+                batch = decode(PrePrepare, record.entry.pre_prepare.body).batch
+                node.durable.update((r.client, r.timestamp) for r in batch)
+            elif isinstance(record, PersistStable):
+                snap = decode(ReplicaSnapshot, record.snapshot)
+                node.durable.update((c.client, c.timestamp) for c in snap.clients)
+        self._boundary(node, "fsync")
+        return node.up
+
+    def _observe_sent(self, node: ReplicaNode, data: bytes) -> None:
+        """A message an honest replica sends, at the point of its effect list where it is sent: a
+        signed vote must be durable already, and must not contradict one it sent before, in this
+        incarnation or an earlier one. (A Byzantine replica's behaviours rewrite what it sends; its
+        messages are not judged.)"""
+        if node.byzantine:
+            return
+        got = self.sent_votes.observe(node.name, node.incarnation, self.now, data)
+        if got is None:
+            return
+        what, conflicts = got
+        if not node.storage.has_synced_vote(data[1:]):
+            self.violate("unpersisted_vote", node, f"sent its {what} vote before it was in its synced storage")
+        for conflict in conflicts:
+            self.violate("equivocation", node, conflict)
 
     # ------------------------------------------------------------------ workload
 
@@ -577,13 +682,13 @@ class ClientNode:
             elif isinstance(e, SetTimer):
                 self.timer_token += 1
                 token = self.timer_token
-                w.after(e.at_us - w.now, lambda t=token, n=e.name: self._fire(t, n))
+                w.after(e.at_us - w.now, functools.partial(self._fire, token, e.name))
             elif isinstance(e, CancelTimer):
                 self.timer_token += 1
             elif isinstance(e, RequestCompleted):
-                digest = w.request_index[(self.name, e.timestamp)]
-                w.requests[digest].completed_us = w.now
-                w.trace.record(w.now, "done", self.name, e.timestamp)
+                rec = w.requests[w.request_index[(self.name, e.timestamp)]]
+                rec.completed_us, rec.result = w.now, e.result
+                rec.completed_trace_index = w.trace.record(w.now, "done", self.name, e.timestamp)
                 w.request_completed()
                 think = round(w.scenario.workload.think_ms * 1000)
                 w.after(think, self.next_request)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sim.adversaries.base import Behaviour, Outgoing, open_envelope
+from sim.params import PROBABILITY
 from trustchain.consensus.messages import pack
 
 
@@ -10,6 +11,7 @@ class BadSignatures(Behaviour):
     """Corrupts the signature on a fraction `p` (default 0.5) of outgoing replica messages."""
 
     name = "bad_signatures"
+    param_types = {"p": PROBABILITY}
 
     def outgoing(self, items: list[Outgoing], now_us: int) -> list[Outgoing]:
         p = float(self.param("p", 0.5))

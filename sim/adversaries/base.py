@@ -10,13 +10,17 @@ from __future__ import annotations
 import functools
 import random
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from sim.params import ParamSchema
 from trustchain.consensus.messages import Envelope, Request, pack, seal, unpack
 from trustchain.encoding import DecodeError
 
 if TYPE_CHECKING:
     from sim.world import ReplicaNode, World
+
+
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class Coalition:
 
 class Behaviour:
     name: ClassVar[str] = ""
+    #: the scenario `params` this behaviour reads through `param`, with their types (sim/params.py);
+    #: checked when the scenario loads. A behaviour that declares none accepts none.
+    param_types: ClassVar[ParamSchema] = {}
 
     def __init__(self, params: dict[str, Any], world: World, node: ReplicaNode, rng: random.Random) -> None:
         self.params = params
@@ -68,6 +75,15 @@ def open_envelope(data: bytes) -> tuple[Envelope, Any] | None:
         return payload, payload.open()
     except DecodeError:
         return None
+
+
+def own_message_to_replica(node: ReplicaNode, item: Outgoing, kind: type[M]) -> M | None:
+    """The `kind` message that `node` itself signed, when `item` carries one to a replica (else None)."""
+    opened = open_envelope(item.data)
+    if (opened is None or not isinstance(item.dst, int) or not isinstance(opened[1], kind)
+            or opened[0].sender != node.replica_id):
+        return None
+    return opened[1]
 
 
 def reseal(node: ReplicaNode, message: Any) -> bytes:

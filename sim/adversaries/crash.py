@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from sim.adversaries.base import Behaviour, Outgoing, open_envelope
+from sim.params import DURATION, count
 from trustchain.consensus.messages import PrePrepare
 
 
@@ -10,6 +11,7 @@ class CrashWorstMoment(Behaviour):
     `deadline_s` if it never gets to be primary."""
 
     name = "crash_worst_moment"
+    param_types = {"after_s": DURATION, "reach": count(), "deadline_s": DURATION}
 
     def start(self) -> None:
         deadline = self.param("deadline_s", None)

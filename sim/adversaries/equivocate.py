@@ -13,6 +13,7 @@ class Equivocate(Behaviour):
     more than f colluders this breaks safety, which is what beyond-threshold demonstrates."""
 
     name = "equivocate"
+    param_types = {"collude": bool}
 
     def outgoing(self, items: list[Outgoing], now_us: int) -> list[Outgoing]:
         coalition = self.world.coalition if self.param("collude", False) else None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from sim.adversaries.base import Behaviour, Outgoing, open_envelope
+from sim.params import PROBABILITY
 
 
 class ReplayStale(Behaviour):
@@ -8,6 +9,7 @@ class ReplayStale(Behaviour):
     to random replicas: validly signed, but stale."""
 
     name = "replay_stale"
+    param_types = {"p": PROBABILITY}
 
     def __init__(self, *args: object, **kw: object) -> None:
         super().__init__(*args, **kw)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sim.adversaries.base import Behaviour, Outgoing
+from sim.params import DURATION, NODE_IDS
 
 
 class SelectiveDelay(Behaviour):
@@ -10,6 +11,7 @@ class SelectiveDelay(Behaviour):
     `delay_ms` (default 1500 ms), to starve them of its votes while the others proceed."""
 
     name = "selective_delay"
+    param_types = {"targets": NODE_IDS, "delay_ms": DURATION}
 
     def outgoing(self, items: list[Outgoing], now_us: int) -> list[Outgoing]:
         targets = self.param("targets", None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sim.params import ParamSchema
 from trustchain.app.interface import Application
 
 if TYPE_CHECKING:
@@ -23,6 +24,17 @@ class SimApp:
     #: Byzantine behaviours this application adds (scenario `byzantine[].behaviours` may name them);
     #: they are implemented by the plug-in itself, e.g. by giving that replica a forked application.
     behaviours: ClassVar[tuple[str, ...]] = ()
+    #: the `application.params` this application reads, with their types (sim/params.py), checked when
+    #: the scenario loads; an application that declares none accepts none
+    param_types: ClassVar[ParamSchema] = {}
+    #: per behaviour in `behaviours`, the `byzantine[].params` it reads (none if it is not listed)
+    behaviour_params: ClassVar[dict[str, ParamSchema]] = {}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], n: int) -> tuple[str, str] | None:
+        """A problem with well-typed `params` taken together, for a cluster of `n` replicas, as (key,
+        reason), or None. Runs when the scenario loads, after each value was checked on its own."""
+        return None
 
     def __init__(self, params: dict[str, Any], world: World, rng: random.Random) -> None:
         self.params = params

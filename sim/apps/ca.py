@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from sim.apps.base import SimApp
+from sim.params import DURATION, PROBABILITY, ParamRule, count
 from trustchain.app.interface import Application
 from trustchain.ca import caa, dkg, frost, group, issuance, ownership
 from trustchain.ca import signing_service as ss
@@ -159,6 +160,20 @@ class _Creation:
 class CASimApp(SimApp):
     name = "ca"
     behaviours = (BAD_SHARES,)
+    param_types = {"threshold": count(1), "keygen": ParamRule(str, choices=("dkg", "dealer")),
+                   "invalid_fraction": PROBABILITY, "revoke_fraction": PROBABILITY, "issue_bound_s": DURATION,
+                   "pool_size": count(1), "attempt_timeout_ms": ParamRule(float, minimum=0.001),
+                   "session_timeout_ms": ParamRule(float, minimum=0.001)}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], n: int) -> tuple[str, str] | None:
+        if "threshold" in params:
+            problem = check_signing_threshold(n, params["threshold"])
+            if problem is not None:
+                return "threshold", problem
+        if params.get("invalid_fraction", 0.25) + params.get("revoke_fraction", 0.1) > 1:
+            return "invalid_fraction", "invalid_fraction + revoke_fraction must be at most 1"
+        return None
 
     def __init__(self, params: dict[str, Any], world: World, rng: random.Random) -> None:
         super().__init__(params, world, rng)

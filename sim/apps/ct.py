@@ -29,6 +29,7 @@ left unchecked at the end.
 from __future__ import annotations
 
 import datetime
+import functools
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from sim.apps.base import SimApp
+from sim.params import DURATION, ParamRule, count
 from trustchain.app.interface import Application
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import checkpoint as cpmod
@@ -109,6 +111,9 @@ class _AuditorNode:
 class CTSimApp(SimApp):
     name = "ct"
     behaviours = (SPLIT_VIEW,)
+    param_types = {"origin": str, "mmd_s": DURATION, "audit_interval_ms": ParamRule(float, minimum=0.001),
+                   "gossip_fanout": count(), "detect_within_s": DURATION, "domains": count(1), "auditors": count(1)}
+    behaviour_params = {SPLIT_VIEW: {"split_start_s": DURATION, "victims": ParamRule(list, items=int, minimum=0)}}
 
     def __init__(self, params: dict[str, Any], world: World, rng: random.Random) -> None:
         super().__init__(params, world, rng)
@@ -183,7 +188,7 @@ class CTSimApp(SimApp):
         for a in self.auditors:
             site = a.index % self.n
             self.world.network.place(a.name, site)
-            self.world.after(self.interval_us + self.rng.randrange(self.interval_us), lambda a=a: self._audit(a))
+            self.world.after(self.interval_us + self.rng.randrange(self.interval_us), functools.partial(self._audit, a))
 
     # ------------------------------------------------------------------ replicas' logs
 
@@ -210,7 +215,7 @@ class CTSimApp(SimApp):
         target = self.rng.randrange(self.n)
         self.fetches += 1
         for delay in w.network.route(a.name, target, w.now)[:1]:
-            w.after(delay, lambda t=target: self._serve(a, t))
+            w.after(delay, functools.partial(self._serve, a, target))
         w.after(self.interval_us, lambda: self._audit(a))
 
     def _serve(self, a: _AuditorNode, target: int) -> None:
@@ -246,13 +251,16 @@ class CTSimApp(SimApp):
                 for b in self.rng.sample(others, min(fanout or self.fanout, len(others))):
                     self.gossip_messages += 1
                     for delay in w.network.route(a.name, b.name, w.now)[:1]:
-                        w.after(delay, lambda b=b, d=eff.data: self._apply(b, b.peer.receive(d, w.now // 1000)))
+                        w.after(delay, functools.partial(self._gossip_arrival, b, eff.data))
             elif isinstance(eff, EvidenceFound):
                 a.convicted.setdefault(eff.evidence.key_name, w.now)
             elif isinstance(eff, Cosigned):
                 self.cosignatures += 1
             elif isinstance(eff, Alert):
                 self.events.append((w.now, a.name, eff.event))
+
+    def _gossip_arrival(self, a: _AuditorNode, data: bytes) -> None:
+        self._apply(a, a.peer.receive(data, self.world.now // 1000))
 
     def _hand_out_scts(self) -> None:
         """Completed requests' results become SCTs: signed by f+1 validators, audited for the MMD."""

@@ -18,6 +18,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from sim.apps.base import SimApp
+from sim.params import PROBABILITY, count
 from trustchain.app.interface import Application, ExecutionContext, Operation
 from trustchain.dns.app import DNSApplication, encode_create, encode_update
 from trustchain.dns.dnssec import SigningPolicy
@@ -62,7 +63,7 @@ class ForgingDNSApplication(_RecordingDNSApplication):
         for rrset in msg.answer:
             if rrset.rdtype == dns.rdatatype.A:
                 ttl = rrset.ttl
-                rrset.clear()
+                rrset.clear()  # type: ignore[no-untyped-call]  # dnspython leaves Set.clear unannotated
                 rrset.add(dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.A, FORGED_A), ttl)
                 forged = True
         if not forged:
@@ -77,6 +78,15 @@ class DNSSimApp(SimApp):
 
     name = "dns"
     behaviours = ("dns_forge",)
+    param_types = {"zones": count(1), "names": count(1), "invalid_fraction": PROBABILITY, "validity_s": count(1),
+                   "refresh_s": count(1), "clock_offset_s": count()}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], n: int) -> tuple[str, str] | None:
+        validity, refresh = params.get("validity_s", 300), params.get("refresh_s", 20)
+        if validity <= 2 * refresh:
+            return "validity_s", f"must be more than twice refresh_s ({refresh}), got {validity}"
+        return None
 
     def __init__(self, params: dict[str, Any], world: World, rng: random.Random) -> None:
         super().__init__(params, world, rng)
@@ -262,10 +272,10 @@ class DNSSimApp(SimApp):
                     return Verdict("dns_forgery", False, f"honest replica {name}: www.{origin} fails: {detail}")
         caught = []
         for rid in sorted(self.forgers):
-            app = self.world.nodes[str(rid)].replica.app
-            assert isinstance(app, DNSApplication)
+            forger_app = self.world.nodes[str(rid)].replica.app
+            assert isinstance(forger_app, DNSApplication)
             for origin in self.origins:
-                ok, detail = self._validate_at(app, origin, now)
+                ok, detail = self._validate_at(forger_app, origin, now)
                 checked += 1
                 if ok:
                     return Verdict("dns_forgery", False, f"forged answer of replica {rid} for www.{origin} validated")

@@ -102,9 +102,10 @@ def test_real_mmd_violation_is_caught_and_the_run_waits_for_every_deadline(monke
 @pytest.mark.slow
 def test_ct_byzantine33_sct_committed_after_view_change() -> None:
     """The original failure, in the full fault mix: SCTs of batches a Byzantine primary proposed around GST
-    that committed only after a view change. Seed 1 showed it first; since lagging replicas postpone their
-    view change once (fewer view changes), seed 12 is the one of seeds 1..24 with the most such SCTs."""
-    result = run(load(SCENARIOS / "ct-byzantine33.yaml"), 12)
+    that committed only after a view change. Seed 1 showed it first; view changes have become rarer since
+    (lagging replicas postpone theirs once, and hold messages just above their window), and seed 14 is the
+    one of seeds 1..49 with the most such SCTs (24; seeds 16, 20, 26 and 44 have some too)."""
+    result = run(load(SCENARIOS / "ct-byzantine33.yaml"), 14)
     verdicts = {v.name: v for v in result.verdicts}
     assert result.expectation_met, [(v.name, v.detail) for v in result.verdicts if not v.ok]
     app = result.world.app

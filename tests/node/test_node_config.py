@@ -48,7 +48,7 @@ def test_env_overrides_network_and_role(generated: Path) -> None:
     ('timeout = "2s"', 'timeout = "2 fortnights"', "consensus.timeout", "not a duration"),
     ('max_size = "1GB"', 'max_size = "lots"', "storage.max_size", "not a size"),
     ('prune_age = "90d"', 'prune_age = "90d"\ncolour = "blue"', "storage.colour", "unknown key"),
-    ("threshold = 3", "threshold = 9", "consensus.threshold", "more than the 4 validators"),
+    ("threshold = 3", "threshold = 9", "consensus.threshold", "must be between f+1 = 2 and n-f = 3"),
     ("threshold = 3", 'threshold = "three"', "consensus.threshold", "expected an integer"),
     ('role = "validator"', 'role = "observer"\nrole2 = 1', "trustchain.role2", "unknown key"),
     ('transport = "tcp"', 'transport = "carrier-pigeon"', "consensus.transport", "must be one of tcp, quic"),
