@@ -16,11 +16,34 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from trustchain.consensus.certificates import InvalidMessage
+from trustchain.app.interface import Application
+from trustchain.consensus.certificates import InvalidMessage, check_checkpoint_proof, check_pre_prepare
 from trustchain.consensus.config import ClusterConfig
-from trustchain.consensus.effects import Persist, PersistExecuted, SendToClient
-from trustchain.consensus.messages import Commit, CommittedEntry, Envelope, Kind, Prepare, PrePrepare
+from trustchain.consensus.effects import (
+    Broadcast,
+    Persist,
+    PersistExecuted,
+    PersistRecord,
+    PersistVote,
+    SendToClient,
+)
+from trustchain.consensus.messages import (
+    Checkpoint,
+    Commit,
+    CommittedEntry,
+    Envelope,
+    Kind,
+    NewView,
+    Prepare,
+    PrePrepare,
+    StateReply,
+    pack,
+    seal,
+)
 from trustchain.consensus.replica import TIMER_VIEW_CHANGE, Replica, Status
+from trustchain.consensus.viewchange import CheckedViewChange
+from trustchain.crypto.signing import ED25519, Signer, Verifier
+from trustchain.encoding import decode
 
 # ---------------------------------------------------------------------------- the bugs
 
@@ -29,6 +52,83 @@ class _QuorumTwoFConfig(ClusterConfig):
     @property
     def quorum(self) -> int:
         return 2 * self.f
+
+
+class _QuorumTwoFPlusOneConfig(ClusterConfig):
+    @property
+    def quorum(self) -> int:
+        return 2 * self.f + 1
+
+    @property
+    def prepare_quorum(self) -> int:
+        return 2 * self.f
+
+
+class _TimerOnOwnViewOnly(Replica):
+    def _arm_view_change_timer(self, now: int) -> None:
+        if (self.status is Status.VIEW_CHANGE and TIMER_VIEW_CHANGE not in self.timers
+                and len(self.view_changes.get(self.view, {})) >= self.config.quorum):
+            self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
+
+
+class _StableOnWeakQuorum(Replica):
+    def _check_stable(self, seq: int) -> None:
+        votes = self.checkpoint_votes.get(seq, {})
+        own = self.own_checkpoints.get(seq)
+        if own is None or seq <= self.low_watermark:
+            return
+        matching = tuple(env for _, env in sorted(votes.items())
+                         if decode(Checkpoint, env.body).state_digest == own[0])
+        if len(matching) >= self.config.weak_quorum:
+            self._make_stable(seq, own[1], matching)
+
+
+class _NewViewUnchecked(Replica):
+    def _check_new_view_pre_prepares(
+        self, nv: NewView, checked: list[CheckedViewChange]
+    ) -> tuple[int, list[tuple[Envelope, PrePrepare]]]:
+        # Takes the new primary's pre-prepares as sent (signatures only), without recomputing them.
+        pairs = [(env, check_pre_prepare(self.checker, env)) for env in nv.pre_prepares]
+        return max(c.message.stable_seq for c in checked), pairs
+
+
+class _SnapshotUnverified(Replica):
+    def _install_checkpoint(self, reply: StateReply) -> None:
+        # Checks that the proof is a quorum for *some* digest, not for the snapshot it came with.
+        if reply.checkpoint_seq > self.last_executed:
+            check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq, None)
+            self._install_snapshot(reply.checkpoint_seq, reply.snapshot, reply.checkpoint_proof)
+        else:
+            super()._install_checkpoint(reply)
+
+
+class _EntriesUnverified(Replica):
+    def _accept_committed(self, entries: tuple[CommittedEntry, ...]) -> None:
+        # Uses the entries' pre-prepares without checking their commit certificates.
+        for entry in entries:
+            pp = decode(PrePrepare, entry.pre_prepare.body)
+            if pp.seq <= self.last_executed or not self._in_window(pp.seq):
+                continue
+            slot = self._slot(pp.seq)
+            slot.committed, slot.committed_pp = entry, pp
+
+
+class _ForgetVotesOnRecovery(Replica):
+    @classmethod
+    def recover(cls, config: ClusterConfig, replica_id: int, signer: Signer, app: Application,
+                records: list[PersistRecord], verifier: Verifier = ED25519) -> Replica:
+        # Rebuilds state from checkpoints and executed entries but ignores the replica's own votes.
+        kept: list[PersistRecord] = [r for r in records if not isinstance(r, PersistVote)]
+        return super().recover(config, replica_id, signer, app, kept, verifier)
+
+
+class _CommitNotPersisted(Replica):
+    def _sign_and_broadcast(self, message: object) -> Envelope:
+        if not isinstance(message, Commit):
+            return super()._sign_and_broadcast(message)
+        env = seal(self.signer, self.id, message)
+        self._emit(Broadcast(pack(env)))  # sent without PersistVote: a restart may vote differently
+        return env
 
 
 class _AcceptOutsideWindow(Replica):
@@ -152,8 +252,26 @@ class Mutant:
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
-        Mutant("quorum-2f", "quorums of 2f instead of 2f+1 (commit, checkpoint, view change)",
+        Mutant("quorum-2f", "quorums of 2f instead of ceil((n+f+1)/2) (commit, checkpoint, view change)",
                config_class=_QuorumTwoFConfig),
+        Mutant("quorum-2f+1", "quorums of 2f+1 at every n (two quorums need not share an honest replica "
+               "unless n = 3f+1)", config_class=_QuorumTwoFPlusOneConfig),
+        Mutant("view-timer-own-view-only", "the next view's timer starts only on a quorum of requests for "
+               "exactly this view, so replicas split across views wait for ever", _TimerOnOwnViewOnly,
+               base={"explore_base": "one-way"}),
+        Mutant("checkpoint-stable-on-f-plus-1", "a checkpoint becomes stable (and the log is truncated) "
+               "on f+1 matching votes", _StableOnWeakQuorum, base={"explore_base": "long"}),
+        Mutant("new-view-unchecked", "backups accept a NEW-VIEW's pre-prepares as sent instead of recomputing "
+               "them from its view changes", _NewViewUnchecked, base={"byzantine_pool": ["nv_forge"]}),
+        Mutant("state-snapshot-unverified", "state transfer installs a snapshot whose checkpoint proof is for "
+               "another digest", _SnapshotUnverified, base={"byzantine_pool": ["state_lie"], "explore_base": "long"}),
+        Mutant("state-entries-unverified", "state transfer executes committed entries without checking their "
+               "commit certificates", _EntriesUnverified,
+               base={"byzantine_pool": ["state_lie"], "explore_base": "long"}),
+        Mutant("forget-votes-on-recovery", "a restarted replica rebuilds its state but forgets the votes it "
+               "signed before the crash", _ForgetVotesOnRecovery),
+        Mutant("commit-not-persisted", "commit votes are sent without being persisted first",
+               _CommitNotPersisted),
         Mutant("accept-outside-watermarks", "accepts protocol messages outside (h, h+L]",
                _AcceptOutsideWindow),
         Mutant("drop-prepared-certificates", "view-change messages omit the prepared certificates",

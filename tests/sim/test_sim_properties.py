@@ -8,7 +8,7 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 
-from sim.explore import DEFAULT_BEHAVIOURS, EXPLORE_BASE, schedule_strategy, to_scenario
+from sim.explore import DEFAULT_BEHAVIOURS, EXPLORE_BASE, SIZES, schedule_strategy, to_scenario
 from sim.runner import RunResult, run
 from sim.scenario import ScenarioError, from_dict
 
@@ -17,9 +17,8 @@ PROPERTY_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None
                              suppress_health_check=list(HealthCheck))
 
 
-def _run(schedule: dict[str, object], n: int = 4) -> RunResult | None:
+def _run(schedule: dict[str, object]) -> RunResult | None:
     base = copy.deepcopy(EXPLORE_BASE)
-    base["cluster"]["n"] = n
     try:
         scenario = from_dict(to_scenario(base, schedule, "property"), "<property>")
     except ScenarioError:
@@ -28,8 +27,9 @@ def _run(schedule: dict[str, object], n: int = 4) -> RunResult | None:
 
 
 @PROPERTY_SETTINGS
-@given(schedule_strategy(4, DEFAULT_BEHAVIOURS))
+@given(schedule_strategy(SIZES, DEFAULT_BEHAVIOURS))
 def test_safety_and_liveness_hold_for_any_schedule_within_f(schedule: dict[str, object]) -> None:
+    """Any cluster size from 4 to 13 (every residue of n mod 3), any schedule with at most f faults."""
     result = _run(schedule)
     if result is None:
         return
@@ -39,16 +39,16 @@ def test_safety_and_liveness_hold_for_any_schedule_within_f(schedule: dict[str, 
 
 
 @PROPERTY_SETTINGS
-@given(schedule_strategy(7, DEFAULT_BEHAVIOURS))
-def test_safety_holds_with_seven_replicas(schedule: dict[str, object]) -> None:
-    result = _run(schedule, n=7)
+@given(schedule_strategy((5, 6, 7), DEFAULT_BEHAVIOURS))
+def test_safety_holds_where_two_f_plus_one_is_not_a_quorum(schedule: dict[str, object]) -> None:
+    result = _run(schedule)
     if result is None:
         return
     assert all(v.ok for v in result.verdicts if v.name != "liveness"), schedule
 
 
 @PROPERTY_SETTINGS
-@given(schedule_strategy(4, DEFAULT_BEHAVIOURS))
+@given(schedule_strategy(SIZES, DEFAULT_BEHAVIOURS))
 def test_completed_requests_are_never_lost(schedule: dict[str, object]) -> None:
     """Checkpoints, garbage collection, view changes and state transfer never drop a request a client
     saw complete: every honest replica that reached the end of the log holds it in its state."""

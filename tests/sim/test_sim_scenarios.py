@@ -11,7 +11,7 @@ from sim.scenario import load
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 CONSENSUS = ["primary-crash", "partition-heal", "lossy-wan", "twins", "beyond-threshold", "equivocators-n5",
-             "equivocators-n6", "view-sync-n4", "view-sync-n7"]
+             "equivocators-n6", "view-sync-n4", "view-sync-n7", "client-flood"]
 
 
 @pytest.mark.parametrize("name", CONSENSUS)
