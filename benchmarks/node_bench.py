@@ -329,7 +329,7 @@ def print_table(doc: dict[str, Any]) -> None:
     if doc["failures"]:
         print(f"failures ({len(doc['failures'])} shown): " + "; ".join(doc["failures"]))
     print("Issuance is timed from POST /api/v1/cert/request to the 201 carrying the signed certificate "
-          "(challenge publication excluded). The seed's 10,000 certs/s is also above what the replicated "
+          "(challenge publication excluded). The design's 10,000 certs/s is also above what the replicated "
           f"policy admits: {PER_ACCOUNT_LIMIT} requests per account per hour.")
 
 

@@ -1,1 +1,1 @@
-"""Reference node: drives the trustchain/ state machines on asyncio (see issue 7)."""
+"""Reference node: drives the trustchain/ state machines on asyncio."""

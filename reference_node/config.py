@@ -1,6 +1,6 @@
 """node.toml: the validator's configuration, parsed strictly.
 
-Sections follow the seed document ([trustchain], [ca], [dns], [consensus], [storage]) plus [api]. Every
+Sections follow TrustChain's design document ([trustchain], [ca], [dns], [consensus], [storage]) plus [api]. Every
 problem is reported as `ConfigError` naming the file, the key (``section.key``) and the reason; unknown
 keys are errors too, so a typo never silently falls back to a default. ``TRUSTCHAIN_NETWORK`` and
 ``TRUSTCHAIN_ROLE`` override ``trustchain.network`` and ``trustchain.role``.

@@ -1,4 +1,4 @@
-"""The node's HTTP API (aiohttp): the seed's REST endpoints, WebSocket streams, Prometheus metrics,
+"""The node's HTTP API (aiohttp): the REST endpoints of TrustChain's design, WebSocket streams, Prometheus metrics,
 an OpenAPI 3 document and CT tiles.
 
 Reads are served from this replica's executed state. Writes become PBFT requests (`Node.submit`) and

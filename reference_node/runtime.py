@@ -9,8 +9,8 @@ removes); broadcasts go to every peer through the transport.
 
 API writes are PBFT client requests: the node signs them with one of its own client keys, hands them
 to its replica and broadcasts them to the peers (as a PBFT client does), and answers when its *own*
-replica has executed the request (design notes: a node API replies after its own replica executed
-it; a client that does not trust this node would instead wait for f+1 matching replies).
+replica has executed the request (a client that does not trust this node would instead wait for f+1
+matching replies).
 
 CRLs and OCSP responses: on the `[ca]` cadences the node asks its replicated CA whether a CRL or an OCSP
 batch is due and, if so, orders `sign_crl` / `sign_ocsp_batch`; the signing service signs the pending

@@ -37,7 +37,7 @@ from sim.sweep import ROOT, code_version, default_cache_dir, load_scenario_dict,
 
 CONSENSUS_SAFETY = ("agreement", "validity", "certificates")
 
-# The seed's claims (TrustChain.md, "Performance Metrics").
+# The design document's claims (TrustChain.md, "Performance Metrics").
 CLAIM_CERT_GEN_MS = 35.0
 CLAIM_DNS_MS = 50.0
 CLAIM_VALIDATION_MS = 10.0
@@ -714,7 +714,7 @@ class Report:
                     self.claims[name]["verdict"] = f"{self.claims[name]['verdict']}; {verdict}"
         lb = ("the reference node's loopback cluster, below" if getattr(self, "loopback_data", None)
               else "the reference node on a real loopback cluster — not measured in this run")
-        lines = ["## The seed's claims, one row each", "",
+        lines = ["## The design document's claims, one row each", "",
                  "Claims from `TrustChain.md` (\"Performance Metrics\"). *Simulation* means this run's simulator "
                  f"(simulated time) and microbenchmarks (wall time on this machine). *Loopback cluster*: {lb}.", "",
                  "| claim | claimed | measured (simulation / microbenchmark) | measured on a loopback cluster | "

@@ -101,7 +101,7 @@ def test_cluster_end_to_end(tmp_path: Path) -> None:
         code, res = http("POST", api[primary] + "/api/v1/kv", {"op": "get", "key": "k29"}, timeout=60)
         assert (code, res["result"]) == (200, "VALUE 29"), res
 
-        # --- metrics carry the seed's names and latency histograms
+        # --- metrics carry the design's names and latency histograms
         code, text = http("GET", api[alive[0]] + "/api/v1/metrics")
         assert code == 200
         for name in ("trustchain_certificates_issued_total 2", "trustchain_consensus_rounds_total",

@@ -12,7 +12,7 @@ encodings, so ``algorithm`` names the backend and a verifier only accepts its ow
 Determinism: ML-DSA signing in cryptography is hedged-randomised and FN-DSA draws randomness; keys
 are derived from seeds so the simulator can reproduce them, and ``FNDSA1024Signer`` signs
 deterministically from a seeded ``rand_bytes`` when one is given (c-fn-dsa backend only). For
-replayable traces record what was signed and whether it verified (see design notes).
+replayable traces record what was signed and whether it verified.
 """
 
 from __future__ import annotations
