@@ -30,7 +30,7 @@ from sim.adversaries.clients import CLIENT_BEHAVIOURS
 from sim.checkers import Verdict
 from sim.params import ParamRule
 from sim.runner import RunResult, run
-from sim.scenario import ScenarioError, from_dict, load
+from sim.scenario import ScenarioError, from_dict, load, with_overrides
 from sim.storage import STORAGE_CRASHES, crash_points
 
 #: Storage faults a generated schedule may give a crashed replica (see sim/storage.py).
@@ -58,14 +58,7 @@ EXPLORE_BASE: dict[str, Any] = {
 
 
 def _base(name: str, **overrides: Any) -> dict[str, Any]:
-    data = copy.deepcopy(EXPLORE_BASE)
-    data["name"] = f"explore-{name}"
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key].update(value)
-        else:
-            data[key] = value
-    return data
+    return with_overrides(EXPLORE_BASE, name=f"explore-{name}", **overrides)
 
 
 #: Exploration bases, each reaching protocol paths the others rarely do.

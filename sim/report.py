@@ -562,12 +562,12 @@ class Report:
                "reused with `--reuse-scale`.)", ""] if reused else []),
             "Peak RSS is the worker process's maximum resident set (`resource.getrusage`), including the "
             "interpreter and its imports.", "",
-            "**Validators vs non-voting replicas.** Every simulated node above is a voting PBFT validator. The design "
-            "notes' path to large node counts — a small validator committee plus many non-voting replicas (DNS "
-            "edges, CT mirrors, OCSP responders) that verify each batch's 2f+1 commit certificate — is **not "
+            "**Validators vs non-voting replicas.** Every simulated node above is a voting PBFT validator. "
+            "TrustChain's path to large node counts — a small validator committee plus many non-voting replicas "
+            "(DNS edges, CT mirrors, OCSP responders) that verify each batch's quorum commit certificate — is **not "
             "implemented yet**, so nothing here measures it. Per committed batch such a replica would verify one "
-            "certificate (2f+1 signatures) instead of taking part in O(n²) voting; that is the measurement to add "
-            "once it exists.", "",
+            "certificate (a quorum of signatures) instead of taking part in O(n²) voting; that is the measurement "
+            "to add once it exists.", "",
             "Modelled signatures are selected per scenario with `cluster.signatures: modelled`.", ""]
 
     # -------------------------------------------------------------- claims & document

@@ -7,6 +7,7 @@ simulator everything is integer microseconds.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -623,6 +624,18 @@ def _group(r: _Reader, index: int, value: Any, n: int) -> tuple[int, ...]:
         raise r.error(f"groups[{index}]", f"each group is a non-empty list of node ids in 0..{n - 1}, "
                       f"got {_describe(value)}")
     return _node_ids(r, f"groups[{index}]", value, n)
+
+
+def with_overrides(data: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A deep copy of scenario data with top-level sections replaced, or merged one level deep when
+    both the section and the override are mappings (`cluster={"n": 7}` keeps the other cluster keys)."""
+    out = copy.deepcopy(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key].update(value)
+        else:
+            out[key] = value
+    return out
 
 
 def load(path: str | Path) -> Scenario:

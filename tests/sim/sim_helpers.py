@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from sim.runner import RunResult, run
-from sim.scenario import from_dict
+from sim.scenario import from_dict, with_overrides
 
 BASE: dict[str, Any] = {
     "name": "test",
@@ -21,13 +20,7 @@ BASE: dict[str, Any] = {
 
 
 def scenario(**overrides: Any) -> dict[str, Any]:
-    data = copy.deepcopy(BASE)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key].update(value)
-        else:
-            data[key] = value
-    return data
+    return with_overrides(BASE, **overrides)
 
 
 def run_dict(data: dict[str, Any], seed: int | None = None) -> RunResult:

@@ -20,7 +20,7 @@ from sim.adversaries.vc_forge import REJECTED_AS as VC_REJECTED_AS
 from sim.adversaries.vc_forge import VcForge
 from sim.checkers import honest_nodes
 from sim.runner import RunResult
-from sim.scenario import ScenarioError, from_dict
+from sim.scenario import ScenarioError, from_dict, with_overrides
 from trustchain.consensus.messages import Checkpoint, NewView, pack
 from trustchain.encoding import decode
 
@@ -30,12 +30,7 @@ WORKLOAD = {"clients": 4, "mode": "open", "rate_per_s": 40, "requests": 160}
 
 def _data(n: int = 4, **overrides: Any) -> dict[str, Any]:
     data = scenario(cluster={**CLUSTER, "n": n}, workload={**WORKLOAD, "clients": max(4, n - 1)})
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key].update(value)
-        else:
-            data[key] = value
-    return data
+    return with_overrides(data, **overrides)
 
 
 def _byz(*specs: tuple[int, str | list[str], dict[str, Any]]) -> list[dict[str, Any]]:

@@ -128,7 +128,8 @@ def test_report_quick_writes_readme_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "reports"
     readme = generate(out, quick=True, jobs=2, cache=tmp_path / "cache", progress=False)
     text = readme.read_text()
-    for section in ("## The design document's claims, one row each", "## Microbenchmarks", "## Finality and cost against cluster",
+    for section in ("## The design document's claims, one row each", "## Microbenchmarks",
+                    "## Finality and cost against cluster",
                     "## Finality against the network model", "## Throughput against batch size",
                     "## Recovery after a primary crash", "## Safety and liveness against each adversary",
                     "## Simulator scale", "not yet measured", "- commit:", "- machine:", "- date:", "simulated"):
