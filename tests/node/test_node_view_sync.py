@@ -39,16 +39,19 @@ def test_validators_split_across_views_meet_again(tmp_path: Path) -> None:
             for n in nodes[2:]:
                 _deaf_to(n, muted)
             stuck = asyncio.create_task(nodes[2].submit("kv", kvstore.put(b"k", b"v"), timeout_s=90))
-            for _ in range(200):  # until the split: node 1 asked for a later view than the others are in
+            split = False
+            for _ in range(600):  # until the split: node 1 asked for a later view than the others are in
                 await asyncio.sleep(0.05)
                 views = [n.replica.view for n in live]
-                if views[0] > 1 and views[0] > max(views[1:]):
+                split = views[0] > 1 and views[0] > max(views[1:])
+                if split:
                     break
+            assert split, f"the validators never split across views: {views}"
             assert not stuck.done()
             muted.clear()
             assert await asyncio.wait_for(stuck, 80) == b"OK"
-            views = {n.replica.view for n in live}
-            assert len(views) == 1, f"live validators in views {views}"
+            final = {n.replica.view for n in live}
+            assert len(final) == 1, f"live validators in views {final}"
             assert all(n.app.kv.data.get(b"k") == b"v" for n in live)
         finally:
             for n in live:
