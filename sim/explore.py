@@ -343,9 +343,13 @@ def twins_candidates(n: int, limit: int, behaviours: tuple[str, ...] = ()) -> li
         for t in (0.6, 1.0, 2.0):
             out.append({"n": n, "events": [{"type": "crash", "node": k, "at_s": t}], "byzantine": []})
     # A crash at each of the first fsync boundaries of the view-0 and view-1 primaries (between
-    # persisting a vote and sending it), each followed by a restart from what was persisted.
+    # persisting a vote and sending it), and at their first record writes with the unsynced tail lost
+    # or torn, each followed by a restart from what survived on disk.
     for k in (0, 1):
         out += [{"n": n, "events": [fault], "byzantine": []} for fault in crash_points(k, range(1, 9), at_s=0.5)]
+        for kind in ("lose_unsynced", "torn_write"):
+            out += [{"n": n, "events": [fault], "byzantine": []}
+                    for fault in crash_points(k, range(1, 5), kind=kind, at_s=0.5)]
     return out[:limit]
 
 
