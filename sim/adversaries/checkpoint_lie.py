@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sim.adversaries.base import Behaviour, Outgoing, open_envelope, reseal
+from sim.adversaries.base import Behaviour, Outgoing, own_message_to_replica, reseal
 from sim.adversaries.rotation import Rotation
 from sim.params import ParamRule
 from trustchain.consensus.messages import Checkpoint, digest
@@ -41,12 +41,11 @@ class CheckpointLie(Behaviour):
         out: list[Outgoing] = []
         extra: list[Outgoing] = []
         for item in items:
-            opened = open_envelope(item.data)
-            if (opened is None or not isinstance(item.dst, int) or not isinstance(opened[1], Checkpoint)
-                    or opened[0].sender != self.node.replica_id):
+            cp = own_message_to_replica(self.node, item, Checkpoint)
+            if cp is None:
                 out.append(item)
                 continue
-            cp = opened[1]
+            assert isinstance(item.dst, int)  # own_message_to_replica only returns messages to replicas
             mode = self._mode(cp.seq)
             if mode == "withhold":
                 self.world.count_fault("checkpoint_withheld")

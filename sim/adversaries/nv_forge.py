@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sim.adversaries.base import Behaviour, Outgoing, open_envelope, reseal
+from sim.adversaries.base import Behaviour, Outgoing, own_message_to_replica, reseal
 from sim.params import ParamRule
 from trustchain.consensus.messages import Checkpoint, Envelope, NewView, PrePrepare, ViewChange, digest, seal
 from trustchain.consensus.viewchange import NULL_DIGEST, check_view_change, new_view_pre_prepares
@@ -52,12 +52,11 @@ class NvForge(Behaviour):
     def outgoing(self, items: list[Outgoing], now_us: int) -> list[Outgoing]:
         out: list[Outgoing] = []
         for item in items:
-            opened = open_envelope(item.data)
-            if (opened is None or not isinstance(item.dst, int) or not isinstance(opened[1], NewView)
-                    or opened[0].sender != self.node.replica_id):
+            nv = own_message_to_replica(self.node, item, NewView)
+            if nv is None:
                 out.append(item)
                 continue
-            nv = opened[1]
+            assert isinstance(item.dst, int)  # own_message_to_replica only returns messages to replicas
             key = (nv.view, item.dst)
             if key not in self.shown:
                 self._deal(nv)

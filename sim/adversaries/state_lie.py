@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sim.adversaries.base import Behaviour, Outgoing, open_envelope, reseal
+from sim.adversaries.base import Behaviour, Outgoing, own_message_to_replica, reseal
 from sim.adversaries.rotation import Rotation
 from sim.params import ParamRule
 from trustchain.consensus.messages import (
@@ -66,12 +66,10 @@ class StateLie(Behaviour):
         out: list[Outgoing] = []
         wanted = [v for v in self.param("variants", list(REJECTED_AS)) if v in REJECTED_AS]
         for item in items:
-            opened = open_envelope(item.data)
-            if (opened is None or not isinstance(item.dst, int) or not isinstance(opened[1], StateReply)
-                    or opened[0].sender != self.node.replica_id):
+            reply = own_message_to_replica(self.node, item, StateReply)
+            if reply is None:
                 out.append(item)
                 continue
-            reply = opened[1]
             variant = self.rotation.pick(wanted, [v for v in wanted if self._fits(reply, v)])
             if variant is None:
                 out.append(item)
