@@ -1,0 +1,301 @@
+"""The replicated account registry: who may write, with which key, and which writes were already seen.
+
+Deterministic (consensus time only) and bounded: the number of accounts, registrations per window and
+remembered nonces per account are capped, so no client can make every replica hold unbounded state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from trustchain.accounts.keys import AccountKey, account_id
+from trustchain.accounts.writes import MAX_VALIDITY_US, NONCE_SIZE, SignedWrite, signing_input
+from trustchain.encoding import DecodeError, decode, encode
+
+__all__ = [
+    "ACCOUNTS",
+    "AccountCommand",
+    "AccountLimits",
+    "AccountRegistry",
+    "AccountResult",
+    "Authenticated",
+    "Deactivate",
+    "Register",
+    "RolloverKey",
+    "rollover_proof_input",
+]
+
+ACCOUNTS = "acct"  # the routing target of account commands
+OP_REGISTER, OP_ROLLOVER, OP_DEACTIVATE = "register", "rollover", "deactivate"
+STATUS_OK, STATUS_ERROR = "ok", "error"
+ACTIVE, DEACTIVATED = "active", "deactivated"
+SNAPSHOT_VERSION = 1
+MAX_CONTACT = 256
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """Replicated policy. The defaults bound state at about max_accounts x max_live_nonces entries."""
+
+    max_accounts: int = 1_000_000
+    registrations_per_window: int = 10_000
+    window_us: int = 3600 * 1_000_000
+    max_live_nonces: int = 10_000  # writes per account within MAX_VALIDITY_US of each other
+
+
+@dataclass(frozen=True)
+class Register:
+    contact: str = ""
+
+
+@dataclass(frozen=True)
+class RolloverKey:
+    """`proof` is the new key's signature over `rollover_proof_input` (it consents to the account)."""
+
+    new_key: AccountKey
+    proof: bytes
+
+
+@dataclass(frozen=True)
+class Deactivate:
+    pass
+
+
+@dataclass(frozen=True)
+class AccountCommand:
+    op: str
+    body: bytes
+
+    @staticmethod
+    def of(command: Register | RolloverKey | Deactivate) -> AccountCommand:
+        op = {Register: OP_REGISTER, RolloverKey: OP_ROLLOVER, Deactivate: OP_DEACTIVATE}[type(command)]
+        return AccountCommand(op, encode(command))
+
+
+@dataclass(frozen=True)
+class AccountResult:
+    status: str
+    detail: str = ""  # for errors: "<field>: <reason>"
+    account: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """A write whose signature, deadline and nonce checked out: `account` is who made it."""
+
+    account: bytes
+    target: str
+    payload: bytes
+
+
+@dataclass
+class _Account:
+    key: AccountKey
+    status: str
+    created_us: int
+    contact: str
+    nonces: dict[bytes, int] = field(default_factory=dict)  # nonce -> deadline_us
+
+
+@dataclass(frozen=True)
+class _Nonce:
+    nonce: bytes
+    deadline_us: int
+
+
+@dataclass(frozen=True)
+class _AccountRecord:
+    account: bytes
+    key: AccountKey
+    status: str
+    created_us: int
+    contact: str
+    nonces: tuple[_Nonce, ...]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    version: int
+    accounts: tuple[_AccountRecord, ...]
+    registrations: tuple[int, ...]
+
+
+def rollover_proof_input(cluster: bytes, account: bytes, old_key: AccountKey) -> bytes:
+    return encode(_RolloverProof("trustchain/rollover/v1", cluster, account, old_key))
+
+
+@dataclass(frozen=True)
+class _RolloverProof:
+    domain: str
+    cluster: bytes
+    account: bytes
+    old_key: AccountKey
+
+
+def _key_digest(key: AccountKey) -> bytes:
+    return hashlib.sha256(encode(key)).digest()
+
+
+class AccountRegistry:
+    def __init__(self, cluster: bytes, limits: AccountLimits | None = None) -> None:
+        self.cluster = cluster
+        self.limits = limits or AccountLimits()
+        self._accounts: dict[bytes, _Account] = {}
+        self._key_owner: dict[bytes, bytes] = {}  # key digest -> account: a key serves one account
+        self._registrations: list[int] = []  # consensus times of recent registrations
+
+    # ------------------------------------------------------------------ queries
+
+    def key_of(self, account: bytes) -> AccountKey | None:
+        acct = self._accounts.get(account)
+        return acct.key if acct is not None else None
+
+    def is_active(self, account: bytes) -> bool:
+        acct = self._accounts.get(account)
+        return acct is not None and acct.status == ACTIVE
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+    # ------------------------------------------------------------------ authentication
+
+    def authenticate(self, write: SignedWrite, now_us: int) -> Authenticated | AccountResult:
+        """Check `write` and remember its nonce; an `AccountResult` error says which field failed."""
+        if len(write.nonce) != NONCE_SIZE:
+            return _error(f"nonce: must be {NONCE_SIZE} bytes")
+        if write.deadline_us < now_us:
+            return _error("deadline_us: the write has expired")
+        if write.deadline_us > now_us + MAX_VALIDITY_US:
+            return _error(f"deadline_us: more than {MAX_VALIDITY_US // 1_000_000} s in the future")
+        registering = write.key is not None
+        if registering:
+            assert write.key is not None
+            if write.target != ACCOUNTS or write.account != account_id(write.key):
+                return _error("key: a write carrying a key must register that key's account")
+            key = write.key
+        else:
+            acct = self._accounts.get(write.account)
+            if acct is None:
+                return _error("account: not registered")
+            if acct.status != ACTIVE:
+                return _error("account: deactivated")
+            key = acct.key
+        if not key.verify(signing_input(self.cluster, write), write.signature):
+            return _error("signature: does not verify with the account's key")
+        acct = self._accounts.get(write.account)
+        if acct is not None:
+            self._prune(acct, now_us)
+            if write.nonce in acct.nonces:
+                return _error("nonce: already used (replayed write)")
+            if len(acct.nonces) >= self.limits.max_live_nonces:
+                return _error("rate: too many writes by this account in the validity window")
+            acct.nonces[write.nonce] = write.deadline_us
+        return Authenticated(write.account, write.target, write.payload)
+
+    @staticmethod
+    def _prune(acct: _Account, now_us: int) -> None:
+        expired = [n for n, deadline in acct.nonces.items() if deadline < now_us]
+        for n in expired:
+            del acct.nonces[n]
+
+    # ------------------------------------------------------------------ account commands
+
+    def execute(self, write: SignedWrite, auth: Authenticated, now_us: int) -> AccountResult:
+        """Apply an authenticated account command (target `ACCOUNTS`)."""
+        try:
+            cmd = decode(AccountCommand, auth.payload)
+        except DecodeError as exc:
+            return _error(f"command: malformed ({exc})")
+        entry = _HANDLERS.get(cmd.op)
+        if entry is None:
+            return _error(f"op: unknown account operation {cmd.op[:32]!r}")
+        body_type, handler = entry
+        try:
+            body: object = decode(body_type, cmd.body)
+        except DecodeError as exc:
+            return _error(f"body: malformed ({exc})")
+        if write.key is not None and cmd.op != OP_REGISTER:
+            return _error("op: a write carrying a key can only register")
+        if write.key is None and cmd.op == OP_REGISTER:
+            return _error("key: registration must carry the new account's key")
+        return handler(self, write, body, now_us)
+
+    def _register(self, write: SignedWrite, body: Register, now_us: int) -> AccountResult:
+        assert write.key is not None
+        if len(body.contact) > MAX_CONTACT:
+            return _error(f"contact: longer than {MAX_CONTACT} characters")
+        if write.account in self._accounts:
+            acct = self._accounts[write.account]
+            if acct.status != ACTIVE:
+                return _error("account: deactivated")
+            return AccountResult(STATUS_OK, "already registered", write.account)
+        if _key_digest(write.key) in self._key_owner:
+            return _error("key: already the key of another account")
+        limits = self.limits
+        if len(self._accounts) >= limits.max_accounts:
+            return _error("accounts: the registry is full")
+        self._registrations = [t for t in self._registrations if t > now_us - limits.window_us]
+        if len(self._registrations) >= limits.registrations_per_window:
+            return _error("rate: too many registrations, try later")
+        self._registrations.append(now_us)
+        self._accounts[write.account] = _Account(write.key, ACTIVE, now_us, body.contact,
+                                                 {write.nonce: write.deadline_us})
+        self._key_owner[_key_digest(write.key)] = write.account
+        return AccountResult(STATUS_OK, "registered", write.account)
+
+    def _rollover(self, write: SignedWrite, body: RolloverKey, now_us: int) -> AccountResult:
+        acct = self._accounts[write.account]
+        digest = _key_digest(body.new_key)
+        if self._key_owner.get(digest, write.account) != write.account:
+            return _error("new_key: already the key of another account")
+        if not body.new_key.verify(rollover_proof_input(self.cluster, write.account, acct.key), body.proof):
+            return _error("proof: the new key did not sign the rollover")
+        del self._key_owner[_key_digest(acct.key)]
+        acct.key = body.new_key
+        self._key_owner[digest] = write.account
+        return AccountResult(STATUS_OK, "key replaced", write.account)
+
+    def _deactivate(self, write: SignedWrite, body: Deactivate, now_us: int) -> AccountResult:
+        acct = self._accounts[write.account]
+        acct.status = DEACTIVATED
+        acct.nonces.clear()
+        return AccountResult(STATUS_OK, "deactivated", write.account)
+
+    # ------------------------------------------------------------------ snapshot
+
+    def snapshot(self) -> bytes:
+        records = tuple(
+            _AccountRecord(a, acct.key, acct.status, acct.created_us, acct.contact,
+                           tuple(_Nonce(n, d) for n, d in sorted(acct.nonces.items())))
+            for a, acct in sorted(self._accounts.items())
+        )
+        return encode(_Snapshot(SNAPSHOT_VERSION, records, tuple(self._registrations)))
+
+    def restore(self, snapshot: bytes) -> None:
+        snap = decode(_Snapshot, snapshot)
+        if snap.version != SNAPSHOT_VERSION:
+            raise DecodeError(f"accounts snapshot version: {snap.version} is not {SNAPSHOT_VERSION}")
+        self._accounts = {
+            r.account: _Account(r.key, r.status, r.created_us, r.contact, {n.nonce: n.deadline_us for n in r.nonces})
+            for r in snap.accounts
+        }
+        self._key_owner = {_key_digest(acct.key): a for a, acct in self._accounts.items()}
+        self._registrations = list(snap.registrations)
+
+
+def _error(detail: str) -> AccountResult:
+    return AccountResult(STATUS_ERROR, detail)
+
+
+_Handler = Callable[[AccountRegistry, SignedWrite, object, int], AccountResult]
+_HANDLERS: dict[str, tuple[type, _Handler]] = {
+    OP_REGISTER: (Register, AccountRegistry._register),  # type: ignore[dict-item]
+    OP_ROLLOVER: (RolloverKey, AccountRegistry._rollover),  # type: ignore[dict-item]
+    OP_DEACTIVATE: (Deactivate, AccountRegistry._deactivate),  # type: ignore[dict-item]
+}
