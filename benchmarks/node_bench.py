@@ -90,7 +90,7 @@ def pct(values: list[float], p: float) -> float:
 
 def start_cluster(directory: Path, nodes: int, threshold: int, synchronous: str, transport: str) -> list[Node]:
     configs = clustermod.generate(directory, nodes, threshold, timeout="2s", synchronous=synchronous,
-                                  transport=transport)
+                                  transport=transport, api_write_rate=1e6)  # load generator: one address
     out = []
     env = dict(os.environ, PYTHONPATH=str(REPO))
     for cfg in configs:

@@ -80,17 +80,23 @@ def configure_logging(level: str, fmt: str, node: str) -> None:
 
 async def serve(cfg: cfgmod.NodeConfig) -> None:
     from reference_node.http_api import API
+    from reference_node.http_guard import GuardLimits
     from reference_node.runtime import build_node
 
     node = build_node(cfg)
     await node.start()
     root = cfg.ca.root_cert.read_bytes() if cfg.ca.root_cert else b""
     inter = cfg.ca.intermediate_cert.read_bytes() if cfg.ca.intermediate_cert else b""
-    api = API(node, root, inter)
+    a = cfg.api
+    api = API(node, root, inter, GuardLimits(
+        read_rate=a.read_rate, read_burst=2 * a.read_rate, write_rate=a.write_rate, write_burst=2 * a.write_rate,
+        global_write_rate=a.global_write_rate, global_write_burst=2 * a.global_write_rate,
+        max_connections_per_ip=a.max_connections_per_ip, header_timeout_s=a.header_timeout_us / 1e6))
     runner = web.AppRunner(api.app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.api.listen[0], cfg.api.listen[1])
-    await site.start()
+    assert runner.server is not None
+    api_server = await asyncio.get_running_loop().create_server(
+        api.guard.factory(runner.server), cfg.api.listen[0], cfg.api.listen[1], reuse_address=True)
     dns_server = None
     if cfg.dns.listen is not None or cfg.dns.doq_listen is not None:
         try:
@@ -126,6 +132,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     if dns_server is not None:
         with contextlib.suppress(Exception):
             await dns_server.close()
+    api_server.close()
     await runner.cleanup()
     await node.stop()
 

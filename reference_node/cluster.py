@@ -133,7 +133,8 @@ def pem_chain(*certs: x509.Certificate) -> bytes:
 def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str = "127.0.0.1",
              network: str = "devnet", transport: str = "tcp", ports: list[NodePorts] | None = None,
              checkpoint_interval: int = 16, timeout: str = "2s", synchronous: str = "full",
-             dns_listeners: bool = True, node_cert_lifetime: str = "24h") -> list[Path]:
+             dns_listeners: bool = True, node_cert_lifetime: str = "24h",
+             api_write_rate: float = 10.0) -> list[Path]:
     """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths."""
     if nodes < 4:
         raise ValueError("--nodes: PBFT needs at least 4 validators (n = 3f+1)")
@@ -238,6 +239,7 @@ synchronous = "{synchronous}"
 
 [api]
 listen = "{host}:{ports[i].api}"
+write_rate = {api_write_rate!r}
 """
         (nd / "node.toml").write_text(toml)
         out.append(nd / "node.toml")

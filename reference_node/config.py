@@ -67,6 +67,18 @@ def parse_size(text: object) -> int:
     return round(float(m.group(1)) * float(base ** _SIZE_UNITS[prefix]))
 
 
+def _positive_rate(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1e9:
+        raise ValueError(f"must be a positive number of requests per second, got {value!r}")
+    return float(value)
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"must be a positive integer, got {value!r}")
+    return value
+
+
 def parse_address(text: object, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
     """'host:port', '[v6]:port' or ':port' -> (host, port)."""
     if not isinstance(text, str):
@@ -150,6 +162,11 @@ class StorageSection:
 class APISection:
     listen: tuple[str, int] = ("127.0.0.1", 8443)
     request_timeout_us: int = 30_000_000
+    read_rate: float = 100.0  # requests/s per client IP (token bucket; burst = 2 x rate)
+    write_rate: float = 10.0  # writes/s per client IP
+    global_write_rate: float = 500.0  # writes/s from all clients together
+    max_connections_per_ip: int = 32
+    header_timeout_us: int = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -397,10 +414,16 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
     if storage.max_size < 1 << 20:
         raise ConfigError(file, "storage.max_size", "must be at least 1MiB")
 
-    a = r.section("api", {"listen", "request_timeout"}, required=False)
+    a = r.section("api", {"listen", "request_timeout", "read_rate", "write_rate", "global_write_rate",
+                          "max_connections_per_ip", "header_timeout"}, required=False)
     api = APISection(
         listen=r.get("api", a, "listen", parse_address, ("127.0.0.1", 8443)),
         request_timeout_us=r.get("api", a, "request_timeout", parse_duration_us, 30_000_000),
+        read_rate=r.get("api", a, "read_rate", _positive_rate, 100.0),
+        write_rate=r.get("api", a, "write_rate", _positive_rate, 10.0),
+        global_write_rate=r.get("api", a, "global_write_rate", _positive_rate, 500.0),
+        max_connections_per_ip=r.get("api", a, "max_connections_per_ip", _positive_int, 32),
+        header_timeout_us=r.get("api", a, "header_timeout", parse_duration_us, 10_000_000),
     )
 
     cfg = NodeConfig(file, trust, ca, dns, cons, storage, api)

@@ -27,6 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from reference_node import http_pki
+from reference_node.health import PEER_SILENCE_S, HealthMonitor
+from reference_node.http_guard import ConnectionGuard, GuardLimits, RateLimiter, rate_limit_middleware
 from reference_node.runtime import Node, NodeHalted, SubmitTimeout
 from trustchain.app import kvstore
 from trustchain.app import trustchain as tcapp
@@ -62,6 +64,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         doc = json.loads(raw or b"null")
     except (UnicodeDecodeError, ValueError) as exc:
         raise FieldError("body", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FieldError("body", "JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise FieldError("body", "must be a JSON object")
     try:  # JSON may escape lone UTF-16 surrogates, which no field can use (they cannot be UTF-8 encoded)
@@ -128,11 +132,18 @@ def _app_result(result: bytes, ok_status: int = 200, **extra: Any) -> web.Respon
 
 
 class API:
-    def __init__(self, node: Node, root_pem: bytes = b"", intermediate_pem: bytes = b"") -> None:
+    def __init__(self, node: Node, root_pem: bytes = b"", intermediate_pem: bytes = b"",
+                 guard_limits: GuardLimits | None = None) -> None:
+        guard_limits = guard_limits or GuardLimits()
         self.node = node
         self.root_pem = root_pem
         self.intermediate_pem = intermediate_pem
-        self.app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
+        self.health_monitor = HealthMonitor()
+        self.guard = ConnectionGuard(guard_limits)
+        self.limiter = RateLimiter(guard_limits)
+        self.app = web.Application(
+            middlewares=[self.guard.middleware(), rate_limit_middleware(self.limiter), self._middleware],
+            client_max_size=MAX_BODY)
         r = self.app.router
         r.add_post("/api/v1/cert/challenge", self.cert_challenge)
         r.add_post("/api/v1/cert/request", self.cert_request)
@@ -407,11 +418,14 @@ class API:
 
     async def health(self, request: web.Request) -> web.Response:
         n = self.node
-        checks = {"storage": n.halted is None, "replica": True}
-        ok = all(checks.values())
-        return web.json_response({"status": "ok" if ok else "failing", "checks": checks, "halted": n.halted,
-                                  "view": n.replica.view, "last_executed": n.replica.last_executed},
-                                 status=200 if ok else 503)
+        heard = getattr(n.transport, "peers_heard_within", None)
+        alive = len(heard(PEER_SILENCE_S)) if heard is not None else n.cluster.n - 1
+        report = self.health_monitor.evaluate(
+            halted=n.halted, n=n.cluster.n, quorum=n.cluster.quorum, peers_alive=alive,
+            in_view_change=n.replica.status.name != "NORMAL", view=n.replica.view,
+            last_executed=n.replica.last_executed)
+        return web.json_response({"status": "ok" if report.ok else "failing", "checks": report.checks,
+                                  **report.detail}, status=200 if report.ok else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(text=self.node.metrics.render(), content_type="text/plain",

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Deliver = Callable[[int, int, bytes], None]  # (sender id, channel, payload)
 
-CHANNEL_CONSENSUS, CHANNEL_SIGNING, CHANNEL_HELLO = 0, 1, 255
+CHANNEL_CONSENSUS, CHANNEL_SIGNING, CHANNEL_KEEPALIVE, CHANNEL_HELLO = 0, 1, 254, 255
+KEEPALIVE_S = 1.0  # every peer hears from us at least this often, so liveness is known when idle
 MAX_FRAME = 1 << 27
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 
@@ -63,10 +65,14 @@ class PeerQueues:
         self._queues: dict[int, asyncio.Queue[bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._deliver: Deliver | None = None
+        self.last_heard: dict[int, float] = {}  # peer -> monotonic time of its last frame
 
     def deliver(self, sender: int, channel: int, payload: bytes) -> None:
         """Hand an authenticated peer's frame to the node (counted)."""
         self.stats.received += 1
+        self.last_heard[sender] = time.monotonic()
+        if channel == CHANNEL_KEEPALIVE:
+            return
         if self._deliver is not None:
             self._deliver(sender, channel, payload)
 
@@ -74,6 +80,20 @@ class PeerQueues:
         for peer in sorted(self.peers):
             self._queues[peer] = asyncio.Queue(self.queue_size)
             self._tasks.append(asyncio.create_task(self._sender(peer), name=f"{self.kind}-send-{peer}"))
+        self._tasks.append(asyncio.create_task(self._keepalive(), name=f"{self.kind}-keepalive"))
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_S)
+            for q in self._queues.values():
+                if q.empty():  # any queued frame already tells the peer we are alive
+                    with contextlib.suppress(asyncio.QueueFull):
+                        q.put_nowait(frame(CHANNEL_KEEPALIVE, b""))
+
+    def peers_heard_within(self, seconds: float) -> list[int]:
+        """Peers whose frames (keepalives included) arrived within the last `seconds`."""
+        now = time.monotonic()
+        return sorted(p for p, t in self.last_heard.items() if now - t <= seconds)
 
     def send(self, peer: int, channel: int, data: bytes) -> bool:
         """Queue a frame for `peer`; False if it is unknown or its queue is full (dropped, counted)."""

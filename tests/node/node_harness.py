@@ -35,6 +35,7 @@ def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tupl
 class Cluster:
     def __init__(self, directory: Path, nodes: int = 5, threshold: int = 3, **kwargs: Any) -> None:
         self.dir = directory
+        kwargs.setdefault("api_write_rate", 10_000.0)  # tests send bursts from one address
         self.configs = cluster.generate(directory, nodes, threshold, **kwargs)
         self.apis = []
         for c in self.configs:

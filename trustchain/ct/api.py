@@ -51,9 +51,13 @@ def parse_b64(value: object, field: str, *, size: int | None = None) -> bytes:
 def parse_int(value: object, field: str, *, minimum: int = 0) -> int:
     """A number from JSON or a decimal string from a query parameter."""
     if isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > 20:  # beyond any 64-bit size; also keeps int() off huge inputs
+            raise APIError(field, f"expected a non-negative integer of at most 20 digits, got {len(value)} digits")
         value = int(value)
     if type(value) is not int:
-        raise APIError(field, f"expected a non-negative integer, got {value!r}")
+        raise APIError(field, f"expected a non-negative integer, got {str(value)[:40]!r}")
+    if value >= 1 << 64:
+        raise APIError(field, "must be below 2**64")
     if value < minimum:
         raise APIError(field, f"must be >= {minimum}, got {value}")
     return value
