@@ -192,3 +192,18 @@ def test_malformed_keys_and_commands_name_the_field() -> None:
     assert isinstance(result, AccountResult) and result.detail.startswith("command:")
     result = _apply(reg, _write(alice, acct, 2, target=ACCOUNTS, payload=_encode(AccountCommand("nuke", b""))))
     assert isinstance(result, AccountResult) and result.detail.startswith("op:")
+
+
+def test_validator_accounts_exist_from_genesis_and_cannot_be_changed_by_commands() -> None:
+    validators = [Ed25519AccountSigner(_seed(f"v{i}")) for i in range(4)]
+    reg = AccountRegistry(CLUSTER, validators=tuple(v.key for v in validators))
+    v2 = account_id(validators[2].key)
+    assert reg.validator_index(v2) == 2 and reg.validator_index(b"x" * 32) is None
+    assert isinstance(_apply(reg, _write(validators[2], v2, 1)), Authenticated)
+    deactivate = _encode(AccountCommand.of(Deactivate()))
+    result = _apply(reg, _write(validators[2], v2, 2, target=ACCOUNTS, payload=deactivate))
+    assert isinstance(result, AccountResult) and result.detail.startswith("account:")
+    copy = AccountRegistry(CLUSTER, validators=tuple(v.key for v in validators))
+    copy.restore(reg.snapshot())
+    replay = _apply(copy, _write(validators[2], v2, 1))
+    assert isinstance(replay, AccountResult) and replay.detail.startswith("nonce:")

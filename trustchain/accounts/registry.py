@@ -143,12 +143,31 @@ def _key_digest(key: AccountKey) -> bytes:
 
 
 class AccountRegistry:
-    def __init__(self, cluster: bytes, limits: AccountLimits | None = None) -> None:
+    def __init__(self, cluster: bytes, limits: AccountLimits | None = None, *,
+                 validators: tuple[AccountKey, ...] = ()) -> None:
+        """`validators`: the validators' consensus keys, in replica order. Each is an account from genesis
+        (id `account_id(key)`) that signs the validators' own writes; they are not registered, rolled
+        over or deactivated by commands (only by reconfiguring the cluster)."""
         self.cluster = cluster
         self.limits = limits or AccountLimits()
+        self.validators = validators
+        self.validator_ids = tuple(account_id(k) for k in validators)
         self._accounts: dict[bytes, _Account] = {}
         self._key_owner: dict[bytes, bytes] = {}  # key digest -> account: a key serves one account
         self._registrations: list[int] = []  # consensus times of recent registrations
+        self._install_validators()
+
+    def _install_validators(self) -> None:
+        for key, vid in zip(self.validators, self.validator_ids, strict=True):
+            self._accounts[vid] = _Account(key, ACTIVE, 0, "validator")
+            self._key_owner[_key_digest(key)] = vid
+
+    def validator_index(self, account: bytes) -> int | None:
+        """The replica index of a validator account, or None for every other account."""
+        try:
+            return self.validator_ids.index(account)
+        except ValueError:
+            return None
 
     # ------------------------------------------------------------------ queries
 
@@ -224,6 +243,8 @@ class AccountRegistry:
             return _error("op: a write carrying a key can only register")
         if write.key is None and cmd.op == OP_REGISTER:
             return _error("key: registration must carry the new account's key")
+        if write.account in self.validator_ids:
+            return _error("account: a validator account changes only by reconfiguring the cluster")
         return handler(self, write, body, now_us)
 
     def _register(self, write: SignedWrite, body: Register, now_us: int) -> AccountResult:
@@ -285,6 +306,8 @@ class AccountRegistry:
             r.account: _Account(r.key, r.status, r.created_us, r.contact, {n.nonce: n.deadline_us for n in r.nonces})
             for r in snap.accounts
         }
+        for vid in self.validator_ids:  # validator keys come from the configuration, never a snapshot
+            assert vid in self._accounts, "snapshot lacks a validator account"
         self._key_owner = {_key_digest(acct.key): a for a, acct in self._accounts.items()}
         self._registrations = list(snap.registrations)
 
