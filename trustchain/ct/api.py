@@ -79,7 +79,8 @@ def _chain(body: Mapping[str, Any]) -> list[bytes]:
 
 def add_chain_command(body: Mapping[str, Any]) -> bytes:
     """Validates an add-chain body and returns the operation to order through consensus."""
-    return appmod.add_chain(_chain(body)[0])
+    chain = _chain(body)
+    return appmod.add_chain(chain[0], tuple(chain[1:]))
 
 
 def add_pre_chain_command(body: Mapping[str, Any]) -> bytes:

@@ -27,6 +27,7 @@ from trustchain.ct import sct as sctmod
 from trustchain.ct.entry import EntryError, PrecertEntry, SignedEntry, X509Entry, parse_merkle_tree_leaf
 from trustchain.ct.log import CTLog, LogError
 from trustchain.ct.merkle import HASH_SIZE
+from trustchain.ct.submission import chain_error, issuer_key_hash
 from trustchain.encoding import DecodeError, decode, encode
 
 OP_ADD_CHAIN = "add-chain"
@@ -47,6 +48,7 @@ class CTCommand:
     op: str
     certificate: bytes = b""
     issuer_key_hash: bytes = b""
+    chain: tuple[bytes, ...] = ()  # the issuers after the certificate, up to an accepted root
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,12 @@ class _Snapshot:
     root_hash: bytes
 
 
-def add_chain(cert_der: bytes) -> bytes:
-    return encode(CTCommand(OP_ADD_CHAIN, cert_der))
+def add_chain(cert_der: bytes, chain: tuple[bytes, ...] = ()) -> bytes:
+    return encode(CTCommand(OP_ADD_CHAIN, cert_der, chain=chain))
 
 
-def add_pre_chain(tbs_certificate: bytes, issuer_key_hash: bytes) -> bytes:
-    return encode(CTCommand(OP_ADD_PRE_CHAIN, tbs_certificate, issuer_key_hash))
+def add_pre_chain(tbs_certificate: bytes, issuer_key_hash: bytes, chain: tuple[bytes, ...] = ()) -> bytes:
+    return encode(CTCommand(OP_ADD_PRE_CHAIN, tbs_certificate, issuer_key_hash, chain))
 
 
 def checkpoint_command() -> bytes:
@@ -113,10 +115,14 @@ def der_sequence_error(data: bytes, what: str) -> str | None:
 
 class CTApplication:
     def __init__(
-        self, signer: Signer, key_name: str, origin: str, *, max_entries: int = DEFAULT_MAX_ENTRIES
+        self, signer: Signer, key_name: str, origin: str, *, max_entries: int = DEFAULT_MAX_ENTRIES,
+        accepted_roots: tuple[bytes, ...] | None = None,
     ) -> None:
-        """`signer`/`key_name`: this validator's own key, used only by `sct` and `signed_checkpoint`."""
+        """`signer`/`key_name`: this validator's own key, used only by `sct` and `signed_checkpoint`.
+        `accepted_roots`: DER roots a submission must chain to; None accepts any single DER SEQUENCE
+        (a log of opaque entries, as in the simulator's CT workload)."""
         assert max_entries > 0
+        self.accepted_roots = accepted_roots
         cpmod.Checkpoint(origin, 0, b"\x00" * HASH_SIZE)  # validates the origin early
         self.signer = signer
         self.key_name = key_name
@@ -145,8 +151,18 @@ class CTApplication:
             problem = problem or f"issuer_key_hash: {len(cmd.issuer_key_hash)} bytes, expected {HASH_SIZE}"
         if not precert and cmd.issuer_key_hash:
             problem = problem or "issuer_key_hash: only allowed with add-pre-chain"
+        if not problem and self.accepted_roots is not None:
+            problem = chain_error(cmd.certificate, cmd.chain, self.accepted_roots, leaf_is_tbs=precert,
+                                  leaf_field="tbs_certificate" if precert else "certificate")
+            if not problem and precert and issuer_key_hash(cmd.chain[0]) != cmd.issuer_key_hash:
+                problem = "issuer_key_hash: is not the hash of chain[0]'s public key"
         if problem:
             return CTResult(STATUS_ERROR, problem)
+        return self.append(cmd, timestamp_ms)
+
+    def append(self, cmd: CTCommand, timestamp_ms: int) -> CTResult:
+        """Log an already checked entry (the CA's own certificates come here directly)."""
+        precert = cmd.op == OP_ADD_PRE_CHAIN
         entry: SignedEntry = (
             PrecertEntry(cmd.issuer_key_hash, cmd.certificate) if precert else X509Entry(cmd.certificate)
         )
