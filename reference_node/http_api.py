@@ -37,6 +37,7 @@ from trustchain.ct import tiles
 from trustchain.dns import app as dnsapp
 from trustchain.dns.validator import Validator, ZoneKeys
 from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
+from trustchain.errors import TrustChainError
 
 log = logging.getLogger("trustchain.api")
 STREAMS = ("certificates", "dns", "ct", "consensus")
@@ -44,7 +45,7 @@ MAX_BODY = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class FieldError(Exception):
+class FieldError(TrustChainError):
     def __init__(self, field: str, reason: str, status: int = 400) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason, self.status = field, reason, status

@@ -63,6 +63,7 @@ from trustchain.consensus.replica import Replica
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
 from trustchain.encoding import DecodeError
+from trustchain.errors import TrustChainError
 
 log = logging.getLogger("trustchain.node")
 
@@ -80,11 +81,11 @@ class PeerTransport(Protocol):
     async def close(self) -> None: ...
 
 
-class SubmitTimeout(TimeoutError):
+class SubmitTimeout(TrustChainError, TimeoutError):
     pass
 
 
-class NodeHalted(RuntimeError):
+class NodeHalted(TrustChainError, RuntimeError):
     pass
 
 

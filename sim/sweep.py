@@ -51,11 +51,13 @@ from typing import Any
 
 import yaml
 
+from trustchain.errors import TrustChainError
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_VERSION = 1  # bump when the record layout changes
 
 
-class SweepError(ValueError):
+class SweepError(TrustChainError, ValueError):
     pass
 
 

@@ -15,13 +15,15 @@ import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from trustchain.errors import TrustChainError
+
 T = TypeVar("T")
 
 MAX_COLLECTION = 1 << 20
 MAX_BYTES = 1 << 26
 
 
-class DecodeError(ValueError):
+class DecodeError(TrustChainError, ValueError):
     """Raised for any malformed encoding; the message names the field that failed."""
 
 

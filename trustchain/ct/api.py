@@ -19,11 +19,12 @@ from trustchain.ct import sct as sctmod
 from trustchain.ct.entry import SignedEntry, X509Entry, parse_merkle_tree_leaf
 from trustchain.ct.log import CTLog, LogError
 from trustchain.ct.merkle import HASH_SIZE
+from trustchain.errors import TrustChainError
 
 MAX_CHAIN = 16
 
 
-class APIError(ValueError):
+class APIError(TrustChainError, ValueError):
     def __init__(self, field: str, reason: str, status: int = 400) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason, self.status = field, reason, status

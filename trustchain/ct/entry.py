@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from trustchain.ct.merkle import HASH_SIZE
+from trustchain.errors import TrustChainError
 
 MAX_UINT64 = (1 << 64) - 1
 
 
-class EntryError(ValueError):
+class EntryError(TrustChainError, ValueError):
     """A log entry is malformed or out of range; the message says which field."""
 
 

@@ -27,9 +27,10 @@ from trustchain.ct.entry import (
 )
 from trustchain.ct.merkle import leaf_hash
 from trustchain.ct.tree import LogTree
+from trustchain.errors import TrustChainError
 
 
-class LogError(ValueError):
+class LogError(TrustChainError, ValueError):
     """A request the log cannot serve (unknown leaf, sizes out of range, oversized entry)."""
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
+from trustchain.errors import TrustChainError
+
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
@@ -20,7 +22,7 @@ RangeHasher = Callable[[int, int], bytes]
 """MTH(D[start:end]) of a log; RFC proofs only ever ask for ranges whose left part is complete."""
 
 
-class ProofError(ValueError):
+class ProofError(TrustChainError, ValueError):
     """A proof, root, hash or size did not check out; the message names which one and why."""
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from trustchain.ct import merkle
 from trustchain.ct.tree import LogTree
+from trustchain.errors import TrustChainError
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
@@ -24,7 +25,7 @@ TileReader = Callable[[str], bytes]
 """Fetches a tile by path (HTTP GET, file read, ...); the client verifies what it returns."""
 
 
-class TileError(ValueError):
+class TileError(TrustChainError, ValueError):
     """A tile path is malformed or a fetched tile has the wrong shape; the message names the tile."""
 
 
