@@ -179,7 +179,7 @@ class World:
         """Replica keys from the seed. Post-quantum signing draws from a per-replica seeded RNG, so
         its signatures replay too; clients keep Ed25519 (the verifier accepts both, by key size)."""
         if scheme == "modelled":
-            from sim.scale import MODELLED, ModelledSigner
+            from sim.modelled import MODELLED, ModelledSigner
 
             return [ModelledSigner(derive_seed(seed, f"replica/{i}")) for i in range(n)], MODELLED
         signers = [make_signer(scheme, derive_seed(seed, f"replica/{i}"),
@@ -190,7 +190,7 @@ class World:
         """Client `client`'s key, from the seed (modelled when the replicas' signatures are)."""
         seed = derive_seed(self.seed, f"client/{client}")
         if self.scenario.cluster.signatures == "modelled":
-            from sim.scale import ModelledSigner
+            from sim.modelled import ModelledSigner
 
             return ModelledSigner(seed)
         return Ed25519Signer(seed)
