@@ -180,7 +180,7 @@ class API:
             log.exception("internal error on %s %s", request.method, request.path)
             return _error("internal", f"{type(exc).__name__}: {exc}", 500)
         finally:
-            self.node.m_http_latency.observe(time.perf_counter() - t0, route=route, method=request.method)
+            self.node.metrics.http_latency.observe(time.perf_counter() - t0, route=route, method=request.method)
 
     # ------------------------------------------------------------------ certificates
 
@@ -289,7 +289,7 @@ class API:
             raise FieldError("type", f"unknown record type {rtype!r}") from None
         query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec)
         wire = self.node.app.dns.answer(query.to_wire(), int(time.time()), max_udp=None)
-        self.node.m_dns_queries.inc(transport="http")
+        self.node.metrics.dns_queries.inc(transport="http")
         return dns.message.from_wire(wire)
 
     async def dns_resolve(self, request: web.Request) -> web.Response:
@@ -425,7 +425,7 @@ class API:
         topic = request.path.rsplit("/", 1)[1]
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
-        q = self.node.subscribe(topic)
+        q = self.node.pubsub.subscribe(topic)
         reader = None
         try:
             import asyncio
@@ -444,7 +444,7 @@ class API:
                 else:
                     getter.cancel()
         finally:
-            self.node.unsubscribe(topic, q)
+            self.node.pubsub.unsubscribe(topic, q)
             if reader is not None:
                 reader.cancel()
         return ws
