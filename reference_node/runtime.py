@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 from reference_node.clock import now_us
 from reference_node.config import NodeConfig
@@ -52,6 +52,7 @@ from trustchain.consensus.effects import (
     Effect,
     Executed,
     Persist,
+    RequestCompleted,
     SendToClient,
     SendToReplica,
     SetTimer,
@@ -264,35 +265,42 @@ class Node:
         self._after_execution()
 
     def _perform(self, e: Effect) -> None:
-        if isinstance(e, Broadcast):
-            for peer in range(self.cluster.n):
-                if peer != self.id:
-                    self.transport.send(peer, CHANNEL_CONSENSUS, e.data)
-        elif isinstance(e, SendToReplica):
-            if e.to == self.id:
-                self._loop.call_soon(self._on_peer, self.id, CHANNEL_CONSENSUS, e.data)
-            else:
-                self.transport.send(e.to, CHANNEL_CONSENSUS, e.data)
-        elif isinstance(e, SetTimer):
-            old = self._timers.pop(e.name, None)
-            if old is not None:
-                old.cancel()
-            delay = max(0.0, (e.at_us - now_us()) / 1e6)
-            self._timers[e.name] = self._loop.call_later(delay, self._fire, e.name, e.at_us)
-        elif isinstance(e, CancelTimer):
-            old = self._timers.pop(e.name, None)
-            if old is not None:
-                old.cancel()
-        elif isinstance(e, Executed):
-            self._on_executed(e)
-        elif isinstance(e, StateRestored):
-            self._snapshot_installed = True  # answered in `_resolve_from_snapshot` after this step
-        elif isinstance(e, ViewEntered):
-            self.metrics.failures.inc(kind="view_change")
-            self.pubsub.publish("consensus", {"event": "view", "view": e.view})
-        elif isinstance(e, SendToClient):
-            pass  # our own clients are answered from Executed (or `_resolve_from_snapshot`); remote PBFT
-            # clients are not served here
+        match e:
+            case Broadcast():
+                for peer in range(self.cluster.n):
+                    if peer != self.id:
+                        self.transport.send(peer, CHANNEL_CONSENSUS, e.data)
+            case SendToReplica():
+                if e.to == self.id:
+                    self._loop.call_soon(self._on_peer, self.id, CHANNEL_CONSENSUS, e.data)
+                else:
+                    self.transport.send(e.to, CHANNEL_CONSENSUS, e.data)
+            case SetTimer():
+                old = self._timers.pop(e.name, None)
+                if old is not None:
+                    old.cancel()
+                delay = max(0.0, (e.at_us - now_us()) / 1e6)
+                self._timers[e.name] = self._loop.call_later(delay, self._fire, e.name, e.at_us)
+            case CancelTimer():
+                old = self._timers.pop(e.name, None)
+                if old is not None:
+                    old.cancel()
+            case Executed():
+                self._on_executed(e)
+            case StateRestored():
+                self._snapshot_installed = True  # answered in `_resolve_from_snapshot` after this step
+            case ViewEntered():
+                self.metrics.failures.inc(kind="view_change")
+                self.pubsub.publish("consensus", {"event": "view", "view": e.view})
+            case SendToClient():
+                pass  # our own clients are answered from Executed (or `_resolve_from_snapshot`); remote PBFT
+                # clients are not served here
+            case RequestCompleted():
+                pass  # a PBFT client's effect: a replica never emits it
+            case Persist():
+                raise AssertionError("Persist is made durable by _apply, never performed")
+            case _:
+                assert_never(e)
 
     def _halt(self, reason: str) -> None:
         self.halted = reason
