@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from trustchain.errors import TrustChainError
 
+__all__ = ["MAX_BYTES", "MAX_COLLECTION", "DecodeError", "Decoder", "Encoder", "T", "decode", "encode"]
+
 T = TypeVar("T")
 
 MAX_COLLECTION = 1 << 20

@@ -21,6 +21,11 @@ from trustchain.ct.log import CTLog, LogError
 from trustchain.ct.merkle import HASH_SIZE
 from trustchain.errors import TrustChainError
 
+__all__ = [
+    "CTAPI", "MAX_CHAIN", "APIError", "add_chain_command", "add_pre_chain_command", "b64", "parse_b64", "parse_int",
+    "result_json", "sct_json",
+]
+
 MAX_CHAIN = 16
 
 

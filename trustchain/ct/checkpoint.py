@@ -16,6 +16,11 @@ from trustchain.ct import note
 from trustchain.ct.merkle import HASH_SIZE
 from trustchain.errors import TrustChainError
 
+__all__ = [
+    "COSIGNATURE_PAYLOAD_SIZE", "MAX_UINT64", "Checkpoint", "CheckpointError", "SignedCheckpoint", "cosign",
+    "cosigned_message", "sign",
+]
+
 MAX_UINT64 = (1 << 64) - 1
 COSIGNATURE_PAYLOAD_SIZE = 8 + 64  # big-endian timestamp || Ed25519 signature
 

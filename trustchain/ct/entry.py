@@ -9,6 +9,11 @@ from enum import IntEnum
 from trustchain.ct.merkle import HASH_SIZE
 from trustchain.errors import TrustChainError
 
+__all__ = [
+    "MAX_UINT64", "EntryError", "LogEntryType", "PrecertEntry", "SignedEntry", "TimestampedEntry", "X509Entry",
+    "encode_signed_entry", "merkle_tree_leaf", "opaque", "parse_merkle_tree_leaf",
+]
+
 MAX_UINT64 = (1 << 64) - 1
 
 

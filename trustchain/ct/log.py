@@ -29,6 +29,8 @@ from trustchain.ct.merkle import leaf_hash
 from trustchain.ct.tree import LogTree
 from trustchain.errors import TrustChainError
 
+__all__ = ["CTLog", "LogError", "LoggedEntry"]
+
 
 class LogError(TrustChainError, ValueError):
     """A request the log cannot serve (unknown leaf, sizes out of range, oversized entry)."""

@@ -13,6 +13,13 @@ from collections.abc import Callable, Sequence
 
 from trustchain.errors import TrustChainError
 
+__all__ = [
+    "EMPTY_ROOT", "HASH_SIZE", "LEAF_PREFIX", "NODE_PREFIX", "ProofError", "RangeHasher", "consistency_proof",
+    "consistency_proof_length", "consistency_roots", "inclusion_proof", "inclusion_proof_length", "is_power_of_two",
+    "leaf_hash", "node_hash", "root_from_inclusion_proof", "root_of", "split_point", "verify_consistency",
+    "verify_inclusion",
+]
+
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 from trustchain.crypto.signing import ED25519, Signer
 from trustchain.errors import TrustChainError
 
+__all__ = [
+    "KEY_ID_SIZE", "MAX_SIGNATURES", "SIG_TYPE_COSIGNATURE_V1", "SIG_TYPE_ED25519", "SIG_TYPE_OTHER", "Note",
+    "NoteError", "NoteSignature", "check_key_name", "key_id", "parse_verifier_key", "sign_ed25519", "sign_note",
+    "verifier_key", "verify_ed25519", "verify_note",
+]
+
 SIG_TYPE_ED25519 = 0x01
 SIG_TYPE_COSIGNATURE_V1 = 0x04
 KEY_ID_SIZE = 4

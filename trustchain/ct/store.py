@@ -13,6 +13,8 @@ from typing import Protocol
 from trustchain.ct.merkle import HASH_SIZE
 from trustchain.errors import TrustChainError
 
+__all__ = ["LeafStore", "MemoryLeafStore", "StorageError", "StoreFactory", "memory_store_factory"]
+
 
 class StorageError(TrustChainError, RuntimeError):
     """The stored levels contradict each other or the record format; the message says how."""

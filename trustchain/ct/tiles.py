@@ -16,6 +16,12 @@ from trustchain.ct import merkle
 from trustchain.ct.tree import LogTree
 from trustchain.errors import TrustChainError
 
+__all__ = [
+    "DATA", "MAX_ENTRY_SIZE", "TILE_HEIGHT", "TILE_WIDTH", "TileClient", "TileError", "TileReader", "data_tile",
+    "encode_index", "fetch_verified_entry", "hash_tile", "parse_data_tile", "parse_tile_path", "serve", "tile_path",
+    "tiles_for_size", "verify_consistency_from_tiles", "verify_inclusion_from_tiles",
+]
+
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 MAX_ENTRY_SIZE = 0xFFFF

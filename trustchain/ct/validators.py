@@ -18,6 +18,8 @@ from trustchain.ct.entry import SignedEntry
 from trustchain.errors import TrustChainError
 from trustchain.quorum import max_faulty, quorum_size
 
+__all__ = ["QuorumError", "Validator", "ValidatorSet", "merge"]
+
 
 class QuorumError(TrustChainError, ValueError):
     """Too few valid, distinct validator signatures; the message says how many and which were bad."""

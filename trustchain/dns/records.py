@@ -16,6 +16,11 @@ import dns.rdatatype
 
 from trustchain.errors import TrustChainError
 
+__all__ = [
+    "MAX_TTL", "UPDATABLE_TYPES", "ZONE_TYPES", "ZoneUpdateError", "check_ttl", "parse_owner", "parse_rdata",
+    "parse_type",
+]
+
 RdataType = dns.rdatatype.RdataType
 
 #: Types an update may write. SOA is owned by the zone itself (serial); DNSSEC types by the signer.

@@ -26,6 +26,11 @@ import dns.rrset
 from trustchain.dns.denial import NSEC3Params, bitmap_types, covers, nsec3_digest, owner_digest
 from trustchain.errors import TrustChainError
 
+__all__ = [
+    "MAX_CNAME_CHAIN", "MAX_NSEC3_ITERATIONS", "SECURE", "Bogus", "Failure", "ValidationResult", "Validator",
+    "ZoneKeys",
+]
+
 RdataType = dns.rdatatype.RdataType
 MAX_NSEC3_ITERATIONS = 100  # RFC 9276 3.2: treat more as insecure
 MAX_CNAME_CHAIN = 8
