@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from reference_node.ct_filestore import file_store_factory
 from trustchain.ct import merkle
-from trustchain.ct.filestore import file_store_factory
 from trustchain.ct.store import StoreFactory
 from trustchain.ct.tree import LogTree
 

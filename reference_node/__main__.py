@@ -105,7 +105,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
             answer = authority_handler(node.app.dns)
 
             def handle(wire: bytes, client: str, transport: Transport) -> bytes:
-                node.m_dns_queries.inc(transport=transport)
+                node.metrics.dns_queries.inc(transport=transport)
                 return answer(wire, client, transport)
 
             dns_server = DNSServer(handle)
@@ -115,7 +115,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
             if cfg.dns.doq_listen is not None and cfg.consensus.tls_cert and cfg.consensus.tls_key:
                 await dns_server.start_doq(cfg.dns.doq_listen[0], cfg.dns.doq_listen[1], str(cfg.consensus.tls_cert),
                                            str(cfg.consensus.tls_key))
-                node.certificate_listeners.append(functools.partial(_reload_doq, dns_server))
+                node.certificates.listeners.append(functools.partial(_reload_doq, dns_server))
         except Exception as exc:  # DNS listeners are optional for a validator: report and go on
             log.error("DNS listeners not started: %s", exc, extra={"event": "dns_listeners_failed"})
     api_url = f"http://{cfg.api.listen[0]}:{cfg.api.listen[1]}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trustchain.errors import TrustChainError
 from trustchain.quorum import check_signing_threshold
 
 ROLES = ("validator", "observer")
@@ -34,7 +35,7 @@ _SIZE_UNITS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(TrustChainError, ValueError):
     def __init__(self, file: str, key: str, reason: str) -> None:
         super().__init__(f"{file}: {key}: {reason}")
         self.file, self.key, self.reason = file, key, reason

@@ -26,9 +26,10 @@ from cryptography.x509.oid import NameOID
 
 from trustchain.ca import frost, issuance
 from trustchain.ca import x509 as cax509
+from trustchain.errors import TrustChainError
 
 
-class GenesisError(ValueError):
+class GenesisError(TrustChainError, ValueError):
     pass
 
 

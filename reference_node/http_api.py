@@ -39,6 +39,7 @@ from trustchain.ct import tiles
 from trustchain.dns import app as dnsapp
 from trustchain.dns.validator import Validator, ZoneKeys
 from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
+from trustchain.errors import TrustChainError
 
 log = logging.getLogger("trustchain.api")
 STREAMS = ("certificates", "dns", "ct", "consensus")
@@ -46,7 +47,7 @@ MAX_BODY = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class FieldError(Exception):
+class FieldError(TrustChainError):
     def __init__(self, field: str, reason: str, status: int = 400) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason, self.status = field, reason, status
@@ -190,7 +191,7 @@ class API:
             log.exception("internal error on %s %s", request.method, request.path)
             return _error("internal", f"{type(exc).__name__}: {exc}", 500)
         finally:
-            self.node.m_http_latency.observe(time.perf_counter() - t0, route=route, method=request.method)
+            self.node.metrics.http_latency.observe(time.perf_counter() - t0, route=route, method=request.method)
 
     # ------------------------------------------------------------------ certificates
 
@@ -299,7 +300,7 @@ class API:
             raise FieldError("type", f"unknown record type {rtype!r}") from None
         query = dns.message.make_query(qname, rdtype, want_dnssec=dnssec)
         wire = self.node.app.dns.answer(query.to_wire(), int(time.time()), max_udp=None)
-        self.node.m_dns_queries.inc(transport="http")
+        self.node.metrics.dns_queries.inc(transport="http")
         return dns.message.from_wire(wire)
 
     async def dns_resolve(self, request: web.Request) -> web.Response:
@@ -438,7 +439,7 @@ class API:
         topic = request.path.rsplit("/", 1)[1]
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
-        q = self.node.subscribe(topic)
+        q = self.node.pubsub.subscribe(topic)
         reader = None
         try:
             import asyncio
@@ -457,7 +458,7 @@ class API:
                 else:
                     getter.cancel()
         finally:
-            self.node.unsubscribe(topic, q)
+            self.node.pubsub.unsubscribe(topic, q)
             if reader is not None:
                 reader.cancel()
         return ws

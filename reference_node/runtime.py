@@ -15,36 +15,36 @@ matching replies).
 CRLs and OCSP responses: on the `[ca]` cadences the node asks its replicated CA whether a CRL or an OCSP
 batch is due and, if so, orders `sign_crl` / `sign_ocsp_batch`; the signing service signs the pending
 TBS like a certificate and the finalized bytes land in replicated state, which `http_pki` serves.
+
+Beside this module: `signing_driver` (the FROST signing service's effects), `node_cert` (renewal of the
+TLS node certificate), `node_metrics` (what is exported to Prometheus) and `pubsub` (the event streams).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import hashlib
 import logging
-import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, assert_never
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
+from reference_node.clock import now_us
 from reference_node.config import NodeConfig
 from reference_node.genesis import Genesis, load_key_package, load_seed
-from reference_node.metrics import Registry
+from reference_node.node_cert import NodeCertificates
+from reference_node.node_metrics import NodeMetrics
+from reference_node.pubsub import PubSub
+from reference_node.signing_driver import SigningDriver, next_signing_epoch
 from reference_node.storage import Storage, StorageFull
-from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, Deliver, TCPTransport
+from reference_node.transport import PeerTransport
+from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, TCPTransport
 from trustchain.app import trustchain as tcapp
-from trustchain.ca import issuance, rotation
+from trustchain.ca import issuance
 from trustchain.ca import signing_service as ss
-from trustchain.ca import x509 as cax509
 from trustchain.consensus.config import ClusterConfig
 from trustchain.consensus.effects import (
     Broadcast,
@@ -52,6 +52,7 @@ from trustchain.consensus.effects import (
     Effect,
     Executed,
     Persist,
+    RequestCompleted,
     SendToClient,
     SendToReplica,
     SetTimer,
@@ -63,33 +64,21 @@ from trustchain.consensus.replica import Replica
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
 from trustchain.encoding import DecodeError
+from trustchain.errors import TrustChainError
 
 log = logging.getLogger("trustchain.node")
 
 CLIENT_POOL = 16
 RETRANSMIT_S = 1.0
 DNS_TICK_S = 600.0
-EPOCH_FILE = "signing.epoch"
 
 
-class PeerTransport(Protocol):
-    async def start(self, deliver: Deliver) -> None: ...
-
-    def send(self, peer: int, channel: int, data: bytes) -> bool: ...
-
-    async def close(self) -> None: ...
-
-
-class SubmitTimeout(TimeoutError):
+class SubmitTimeout(TrustChainError, TimeoutError):
     pass
 
 
-class NodeHalted(RuntimeError):
+class NodeHalted(TrustChainError, RuntimeError):
     pass
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass
@@ -127,15 +116,13 @@ class Node:
         self.recovered_records = len(records)
         self.replica = Replica.recover(self.cluster, self.id, self.signer, self.app, records)
         self.app.take_events()  # replayed history: the signing service is synced from state below
-        self.signing: ss.SigningService | None = None
-        self.signing_epoch = 0
+        self.signing: SigningDriver | None = None
         if config.ca.intermediate_key is not None:
             kp = load_key_package(config.ca.intermediate_key)
             peers = {i + 1: k for i, k in enumerate(keys)}
-            self.signing_epoch = self._next_signing_epoch()
-            self.signing = ss.SigningService(kp, genesis.issuing, self.signer, peers, secrets.token_bytes,
-                                             epoch=self.signing_epoch)
-        self._signing_synced_at = -1
+            epoch = next_signing_epoch(config.storage.path)
+            self.signing = SigningDriver(self, ss.SigningService(kp, genesis.issuing, self.signer, peers,
+                                                                 secrets.token_bytes, epoch=epoch), epoch)
         self.transport = transport
         self.clients = [Ed25519Signer(hashlib.sha256(b"trustchain/node-client/%d/" % i + self.seed).digest())
                         for i in range(CLIENT_POOL)]
@@ -143,24 +130,18 @@ class Node:
         self._last_ts = {c.public_key: self._executed_ts(c.public_key)
                          for c in [*self.clients, self.account, self.signer]}
         self._account_lock = asyncio.Lock()
-        self._validator_lock = asyncio.Lock()  # requests signed with the consensus key (node certificate)
-        self.node_name = issuance.node_name(self.id, genesis.node_domain)
-        self.node_cert_renewals = 0
-        # called with (chain PEM, key PEM) after each renewal, e.g. to reload the DoQ listener
-        self.certificate_listeners: list[Callable[[bytes, bytes], None]] = []
+        self.certificates = NodeCertificates(self)
         self._free: asyncio.Queue[int] | None = None
         self._waiting: dict[tuple[bytes, int], Submission] = {}
         # Set by a StateRestored effect: the snapshot's requests and issuances announced nothing
         self._snapshot_installed = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._sign_timers: dict[ss.TimerKey, asyncio.TimerHandle] = {}
         self._cert_waiters: dict[int, list[asyncio.Future[issuance.Finalized | None]]] = {}
-        self.subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self.pubsub = PubSub()
         self.halted: str | None = None
         self.started_at = time.time()
-        self.misbehaviour: list[tuple[int, str]] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._init_metrics()
+        self.metrics = NodeMetrics(self)
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -170,55 +151,9 @@ class Node:
             self.genesis.dns_master_seed, self.signer,
             f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin)
 
-    def _next_signing_epoch(self) -> int:
-        """A signing-service epoch larger than every earlier incarnation's (their nonce ids may still sit in
-        peers' pools): one more than the persisted one, and at least the wall-clock second, so that a
-        node whose storage directory was lost still moves forward. Written and fsynced before use."""
-        path = self.config.storage.path / EPOCH_FILE
-        previous = 0
-        with contextlib.suppress(OSError, ValueError):
-            previous = int(path.read_text().strip())
-        epoch = min(max(previous + 1, int(time.time())), (1 << 31) - 1)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(f"{epoch}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return epoch
-
-    def _dns_cache_hit_ratio(self) -> float:
-        cache = self.app.dns.authority.cache  # the authority is replaced on restore: look it up each time
-        if cache is None or cache.stats.hits + cache.stats.misses == 0:
-            return 0.0
-        return cache.stats.hits / (cache.stats.hits + cache.stats.misses)
-
     def _executed_ts(self, client: bytes) -> int:
         rec = self.replica.client_table.get(client)
         return rec.timestamp if rec is not None else 0
-
-    def _init_metrics(self) -> None:
-        r = self.metrics = Registry()
-        self.m_issued = r.counter("trustchain_certificates_issued_total", "Certificates finalized (FROST-signed).")
-        self.m_revoked = r.counter("trustchain_certificates_revoked_total", "Certificates revoked.")
-        self.m_dns_queries = r.counter("trustchain_dns_queries_total", "DNS queries answered (API and listeners).")
-        r.gauge("trustchain_dns_cache_hit_ratio", "Share of authoritative DNS answers served from the answer cache.",
-                self._dns_cache_hit_ratio)
-        self.m_rounds = r.counter("trustchain_consensus_rounds_total", "Batches executed by this replica.")
-        self.m_failures = r.counter("trustchain_consensus_failures_total",
-                                    "View changes entered, storage refusals and timed-out submissions.")
-        self.m_ct = r.counter("trustchain_ct_submissions_total", "CT entries appended (submissions and issuance).")
-        r.gauge("trustchain_storage_usage_bytes", "Bytes used by the node database (with WAL).",
-                lambda: float(self.storage.usage_bytes()))
-        r.gauge("trustchain_consensus_view", "Current PBFT view.", lambda: float(self.replica.view))
-        r.gauge("trustchain_consensus_last_executed", "Last executed sequence number.",
-                lambda: float(self.replica.last_executed))
-        self.m_sent_dropped = r.gauge("trustchain_transport_dropped_total", "Messages dropped by full send queues.",
-                                      lambda: float(getattr(getattr(self.transport, "stats", None), "dropped", 0)))
-        self.m_commit_latency = r.histogram("trustchain_request_latency_seconds",
-                                            "Submission to own-replica execution, by sub-application.")
-        self.m_http_latency = r.histogram("trustchain_http_request_duration_seconds", "HTTP API latency by route.")
-        self.m_persist_latency = r.histogram("trustchain_storage_commit_seconds", "Durable commit (fsync) latency.")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -230,8 +165,8 @@ class Node:
         await self.transport.start(self._on_peer)
         self._apply(self.replica.start(now_us()))
         if self.signing is not None:
-            self._apply_signing(self.signing.start(now_us()))
-        self._sync_signing()
+            self.signing.start()
+            self.signing.sync()
         self._tasks.append(asyncio.create_task(self._ticker(), name="dns-tick"))
         if self.signing is not None:
             ca = self.config.ca
@@ -240,8 +175,8 @@ class Node:
             self._tasks.append(asyncio.create_task(self._pki_ticker(
                 ca.ocsp_interval_us, self.app.ca.ocsp_due, lambda: issuance.sign_ocsp_batch_command(ca.ocsp_batch)),
                 name="ocsp"))
-        if self._node_cert_paths() is not None:
-            self._tasks.append(asyncio.create_task(self._node_cert_renewer(), name="node-cert"))
+        if self.certificates.paths() is not None:
+            self._tasks.append(asyncio.create_task(self.certificates.renewer(), name="node-cert"))
         log.info("node %s (replica %d) started: view %d, executed %d, %d records recovered",
                  self.config.trustchain.node_id, self.id, self.replica.view, self.replica.last_executed,
                  self.recovered_records, extra={"event": "started", "fields": {
@@ -254,10 +189,16 @@ class Node:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        for h in list(self._timers.values()) + list(self._sign_timers.values()):
+        for h in list(self._timers.values()):
             h.cancel()
+        if self.signing is not None:
+            self.signing.cancel_timers()
         await self.transport.close()
         self.storage.close()
+
+    def background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` as a task the node cancels on `stop`."""
+        self._tasks.append(asyncio.create_task(coro))
 
     async def _ticker(self) -> None:
         """Quiet zones still need fresh RRSIGs: the primary orders a DNS TICK now and then."""
@@ -277,100 +218,6 @@ class Node:
                 with contextlib.suppress(Exception):
                     await self.submit(tcapp.CA, command(), timeout_s=max(30.0, interval_us / 1e6))
 
-    # ------------------------------------------------------------------ node certificate renewal
-
-    def _node_cert_paths(self) -> tuple[Path, Path] | None:
-        c = self.config.consensus
-        return (c.tls_cert, c.tls_key) if c.tls_cert is not None and c.tls_key is not None else None
-
-    def node_certificate(self) -> x509.Certificate | None:
-        """This node's current TLS node certificate (the first one in `consensus.tls_cert`)."""
-        paths = self._node_cert_paths()
-        if paths is None:
-            return None
-        try:
-            return x509.load_pem_x509_certificates(paths[0].read_bytes())[0]
-        except (OSError, ValueError):
-            return None
-
-    async def _node_cert_renewer(self) -> None:
-        """Renew the node certificate at 2/3 of its lifetime (`rotation.renewal_time`), through consensus,
-        then sleep until the new one is due. Failures are retried after 1/20 of the lifetime (1 s..60 s)."""
-        while True:
-            cert = self.node_certificate()
-            if cert is None or self.node_name not in cax509.dns_names(cert):
-                log.warning("node certificate: %s is not a node certificate for %s; not renewing it",
-                            self.config.consensus.tls_cert, self.node_name, extra={"event": "node_cert_unusable"})
-                return
-            nb, na = cert.not_valid_before_utc, cert.not_valid_after_utc
-            due = rotation.renewal_time(nb, na)
-            delay = (due - dt.datetime.now(dt.UTC)).total_seconds()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self.halted is not None:
-                return
-            try:
-                await self.renew_node_certificate()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                retry = min(60.0, max(1.0, (na - nb).total_seconds() / 20))
-                log.warning("node certificate renewal failed (retry in %.0f s): %s", retry, exc, extra={
-                    "event": "node_cert_renewal_failed", "fields": {"retry_s": retry, "error": str(exc)}})
-                await asyncio.sleep(retry)
-
-    async def renew_node_certificate(self, timeout_s: float = 60.0) -> x509.Certificate:
-        """Order a certificate request for this node's name, signed with the consensus key (the CA's
-        node-name rule: only validator i's key may request `validator-<i>.<node_domain>`), wait for the
-        FROST-signed certificate, store key and chain, and install them in the transport."""
-        paths = self._node_cert_paths()
-        assert paths is not None
-        key = ed25519.Ed25519PrivateKey.generate()
-        csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-               .add_extension(x509.SubjectAlternativeName([x509.DNSName(self.node_name)]), critical=False)
-               .sign(key, None))
-        lifetime_s = max(10, self.config.ca.node_cert_lifetime_us // 1_000_000)
-        command = issuance.request_command(issuance.IssueRequest(
-            csr.public_bytes(serialization.Encoding.DER), (self.node_name,), ("",), f"node {self.node_name}", "",
-            lifetime_s))
-        deadline = time.monotonic() + timeout_s
-        async with self._validator_lock:
-            result = await self._submit_as(self.signer, tcapp.CA, command, deadline, timeout_s)
-        pending = issuance.parse_pending(result)
-        if pending is None:
-            raise RuntimeError(f"node certificate request refused: {result.decode(errors='replace')}")
-        pending_id, serial = pending
-        serial_hex = serial.hex()
-        await self.wait_certificate(pending_id, max(0.1, deadline - time.monotonic()))
-        issued = self.app.ca.issued.get(serial)  # also covers a finalize executed before we started waiting
-        if issued is None:
-            raise RuntimeError(f"node certificate {serial_hex} not signed within {timeout_s:.0f} s")
-        cert = x509.load_der_x509_certificate(issued.certificate_der)
-        if self.app.ca.issuer_certificates:
-            chain = [x509.load_der_x509_certificate(self.app.ca.issuer_certificates[-1])]
-        else:
-            chain = x509.load_pem_x509_certificates(paths[0].read_bytes())[1:]
-        chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [cert, *chain])
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        # Each file is replaced atomically. A crash between the two leaves a key that does not match the
-        # certificate: the QUIC transport then refuses to start (`Identity`) instead of using either.
-        _replace(paths[1], key_pem, 0o600)
-        _replace(paths[0], chain_pem, 0o644)
-        install = getattr(self.transport, "install_identity", None)
-        if install is not None:
-            from reference_node.transport_quic import Identity
-
-            install(Identity(chain_pem, key_pem))
-        for listener in self.certificate_listeners:
-            listener(chain_pem, key_pem)
-        self.node_cert_renewals += 1
-        log.info("node certificate renewed", extra={"event": "node_cert_renewed", "fields": {
-            "serial": serial_hex, "not_after": cert.not_valid_after_utc.isoformat(), "name": self.node_name}})
-        self.publish("certificates", {"event": "node_renewed", "serial": serial_hex,
-                                      "not_after": cert.not_valid_after_utc.isoformat()})
-        return cert
-
     # ------------------------------------------------------------------ inputs
 
     def _on_peer(self, sender: int, channel: int, data: bytes) -> None:
@@ -379,7 +226,7 @@ class Node:
         if channel == CHANNEL_CONSENSUS:
             self._apply(self.replica.receive(data, now_us()))
         elif channel == CHANNEL_SIGNING and self.signing is not None:
-            self._apply_signing(self.signing.on_message(data, now_us()))
+            self.signing.on_message(data)
 
     def _fire(self, name: str, at_us: int) -> None:
         self._timers.pop(name, None)
@@ -391,17 +238,12 @@ class Node:
             return
         self._apply(self.replica.on_timer(name, now))
 
-    def _fire_signing(self, key: ss.TimerKey) -> None:
-        self._sign_timers.pop(key, None)
-        if self.signing is not None and self.halted is None:
-            self._apply_signing(self.signing.on_timer(key, now_us()))
-
     # ------------------------------------------------------------------ effects
 
     def _flush(self) -> None:
         t0 = time.perf_counter()
         self.storage.commit()
-        self.m_persist_latency.observe(time.perf_counter() - t0)
+        self.metrics.persist_latency.observe(time.perf_counter() - t0)
 
     def _apply(self, effects: list[Effect]) -> None:
         dirty = False
@@ -423,50 +265,59 @@ class Node:
         self._after_execution()
 
     def _perform(self, e: Effect) -> None:
-        if isinstance(e, Broadcast):
-            for peer in range(self.cluster.n):
-                if peer != self.id:
-                    self.transport.send(peer, CHANNEL_CONSENSUS, e.data)
-        elif isinstance(e, SendToReplica):
-            if e.to == self.id:
-                self._loop.call_soon(self._on_peer, self.id, CHANNEL_CONSENSUS, e.data)
-            else:
-                self.transport.send(e.to, CHANNEL_CONSENSUS, e.data)
-        elif isinstance(e, SetTimer):
-            old = self._timers.pop(e.name, None)
-            if old is not None:
-                old.cancel()
-            delay = max(0.0, (e.at_us - now_us()) / 1e6)
-            self._timers[e.name] = self._loop.call_later(delay, self._fire, e.name, e.at_us)
-        elif isinstance(e, CancelTimer):
-            old = self._timers.pop(e.name, None)
-            if old is not None:
-                old.cancel()
-        elif isinstance(e, Executed):
-            self._on_executed(e)
-        elif isinstance(e, StateRestored):
-            self._snapshot_installed = True  # answered in `_resolve_from_snapshot` after this step
-        elif isinstance(e, ViewEntered):
-            self.m_failures.inc(kind="view_change")
-            self.publish("consensus", {"event": "view", "view": e.view})
-        elif isinstance(e, SendToClient):
-            pass  # our own clients are answered from Executed (or `_resolve_from_snapshot`); remote PBFT
-            # clients are not served here
+        match e:
+            case Broadcast():
+                for peer in range(self.cluster.n):
+                    if peer != self.id:
+                        self.transport.send(peer, CHANNEL_CONSENSUS, e.data)
+            case SendToReplica():
+                if e.to == self.id:
+                    self._loop.call_soon(self._on_peer, self.id, CHANNEL_CONSENSUS, e.data)
+                else:
+                    self.transport.send(e.to, CHANNEL_CONSENSUS, e.data)
+            case SetTimer():
+                old = self._timers.pop(e.name, None)
+                if old is not None:
+                    old.cancel()
+                delay = max(0.0, (e.at_us - now_us()) / 1e6)
+                self._timers[e.name] = self._loop.call_later(delay, self._fire, e.name, e.at_us)
+            case CancelTimer():
+                old = self._timers.pop(e.name, None)
+                if old is not None:
+                    old.cancel()
+            case Executed():
+                self._on_executed(e)
+            case StateRestored():
+                self._snapshot_installed = True  # answered in `_resolve_from_snapshot` after this step
+            case ViewEntered():
+                self.metrics.failures.inc(kind="view_change")
+                self.pubsub.publish("consensus", {"event": "view", "view": e.view})
+            case SendToClient():
+                pass  # our own clients are answered from Executed (or `_resolve_from_snapshot`); remote PBFT
+                # clients are not served here
+            case RequestCompleted():
+                pass  # a PBFT client's effect: a replica never emits it
+            case Persist():
+                raise AssertionError("Persist is made durable by _apply, never performed")
+            case _:
+                assert_never(e)
 
     def _halt(self, reason: str) -> None:
         self.halted = reason
-        self.m_failures.inc(kind="storage_full")
+        self.metrics.failures.inc(kind="storage_full")
         log.error("node halted: %s", reason, extra={"event": "halted", "fields": {"reason": reason}})
-        for h in list(self._timers.values()) + list(self._sign_timers.values()):
+        for h in list(self._timers.values()):
             h.cancel()
+        if self.signing is not None:
+            self.signing.cancel_timers()
         for sub in list(self._waiting.values()):
             if not sub.future.done():
                 sub.future.set_exception(NodeHalted(reason))
 
     def _on_executed(self, e: Executed) -> None:
-        self.m_rounds.inc()
+        self.metrics.rounds.inc()
         now = time.perf_counter()
-        watched_dns, watched_ct = bool(self.subscribers.get("dns")), bool(self.subscribers.get("ct"))
+        watched_dns, watched_ct = self.pubsub.watched("dns"), self.pubsub.watched("ct")
         targets = []
         for req, result in zip(e.requests, e.results, strict=True):
             routed = tcapp.unroute(req.operation)
@@ -475,22 +326,22 @@ class Node:
             if target == tcapp.CT:
                 with contextlib.suppress(DecodeError):
                     if ctapp.decode_result(result).status == ctapp.STATUS_OK:
-                        self.m_ct.inc()
+                        self.metrics.ct.inc()
                 if watched_ct:
-                    self.publish("ct", {"seq": e.seq, "tree_size": self.app.ct.size})
+                    self.pubsub.publish("ct", {"seq": e.seq, "tree_size": self.app.ct.size})
             elif target == tcapp.DNS and routed is not None and watched_dns:  # payloads only for subscribers
-                self.publish("dns", {"seq": e.seq, "result": result.decode(errors="replace"),
-                                     "command": routed.payload[:512].decode(errors="replace")})
+                self.pubsub.publish("dns", {"seq": e.seq, "result": result.decode(errors="replace"),
+                                            "command": routed.payload[:512].decode(errors="replace")})
             self._resolve(req.client, req.timestamp, result, now)
-        if self.subscribers.get("consensus"):
-            self.publish("consensus", {"event": "executed", "seq": e.seq, "view": e.view,
-                                       "time_us": e.timestamp_us, "batch_digest": e.batch_digest.hex(),
-                                       "requests": len(e.requests), "targets": targets})
+        if self.pubsub.watched("consensus"):
+            self.pubsub.publish("consensus", {"event": "executed", "seq": e.seq, "view": e.view,
+                                              "time_us": e.timestamp_us, "batch_digest": e.batch_digest.hex(),
+                                              "requests": len(e.requests), "targets": targets})
 
     def _resolve(self, client: bytes, timestamp: int, result: bytes, now: float) -> None:
         sub = self._waiting.pop((client, timestamp), None)
         if sub is not None and not sub.future.done():
-            self.m_commit_latency.observe(now - sub.started, target=sub.target)
+            self.metrics.commit_latency.observe(now - sub.started, target=sub.target)
             sub.future.set_result(result)
 
     def _resolve_from_snapshot(self) -> None:
@@ -513,59 +364,23 @@ class Node:
     def _after_execution(self) -> None:
         for event in self.app.take_events():
             if isinstance(event, issuance.Finalized):
-                self.m_issued.inc()
-                self.m_ct.inc()
-                self.publish("certificates", {"event": "issued", "pending_id": event.pending_id,
-                                              "serial": event.serial.hex()})
+                self.metrics.issued.inc()
+                self.metrics.ct.inc()
+                self.pubsub.publish("certificates", {"event": "issued", "pending_id": event.pending_id,
+                                                     "serial": event.serial.hex()})
                 for fut in self._cert_waiters.pop(event.pending_id, []):
                     if not fut.done():
                         fut.set_result(event)
             elif isinstance(event, issuance.Revoked):
-                self.m_revoked.inc()
-                self.publish("certificates", {"event": "revoked", "serial": event.serial.hex(),
-                                              "reason": event.reason})
+                self.metrics.revoked.inc()
+                self.pubsub.publish("certificates", {"event": "revoked", "serial": event.serial.hex(),
+                                                     "reason": event.reason})
             elif isinstance(event, issuance.PendingRecorded):
-                self.publish("certificates", {"event": "pending", "pending_id": event.pending.pending_id,
-                                              "serial": event.pending.serial.hex()})
+                self.pubsub.publish("certificates", {"event": "pending", "pending_id": event.pending.pending_id,
+                                                     "serial": event.pending.serial.hex()})
         self._resolve_from_snapshot()
-        self._sync_signing()
-
-    def _sync_signing(self) -> None:
-        """The signing service follows the replicated pending set (certificates, CRLs, OCSP responses)
-        whenever the replica executed something, which includes recovery and state transfer: a restored
-        snapshot emits no events, `reconcile` compares the whole set."""
-        s = self.signing
-        if s is None or self.halted is not None:
-            return
-        if self.replica.last_executed == self._signing_synced_at:
-            return
-        self._signing_synced_at = self.replica.last_executed
-        effects = s.reconcile(self.app.ca.pending_items(), now_us())
-        if effects:
-            self._apply_signing(effects)
-
-    def _apply_signing(self, effects: list[ss.Effect]) -> None:
-        for e in effects:
-            if isinstance(e, ss.Send):
-                if e.to - 1 != self.id:
-                    self.transport.send(e.to - 1, CHANNEL_SIGNING, e.data)
-            elif isinstance(e, ss.SetTimer):
-                old = self._sign_timers.pop(e.key, None)
-                if old is not None:
-                    old.cancel()
-                delay = max(0.0, (e.at_us - now_us()) / 1e6)
-                self._sign_timers[e.key] = self._loop.call_later(delay, self._fire_signing, e.key)
-            elif isinstance(e, ss.SubmitFinalize):
-                task = asyncio.create_task(self._submit_quietly(tcapp.CA, e.command))
-                self._tasks.append(task)
-            elif isinstance(e, ss.Misbehaviour):
-                self.misbehaviour.append((e.accused, e.reason))
-                log.warning("validator %d misbehaved: %s", e.accused, e.reason,
-                            extra={"event": "misbehaviour", "fields": {"accused": e.accused, "reason": e.reason}})
-
-    async def _submit_quietly(self, target: str, payload: bytes) -> None:
-        with contextlib.suppress(Exception):
-            await self.submit(target, payload, timeout_s=30.0)
+        if self.signing is not None:
+            self.signing.sync()
 
     # ------------------------------------------------------------------ API side
 
@@ -585,17 +400,19 @@ class Node:
         if account:
             await asyncio.wait_for(self._account_lock.acquire(), timeout)
             try:
-                return await self._submit_as(self.account, target, payload, deadline, timeout)
+                return await self.submit_as(self.account, target, payload, deadline, timeout)
             finally:
                 self._account_lock.release()
         idx = await asyncio.wait_for(self._free.get(), timeout)
         try:
-            return await self._submit_as(self.clients[idx], target, payload, deadline, timeout)
+            return await self.submit_as(self.clients[idx], target, payload, deadline, timeout)
         finally:
             self._free.put_nowait(idx)
 
-    async def _submit_as(self, signer: Ed25519Signer, target: str, payload: bytes, deadline: float,
-                         timeout: float) -> bytes:
+    async def submit_as(self, signer: Ed25519Signer, target: str, payload: bytes, deadline: float,
+                        timeout: float) -> bytes:
+        """Order `payload` as a request signed by `signer`, retransmitting until `deadline`. The caller
+        keeps one request per signer outstanding (PBFT orders each client's timestamps)."""
         ts = max(self._last_ts[signer.public_key] + 1, now_us())
         self._last_ts[signer.public_key] = ts
         request = Request.create(signer, ts, tcapp.route(target, payload))
@@ -609,7 +426,7 @@ class Node:
                 self._apply(self.replica.receive(packet, now_us()))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self.m_failures.inc(kind="submit_timeout")
+                    self.metrics.failures.inc(kind="submit_timeout")
                     raise SubmitTimeout(f"not executed within {timeout:.1f} s")
                 try:
                     return await asyncio.wait_for(asyncio.shield(fut), min(backoff, remaining))
@@ -629,19 +446,6 @@ class Node:
             return await asyncio.wait_for(fut, timeout_s)
         except TimeoutError:
             return None
-
-    def subscribe(self, topic: str) -> asyncio.Queue[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(256)
-        self.subscribers.setdefault(topic, set()).add(q)
-        return q
-
-    def unsubscribe(self, topic: str, q: asyncio.Queue[dict[str, Any]]) -> None:
-        self.subscribers.get(topic, set()).discard(q)
-
-    def publish(self, topic: str, event: dict[str, Any]) -> None:
-        for q in list(self.subscribers.get(topic, ())):
-            with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait(event)
 
     def status(self) -> dict[str, Any]:
         r = self.replica
@@ -671,17 +475,6 @@ class Node:
             "halted": self.halted,
             "uptime_s": round(time.time() - self.started_at, 3),
         }
-
-
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` atomically (temporary file, fsync, rename)."""
-    tmp = path.with_name(path.name + ".new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def build_node(config: NodeConfig) -> Node:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from trustchain.consensus.effects import PersistExecuted, PersistRecord, PersistStable, PersistVote
 from trustchain.encoding import decode, encode
+from trustchain.errors import TrustChainError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -48,7 +49,7 @@ _KINDS: dict[str, type[PersistVote] | type[PersistExecuted] | type[PersistStable
 }
 
 
-class StorageFull(RuntimeError):
+class StorageFull(TrustChainError, RuntimeError):
     pass
 
 

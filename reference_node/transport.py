@@ -17,6 +17,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 Deliver = Callable[[int, int, bytes], None]  # (sender id, channel, payload)
 
@@ -35,6 +36,24 @@ class TransportStats:
     connect_failures: int = 0
     bad_frames: int = 0
     per_peer_queue: dict[int, int] = field(default_factory=dict)
+
+
+class PeerTransport(Protocol):
+    """What the node needs from a peer transport (TCP, QUIC, or a test double)."""
+
+    #: counters the node exports as metrics
+    stats: TransportStats
+
+    async def start(self, deliver: Deliver) -> None: ...
+
+    def send(self, peer: int, channel: int, data: bytes) -> bool: ...
+
+    def install_identity(self, chain_pem: bytes, key_pem: bytes) -> None:
+        """Present this node certificate chain and key on connections made from now on (after a renewal).
+        A transport without TLS ignores it; one with TLS raises ValueError if they do not match."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 def frame(channel: int, payload: bytes) -> bytes:

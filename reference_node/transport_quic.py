@@ -1,7 +1,7 @@
 """Peer transport over QUIC (aioquic) with mutual TLS 1.3, authenticated by TrustChain node certificates.
 
 Every validator holds a TLS node certificate issued by the TrustChain intermediate through FROST
-(at genesis by `cluster`; later renewed by the node itself through consensus, see `runtime.Node`):
+(at genesis by `cluster`; later renewed by the node itself through consensus, see `node_cert.NodeCertificates`):
 an Ed25519 key, SAN `validator-<i>.<node_domain>`, EKU serverAuth+clientAuth. The trust anchor is the
 TrustChain root (`consensus.tls_ca`, by default `ca.root_cert`): one root for the whole system. A node
 dials each peer, checks the server certificate chain against the root, the peer's node name (the SAN)
@@ -149,8 +149,10 @@ class QUICTransport(PeerQueues):
                    {v.id: issuance.node_name(v.id, node_domain) for v in c.validators}, c.tls_cert, c.tls_key,
                    c.tls_ca, c.send_queue)
 
-    def install_identity(self, identity: Identity) -> None:
-        """Use `identity` for every connection made from now on, dialed or accepted."""
+    def install_identity(self, chain_pem: bytes, key_pem: bytes) -> None:
+        """Use this chain and key for every connection made from now on, dialed or accepted. Raises
+        ValueError (from `Identity`) if the key does not match the certificate: nothing is replaced then."""
+        identity = Identity(chain_pem, key_pem)
         self.identity = identity
         if self._server_conf is not None:
             identity.apply(self._server_conf)  # QuicServer hands this object to each new connection

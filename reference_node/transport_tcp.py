@@ -51,6 +51,9 @@ class TCPTransport(PeerQueues):
         self.bound = (sock[0], sock[1])
         self._start_senders()
 
+    def install_identity(self, chain_pem: bytes, key_pem: bytes) -> None:
+        """Plain TCP presents no certificate: a renewed node certificate changes nothing here."""
+
     async def _sender(self, peer: int) -> None:
         q = self._queues[peer]
         backoff = BACKOFF_MIN

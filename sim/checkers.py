@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sim.conflicts import check_equivocation, check_persisted_before_sent
+from sim.verdict import Verdict as Verdict  # re-exported: checkers and plug-ins import it from here
 from trustchain.consensus.effects import Broadcast, Effect, Persist, PersistStable, PersistVote, SendToReplica
 from trustchain.consensus.messages import (
     Checkpoint,
@@ -32,18 +33,6 @@ from trustchain.encoding import DecodeError, decode
 
 if TYPE_CHECKING:
     from sim.world import ExecutionRecord, ReplicaNode, RequestRecord, World
-
-
-@dataclass
-class Verdict:
-    name: str
-    ok: bool
-    detail: str = ""
-    first_violation: dict[str, object] | None = None
-    checked: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
-    #: the run ended before the property could be decided (not a violation, and not a pass)
-    inconclusive: bool = False
 
 
 def honest_nodes(world: World) -> set[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sim.adversaries.base import open_envelope
+from sim.verdict import Verdict
 from trustchain.consensus.messages import (
     Checkpoint,
     Commit,
@@ -30,7 +31,6 @@ from trustchain.consensus.messages import (
 from trustchain.encoding import DecodeError
 
 if TYPE_CHECKING:
-    from sim.checkers import Verdict
     from sim.world import World
 
 #: wire kinds (as `peek_kind` names them) that are signed votes a replica persists before sending
@@ -107,8 +107,6 @@ class SentVotes:
 
 
 def _verdict(world: World, kind: str, name: str, ok_detail: str) -> Verdict:
-    from sim.checkers import Verdict  # here, so sim.checkers can import this module
-
     found = [v for v in world.violations if v.kind == kind]
     if not found:
         return Verdict(name, True, ok_detail, checked=world.sent_votes.observed)

@@ -6,7 +6,8 @@
 Everything is measured in this run (simulations through `sim.sweep`, cached by scenario content, seed
 and code version; microbenchmarks through `benchmarks/micro.py`; simulator scale through
 `sim.scale`). `--quick` is a small grid for tests (well under two minutes); the full report is sized
-to finish in well under an hour on two cores.
+to finish in well under an hour on two cores. The experiments themselves are in `sim.experiments`;
+this module renders their results as Markdown and plots and checks them against the claims.
 
 Times in the simulator are *simulated* (virtual) time: "finality" is the latency a client observes
 from submitting a request to holding f+1 matching replies, in simulated time, and the simulator
@@ -17,25 +18,39 @@ simulator speed) are labelled as such.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import math
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.bench import bench_scenario
-from sim.scale import fit_power
-from sim.sweep import ROOT, code_version, default_cache_dir, load_scenario_dict, sweep, write_outputs
+from sim.experiments import (
+    AdversaryRow,
+    BatchResult,
+    Lab,
+    LoopbackResult,
+    Plan,
+    RecoveryResult,
+    ScaleResult,
+    ScalingResult,
+    WanResult,
+    machine,
+    make_plan,
+    measure_adversaries,
+    measure_batch,
+    measure_loopback,
+    measure_micro,
+    measure_recovery,
+    measure_scale,
+    measure_scaling,
+    measure_wan,
+    med,
+)
+from sim.sweep import default_cache_dir
 
-CONSENSUS_SAFETY = ("agreement", "validity", "certificates")
+__all__ = ["Report", "cmd_report", "generate", "register"]
 
 # The design document's claims (TrustChain.md, "Performance Metrics").
 CLAIM_CERT_GEN_MS = 35.0
@@ -44,103 +59,6 @@ CLAIM_VALIDATION_MS = 10.0
 CLAIM_FINALITY_S = 15.0
 CLAIM_THROUGHPUT = 10_000.0
 CLAIM_NODES = 10_000
-
-
-# ---------------------------------------------------------------------------- configuration
-
-
-@dataclass
-class Plan:
-    quick: bool
-    scaling_n: list[int]
-    scaling_seeds: int
-    scaling_requests: int
-    latencies: list[float]
-    regions: list[int]
-    wan_seeds: int
-    batches: list[int]
-    batch_seeds: int
-    batch_requests: int
-    recovery_seeds: int
-    adversary_seeds: int
-    behaviour_seeds: int
-    scenario_files: list[str]
-    scale_n: list[int]
-    scale_requests: int
-    scale_direct: tuple[int, int] | None  # (n, requests) run directly, to check the extrapolation
-    micro_max_time: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def make_plan(quick: bool) -> Plan:
-    files = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
-    if quick:
-        return Plan(True, [4, 7], 1, 40, [10.0, 50.0], [1, 3], 1, [1, 10], 1, 120, 1, 1, 1,
-                    [f for f in files if f in ("twins.yaml", "beyond-threshold.yaml")],
-                    [4, 7], 40, None, 0.02, {"recovery_requests": 100, "behaviour_requests": 60})
-    return Plan(False, [4, 7, 10, 16, 31, 64], 4, 100, [5.0, 10.0, 20.0, 50.0, 100.0, 200.0], [1, 2, 3, 5, 7], 3,
-                [1, 2, 5, 10, 20, 50, 100], 3, 1000, 10, 6, 8, files, [4, 10, 16, 31, 64], 100, (31, 1000), 0.3)
-
-
-def base_scenario(name: str, n: int = 7, requests: int = 100) -> dict[str, Any]:
-    """The common cluster for the grids: the `python -m sim bench` settings."""
-    return {**bench_scenario(n, requests), "name": name}
-
-
-def behaviour_scenario(behaviour: str, requests: int = 150) -> dict[str, Any]:
-    """n = 7 (f = 2), both faulty replicas (0, the first primary, and 4) running one behaviour."""
-    d = base_scenario(f"adversary-{behaviour}", 7, requests)
-    d["duration_s"] = 120
-    d["cluster"].update({"view_change_timeout_ms": 1000, "checkpoint_interval": 10, "watermark_window": 30})
-    d["network"] = {"latency": {"model": "lognormal", "median_ms": 20, "sigma": 0.3}, "jitter_ms": 2}
-    d["workload"] = {"clients": 8, "mode": "closed", "requests": requests}
-    d["byzantine"] = [{"node": 0, "behaviours": [behaviour]}, {"node": 4, "behaviours": [behaviour]}]
-    d["expect"] = {"safety": "hold", "liveness": True, "liveness_bound_s": 30}
-    return d
-
-
-# ---------------------------------------------------------------------------- small helpers
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
-def ok_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "ok"]
-
-
-def by(records: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]) -> dict[Any, list[dict[str, Any]]]:
-    out: dict[Any, list[dict[str, Any]]] = {}
-    for r in records:
-        out.setdefault(key(r), []).append(r)
-    return dict(sorted(out.items()))
-
-
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False,
-                                  timeout=20).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "nproc": str(os.cpu_count()),
-            "cpu": cpu, "python": platform.python_version(), "platform": platform.platform(),
-            "commit": git("rev-parse", "HEAD") or "unknown",
-            "dirty": "yes: tracked files had uncommitted changes (measured the working tree)" if dirty else "no",
-            "code_version": code_version(),
-            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
 # ---------------------------------------------------------------------------- plotting
@@ -174,33 +92,28 @@ class Plots:
 
 
 class Report:
+    """Runs each section's experiment (`sim.experiments`) and renders it; `write` assembles the document."""
+
     def __init__(self, out: Path, plan: Plan, jobs: int | None, cache: Path, executor: str | None,
                  progress: bool = True) -> None:
-        self.out, self.plan, self.jobs, self.cache, self.executor = out, plan, jobs, cache, executor
-        self.progress = progress
-        self.data = out / "data"
-        self.data.mkdir(parents=True, exist_ok=True)
+        self.out, self.plan = out, plan
+        self.lab = Lab(out / "data", jobs, cache, executor, progress)
+        self.data = self.lab.data
         self.plots = Plots(out)
         self.md: list[str] = []
         self.claims: dict[str, dict[str, str]] = {}
         self.timings: dict[str, float] = {}
-        self.runs_executed = 0
-        self.runs_cached = 0
         self.reuse_scale = False
+        # results of the sections that ran (the claims table uses whichever are there)
+        self.micro_rows: dict[str, dict[str, Any]] = {}
+        self.scaling_result: ScalingResult | None = None
+        self.wan_result: WanResult | None = None
+        self.batch_result: BatchResult | None = None
+        self.adversary_rows: list[AdversaryRow] = []
+        self.scale_fits: dict[str, dict[str, Any]] = {}
+        self.loopback_data: dict[str, Any] | None = None
 
     # -------------------------------------------------------------- plumbing
-
-    def run_sweep(self, label: str, base: dict[str, Any], params: dict[str, list[Any]], seeds: int,
-                  source: str = "<report>") -> list[dict[str, Any]]:
-        res = sweep(base, params, range(1, seeds + 1), source=source, jobs=self.jobs, executor=self.executor,
-                    cache_dir=self.cache, progress=self.progress, label=label)
-        self.runs_executed += res.executed
-        self.runs_cached += res.cached
-        write_outputs(res.records, self.data / f"{label}.jsonl")
-        bad = [r for r in res.records if r.get("status") != "ok"]
-        for r in bad[:3]:
-            print(f"report: {label}: {r.get('status')} {str(r.get('error', ''))[-300:]}", file=sys.stderr)
-        return res.records
 
     def timed(self, name: str, fn: Callable[[], None]) -> None:
         t0 = time.perf_counter()
@@ -211,22 +124,45 @@ class Report:
     def claim(self, key: str, claimed: str, sim: str, loopback: str, verdict: str) -> None:
         self.claims[key] = {"claimed": claimed, "sim": sim, "loopback": loopback, "verdict": verdict}
 
-    # -------------------------------------------------------------- sections
+    # -------------------------------------------------------------- sections: measure, then render
 
     def micro(self) -> None:
-        # In a subprocess of its own: pytest-benchmark inside another pytest session (the tests, under xdist)
-        # would not record anything.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONHASHSEED"))}
-        target = self.data / "micro.json"
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "micro.py"), "--json", str(target),
-                               "--max-time", str(self.plan.micro_max_time)], cwd=ROOT, env=env, capture_output=True,
-                              text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"benchmarks/micro.py failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
-        print(proc.stdout.strip().splitlines()[-7:] and "\n".join(proc.stdout.strip().splitlines()[-7:]),
-              file=sys.stderr)
-        rows = json.loads(target.read_text())["rows"]
+        rows = measure_micro(self.data, self.plan.micro_max_time)
         self.micro_rows = {r["operation"]: r for r in rows}
+        self.md += self.render_micro(rows)
+
+    def scaling(self) -> None:
+        self.scaling_result = measure_scaling(self.lab, self.plan)
+        self.md += self.render_scaling(self.scaling_result)
+
+    def wan(self) -> None:
+        self.wan_result = measure_wan(self.lab, self.plan)
+        self.md += self.render_wan(self.wan_result)
+
+    def batch(self) -> None:
+        self.batch_result = measure_batch(self.lab, self.plan)
+        self.md += self.render_batch(self.batch_result)
+
+    def recovery(self) -> None:
+        self.md += self.render_recovery(measure_recovery(self.lab, self.plan))
+
+    def adversaries(self) -> None:
+        self.adversary_rows = measure_adversaries(self.lab, self.plan)
+        self.md += self.render_adversaries(self.adversary_rows)
+
+    def scale(self) -> None:
+        result = measure_scale(self.data, self.plan, self.reuse_scale)
+        self.scale_fits = result.fits
+        self.md += self.render_scale(result)
+
+    def loopback(self) -> None:
+        result = measure_loopback(self.out)
+        self.loopback_data = result.data
+        self.md += self.render_loopback(result)
+
+    # -------------------------------------------------------------- rendering
+
+    def render_micro(self, rows: list[dict[str, Any]]) -> list[str]:
         lines = ["## Microbenchmarks (wall time, this machine)", "",
                  "pytest-benchmark medians (`python benchmarks/micro.py`), each beside the raw library call it is "
                  "built on, measured in the same run; the ratio is the part that travels between machines. "
@@ -239,20 +175,11 @@ class Report:
         lines += ["", "What each row times is listed in the docstring of `benchmarks/micro.py`. FROST 3-of-5 here runs "
                   "all three signers and the aggregator in one process (no network), so it is the total CPU a "
                   "quorum spends per certificate, not the latency a client sees.", ""]
-        self.md += lines
+        return lines
 
-    def scaling(self) -> None:
+    def render_scaling(self, s: ScalingResult) -> list[str]:
         p = self.plan
-        recs = ok_records(self.run_sweep("scaling", base_scenario("scaling", 4, p.scaling_requests),
-                                         {"n": p.scaling_n}, p.scaling_seeds))
-        groups = by(recs, lambda r: r["n"])
-        ns = list(groups)
-        p50 = [med([r["latency_p50_ms"] for r in groups[n]]) for n in ns]
-        p99 = [med([r["latency_p99_ms"] for r in groups[n]]) for n in ns]
-        mpr = [med([r["messages_per_request"] for r in groups[n]]) for n in ns]
-        bpr = [med([r["bytes_per_request"] for r in groups[n]]) for n in ns]
-        self.scaling_data = {"n": ns, "p50": p50, "p99": p99, "mpr": mpr, "bpr": bpr}
-
+        ns, p50, p99, mpr, bpr = s.n, s.p50, s.p99, s.mpr, s.bpr
         fig, ax = self.plots.new()
         ax.plot(ns, [x / 1000 for x in p50], "o-", label="p50")
         ax.plot(ns, [x / 1000 for x in p99], "s-", label="p99")
@@ -264,8 +191,7 @@ class Report:
         ax.legend()
         f1 = self.plots.save(fig, "finality_vs_n.png")
 
-        a, k = fit_power(ns, mpr) if len(ns) > 1 else (0.0, float("nan"))
-        self.msg_exponent = k
+        a, k = s.msg_fit
         fig, ax = self.plots.new()
         ax.plot(ns, mpr, "o-", label="measured")
         if len(ns) > 1:
@@ -281,8 +207,8 @@ class Report:
 
         fig, ax = self.plots.new()
         ax.plot(ns, [b / 1024 for b in bpr], "o-", label="measured")
-        if len(ns) > 1:
-            ab, kb = fit_power(ns, bpr)
+        if s.bytes_fit is not None:
+            ab, kb = s.bytes_fit
             ax.plot(ns, [ab * n**kb / 1024 for n in ns], ":", color="gray", label=f"fit ∝ n^{kb:.2f}")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -295,9 +221,9 @@ class Report:
         rows = ["| n | f | seeds | finality p50 (sim ms) | p99 (sim ms) | messages / request | KiB / request | "
                 "sim wall s / run |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for i, n in enumerate(ns):
-            rows.append(f"| {n} | {(n - 1) // 3} | {len(groups[n])} | {p50[i]:.1f} | {p99[i]:.1f} | {mpr[i]:.0f} | "
-                        f"{bpr[i] / 1024:.1f} | {med([r['wall_s'] for r in groups[n]]):.1f} |")
-        self.md += [
+            rows.append(f"| {n} | {(n - 1) // 3} | {s.seeds[i]} | {p50[i]:.1f} | {p99[i]:.1f} | {mpr[i]:.0f} | "
+                        f"{bpr[i] / 1024:.1f} | {s.wall_s[i]:.1f} |")
+        return [
             "## Finality and cost against cluster size", "",
             f"Closed loop, 16 clients, {p.scaling_requests} requests per run, batch size 10, lognormal one-way "
             f"latency (median 20 ms, σ 0.3), no faults; {p.scaling_seeds} seeds per point. Every node here is a "
@@ -309,14 +235,9 @@ class Report:
             "PBFT's normal case is all-to-all (prepare and commit), so O(n²) per batch. Per-request cost is "
             "divided by the batch size, which hides nothing about the exponent.", ""]
 
-    def wan(self) -> None:
+    def render_wan(self, w: WanResult) -> list[str]:
         p = self.plan
-        recs = ok_records(self.run_sweep("latency", base_scenario("latency", 7), {"latency": p.latencies},
-                                         p.wan_seeds))
-        groups = by(recs, lambda r: r["params"]["latency"])
-        xs = list(groups)
-        p50 = [med([r["latency_p50_ms"] for r in groups[x]]) for x in xs]
-        p99 = [med([r["latency_p99_ms"] for r in groups[x]]) for x in xs]
+        xs, p50, p99 = w.latencies, w.p50, w.p99
         fig, ax = self.plots.new()
         ax.plot(xs, p50, "o-", label="finality p50")
         ax.plot(xs, p99, "s-", label="finality p99")
@@ -330,13 +251,7 @@ class Report:
         ax.legend(fontsize=8)
         f1 = self.plots.save(fig, "finality_vs_latency.png")
 
-        recs_r = ok_records(self.run_sweep("regions", base_scenario("regions", 7), {"regions": p.regions,
-                                                                                 "sigma": [0.15]}, p.wan_seeds))
-        groups_r = by(recs_r, lambda r: r["params"]["regions"])
-        xr = list(groups_r)
-        r50 = [med([r["latency_p50_ms"] for r in groups_r[x]]) for x in xr]
-        r99 = [med([r["latency_p99_ms"] for r in groups_r[x]]) for x in xr]
-        self.wan_data = {"regions": xr, "p50": r50, "p99": r99}
+        xr, r50, r99 = w.regions, w.regions_p50, w.regions_p99
         fig, ax = self.plots.new()
         ax.plot(xr, r50, "o-", label="finality p50")
         ax.plot(xr, r99, "s-", label="finality p99")
@@ -353,25 +268,17 @@ class Report:
         rows += [f"| lognormal, median {x:g} ms | {a:.1f} | {b:.1f} |" for x, a, b in zip(xs, p50, p99, strict=True)]
         rows += [f"| wan, {x} region(s): {', '.join(WAN_REGIONS[:x])} | {a:.1f} | {b:.1f} |"
                  for x, a, b in zip(xr, r50, r99, strict=True)]
-        self.md += ["## Finality against the network model", "",
-                    f"n = 7, batch 10, 16 closed-loop clients, 100 requests, {p.wan_seeds} seeds per point. The "
-                    "`wan` model uses public inter-region medians (`sim/network.py`), σ 0.15; clients sit at the "
-                    "replica sites.", "", *rows, "", f"![finality vs latency]({f1})", "",
-                    f"![finality vs regions]({f2})", ""]
+        return ["## Finality against the network model", "",
+                f"n = 7, batch 10, 16 closed-loop clients, 100 requests, {p.wan_seeds} seeds per point. The "
+                "`wan` model uses public inter-region medians (`sim/network.py`), σ 0.15; clients sit at the "
+                "replica sites.", "", *rows, "", f"![finality vs latency]({f1})", "",
+                f"![finality vs regions]({f2})", ""]
 
-    def batch(self) -> None:
+    def render_batch(self, r: BatchResult) -> list[str]:
         p = self.plan
-        base = base_scenario("batch", 7, p.batch_requests)
-        base["workload"]["clients"] = 200
-        recs = ok_records(self.run_sweep("batch", base, {"batch": p.batches}, p.batch_seeds))
-        groups = by(recs, lambda r: r["batch"])
-        xs = list(groups)
-        tput = [med([r["throughput_rps"] for r in groups[x]]) for x in xs]
-        mpr = [med([r["messages_per_request"] for r in groups[x]]) for x in xs]
-        lat = [med([r["latency_p50_ms"] for r in groups[x]]) for x in xs]
-        self.batch_data = {"batch": xs, "tput": tput}
+        xs, tput, lat, mpr = r.batch, r.tput, r.latency_p50, r.mpr
         micro_rate = None
-        if getattr(self, "micro_rows", None) and "cert_generation" in self.micro_rows:
+        if "cert_generation" in self.micro_rows:
             micro_rate = 1 / self.micro_rows["cert_generation"]["median_s"]
         fig, ax = self.plots.new()
         ax.plot(xs, tput, "o-", label="ordered requests / simulated s (no CPU cost modelled)")
@@ -389,32 +296,16 @@ class Report:
         rows = ["| batch | throughput (req / simulated s) | finality p50 (sim ms) | messages / request |",
                 "| ---: | ---: | ---: | ---: |"]
         rows += [f"| {x} | {t:,.0f} | {la:.1f} | {m:.1f} |" for x, t, la, m in zip(xs, tput, lat, mpr, strict=True)]
-        self.md += ["## Throughput against batch size", "",
-                    f"n = 7, 200 closed-loop clients (enough outstanding requests to fill batches of 100), "
-                    f"{p.batch_requests} key-value requests, lognormal 20 ms links, {p.batch_seeds} seeds. Throughput "
-                    "is completed requests per **simulated** second from first submission to last completion. The "
-                    "simulator charges no CPU time, so this is what the protocol and network allow; the purple line "
-                    "is the single-core CPU ceiling for certificate signing from the microbenchmarks (wall time).", "",
-                    *rows, "", f"![throughput vs batch]({f1})", ""]
+        return ["## Throughput against batch size", "",
+                f"n = 7, 200 closed-loop clients (enough outstanding requests to fill batches of 100), "
+                f"{p.batch_requests} key-value requests, lognormal 20 ms links, {p.batch_seeds} seeds. Throughput "
+                "is completed requests per **simulated** second from first submission to last completion. The "
+                "simulator charges no CPU time, so this is what the protocol and network allow; the purple line "
+                "is the single-core CPU ceiling for certificate signing from the microbenchmarks (wall time).", "",
+                *rows, "", f"![throughput vs batch]({f1})", ""]
 
-    def recovery(self) -> None:
-        p = self.plan
-        out: dict[str, list[float]] = {}
-        detail = []
-        for fname, label in (("primary-crash.yaml", "after a primary crash"),
-                             ("partition-heal.yaml", "after a partition heals")):
-            path = ROOT / "scenarios" / fname
-            extra = {"requests": [p.extra["recovery_requests"]]} if "recovery_requests" in p.extra else {}
-            recs = ok_records(self.run_sweep(f"recovery-{path.stem}", load_scenario_dict(path), extra,
-                                             p.recovery_seeds, source=str(path)))
-            vals = []
-            for r in recs:
-                kind = "crash" if "crash" in fname else "partition heal"
-                evs = [e for e in r["recovery"] if e["event"].startswith(kind)]
-                if evs and evs[0]["recovery_s"] is not None:
-                    vals.append(evs[0]["recovery_s"])
-            out[label] = vals
-            detail.append((label, fname, len(recs), vals, sum(r["expectation_met"] for r in recs)))
+    def render_recovery(self, r: RecoveryResult) -> list[str]:
+        out = r.times
         fig, ax = self.plots.new()
         labels = list(out)
         ax.boxplot([out[k] or [float("nan")] for k in labels], tick_labels=labels, showfliers=True)
@@ -425,57 +316,27 @@ class Report:
         f1 = self.plots.save(fig, "recovery.png")
         rows = ["| event | scenario | seeds | recovery p50 (sim s) | max (sim s) | expectation met |",
                 "| --- | --- | ---: | ---: | ---: | ---: |"]
-        for label, fname, nrec, vals, met in detail:
+        for label, fname, nrec, vals, met in r.detail:
             rows.append(f"| {label} | `{fname}` | {nrec} | {med(vals):.2f} | {max(vals, default=float('nan')):.2f} | "
                         f"{met}/{nrec} |")
-        self.md += ["## Recovery after a primary crash and after a partition heals", "",
-                    "Time from the event (crash of the primary; heal of the symmetric partition) to the next request "
-                    "a client completes, in **simulated** seconds. `primary-crash`: n = 4, view-change timeout "
-                    "1 s; `partition-heal`: n = 7 split 3 | 4 (no side has a quorum) for 8 s, view-change timeout 1 s, "
-                    "doubling per failed view.", "", *rows, "", f"![recovery]({f1})", ""]
+        return ["## Recovery after a primary crash and after a partition heals", "",
+                "Time from the event (crash of the primary; heal of the symmetric partition) to the next request "
+                "a client completes, in **simulated** seconds. `primary-crash`: n = 4, view-change timeout "
+                "1 s; `partition-heal`: n = 7 split 3 | 4 (no side has a quorum) for 8 s, view-change timeout 1 s, "
+                "doubling per failed view.", "", *rows, "", f"![recovery]({f1})", ""]
 
-    def adversaries(self) -> None:
-        p = self.plan
-        from sim.scenario import BEHAVIOURS
-
-        results = []
-        for b in [b for b in BEHAVIOURS if b != "twins"]:
-            seeds = p.behaviour_seeds
-            recs = self.run_sweep(f"adversary-{b}", behaviour_scenario(b, p.extra.get("behaviour_requests", 150)), {},
-                                  seeds)
-            results.append((f"{b} (generated: n = 7, replicas 0 and 4)", "hold", recs))
-        for fname in p.scenario_files:
-            path = ROOT / "scenarios" / fname
-            try:
-                base = load_scenario_dict(path)
-            except Exception as exc:  # a scenario being edited by someone else: report, do not stop
-                print(f"report: skipping {fname}: {exc}", file=sys.stderr)
-                continue
-            recs = self.run_sweep(f"scenario-{path.stem}", base, {}, p.adversary_seeds, source=str(path))
-            results.append((f"`{fname}`", base.get("expect", {}).get("safety", "hold"), recs))
+    def render_adversaries(self, results: list[AdversaryRow]) -> list[str]:
         rows = ["| adversary / scenario | seeds | safety expected | consensus safety held | application checks held "
                 "| liveness held | expectation met | errors |",
                 "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
         names, safe_frac, live_frac = [], [], []
-        self.adversary_rows = []
-        for name, expect, recs in results:
-            ok = ok_records(recs)
-            errors = len(recs) - len(ok)
-            safe = sum(all(r["checks"].get(c, True) for c in CONSENSUS_SAFETY) for r in ok)
-            app_ok = sum(all(v for c, v in r["checks"].items() if c not in CONSENSUS_SAFETY and c != "liveness")
-                         for r in ok)
-            failed_app = sorted({c for r in ok for c, v in r["checks"].items()
-                                 if not v and c not in CONSENSUS_SAFETY and c != "liveness"})
-            live = sum(r["liveness_ok"] for r in ok)
-            met = sum(r["expectation_met"] for r in ok)
-            app_txt = f"{app_ok}/{len(ok)}" + (f" (failed: {', '.join(failed_app)})" if failed_app else "")
-            rows.append(f"| {name} | {len(recs)} | {expect} | {safe}/{len(ok)} | {app_txt} | {live}/{len(ok)} | "
-                        f"{met}/{len(recs)} | {errors} |")
-            self.adversary_rows.append({"name": name, "expect": expect, "runs": len(recs), "safe": safe,
-                                        "app_ok": app_ok, "live": live, "met": met, "errors": errors})
-            names.append(name.split(" (")[0].strip("`").removesuffix(".yaml"))
-            safe_frac.append(safe / len(ok) if ok else 0)
-            live_frac.append(live / len(ok) if ok else 0)
+        for r in results:
+            app_txt = f"{r.app_ok}/{r.judged}" + (f" (failed: {', '.join(r.failed_app)})" if r.failed_app else "")
+            rows.append(f"| {r.name} | {r.runs} | {r.expect} | {r.safe}/{r.judged} | {app_txt} | {r.live}/{r.judged} | "
+                        f"{r.met}/{r.runs} | {r.errors} |")
+            names.append(r.name.split(" (")[0].strip("`").removesuffix(".yaml"))
+            safe_frac.append(r.safe / r.judged if r.judged else 0)
+            live_frac.append(r.live / r.judged if r.judged else 0)
         fig, ax = self.plots.new()
         fig.set_size_inches(8, 4.8)
         xs = range(len(names))
@@ -484,42 +345,25 @@ class Report:
         ax.set_xticks(list(xs), names, rotation=60, ha="right", fontsize=8)
         ax.set_ylabel("runs (% of seeds)")
         ax.set_ylim(0, 105)
-        within_ok = all(r["safe"] == r["runs"] for r in self.adversary_rows if r["expect"] == "hold")
+        within_ok = all(r.safe == r.runs for r in results if r.expect == "hold")
         ax.set_title("Consensus safety held for every adversary within f; beyond f it breaks" if within_ok
                      else "Consensus safety FAILED in some runs within f (see the table)")
         ax.legend(fontsize=8, loc="lower left")
         f1 = self.plots.save(fig, "adversaries.png")
-        self.md += ["## Safety and liveness against each adversary, over many seeds", "",
-                    "Checkers: *consensus safety* is agreement, validity and certificates (2f+1 valid commit "
-                    "signatures behind every execution); *application checks* are each application's own (e.g. "
-                    "CT maximum merge delay, CA issuance liveness, DNS result agreement); and liveness (every "
-                    "request completes within the scenario's "
-                    "bound after GST). Generated rows run one behaviour on both faulty replicas of a 7-node "
-                    "cluster (f = 2, lognormal 20 ms, 150 requests); the scenario files are described in "
-                    "`scenarios/README.md`. `beyond-threshold` runs f+1 colluders and *expects* a safety "
-                    "violation: \"safety held 0/N\" there is the checker doing its job. Seeds are 1..N (not the "
-                    "file's own seed).", "", *rows, "", f"![adversaries]({f1})", ""]
+        return ["## Safety and liveness against each adversary, over many seeds", "",
+                "Checkers: *consensus safety* is agreement, validity and certificates (2f+1 valid commit "
+                "signatures behind every execution); *application checks* are each application's own (e.g. "
+                "CT maximum merge delay, CA issuance liveness, DNS result agreement); and liveness (every "
+                "request completes within the scenario's "
+                "bound after GST). Generated rows run one behaviour on both faulty replicas of a 7-node "
+                "cluster (f = 2, lognormal 20 ms, 150 requests); the scenario files are described in "
+                "`scenarios/README.md`. `beyond-threshold` runs f+1 colluders and *expects* a safety "
+                "violation: \"safety held 0/N\" there is the checker doing its job. Seeds are 1..N (not the "
+                "file's own seed).", "", *rows, "", f"![adversaries]({f1})", ""]
 
-    def scale(self) -> None:
-        from sim import scale
-
+    def render_scale(self, s: ScaleResult) -> list[str]:
         p = self.plan
-        points = [(n, p.scale_requests, sig) for sig in ("real", "modelled") for n in p.scale_n]
-        saved = self.data / "scale.json"
-        reused = False
-        if self.reuse_scale and saved.exists():
-            rows = json.loads(saved.read_text())
-            reused = {(r["n"], r["requests"], r["signatures"]) for r in rows if not r.get("direct")} == set(points)
-        if not reused:
-            rows = scale.measure(points)
-            if p.scale_direct:
-                rows.append({**scale.measure([(p.scale_direct[0], p.scale_direct[1], "real")])[0], "direct": True})
-            saved.write_text(json.dumps(rows, indent=2) + "\n")
-        else:
-            print("report: scale: reusing data/scale.json (--reuse-scale)", file=sys.stderr)
-        fits = {sig: scale.fit_largest_n([r for r in rows if r["signatures"] == sig and not r.get("direct")])
-                for sig in ("real", "modelled")}
-        self.scale_fits = fits
+        rows, fits, reused = s.rows, s.fits, s.reused
         fig, ax = self.plots.new()
         for sig, mark in (("real", "o-"), ("modelled", "s-")):
             sub = [r for r in rows if r["signatures"] == sig and not r.get("direct")]
@@ -533,6 +377,7 @@ class Report:
         ax.set_title("Simulator cost per request grows ~n²; modelled signatures buy a constant factor")
         ax.legend(fontsize=8)
         f1 = self.plots.save(fig, "simulator_scale.png")
+
         table = ["| n | signatures | requests | CPU s (one core) | simulated events / CPU s "
                  "| messages delivered / CPU s "
                  "| peak RSS (MB) | met |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -546,7 +391,7 @@ class Report:
             pred = fits["real"]["a"] * direct["requests"] * direct["n"] ** fits["real"]["k"]
             check = (f" Check of the extrapolation: a direct {direct['requests']}-request run at n = {direct['n']} "
                      f"(real signatures) took {direct['cpu_s']:.0f} s CPU; the fit predicted {pred:.0f} s.")
-        self.md += [
+        return [
             "## Simulator scale", "",
             "The `python -m sim bench` cluster (closed loop, 16 clients, batch 10, lognormal 20 ms), each point in a "
             "fresh single-use process, timed by process CPU time (robust to the other jobs sharing this machine). "
@@ -572,23 +417,14 @@ class Report:
 
     # -------------------------------------------------------------- claims & document
 
-    def loopback(self) -> None:
-        """A real 5-validator cluster of reference nodes on 127.0.0.1 (benchmarks/node_bench.py)."""
-        script = Path(__file__).resolve().parents[1] / "benchmarks" / "node_bench.py"
-        proc = subprocess.run([sys.executable, str(script), "--json", "--certs", "100", "--sequential", "20",
-                               "--concurrency", "20", "--dns-queries", "500"],
-                              capture_output=True, text=True, timeout=1800, check=False)
-        if proc.returncode != 0 or not proc.stdout.strip():
-            self.md += ["## Loopback cluster", "", f"The node benchmark failed (exit {proc.returncode}): "
-                        f"`{proc.stderr.strip()[-300:]}`", ""]
-            return
-        d = json.loads(proc.stdout)
-        self.loopback_data = d
-        (self.out / "data").mkdir(parents=True, exist_ok=True)
-        (self.out / "data" / "loopback.json").write_text(json.dumps(d, indent=2) + "\n")
+    def render_loopback(self, result: LoopbackResult) -> list[str]:
+        d = result.data
+        if d is None:
+            return ["## Loopback cluster", "", f"The node benchmark failed (exit {result.returncode}): "
+                    f"`{result.stderr.strip()[-300:]}`", ""]
         seq, conc = d["issuance_sequential"], d["issuance_concurrent"]
         mem = d["peak_memory_mb"]
-        self.md += [
+        return [
             "## Loopback cluster (reference node)", "",
             f"`benchmarks/node_bench.py`: {d['cluster']['nodes']} validator processes on 127.0.0.1, "
             f"{d['cluster']['threshold']}-of-{d['cluster']['nodes']} FROST, {d['cluster']['transport']} peer links, "
@@ -609,7 +445,7 @@ class Report:
             "certificates per second is out of reach by policy before it is out of reach by CPU.", ""]
 
     def _loopback_claims(self) -> dict[str, tuple[str, str | None]]:
-        d = getattr(self, "loopback_data", None)
+        d = self.loopback_data
         if d is None:
             return {}
         seq, conc, api = d["issuance_sequential"], d["issuance_concurrent"], d["dns_api"]
@@ -628,20 +464,21 @@ class Report:
         }
 
     def claims_table(self) -> list[str]:
-        mr = getattr(self, "micro_rows", {})
-        sd = getattr(self, "scaling_data", None)
-        wd = getattr(self, "wan_data", None)
-        bd = getattr(self, "batch_data", None)
+        mr = self.micro_rows
+        sd = self.scaling_result
+        wd = self.wan_result
+        bd = self.batch_result
         nl = "not yet measured"
         if "cert_generation" in mr:
             ms = mr["cert_generation"]["median_s"] * 1e3
-            fin = (f"; end to end it also needs two ordered steps (issue, finalize) plus one FROST exchange: "
-                   f"≥ 2 × finality p50 ≈ {2 * wd['p50'][-1]:.0f} ms on the {wd['regions'][-1]}-region WAN model "
-                   "(a lower bound from consensus finality; `scenarios/ca-*.yaml` simulate issuance)") if wd else ""
+            fin = "" if wd is None else (
+                "; end to end it also needs two ordered steps (issue, finalize) plus one FROST exchange: "
+                f"≥ 2 × finality p50 ≈ {2 * wd.regions_p50[-1]:.0f} ms on the {wd.regions[-1]}-region WAN model "
+                "(a lower bound from consensus finality; `scenarios/ca-*.yaml` simulate issuance)")
             self.claim("Certificate generation", f"{CLAIM_CERT_GEN_MS:g} ms",
                        f"CPU: {ms:.1f} ms per certificate (FROST 3-of-5 + finalize, one process, "
                        f"{mr['cert_generation']['ratio']:.0f}× a single Ed25519 sign){fin}", nl,
-                       "compute meets it" if getattr(self, "loopback_data", None) else
+                       "compute meets it" if self.loopback_data else
                        "compute meets it; end-to-end latency unmeasured")
         if "dns_answer" in mr:
             us = mr["dns_answer"]["median_s"] * 1e6
@@ -658,53 +495,53 @@ class Report:
             self.claim("Certificate validation", f"< {CLAIM_VALIDATION_MS:g} ms",
                        f"{ms:.2f} ms per chain leaf→intermediate→root ({mr['cert_validation']['ratio']:.1f}× two raw "
                        "Ed25519 verifications)", nl, "meets (CPU, this machine)")
-        if sd:
-            worst = max(sd["p99"])
-            wan = (f"; WAN, {wd['regions'][-1]} regions: p50 {wd['p50'][-1]:.0f} ms, p99 {wd['p99'][-1]:.0f} ms"
-                   if wd else "")
-            adv = next((r for r in getattr(self, "adversary_rows", []) if "byzantine33" in r["name"]
-                        and "ct-" not in r["name"] and "dns-" not in r["name"]), None)
+        if sd is not None:
+            worst = max(sd.p99)
+            wan = (f"; WAN, {wd.regions[-1]} regions: p50 {wd.regions_p50[-1]:.0f} ms, "
+                   f"p99 {wd.regions_p99[-1]:.0f} ms" if wd is not None else "")
+            adv = next((r for r in self.adversary_rows if "byzantine33" in r.name
+                        and "ct-" not in r.name and "dns-" not in r.name), None)
             self.claim("Consensus finality", f"{CLAIM_FINALITY_S:g} s",
-                       f"no faults: p50 {min(sd['p50']):.0f}–{max(sd['p50']):.0f} ms, p99 ≤ {worst:.0f} ms for n = "
-                       f"{sd['n'][0]}..{sd['n'][-1]} (simulated time){wan}"
+                       f"no faults: p50 {min(sd.p50):.0f}–{max(sd.p50):.0f} ms, p99 ≤ {worst:.0f} ms for n = "
+                       f"{sd.n[0]}..{sd.n[-1]} (simulated time){wan}"
                        + ("; under byzantine33 faults the liveness bound (30 s after GST) held in "
-                          f"{adv['live']}/{adv['runs']} seeds" if adv else ""), nl,
+                          f"{adv.live}/{adv.runs} seeds" if adv else ""), nl,
                        "meets in simulation (simulated time; CPU not charged)")
-        if bd:
-            best = max(bd["tput"])
+        if bd is not None:
+            best = max(bd.tput)
             cpu = mr.get("cert_generation")
             ceil = (f"; signing CPU ceiling {1 / cpu['median_s']:.0f} certs/s per core (FROST 3-of-5, wall)"
                     if cpu else "")
             self.claim("Throughput", f"{CLAIM_THROUGHPUT:,.0f}+ certs/s",
                        f"ordering: up to {best:,.0f} requests / simulated s at batch "
-                       f"{bd['batch'][bd['tput'].index(best)]}"
+                       f"{bd.batch[bd.tput.index(best)]}"
                        f" (n = 7, no CPU cost modelled){ceil}", nl,
                        f"not shown: needs ≥ {math.ceil(CLAIM_THROUGHPUT * cpu['median_s'])} signing cores at "
                        "measured cost" if cpu else "not shown")
-        if sd:
-            k = getattr(self, "msg_exponent", float("nan"))
-            sf = getattr(self, "scale_fits", {})
+        if sd is not None:
+            k = sd.msg_fit[1]
+            sf = self.scale_fits
             self.claim("Scaling", f"linear to {CLAIM_NODES:,}+ nodes",
-                       f"messages per request ∝ n^{k:.2f} for n = {sd['n'][0]}..{sd['n'][-1]} validators; simulator "
+                       f"messages per request ∝ n^{k:.2f} for n = {sd.n[0]}..{sd.n[-1]} validators; simulator "
                        f"reaches n ≈ {sf.get('real', {}).get('largest_n', '?')} (real signatures) / "
                        f"{sf.get('modelled', {}).get('largest_n', '?')} (modelled) for 1,000 requests in 10 min; "
                        "non-voting replicas not implemented", nl,
                        "not met by validators (O(n²)); the non-voting-replica design is unmeasured")
-        adv_rows = getattr(self, "adversary_rows", [])
+        adv_rows = self.adversary_rows
         if adv_rows:
-            within = [r for r in adv_rows if r["expect"] == "hold"]
-            beyond = [r for r in adv_rows if r["expect"] == "violation"]
-            runs = sum(r["runs"] for r in within)
-            safe = sum(r["safe"] for r in within)
-            met = sum(r["met"] for r in within)
-            b33 = " incl. byzantine33: 3 of 10 = 30%" if any("byzantine33" in r["name"] for r in within) else ""
-            app_ok = sum(r["app_ok"] for r in within)
+            within = [r for r in adv_rows if r.expect == "hold"]
+            beyond = [r for r in adv_rows if r.expect == "violation"]
+            runs = sum(r.runs for r in within)
+            safe = sum(r.safe for r in within)
+            met = sum(r.met for r in within)
+            b33 = " incl. byzantine33: 3 of 10 = 30%" if any("byzantine33" in r.name for r in within) else ""
+            app_ok = sum(r.app_ok for r in within)
             txt = (f"consensus safety held in {safe}/{runs} runs with ≤ f Byzantine replicas ({len(within)} "
                    f"adversaries/scenarios{b33}); application checks held in {app_ok}/{runs} (see the adversary "
                    f"table); expectations met in {met}/{runs}")
             if beyond:
                 txt += (f"; with f+1 colluders the checker found a violation in "
-                        f"{sum(r['runs'] - r['safe'] for r in beyond)}/{sum(r['runs'] for r in beyond)} runs")
+                        f"{sum(r.runs - r.safe for r in beyond)}/{sum(r.runs for r in beyond)} runs")
             self.claim("Byzantine tolerance", "33% malicious nodes", txt, nl,
                        "meets for f = ⌊(n−1)/3⌋ (< 1/3); exactly 1/3 or more is not tolerable by any BFT protocol")
         for name, (measured, verdict) in self._loopback_claims().items():
@@ -712,7 +549,7 @@ class Report:
                 self.claims[name]["loopback"] = measured
                 if verdict is not None:
                     self.claims[name]["verdict"] = f"{self.claims[name]['verdict']}; {verdict}"
-        lb = ("the reference node's loopback cluster, below" if getattr(self, "loopback_data", None)
+        lb = ("the reference node's loopback cluster, below" if self.loopback_data
               else "the reference node on a real loopback cluster — not measured in this run")
         lines = ["## The design document's claims, one row each", "",
                  "Claims from `TrustChain.md` (\"Performance Metrics\"). *Simulation* means this run's simulator "
@@ -738,7 +575,8 @@ class Report:
                "same day) on the code with that hash, which predates the commit above; microbenchmarks and "
                "simulator-scale figures were measured in this run"] if os.environ.get("TRUSTCHAIN_SIM_CODE_VERSION")
               else []),
-            f"- runtime: {runtime / 60:.1f} min wall ({self.runs_executed} simulations run now, {self.runs_cached} "
+            f"- runtime: {runtime / 60:.1f} min wall ({self.lab.runs_executed} simulations run now, "
+            f"{self.lab.runs_cached} "
             f"reused from the cache of identical code + scenario + seed); load average at start {info['load']}",
             "- **noise:** the machine is shared (see the load average above), so wall-clock figures "
             "(microbenchmarks, simulator speed, the loopback cluster) are noisy; prefer the ratios against baselines "

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from sim.params import NODE_IDS, ParamRule, ParamSchema
+from trustchain.errors import TrustChainError
 
 LATENCY_MODELS = ("constant", "uniform", "lognormal", "wan")
 #: storage faults (sim/storage.py): crashes at a write or fsync boundary, and a bit flip in synced data
@@ -44,7 +45,7 @@ SIGNATURE_SCHEMES = ("ed25519", "fn-dsa-1024", "modelled")
 WAN_REGIONS = ("us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-northeast", "sa-east")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(TrustChainError, ValueError):
     def __init__(self, source: str, path: str, reason: str) -> None:
         super().__init__(f"{source}: {path}: {reason}")
         self.source, self.path, self.reason = source, path, reason

@@ -41,6 +41,7 @@ import blake3
 
 from trustchain.consensus.effects import PersistExecuted, PersistRecord, PersistStable, PersistVote
 from trustchain.encoding import DecodeError, decode, encode
+from trustchain.errors import TrustChainError
 
 _HEADER = struct.Struct(">I16s")
 HEADER_BYTES = _HEADER.size
@@ -57,7 +58,7 @@ MAX_FRAME = 1 << 28
 CRASH_MODES = ("keep", "lose", "torn")
 
 
-class StorageCorrupt(Exception):
+class StorageCorrupt(TrustChainError):
     """Durable data failed its checksum: the node must refuse to start."""
 
 

@@ -51,11 +51,13 @@ from typing import Any
 
 import yaml
 
+from trustchain.errors import TrustChainError
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_VERSION = 1  # bump when the record layout changes
 
 
-class SweepError(ValueError):
+class SweepError(TrustChainError, ValueError):
     pass
 
 
@@ -180,8 +182,8 @@ _CODE_VERSION: str | None = None
 
 #: Measurement tooling that does not change what a simulation computes (the record layout is versioned by
 #: SCHEMA_VERSION instead), so editing it does not invalidate the cache.
-NOT_SIMULATED = frozenset({"sim/sweep.py", "sim/report.py", "sim/scale.py", "sim/bench.py", "sim/__main__.py",
-                           "sim/explore.py", "sim/mutants.py"})
+NOT_SIMULATED = frozenset({"sim/sweep.py", "sim/report.py", "sim/experiments.py", "sim/scale.py", "sim/bench.py",
+                           "sim/__main__.py", "sim/explore.py", "sim/mutants.py"})
 
 
 def code_version() -> str:

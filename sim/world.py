@@ -15,7 +15,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 import simpy
 
@@ -179,7 +179,7 @@ class World:
         """Replica keys from the seed. Post-quantum signing draws from a per-replica seeded RNG, so
         its signatures replay too; clients keep Ed25519 (the verifier accepts both, by key size)."""
         if scheme == "modelled":
-            from sim.scale import MODELLED, ModelledSigner
+            from sim.modelled import MODELLED, ModelledSigner
 
             return [ModelledSigner(derive_seed(seed, f"replica/{i}")) for i in range(n)], MODELLED
         signers = [make_signer(scheme, derive_seed(seed, f"replica/{i}"),
@@ -190,7 +190,7 @@ class World:
         """Client `client`'s key, from the seed (modelled when the replicas' signatures are)."""
         seed = derive_seed(self.seed, f"client/{client}")
         if self.scenario.cluster.signatures == "modelled":
-            from sim.scale import ModelledSigner
+            from sim.modelled import ModelledSigner
 
             return ModelledSigner(seed)
         return Ed25519Signer(seed)
@@ -453,34 +453,56 @@ class World:
         return targets
 
     def apply(self, node: ReplicaNode, effects: list[Effect]) -> None:
+        """Carry out one step's effects: route them (storage, timers, observations, messages to send), let
+        a Byzantine node's behaviours rewrite what it sends, check the replica's invariants, send, and
+        hand what executed to the application plug-in."""
         if not node.byzantine:
             self.effect_recorder.observe(node, effects, self.now, self.trace.events - 1)
+        outgoing, stop = self._route(node, effects)
+        outgoing = self._adversary_rewrite(node, outgoing)
+        executed = [e for e in effects[:stop] if isinstance(e, Executed)]
+        self._check_invariants(node)
+        if not node.up and not outgoing:
+            return
+        self._send(node, outgoing)
+        for e in executed:
+            self.app.on_executed(node, e)
+
+    def _route(self, node: ReplicaNode, effects: list[Effect]) -> tuple[list[Outgoing], int]:
+        """Carry out `effects` in order and collect the messages they send. A `Persist` is fsynced before
+        any later effect; an armed storage crash may strike at a write or an fsync, and then the effects
+        after it are not performed. Returns the messages and how many effects were carried out."""
         outgoing: list[Outgoing] = []
-        stop = len(effects)  # effects from here on are not performed: the node crashed at a storage boundary
         for i, e in enumerate(effects):
             if isinstance(e, Persist):
                 self._persist(node, e.record)
                 if not node.up:
-                    stop = i + 1
-                    break
+                    return outgoing, i + 1
                 continue
             if node.storage.dirty and not self._sync(node):
-                stop = i
-                break
-            if isinstance(e, Broadcast):
+                return outgoing, i
+            self._perform(node, e, outgoing)
+        if node.storage.dirty:
+            self._sync(node)
+        return outgoing, len(effects)
+
+    def _perform(self, node: ReplicaNode, e: Effect, outgoing: list[Outgoing]) -> None:
+        """One effect other than `Persist`; messages are appended to `outgoing`, not sent yet."""
+        match e:
+            case Broadcast():
                 self._observe_sent(node, e.data)
                 outgoing.extend(Outgoing(r, e.data) for r in range(self.config.n) if r != node.replica_id)
-            elif isinstance(e, SendToReplica):
+            case SendToReplica():
                 self._observe_sent(node, e.data)
                 outgoing.append(Outgoing(e.to, e.data))
-            elif isinstance(e, SendToClient):
+            case SendToClient():
                 self._check_durable(node, e.data)
                 outgoing.append(Outgoing(e.client, e.data))
-            elif isinstance(e, SetTimer):
+            case SetTimer():
                 self._set_timer(node, e.name, e.at_us)
-            elif isinstance(e, CancelTimer):
+            case CancelTimer():
                 node.timer_tokens.pop(e.name, None)
-            elif isinstance(e, Executed):
+            case Executed():
                 idx = self.trace.record(self.now, "exec", node.name, e.seq, e.view, e.batch_digest.hex()[:16],
                                         len(e.requests))
                 self.executions.append(ExecutionRecord(
@@ -489,30 +511,40 @@ class World:
                 if e.seq <= node.last_seq_executed:
                     self.violate("ordering", node, f"executed seq {e.seq} after seq {node.last_seq_executed}")
                 node.last_seq_executed = max(node.last_seq_executed, e.seq)
-            elif isinstance(e, ViewEntered):
+            case ViewEntered():
                 self.view_entries.append((self.now, node.name, e.view))
                 self.trace.record(self.now, "view", node.name, e.view)
                 if not node.byzantine:
                     self.coverage["view_change"] += 1
                     self.coverage["new_view_reproposal"] += e.reproposed > 0
                     self.coverage["new_view_null_fill"] += e.null_filled > 0
-            elif isinstance(e, StateRestored):
+            case StateRestored():
                 if not node.byzantine:
                     self.coverage["state_transfer_snapshot"] += 1
                 node.last_seq_executed = max(node.last_seq_executed, e.seq)
-        else:
-            if node.storage.dirty:
-                self._sync(node)
+            case RequestCompleted():
+                pass  # a PBFT client's effect: a replica never emits it
+            case Persist():
+                raise AssertionError("Persist is written and synced by _route, never performed")
+            case _:
+                assert_never(e)
+
+    def _adversary_rewrite(self, node: ReplicaNode, outgoing: list[Outgoing]) -> list[Outgoing]:
+        """A Byzantine node's behaviours, in order, rewrite the messages it is about to send."""
         for b in node.behaviours:
             if node.up:
                 outgoing = b.outgoing(outgoing, self.now)
-        executed = [e for e in effects[:stop] if isinstance(e, Executed)]
+        return outgoing
+
+    def _check_invariants(self, node: ReplicaNode) -> None:
+        """An honest replica that is still up must satisfy its own invariants after every step."""
         if node.up and not node.byzantine:
             problems = node.replica.invariant_violations()
             if problems:
                 self.violate("invariants", node, "; ".join(problems))
-        if not node.up and not outgoing:
-            return
+
+    def _send(self, node: ReplicaNode, outgoing: list[Outgoing]) -> None:
+        """Put each message on the network: to every instance of a replica (twins), or to a client."""
         for item in outgoing:
             if isinstance(item.dst, int):
                 for target in self._replica_targets(node, item.dst):
@@ -521,8 +553,6 @@ class World:
                 cnode = self.clients.get(item.dst)
                 if cnode is not None:
                     self.transmit(node.name, cnode.name, item.data, item.delay_us)
-        for e in executed:
-            self.app.on_executed(node, e)
 
     def _set_timer(self, node: ReplicaNode, name: str, at_local_us: int) -> None:
         self._timer_seq += 1
@@ -675,23 +705,28 @@ class ClientNode:
     def apply(self, effects: list[Effect]) -> None:
         w = self.world
         for e in effects:
-            if isinstance(e, Broadcast):
-                for rid in range(w.config.n):
-                    for inst in w.instances[rid]:
-                        w.transmit(self.name, inst.name, e.data)
-            elif isinstance(e, SetTimer):
-                self.timer_token += 1
-                token = self.timer_token
-                w.after(e.at_us - w.now, functools.partial(self._fire, token, e.name))
-            elif isinstance(e, CancelTimer):
-                self.timer_token += 1
-            elif isinstance(e, RequestCompleted):
-                rec = w.requests[w.request_index[(self.name, e.timestamp)]]
-                rec.completed_us, rec.result = w.now, e.result
-                rec.completed_trace_index = w.trace.record(w.now, "done", self.name, e.timestamp)
-                w.request_completed()
-                think = round(w.scenario.workload.think_ms * 1000)
-                w.after(think, self.next_request)
+            match e:
+                case Broadcast():
+                    for rid in range(w.config.n):
+                        for inst in w.instances[rid]:
+                            w.transmit(self.name, inst.name, e.data)
+                case SetTimer():
+                    self.timer_token += 1
+                    token = self.timer_token
+                    w.after(e.at_us - w.now, functools.partial(self._fire, token, e.name))
+                case CancelTimer():
+                    self.timer_token += 1
+                case RequestCompleted():
+                    rec = w.requests[w.request_index[(self.name, e.timestamp)]]
+                    rec.completed_us, rec.result = w.now, e.result
+                    rec.completed_trace_index = w.trace.record(w.now, "done", self.name, e.timestamp)
+                    w.request_completed()
+                    think = round(w.scenario.workload.think_ms * 1000)
+                    w.after(think, self.next_request)
+                case SendToReplica() | SendToClient() | Persist() | Executed() | ViewEntered() | StateRestored():
+                    pass  # replica-side effects: a client never emits them
+                case _:
+                    assert_never(e)
 
     def _fire(self, token: int, name: str) -> None:
         if token == self.timer_token:

@@ -15,13 +15,17 @@ import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from trustchain.errors import TrustChainError
+
+__all__ = ["MAX_BYTES", "MAX_COLLECTION", "DecodeError", "Decoder", "Encoder", "T", "decode", "encode"]
+
 T = TypeVar("T")
 
 MAX_COLLECTION = 1 << 20
 MAX_BYTES = 1 << 26
 
 
-class DecodeError(ValueError):
+class DecodeError(TrustChainError, ValueError):
     """Raised for any malformed encoding; the message names the field that failed."""
 
 

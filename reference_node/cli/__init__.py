@@ -13,12 +13,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from trustchain.errors import TrustChainError
+
 AREAS = ("ca", "cert", "ct", "dns", "node")
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
 
 
-class CLIError(Exception):
+class CLIError(TrustChainError):
     """An error to report to the user: `exit_code` and a message naming what is wrong."""
 
     def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:

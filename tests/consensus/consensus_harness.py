@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable
+from typing import assert_never
 
 from trustchain.app.kvstore import KVStore
 from trustchain.consensus.client import Client
@@ -22,6 +23,8 @@ from trustchain.consensus.effects import (
     SendToClient,
     SendToReplica,
     SetTimer,
+    StateRestored,
+    ViewEntered,
 )
 from trustchain.consensus.replica import Replica
 from trustchain.crypto.signing import Ed25519Signer
@@ -57,30 +60,35 @@ class Cluster:
 
     def _apply(self, src: int | str, effects: list[Effect]) -> None:
         for e in effects:
-            if isinstance(e, Broadcast):
-                targets = range(self.config.n)
-                for t in targets:
-                    if t != src:
-                        self.queue.append((src, t, e.data))
-            elif isinstance(e, SendToReplica):
-                self.queue.append((src, e.to, e.data))
-            elif isinstance(e, SendToClient):
-                self.queue.append((src, f"c{self.client_index[e.client]}", e.data))
-            elif isinstance(e, SetTimer):
-                self.timers[(src, e.name)] = e.at_us
-            elif isinstance(e, CancelTimer):
-                self.timers.pop((src, e.name), None)
-            elif isinstance(e, Persist):
-                assert isinstance(src, int)
-                if isinstance(e.record, PersistStable):
-                    self.storage[src] = [r for r in self.storage[src]
-                                         if getattr(r, "seq", None) is None or r.seq > e.record.seq]  # type: ignore[union-attr]
-                self.storage[src].append(e.record)
-            elif isinstance(e, Executed):
-                assert isinstance(src, int)
-                self.executed[src].append(e)
-            elif isinstance(e, RequestCompleted):
-                self.completed.append(e)
+            match e:
+                case Broadcast():
+                    targets = range(self.config.n)
+                    for t in targets:
+                        if t != src:
+                            self.queue.append((src, t, e.data))
+                case SendToReplica():
+                    self.queue.append((src, e.to, e.data))
+                case SendToClient():
+                    self.queue.append((src, f"c{self.client_index[e.client]}", e.data))
+                case SetTimer():
+                    self.timers[(src, e.name)] = e.at_us
+                case CancelTimer():
+                    self.timers.pop((src, e.name), None)
+                case Persist():
+                    assert isinstance(src, int)
+                    if isinstance(e.record, PersistStable):
+                        self.storage[src] = [r for r in self.storage[src]
+                                             if getattr(r, "seq", None) is None or r.seq > e.record.seq]  # type: ignore[union-attr]
+                    self.storage[src].append(e.record)
+                case Executed():
+                    assert isinstance(src, int)
+                    self.executed[src].append(e)
+                case RequestCompleted():
+                    self.completed.append(e)
+                case ViewEntered() | StateRestored():
+                    pass  # observations only; tests read the replicas' state directly
+                case _:
+                    assert_never(e)
 
     def submit(self, client: int, op: bytes) -> None:
         self._apply(f"c{client}", self.clients[client].submit(op, self.now))

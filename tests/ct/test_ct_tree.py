@@ -10,8 +10,8 @@ from ct_helpers import make_leaf_hashes, reference_mth
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reference_node.ct_filestore import FileLeafStore, file_store_factory
 from trustchain.ct import merkle
-from trustchain.ct.filestore import FileLeafStore, file_store_factory
 from trustchain.ct.store import MemoryLeafStore, StorageError, StoreFactory
 from trustchain.ct.tree import LogTree
 

@@ -101,7 +101,7 @@ def test_certificate_finalized_inside_a_snapshot_wakes_its_waiter(tmp_path: Path
         for n, channels in zip(nodes, dropped, strict=True):
             _drop_on_receipt(n, channels)
         restored = _count_snapshot_restores(deaf)
-        renewal = asyncio.create_task(deaf.renew_node_certificate(timeout_s=60))
+        renewal = asyncio.create_task(deaf.certificates.renew(timeout_s=60))
         await _until(lambda: bool(deaf._cert_waiters))  # node 3 executed its request
         assert deaf._cert_waiters and deaf.app.ca.pending
         for channels in dropped:
@@ -116,6 +116,6 @@ def test_certificate_finalized_inside_a_snapshot_wakes_its_waiter(tmp_path: Path
         cert = await asyncio.wait_for(renewal, 20)  # well inside the renewal's own 60 s
         assert restored, "node 3 caught up without a snapshot: the test no longer covers its case"
         assert issuance.serial_bytes(cert.serial_number) in deaf.app.ca.issued
-        assert deaf.node_cert_renewals == 1
+        assert deaf.certificates.renewals == 1
 
     _run_cluster(tmp_path, body, transport="quic")

@@ -69,7 +69,7 @@ def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: 
             await n.start()
         try:
             assert await nodes[0].submit("kv", kvstore.put(b"before", b"1"), timeout_s=20) == b"OK"
-            await wait(lambda: all(n.node_cert_renewals >= 1 for n in nodes), 40, "every node to renew")
+            await wait(lambda: all(n.certificates.renewals >= 1 for n in nodes), 40, "every node to renew")
             for i, (n, p) in enumerate(zip(nodes, paths, strict=True)):
                 new, inter = chain(p.parent / "tls.crt")
                 old = original[i]

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from sim.__main__ import main
+from sim.modelled import MODELLED, ModelledSigner, use_modelled
 from sim.runner import run
-from sim.scale import MODELLED, ModelledSigner, use_modelled
 from sim.scenario import from_dict
 from sim.sweep import SweepError, apply_params, parse_params, sweep
 

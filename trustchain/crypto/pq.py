@@ -33,6 +33,11 @@ from cryptography.hazmat.primitives.asymmetric.mldsa import (
 )
 from cryptography.x509.oid import NameOID
 
+__all__ = [
+    "FNDSA_LOGN_1024", "MLDSA_LEVELS", "FNDSA1024Signer", "FNDSA1024Verifier", "MLDSAPrivateKey", "MLDSASigner",
+    "MLDSAVerifier", "RandBytes", "fndsa_backend", "mldsa_certificate", "simple_name",
+]
+
 RandBytes = Callable[[int], bytes]
 
 MLDSA_LEVELS = (65, 87)

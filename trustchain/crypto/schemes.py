@@ -13,6 +13,10 @@ from collections.abc import Callable
 from trustchain.crypto.pq import FNDSA1024Signer, FNDSA1024Verifier, MLDSASigner, MLDSAVerifier
 from trustchain.crypto.signing import ED25519, Ed25519Signer, Signer, Verifier
 
+__all__ = [
+    "ANY_SCHEME", "DETERMINISTIC_SCHEMES", "PUBLIC_KEY_SIZES", "SCHEMES", "AnyVerifier", "make_signer", "scheme_of",
+]
+
 SCHEMES = ("ed25519", "fn-dsa-1024", "ml-dsa-65", "ml-dsa-87")
 #: Schemes whose signatures are a pure function of key, message and the seeded RNG handed in, so a
 #: simulation replays byte for byte. ML-DSA signing in `cryptography` is hedged (randomised inside).

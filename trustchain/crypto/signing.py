@@ -8,6 +8,8 @@ from typing import Protocol
 import nacl.exceptions
 import nacl.signing
 
+__all__ = ["ED25519", "Ed25519Signer", "Ed25519Verifier", "Signer", "Verifier"]
+
 
 class Signer(Protocol):
     """Holds a private key; the protocol only ever asks it to sign."""

@@ -19,11 +19,17 @@ from trustchain.ct import sct as sctmod
 from trustchain.ct.entry import SignedEntry, X509Entry, parse_merkle_tree_leaf
 from trustchain.ct.log import CTLog, LogError
 from trustchain.ct.merkle import HASH_SIZE
+from trustchain.errors import TrustChainError
+
+__all__ = [
+    "CTAPI", "MAX_CHAIN", "APIError", "add_chain_command", "add_pre_chain_command", "b64", "parse_b64", "parse_int",
+    "result_json", "sct_json",
+]
 
 MAX_CHAIN = 16
 
 
-class APIError(ValueError):
+class APIError(TrustChainError, ValueError):
     def __init__(self, field: str, reason: str, status: int = 400) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason, self.status = field, reason, status

@@ -30,6 +30,12 @@ from trustchain.ct.merkle import HASH_SIZE
 from trustchain.ct.submission import chain_error, issuer_key_hash
 from trustchain.encoding import DecodeError, decode, encode
 
+__all__ = [
+    "DEFAULT_MAX_ENTRIES", "MAX_CERT_BYTES", "OPS", "OP_ADD_CHAIN", "OP_ADD_PRE_CHAIN", "OP_CHECKPOINT",
+    "SNAPSHOT_VERSION", "STATUS_DUPLICATE", "STATUS_ERROR", "STATUS_OK", "CTApplication", "CTCommand", "CTResult",
+    "add_chain", "add_pre_chain", "checkpoint_command", "decode_result", "der_sequence_error",
+]
+
 OP_ADD_CHAIN = "add-chain"
 OP_ADD_PRE_CHAIN = "add-pre-chain"
 OP_CHECKPOINT = "checkpoint"

@@ -19,6 +19,11 @@ from trustchain.ct.checkpoint import CheckpointError, SignedCheckpoint
 from trustchain.ct.evidence import EvidenceError, SplitViewEvidence, detect_split_view
 from trustchain.ct.validators import ValidatorSet
 
+__all__ = [
+    "BAD_CHECKPOINT", "DISAGREES_WITH_LOG", "MMD_VIOLATION", "SCT_INCLUDED", "SPLIT_VIEW", "AuditEvent", "Auditor",
+    "LogView",
+]
+
 SPLIT_VIEW = "split_view"
 DISAGREES_WITH_LOG = "disagrees_with_log"
 BAD_CHECKPOINT = "bad_checkpoint"

@@ -14,12 +14,18 @@ from dataclasses import dataclass
 from trustchain.crypto.signing import ED25519, Signer
 from trustchain.ct import note
 from trustchain.ct.merkle import HASH_SIZE
+from trustchain.errors import TrustChainError
+
+__all__ = [
+    "COSIGNATURE_PAYLOAD_SIZE", "MAX_UINT64", "Checkpoint", "CheckpointError", "SignedCheckpoint", "cosign",
+    "cosigned_message", "sign",
+]
 
 MAX_UINT64 = (1 << 64) - 1
 COSIGNATURE_PAYLOAD_SIZE = 8 + 64  # big-endian timestamp || Ed25519 signature
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TrustChainError, ValueError):
     """A checkpoint body, signature or cosignature is malformed or wrong; the message names the problem."""
 
 

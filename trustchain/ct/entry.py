@@ -7,11 +7,17 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from trustchain.ct.merkle import HASH_SIZE
+from trustchain.errors import TrustChainError
+
+__all__ = [
+    "MAX_UINT64", "EntryError", "LogEntryType", "PrecertEntry", "SignedEntry", "TimestampedEntry", "X509Entry",
+    "encode_signed_entry", "merkle_tree_leaf", "opaque", "parse_merkle_tree_leaf",
+]
 
 MAX_UINT64 = (1 << 64) - 1
 
 
-class EntryError(ValueError):
+class EntryError(TrustChainError, ValueError):
     """A log entry is malformed or out of range; the message says which field."""
 
 

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 from trustchain.ct import merkle, note
 from trustchain.ct.checkpoint import CheckpointError, SignedCheckpoint
+from trustchain.errors import TrustChainError
+
+__all__ = ["EvidenceError", "SplitViewEvidence", "detect_split_view"]
 
 
-class EvidenceError(ValueError):
+class EvidenceError(TrustChainError, ValueError):
     """The material does not prove a split view; the message says which part fails."""
 
 

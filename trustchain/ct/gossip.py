@@ -18,6 +18,11 @@ from trustchain.ct.checkpoint import CheckpointError, SignedCheckpoint
 from trustchain.ct.evidence import SplitViewEvidence
 from trustchain.encoding import DecodeError, decode, encode
 
+__all__ = [
+    "KIND_CHECKPOINT", "KIND_EVIDENCE", "Alert", "Cosigned", "EvidenceFound", "Forward", "GossipEffect",
+    "GossipMessage", "GossipPeer", "checkpoint_message", "evidence_message",
+]
+
 KIND_CHECKPOINT = "checkpoint"
 KIND_EVIDENCE = "evidence"
 

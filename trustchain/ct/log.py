@@ -3,7 +3,8 @@
 Entries (MerkleTreeLeaf bytes) and the leaf-hash index live in memory for now: about 100 bytes of index
 per entry (the dicts key on the first 8 bytes of a hash as an int and confirm against the stored leaf),
 so a million entries cost ~200 MB with the entries themselves. A disk-backed entry store (e.g. the data
-tiles) is the next step; the tree itself can already sit on `filestore`.
+tiles) is the next step; the tree itself can already sit on a file store (`reference_node.ct_filestore`,
+handed in as a `StoreFactory`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from trustchain.ct.entry import (
 )
 from trustchain.ct.merkle import leaf_hash
 from trustchain.ct.tree import LogTree
+from trustchain.errors import TrustChainError
+
+__all__ = ["CTLog", "LogError", "LoggedEntry"]
 
 
-class LogError(ValueError):
+class LogError(TrustChainError, ValueError):
     """A request the log cannot serve (unknown leaf, sizes out of range, oversized entry)."""
 
 

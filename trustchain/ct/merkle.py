@@ -11,6 +11,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
+from trustchain.errors import TrustChainError
+
+__all__ = [
+    "EMPTY_ROOT", "HASH_SIZE", "LEAF_PREFIX", "NODE_PREFIX", "ProofError", "RangeHasher", "consistency_proof",
+    "consistency_proof_length", "consistency_roots", "inclusion_proof", "inclusion_proof_length", "is_power_of_two",
+    "leaf_hash", "node_hash", "root_from_inclusion_proof", "root_of", "split_point", "verify_consistency",
+    "verify_inclusion",
+]
+
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
@@ -20,7 +29,7 @@ RangeHasher = Callable[[int, int], bytes]
 """MTH(D[start:end]) of a log; RFC proofs only ever ask for ranges whose left part is complete."""
 
 
-class ProofError(ValueError):
+class ProofError(TrustChainError, ValueError):
     """A proof, root, hash or size did not check out; the message names which one and why."""
 
 

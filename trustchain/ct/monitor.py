@@ -20,6 +20,11 @@ from trustchain.ca import x509 as cax509
 from trustchain.ct.entry import EntryError, PrecertEntry, X509Entry, parse_merkle_tree_leaf
 from trustchain.ct.merkle import leaf_hash
 
+__all__ = [
+    "CAA_VIOLATION", "UNEXPECTED_ISSUANCE", "UNEXPECTED_ISSUER", "UNPARSEABLE_ENTRY", "CAALookup",
+    "ExpectedIssuance", "IssuedCertificate", "Monitor", "MonitorEvent", "Watch", "parse_certificate",
+]
+
 UNEXPECTED_ISSUANCE = "unexpected_issuance"
 CAA_VIOLATION = "caa_violation"
 UNEXPECTED_ISSUER = "unexpected_issuer"

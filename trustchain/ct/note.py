@@ -12,6 +12,13 @@ import hashlib
 from dataclasses import dataclass
 
 from trustchain.crypto.signing import ED25519, Signer
+from trustchain.errors import TrustChainError
+
+__all__ = [
+    "KEY_ID_SIZE", "MAX_SIGNATURES", "SIG_TYPE_COSIGNATURE_V1", "SIG_TYPE_ED25519", "SIG_TYPE_OTHER", "Note",
+    "NoteError", "NoteSignature", "check_key_name", "key_id", "parse_verifier_key", "sign_ed25519", "sign_note",
+    "verifier_key", "verify_ed25519", "verify_note",
+]
 
 SIG_TYPE_ED25519 = 0x01
 SIG_TYPE_COSIGNATURE_V1 = 0x04
@@ -20,7 +27,7 @@ MAX_SIGNATURES = 100  # as the reference implementation: bounds the work a hosti
 _DASH = "\u2014"
 
 
-class NoteError(ValueError):
+class NoteError(TrustChainError, ValueError):
     """A note, signature line or verifier key is malformed or does not verify; the message says which."""
 
 

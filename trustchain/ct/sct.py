@@ -16,13 +16,19 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from trustchain.crypto.signing import ED25519, Signer
 from trustchain.ct.entry import MAX_UINT64, SignedEntry, encode_signed_entry, opaque
 from trustchain.ct.merkle import HASH_SIZE
+from trustchain.errors import TrustChainError
+
+__all__ = [
+    "ED25519_HASH_ALG", "ED25519_SIG_ALG", "SCT_VERSION_V1", "SIGNATURE_TYPE_CERTIFICATE_TIMESTAMP", "SCTError",
+    "SignedCertificateTimestamp", "issue", "log_id", "signature_input", "verify",
+]
 
 SCT_VERSION_V1 = 0
 SIGNATURE_TYPE_CERTIFICATE_TIMESTAMP = 0
 ED25519_HASH_ALG, ED25519_SIG_ALG = 8, 7
 
 
-class SCTError(ValueError):
+class SCTError(TrustChainError, ValueError):
     """An SCT is malformed or its signature does not hold; the message says which."""
 
 

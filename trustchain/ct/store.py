@@ -11,9 +11,12 @@ from collections.abc import Callable
 from typing import Protocol
 
 from trustchain.ct.merkle import HASH_SIZE
+from trustchain.errors import TrustChainError
+
+__all__ = ["LeafStore", "MemoryLeafStore", "StorageError", "StoreFactory", "memory_store_factory"]
 
 
-class StorageError(RuntimeError):
+class StorageError(TrustChainError, RuntimeError):
     """The stored levels contradict each other or the record format; the message says how."""
 
 

@@ -14,6 +14,13 @@ from collections.abc import Callable, Sequence
 
 from trustchain.ct import merkle
 from trustchain.ct.tree import LogTree
+from trustchain.errors import TrustChainError
+
+__all__ = [
+    "DATA", "MAX_ENTRY_SIZE", "TILE_HEIGHT", "TILE_WIDTH", "TileClient", "TileError", "TileReader", "data_tile",
+    "encode_index", "fetch_verified_entry", "hash_tile", "parse_data_tile", "parse_tile_path", "serve", "tile_path",
+    "tiles_for_size", "verify_consistency_from_tiles", "verify_inclusion_from_tiles",
+]
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
@@ -24,7 +31,7 @@ TileReader = Callable[[str], bytes]
 """Fetches a tile by path (HTTP GET, file read, ...); the client verifies what it returns."""
 
 
-class TileError(ValueError):
+class TileError(TrustChainError, ValueError):
     """A tile path is malformed or a fetched tile has the wrong shape; the message names the tile."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from trustchain.ct import merkle
 from trustchain.ct.store import LeafStore, StorageError, StoreFactory, memory_store_factory
 
+__all__ = ["LogTree"]
+
 _MAX_LEVELS = 64
 _EDGE_CACHE_LIMIT = 4096  # incomplete right-edge subtrees: immutable once built, so safe to memoise
 

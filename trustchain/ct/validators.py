@@ -15,10 +15,13 @@ from trustchain.ct import note
 from trustchain.ct import sct as sctmod
 from trustchain.ct.checkpoint import CheckpointError, SignedCheckpoint
 from trustchain.ct.entry import SignedEntry
+from trustchain.errors import TrustChainError
 from trustchain.quorum import max_faulty, quorum_size
 
+__all__ = ["QuorumError", "Validator", "ValidatorSet", "merge"]
 
-class QuorumError(ValueError):
+
+class QuorumError(TrustChainError, ValueError):
     """Too few valid, distinct validator signatures; the message says how many and which were bad."""
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["DEFAULT_MAX_BYTES", "ENTRY_OVERHEAD", "AnswerCache", "AnswerCacheStats", "StatsDelta", "simple_query"]
+
 ENTRY_OVERHEAD = 160  # bytes charged per entry for dict slots, tuple, bytes object headers
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 _OPT = 41

@@ -31,6 +31,8 @@ from trustchain.dns.denial import (
 from trustchain.dns.dnssec import SignedZone
 from trustchain.dns.zone import Zone
 
+__all__ = ["EDNS_PAYLOAD", "MAX_CNAME_HOPS", "MAX_TCP", "NEVER", "Authority", "AuthorityStats", "RRKey"]
+
 RdataType = dns.rdatatype.RdataType
 EDNS_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 MAX_TCP = 65535

@@ -22,6 +22,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+__all__ = ["ENTRY_OVERHEAD", "STALE_ANSWER_TTL", "CacheHit", "CacheKey", "CacheStats", "DNSCache", "Kind", "classify"]
+
 RdataType = dns.rdatatype.RdataType
 ENTRY_OVERHEAD = 128  # bytes charged per entry for the key and bookkeeping
 STALE_ANSWER_TTL = 30  # RFC 8767 section 4: TTL of a stale answer

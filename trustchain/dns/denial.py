@@ -24,6 +24,11 @@ import dns.rdtypes.ANY.NSEC3PARAM
 import dns.rdtypes.util
 import dns.rrset
 
+__all__ = [
+    "SHA1", "NSEC3Params", "bitmap_types", "covers", "find_covering", "hashed_owner", "nsec3_chain", "nsec3_digest",
+    "nsec_chain", "owner_digest", "with_empty_non_terminals",
+]
+
 RdataType = dns.rdatatype.RdataType
 SHA1 = 1
 

@@ -20,6 +20,8 @@ from trustchain.dns.denial import NSEC3Params, nsec3_chain, nsec_chain
 from trustchain.dns.keys import KeySet, Role, ZoneKey
 from trustchain.dns.zone import Zone
 
+__all__ = ["RRKey", "SignedZone", "SigningPolicy", "sign_zone"]
+
 RdataType = dns.rdatatype.RdataType
 RRKey = tuple[dns.name.Name, RdataType]
 _SigMemoKey = tuple[dns.name.Name, RdataType, int, frozenset[bytes], int, int, int]

@@ -20,6 +20,8 @@ import dns.rdtypes.ANY.DS
 import dns.rrset
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+__all__ = ["ED25519", "SEP_FLAG", "ZONE_FLAG", "KeySet", "KeyState", "Role", "ZoneKey", "make_ds"]
+
 ED25519 = dns.dnssectypes.Algorithm.ED25519
 ZONE_FLAG = 0x0100
 SEP_FLAG = 0x0001

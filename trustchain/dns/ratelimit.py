@@ -14,6 +14,8 @@ import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
+__all__ = ["V4_PREFIX", "V6_PREFIX", "Action", "RRLStats", "ResponseRateLimiter", "client_prefix", "truncated_reply"]
+
 V4_PREFIX = 24
 V6_PREFIX = 56
 

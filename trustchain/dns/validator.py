@@ -24,6 +24,12 @@ import dns.rdtypes.ANY.RRSIG
 import dns.rrset
 
 from trustchain.dns.denial import NSEC3Params, bitmap_types, covers, nsec3_digest, owner_digest
+from trustchain.errors import TrustChainError
+
+__all__ = [
+    "MAX_CNAME_CHAIN", "MAX_NSEC3_ITERATIONS", "SECURE", "Bogus", "Failure", "ValidationResult", "Validator",
+    "ZoneKeys",
+]
 
 RdataType = dns.rdatatype.RdataType
 MAX_NSEC3_ITERATIONS = 100  # RFC 9276 3.2: treat more as insecure
@@ -55,7 +61,7 @@ class ValidationResult:
 SECURE = ValidationResult(None, "secure")
 
 
-class Bogus(Exception):
+class Bogus(TrustChainError):
     def __init__(self, failure: Failure, detail: str) -> None:
         super().__init__(detail)
         self.result = ValidationResult(failure, f"{failure.value}: {detail}")

@@ -2,6 +2,9 @@
 
 Writes are buffered and only reach the disk (write + fsync) on `flush()`, so the caller decides when
 durability is worth a sync (e.g. once per committed consensus batch, before replying).
+
+It lives beside the drivers, not in `trustchain.ct`, because it touches the file system: the sans-I/O
+core only sees it through the `StoreFactory` interface a driver hands to `LogTree`.
 """
 
 from __future__ import annotations
