@@ -30,7 +30,9 @@ from reference_node import http_pki
 from reference_node.runtime import Node, NodeHalted, SubmitTimeout
 from trustchain.app import kvstore
 from trustchain.app import trustchain as tcapp
-from trustchain.ca import issuance, ownership
+from trustchain.ca import commands as cacommands
+from trustchain.ca import ownership
+from trustchain.ca import records as carecords
 from trustchain.ct import api as ctapi
 from trustchain.ct import app as ctapp
 from trustchain.ct import tiles
@@ -104,7 +106,7 @@ def _serial_hex(text: str, field: str = "serial") -> bytes:
         raise FieldError(field, f"{text!r} is not a hexadecimal serial number") from None
     if value <= 0:
         raise FieldError(field, "must be positive")
-    return issuance.serial_bytes(value)
+    return carecords.serial_bytes(value)
 
 
 def _csr_der(text: str) -> bytes:
@@ -186,8 +188,8 @@ class API:
     async def cert_challenge(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
         names = _str_list(doc, "names")
-        result = await self.node.submit(tcapp.CA, issuance.challenge_command(names), account=True)
-        proofs = issuance.parse_challenge(result)
+        result = await self.node.submit(tcapp.CA, cacommands.challenge_command(names), account=True)
+        proofs = cacommands.parse_challenge(result)
         if proofs is None:
             return _app_result(result)
         return web.json_response({"challenges": [
@@ -200,11 +202,11 @@ class API:
         if len(proofs) != len(names):
             raise FieldError("proofs", f"{len(proofs)} proofs for {len(names)} names (one per name)")
         wait_s = _int_field(doc, "wait_s", 20)
-        req = issuance.IssueRequest(csr, tuple(names), tuple(proofs), _str_field(doc, "identity", required=False),
+        req = cacommands.IssueRequest(csr, tuple(names), tuple(proofs), _str_field(doc, "identity", required=False),
                                     _str_field(doc, "payment_ref", required=False),
                                     _int_field(doc, "lifetime_s", 0))
-        result = await self.node.submit(tcapp.CA, issuance.request_command(req), account=True)
-        pending = issuance.parse_pending(result)
+        result = await self.node.submit(tcapp.CA, cacommands.request_command(req), account=True)
+        pending = cacommands.parse_pending(result)
         if pending is None:
             return _app_result(result)
         pid, serial = pending
@@ -215,7 +217,7 @@ class API:
             return web.json_response({"status": "pending", "pending_id": pid, "serial": serial.hex()}, status=202)
         return web.json_response({"status": "issued", "pending_id": pid, **self._cert_json(record)}, status=201)
 
-    def _cert_json(self, rec: issuance.IssuedCertificate) -> dict[str, Any]:
+    def _cert_json(self, rec: carecords.IssuedCertificate) -> dict[str, Any]:
         cert = x509.load_der_x509_certificate(rec.certificate_der)
         return {
             "serial": rec.serial.hex(),
@@ -246,13 +248,13 @@ class API:
         serial = _serial_hex(_str_field(doc, "serial"))
         reason = doc.get("reason", 0)
         if isinstance(reason, str):
-            names = {v.lower(): k for k, v in issuance.REVOCATION_REASONS.items()}
+            names = {v.lower(): k for k, v in carecords.REVOCATION_REASONS.items()}
             if reason.lower() not in names:
-                raise FieldError("reason", f"one of {', '.join(issuance.REVOCATION_REASONS.values())}")
+                raise FieldError("reason", f"one of {', '.join(carecords.REVOCATION_REASONS.values())}")
             reason = names[reason.lower()]
-        if not isinstance(reason, int) or isinstance(reason, bool) or reason not in issuance.REVOCATION_REASONS:
+        if not isinstance(reason, int) or isinstance(reason, bool) or reason not in carecords.REVOCATION_REASONS:
             raise FieldError("reason", "not a permitted CRLReason code")
-        result = await self.node.submit(tcapp.CA, issuance.revoke_command(int.from_bytes(serial, "big"), reason),
+        result = await self.node.submit(tcapp.CA, cacommands.revoke_command(int.from_bytes(serial, "big"), reason),
                                           account=True)
         return _app_result(result)
 

@@ -42,7 +42,10 @@ from reference_node.metrics import Registry
 from reference_node.storage import Storage, StorageFull
 from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, Deliver, TCPTransport
 from trustchain.app import trustchain as tcapp
-from trustchain.ca import issuance, rotation
+from trustchain.ca import commands as cacommands
+from trustchain.ca import events as caevents
+from trustchain.ca import names as canames
+from trustchain.ca import rotation
 from trustchain.ca import signing_service as ss
 from trustchain.ca import x509 as cax509
 from trustchain.consensus.config import ClusterConfig
@@ -144,7 +147,7 @@ class Node:
                          for c in [*self.clients, self.account, self.signer]}
         self._account_lock = asyncio.Lock()
         self._validator_lock = asyncio.Lock()  # requests signed with the consensus key (node certificate)
-        self.node_name = issuance.node_name(self.id, genesis.node_domain)
+        self.node_name = canames.node_name(self.id, genesis.node_domain)
         self.node_cert_renewals = 0
         # called with (chain PEM, key PEM) after each renewal, e.g. to reload the DoQ listener
         self.certificate_listeners: list[Callable[[bytes, bytes], None]] = []
@@ -154,7 +157,7 @@ class Node:
         self._snapshot_installed = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sign_timers: dict[ss.TimerKey, asyncio.TimerHandle] = {}
-        self._cert_waiters: dict[int, list[asyncio.Future[issuance.Finalized | None]]] = {}
+        self._cert_waiters: dict[int, list[asyncio.Future[caevents.Finalized | None]]] = {}
         self.subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self.halted: str | None = None
         self.started_at = time.time()
@@ -236,9 +239,9 @@ class Node:
         if self.signing is not None:
             ca = self.config.ca
             self._tasks.append(asyncio.create_task(
-                self._pki_ticker(ca.crl_interval_us, self.app.ca.crl_due, issuance.sign_crl_command), name="crl"))
+                self._pki_ticker(ca.crl_interval_us, self.app.ca.crl_due, cacommands.sign_crl_command), name="crl"))
             self._tasks.append(asyncio.create_task(self._pki_ticker(
-                ca.ocsp_interval_us, self.app.ca.ocsp_due, lambda: issuance.sign_ocsp_batch_command(ca.ocsp_batch)),
+                ca.ocsp_interval_us, self.app.ca.ocsp_due, lambda: cacommands.sign_ocsp_batch_command(ca.ocsp_batch)),
                 name="ocsp"))
         if self._node_cert_paths() is not None:
             self._tasks.append(asyncio.create_task(self._node_cert_renewer(), name="node-cert"))
@@ -330,13 +333,13 @@ class Node:
                .add_extension(x509.SubjectAlternativeName([x509.DNSName(self.node_name)]), critical=False)
                .sign(key, None))
         lifetime_s = max(10, self.config.ca.node_cert_lifetime_us // 1_000_000)
-        command = issuance.request_command(issuance.IssueRequest(
+        command = cacommands.request_command(cacommands.IssueRequest(
             csr.public_bytes(serialization.Encoding.DER), (self.node_name,), ("",), f"node {self.node_name}", "",
             lifetime_s))
         deadline = time.monotonic() + timeout_s
         async with self._validator_lock:
             result = await self._submit_as(self.signer, tcapp.CA, command, deadline, timeout_s)
-        pending = issuance.parse_pending(result)
+        pending = cacommands.parse_pending(result)
         if pending is None:
             raise RuntimeError(f"node certificate request refused: {result.decode(errors='replace')}")
         pending_id, serial = pending
@@ -512,7 +515,7 @@ class Node:
 
     def _after_execution(self) -> None:
         for event in self.app.take_events():
-            if isinstance(event, issuance.Finalized):
+            if isinstance(event, caevents.Finalized):
                 self.m_issued.inc()
                 self.m_ct.inc()
                 self.publish("certificates", {"event": "issued", "pending_id": event.pending_id,
@@ -520,11 +523,11 @@ class Node:
                 for fut in self._cert_waiters.pop(event.pending_id, []):
                     if not fut.done():
                         fut.set_result(event)
-            elif isinstance(event, issuance.Revoked):
+            elif isinstance(event, caevents.Revoked):
                 self.m_revoked.inc()
                 self.publish("certificates", {"event": "revoked", "serial": event.serial.hex(),
                                               "reason": event.reason})
-            elif isinstance(event, issuance.PendingRecorded):
+            elif isinstance(event, caevents.PendingRecorded):
                 self.publish("certificates", {"event": "pending", "pending_id": event.pending.pending_id,
                                               "serial": event.pending.serial.hex()})
         self._resolve_from_snapshot()
@@ -618,12 +621,12 @@ class Node:
         finally:
             self._waiting.pop((signer.public_key, ts), None)
 
-    async def wait_certificate(self, pending_id: int, timeout_s: float) -> issuance.Finalized | None:
+    async def wait_certificate(self, pending_id: int, timeout_s: float) -> caevents.Finalized | None:
         """The Finalized event for `pending_id`; None on timeout (it may still finalize later) or when the
         issuance left the pending set without an event (inside a state-transfer snapshot): read `issued`."""
         if pending_id not in self.app.ca.pending:
             return None
-        fut: asyncio.Future[issuance.Finalized | None] = self._loop.create_future()
+        fut: asyncio.Future[caevents.Finalized | None] = self._loop.create_future()
         self._cert_waiters.setdefault(pending_id, []).append(fut)
         try:
             return await asyncio.wait_for(fut, timeout_s)

@@ -32,6 +32,10 @@ from reference_node.cli import EXIT_IO, EXIT_OK, CLIError
 from reference_node.cluster import run_dkg
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.ca import caa, crl, frost, issuance, ocsp, ownership, sharebox
+from trustchain.ca import commands as cacommands
+from trustchain.ca import consensus_time as catime
+from trustchain.ca import policy as capolicy
+from trustchain.ca import records as carecords
 from trustchain.ca import x509 as cax509
 from trustchain.consensus import messages as pbft
 from trustchain.crypto.signing import Ed25519Signer
@@ -42,7 +46,7 @@ CONFIG = "ca.json"
 STATE = "state.bin"
 OPERATOR_KEY = "operator.key"
 GROUPS = ("root", "issuing")
-REASONS = {v.lower(): k for k, v in issuance.REVOCATION_REASONS.items()}
+REASONS = {v.lower(): k for k, v in carecords.REVOCATION_REASONS.items()}
 
 
 def _now() -> dt.datetime:
@@ -50,7 +54,7 @@ def _now() -> dt.datetime:
 
 
 def _us(when: dt.datetime) -> int:
-    return issuance.datetime_us(when)
+    return catime.datetime_us(when)
 
 
 def parse_lifetime(text: str) -> dt.timedelta:
@@ -141,7 +145,7 @@ class CADir:
         return Ed25519Signer(hashlib.sha256(b"trustchain-cli operator account" + self.operator_key).digest())
 
     def app(self, dns: caa.DNSLookup | None = None) -> issuance.CAApplication:
-        policy = issuance.CAPolicy(
+        policy = capolicy.CAPolicy(
             issuer=self.profile("issuing"),
             ca_domain=self.config["ca_domain"],
             root_keys=(self.public("root").group_public_key,),
@@ -302,14 +306,14 @@ def cmd_issue(args: argparse.Namespace) -> int:
     dns = caa.StaticDNS({}, {})
     app = ca.app(dns)
     now = _now()
-    out, _, _ = _execute(ca, app, issuance.challenge_command(names), now)
-    proofs = issuance.parse_challenge(out)
+    out, _, _ = _execute(ca, app, cacommands.challenge_command(names), now)
+    proofs = cacommands.parse_challenge(out)
     if proofs is None:
         raise CLIError(out.decode(errors="replace").removeprefix("ERR "))
     for base, key_auth in proofs.items():  # the operator controls the names: publish dns-01 records
         dns.txt_records[f"{ownership.CHALLENGE_LABEL}.{base}"] = [ownership.dns01_txt(key_auth)]  # type: ignore[index]
     normalized = [n.lower().rstrip(".") for n in names]
-    req = issuance.IssueRequest(
+    req = cacommands.IssueRequest(
         csr_der,
         tuple(normalized),
         tuple(proofs[n.removeprefix("*.")] for n in normalized),
@@ -317,13 +321,13 @@ def cmd_issue(args: argparse.Namespace) -> int:
         "",
         int(lifetime.total_seconds()),
     )
-    out, _, _ = _execute(ca, app, issuance.request_command(req), now)
-    pending = issuance.parse_pending(out)
+    out, _, _ = _execute(ca, app, cacommands.request_command(req), now)
+    pending = cacommands.parse_pending(out)
     if pending is None:
         raise CLIError(out.decode(errors="replace").removeprefix("ERR "))
     pending_id = pending[0]
     signature = ca.signer("issuing")(app.pending[pending_id].tbs)
-    out, request, seq = _execute(ca, app, issuance.finalize_command(pending_id, signature), now)
+    out, request, seq = _execute(ca, app, cacommands.finalize_command(pending_id, signature), now)
     if not out.startswith(b"OK"):
         raise CLIError(out.decode(errors="replace"), EXIT_IO)
     record = app.issued[bytes.fromhex(out.split()[2].decode())]
@@ -349,17 +353,17 @@ def _serial(text: str) -> int:
 def _reason(text: str) -> int:
     if text.isdigit():
         code = int(text)
-        if code in issuance.REVOCATION_REASONS:
+        if code in carecords.REVOCATION_REASONS:
             return code
     elif text.lower() in REASONS:
         return REASONS[text.lower()]
-    raise CLIError(f"--reason: {text!r} is not one of {', '.join(issuance.REVOCATION_REASONS.values())}")
+    raise CLIError(f"--reason: {text!r} is not one of {', '.join(carecords.REVOCATION_REASONS.values())}")
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     ca = CADir.load(args.dir)
     app = ca.app()
-    out, _, _ = _execute(ca, app, issuance.revoke_command(_serial(args.serial), _reason(args.reason)), _now())
+    out, _, _ = _execute(ca, app, cacommands.revoke_command(_serial(args.serial), _reason(args.reason)), _now())
     if not out.startswith(b"OK"):
         raise CLIError(out.decode(errors="replace").removeprefix("ERR "), 1)
     ca.save(app)

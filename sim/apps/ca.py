@@ -59,6 +59,11 @@ from sim.apps.base import SimApp
 from sim.params import DURATION, PROBABILITY, ParamRule, count
 from trustchain.app.interface import Application
 from trustchain.ca import caa, dkg, frost, group, issuance, ownership
+from trustchain.ca import commands as cacommands
+from trustchain.ca import consensus_time as catime
+from trustchain.ca import events as caevents
+from trustchain.ca import policy as capolicy
+from trustchain.ca import records as carecords
 from trustchain.ca import signing_service as ss
 from trustchain.ca import validate as cavalidate
 from trustchain.ca import x509 as cax509
@@ -74,7 +79,7 @@ if TYPE_CHECKING:
 BAD_SHARES = "ca_bad_shares"
 CA_DOMAIN = "trustchain.example"
 OTHER_CA = "other-ca.example"
-GENESIS = issuance.consensus_datetime(0)  # simulated consensus time starts at 0
+GENESIS = catime.consensus_datetime(0)  # simulated consensus time starts at 0
 
 # expected decision per kind of request: the result's prefix on every honest replica
 EXPECT = {
@@ -199,7 +204,7 @@ class CASimApp(SimApp):
         self.caa_records: dict[str, list[caa.CAARecord]] = {}
         self.txt_records: dict[str, list[str]] = {}
         self.dns = caa.StaticDNS(self.caa_records, self.txt_records)
-        self.policy = issuance.CAPolicy(self.issuing_profile, CA_DOMAIN, root_keys=(self.root_public.group_public_key,))
+        self.policy = capolicy.CAPolicy(self.issuing_profile, CA_DOMAIN, root_keys=(self.root_public.group_public_key,))
         self.accounts: list[_Account] = []
         for c in range(sc.workload.clients):
             key = world.client_signer(c).public_key
@@ -286,7 +291,7 @@ class CASimApp(SimApp):
             if serial is not None:
                 acct.revoking.add(serial)
                 self._expect(acct, ts, "revoke")
-                return issuance.revoke_command(int.from_bytes(serial, "big"), self.rng.choice((0, 1, 4, 5)))
+                return cacommands.revoke_command(int.from_bytes(serial, "big"), self.rng.choice((0, 1, 4, 5)))
         elif roll < self.revoke_fraction + self.invalid_fraction:
             kind = self.rng.choice(INVALID_KINDS)
             if kind == "not_owned":
@@ -318,10 +323,10 @@ class CASimApp(SimApp):
     def _challenge(self, acct: _Account, job: _Job, ts: int) -> bytes:
         acct.job = job
         self._expect(acct, ts, "challenge", job.names)
-        return issuance.challenge_command(job.names)
+        return cacommands.challenge_command(job.names)
 
     def _request(self, acct: _Account, job: _Job, challenge: bytes, ts: int) -> bytes:
-        proofs = issuance.parse_challenge(challenge)
+        proofs = cacommands.parse_challenge(challenge)
         assert proofs is not None
         if job.kind != "not_owned":  # the client publishes dns-01 TXT only in zones it controls
             for name in job.names:
@@ -338,9 +343,9 @@ class CASimApp(SimApp):
         if job.kind == "bad_csr":  # the signature BIT STRING ends the DER: flip one of its bits
             csr = csr[:-1] + bytes([csr[-1] ^ 0x01])
         self._expect(acct, ts, job.kind, job.names)
-        req = issuance.IssueRequest(csr, job.names, tuple(proofs[n] for n in job.names), f"client-{acct.index}",
+        req = cacommands.IssueRequest(csr, job.names, tuple(proofs[n] for n in job.names), f"client-{acct.index}",
                                     f"pay-{acct.index}-{ts}")
-        return issuance.request_command(req)
+        return cacommands.request_command(req)
 
     # ------------------------------------------------------------------ observing execution
 
@@ -356,7 +361,7 @@ class CASimApp(SimApp):
                     self.result_conflicts.append(f"request {req.digest.hex()[:16]} at seq {event.seq}: replica "
                                                  f"{node.name} decided {result[:40]!r}, another {held[:40]!r}")
                 exp = self.expect.get((req.client, req.timestamp))
-                pending = issuance.parse_pending(result)
+                pending = cacommands.parse_pending(result)
                 if pending is not None:
                     pid, serial = pending
                     cr = self.creations.setdefault(serial, _Creation(req.digest, serial, pid, w.now))
@@ -372,18 +377,18 @@ class CASimApp(SimApp):
         now = w.local_now(node)
         effects: list[ss.Effect] = []
         for ev in events:
-            if isinstance(ev, issuance.PendingRecorded):
+            if isinstance(ev, caevents.PendingRecorded):
                 effects += svc.on_pending(ev.pending.pending_id, ev.pending.tbs, now)
-            elif isinstance(ev, issuance.Finalized):
+            elif isinstance(ev, caevents.Finalized):
                 effects += svc.on_finalized(ev.pending_id)
                 if honest:
                     self.issued_us.setdefault(ev.serial, w.now)
-            elif isinstance(ev, issuance.PendingExpired):
+            elif isinstance(ev, caevents.PendingExpired):
                 effects += svc.on_finalized(ev.pending_id)
-            elif isinstance(ev, issuance.Revoked):
+            elif isinstance(ev, caevents.Revoked):
                 if honest:
                     self.revoked_us.setdefault(ev.serial, w.now)
-            elif isinstance(ev, issuance.FinalizeRejected) and honest:
+            elif isinstance(ev, caevents.FinalizeRejected) and honest:
                 self.finalize_rejected.append((node.name, ev.pending_id, ev.submitter))
         # A replica that caught up by state transfer restored its pending set from a snapshot, which emits
         # no events: the service follows the replicated pending set itself.
@@ -458,9 +463,9 @@ class CASimApp(SimApp):
                 out[name] = app
         return out
 
-    def issued_certificates(self) -> dict[bytes, issuance.IssuedCertificate]:
+    def issued_certificates(self) -> dict[bytes, carecords.IssuedCertificate]:
         """Every certificate any honest replica recorded, by serial (first seen)."""
-        out: dict[bytes, issuance.IssuedCertificate] = {}
+        out: dict[bytes, carecords.IssuedCertificate] = {}
         for app in self.honest_apps().values():
             for serial, rec in sorted(app.issued.items()):
                 out.setdefault(serial, rec)

@@ -55,6 +55,7 @@ from cryptography.x509.oid import NameOID as _NameOID  # noqa: E402
 
 from trustchain.app.interface import ExecutionContext, Operation  # noqa: E402
 from trustchain.ca import caa, issuance, ownership  # noqa: E402
+from trustchain.ca import commands as cacommands  # noqa: E402
 from trustchain.ca import x509 as cax509  # noqa: E402
 
 T0_US = 1_748_779_200_000_000  # 2025-06-01T12:00:00Z
@@ -142,18 +143,18 @@ def prove_and_request(
     lifetime_s: int = 0,
 ) -> bytes:
     """challenge, publish TXT, request; returns the request's result."""
-    res = run(app, client.op(issuance.challenge_command(names)), seq, time_us)
-    proofs = issuance.parse_challenge(res)
+    res = run(app, client.op(cacommands.challenge_command(names)), seq, time_us)
+    proofs = cacommands.parse_challenge(res)
     assert proofs is not None, res
     for n in names:
         base = n.removeprefix("*.")
         dns.add_txt(f"{ownership.CHALLENGE_LABEL}.{base}", ownership.dns01_txt(proofs[base]))
     _, csr = make_csr(names, csr_seed)
-    req = issuance.IssueRequest(
+    req = cacommands.IssueRequest(
         csr, tuple(names), tuple(proofs[n.removeprefix("*.")] for n in names), "ops@example.org",
         payment or f"pay-{seq}", lifetime_s,
     )
-    return run(app, client.op(issuance.request_command(req)), seq + 1, time_us + 1_000_000)
+    return run(app, client.op(cacommands.request_command(req)), seq + 1, time_us + 1_000_000)
 
 
 _ = _dt

@@ -22,6 +22,10 @@ from cryptography import x509
 
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.ca import caa, frost, issuance
+from trustchain.ca import commands as cacommands
+from trustchain.ca import consensus_time as catime
+from trustchain.ca import events as caevents
+from trustchain.ca import policy as capolicy
 from trustchain.ca.ratelimit import Limit
 
 GROUP = frost.trusted_dealer_keygen(5, 3, seeded(7))
@@ -34,13 +38,13 @@ BOB = b"\xbb" * 32
 
 def make_app(**overrides: object) -> tuple[issuance.CAApplication, MutableDNS]:
     dns = MutableDNS()
-    policy = issuance.CAPolicy(issuer=PROFILE, ca_domain=CA_DOMAIN, operators=(OPERATOR,))
+    policy = capolicy.CAPolicy(issuer=PROFILE, ca_domain=CA_DOMAIN, operators=(OPERATOR,))
     policy = dataclasses.replace(policy, **overrides)  # type: ignore[arg-type]
     return issuance.CAApplication(policy, dns), dns
 
 
 def pending_of(result: bytes) -> int:
-    pending = issuance.parse_pending(result)
+    pending = cacommands.parse_pending(result)
     assert pending is not None, result
     return pending[0]
 
@@ -51,31 +55,31 @@ def test_request_finalize_revoke_round_trip() -> None:
     res = prove_and_request(app, dns, alice, ["www.example.org", "example.org"], 1, T0_US)
     pid = pending_of(res)
     events = app.take_events()
-    assert len(events) == 1 and isinstance(events[0], issuance.PendingRecorded)
+    assert len(events) == 1 and isinstance(events[0], caevents.PendingRecorded)
     pending = events[0].pending
     assert pending.pending_id == pid and pending.names == ("www.example.org", "example.org")
-    assert issuance.parse_pending(res) == (pid, pending.serial)
-    assert issuance.parse_pending(b"ERR names: no") is None and issuance.parse_challenge(res) is None
+    assert cacommands.parse_pending(res) == (pid, pending.serial)
+    assert cacommands.parse_pending(b"ERR names: no") is None and cacommands.parse_challenge(res) is None
     # finalize with a real FROST signature from a 3-of-5 quorum
     sig = SIGN(pending.tbs)
-    out = run(app, Operation(b"\x01" * 32, 1, issuance.finalize_command(pid, sig)), 3, T0_US + 2_000_000)
+    out = run(app, Operation(b"\x01" * 32, 1, cacommands.finalize_command(pid, sig)), 3, T0_US + 2_000_000)
     assert out == b"OK issued " + pending.serial.hex().encode()
     cert = x509.load_der_x509_certificate(app.issued[pending.serial].certificate_der)
     assert cert.tbs_certificate_bytes == pending.tbs
     assert frost.verify_signature(GROUP.public.group_public_key, pending.tbs, cert.signature)
-    assert cert.not_valid_before_utc == issuance.consensus_datetime(T0_US + 1_000_000)
+    assert cert.not_valid_before_utc == catime.consensus_datetime(T0_US + 1_000_000)
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() == 86_400 - 1
-    assert isinstance(app.take_events()[0], issuance.Finalized)
+    assert isinstance(app.take_events()[0], caevents.Finalized)
     # a second finalize for the same pending is refused
-    again = run(app, Operation(b"\x02" * 32, 1, issuance.finalize_command(pid, sig)), 4, T0_US + 3_000_000)
+    again = run(app, Operation(b"\x02" * 32, 1, cacommands.finalize_command(pid, sig)), 4, T0_US + 3_000_000)
     assert again.startswith(b"ERR pending")
     # only the subscriber or an operator can revoke
     serial = cert.serial_number
-    assert run(app, Client(BOB).op(issuance.revoke_command(serial, 1)), 5, T0_US + 4_000_000).startswith(
+    assert run(app, Client(BOB).op(cacommands.revoke_command(serial, 1)), 5, T0_US + 4_000_000).startswith(
         b"ERR authorization"
     )
-    assert run(app, alice.op(issuance.revoke_command(serial, 7)), 6, T0_US + 4_000_000).startswith(b"ERR reason")
-    assert run(app, alice.op(issuance.revoke_command(serial, 1)), 7, T0_US + 5_000_000).startswith(b"OK revoked")
+    assert run(app, alice.op(cacommands.revoke_command(serial, 7)), 6, T0_US + 4_000_000).startswith(b"ERR reason")
+    assert run(app, alice.op(cacommands.revoke_command(serial, 1)), 7, T0_US + 5_000_000).startswith(b"OK revoked")
     status = app.status(serial)
     assert status is not None and status.reason == 1 and status.revoked_us == T0_US + 5_000_000
     assert [c.serial for c in app.revoked()] == [pending.serial]
@@ -88,11 +92,11 @@ def test_bad_finalize_signature_is_rejected_and_attributed() -> None:
     good = SIGN(tbs)
     forged = bytes([good[0] ^ 1]) + good[1:]
     evil = b"\xee" * 32
-    out = run(app, Operation(evil, 1, issuance.finalize_command(pid, forged)), 3, T0_US + 2_000_000)
+    out = run(app, Operation(evil, 1, cacommands.finalize_command(pid, forged)), 3, T0_US + 2_000_000)
     assert out.startswith(b"ERR signature") and evil.hex()[:16].encode() in out
     assert app.bad_finalizers == {evil: 1}
     assert pid in app.pending and not app.issued
-    assert run(app, Operation(b"\x01" * 32, 1, issuance.finalize_command(pid, good)), 4, T0_US).startswith(b"OK")
+    assert run(app, Operation(b"\x01" * 32, 1, cacommands.finalize_command(pid, good)), 4, T0_US).startswith(b"OK")
 
 
 @pytest.mark.parametrize(
@@ -107,7 +111,7 @@ def test_bad_finalize_signature_is_rejected_and_attributed() -> None:
 )
 def test_invalid_names_are_rejected(names: list[str], field: bytes) -> None:
     app, _ = make_app()
-    out = run(app, Client(ALICE).op(issuance.challenge_command(names)), 1, T0_US)
+    out = run(app, Client(ALICE).op(cacommands.challenge_command(names)), 1, T0_US)
     assert out.startswith(b"ERR " + field), out
 
 
@@ -153,30 +157,30 @@ def test_caa_denial_through_the_app() -> None:
 def test_ownership_proof_is_bound_to_account_and_dns() -> None:
     app, dns = make_app()
     alice, bob = Client(ALICE), Client(BOB)
-    res = run(app, alice.op(issuance.challenge_command(["example.org"])), 1, T0_US)
+    res = run(app, alice.op(cacommands.challenge_command(["example.org"])), 1, T0_US)
     key_auth = res.decode().splitlines()[1].split()[1]
     _, csr = make_csr(["example.org"])
     # no TXT record yet
-    req = issuance.IssueRequest(csr, ("example.org",), (key_auth,), "alice", "p1")
-    assert run(app, alice.op(issuance.request_command(req)), 2, T0_US).startswith(b"ERR ownership")
+    req = cacommands.IssueRequest(csr, ("example.org",), (key_auth,), "alice", "p1")
+    assert run(app, alice.op(cacommands.request_command(req)), 2, T0_US).startswith(b"ERR ownership")
     from trustchain.ca import ownership
 
     dns.add_txt("_acme-challenge.example.org", ownership.dns01_txt(key_auth))
     # Bob replays Alice's proof: no challenge for him, and the token is bound to Alice's key
-    assert run(app, bob.op(issuance.request_command(req)), 3, T0_US).startswith(b"ERR ownership")
+    assert run(app, bob.op(cacommands.request_command(req)), 3, T0_US).startswith(b"ERR ownership")
     wrong = dataclasses.replace(req, proofs=(key_auth[:-1] + "A",))
-    assert run(app, alice.op(issuance.request_command(wrong)), 4, T0_US).startswith(b"ERR ownership")
-    pending_of(run(app, alice.op(issuance.request_command(req)), 5, T0_US))
+    assert run(app, alice.op(cacommands.request_command(wrong)), 4, T0_US).startswith(b"ERR ownership")
+    pending_of(run(app, alice.op(cacommands.request_command(req)), 5, T0_US))
     # the challenge is consumed
     assert run(
-        app, alice.op(issuance.request_command(dataclasses.replace(req, payment_ref="p2"))), 6, T0_US
+        app, alice.op(cacommands.request_command(dataclasses.replace(req, payment_ref="p2"))), 6, T0_US
     ).startswith(b"ERR ownership")
 
 
 def test_csr_checks() -> None:
     app, dns = make_app()
     alice = Client(ALICE)
-    res = run(app, alice.op(issuance.challenge_command(["example.org"])), 1, T0_US)
+    res = run(app, alice.op(cacommands.challenge_command(["example.org"])), 1, T0_US)
     key_auth = res.decode().splitlines()[1].split()[1]
     from trustchain.ca import ownership
 
@@ -185,11 +189,11 @@ def test_csr_checks() -> None:
     tampered = bytearray(csr)
     tampered[-5] ^= 1
     for bad, why in [(b"garbage", b"ERR csr"), (bytes(tampered), b"ERR csr")]:
-        req = issuance.IssueRequest(bad, ("example.org",), (key_auth,), "alice", "p")
-        assert run(app, alice.op(issuance.request_command(req)), 2, T0_US).startswith(why)
+        req = cacommands.IssueRequest(bad, ("example.org",), (key_auth,), "alice", "p")
+        assert run(app, alice.op(cacommands.request_command(req)), 2, T0_US).startswith(why)
     _, other = make_csr(["other.example.org"])
-    req = issuance.IssueRequest(other, ("example.org",), (key_auth,), "alice", "p")
-    assert run(app, alice.op(issuance.request_command(req)), 3, T0_US).startswith(b"ERR names")
+    req = cacommands.IssueRequest(other, ("example.org",), (key_auth,), "alice", "p")
+    assert run(app, alice.op(cacommands.request_command(req)), 3, T0_US).startswith(b"ERR names")
 
 
 def test_payment_is_single_use_and_rate_limits_use_consensus_time() -> None:
@@ -233,7 +237,7 @@ def test_pending_expires_in_consensus_time() -> None:
     app.take_events()
     app.execute([], ExecutionContext(3, T0_US + 20_000_000))
     assert pid not in app.pending
-    assert app.take_events() == [issuance.PendingExpired(pid)]
+    assert app.take_events() == [caevents.PendingExpired(pid)]
 
 
 def test_malformed_commands_never_raise() -> None:
@@ -241,13 +245,13 @@ def test_malformed_commands_never_raise() -> None:
     ops = [
         Operation(ALICE, 1, b""),
         Operation(ALICE, 2, b"\xff" * 40),
-        Operation(ALICE, 3, issuance.CACommand("nope", b"").__class__("nope", b"") and b"x"),
-        Operation(ALICE, 4, issuance.finalize_command(99, b"\x00" * 64)),
-        Operation(ALICE, 5, issuance.revoke_command(12345, 1)),
+        Operation(ALICE, 3, cacommands.CACommand("nope", b"").__class__("nope", b"") and b"x"),
+        Operation(ALICE, 4, cacommands.finalize_command(99, b"\x00" * 64)),
+        Operation(ALICE, 5, cacommands.revoke_command(12345, 1)),
     ]
     from trustchain.encoding import encode
 
-    ops.append(Operation(ALICE, 6, encode(issuance.CACommand("nope", b""))))
+    ops.append(Operation(ALICE, 6, encode(cacommands.CACommand("nope", b""))))
     out = app.execute(ops, ExecutionContext(1, T0_US))
     assert len(out) == len(ops) and all(r.startswith(b"ERR") for r in out), out
 
@@ -261,7 +265,7 @@ def test_install_issuer_rollover() -> None:
 
     root_profile = prof(ca_name("TrustChain Root R1"), root.public.group_public_key, "root")
     root_sign = frost_signer(root.key_packages, root.public, [1, 2, 3], seeded(72))
-    t = issuance.consensus_datetime(T0_US)
+    t = catime.consensus_datetime(T0_US)
     new_inter = cax509.issue(
         cax509.intermediate_tbs(ca_name("TrustChain Issuing E2"), new.public.group_public_key, root_profile, t, 2),
         root_sign,
@@ -271,25 +275,25 @@ def test_install_issuer_rollover() -> None:
 
     app, dns = make_app(root_keys=(root.public.group_public_key,))
     der = new_inter.public_bytes(Encoding.DER)
-    assert run(app, Client(ALICE).op(issuance.install_issuer_command(der)), 1, T0_US).startswith(b"ERR authorization")
+    assert run(app, Client(ALICE).op(cacommands.install_issuer_command(der)), 1, T0_US).startswith(b"ERR authorization")
     pid_old = pending_of(prove_and_request(app, dns, Client(ALICE), ["old.example.org"], 2, T0_US))
-    assert run(app, Client(OPERATOR).op(issuance.install_issuer_command(der)), 4, T0_US).startswith(b"OK issuer")
+    assert run(app, Client(OPERATOR).op(cacommands.install_issuer_command(der)), 4, T0_US).startswith(b"OK issuer")
     pid_new = pending_of(prove_and_request(app, dns, Client(BOB), ["new.example.org"], 5, T0_US))
     assert app.pending[pid_new].issuer_key == new.public.group_public_key
     # the old pending keeps the old issuer key; each finalizes under its own key only
     new_sign = frost_signer(new.key_packages, new.public, [2, 4, 5], seeded(73))
     assert run(
         app,
-        Operation(b"\x01" * 32, 1, issuance.finalize_command(pid_old, new_sign(app.pending[pid_old].tbs))),
+        Operation(b"\x01" * 32, 1, cacommands.finalize_command(pid_old, new_sign(app.pending[pid_old].tbs))),
         7,
         T0_US,
     ).startswith(b"ERR signature")
     assert run(
-        app, Operation(b"\x01" * 32, 2, issuance.finalize_command(pid_old, SIGN(app.pending[pid_old].tbs))), 8, T0_US
+        app, Operation(b"\x01" * 32, 2, cacommands.finalize_command(pid_old, SIGN(app.pending[pid_old].tbs))), 8, T0_US
     ).startswith(b"OK")
     assert run(
         app,
-        Operation(b"\x01" * 32, 3, issuance.finalize_command(pid_new, new_sign(app.pending[pid_new].tbs))),
+        Operation(b"\x01" * 32, 3, cacommands.finalize_command(pid_new, new_sign(app.pending[pid_new].tbs))),
         9,
         T0_US,
     ).startswith(b"OK")

@@ -9,7 +9,7 @@ from reference_node.genesis import Genesis
 from trustchain.app import kvstore
 from trustchain.app import trustchain as tcapp
 from trustchain.app.interface import ExecutionContext, Operation
-from trustchain.ca import issuance
+from trustchain.ca import commands as cacommands
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
 from trustchain.dns import app as dnsapp
@@ -34,7 +34,7 @@ def _ops() -> list[Operation]:
                                                 admin="h.example.org.", nameservers=["ns1.example.org."])),
         tcapp.route("dns", dnsapp.encode_update(update)),
         tcapp.route("kv", kvstore.put(b"a", b"1")),
-        tcapp.route("ca", issuance.challenge_command(["www.example.org"])),
+        tcapp.route("ca", cacommands.challenge_command(["www.example.org"])),
         tcapp.route("ct", ctapp.add_chain(b"\x30\x03\x02\x01\x01")),
         b"garbage",
     ]
@@ -71,7 +71,7 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     payloads = [tcapp.route("dns", dnsapp.encode_create("example.org.", primary_ns="ns1.example.org.",
                                                         admin="h.example.org.", nameservers=["ns1.example.org."])),
                 *[tcapp.route("dns", dnsapp.encode_update(u)) for u in updates],
-                tcapp.route("ca", issuance.challenge_command(["h1.example.org"]))]
+                tcapp.route("ca", cacommands.challenge_command(["h1.example.org"]))]
     ops = [Operation(b"\xaa" * 32, i + 1, p) for i, p in enumerate(payloads)]
     together, one_by_one = _app(0), _app(1)
     signs: list[int] = []

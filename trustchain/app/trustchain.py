@@ -22,7 +22,9 @@ import dns.rdatatype
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
 from trustchain.ca import caa
-from trustchain.ca.issuance import CAApplication, CAPolicy, Event, Finalized
+from trustchain.ca.events import Event, Finalized
+from trustchain.ca.issuance import CAApplication
+from trustchain.ca.policy import CAPolicy
 from trustchain.crypto.signing import Signer
 from trustchain.ct import app as ctapp
 from trustchain.dns.app import DNSApplication
