@@ -21,6 +21,7 @@ from trustchain.ca import der
 from trustchain.ca import x509 as cax509
 from trustchain.ca.consensus_time import consensus_datetime
 from trustchain.ca.records import IssuedCertificate
+from trustchain.errors import TrustChainError
 
 DEFAULT_CRL_LIFETIME = dt.timedelta(days=1)
 
@@ -36,7 +37,7 @@ _REASONS = {
 }
 
 
-class CRLError(ValueError):
+class CRLError(TrustChainError, ValueError):
     pass
 
 

@@ -37,6 +37,7 @@ from trustchain.ca import crl, der
 from trustchain.ca import x509 as cax509
 from trustchain.ca.consensus_time import consensus_datetime
 from trustchain.ca.records import IssuedCertificate
+from trustchain.errors import TrustChainError
 
 DEFAULT_VALIDITY = dt.timedelta(hours=4)
 _OID_BASIC = bytes.fromhex("06092b0601050507300101")  # id-pkix-ocsp-basic
@@ -54,7 +55,7 @@ class CertStatus:
 StatusLookup = Callable[[int], CertStatus]
 
 
-class OCSPError(ValueError):
+class OCSPError(TrustChainError, ValueError):
     pass
 
 
