@@ -339,10 +339,10 @@ class Node:
         deadline = time.monotonic() + timeout_s
         async with self._validator_lock:
             result = await self._submit_as(self.signer, tcapp.CA, command, deadline, timeout_s)
-        pending = cacommands.parse_pending(result)
-        if pending is None:
-            raise RuntimeError(f"node certificate request refused: {result.decode(errors='replace')}")
-        pending_id, serial = pending
+        res = tcapp.decode_routed(result, cacommands.decode_result)
+        if isinstance(res, tcapp.RouteError) or res.status != cacommands.STATUS_PENDING:
+            raise RuntimeError(f"node certificate request refused: {res.detail}")
+        pending_id, serial = res.pending_id, res.serial
         serial_hex = serial.hex()
         await self.wait_certificate(pending_id, max(0.1, deadline - time.monotonic()))
         issued = self.app.ca.issued.get(serial)  # also covers a finalize executed before we started waiting

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from reference_node.cli import EXIT_IO, EXIT_OK, CLIError
+from reference_node.cli import EXIT_IO, EXIT_OK, EXIT_USAGE, CLIError
 from reference_node.cluster import run_dkg
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.ca import caa, crl, frost, issuance, ocsp, ownership, sharebox
@@ -39,7 +39,7 @@ from trustchain.ca import records as carecords
 from trustchain.ca import x509 as cax509
 from trustchain.consensus import messages as pbft
 from trustchain.crypto.signing import Ed25519Signer
-from trustchain.encoding import encode
+from trustchain.encoding import DecodeError, encode
 from trustchain.quorum import check_signing_threshold, quorum_size
 
 CONFIG = "ca.json"
@@ -258,13 +258,25 @@ def committed_entry(ca: CADir, request: pbft.Request, seq: int, time_us: int) ->
 
 
 def _execute(
-    ca: CADir, app: issuance.CAApplication, payload: bytes, when: dt.datetime
-) -> tuple[bytes, pbft.Request, int]:
+    ca: CADir, app: issuance.CAApplication, payload: bytes, when: dt.datetime, expected: tuple[str, ...],
+    rejected: int = EXIT_USAGE,
+) -> tuple[cacommands.CAResult, pbft.Request, int]:
+    """Execute one command as the operator. A rejection is a CLIError with exit code ``rejected``; a result
+    that does not decode or whose status is not in ``expected`` is one with ``EXIT_IO``."""
     account = ca.operator_account()
     seq = ca.next_seq()
     request = pbft.Request.create(account, seq, payload)
     out = app.execute([Operation(account.public_key, seq, payload)], ExecutionContext(seq, _us(when)))[0]
-    return out, request, seq
+    try:
+        res = cacommands.decode_result(out)
+    except DecodeError as exc:
+        raise CLIError(f"result: malformed CA result ({exc})", EXIT_IO) from None
+    if not res.ok:
+        raise CLIError(res.detail, rejected)
+    if res.status not in expected:
+        raise CLIError(f"result: CA answered {res.status!r} ({res.detail}), expected {' or '.join(expected)}",
+                       EXIT_IO)
+    return res, request, seq
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -306,10 +318,8 @@ def cmd_issue(args: argparse.Namespace) -> int:
     dns = caa.StaticDNS({}, {})
     app = ca.app(dns)
     now = _now()
-    out, _, _ = _execute(ca, app, cacommands.challenge_command(names), now)
-    proofs = cacommands.parse_challenge(out)
-    if proofs is None:
-        raise CLIError(out.decode(errors="replace").removeprefix("ERR "))
+    challenge, _, _ = _execute(ca, app, cacommands.challenge_command(names), now, (cacommands.STATUS_CHALLENGE,))
+    proofs = challenge.proofs()
     for base, key_auth in proofs.items():  # the operator controls the names: publish dns-01 records
         dns.txt_records[f"{ownership.CHALLENGE_LABEL}.{base}"] = [ownership.dns01_txt(key_auth)]  # type: ignore[index]
     normalized = [n.lower().rstrip(".") for n in names]
@@ -321,17 +331,11 @@ def cmd_issue(args: argparse.Namespace) -> int:
         "",
         int(lifetime.total_seconds()),
     )
-    out, _, _ = _execute(ca, app, cacommands.request_command(req), now)
-    pending = cacommands.parse_pending(out)
-    if pending is None:
-        raise CLIError(out.decode(errors="replace").removeprefix("ERR "))
-    pending_id = pending[0]
-    signature = ca.signer("issuing")(app.pending[pending_id].tbs)
-    out, request, seq = _execute(ca, app, cacommands.finalize_command(pending_id, signature), now)
-    if not out.startswith(b"OK"):
-        raise CLIError(out.decode(errors="replace"), EXIT_IO)
-    record = app.issued[bytes.fromhex(out.split()[2].decode())]
-    cert = x509.load_der_x509_certificate(record.certificate_der)
+    pending, _, _ = _execute(ca, app, cacommands.request_command(req), now, (cacommands.STATUS_PENDING,))
+    signature = ca.signer("issuing")(app.pending[pending.pending_id].tbs)
+    issued, request, seq = _execute(ca, app, cacommands.finalize_command(pending.pending_id, signature), now,
+                                    (cacommands.STATUS_OK,), EXIT_IO)
+    cert = x509.load_der_x509_certificate(issued.certificate_der)
     proof = committed_entry(ca, request, seq, _us(now))
     ca.save(app)
     Path(args.out).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -363,11 +367,11 @@ def _reason(text: str) -> int:
 def cmd_revoke(args: argparse.Namespace) -> int:
     ca = CADir.load(args.dir)
     app = ca.app()
-    out, _, _ = _execute(ca, app, cacommands.revoke_command(_serial(args.serial), _reason(args.reason)), _now())
-    if not out.startswith(b"OK"):
-        raise CLIError(out.decode(errors="replace").removeprefix("ERR "), 1)
+    res, _, _ = _execute(ca, app, cacommands.revoke_command(_serial(args.serial), _reason(args.reason)), _now(),
+                         (cacommands.STATUS_OK, cacommands.STATUS_UNCHANGED), 1)
     ca.save(app)
-    print(out.decode())
+    print(f"revoked serial {res.serial.hex()}" if res.status == cacommands.STATUS_OK else
+          f"serial {res.serial.hex()} was already revoked")
     return EXIT_OK
 
 

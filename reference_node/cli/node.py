@@ -298,8 +298,9 @@ def _reason(text: str) -> int:
 def cmd_cert_revoke(args: argparse.Namespace) -> int:
     res = _client(args).post("/api/v1/cert/revoke", {"serial": args.serial, "reason": args.reason})[1]
     reason = carecords.REVOCATION_REASONS[args.reason]
-    _emit(args, {"serial": args.serial, "reason": args.reason, "reason_name": reason, **res},
-          f"revoked serial {args.serial} ({reason}): {res['result']}")
+    _emit(args, {**res, "serial": args.serial, "reason": args.reason, "reason_name": reason},
+          f"revoked serial {args.serial} ({reason})" if res["status"] == "revoked" else
+          f"serial {args.serial} was already revoked")
     return EXIT_OK
 
 

@@ -69,6 +69,7 @@ from trustchain.ca import validate as cavalidate
 from trustchain.ca import x509 as cax509
 from trustchain.consensus.certificates import InvalidMessage, SignatureChecker, check_committed
 from trustchain.consensus.messages import Request, pack
+from trustchain.encoding import DecodeError
 from trustchain.quorum import check_signing_threshold
 
 if TYPE_CHECKING:
@@ -81,17 +82,30 @@ CA_DOMAIN = "trustchain.example"
 OTHER_CA = "other-ca.example"
 GENESIS = catime.consensus_datetime(0)  # simulated consensus time starts at 0
 
-# expected decision per kind of request: the result's prefix on every honest replica
+# expected decision per kind of request on every honest replica: the result's status and error field
 EXPECT = {
-    "challenge": b"CHALLENGE",
-    "valid": b"PENDING ",
-    "bad_csr": b"ERR csr:",
-    "not_owned": b"ERR ownership:",
-    "caa_other_ca": b"ERR caa:",
-    "caa_other_account": b"ERR caa:",
-    "revoke": b"OK revoked",
+    "challenge": (cacommands.STATUS_CHALLENGE, ""),
+    "valid": (cacommands.STATUS_PENDING, ""),
+    "bad_csr": (cacommands.STATUS_ERROR, "csr"),
+    "not_owned": (cacommands.STATUS_ERROR, "ownership"),
+    "caa_other_ca": (cacommands.STATUS_ERROR, "caa"),
+    "caa_other_account": (cacommands.STATUS_ERROR, "caa"),
+    "revoke": (cacommands.STATUS_OK, ""),
 }
 INVALID_KINDS = ("bad_csr", "not_owned", "caa_other_ca", "caa_other_account")
+
+
+def _decoded(result: bytes) -> cacommands.CAResult | None:
+    """The typed result, or None for bytes that are not a ``CAResult`` (a malformed result)."""
+    try:
+        return cacommands.decode_result(result)
+    except DecodeError:
+        return None
+
+
+def _describe(result: bytes) -> str:
+    res = _decoded(result)
+    return "a malformed result" if res is None else f"{res.status} {res.detail}".rstrip()
 
 
 def _ca_name(cn: str) -> x509.Name:
@@ -280,8 +294,9 @@ class CASimApp(SimApp):
             acct.job = None
             prev = self.world.request_index.get((cnode.name, ts - 1))
             result = self.results.get(prev) if prev is not None else None
-            if result is not None and result.startswith(b"CHALLENGE"):
-                return self._request(acct, job, result, ts)
+            challenge = _decoded(result) if result is not None else None
+            if challenge is not None and challenge.status == cacommands.STATUS_CHALLENGE:
+                return self._request(acct, job, challenge, ts)
             # no honest result seen for our challenge: challenge again
             return self._challenge(acct, job, ts)
         acct.jobs += 1
@@ -325,9 +340,8 @@ class CASimApp(SimApp):
         self._expect(acct, ts, "challenge", job.names)
         return cacommands.challenge_command(job.names)
 
-    def _request(self, acct: _Account, job: _Job, challenge: bytes, ts: int) -> bytes:
-        proofs = cacommands.parse_challenge(challenge)
-        assert proofs is not None
+    def _request(self, acct: _Account, job: _Job, challenge: cacommands.CAResult, ts: int) -> bytes:
+        proofs = challenge.proofs()
         if job.kind != "not_owned":  # the client publishes dns-01 TXT only in zones it controls
             for name in job.names:
                 owner = f"{ownership.CHALLENGE_LABEL}.{name}"
@@ -359,11 +373,12 @@ class CASimApp(SimApp):
                 held = self.results.setdefault(req.digest, result)
                 if held != result and len(self.result_conflicts) < 10:
                     self.result_conflicts.append(f"request {req.digest.hex()[:16]} at seq {event.seq}: replica "
-                                                 f"{node.name} decided {result[:40]!r}, another {held[:40]!r}")
+                                                 f"{node.name} decided {_describe(result)[:80]!r}, another "
+                                                 f"{_describe(held)[:80]!r}")
                 exp = self.expect.get((req.client, req.timestamp))
-                pending = cacommands.parse_pending(result)
-                if pending is not None:
-                    pid, serial = pending
+                decoded = _decoded(result)
+                if decoded is not None and decoded.status == cacommands.STATUS_PENDING:
+                    pid, serial = decoded.pending_id, decoded.serial
                     cr = self.creations.setdefault(serial, _Creation(req.digest, serial, pid, w.now))
                     cr.executions.append((node.name, event.seq, event.batch_digest, event.certificate))
                     if exp is not None and exp.kind == "valid" and serial not in self.accounts[exp.account].serials:
@@ -501,10 +516,13 @@ class CASimApp(SimApp):
             result = self.results.get(digest) if digest is not None else None
             if result is None:
                 continue  # never executed by an honest replica (the liveness check covers it)
-            if not result.startswith(EXPECT[exp.kind]):
+            decoded = _decoded(result)
+            status, error_field = EXPECT[exp.kind]
+            if decoded is None or decoded.status != status or decoded.field != error_field:
+                expected = f"{status} {error_field}:" if error_field else status
                 return Verdict("ca_decisions", False, f"client c{exp.account} #{ts} ({exp.kind} {list(exp.names)}): "
-                               f"expected {EXPECT[exp.kind]!r}, got {result[:120]!r}", {"client": f"c{exp.account}",
-                                                                                       "timestamp": ts})
+                               f"expected {expected!r}, got {_describe(result)[:120]!r}",
+                               {"client": f"c{exp.account}", "timestamp": ts})
             seen[exp.kind] += 1
         invalid = sum(seen[k] for k in INVALID_KINDS)
         if seen["valid"] == 0 or invalid == 0:

@@ -11,12 +11,13 @@ from ca_testutil import (
     frost_signer,
     issuer_profile,
     prove_and_request,
+    run,
     seeded,
 )
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.app.interface import Operation
 from trustchain.ca import commands as cacommands
 from trustchain.ca import consensus_time as catime
 from trustchain.ca import frost, issuance
@@ -48,14 +49,12 @@ def issued_app(names: list[list[str]]) -> tuple[issuance.CAApplication, list[x50
     seq = 1
     for i, ns in enumerate(names):
         res = prove_and_request(app, app.lookup, Client(bytes([0xA0 + i]) * 32), ns, seq, T0_US, csr_seed=i)  # type: ignore[arg-type]
-        pid = int(res.split()[1])
-        tbs = app.pending[pid].tbs
-        out = app.execute(
-            [Operation(OPERATOR, seq, cacommands.finalize_command(pid, ISSUING_SIGN(tbs)))],
-            ExecutionContext(seq + 2, T0_US + 2_000_000),
-        )[0]
-        assert out.startswith(b"OK"), out
-        certs.append(x509.load_der_x509_certificate(app.issued[bytes.fromhex(out.split()[2].decode())].certificate_der))
+        assert res.status == cacommands.STATUS_PENDING, res
+        tbs = app.pending[res.pending_id].tbs
+        out = run(app, Operation(OPERATOR, seq, cacommands.finalize_command(res.pending_id, ISSUING_SIGN(tbs))),
+                  seq + 2, T0_US + 2_000_000)
+        assert out.status == cacommands.STATUS_OK and out.serial == res.serial, out
+        certs.append(x509.load_der_x509_certificate(out.certificate_der))
         seq += 3
     return app, certs
 

@@ -126,8 +126,9 @@ class Client:
         return Operation(self.account, self.ts, payload)
 
 
-def run(app: issuance.CAApplication, op: Operation, seq: int, time_us: int) -> bytes:
-    return app.execute([op], ExecutionContext(seq, time_us))[0]
+def run(app: issuance.CAApplication, op: Operation, seq: int, time_us: int) -> cacommands.CAResult:
+    """Execute one operation; its typed result."""
+    return cacommands.decode_result(app.execute([op], ExecutionContext(seq, time_us))[0])
 
 
 def prove_and_request(
@@ -141,11 +142,11 @@ def prove_and_request(
     csr_seed: int = 1,
     payment: str | None = None,
     lifetime_s: int = 0,
-) -> bytes:
+) -> cacommands.CAResult:
     """challenge, publish TXT, request; returns the request's result."""
     res = run(app, client.op(cacommands.challenge_command(names)), seq, time_us)
-    proofs = cacommands.parse_challenge(res)
-    assert proofs is not None, res
+    assert res.status == cacommands.STATUS_CHALLENGE, res
+    proofs = res.proofs()
     for n in names:
         base = n.removeprefix("*.")
         dns.add_txt(f"{ownership.CHALLENGE_LABEL}.{base}", ownership.dns01_txt(proofs[base]))

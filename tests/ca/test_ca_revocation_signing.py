@@ -39,12 +39,13 @@ class Runner:
         self.seq = seq
         self.ts = 0
 
-    def __call__(self, payload: bytes, time_us: int, client: bytes = NODE) -> bytes:
+    def __call__(self, payload: bytes, time_us: int, client: bytes = NODE) -> cacommands.CAResult:
         self.seq += 1
         self.ts += 1
-        return self.app.execute([Operation(client, self.ts, payload)], ExecutionContext(self.seq, time_us))[0]
+        out = self.app.execute([Operation(client, self.ts, payload)], ExecutionContext(self.seq, time_us))[0]
+        return cacommands.decode_result(out)
 
-    def finalize_all(self, time_us: int) -> list[bytes]:
+    def finalize_all(self, time_us: int) -> list[cacommands.CAResult]:
         """Sign every pending CRL/OCSP TBS with the (test) FROST signer and order the finalizes."""
         return [self(cacommands.finalize_command(pid, ISSUING_SIGN(sig.tbs)), time_us)
                 for pid, sig in sorted(self.app.signatures.items())]
@@ -53,7 +54,7 @@ class Runner:
 def fresh() -> tuple[Runner, list[x509.Certificate]]:
     app, certs = issued_app([["good.example.org"], ["revoked.example.org"], ["hold.example.org"]])
     run = Runner(app)
-    assert run(cacommands.revoke_command(certs[1].serial_number, 1), T0_US + 10_000_000, OPERATOR).startswith(b"OK")
+    assert run(cacommands.revoke_command(certs[1].serial_number, 1), T0_US + 10_000_000, OPERATOR).status == "ok"
     return run, certs
 
 
@@ -73,15 +74,17 @@ def test_sign_crl_records_pending_and_finalize_stores_the_signed_crl() -> None:
     now = T0_US + 20_000_000
     assert run.app.crl_due(now)
     out = run(cacommands.sign_crl_command(), now)
-    assert out.startswith(b"SIGNING crl 1 "), out
-    pid = int(out.split()[3])
+    assert (out.status, out.kind, out.number) == (cacommands.STATUS_SIGNING, cacommands.KIND_CRL, 1), out
+    pid = out.pending_id
     assert pid in run.app.pending_items() and pid not in run.app.pending  # signed, but not a certificate
     assert not run.app.crl_due(now)
-    assert run(cacommands.sign_crl_command(), now + 1) == f"OK crl pending {pid}".encode()
+    assert run(cacommands.sign_crl_command(), now + 1) == cacommands.CAResult(
+        cacommands.STATUS_UNCHANGED, "CRL 1 is being signed", cacommands.KIND_CRL, (pid,), number=1)
     # a bad signature is refused and attributed, like a bad certificate signature
     bad = run(cacommands.finalize_command(pid, bytes(64)), now + 2)
-    assert bad.startswith(b"ERR signature:") and run.app.bad_finalizers[NODE] == 1
-    assert run.finalize_all(now + 3) == [b"OK crl 1"]
+    assert bad.field == "signature" and run.app.bad_finalizers[NODE] == 1
+    assert run.finalize_all(now + 3) == [cacommands.CAResult(cacommands.STATUS_OK, "", cacommands.KIND_CRL, (pid,),
+                                                             number=1)]
     assert run.app.pending_items() == {}
     stored = run.app.crl
     assert stored is not None and stored.number == 1 and stored.count == 1
@@ -92,17 +95,19 @@ def test_sign_crl_records_pending_and_finalize_stores_the_signed_crl() -> None:
     assert crl.last_update_utc == catime.consensus_datetime(now).replace(microsecond=0)
     assert [r.serial_number for r in crl] == [certs[1].serial_number]
     # nothing changed: no new CRL until the refresh interval passes; a revocation makes one due at once
-    assert run(cacommands.sign_crl_command(), now + 5_000_000) == b"OK crl current 1"
+    current = run(cacommands.sign_crl_command(), now + 5_000_000)
+    assert (current.status, current.number, current.pending_ids) == (cacommands.STATUS_UNCHANGED, 1, ())
     assert run.app.crl_due(now + run.app.policy.crl_refresh_us)
-    assert run(cacommands.revoke_command(certs[2].serial_number, 0), now + 6_000_000, OPERATOR).startswith(b"OK")
+    assert run(cacommands.revoke_command(certs[2].serial_number, 0), now + 6_000_000, OPERATOR).status == "ok"
     out = run(cacommands.sign_crl_command(), now + 7_000_000)
-    assert out.startswith(b"SIGNING crl 2 "), out
-    assert run.finalize_all(now + 8_000_000) == [b"OK crl 2"]
+    assert (out.status, out.number) == (cacommands.STATUS_SIGNING, 2), out
+    assert [(r.status, r.number) for r in run.finalize_all(now + 8_000_000)] == [(cacommands.STATUS_OK, 2)]
     assert {r.serial_number for r in x509.load_der_x509_crl(run.app.crl.der)} == {  # type: ignore[union-attr]
         certs[1].serial_number, certs[2].serial_number}
     # forcing a CRL is an operator command
-    assert run(cacommands.sign_crl_command(force=True), now + 9_000_000).startswith(b"ERR authorization")
-    assert run(cacommands.sign_crl_command(force=True), now + 9_000_000, OPERATOR).startswith(b"SIGNING crl 3 ")
+    assert run(cacommands.sign_crl_command(force=True), now + 9_000_000).field == "authorization"
+    forced = run(cacommands.sign_crl_command(force=True), now + 9_000_000, OPERATOR)
+    assert (forced.status, forced.number) == (cacommands.STATUS_SIGNING, 3), forced
 
 
 def test_ocsp_batches_sign_every_serial_and_a_revocation_reads_revoked() -> None:
@@ -111,14 +116,17 @@ def test_ocsp_batches_sign_every_serial_and_a_revocation_reads_revoked() -> None
     now = T0_US + 20_000_000
     assert all(served(app, c).response_status == xocsp.OCSPResponseStatus.TRY_LATER for c in certs)
     out = run(cacommands.sign_ocsp_batch_command(2), now)  # limit 2: the revoked serial comes first
-    assert out.startswith(b"SIGNING ocsp 2 "), out
+    assert (out.status, out.kind) == (cacommands.STATUS_SIGNING, cacommands.KIND_OCSP), out
+    assert out.pending_ids == tuple(sorted(app.signatures)) and len(out.pending_ids) == 2
     assert {s.serial for s in app.signatures.values()} == {
         carecords.serial_bytes(certs[1].serial_number), carecords.serial_bytes(certs[0].serial_number)}
-    assert run(cacommands.sign_ocsp_batch_command(), now) == b"OK ocsp pending 2"  # one batch at a time
+    busy = run(cacommands.sign_ocsp_batch_command(), now)  # one batch at a time
+    assert (busy.status, busy.pending_ids) == (cacommands.STATUS_UNCHANGED, out.pending_ids), busy
     assert not app.ocsp_due(now)
-    assert all(r.startswith(b"OK ocsp ") for r in run.finalize_all(now + 1_000_000))
+    assert [(r.status, r.kind, r.pending_id) for r in run.finalize_all(now + 1_000_000)] == [
+        (cacommands.STATUS_OK, cacommands.KIND_OCSP, pid) for pid in out.pending_ids]
     assert app.ocsp_due(now + 1_000_000)
-    assert run(cacommands.sign_ocsp_batch_command(), now + 2_000_000).startswith(b"SIGNING ocsp 1 ")
+    assert len(run(cacommands.sign_ocsp_batch_command(), now + 2_000_000).pending_ids) == 1
     run.finalize_all(now + 3_000_000)
     assert not app.ocsp_due(now + 3_000_000) and len(app.ocsp) == 3
     expect = {0: xocsp.OCSPCertStatus.GOOD, 1: xocsp.OCSPCertStatus.REVOKED, 2: xocsp.OCSPCertStatus.GOOD}
@@ -143,9 +151,9 @@ def test_ocsp_batches_sign_every_serial_and_a_revocation_reads_revoked() -> None
     assert xocsp.load_der_ocsp_response(ocsp.serve(app.current_issuer, b"junk", app.ocsp_response, app.ocsp_known)
                                         ).response_status == xocsp.OCSPResponseStatus.MALFORMED_REQUEST
     # revoking withdraws the good response at once (tryLater, never "good"), the next batch says revoked
-    assert run(cacommands.revoke_command(certs[0].serial_number, 4), now + 4_000_000, OPERATOR).startswith(b"OK")
+    assert run(cacommands.revoke_command(certs[0].serial_number, 4), now + 4_000_000, OPERATOR).status == "ok"
     assert served(app, certs[0]).response_status == xocsp.OCSPResponseStatus.TRY_LATER
-    assert run(cacommands.sign_ocsp_batch_command(), now + 5_000_000).startswith(b"SIGNING ocsp 1 ")
+    assert len(run(cacommands.sign_ocsp_batch_command(), now + 5_000_000).pending_ids) == 1
     run.finalize_all(now + 6_000_000)
     resp = served(app, certs[0])
     assert resp.certificate_status == xocsp.OCSPCertStatus.REVOKED
@@ -154,10 +162,12 @@ def test_ocsp_batches_sign_every_serial_and_a_revocation_reads_revoked() -> None
     app.policy = dataclasses.replace(app.policy, ocsp_refresh_us=3_600_000_000)  # leaves here live 24 h
     later = now + app.policy.ocsp_refresh_us + 10_000_000
     assert app.ocsp_due(later)
-    assert run(cacommands.sign_ocsp_batch_command(), later).startswith(b"SIGNING ocsp 3 ")
+    refresh = run(cacommands.sign_ocsp_batch_command(), later)
+    assert (refresh.status, len(refresh.pending_ids)) == (cacommands.STATUS_SIGNING, 3), refresh
     run.finalize_all(later)
     expired = max(app.issued[s].not_after_us for s in app.issued) + 1
-    assert run(cacommands.sign_ocsp_batch_command(), expired + app.policy.ocsp_refresh_us) == b"OK ocsp current"
+    assert run(cacommands.sign_ocsp_batch_command(), expired + app.policy.ocsp_refresh_us) == cacommands.CAResult(
+        cacommands.STATUS_UNCHANGED, "every OCSP response is current", cacommands.KIND_OCSP)
     assert app.ocsp == {}
 
 
@@ -166,9 +176,9 @@ def test_revocation_while_a_good_response_is_being_signed() -> None:
     now = T0_US + 20_000_000
     run(cacommands.sign_ocsp_batch_command(), now)
     good = [p for p, s in run.app.signatures.items() if s.serial == carecords.serial_bytes(certs[2].serial_number)]
-    assert run(cacommands.revoke_command(certs[2].serial_number, 5), now + 1, OPERATOR).startswith(b"OK")
-    results = run.finalize_all(now + 2)
-    assert f"OK ocsp {carecords.serial_bytes(certs[2].serial_number).hex()} stale".encode() in results, good
+    assert run(cacommands.revoke_command(certs[2].serial_number, 5), now + 1, OPERATOR).status == "ok"
+    stale = [(r.pending_id, r.serial) for r in run.finalize_all(now + 2) if r.status == cacommands.STATUS_STALE]
+    assert stale == [(good[0], carecords.serial_bytes(certs[2].serial_number))], good
     assert run.app.ocsp_response(certs[2].serial_number) is None  # the stale "good" was not stored
     run(cacommands.sign_ocsp_batch_command(), now + 3)
     run.finalize_all(now + 4)
@@ -188,7 +198,7 @@ def test_snapshot_is_deterministic_and_restores_pending_signatures() -> None:
         def finalize(time_us: int) -> None:
             for pid, sig in sorted(app.signatures.items()):
                 signature = signatures.setdefault(sig.tbs, ISSUING_SIGN(sig.tbs))
-                assert run(cacommands.finalize_command(pid, signature), time_us).startswith(b"OK")
+                assert run(cacommands.finalize_command(pid, signature), time_us).status == cacommands.STATUS_OK
 
         run(cacommands.sign_crl_command(), T0_US + 20_000_000)
         finalize(T0_US + 21_000_000)
@@ -223,7 +233,7 @@ def test_signing_services_sign_crl_and_ocsp_like_certificates() -> None:
     for cmd in (cacommands.sign_crl_command(), cacommands.sign_ocsp_batch_command()):
         h.seq += 1
         out = h.app.execute([Operation(NODE, h.seq, cmd)], ExecutionContext(h.seq, h.now))[0]
-        assert out.startswith(b"SIGNING"), out
+        assert cacommands.decode_result(out).status == cacommands.STATUS_SIGNING, out
         for i, s in h.services.items():
             h.apply(i, s.reconcile(h.app.pending_items(), h.now))
         h.run()
@@ -241,7 +251,7 @@ def test_reconcile_picks_up_pending_restored_from_a_snapshot() -> None:
     """State transfer restores pending issuances without events: reconcile hands them to the service."""
     h, dns = setup(set(), set())
     res = prove_and_request(h.app, dns, Client(b"\xab" * 32), ["api.example.org"], 1, h.now)
-    pid = int(res.split()[1])
+    pid = res.pending_id
     h.app.take_events()  # nobody told the services
     # a replica that caught up by state transfer: a fresh application restored from a snapshot
     caught_up = issuance.CAApplication(h.app.policy, h.app.lookup)

@@ -9,6 +9,7 @@ from ca_testutil import CA_DOMAIN, T0_US, Client, MutableDNS, ca_name, issuer_pr
 from cryptography import x509
 
 from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.ca import commands as cacommands
 from trustchain.ca import events as caevents
 from trustchain.ca import frost, issuance
 from trustchain.ca import policy as capolicy
@@ -60,7 +61,7 @@ class Harness:
                 out = self.app.execute(
                     [Operation(PEERS[who], self.seq, e.command)], ExecutionContext(self.seq, self.now)
                 )[0]
-                if out.startswith(b"OK"):
+                if cacommands.decode_result(out).status in (cacommands.STATUS_OK, cacommands.STATUS_STALE):
                     for s in self.services.values():
                         s.on_finalized(e.pending_id)
 
@@ -99,7 +100,7 @@ def setup(bad: set[int], silent: set[int]) -> tuple[Harness, MutableDNS]:
 
 def issue_through_services(h: Harness, dns: MutableDNS, names: list[str], seq: int) -> carecords.PendingIssuance:
     res = prove_and_request(h.app, dns, Client(b"\xaa" * 32), names, seq, h.now)
-    assert res.startswith(b"PENDING"), res
+    assert res.status == cacommands.STATUS_PENDING, res
     events = [e for e in h.app.take_events() if isinstance(e, caevents.PendingRecorded)]
     pending = events[-1].pending
     for i, s in h.services.items():  # every replica executed the request and tells its own service

@@ -10,16 +10,17 @@ submitter. Revocation is ordered state too, so every replica's CRL and OCSP answ
 OCSP responses are signed the same way (``revocation``). ``pending_items()`` is the whole set the
 signing service must follow.
 
-Results are ``b"OK ..."``, ``b"PENDING <id> <serial hex>"`` or ``b"ERR <field>: <reason>"``; ``execute``
-never raises on bad input.
+Every command is decoded by the op's entry in ``HANDLERS`` (the one dispatch table) and answered with an
+encoded ``commands.CAResult``; ``execute`` never raises on bad input.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -32,8 +33,16 @@ from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.ca import caa, names, ownership
 from trustchain.ca import x509 as cax509
 from trustchain.ca.commands import (
+    KIND_CERTIFICATE,
+    KIND_ISSUER,
+    STATUS_CHALLENGE,
+    STATUS_OK,
+    STATUS_PENDING,
+    STATUS_UNCHANGED,
     CACommand,
+    CAResult,
     ChallengeCommand,
+    ChallengeToken,
     FinalizeCommand,
     InstallIssuerCommand,
     IssueRequest,
@@ -134,9 +143,10 @@ class CAApplication:
         results = []
         for index, op in enumerate(operations):
             try:
-                results.append(self._apply(op, context, index))
+                result = self._apply(op, context, index)
             except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # defence in depth: never raise
-                results.append(b"ERR command: " + str(exc).encode()[:200])
+                result = CAResult.error(f"command: {str(exc)[:200]}")
+            results.append(encode(result))
         return results
 
     def snapshot(self) -> bytes:
@@ -268,27 +278,20 @@ class CAApplication:
 
     # -- commands ----------------------------------------------------------------------------------
 
-    def _apply(self, op: Operation, ctx: ExecutionContext, index: int) -> bytes:
+    def _apply(self, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         try:
-            cmd = decode(CACommand, op.payload)
-            if cmd.op == "challenge":
-                return self._challenge(decode(ChallengeCommand, cmd.body), op, ctx, index)
-            if cmd.op == "request":
-                return self._request(decode(IssueRequest, cmd.body), op, ctx, index)
-            if cmd.op == "finalize":
-                return self._finalize(decode(FinalizeCommand, cmd.body), op)
-            if cmd.op == "revoke":
-                return self._revoke(decode(RevokeCommand, cmd.body), op, ctx)
-            if cmd.op == "install_issuer":
-                return self._install_issuer(decode(InstallIssuerCommand, cmd.body), op)
-            if cmd.op == "sign_crl":
-                cmd_crl = decode(SignCRLCommand, cmd.body)
-                return self.revocation.sign_crl(cmd_crl.force, op.client in self.policy.operators, ctx.time_us)
-            if cmd.op == "sign_ocsp_batch":
-                return self.revocation.sign_ocsp_batch(decode(SignOCSPBatchCommand, cmd.body).limit, ctx.time_us)
+            envelope = decode(CACommand, op.payload)
         except DecodeError as exc:
-            return b"ERR malformed command: " + str(exc).encode()[:200]
-        return b"ERR op: unknown operation " + cmd.op.encode()[:32]
+            return CAResult.error(str(exc)[:200])  # "CACommand.<field>: <reason>"
+        entry = HANDLERS.get(envelope.op)
+        if entry is None:
+            return CAResult.error(f"op: unknown operation {envelope.op[:32]!r}")
+        command_type, handler = entry
+        try:
+            command = decode(command_type, envelope.body)
+        except DecodeError as exc:
+            return CAResult.error(str(exc)[:200])  # "<command type>.<field>: <reason>"
+        return handler(self, command, op, ctx, index)
 
     def _expire(self, now_us: int) -> None:
         for key in [k for k, c in self.challenges.items() if now_us - c.created_us > self.policy.challenge_ttl_us]:
@@ -298,29 +301,29 @@ class CAApplication:
             self.emit(PendingExpired(pid))
         self.revocation.expire(now_us)
 
-    def _challenge(self, cmd: ChallengeCommand, op: Operation, ctx: ExecutionContext, index: int) -> bytes:
+    def _challenge(self, cmd: ChallengeCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         if not cmd.names or len(cmd.names) > self.policy.max_names:
-            return b"ERR names: need 1..%d names" % self.policy.max_names
-        lines = []
+            return CAResult.error(f"names: need 1..{self.policy.max_names} names")
+        tokens = []
         nonce = struct.pack(">QQQ", ctx.seq, index, op.timestamp)
         for raw in cmd.names:
             name = names.normalize(raw)
             reason = names.check_dns_name(name, allow_wildcard=self.policy.allow_wildcards)
             if reason:
-                return f"ERR names: {name!r}: {reason}".encode()
+                return CAResult.error(f"names: {name!r}: {reason}")
             base = name.removeprefix("*.")  # a wildcard is proven by controlling its base domain
             value = ownership.challenge_value(nonce, op.client, base)
             self.challenges[(op.client, base)] = StoredChallenge(op.client, base, value, ctx.time_us)
-            lines.append(f"{base} {ownership.key_authorization(value, op.client)}")
-        return ("CHALLENGE\n" + "\n".join(lines)).encode()  # parse_challenge reads it
+            tokens.append(ChallengeToken(base, ownership.key_authorization(value, op.client)))
+        return CAResult(STATUS_CHALLENGE, challenges=tuple(tokens))
 
     # -- issuance requests: each check returns an error detail or None, in this order ----------------
 
-    def _request(self, req: IssueRequest, op: Operation, ctx: ExecutionContext, index: int) -> bytes:
+    def _request(self, req: IssueRequest, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         try:
             csr = x509.load_der_x509_csr(req.csr_der)
         except ValueError as exc:
-            return f"ERR csr: does not parse ({str(exc)[:100]})".encode()
+            return CAResult.error(f"csr: does not parse ({str(exc)[:100]})")
         requested = tuple(names.normalize(n) for n in req.names)
         node = any(names.under(n, self.policy.node_domain) for n in requested)
         lifetime = dt.timedelta(seconds=req.lifetime_s) if req.lifetime_s else self.policy.default_lifetime
@@ -333,7 +336,7 @@ class CAApplication:
                    or self._check_lifetime(lifetime, node)
                    or self._check_rate(_account_key(op.client), domains, ctx.time_us))
         if problem:
-            return f"ERR {problem}".encode()
+            return CAResult.error(problem)
         return self._approve(req, op, ctx, index, csr, requested, node, lifetime, domains)
 
     def _check_names(self, req: IssueRequest, requested: Sequence[str], csr: x509.CertificateSigningRequest,
@@ -398,7 +401,7 @@ class CAApplication:
 
     def _approve(self, req: IssueRequest, op: Operation, ctx: ExecutionContext, index: int,
                  csr: x509.CertificateSigningRequest, requested: tuple[str, ...], node: bool, lifetime: dt.timedelta,
-                 domains: Sequence[str]) -> bytes:
+                 domains: Sequence[str]) -> CAResult:
         """Derive serial and validity from the ordered request and consensus time only. Not from
         ctx.view: a batch committed at one seq can carry different views on different replicas (those
         that committed before a view change and those that committed its re-proposal after it)."""
@@ -408,14 +411,14 @@ class CAApplication:
             # Node certificates carry their name in CN too (non-critical SAN): GnuTLS-based DoQ clients
             # (kdig) refuse the empty-subject profile.
             tbs = cax509.leaf_tbs(
-                csr.public_key(), list(requested), issuer, consensus_datetime(ctx.time_us), ctx.seq, request_bytes,
+                csr.public_key(), requested, issuer, consensus_datetime(ctx.time_us), ctx.seq, request_bytes,
                 lifetime, common_name=node,
             )
         except cax509.CertificateError as exc:
-            return f"ERR names: {exc}".encode()
+            return CAResult.error(f"names: {exc}")
         serial = serial_bytes(cax509.serial_number(cax509.request_digest(b"leaf", request_bytes), ctx.seq))
         if serial in self.issued or any(p.serial == serial for p in self.pending.values()):
-            return b"ERR serial: collision, resubmit"
+            return CAResult.error("serial: collision, resubmit")
         self.rate.record(_account_key(op.client), ctx.time_us)
         for d in domains:
             self.rate.record(d, ctx.time_us)
@@ -428,11 +431,11 @@ class CAApplication:
         )
         self.pending[pending.pending_id] = pending
         self.emit(PendingRecorded(pending))
-        return f"PENDING {pending.pending_id} {serial.hex()}".encode()  # parse_pending reads it
+        return CAResult(STATUS_PENDING, "", KIND_CERTIFICATE, (pending.pending_id,), serial)
 
     # -- finalize, revoke, install issuer ----------------------------------------------------------
 
-    def _finalize(self, cmd: FinalizeCommand, op: Operation) -> bytes:
+    def _finalize(self, cmd: FinalizeCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         if cmd.pending_id in self.revocation.signatures:
             try:
                 return self.revocation.finalize(cmd.pending_id, cmd.signature)
@@ -440,7 +443,7 @@ class CAApplication:
                 return self._reject_finalize(cmd.pending_id, op.client, exc)
         pending = self.pending.get(cmd.pending_id)
         if pending is None:
-            return b"ERR pending: unknown or already finalized"
+            return CAResult.error("pending: unknown or already finalized")
         try:
             cert = cax509.finalize(pending.tbs, cmd.signature, pending.issuer_key)
         except cax509.CertificateError as exc:
@@ -453,53 +456,77 @@ class CAApplication:
         self.issued[pending.serial] = record
         self.revocation.on_issued(pending.serial)
         self.emit(Finalized(cmd.pending_id, pending.serial, der_bytes))
-        return f"OK issued {pending.serial.hex()}".encode()
+        return CAResult(STATUS_OK, "", KIND_CERTIFICATE, (cmd.pending_id,), pending.serial, certificate_der=der_bytes)
 
-    def _reject_finalize(self, pending_id: int, submitter: bytes, exc: Exception) -> bytes:
+    def _reject_finalize(self, pending_id: int, submitter: bytes, exc: Exception) -> CAResult:
         """Attributed: the submitter's key is on the ordered request, so every replica counts it."""
         self.bad_finalizers[submitter] = self.bad_finalizers.get(submitter, 0) + 1
         self.emit(FinalizeRejected(pending_id, submitter, str(exc)))
-        return f"ERR signature: {exc} (submitted by {submitter.hex()[:16]})".encode()
+        return CAResult.error(f"signature: {exc} (submitted by {submitter.hex()[:16]})")
 
-    def _revoke(self, cmd: RevokeCommand, op: Operation, ctx: ExecutionContext) -> bytes:
+    def _revoke(self, cmd: RevokeCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         record = self.issued.get(cmd.serial)
         if record is None:
-            return b"ERR serial: not issued by this CA"
+            return CAResult.error("serial: not issued by this CA")
         if cmd.reason not in REVOCATION_REASONS:
-            return b"ERR reason: not a permitted CRLReason code"
+            return CAResult.error("reason: not a permitted CRLReason code")
         operator = op.client in self.policy.operators
         if not operator and (op.client != record.account or cmd.reason in OPERATOR_REASONS):
-            return b"ERR authorization: only the subscriber or a CA operator may revoke"
+            return CAResult.error("authorization: only the subscriber or a CA operator may revoke")
         if record.revoked_us is not None:
-            return b"OK already revoked"
+            return CAResult(STATUS_UNCHANGED, "already revoked", KIND_CERTIFICATE, serial=cmd.serial)
         self.issued[cmd.serial] = IssuedCertificate(
             record.serial, record.certificate_der, record.account, record.names, record.not_after_us, ctx.time_us,
             cmd.reason,
         )
         self.revocation.on_revoked(cmd.serial)
         self.emit(Revoked(cmd.serial, cmd.reason))
-        return f"OK revoked {cmd.serial.hex()}".encode()
+        return CAResult(STATUS_OK, "", KIND_CERTIFICATE, serial=cmd.serial)
 
-    def _install_issuer(self, cmd: InstallIssuerCommand, op: Operation) -> bytes:
+    def _install_issuer(self, cmd: InstallIssuerCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         if op.client not in self.policy.operators:
-            return b"ERR authorization: only a CA operator may install an issuer"
+            return CAResult.error("authorization: only a CA operator may install an issuer")
         try:
             cert = x509.load_der_x509_certificate(cmd.certificate_der)
         except ValueError:
-            return b"ERR certificate: does not parse"
+            return CAResult.error("certificate: does not parse")
         key = cert.public_key()
         if not isinstance(key, ed25519.Ed25519PublicKey):
-            return b"ERR certificate: issuing key must be an Ed25519 (FROST) group key"
+            return CAResult.error("certificate: issuing key must be an Ed25519 (FROST) group key")
         try:
             bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         except x509.ExtensionNotFound:
-            return b"ERR certificate: not a CA"
+            return CAResult.error("certificate: not a CA")
         if not bc.ca:
-            return b"ERR certificate: not a CA"
+            return CAResult.error("certificate: not a CA")
         if not any(cax509.verify_signature(cert, root) for root in self.policy.root_keys):
-            return b"ERR certificate: not signed by a trusted root key"
+            return CAResult.error("certificate: not signed by a trusted root key")
         self.issuer_certificates.append(cmd.certificate_der)
-        return f"OK issuer {key.public_bytes_raw().hex()[:16]}".encode()
+        return CAResult(STATUS_OK, "", KIND_ISSUER, issuer_key=key.public_bytes_raw())
+
+    # -- CRL and OCSP signing (``revocation``) -------------------------------------------------------
+
+    def _sign_crl(self, cmd: SignCRLCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
+        return self.revocation.sign_crl(cmd.force, op.client in self.policy.operators, ctx.time_us)
+
+    def _sign_ocsp_batch(self, cmd: SignOCSPBatchCommand, op: Operation, ctx: ExecutionContext,
+                         index: int) -> CAResult:
+        return self.revocation.sign_ocsp_batch(cmd.limit, ctx.time_us)
+
+
+_Handler = Callable[[CAApplication, Any, Operation, ExecutionContext, int], CAResult]
+
+HANDLERS: dict[str, tuple[type[Any], _Handler]] = {
+    ChallengeCommand.OP: (ChallengeCommand, CAApplication._challenge),
+    IssueRequest.OP: (IssueRequest, CAApplication._request),
+    FinalizeCommand.OP: (FinalizeCommand, CAApplication._finalize),
+    RevokeCommand.OP: (RevokeCommand, CAApplication._revoke),
+    InstallIssuerCommand.OP: (InstallIssuerCommand, CAApplication._install_issuer),
+    SignCRLCommand.OP: (SignCRLCommand, CAApplication._sign_crl),
+    SignOCSPBatchCommand.OP: (SignOCSPBatchCommand, CAApplication._sign_ocsp_batch),
+}
+"""The one dispatch table: op -> (command body type, handler). Every handler takes the decoded body, the
+ordered operation, the execution context and the operation's index in the batch."""
 
 
 def _account_key(client: bytes) -> str:

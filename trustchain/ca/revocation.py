@@ -21,6 +21,15 @@ from typing import Protocol
 from trustchain.ca import crl as cacrl
 from trustchain.ca import ocsp as caocsp
 from trustchain.ca import x509 as cax509
+from trustchain.ca.commands import (
+    KIND_CRL,
+    KIND_OCSP,
+    STATUS_OK,
+    STATUS_SIGNING,
+    STATUS_STALE,
+    STATUS_UNCHANGED,
+    CAResult,
+)
 from trustchain.ca.consensus_time import consensus_datetime, datetime_us
 from trustchain.ca.events import Event, PendingExpired, SignatureRecorded, SignatureStored
 from trustchain.ca.policy import CAPolicy
@@ -124,13 +133,16 @@ class RevocationState:
         self.host.emit(SignatureRecorded(sig))
         return sig
 
-    def sign_crl(self, force: bool, operator: bool, now_us: int) -> bytes:
+    def sign_crl(self, force: bool, operator: bool, now_us: int) -> CAResult:
         if force and not operator:
-            return b"ERR authorization: only a CA operator may force a CRL"
+            return CAResult.error("authorization: only a CA operator may force a CRL")
         if self._crl_pending is not None:
-            return f"OK crl pending {self._crl_pending}".encode()
+            pending = self.signatures[self._crl_pending]
+            return CAResult(STATUS_UNCHANGED, f"CRL {pending.number} is being signed", KIND_CRL,
+                            (pending.pending_id,), number=pending.number)
         if not force and not self.crl_due(now_us):
-            return f"OK crl current {self.crl.number if self.crl else 0}".encode()
+            number = self.crl.number if self.crl else 0
+            return CAResult(STATUS_UNCHANGED, f"CRL {number} is current", KIND_CRL, number=number)
         this_update = consensus_datetime(now_us)
         lifetime = dt.timedelta(microseconds=self.policy.crl_lifetime_us)
         revocations = cacrl.revocations_from(self.host.revoked())
@@ -139,7 +151,7 @@ class RevocationState:
         self.next_crl_number += 1
         start_us = datetime_us(this_update.replace(microsecond=0))
         sig = self._record(CRL, tbs, b"", number, len(revocations), start_us, start_us + self.policy.crl_lifetime_us)
-        return f"SIGNING crl {number} {sig.pending_id}".encode()
+        return CAResult(STATUS_SIGNING, "", KIND_CRL, (sig.pending_id,), number=number)
 
     def _ocsp_work(self, now_us: int, limit: int, *, prune: bool) -> list[bytes]:
         """Serials that need a response, most urgent first: dirty ones (new, revoked), then stored
@@ -173,13 +185,14 @@ class RevocationState:
                 del self.ocsp[serial]
         return out
 
-    def sign_ocsp_batch(self, limit: int, now_us: int) -> bytes:
+    def sign_ocsp_batch(self, limit: int, now_us: int) -> CAResult:
         if self._ocsp_pending:
-            return f"OK ocsp pending {len(self._ocsp_pending)}".encode()
+            return CAResult(STATUS_UNCHANGED, f"{len(self._ocsp_pending)} OCSP responses are being signed", KIND_OCSP,
+                            tuple(sorted(self._ocsp_pending.values())))
         limit = min(limit or self.policy.ocsp_batch_max, self.policy.ocsp_batch_max)
         serials = self._ocsp_work(now_us, limit, prune=True)
         if not serials:
-            return b"OK ocsp current"
+            return CAResult(STATUS_UNCHANGED, "every OCSP response is current", KIND_OCSP)
         issuer = self.host.current_issuer
         produced = consensus_datetime(now_us).replace(microsecond=0)
         produced_us = datetime_us(produced)
@@ -193,9 +206,9 @@ class RevocationState:
             sig = self._record(OCSP, tbs, serial, 0, int(rec.revoked_us is not None), produced_us,
                                produced_us + self.policy.ocsp_validity_us)
             ids.append(sig.pending_id)
-        return f"SIGNING ocsp {len(serials)} {ids[0]}-{ids[-1]}".encode()
+        return CAResult(STATUS_SIGNING, "", KIND_OCSP, tuple(ids))
 
-    def finalize(self, pending_id: int, signature: bytes) -> bytes:
+    def finalize(self, pending_id: int, signature: bytes) -> CAResult:
         """Store the signed CRL or OCSP response. Raises ``CRLError``/``OCSPError`` (state unchanged) if
         ``signature`` does not verify; the caller attributes that to the submitter."""
         sig = self.signatures[pending_id]
@@ -209,14 +222,15 @@ class RevocationState:
             self._crl_pending = None
             self.crl = SignedCRL(sig.number, der_bytes, sig.created_us, sig.next_update_us, sig.count)
             self.host.emit(SignatureStored(pending_id, CRL, b""))
-            return f"OK crl {sig.number}".encode()
+            return CAResult(STATUS_OK, "", KIND_CRL, (pending_id,), number=sig.number)
         self._ocsp_pending.pop(sig.serial, None)
         rec = self.host.issued.get(sig.serial)
         if rec is None or (rec.revoked_us is not None) != bool(sig.count):
             # Revoked while this response was being signed: it is stale, the revoked one is queued.
-            return f"OK ocsp {sig.serial.hex()} stale".encode()
+            return CAResult(STATUS_STALE, "revoked while this response was being signed", KIND_OCSP, (pending_id,),
+                            sig.serial)
         self.ocsp.pop(sig.serial, None)
         self.ocsp[sig.serial] = SignedOCSP(sig.serial, der_bytes, sig.created_us, sig.next_update_us,
                                            rec.revoked_us is not None)
         self.host.emit(SignatureStored(pending_id, OCSP, sig.serial))
-        return f"OK ocsp {sig.serial.hex()}".encode()
+        return CAResult(STATUS_OK, "", KIND_OCSP, (pending_id,), sig.serial)
