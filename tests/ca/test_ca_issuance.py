@@ -308,7 +308,7 @@ def test_install_issuer_rollover() -> None:
 def test_csr_key_types() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from trustchain.ca.issuance import _check_key
+    from trustchain.ca.approval import check_key
 
-    assert _check_key(ec.generate_private_key(ec.SECP521R1()).public_key()) is not None
-    assert _check_key(make_csr(["a.example"])[0].public_key()) is None
+    assert check_key(ec.generate_private_key(ec.SECP521R1()).public_key()) is not None
+    assert check_key(make_csr(["a.example"])[0].public_key()) is None

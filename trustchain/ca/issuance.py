@@ -24,13 +24,11 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PublicKey, MLDSA87PublicKey
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from trustchain.app.interface import ExecutionContext, Operation
-from trustchain.ca import caa, names, ownership
+from trustchain.ca import approval, caa, names, ownership
 from trustchain.ca import x509 as cax509
 from trustchain.ca.commands import (
     KIND_CERTIFICATE,
@@ -54,7 +52,7 @@ from trustchain.ca.consensus_time import consensus_datetime, datetime_us
 from trustchain.ca.crl import CRLError
 from trustchain.ca.events import Event, Finalized, FinalizeRejected, PendingExpired, PendingRecorded, Revoked
 from trustchain.ca.ocsp import OCSPError
-from trustchain.ca.policy import MIN_LIFETIME, NODE_MIN_LIFETIME, CAPolicy
+from trustchain.ca.policy import CAPolicy
 from trustchain.ca.ratelimit import SlidingWindow
 from trustchain.ca.records import (
     OPERATOR_REASONS,
@@ -317,7 +315,7 @@ class CAApplication:
             tokens.append(ChallengeToken(base, ownership.key_authorization(value, op.client)))
         return CAResult(STATUS_CHALLENGE, challenges=tuple(tokens))
 
-    # -- issuance requests: each check returns an error detail or None, in this order ----------------
+    # -- issuance requests: the ``approval`` checks, in this order, then the approved request's state ----
 
     def _request(self, req: IssueRequest, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         try:
@@ -329,75 +327,17 @@ class CAApplication:
         lifetime = dt.timedelta(seconds=req.lifetime_s) if req.lifetime_s else self.policy.default_lifetime
         # Node names are limited per validator (its account), not per shared registered domain.
         domains = [] if node else sorted({"dom:" + names.registered_domain(n) for n in requested})
-        problem = (_check_csr(csr)
-                   or self._check_names(req, requested, csr, op.client)
-                   or (None if node else self._check_proofs(requested, req.proofs, op.client))
-                   or (None if node else self._check_payment(req.payment_ref, op.client))
-                   or self._check_lifetime(lifetime, node)
-                   or self._check_rate(_account_key(op.client), domains, ctx.time_us))
+        policy, client = self.policy, op.client
+        problem = (approval.check_csr(csr)
+                   or approval.check_names(req, requested, csr, client, policy)
+                   or (None if node else approval.check_proofs(requested, req.proofs, client, policy, self.lookup,
+                                                               self.challenges))
+                   or (None if node else approval.check_payment(req.payment_ref, client, policy, self.spent_payments))
+                   or approval.check_lifetime(lifetime, node, policy)
+                   or approval.check_rate(self.rate, approval.account_key(client), domains, ctx.time_us, policy))
         if problem:
             return CAResult.error(problem)
         return self._approve(req, op, ctx, index, csr, requested, node, lifetime, domains)
-
-    def _check_names(self, req: IssueRequest, requested: Sequence[str], csr: x509.CertificateSigningRequest,
-                     client: bytes) -> str | None:
-        """Count, one proof per name, no duplicates, the CSR's SAN (if any) agrees, the node-name rule."""
-        if not req.names or len(req.names) > self.policy.max_names:
-            return f"names: need 1..{self.policy.max_names} names"
-        if len(req.proofs) != len(req.names):
-            return "proofs: one ownership proof per name is required"
-        if len(set(requested)) != len(requested):
-            return "names: duplicate names"
-        try:
-            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except x509.ExtensionNotFound:
-            san = None
-        if san is not None:
-            csr_names = {names.normalize(n) for n in san.get_values_for_type(x509.DNSName)}
-            if csr_names and csr_names != set(requested):
-                return "names: differ from the CSR's subjectAltName"
-        return names.check_node_names(requested, client, self.policy.node_domain, self.policy.validator_keys)
-
-    def _check_proofs(self, requested: Sequence[str], proofs: Sequence[str], client: bytes) -> str | None:
-        """Per name, in order: a valid host name, CAA permits this CA and account, the dns-01 proof holds.
-        (A node name is proven by the validator key instead: the caller skips this for node requests.)"""
-        policy = self.policy
-        for name, proof in zip(requested, proofs, strict=True):
-            reason = names.check_dns_name(name, allow_wildcard=policy.allow_wildcards)
-            if reason:
-                return f"names: {name!r}: {reason}"
-            reason = caa.check_caa(self.lookup, name, policy.ca_domain, _account_uri(client))
-            if reason:
-                return f"caa: {name!r}: {reason}"
-            chal = self.challenges.get((client, name.removeprefix("*.")))
-            reason = ownership.check_ownership(self.lookup, name, chal.value if chal else None, client, proof)
-            if reason:
-                return f"ownership: {name!r}: {reason}"
-        return None
-
-    def _check_payment(self, reference: str, client: bytes) -> str | None:
-        if not self.policy.require_payment:
-            return None
-        if reference in self.spent_payments:
-            return "payment: reference already used"
-        if not self.policy.payment_check(reference, client):
-            return "payment: not verified"
-        return None
-
-    def _check_lifetime(self, lifetime: dt.timedelta, node: bool) -> str | None:
-        min_lifetime = NODE_MIN_LIFETIME if node else MIN_LIFETIME
-        if lifetime > self.policy.max_lifetime or lifetime < min_lifetime:
-            return (f"lifetime: must be between {int(min_lifetime.total_seconds())} s and "
-                    f"{int(self.policy.max_lifetime.total_seconds())} s")
-        return None
-
-    def _check_rate(self, account_key: str, domains: Sequence[str], now_us: int) -> str | None:
-        if not self.rate.allows(account_key, now_us, self.policy.account_limit):
-            return "rate: too many requests for this account"
-        for d in domains:
-            if not self.rate.allows(d, now_us, self.policy.domain_limit):
-                return f"rate: too many certificates for {d[4:]}"
-        return None
 
     def _approve(self, req: IssueRequest, op: Operation, ctx: ExecutionContext, index: int,
                  csr: x509.CertificateSigningRequest, requested: tuple[str, ...], node: bool, lifetime: dt.timedelta,
@@ -419,7 +359,7 @@ class CAApplication:
         serial = serial_bytes(cax509.serial_number(cax509.request_digest(b"leaf", request_bytes), ctx.seq))
         if serial in self.issued or any(p.serial == serial for p in self.pending.values()):
             return CAResult.error("serial: collision, resubmit")
-        self.rate.record(_account_key(op.client), ctx.time_us)
+        self.rate.record(approval.account_key(op.client), ctx.time_us)
         for d in domains:
             self.rate.record(d, ctx.time_us)
         if self.policy.require_payment and not node:
@@ -529,29 +469,3 @@ HANDLERS: dict[str, tuple[type[Any], _Handler]] = {
 ordered operation, the execution context and the operation's index in the batch."""
 
 
-def _account_key(client: bytes) -> str:
-    """The rate-limit key of an account."""
-    return "acct:" + client.hex()
-
-
-def _account_uri(account: bytes) -> str:
-    """The RFC 8657 ``accounturi`` a domain owner writes into CAA to pin one TrustChain account."""
-    return "trustchain:account:" + account.hex()
-
-
-def _check_csr(csr: x509.CertificateSigningRequest) -> str | None:
-    """Proof of key possession and an allowed key algorithm."""
-    if not csr.is_signature_valid:
-        return "csr: signature does not verify (no proof of key possession)"
-    key_error = _check_key(csr.public_key())
-    return f"csr: {key_error}" if key_error else None
-
-
-def _check_key(key: CertificatePublicKeyTypes) -> str | None:
-    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey | MLDSA65PublicKey | MLDSA87PublicKey):
-        return None
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return None if key.curve.name in ("secp256r1", "secp384r1") else f"curve {key.curve.name} not allowed"
-    if isinstance(key, rsa.RSAPublicKey):
-        return None if 2048 <= key.key_size <= 8192 and key.key_size % 8 == 0 else "RSA key size not allowed"
-    return "public key algorithm not allowed"
