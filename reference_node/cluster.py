@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from reference_node.config import parse_duration_us
 from reference_node.genesis import ca_name, key_package_to_json, public_to_json, write_private
-from trustchain.ca import dkg, frost, issuance, sharebox
+from trustchain.ca import dkg, frost, sharebox
+from trustchain.ca import names as canames
 from trustchain.ca import x509 as cax509
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.quorum import check_signing_threshold
@@ -107,14 +108,14 @@ def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage
 
 
 def node_certificate(sign: cax509.SignFunction, issuer: cax509.IssuerProfile, index: int, now: dt.datetime,
-                     lifetime: dt.timedelta, node_domain: str = issuance.NODE_DOMAIN
+                     lifetime: dt.timedelta, node_domain: str = canames.NODE_DOMAIN
                      ) -> tuple[ed25519.Ed25519PrivateKey, x509.Certificate]:
     """Validator `index`'s genesis TLS node certificate: a fresh Ed25519 key, SAN
     `validator-<index>.<node_domain>`, EKU serverAuth+clientAuth, issued by the TrustChain
     intermediate through FROST (the same profile `CAApplication` uses when the node renews it: the name
     also in CN, SAN non-critical)."""
     key = ed25519.Ed25519PrivateKey.generate()
-    name = issuance.node_name(index, node_domain)
+    name = canames.node_name(index, node_domain)
     tbs = cax509.leaf_tbs(key.public_key(), [name], issuer, now, 0,
                           cax509.request_digest(b"genesis-node", name.encode(), key.public_key().public_bytes_raw()),
                           lifetime, common_name=True)
@@ -169,7 +170,7 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
         "network": network,
         "ca": {"domain": "trustchain.example", "root": public_to_json(root_public, root_name),
                "issuing": public_to_json(issuing_public, issuing_name), "urls": urls, "operators": [],
-               "node_domain": issuance.NODE_DOMAIN},
+               "node_domain": canames.NODE_DOMAIN},
         "dns": {"master_seed": secrets.token_bytes(32).hex()},
         "ct": {"origin": f"trustchain.example/{network}/log"},
     }

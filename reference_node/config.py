@@ -25,7 +25,7 @@ ROLES = ("validator", "observer")
 TRANSPORTS = ("tcp", "quic")
 SYNC_MODES = ("full", "normal")
 LOG_FORMATS = ("text", "json")
-MAX_OCSP_BATCH = 256  # trustchain.ca.issuance.CAPolicy.ocsp_batch_max
+MAX_OCSP_BATCH = 256  # trustchain.ca.policy.CAPolicy.ocsp_batch_max
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _DURATION_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}

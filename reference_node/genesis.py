@@ -24,7 +24,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from trustchain.ca import frost, issuance
+from trustchain.ca import frost
+from trustchain.ca import names as canames
+from trustchain.ca import policy as capolicy
 from trustchain.ca import x509 as cax509
 from trustchain.errors import TrustChainError
 
@@ -110,7 +112,7 @@ class Genesis:
     dns_master_seed: bytes
     ct_origin: str
     operators: tuple[bytes, ...]
-    node_domain: str = issuance.NODE_DOMAIN
+    node_domain: str = canames.NODE_DOMAIN
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
@@ -127,7 +129,7 @@ class Genesis:
                 dns_master_seed=bytes.fromhex(doc["dns"]["master_seed"]),
                 ct_origin=str(doc["ct"]["origin"]),
                 operators=tuple(bytes.fromhex(k) for k in doc["ca"].get("operators", [])),
-                node_domain=str(doc["ca"].get("node_domain", issuance.NODE_DOMAIN)),
+                node_domain=str(doc["ca"].get("node_domain", canames.NODE_DOMAIN)),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise GenesisError(f"{path}: not a valid genesis file: {exc!r}") from None
@@ -140,10 +142,10 @@ class Genesis:
         return cax509.IssuerProfile(ca_name(self.root_name), self.root.group_public_key, self.urls["root_crl"],
                                     self.urls["ocsp"], self.urls["root_issuer"])
 
-    def ca_policy(self, validator_keys: tuple[bytes, ...] = ()) -> issuance.CAPolicy:
+    def ca_policy(self, validator_keys: tuple[bytes, ...] = ()) -> capolicy.CAPolicy:
         """The CA policy; `validator_keys` (consensus keys in replica order) enable the node-name rule:
         `validator-<i>.<node_domain>` is issued only to a request signed by validator i's key."""
-        return issuance.CAPolicy(
+        return capolicy.CAPolicy(
             issuer=self.issuer_profile(),
             ca_domain=self.ca_domain,
             root_keys=(self.root.group_public_key,),

@@ -3,8 +3,9 @@ an OpenAPI 3 document and CT tiles.
 
 Reads are served from this replica's executed state. Writes become PBFT requests (`Node.submit`) and
 are answered once this node's replica executed them. Every validation failure is a 4xx JSON body
-`{"error": "<field>: <reason>", "field": "<field>"}`; a request the replicated application rejected
-is 422 with the application's own `ERR <field>: <reason>` text.
+`{"error": "<field>: <reason>", "field": "<field>", "reason": "<reason>"}`; a request the replicated
+application rejected is 422 with the application's own field and reason (for the CA, its typed result's
+`detail`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from reference_node.http_guard import ConnectionGuard, GuardLimits, RateLimiter,
 from reference_node.runtime import Node, NodeHalted, SubmitTimeout
 from trustchain.app import kvstore
 from trustchain.app import trustchain as tcapp
-from trustchain.ca import issuance, ownership
+from trustchain.ca import commands as cacommands
+from trustchain.ca import ownership
+from trustchain.ca import records as carecords
 from trustchain.ct import api as ctapi
 from trustchain.ct import app as ctapp
 from trustchain.ct import tiles
@@ -54,7 +57,7 @@ class FieldError(TrustChainError):
 
 
 def _error(field: str, reason: str, status: int) -> web.Response:
-    return web.json_response({"error": f"{field}: {reason}", "field": field}, status=status)
+    return web.json_response({"error": f"{field}: {reason}", "field": field, "reason": reason}, status=status)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -109,7 +112,7 @@ def _serial_hex(text: str, field: str = "serial") -> bytes:
         raise FieldError(field, f"{text!r} is not a hexadecimal serial number") from None
     if value <= 0:
         raise FieldError(field, "must be positive")
-    return issuance.serial_bytes(value)
+    return carecords.serial_bytes(value)
 
 
 def _csr_der(text: str) -> bytes:
@@ -122,6 +125,24 @@ def _csr_der(text: str) -> bytes:
     except (ValueError, binascii.Error) as exc:
         raise FieldError("csr", f"not a PEM or base64-DER certificate request ({str(exc)[:80]})") from None
     return csr.public_bytes(serialization.Encoding.DER)
+
+
+def _ca_result(raw: bytes, *expected: str) -> cacommands.CAResult:
+    """The CA's typed result for a routed CA command, if its status is one of `expected`. A rejection becomes a 422
+    naming the CA's field; a router error, an undecodable result or another status is this node's fault
+    (500)."""
+    try:
+        res = tcapp.decode_routed(raw, cacommands.decode_result)
+    except tcapp.MalformedResult as exc:
+        raise FieldError("result", f"malformed CA result: {exc}", 500) from None
+    if isinstance(res, tcapp.RouteError):
+        raise FieldError("route", res.detail, 500)
+    if not res.ok:
+        raise FieldError(res.field, res.reason, 422)
+    if res.status not in expected:
+        raise FieldError("result", f"CA answered {res.status!r} ({res.detail}), expected {' or '.join(expected)}",
+                         500)
+    return res
 
 
 def _app_result(result: bytes, ok_status: int = 200, **extra: Any) -> web.Response:
@@ -198,13 +219,12 @@ class API:
     async def cert_challenge(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
         names = _str_list(doc, "names")
-        result = await self.node.submit(tcapp.CA, issuance.challenge_command(names), account=True)
-        proofs = issuance.parse_challenge(result)
-        if proofs is None:
-            return _app_result(result)
-        return web.json_response({"challenges": [
-            {"name": name, "key_authorization": key_auth, "txt_name": f"{ownership.CHALLENGE_LABEL}.{name}.",
-             "txt_value": ownership.dns01_txt(key_auth)} for name, key_auth in proofs.items()]})
+        raw = await self.node.submit(tcapp.CA, cacommands.challenge_command(names), account=True)
+        res = _ca_result(raw, cacommands.STATUS_CHALLENGE)
+        challenges = [{"name": c.name, "key_authorization": c.key_authorization,
+                       "txt_name": f"{ownership.CHALLENGE_LABEL}.{c.name}.",
+                       "txt_value": ownership.dns01_txt(c.key_authorization)} for c in res.challenges]
+        return web.json_response({"challenges": challenges})
 
     async def _issue(self, doc: dict[str, Any], names: list[str]) -> web.Response:
         csr = _csr_der(_str_field(doc, "csr"))
@@ -212,14 +232,12 @@ class API:
         if len(proofs) != len(names):
             raise FieldError("proofs", f"{len(proofs)} proofs for {len(names)} names (one per name)")
         wait_s = _int_field(doc, "wait_s", 20)
-        req = issuance.IssueRequest(csr, tuple(names), tuple(proofs), _str_field(doc, "identity", required=False),
+        req = cacommands.IssueRequest(csr, tuple(names), tuple(proofs), _str_field(doc, "identity", required=False),
                                     _str_field(doc, "payment_ref", required=False),
                                     _int_field(doc, "lifetime_s", 0))
-        result = await self.node.submit(tcapp.CA, issuance.request_command(req), account=True)
-        pending = issuance.parse_pending(result)
-        if pending is None:
-            return _app_result(result)
-        pid, serial = pending
+        raw = await self.node.submit(tcapp.CA, cacommands.request_command(req), account=True)
+        res = _ca_result(raw, cacommands.STATUS_PENDING)
+        pid, serial = res.pending_id, res.serial
         if serial not in self.node.app.ca.issued and wait_s > 0:
             await self.node.wait_certificate(pid, float(wait_s))
         record = self.node.app.ca.issued.get(serial)
@@ -227,7 +245,7 @@ class API:
             return web.json_response({"status": "pending", "pending_id": pid, "serial": serial.hex()}, status=202)
         return web.json_response({"status": "issued", "pending_id": pid, **self._cert_json(record)}, status=201)
 
-    def _cert_json(self, rec: issuance.IssuedCertificate) -> dict[str, Any]:
+    def _cert_json(self, rec: carecords.IssuedCertificate) -> dict[str, Any]:
         cert = x509.load_der_x509_certificate(rec.certificate_der)
         return {
             "serial": rec.serial.hex(),
@@ -258,15 +276,17 @@ class API:
         serial = _serial_hex(_str_field(doc, "serial"))
         reason = doc.get("reason", 0)
         if isinstance(reason, str):
-            names = {v.lower(): k for k, v in issuance.REVOCATION_REASONS.items()}
+            names = {v.lower(): k for k, v in carecords.REVOCATION_REASONS.items()}
             if reason.lower() not in names:
-                raise FieldError("reason", f"one of {', '.join(issuance.REVOCATION_REASONS.values())}")
+                raise FieldError("reason", f"one of {', '.join(carecords.REVOCATION_REASONS.values())}")
             reason = names[reason.lower()]
-        if not isinstance(reason, int) or isinstance(reason, bool) or reason not in issuance.REVOCATION_REASONS:
+        if not isinstance(reason, int) or isinstance(reason, bool) or reason not in carecords.REVOCATION_REASONS:
             raise FieldError("reason", "not a permitted CRLReason code")
-        result = await self.node.submit(tcapp.CA, issuance.revoke_command(int.from_bytes(serial, "big"), reason),
-                                          account=True)
-        return _app_result(result)
+        raw = await self.node.submit(tcapp.CA, cacommands.revoke_command(int.from_bytes(serial, "big"), reason),
+                                       account=True)
+        res = _ca_result(raw, cacommands.STATUS_OK, cacommands.STATUS_UNCHANGED)
+        return web.json_response({"status": "revoked" if res.status == cacommands.STATUS_OK else "already_revoked",
+                                  "serial": res.serial.hex()})
 
     async def cert_get(self, request: web.Request) -> web.Response:
         serial = _serial_hex(request.match_info["id"], "id")

@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from trustchain.app import trustchain as tcapp
-from trustchain.ca import issuance, rotation
+from trustchain.ca import commands as cacommands
+from trustchain.ca import names as canames
+from trustchain.ca import rotation
 from trustchain.ca import x509 as cax509
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ class NodeCertificates:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.name = issuance.node_name(node.id, node.genesis.node_domain)
+        self.name = canames.node_name(node.id, node.genesis.node_domain)
         self.renewals = 0
         # called with (chain PEM, key PEM) after each renewal, e.g. to reload the DoQ listener
         self.listeners: list[Callable[[bytes, bytes], None]] = []
@@ -96,16 +98,16 @@ class NodeCertificates:
                .add_extension(x509.SubjectAlternativeName([x509.DNSName(self.name)]), critical=False)
                .sign(key, None))
         lifetime_s = max(10, node.config.ca.node_cert_lifetime_us // 1_000_000)
-        command = issuance.request_command(issuance.IssueRequest(
+        command = cacommands.request_command(cacommands.IssueRequest(
             csr.public_bytes(serialization.Encoding.DER), (self.name,), ("",), f"node {self.name}", "",
             lifetime_s))
         deadline = time.monotonic() + timeout_s
         async with self._validator_lock:
             result = await node.submit_as(node.signer, tcapp.CA, command, deadline, timeout_s)
-        pending = issuance.parse_pending(result)
-        if pending is None:
-            raise RuntimeError(f"node certificate request refused: {result.decode(errors='replace')}")
-        pending_id, serial = pending
+        res = tcapp.decode_routed(result, cacommands.decode_result)
+        if isinstance(res, tcapp.RouteError) or res.status != cacommands.STATUS_PENDING:
+            raise RuntimeError(f"node certificate request refused: {res.detail}")
+        pending_id, serial = res.pending_id, res.serial
         serial_hex = serial.hex()
         await node.wait_certificate(pending_id, max(0.1, deadline - time.monotonic()))
         issued = node.app.ca.issued.get(serial)  # also covers a finalize executed before we started waiting

@@ -43,7 +43,8 @@ from reference_node.storage import Storage, StorageFull
 from reference_node.transport import PeerTransport
 from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, TCPTransport
 from trustchain.app import trustchain as tcapp
-from trustchain.ca import issuance
+from trustchain.ca import commands as cacommands
+from trustchain.ca import events as caevents
 from trustchain.ca import signing_service as ss
 from trustchain.consensus.config import ClusterConfig
 from trustchain.consensus.effects import (
@@ -136,7 +137,7 @@ class Node:
         # Set by a StateRestored effect: the snapshot's requests and issuances announced nothing
         self._snapshot_installed = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._cert_waiters: dict[int, list[asyncio.Future[issuance.Finalized | None]]] = {}
+        self._cert_waiters: dict[int, list[asyncio.Future[caevents.Finalized | None]]] = {}
         self.pubsub = PubSub()
         self.halted: str | None = None
         self.started_at = time.time()
@@ -171,9 +172,9 @@ class Node:
         if self.signing is not None:
             ca = self.config.ca
             self._tasks.append(asyncio.create_task(
-                self._pki_ticker(ca.crl_interval_us, self.app.ca.crl_due, issuance.sign_crl_command), name="crl"))
+                self._pki_ticker(ca.crl_interval_us, self.app.ca.crl_due, cacommands.sign_crl_command), name="crl"))
             self._tasks.append(asyncio.create_task(self._pki_ticker(
-                ca.ocsp_interval_us, self.app.ca.ocsp_due, lambda: issuance.sign_ocsp_batch_command(ca.ocsp_batch)),
+                ca.ocsp_interval_us, self.app.ca.ocsp_due, lambda: cacommands.sign_ocsp_batch_command(ca.ocsp_batch)),
                 name="ocsp"))
         if self.certificates.paths() is not None:
             self._tasks.append(asyncio.create_task(self.certificates.renewer(), name="node-cert"))
@@ -363,7 +364,7 @@ class Node:
 
     def _after_execution(self) -> None:
         for event in self.app.take_events():
-            if isinstance(event, issuance.Finalized):
+            if isinstance(event, caevents.Finalized):
                 self.metrics.issued.inc()
                 self.metrics.ct.inc()
                 self.pubsub.publish("certificates", {"event": "issued", "pending_id": event.pending_id,
@@ -371,11 +372,11 @@ class Node:
                 for fut in self._cert_waiters.pop(event.pending_id, []):
                     if not fut.done():
                         fut.set_result(event)
-            elif isinstance(event, issuance.Revoked):
+            elif isinstance(event, caevents.Revoked):
                 self.metrics.revoked.inc()
                 self.pubsub.publish("certificates", {"event": "revoked", "serial": event.serial.hex(),
                                                      "reason": event.reason})
-            elif isinstance(event, issuance.PendingRecorded):
+            elif isinstance(event, caevents.PendingRecorded):
                 self.pubsub.publish("certificates", {"event": "pending", "pending_id": event.pending.pending_id,
                                                      "serial": event.pending.serial.hex()})
         self._resolve_from_snapshot()
@@ -435,12 +436,12 @@ class Node:
         finally:
             self._waiting.pop((signer.public_key, ts), None)
 
-    async def wait_certificate(self, pending_id: int, timeout_s: float) -> issuance.Finalized | None:
+    async def wait_certificate(self, pending_id: int, timeout_s: float) -> caevents.Finalized | None:
         """The Finalized event for `pending_id`; None on timeout (it may still finalize later) or when the
         issuance left the pending set without an event (inside a state-transfer snapshot): read `issued`."""
         if pending_id not in self.app.ca.pending:
             return None
-        fut: asyncio.Future[issuance.Finalized | None] = self._loop.create_future()
+        fut: asyncio.Future[caevents.Finalized | None] = self._loop.create_future()
         self._cert_waiters.setdefault(pending_id, []).append(fut)
         try:
             return await asyncio.wait_for(fut, timeout_s)

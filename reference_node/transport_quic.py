@@ -40,7 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from reference_node.config import NodeConfig
 from reference_node.transport import BACKOFF_MAX, BACKOFF_MIN, MAX_FRAME, Deliver, PeerQueues
-from trustchain.ca import issuance
+from trustchain.ca import names as canames
 from trustchain.ca import x509 as cax509
 
 ALPN = "trustchain-peer/1"
@@ -142,11 +142,11 @@ class QUICTransport(PeerQueues):
         self._server_conf: QuicConfiguration | None = None
 
     @classmethod
-    def from_config(cls, cfg: NodeConfig, node_domain: str = issuance.NODE_DOMAIN) -> QUICTransport:
+    def from_config(cls, cfg: NodeConfig, node_domain: str = canames.NODE_DOMAIN) -> QUICTransport:
         c = cfg.consensus
         assert c.listen is not None and c.tls_cert is not None and c.tls_key is not None and c.tls_ca is not None
         return cls(cfg.replica_id, c.listen, {v.id: v.address for v in c.validators},
-                   {v.id: issuance.node_name(v.id, node_domain) for v in c.validators}, c.tls_cert, c.tls_key,
+                   {v.id: canames.node_name(v.id, node_domain) for v in c.validators}, c.tls_cert, c.tls_key,
                    c.tls_ca, c.send_queue)
 
     def install_identity(self, chain_pem: bytes, key_pem: bytes) -> None:

@@ -28,21 +28,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from reference_node.cli import EXIT_IO, EXIT_OK, CLIError
+from reference_node.cli import EXIT_IO, EXIT_OK, EXIT_USAGE, CLIError
 from reference_node.cluster import run_dkg
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.ca import caa, crl, frost, issuance, ocsp, ownership, sharebox
+from trustchain.ca import commands as cacommands
+from trustchain.ca import consensus_time as catime
+from trustchain.ca import policy as capolicy
+from trustchain.ca import records as carecords
 from trustchain.ca import x509 as cax509
 from trustchain.consensus import messages as pbft
 from trustchain.crypto.signing import Ed25519Signer
-from trustchain.encoding import encode
+from trustchain.encoding import DecodeError, encode
 from trustchain.quorum import check_signing_threshold, quorum_size
 
 CONFIG = "ca.json"
 STATE = "state.bin"
 OPERATOR_KEY = "operator.key"
 GROUPS = ("root", "issuing")
-REASONS = {v.lower(): k for k, v in issuance.REVOCATION_REASONS.items()}
+REASONS = {v.lower(): k for k, v in carecords.REVOCATION_REASONS.items()}
 
 
 def _now() -> dt.datetime:
@@ -50,7 +54,7 @@ def _now() -> dt.datetime:
 
 
 def _us(when: dt.datetime) -> int:
-    return issuance.datetime_us(when)
+    return catime.datetime_us(when)
 
 
 def parse_lifetime(text: str) -> dt.timedelta:
@@ -141,7 +145,7 @@ class CADir:
         return Ed25519Signer(hashlib.sha256(b"trustchain-cli operator account" + self.operator_key).digest())
 
     def app(self, dns: caa.DNSLookup | None = None) -> issuance.CAApplication:
-        policy = issuance.CAPolicy(
+        policy = capolicy.CAPolicy(
             issuer=self.profile("issuing"),
             ca_domain=self.config["ca_domain"],
             root_keys=(self.public("root").group_public_key,),
@@ -254,13 +258,25 @@ def committed_entry(ca: CADir, request: pbft.Request, seq: int, time_us: int) ->
 
 
 def _execute(
-    ca: CADir, app: issuance.CAApplication, payload: bytes, when: dt.datetime
-) -> tuple[bytes, pbft.Request, int]:
+    ca: CADir, app: issuance.CAApplication, payload: bytes, when: dt.datetime, expected: tuple[str, ...],
+    rejected: int = EXIT_USAGE,
+) -> tuple[cacommands.CAResult, pbft.Request, int]:
+    """Execute one command as the operator. A rejection is a CLIError with exit code ``rejected``; a result
+    that does not decode or whose status is not in ``expected`` is one with ``EXIT_IO``."""
     account = ca.operator_account()
     seq = ca.next_seq()
     request = pbft.Request.create(account, seq, payload)
     out = app.execute([Operation(account.public_key, seq, payload)], ExecutionContext(seq, _us(when)))[0]
-    return out, request, seq
+    try:
+        res = cacommands.decode_result(out)
+    except DecodeError as exc:
+        raise CLIError(f"result: malformed CA result ({exc})", EXIT_IO) from None
+    if not res.ok:
+        raise CLIError(res.detail, rejected)
+    if res.status not in expected:
+        raise CLIError(f"result: CA answered {res.status!r} ({res.detail}), expected {' or '.join(expected)}",
+                       EXIT_IO)
+    return res, request, seq
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -302,14 +318,12 @@ def cmd_issue(args: argparse.Namespace) -> int:
     dns = caa.StaticDNS({}, {})
     app = ca.app(dns)
     now = _now()
-    out, _, _ = _execute(ca, app, issuance.challenge_command(names), now)
-    proofs = issuance.parse_challenge(out)
-    if proofs is None:
-        raise CLIError(out.decode(errors="replace").removeprefix("ERR "))
+    challenge, _, _ = _execute(ca, app, cacommands.challenge_command(names), now, (cacommands.STATUS_CHALLENGE,))
+    proofs = challenge.proofs()
     for base, key_auth in proofs.items():  # the operator controls the names: publish dns-01 records
         dns.txt_records[f"{ownership.CHALLENGE_LABEL}.{base}"] = [ownership.dns01_txt(key_auth)]  # type: ignore[index]
     normalized = [n.lower().rstrip(".") for n in names]
-    req = issuance.IssueRequest(
+    req = cacommands.IssueRequest(
         csr_der,
         tuple(normalized),
         tuple(proofs[n.removeprefix("*.")] for n in normalized),
@@ -317,17 +331,11 @@ def cmd_issue(args: argparse.Namespace) -> int:
         "",
         int(lifetime.total_seconds()),
     )
-    out, _, _ = _execute(ca, app, issuance.request_command(req), now)
-    pending = issuance.parse_pending(out)
-    if pending is None:
-        raise CLIError(out.decode(errors="replace").removeprefix("ERR "))
-    pending_id = pending[0]
-    signature = ca.signer("issuing")(app.pending[pending_id].tbs)
-    out, request, seq = _execute(ca, app, issuance.finalize_command(pending_id, signature), now)
-    if not out.startswith(b"OK"):
-        raise CLIError(out.decode(errors="replace"), EXIT_IO)
-    record = app.issued[bytes.fromhex(out.split()[2].decode())]
-    cert = x509.load_der_x509_certificate(record.certificate_der)
+    pending, _, _ = _execute(ca, app, cacommands.request_command(req), now, (cacommands.STATUS_PENDING,))
+    signature = ca.signer("issuing")(app.pending[pending.pending_id].tbs)
+    issued, request, seq = _execute(ca, app, cacommands.finalize_command(pending.pending_id, signature), now,
+                                    (cacommands.STATUS_OK,), EXIT_IO)
+    cert = x509.load_der_x509_certificate(issued.certificate_der)
     proof = committed_entry(ca, request, seq, _us(now))
     ca.save(app)
     Path(args.out).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -349,21 +357,21 @@ def _serial(text: str) -> int:
 def _reason(text: str) -> int:
     if text.isdigit():
         code = int(text)
-        if code in issuance.REVOCATION_REASONS:
+        if code in carecords.REVOCATION_REASONS:
             return code
     elif text.lower() in REASONS:
         return REASONS[text.lower()]
-    raise CLIError(f"--reason: {text!r} is not one of {', '.join(issuance.REVOCATION_REASONS.values())}")
+    raise CLIError(f"--reason: {text!r} is not one of {', '.join(carecords.REVOCATION_REASONS.values())}")
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     ca = CADir.load(args.dir)
     app = ca.app()
-    out, _, _ = _execute(ca, app, issuance.revoke_command(_serial(args.serial), _reason(args.reason)), _now())
-    if not out.startswith(b"OK"):
-        raise CLIError(out.decode(errors="replace").removeprefix("ERR "), 1)
+    res, _, _ = _execute(ca, app, cacommands.revoke_command(_serial(args.serial), _reason(args.reason)), _now(),
+                         (cacommands.STATUS_OK, cacommands.STATUS_UNCHANGED), 1)
     ca.save(app)
-    print(out.decode())
+    print(f"revoked serial {res.serial.hex()}" if res.status == cacommands.STATUS_OK else
+          f"serial {res.serial.hex()} was already revoked")
     return EXIT_OK
 
 

@@ -20,7 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from reference_node.cli import EXIT_NEGATIVE, EXIT_OK, CLIError
-from trustchain.ca import issuance, validate
+from trustchain.ca import commands as cacommands
+from trustchain.ca import validate
 from trustchain.ca import x509 as cax509
 from trustchain.consensus import certificates, config, messages
 from trustchain.crypto.signing import ED25519
@@ -91,8 +92,8 @@ def check_consensus_proof(cert: x509.Certificate, proof_path: Path, cluster: con
         raise _fail("missing consensus proof", f"{proof_path} is not a valid commit certificate ({exc})") from None
     for req in pp.batch:
         try:
-            cmd = decode(issuance.CACommand, req.operation)
-            if cmd.op == "finalize" and decode(issuance.FinalizeCommand, cmd.body).signature == cert.signature:
+            cmd = decode(cacommands.CACommand, req.operation)
+            if cmd.op == "finalize" and decode(cacommands.FinalizeCommand, cmd.body).signature == cert.signature:
                 return pp.seq
         except DecodeError:
             continue

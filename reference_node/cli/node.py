@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, CLIError
-from trustchain.ca import issuance, validate
+from trustchain.ca import records as carecords
+from trustchain.ca import validate
 from trustchain.ct import merkle, note
 from trustchain.ct.checkpoint import CheckpointError, SignedCheckpoint
 from trustchain.ct.entry import EntryError, X509Entry, parse_merkle_tree_leaf
@@ -266,7 +267,7 @@ def _describe(res: dict[str, Any]) -> str:
         return f"serial {res['serial']}: pending (pending id {res['pending_id']}), not yet signed"
     state = res["status"]
     if res.get("revoked"):
-        reason = issuance.REVOCATION_REASONS.get(res.get("revocation_reason") or 0, "unspecified")
+        reason = carecords.REVOCATION_REASONS.get(res.get("revocation_reason") or 0, "unspecified")
         state = f"revoked ({reason})"
     return (f"serial {res['serial']}: {state}\n  names: {', '.join(res['names'])}\n"
             f"  not after: {res['not_after']}")
@@ -285,20 +286,21 @@ def cmd_cert_get(args: argparse.Namespace) -> int:
 
 
 def _reason(text: str) -> int:
-    names = {v.lower(): k for k, v in issuance.REVOCATION_REASONS.items()}
-    if text.isdigit() and int(text) in issuance.REVOCATION_REASONS:
+    names = {v.lower(): k for k, v in carecords.REVOCATION_REASONS.items()}
+    if text.isdigit() and int(text) in carecords.REVOCATION_REASONS:
         return int(text)
     if text.lower() in names:
         return names[text.lower()]
     raise argparse.ArgumentTypeError(
-        f"{text!r} is not a CRLReason (one of {', '.join(issuance.REVOCATION_REASONS.values())}, or its code)")
+        f"{text!r} is not a CRLReason (one of {', '.join(carecords.REVOCATION_REASONS.values())}, or its code)")
 
 
 def cmd_cert_revoke(args: argparse.Namespace) -> int:
     res = _client(args).post("/api/v1/cert/revoke", {"serial": args.serial, "reason": args.reason})[1]
-    reason = issuance.REVOCATION_REASONS[args.reason]
-    _emit(args, {"serial": args.serial, "reason": args.reason, "reason_name": reason, **res},
-          f"revoked serial {args.serial} ({reason}): {res['result']}")
+    reason = carecords.REVOCATION_REASONS[args.reason]
+    _emit(args, {**res, "serial": args.serial, "reason": args.reason, "reason_name": reason},
+          f"revoked serial {args.serial} ({reason})" if res["status"] == "revoked" else
+          f"serial {args.serial} was already revoked")
     return EXIT_OK
 
 
@@ -315,7 +317,7 @@ def cmd_cert_verify(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.cert:
         leaf = _load_cert(args.cert)
-        serial = issuance.serial_bytes(leaf.serial_number).hex()
+        serial = carecords.serial_bytes(leaf.serial_number).hex()
     else:
         serial = args.serial
         leaf = None

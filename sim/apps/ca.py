@@ -59,11 +59,17 @@ from sim.apps.base import SimApp
 from sim.params import DURATION, PROBABILITY, ParamRule, count
 from trustchain.app.interface import Application
 from trustchain.ca import caa, dkg, frost, group, issuance, ownership
+from trustchain.ca import commands as cacommands
+from trustchain.ca import consensus_time as catime
+from trustchain.ca import events as caevents
+from trustchain.ca import policy as capolicy
+from trustchain.ca import records as carecords
 from trustchain.ca import signing_service as ss
 from trustchain.ca import validate as cavalidate
 from trustchain.ca import x509 as cax509
 from trustchain.consensus.certificates import InvalidMessage, SignatureChecker, check_committed
 from trustchain.consensus.messages import Request, pack
+from trustchain.encoding import DecodeError
 from trustchain.quorum import check_signing_threshold
 
 if TYPE_CHECKING:
@@ -74,19 +80,32 @@ if TYPE_CHECKING:
 BAD_SHARES = "ca_bad_shares"
 CA_DOMAIN = "trustchain.example"
 OTHER_CA = "other-ca.example"
-GENESIS = issuance.consensus_datetime(0)  # simulated consensus time starts at 0
+GENESIS = catime.consensus_datetime(0)  # simulated consensus time starts at 0
 
-# expected decision per kind of request: the result's prefix on every honest replica
+# expected decision per kind of request on every honest replica: the result's status and error field
 EXPECT = {
-    "challenge": b"CHALLENGE",
-    "valid": b"PENDING ",
-    "bad_csr": b"ERR csr:",
-    "not_owned": b"ERR ownership:",
-    "caa_other_ca": b"ERR caa:",
-    "caa_other_account": b"ERR caa:",
-    "revoke": b"OK revoked",
+    "challenge": (cacommands.STATUS_CHALLENGE, ""),
+    "valid": (cacommands.STATUS_PENDING, ""),
+    "bad_csr": (cacommands.STATUS_ERROR, "csr"),
+    "not_owned": (cacommands.STATUS_ERROR, "ownership"),
+    "caa_other_ca": (cacommands.STATUS_ERROR, "caa"),
+    "caa_other_account": (cacommands.STATUS_ERROR, "caa"),
+    "revoke": (cacommands.STATUS_OK, ""),
 }
 INVALID_KINDS = ("bad_csr", "not_owned", "caa_other_ca", "caa_other_account")
+
+
+def _decoded(result: bytes) -> cacommands.CAResult | None:
+    """The typed result, or None for bytes that are not a ``CAResult`` (a malformed result)."""
+    try:
+        return cacommands.decode_result(result)
+    except DecodeError:
+        return None
+
+
+def _describe(result: bytes) -> str:
+    res = _decoded(result)
+    return "a malformed result" if res is None else f"{res.status} {res.detail}".rstrip()
 
 
 def _ca_name(cn: str) -> x509.Name:
@@ -199,7 +218,7 @@ class CASimApp(SimApp):
         self.caa_records: dict[str, list[caa.CAARecord]] = {}
         self.txt_records: dict[str, list[str]] = {}
         self.dns = caa.StaticDNS(self.caa_records, self.txt_records)
-        self.policy = issuance.CAPolicy(self.issuing_profile, CA_DOMAIN, root_keys=(self.root_public.group_public_key,))
+        self.policy = capolicy.CAPolicy(self.issuing_profile, CA_DOMAIN, root_keys=(self.root_public.group_public_key,))
         self.accounts: list[_Account] = []
         for c in range(sc.workload.clients):
             key = world.client_signer(c).public_key
@@ -275,8 +294,9 @@ class CASimApp(SimApp):
             acct.job = None
             prev = self.world.request_index.get((cnode.name, ts - 1))
             result = self.results.get(prev) if prev is not None else None
-            if result is not None and result.startswith(b"CHALLENGE"):
-                return self._request(acct, job, result, ts)
+            challenge = _decoded(result) if result is not None else None
+            if challenge is not None and challenge.status == cacommands.STATUS_CHALLENGE:
+                return self._request(acct, job, challenge, ts)
             # no honest result seen for our challenge: challenge again
             return self._challenge(acct, job, ts)
         acct.jobs += 1
@@ -286,7 +306,7 @@ class CASimApp(SimApp):
             if serial is not None:
                 acct.revoking.add(serial)
                 self._expect(acct, ts, "revoke")
-                return issuance.revoke_command(int.from_bytes(serial, "big"), self.rng.choice((0, 1, 4, 5)))
+                return cacommands.revoke_command(int.from_bytes(serial, "big"), self.rng.choice((0, 1, 4, 5)))
         elif roll < self.revoke_fraction + self.invalid_fraction:
             kind = self.rng.choice(INVALID_KINDS)
             if kind == "not_owned":
@@ -318,11 +338,10 @@ class CASimApp(SimApp):
     def _challenge(self, acct: _Account, job: _Job, ts: int) -> bytes:
         acct.job = job
         self._expect(acct, ts, "challenge", job.names)
-        return issuance.challenge_command(job.names)
+        return cacommands.challenge_command(job.names)
 
-    def _request(self, acct: _Account, job: _Job, challenge: bytes, ts: int) -> bytes:
-        proofs = issuance.parse_challenge(challenge)
-        assert proofs is not None
+    def _request(self, acct: _Account, job: _Job, challenge: cacommands.CAResult, ts: int) -> bytes:
+        proofs = challenge.proofs()
         if job.kind != "not_owned":  # the client publishes dns-01 TXT only in zones it controls
             for name in job.names:
                 owner = f"{ownership.CHALLENGE_LABEL}.{name}"
@@ -338,9 +357,9 @@ class CASimApp(SimApp):
         if job.kind == "bad_csr":  # the signature BIT STRING ends the DER: flip one of its bits
             csr = csr[:-1] + bytes([csr[-1] ^ 0x01])
         self._expect(acct, ts, job.kind, job.names)
-        req = issuance.IssueRequest(csr, job.names, tuple(proofs[n] for n in job.names), f"client-{acct.index}",
+        req = cacommands.IssueRequest(csr, job.names, tuple(proofs[n] for n in job.names), f"client-{acct.index}",
                                     f"pay-{acct.index}-{ts}")
-        return issuance.request_command(req)
+        return cacommands.request_command(req)
 
     # ------------------------------------------------------------------ observing execution
 
@@ -354,11 +373,12 @@ class CASimApp(SimApp):
                 held = self.results.setdefault(req.digest, result)
                 if held != result and len(self.result_conflicts) < 10:
                     self.result_conflicts.append(f"request {req.digest.hex()[:16]} at seq {event.seq}: replica "
-                                                 f"{node.name} decided {result[:40]!r}, another {held[:40]!r}")
+                                                 f"{node.name} decided {_describe(result)[:80]!r}, another "
+                                                 f"{_describe(held)[:80]!r}")
                 exp = self.expect.get((req.client, req.timestamp))
-                pending = issuance.parse_pending(result)
-                if pending is not None:
-                    pid, serial = pending
+                decoded = _decoded(result)
+                if decoded is not None and decoded.status == cacommands.STATUS_PENDING:
+                    pid, serial = decoded.pending_id, decoded.serial
                     cr = self.creations.setdefault(serial, _Creation(req.digest, serial, pid, w.now))
                     cr.executions.append((node.name, event.seq, event.batch_digest, event.certificate))
                     if exp is not None and exp.kind == "valid" and serial not in self.accounts[exp.account].serials:
@@ -372,18 +392,18 @@ class CASimApp(SimApp):
         now = w.local_now(node)
         effects: list[ss.Effect] = []
         for ev in events:
-            if isinstance(ev, issuance.PendingRecorded):
+            if isinstance(ev, caevents.PendingRecorded):
                 effects += svc.on_pending(ev.pending.pending_id, ev.pending.tbs, now)
-            elif isinstance(ev, issuance.Finalized):
+            elif isinstance(ev, caevents.Finalized):
                 effects += svc.on_finalized(ev.pending_id)
                 if honest:
                     self.issued_us.setdefault(ev.serial, w.now)
-            elif isinstance(ev, issuance.PendingExpired):
+            elif isinstance(ev, caevents.PendingExpired):
                 effects += svc.on_finalized(ev.pending_id)
-            elif isinstance(ev, issuance.Revoked):
+            elif isinstance(ev, caevents.Revoked):
                 if honest:
                     self.revoked_us.setdefault(ev.serial, w.now)
-            elif isinstance(ev, issuance.FinalizeRejected) and honest:
+            elif isinstance(ev, caevents.FinalizeRejected) and honest:
                 self.finalize_rejected.append((node.name, ev.pending_id, ev.submitter))
         # A replica that caught up by state transfer restored its pending set from a snapshot, which emits
         # no events: the service follows the replicated pending set itself.
@@ -458,9 +478,9 @@ class CASimApp(SimApp):
                 out[name] = app
         return out
 
-    def issued_certificates(self) -> dict[bytes, issuance.IssuedCertificate]:
+    def issued_certificates(self) -> dict[bytes, carecords.IssuedCertificate]:
         """Every certificate any honest replica recorded, by serial (first seen)."""
-        out: dict[bytes, issuance.IssuedCertificate] = {}
+        out: dict[bytes, carecords.IssuedCertificate] = {}
         for app in self.honest_apps().values():
             for serial, rec in sorted(app.issued.items()):
                 out.setdefault(serial, rec)
@@ -496,10 +516,13 @@ class CASimApp(SimApp):
             result = self.results.get(digest) if digest is not None else None
             if result is None:
                 continue  # never executed by an honest replica (the liveness check covers it)
-            if not result.startswith(EXPECT[exp.kind]):
+            decoded = _decoded(result)
+            status, error_field = EXPECT[exp.kind]
+            if decoded is None or decoded.status != status or decoded.field != error_field:
+                expected = f"{status} {error_field}:" if error_field else status
                 return Verdict("ca_decisions", False, f"client c{exp.account} #{ts} ({exp.kind} {list(exp.names)}): "
-                               f"expected {EXPECT[exp.kind]!r}, got {result[:120]!r}", {"client": f"c{exp.account}",
-                                                                                       "timestamp": ts})
+                               f"expected {expected!r}, got {_describe(result)[:120]!r}",
+                               {"client": f"c{exp.account}", "timestamp": ts})
             seen[exp.kind] += 1
         invalid = sum(seen[k] for k in INVALID_KINDS)
         if seen["valid"] == 0 or invalid == 0:

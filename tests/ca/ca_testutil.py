@@ -55,6 +55,7 @@ from cryptography.x509.oid import NameOID as _NameOID  # noqa: E402
 
 from trustchain.app.interface import ExecutionContext, Operation  # noqa: E402
 from trustchain.ca import caa, issuance, ownership  # noqa: E402
+from trustchain.ca import commands as cacommands  # noqa: E402
 from trustchain.ca import x509 as cax509  # noqa: E402
 
 T0_US = 1_748_779_200_000_000  # 2025-06-01T12:00:00Z
@@ -125,8 +126,9 @@ class Client:
         return Operation(self.account, self.ts, payload)
 
 
-def run(app: issuance.CAApplication, op: Operation, seq: int, time_us: int) -> bytes:
-    return app.execute([op], ExecutionContext(seq, time_us))[0]
+def run(app: issuance.CAApplication, op: Operation, seq: int, time_us: int) -> cacommands.CAResult:
+    """Execute one operation; its typed result."""
+    return cacommands.decode_result(app.execute([op], ExecutionContext(seq, time_us))[0])
 
 
 def prove_and_request(
@@ -140,20 +142,20 @@ def prove_and_request(
     csr_seed: int = 1,
     payment: str | None = None,
     lifetime_s: int = 0,
-) -> bytes:
+) -> cacommands.CAResult:
     """challenge, publish TXT, request; returns the request's result."""
-    res = run(app, client.op(issuance.challenge_command(names)), seq, time_us)
-    proofs = issuance.parse_challenge(res)
-    assert proofs is not None, res
+    res = run(app, client.op(cacommands.challenge_command(names)), seq, time_us)
+    assert res.status == cacommands.STATUS_CHALLENGE, res
+    proofs = res.proofs()
     for n in names:
         base = n.removeprefix("*.")
         dns.add_txt(f"{ownership.CHALLENGE_LABEL}.{base}", ownership.dns01_txt(proofs[base]))
     _, csr = make_csr(names, csr_seed)
-    req = issuance.IssueRequest(
+    req = cacommands.IssueRequest(
         csr, tuple(names), tuple(proofs[n.removeprefix("*.")] for n in names), "ops@example.org",
         payment or f"pay-{seq}", lifetime_s,
     )
-    return run(app, client.op(issuance.request_command(req)), seq + 1, time_us + 1_000_000)
+    return run(app, client.op(cacommands.request_command(req)), seq + 1, time_us + 1_000_000)
 
 
 _ = _dt

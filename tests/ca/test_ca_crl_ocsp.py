@@ -15,16 +15,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as xocsp
 
-from trustchain.ca import crl, issuance, ocsp
+from trustchain.app.interface import Operation
+from trustchain.ca import commands as cacommands
+from trustchain.ca import consensus_time as catime
+from trustchain.ca import crl, ocsp
 
 APP, CERTS = issued_app([["good.example.org"], ["revoked.example.org"], ["hold.example.org"]])
 assert run(
-    APP, issuance.Operation(OPERATOR, 90, issuance.revoke_command(CERTS[1].serial_number, 1)), 50, T0_US + 10_000_000
-).startswith(b"OK")
+    APP, Operation(OPERATOR, 90, cacommands.revoke_command(CERTS[1].serial_number, 1)), 50, T0_US + 10_000_000
+).status == cacommands.STATUS_OK
 assert run(
-    APP, issuance.Operation(OPERATOR, 91, issuance.revoke_command(CERTS[2].serial_number, 0)), 51, T0_US + 11_000_000
-).startswith(b"OK")
-NOW = issuance.consensus_datetime(T0_US + 20_000_000)
+    APP, Operation(OPERATOR, 91, cacommands.revoke_command(CERTS[2].serial_number, 0)), 51, T0_US + 11_000_000
+).status == cacommands.STATUS_OK
+NOW = catime.consensus_datetime(T0_US + 20_000_000)
 CRL = crl.build_crl(ISSUING_PROFILE, crl.revocations_from(APP.revoked()), NOW, 7, ISSUING_SIGN)
 OPENSSL = shutil.which("openssl")
 
@@ -37,7 +40,7 @@ def test_crl_contents_and_determinism() -> None:
     assert set(revoked) == {CERTS[1].serial_number, CERTS[2].serial_number}
     entry = revoked[CERTS[1].serial_number]
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
-    assert entry.revocation_date_utc == issuance.consensus_datetime(T0_US + 10_000_000)
+    assert entry.revocation_date_utc == catime.consensus_datetime(T0_US + 10_000_000)
     with pytest.raises(x509.ExtensionNotFound):  # unspecified: extension omitted
         revoked[CERTS[2].serial_number].extensions.get_extension_for_class(x509.CRLReason)
     # same state -> same TBS on every replica, whatever quorum signs
@@ -133,7 +136,7 @@ def test_ocsp_good_revoked_unknown() -> None:
     assert good.responder_name == ISSUING_CERT.subject
     assert revoked.certificate_status == xocsp.OCSPCertStatus.REVOKED
     assert revoked.revocation_reason == x509.ReasonFlags.key_compromise
-    assert revoked.revocation_time_utc == issuance.consensus_datetime(T0_US + 10_000_000)
+    assert revoked.revocation_time_utc == catime.consensus_datetime(T0_US + 10_000_000)
     foreign = x509.load_der_x509_certificate(CERTS[0].public_bytes(serialization.Encoding.DER))
     from ca_chain import ROOT_CERT as other_issuer
 

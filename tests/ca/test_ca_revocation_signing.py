@@ -20,8 +20,12 @@ from cryptography.x509 import ocsp as xocsp
 from test_ca_signing_service import GROUP, PEERS, SIGNERS, issue_through_services, setup
 
 from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.ca import commands as cacommands
+from trustchain.ca import consensus_time as catime
 from trustchain.ca import issuance, ocsp
+from trustchain.ca import records as carecords
 from trustchain.ca import signing_service as ss
+from trustchain.encoding import encode
 
 OPENSSL = shutil.which("openssl")
 NODE = b"\x0e" * 32  # any validator's client key: the signing commands need no authorization
@@ -35,21 +39,22 @@ class Runner:
         self.seq = seq
         self.ts = 0
 
-    def __call__(self, payload: bytes, time_us: int, client: bytes = NODE) -> bytes:
+    def __call__(self, payload: bytes, time_us: int, client: bytes = NODE) -> cacommands.CAResult:
         self.seq += 1
         self.ts += 1
-        return self.app.execute([Operation(client, self.ts, payload)], ExecutionContext(self.seq, time_us))[0]
+        out = self.app.execute([Operation(client, self.ts, payload)], ExecutionContext(self.seq, time_us))[0]
+        return cacommands.decode_result(out)
 
-    def finalize_all(self, time_us: int) -> list[bytes]:
+    def finalize_all(self, time_us: int) -> list[cacommands.CAResult]:
         """Sign every pending CRL/OCSP TBS with the (test) FROST signer and order the finalizes."""
-        return [self(issuance.finalize_command(pid, ISSUING_SIGN(sig.tbs)), time_us)
+        return [self(cacommands.finalize_command(pid, ISSUING_SIGN(sig.tbs)), time_us)
                 for pid, sig in sorted(self.app.signatures.items())]
 
 
 def fresh() -> tuple[Runner, list[x509.Certificate]]:
     app, certs = issued_app([["good.example.org"], ["revoked.example.org"], ["hold.example.org"]])
     run = Runner(app)
-    assert run(issuance.revoke_command(certs[1].serial_number, 1), T0_US + 10_000_000, OPERATOR).startswith(b"OK")
+    assert run(cacommands.revoke_command(certs[1].serial_number, 1), T0_US + 10_000_000, OPERATOR).status == "ok"
     return run, certs
 
 
@@ -68,16 +73,18 @@ def test_sign_crl_records_pending_and_finalize_stores_the_signed_crl() -> None:
     run, certs = fresh()
     now = T0_US + 20_000_000
     assert run.app.crl_due(now)
-    out = run(issuance.sign_crl_command(), now)
-    assert out.startswith(b"SIGNING crl 1 "), out
-    pid = int(out.split()[3])
+    out = run(cacommands.sign_crl_command(), now)
+    assert (out.status, out.kind, out.number) == (cacommands.STATUS_SIGNING, cacommands.KIND_CRL, 1), out
+    pid = out.pending_id
     assert pid in run.app.pending_items() and pid not in run.app.pending  # signed, but not a certificate
     assert not run.app.crl_due(now)
-    assert run(issuance.sign_crl_command(), now + 1) == f"OK crl pending {pid}".encode()
+    assert run(cacommands.sign_crl_command(), now + 1) == cacommands.CAResult(
+        cacommands.STATUS_UNCHANGED, "CRL 1 is being signed", cacommands.KIND_CRL, (pid,), number=1)
     # a bad signature is refused and attributed, like a bad certificate signature
-    bad = run(issuance.finalize_command(pid, bytes(64)), now + 2)
-    assert bad.startswith(b"ERR signature:") and run.app.bad_finalizers[NODE] == 1
-    assert run.finalize_all(now + 3) == [b"OK crl 1"]
+    bad = run(cacommands.finalize_command(pid, bytes(64)), now + 2)
+    assert bad.field == "signature" and run.app.bad_finalizers[NODE] == 1
+    assert run.finalize_all(now + 3) == [cacommands.CAResult(cacommands.STATUS_OK, "", cacommands.KIND_CRL, (pid,),
+                                                             number=1)]
     assert run.app.pending_items() == {}
     stored = run.app.crl
     assert stored is not None and stored.number == 1 and stored.count == 1
@@ -85,20 +92,22 @@ def test_sign_crl_records_pending_and_finalize_stores_the_signed_crl() -> None:
     assert crl.is_signature_valid(ISSUING_CERT.public_key())  # type: ignore[arg-type]
     assert crl.issuer == ISSUING_CERT.subject
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 1
-    assert crl.last_update_utc == issuance.consensus_datetime(now).replace(microsecond=0)
+    assert crl.last_update_utc == catime.consensus_datetime(now).replace(microsecond=0)
     assert [r.serial_number for r in crl] == [certs[1].serial_number]
     # nothing changed: no new CRL until the refresh interval passes; a revocation makes one due at once
-    assert run(issuance.sign_crl_command(), now + 5_000_000) == b"OK crl current 1"
+    current = run(cacommands.sign_crl_command(), now + 5_000_000)
+    assert (current.status, current.number, current.pending_ids) == (cacommands.STATUS_UNCHANGED, 1, ())
     assert run.app.crl_due(now + run.app.policy.crl_refresh_us)
-    assert run(issuance.revoke_command(certs[2].serial_number, 0), now + 6_000_000, OPERATOR).startswith(b"OK")
-    out = run(issuance.sign_crl_command(), now + 7_000_000)
-    assert out.startswith(b"SIGNING crl 2 "), out
-    assert run.finalize_all(now + 8_000_000) == [b"OK crl 2"]
+    assert run(cacommands.revoke_command(certs[2].serial_number, 0), now + 6_000_000, OPERATOR).status == "ok"
+    out = run(cacommands.sign_crl_command(), now + 7_000_000)
+    assert (out.status, out.number) == (cacommands.STATUS_SIGNING, 2), out
+    assert [(r.status, r.number) for r in run.finalize_all(now + 8_000_000)] == [(cacommands.STATUS_OK, 2)]
     assert {r.serial_number for r in x509.load_der_x509_crl(run.app.crl.der)} == {  # type: ignore[union-attr]
         certs[1].serial_number, certs[2].serial_number}
     # forcing a CRL is an operator command
-    assert run(issuance.sign_crl_command(force=True), now + 9_000_000).startswith(b"ERR authorization")
-    assert run(issuance.sign_crl_command(force=True), now + 9_000_000, OPERATOR).startswith(b"SIGNING crl 3 ")
+    assert run(cacommands.sign_crl_command(force=True), now + 9_000_000).field == "authorization"
+    forced = run(cacommands.sign_crl_command(force=True), now + 9_000_000, OPERATOR)
+    assert (forced.status, forced.number) == (cacommands.STATUS_SIGNING, 3), forced
 
 
 def test_ocsp_batches_sign_every_serial_and_a_revocation_reads_revoked() -> None:
@@ -106,15 +115,18 @@ def test_ocsp_batches_sign_every_serial_and_a_revocation_reads_revoked() -> None
     app = run.app
     now = T0_US + 20_000_000
     assert all(served(app, c).response_status == xocsp.OCSPResponseStatus.TRY_LATER for c in certs)
-    out = run(issuance.sign_ocsp_batch_command(2), now)  # limit 2: the revoked serial comes first
-    assert out.startswith(b"SIGNING ocsp 2 "), out
+    out = run(cacommands.sign_ocsp_batch_command(2), now)  # limit 2: the revoked serial comes first
+    assert (out.status, out.kind) == (cacommands.STATUS_SIGNING, cacommands.KIND_OCSP), out
+    assert out.pending_ids == tuple(sorted(app.signatures)) and len(out.pending_ids) == 2
     assert {s.serial for s in app.signatures.values()} == {
-        issuance.serial_bytes(certs[1].serial_number), issuance.serial_bytes(certs[0].serial_number)}
-    assert run(issuance.sign_ocsp_batch_command(), now) == b"OK ocsp pending 2"  # one batch at a time
+        carecords.serial_bytes(certs[1].serial_number), carecords.serial_bytes(certs[0].serial_number)}
+    busy = run(cacommands.sign_ocsp_batch_command(), now)  # one batch at a time
+    assert (busy.status, busy.pending_ids) == (cacommands.STATUS_UNCHANGED, out.pending_ids), busy
     assert not app.ocsp_due(now)
-    assert all(r.startswith(b"OK ocsp ") for r in run.finalize_all(now + 1_000_000))
+    assert [(r.status, r.kind, r.pending_id) for r in run.finalize_all(now + 1_000_000)] == [
+        (cacommands.STATUS_OK, cacommands.KIND_OCSP, pid) for pid in out.pending_ids]
     assert app.ocsp_due(now + 1_000_000)
-    assert run(issuance.sign_ocsp_batch_command(), now + 2_000_000).startswith(b"SIGNING ocsp 1 ")
+    assert len(run(cacommands.sign_ocsp_batch_command(), now + 2_000_000).pending_ids) == 1
     run.finalize_all(now + 3_000_000)
     assert not app.ocsp_due(now + 3_000_000) and len(app.ocsp) == 3
     expect = {0: xocsp.OCSPCertStatus.GOOD, 1: xocsp.OCSPCertStatus.REVOKED, 2: xocsp.OCSPCertStatus.GOOD}
@@ -127,7 +139,7 @@ def test_ocsp_batches_sign_every_serial_and_a_revocation_reads_revoked() -> None
         ISSUING_CERT.public_key().verify(resp.signature, resp.tbs_response_bytes)  # type: ignore[call-arg]
     revoked = served(app, certs[1])
     assert revoked.revocation_reason == x509.ReasonFlags.key_compromise
-    assert revoked.revocation_time_utc == issuance.consensus_datetime(T0_US + 10_000_000)
+    assert revoked.revocation_time_utc == catime.consensus_datetime(T0_US + 10_000_000)
     # identical bytes for any request for that serial: no nonce, RFC 5019 SHA-1 CertID
     assert app.ocsp_response(certs[0].serial_number) == ocsp.serve(
         app.current_issuer, ocsp_request(certs[0]), app.ocsp_response, app.ocsp_known)
@@ -139,9 +151,9 @@ def test_ocsp_batches_sign_every_serial_and_a_revocation_reads_revoked() -> None
     assert xocsp.load_der_ocsp_response(ocsp.serve(app.current_issuer, b"junk", app.ocsp_response, app.ocsp_known)
                                         ).response_status == xocsp.OCSPResponseStatus.MALFORMED_REQUEST
     # revoking withdraws the good response at once (tryLater, never "good"), the next batch says revoked
-    assert run(issuance.revoke_command(certs[0].serial_number, 4), now + 4_000_000, OPERATOR).startswith(b"OK")
+    assert run(cacommands.revoke_command(certs[0].serial_number, 4), now + 4_000_000, OPERATOR).status == "ok"
     assert served(app, certs[0]).response_status == xocsp.OCSPResponseStatus.TRY_LATER
-    assert run(issuance.sign_ocsp_batch_command(), now + 5_000_000).startswith(b"SIGNING ocsp 1 ")
+    assert len(run(cacommands.sign_ocsp_batch_command(), now + 5_000_000).pending_ids) == 1
     run.finalize_all(now + 6_000_000)
     resp = served(app, certs[0])
     assert resp.certificate_status == xocsp.OCSPCertStatus.REVOKED
@@ -150,23 +162,25 @@ def test_ocsp_batches_sign_every_serial_and_a_revocation_reads_revoked() -> None
     app.policy = dataclasses.replace(app.policy, ocsp_refresh_us=3_600_000_000)  # leaves here live 24 h
     later = now + app.policy.ocsp_refresh_us + 10_000_000
     assert app.ocsp_due(later)
-    assert run(issuance.sign_ocsp_batch_command(), later).startswith(b"SIGNING ocsp 3 ")
+    refresh = run(cacommands.sign_ocsp_batch_command(), later)
+    assert (refresh.status, len(refresh.pending_ids)) == (cacommands.STATUS_SIGNING, 3), refresh
     run.finalize_all(later)
     expired = max(app.issued[s].not_after_us for s in app.issued) + 1
-    assert run(issuance.sign_ocsp_batch_command(), expired + app.policy.ocsp_refresh_us) == b"OK ocsp current"
+    assert run(cacommands.sign_ocsp_batch_command(), expired + app.policy.ocsp_refresh_us) == cacommands.CAResult(
+        cacommands.STATUS_UNCHANGED, "every OCSP response is current", cacommands.KIND_OCSP)
     assert app.ocsp == {}
 
 
 def test_revocation_while_a_good_response_is_being_signed() -> None:
     run, certs = fresh()
     now = T0_US + 20_000_000
-    run(issuance.sign_ocsp_batch_command(), now)
-    good = [p for p, s in run.app.signatures.items() if s.serial == issuance.serial_bytes(certs[2].serial_number)]
-    assert run(issuance.revoke_command(certs[2].serial_number, 5), now + 1, OPERATOR).startswith(b"OK")
-    results = run.finalize_all(now + 2)
-    assert f"OK ocsp {issuance.serial_bytes(certs[2].serial_number).hex()} stale".encode() in results, good
+    run(cacommands.sign_ocsp_batch_command(), now)
+    good = [p for p, s in run.app.signatures.items() if s.serial == carecords.serial_bytes(certs[2].serial_number)]
+    assert run(cacommands.revoke_command(certs[2].serial_number, 5), now + 1, OPERATOR).status == "ok"
+    stale = [(r.pending_id, r.serial) for r in run.finalize_all(now + 2) if r.status == cacommands.STATUS_STALE]
+    assert stale == [(good[0], carecords.serial_bytes(certs[2].serial_number))], good
     assert run.app.ocsp_response(certs[2].serial_number) is None  # the stale "good" was not stored
-    run(issuance.sign_ocsp_batch_command(), now + 3)
+    run(cacommands.sign_ocsp_batch_command(), now + 3)
     run.finalize_all(now + 4)
     assert served(run.app, certs[2]).certificate_status == xocsp.OCSPCertStatus.REVOKED
 
@@ -184,14 +198,14 @@ def test_snapshot_is_deterministic_and_restores_pending_signatures() -> None:
         def finalize(time_us: int) -> None:
             for pid, sig in sorted(app.signatures.items()):
                 signature = signatures.setdefault(sig.tbs, ISSUING_SIGN(sig.tbs))
-                assert run(issuance.finalize_command(pid, signature), time_us).startswith(b"OK")
+                assert run(cacommands.finalize_command(pid, signature), time_us).status == cacommands.STATUS_OK
 
-        run(issuance.sign_crl_command(), T0_US + 20_000_000)
+        run(cacommands.sign_crl_command(), T0_US + 20_000_000)
         finalize(T0_US + 21_000_000)
-        run(issuance.sign_ocsp_batch_command(2), T0_US + 22_000_000)
+        run(cacommands.sign_ocsp_batch_command(2), T0_US + 22_000_000)
         finalize(T0_US + 23_000_000)
-        run(issuance.sign_ocsp_batch_command(), T0_US + 24_000_000)  # left pending
-        run(issuance.sign_crl_command(force=True), T0_US + 24_000_000, OPERATOR)  # left pending
+        run(cacommands.sign_ocsp_batch_command(), T0_US + 24_000_000)  # left pending
+        run(cacommands.sign_crl_command(force=True), T0_US + 24_000_000, OPERATOR)  # left pending
         return run
 
     a, b = scripted(), scripted()
@@ -204,7 +218,7 @@ def test_snapshot_is_deterministic_and_restores_pending_signatures() -> None:
     assert list(restored.ocsp) == list(a.app.ocsp) and restored.crl == a.app.crl
     assert not restored.ocsp_due(T0_US + 24_000_000) and not restored.crl_due(T0_US + 24_000_000)
     # a version-1 snapshot (before CRL/OCSP state) still restores
-    v1 = issuance.encode(issuance._SnapshotV1(1, 5, (), (), (), tuple(a.app.issued.values()), (), (), ()))
+    v1 = encode(issuance._SnapshotV1(1, 5, (), (), (), tuple(a.app.issued.values()), (), (), ()))
     old = issuance.CAApplication(a.app.policy, a.app.lookup)
     old.restore(v1)
     assert old.issued == a.app.issued and old.crl is None and old.crl_due(T0_US)
@@ -216,10 +230,10 @@ def test_signing_services_sign_crl_and_ocsp_like_certificates() -> None:
     h, dns = setup(set(), set())
     pending = issue_through_services(h, dns, ["www.example.org"], 1)
     assert pending.serial in h.app.issued
-    for cmd in (issuance.sign_crl_command(), issuance.sign_ocsp_batch_command()):
+    for cmd in (cacommands.sign_crl_command(), cacommands.sign_ocsp_batch_command()):
         h.seq += 1
         out = h.app.execute([Operation(NODE, h.seq, cmd)], ExecutionContext(h.seq, h.now))[0]
-        assert out.startswith(b"SIGNING"), out
+        assert cacommands.decode_result(out).status == cacommands.STATUS_SIGNING, out
         for i, s in h.services.items():
             h.apply(i, s.reconcile(h.app.pending_items(), h.now))
         h.run()
@@ -237,7 +251,7 @@ def test_reconcile_picks_up_pending_restored_from_a_snapshot() -> None:
     """State transfer restores pending issuances without events: reconcile hands them to the service."""
     h, dns = setup(set(), set())
     res = prove_and_request(h.app, dns, Client(b"\xab" * 32), ["api.example.org"], 1, h.now)
-    pid = int(res.split()[1])
+    pid = res.pending_id
     h.app.take_events()  # nobody told the services
     # a replica that caught up by state transfer: a fresh application restored from a snapshot
     caught_up = issuance.CAApplication(h.app.policy, h.app.lookup)
@@ -286,8 +300,8 @@ def test_restarted_service_uses_a_new_nonce_epoch() -> None:
 def test_openssl_accepts_the_stored_crl_and_ocsp_responses(tmp_path: Path) -> None:
     run, certs = fresh()
     now = T0_US + 20_000_000
-    run(issuance.sign_crl_command(), now)
-    run(issuance.sign_ocsp_batch_command(), now)
+    run(cacommands.sign_crl_command(), now)
+    run(cacommands.sign_ocsp_batch_command(), now)
     run.finalize_all(now + 1_000_000)
     assert run.app.crl is not None and len(run.app.ocsp) == 3
     (tmp_path / "ca.pem").write_bytes(pem(ROOT_CERT) + pem(ISSUING_CERT))

@@ -9,7 +9,11 @@ from ca_testutil import CA_DOMAIN, T0_US, Client, MutableDNS, ca_name, issuer_pr
 from cryptography import x509
 
 from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.ca import commands as cacommands
+from trustchain.ca import events as caevents
 from trustchain.ca import frost, issuance
+from trustchain.ca import policy as capolicy
+from trustchain.ca import records as carecords
 from trustchain.ca import signing_service as ss
 from trustchain.crypto.signing import Ed25519Signer
 
@@ -57,7 +61,7 @@ class Harness:
                 out = self.app.execute(
                     [Operation(PEERS[who], self.seq, e.command)], ExecutionContext(self.seq, self.now)
                 )[0]
-                if out.startswith(b"OK"):
+                if cacommands.decode_result(out).status in (cacommands.STATUS_OK, cacommands.STATUS_STALE):
                     for s in self.services.values():
                         s.on_finalized(e.pending_id)
 
@@ -79,7 +83,7 @@ class Harness:
 def setup(bad: set[int], silent: set[int]) -> tuple[Harness, MutableDNS]:
     dns = MutableDNS()
     app = issuance.CAApplication(
-        issuance.CAPolicy(issuer_profile(ca_name("TrustChain Issuing E1"), GROUP.public.group_public_key), CA_DOMAIN),
+        capolicy.CAPolicy(issuer_profile(ca_name("TrustChain Issuing E1"), GROUP.public.group_public_key), CA_DOMAIN),
         dns,
     )
     services: dict[int, ss.SigningService] = {}
@@ -94,10 +98,10 @@ def setup(bad: set[int], silent: set[int]) -> tuple[Harness, MutableDNS]:
     return h, dns
 
 
-def issue_through_services(h: Harness, dns: MutableDNS, names: list[str], seq: int) -> issuance.PendingIssuance:
+def issue_through_services(h: Harness, dns: MutableDNS, names: list[str], seq: int) -> carecords.PendingIssuance:
     res = prove_and_request(h.app, dns, Client(b"\xaa" * 32), names, seq, h.now)
-    assert res.startswith(b"PENDING"), res
-    events = [e for e in h.app.take_events() if isinstance(e, issuance.PendingRecorded)]
+    assert res.status == cacommands.STATUS_PENDING, res
+    events = [e for e in h.app.take_events() if isinstance(e, caevents.PendingRecorded)]
     pending = events[-1].pending
     for i, s in h.services.items():  # every replica executed the request and tells its own service
         h.apply(i, s.on_pending(pending.pending_id, pending.tbs, h.now))

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from reference_node.cluster import run_dkg
 from reference_node.genesis import Genesis
 from trustchain.app import kvstore
 from trustchain.app import trustchain as tcapp
 from trustchain.app.interface import ExecutionContext, Operation
-from trustchain.ca import issuance
+from trustchain.ca import commands as cacommands
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
 from trustchain.dns import app as dnsapp
 from trustchain.dns.zone import AddRecords, ZoneUpdate
+from trustchain.encoding import encode
+from trustchain.errors import TrustChainError
 
 T0 = 1_750_000_000_000_000
 _, PUBLIC = run_dkg(4, 3, b"test")
@@ -34,7 +38,7 @@ def _ops() -> list[Operation]:
                                                 admin="h.example.org.", nameservers=["ns1.example.org."])),
         tcapp.route("dns", dnsapp.encode_update(update)),
         tcapp.route("kv", kvstore.put(b"a", b"1")),
-        tcapp.route("ca", issuance.challenge_command(["www.example.org"])),
+        tcapp.route("ca", cacommands.challenge_command(["www.example.org"])),
         tcapp.route("ct", ctapp.add_chain(b"\x30\x03\x02\x01\x01")),
         b"garbage",
     ]
@@ -45,11 +49,25 @@ def test_routing_and_results() -> None:
     app = _app(0)
     results = app.execute(_ops(), ExecutionContext(1, T0))
     assert results[0].startswith(b"OK created") and results[1].startswith(b"OK serial=")
-    assert results[2] == b"OK" and results[3].startswith(b"CHALLENGE")
+    challenge = tcapp.decode_routed(results[3], cacommands.decode_result)
+    assert results[2] == b"OK" and isinstance(challenge, cacommands.CAResult)
+    assert challenge.status == cacommands.STATUS_CHALLENGE and list(challenge.proofs()) == ["www.example.org"]
     assert ctapp.decode_result(results[4]).status == ctapp.STATUS_OK
-    assert results[5].startswith(b"ERR target")
+    assert tcapp.decode_routed(results[5], cacommands.decode_result) == tcapp.RouteError(
+        "target: malformed routed operation")
     assert app.ca.lookup.txt("_acme-challenge.www.example.org") == ["abc"]
     assert app.ca.lookup.txt("nothing.example.com") == []
+
+
+def test_router_errors_are_typed_and_other_bytes_are_malformed_results() -> None:
+    app = _app(0)
+    unknown = Operation(b"\xaa" * 32, 1, encode(tcapp.Routed("nope", b"")))
+    result = app.execute([unknown], ExecutionContext(1, T0))[0]
+    assert tcapp.decode_routed(result, cacommands.decode_result) == tcapp.RouteError(
+        "target: unknown sub-application 'nope'")
+    with pytest.raises(tcapp.MalformedResult, match="result: "):
+        tcapp.decode_routed(b"OK", cacommands.decode_result)
+    assert issubclass(tcapp.MalformedResult, TrustChainError)
 
 
 def test_snapshot_is_deterministic_and_restores() -> None:
@@ -71,7 +89,7 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     payloads = [tcapp.route("dns", dnsapp.encode_create("example.org.", primary_ns="ns1.example.org.",
                                                         admin="h.example.org.", nameservers=["ns1.example.org."])),
                 *[tcapp.route("dns", dnsapp.encode_update(u)) for u in updates],
-                tcapp.route("ca", issuance.challenge_command(["h1.example.org"]))]
+                tcapp.route("ca", cacommands.challenge_command(["h1.example.org"]))]
     ops = [Operation(b"\xaa" * 32, i + 1, p) for i, p in enumerate(payloads)]
     together, one_by_one = _app(0), _app(1)
     signs: list[int] = []
@@ -86,4 +104,5 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     assert signs == [1]  # one signing pass for the six DNS operations, before the CA operation read the zone
     expected = [one_by_one.execute([op], ExecutionContext(1, T0))[0] for op in ops]
     assert results == expected and all(r.startswith(b"OK") for r in results[:6])
+    assert cacommands.decode_result(results[6]).status == cacommands.STATUS_CHALLENGE
     assert together.snapshot() == one_by_one.snapshot()

@@ -15,7 +15,7 @@ from reference_node import config as cfgmod
 from reference_node.runtime import Node, build_node
 from reference_node.transport import CHANNEL_CONSENSUS, CHANNEL_SIGNING
 from trustchain.app import kvstore
-from trustchain.ca import issuance
+from trustchain.ca import records as carecords
 
 
 def _drop_on_receipt(node: Node, channels: set[int]) -> None:
@@ -115,7 +115,7 @@ def test_certificate_finalized_inside_a_snapshot_wakes_its_waiter(tmp_path: Path
         assert await nodes[0].submit("kv", kvstore.put(b"after", b"1"), timeout_s=20) == b"OK"
         cert = await asyncio.wait_for(renewal, 20)  # well inside the renewal's own 60 s
         assert restored, "node 3 caught up without a snapshot: the test no longer covers its case"
-        assert issuance.serial_bytes(cert.serial_number) in deaf.app.ca.issued
+        assert carecords.serial_bytes(cert.serial_number) in deaf.app.ca.issued
         assert deaf.certificates.renewals == 1
 
     _run_cluster(tmp_path, body, transport="quic")

@@ -19,7 +19,9 @@ from reference_node import config as cfgmod
 from reference_node.runtime import Node, build_node
 from reference_node.transport_quic import QUICTransport
 from trustchain.app import kvstore
-from trustchain.ca import frost, issuance
+from trustchain.ca import frost
+from trustchain.ca import names as canames
+from trustchain.ca import records as carecords
 from trustchain.ca import x509 as cax509
 from trustchain.ca.rotation import renewal_time
 
@@ -43,11 +45,11 @@ def test_genesis_node_certificates_come_from_the_trustchain_intermediate(tmp_pat
         assert frost.verify_signature(inter.public_key().public_bytes_raw(),  # type: ignore[union-attr]
                                       leaf.tbs_certificate_bytes, leaf.signature)
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert san.get_values_for_type(x509.DNSName) == [issuance.node_name(i)]
+        assert san.get_values_for_type(x509.DNSName) == [canames.node_name(i)]
         eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
         assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(hours=24, seconds=-1)
-        verify_certificate(leaf, [inter], issuance.node_name(i), cafile=str(tmp_path / "root.pem"))
+        verify_certificate(leaf, [inter], canames.node_name(i), cafile=str(tmp_path / "root.pem"))
         assert root.subject == inter.issuer
 
 
@@ -79,11 +81,11 @@ def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: 
                 assert renewal_time(old.not_valid_before_utc, old.not_valid_after_utc) - dt.timedelta(seconds=1) \
                     <= new.not_valid_before_utc <= old.not_valid_after_utc
                 assert new.not_valid_after_utc - new.not_valid_before_utc == dt.timedelta(seconds=19)
-                verify_certificate(new, [inter], issuance.node_name(i), cafile=root)
+                verify_certificate(new, [inter], canames.node_name(i), cafile=root)
                 transport = n.transport
                 assert isinstance(transport, QUICTransport)
                 assert transport.identity.certificate == new  # installed for new connections
-                serial = issuance.serial_bytes(new.serial_number)
+                serial = carecords.serial_bytes(new.serial_number)
                 assert all(serial in m.app.ca.issued for m in nodes)  # issued through consensus
             # let every genesis certificate expire, then restart node 2 from disk: it dials with its renewed
             # certificate and must accept the peers' renewed ones (no link can rest on the old ones)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from node_harness import Cluster, http
 
-from trustchain.ca import issuance
+from trustchain.ca import names as canames
 
 ZONE = "e2e.example."
 
@@ -53,7 +53,7 @@ def listeners(c: Cluster, i: int) -> Listeners:
     doc = tomllib.loads(c.configs[i].read_text())
     udp = int(doc["dns"]["listen"].rsplit(":", 1)[1])
     doq = int(doc["dns"]["doq_listen"].rsplit(":", 1)[1])
-    return Listeners(udp, doq, c.dir / "root.pem", issuance.node_name(i))  # node certificate, TrustChain root
+    return Listeners(udp, doq, c.dir / "root.pem", canames.node_name(i))  # node certificate, TrustChain root
 
 
 def tool(*cmd: str) -> str:

@@ -11,7 +11,7 @@ from reference_node import config as cfgmod
 from reference_node.runtime import build_node
 from reference_node.transport_quic import QUICTransport
 from trustchain.app import kvstore
-from trustchain.ca import issuance
+from trustchain.ca import names as canames
 
 
 def test_quic_cluster_commits(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_quic_rejects_foreign_certificate(tmp_path: Path) -> None:
         assert ecfg.consensus.tls_cert is not None and ecfg.consensus.tls_key is not None
         # node1's name and the right address, but a certificate from the wrong CA (trusting the real one)
         intruder = QUICTransport(1, ("127.0.0.1", 0), {0: cfg.consensus.validators[0].address},
-                                 {0: issuance.node_name(0), 1: issuance.node_name(1)}, ecfg.consensus.tls_cert,
+                                 {0: canames.node_name(0), 1: canames.node_name(1)}, ecfg.consensus.tls_cert,
                                  ecfg.consensus.tls_key, cfg.consensus.tls_ca)  # type: ignore[arg-type]
         await intruder.start(lambda s, c, d: None)
         ok_cfg = cfgmod.load(good[1], environ={})

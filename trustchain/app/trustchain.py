@@ -8,13 +8,14 @@ the same execution step, so every replica's log holds exactly the certificates t
 
 Wire format of an operation: `encode(Routed(target, payload))` with target one of `TARGETS`; the
 payload is the sub-application's own command. The result is the sub-application's result unchanged,
-or `ERR target: ...` for an unknown tag or an undecodable envelope.
+or an encoded `RouteError` for an unknown tag or an undecodable envelope (`decode_routed` reads both).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dns.name
 import dns.rdatatype
@@ -22,21 +23,37 @@ import dns.rdatatype
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
 from trustchain.ca import caa
-from trustchain.ca.issuance import CAApplication, CAPolicy, Event, Finalized
+from trustchain.ca.events import Event, Finalized
+from trustchain.ca.issuance import CAApplication
+from trustchain.ca.policy import CAPolicy
 from trustchain.crypto.signing import Signer
 from trustchain.ct import app as ctapp
 from trustchain.dns.app import DNSApplication
 from trustchain.encoding import DecodeError, decode, encode
+from trustchain.errors import TrustChainError
 
 CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
 TARGETS = (CA, CT, DNS, KV)
 SNAPSHOT_VERSION = 1
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
 class Routed:
     target: str
     payload: bytes
+
+
+@dataclass(frozen=True)
+class RouteError:
+    """The router's own result when an operation reached no sub-application; ``detail`` is
+    "<field>: <reason>" (e.g. "target: unknown sub-application 'x'")."""
+
+    detail: str
+
+
+class MalformedResult(TrustChainError, ValueError):
+    """A routed operation's result is neither the sub-application's typed result nor a `RouteError`."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,19 @@ def route(target: str, payload: bytes) -> bytes:
     if target not in TARGETS:
         raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {target!r}")
     return encode(Routed(target, payload))
+
+
+def decode_routed(data: bytes, decode_result: Callable[[bytes], R]) -> R | RouteError:
+    """The result of a routed operation: the sub-application's own (`decode_result`, e.g.
+    `trustchain.ca.commands.decode_result`) or the router's `RouteError`. Raises `MalformedResult` for
+    bytes that are neither, so callers never guess at text."""
+    try:
+        return decode_result(data)
+    except DecodeError as exc:
+        try:
+            return decode(RouteError, data)
+        except DecodeError:
+            raise MalformedResult(f"result: not a result of this sub-application ({exc})") from None
 
 
 def unroute(operation: bytes) -> Routed | None:
@@ -130,7 +160,7 @@ class TrustChainApplication:
                 continue
             flush_dns()  # before anything that may read the zones (the CA's CAA and dns-01 lookups)
             if routed is None:
-                results.append(b"ERR target: malformed routed operation")
+                results.append(encode(RouteError("target: malformed routed operation")))
                 continue
             inner = Operation(op.client, op.timestamp, routed.payload)
             if routed.target == CA:
@@ -141,7 +171,7 @@ class TrustChainApplication:
             elif routed.target == KV:
                 results.append(self.kv.execute([inner], context)[0])
             else:
-                results.append(b"ERR target: unknown sub-application " + routed.target.encode()[:32])
+                results.append(encode(RouteError(f"target: unknown sub-application {routed.target[:32]!r}")))
         flush_dns()
         return results
 

@@ -7,11 +7,13 @@ X25519+ML-KEM-768 transport and AES-256-GCM at-rest storage of shares), ``x509``
 (path building with named failure reasons).
 
 The replicated CA built on them: ``issuance`` (``CAApplication``: ordered request -> deterministic
-approve/reject -> pending TBS -> *finalize* verified under the group key; revocation), with ``names``,
-``caa`` (RFC 8659), ``ownership`` (dns-01-style proof) and ``ratelimit``; ``signing_service`` (the
-sans-I/O FROST coordinator beside each replica, outside ``execute``); ``crl`` and ``ocsp`` (threshold-
-signed revocation status); ``rotation`` (renewal planning, root/intermediate rollover, proactive
-re-sharing of the group key).
+approve/reject -> pending TBS -> *finalize* verified under the group key; revocation), its wire format
+``commands`` (ordered commands, typed results), the request checks in ``approval``, its ``policy``,
+state ``records``, node ``events`` and ``consensus_time``, with ``names`` (host names, the validator
+node-name rule), ``caa`` (RFC 8659), ``ownership`` (dns-01-style proof) and ``ratelimit``;
+``revocation`` (CRL/OCSP signing state); ``signing_service`` (the sans-I/O FROST coordinator beside
+each replica, outside ``execute``); ``crl`` and ``ocsp`` (threshold-signed revocation status);
+``rotation`` (renewal planning, root/intermediate rollover, proactive re-sharing of the group key).
 
 All of it is sans-I/O: randomness is a ``rand_bytes(n) -> bytes`` callable passed in
 (``random.Random(seed).randbytes`` in tests and the simulator, ``os.urandom`` in production) and

@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from trustchain.ca import der
 from trustchain.ca import x509 as cax509
+from trustchain.ca.consensus_time import consensus_datetime
+from trustchain.ca.records import IssuedCertificate
+from trustchain.errors import TrustChainError
 
 DEFAULT_CRL_LIFETIME = dt.timedelta(days=1)
 
@@ -34,7 +37,7 @@ _REASONS = {
 }
 
 
-class CRLError(ValueError):
+class CRLError(TrustChainError, ValueError):
     pass
 
 
@@ -120,14 +123,10 @@ def build_crl(
     return finalize_crl(tbs, sign(tbs), issuer.public_key)
 
 
-def revocations_from(records: Sequence[object]) -> list[Revocation]:
+def revocations_from(records: Sequence[IssuedCertificate]) -> list[Revocation]:
     """Revocations from ``CAApplication.revoked()`` records (every replica has the same list)."""
-    from trustchain.ca import issuance
-
     out = []
     for rec in records:
-        assert isinstance(rec, issuance.IssuedCertificate) and rec.revoked_us is not None
-        out.append(
-            Revocation(int.from_bytes(rec.serial, "big"), issuance.consensus_datetime(rec.revoked_us), rec.reason or 0)
-        )
+        assert rec.revoked_us is not None
+        out.append(Revocation(int.from_bytes(rec.serial, "big"), consensus_datetime(rec.revoked_us), rec.reason or 0))
     return out

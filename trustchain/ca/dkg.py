@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from trustchain.ca import frost, group
 from trustchain.ca.group import Element, RandBytes, Scalar
+from trustchain.errors import TrustChainError
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Complaint:
     reason: str
 
 
-class DKGError(ValueError):
+class DKGError(TrustChainError, ValueError):
     """The DKG cannot complete; ``complaints`` says who misbehaved and how."""
 
     def __init__(self, complaints: Iterable[Complaint]) -> None:

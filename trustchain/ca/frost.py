@@ -18,11 +18,12 @@ import nacl.signing
 
 from trustchain.ca import group
 from trustchain.ca.group import Element, RandBytes, Scalar
+from trustchain.errors import TrustChainError
 
 CONTEXT_STRING = b"FROST-ED25519-SHA512-v1"
 
 
-class FrostError(ValueError):
+class FrostError(TrustChainError, ValueError):
     """Protocol failure; ``culprits`` names the identifiers whose input was provably bad."""
 
     def __init__(self, message: str, culprits: Iterable[int] = ()) -> None:

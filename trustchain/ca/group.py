@@ -13,6 +13,8 @@ from typing import TypeAlias
 import nacl.bindings as sodium
 import nacl.exceptions
 
+from trustchain.errors import TrustChainError
+
 Scalar: TypeAlias = bytes
 Element: TypeAlias = bytes
 
@@ -30,7 +32,7 @@ ZERO: Scalar = bytes(32)
 ONE: Scalar = (1).to_bytes(32, "little")
 
 
-class GroupError(ValueError):
+class GroupError(TrustChainError, ValueError):
     """An encoding from the wire is not a valid scalar or prime-order element."""
 
 

@@ -1,15 +1,20 @@
 """DNS name rules for certificate requests, applied identically on every replica.
 
 Why a separate module: the issuance policy, CAA lookup and the renewal planner all need the same
-notion of "a valid host name", and a divergence between them would be a replica-divergence bug."""
+notion of "a valid host name", and a divergence between them would be a replica-divergence bug. The
+validator node-name rule lives here too: it decides who may hold which name under the node domain."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 MAX_NAME = 253
 MAX_LABEL = 63
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+NODE_DOMAIN = "nodes.trustchain.internal"
+_NODE_LABEL = re.compile(r"validator-(0|[1-9][0-9]{0,5})")
 
 
 def normalize(name: str) -> str:
@@ -54,3 +59,44 @@ def parents(name: str) -> list[str]:
     """``name`` and each ancestor up to (excluding) the root, nearest first (RFC 8659 tree climbing)."""
     labels = name.removeprefix("*.").split(".")
     return [".".join(labels[i:]) for i in range(len(labels))]
+
+
+def under(name: str, domain: str) -> bool:
+    """``name`` is ``domain`` or a name below it."""
+    return name == domain or name.endswith("." + domain)
+
+
+def node_name(index: int, node_domain: str = NODE_DOMAIN) -> str:
+    """The DNS name in validator ``index``'s (0-based replica id) TLS node certificate."""
+    return f"validator-{index}.{node_domain}"
+
+
+def node_index(name: str, node_domain: str = NODE_DOMAIN) -> int | None:
+    """The validator index a (normalized) node name designates, or None if it is not one."""
+    label, dot, rest = name.partition(".")
+    if not dot or rest != node_domain:
+        return None
+    m = _NODE_LABEL.fullmatch(label)
+    return int(m.group(1)) if m else None
+
+
+def check_node_names(requested: Sequence[str], client: bytes, node_domain: str,
+                     validator_keys: Sequence[bytes]) -> str | None:
+    """The node-name rule. A name under ``node_domain`` is a validator's identity on the peer links, so
+    DNS cannot prove control of it (the zone is not public, and a DNS update is itself an ordered
+    command anyone may submit). Instead: ``validator-<i>.<node_domain>`` may be requested only alone and
+    only by a request whose client key *is* validator i's consensus key (the request signature, checked
+    by consensus, proves possession). Every other name under the node domain is refused. Returns None if
+    no requested name is a node name, or if the rule holds; otherwise the error detail. Deterministic: it
+    reads only the request and the genesis keys."""
+    node = [n for n in requested if under(n, node_domain)]
+    if not node:
+        return None
+    if len(requested) != 1:
+        return "names: a node name must be requested alone"
+    index = node_index(node[0], node_domain)
+    if index is None or index >= len(validator_keys):
+        return f"names: {node[0]!r}: not a validator node name under {node_domain}"
+    if client != validator_keys[index]:
+        return f"ownership: {node[0]!r}: only validator {index}'s consensus key may request it"
+    return None

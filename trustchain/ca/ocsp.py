@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -34,6 +35,9 @@ from cryptography.x509 import ocsp
 
 from trustchain.ca import crl, der
 from trustchain.ca import x509 as cax509
+from trustchain.ca.consensus_time import consensus_datetime
+from trustchain.ca.records import IssuedCertificate
+from trustchain.errors import TrustChainError
 
 DEFAULT_VALIDITY = dt.timedelta(hours=4)
 _OID_BASIC = bytes.fromhex("06092b0601050507300101")  # id-pkix-ocsp-basic
@@ -51,7 +55,7 @@ class CertStatus:
 StatusLookup = Callable[[int], CertStatus]
 
 
-class OCSPError(ValueError):
+class OCSPError(TrustChainError, ValueError):
     pass
 
 
@@ -241,18 +245,21 @@ def respond(
     return out
 
 
-def status_from_app(app: object) -> StatusLookup:
+def cert_status(record: IssuedCertificate | None) -> CertStatus:
+    """The OCSP status a replicated certificate record states (None: not issued by this CA)."""
+    if record is None:
+        return CertStatus(known=False)
+    if record.revoked_us is None:
+        return CertStatus(known=True)
+    return CertStatus(True, consensus_datetime(record.revoked_us), record.reason or 0)
+
+
+class IssuedLookup(Protocol):
+    """What ``status_from_app`` needs of a ``CAApplication``: its certificate record by serial."""
+
+    def status(self, serial: int) -> IssuedCertificate | None: ...
+
+
+def status_from_app(app: IssuedLookup) -> StatusLookup:
     """A ``StatusLookup`` over a ``CAApplication``'s replicated state."""
-    from trustchain.ca import issuance
-
-    assert isinstance(app, issuance.CAApplication)
-
-    def lookup(serial: int) -> CertStatus:
-        rec = app.status(serial)
-        if rec is None:
-            return CertStatus(known=False)
-        if rec.revoked_us is None:
-            return CertStatus(known=True)
-        return CertStatus(True, issuance.consensus_datetime(rec.revoked_us), rec.reason or 0)
-
-    return lookup
+    return lambda serial: cert_status(app.status(serial))

@@ -25,6 +25,7 @@ from cryptography import x509
 from trustchain.ca import frost, group
 from trustchain.ca import x509 as cax509
 from trustchain.ca.group import Element, RandBytes, Scalar
+from trustchain.errors import TrustChainError
 
 DEFAULT_RENEWAL_FRACTION = Fraction(2, 3)
 
@@ -124,7 +125,7 @@ def rollover_tbs(
 # --- proactive re-sharing -------------------------------------------------------------------------
 
 
-class ReshareError(ValueError):
+class ReshareError(TrustChainError, ValueError):
     def __init__(self, message: str, culprits: Iterable[int] = ()) -> None:
         self.culprits = tuple(sorted(set(culprits)))
         super().__init__(f"{message} (culprits: {list(self.culprits)})" if self.culprits else message)

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from trustchain.ca import dkg, frost, group
 from trustchain.ca.group import RandBytes
+from trustchain.errors import TrustChainError
 
 BOX_VERSION = 1
 BOX_LABEL = b"trustchain/sharebox/x25519-mlkem768-chacha20poly1305/v1"
@@ -39,7 +40,7 @@ BOX_HEADER_LEN = 1 + X25519_LEN + MLKEM_CT_LEN
 _BOX_NONCE = bytes(12)
 
 
-class ShareboxError(ValueError):
+class ShareboxError(TrustChainError, ValueError):
     """Decryption or parsing failed; deliberately says nothing about which check failed."""
 
 

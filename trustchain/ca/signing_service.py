@@ -2,8 +2,8 @@
 
 Why outside consensus: FROST nonces are secret and random and only a quorum takes part, so signing is
 an unordered exchange between the step that records a pending issuance and the ordered *finalize*
-command (see ``issuance``). This module is sans-I/O: the node feeds it inputs and carries out the
-effects it returns.
+command (see ``issuance``; built by ``commands.finalize_command``). This module is sans-I/O: the node
+feeds it inputs and carries out the effects it returns.
 
 Inputs: ``start`` (pre-publish round-1 commitments), ``on_pending`` (the local replica recorded a
 pending issuance), ``on_message`` (signed bytes from a peer), ``on_timer``, ``on_finalized`` and
@@ -52,7 +52,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from trustchain.ca import frost, issuance
+from trustchain.ca import commands as cacommands
+from trustchain.ca import frost
 from trustchain.ca.group import RandBytes
 from trustchain.crypto.signing import ED25519, Signer, Verifier
 from trustchain.encoding import DecodeError, decode, encode
@@ -187,7 +188,7 @@ class SetTimer:
 
 @dataclass(frozen=True)
 class SubmitFinalize:
-    """Order ``command`` (an ``issuance.finalize_command``) through consensus."""
+    """Order ``command`` (a ``commands.finalize_command``) through consensus."""
 
     pending_id: int
     signature: bytes
@@ -288,7 +289,7 @@ class SigningService:
         return self.ids[(pending_id + attempt) % len(self.ids)]
 
     def on_pending(self, pending_id: int, tbs: bytes, now_us: int) -> list[Effect]:
-        """Our replica recorded ``issuance.PendingRecorded``: arm the attempt timer, maybe aggregate."""
+        """Our replica recorded ``events.PendingRecorded``: arm the attempt timer, maybe aggregate."""
         if pending_id in self.pending or self._done(pending_id):
             return []
         self.pending[pending_id] = _Pending(tbs, now_us)
@@ -533,7 +534,8 @@ class SigningService:
         if p.submitted:
             return []
         p.submitted = True
-        return [SubmitFinalize(session.pending_id, signature, issuance.finalize_command(session.pending_id, signature))]
+        command = cacommands.finalize_command(session.pending_id, signature)
+        return [SubmitFinalize(session.pending_id, signature, command)]
 
     def _send(self, to: int, message: Any) -> Send:
         return Send(to, seal(self.signer, self.me, to, message))

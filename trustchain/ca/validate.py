@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from trustchain.ca import x509 as cax509
+from trustchain.errors import TrustChainError
 
 MAX_DEPTH = 8
 
@@ -32,7 +33,7 @@ class Reason(enum.Enum):
     TOO_LONG = "chain too long"
 
 
-class ChainError(ValueError):
+class ChainError(TrustChainError, ValueError):
     """``reason`` says what failed; ``certificate`` is the certificate that failed it."""
 
     def __init__(self, reason: Reason, certificate: x509.Certificate, detail: str = "") -> None:

@@ -26,6 +26,7 @@ from cryptography.x509.oid import (
 )
 
 from trustchain.ca import der
+from trustchain.errors import TrustChainError
 
 DEFAULT_LEAF_LIFETIME = dt.timedelta(hours=24)
 DEFAULT_INTERMEDIATE_LIFETIME = dt.timedelta(days=365)
@@ -43,7 +44,7 @@ SignFunction = Callable[[bytes], bytes]
 """Signs TBS bytes with the issuer's Ed25519 key, e.g. by running a FROST session; returns 64 bytes."""
 
 
-class CertificateError(ValueError):
+class CertificateError(TrustChainError, ValueError):
     pass
 
 

@@ -1,0 +1,57 @@
+"""The CA's genesis configuration: who the CA is, what it will sign and how often it re-signs.
+
+Why a module of its own: the request checks, the CRL/OCSP signing state and the node's genesis loader
+all read the policy, and it depends on nothing but the X.509 profile and the rate-limit types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from trustchain.ca import x509 as cax509
+from trustchain.ca.names import NODE_DOMAIN
+from trustchain.ca.ratelimit import Limit
+
+PaymentCheck = Callable[[str, bytes], bool]
+"""Deterministic payment verification ``(reference, account) -> paid``; backed by replicated state."""
+
+
+def _any_payment(reference: str, account: bytes) -> bool:
+    return bool(reference)
+
+
+ACCOUNT_LIMIT = Limit(50, 3_600_000_000)  # 50 requests per account per hour
+DOMAIN_LIMIT = Limit(50, 7 * 86_400_000_000)  # 50 certificates per registered domain per week
+MIN_LIFETIME = dt.timedelta(minutes=1)
+NODE_MIN_LIFETIME = dt.timedelta(seconds=10)  # node certificates may be short-lived (tests, fast rotation)
+
+
+@dataclass(frozen=True)
+class CAPolicy:
+    """Genesis configuration every replica shares: who the CA is and what it will sign."""
+
+    issuer: cax509.IssuerProfile
+    ca_domain: str
+    root_keys: tuple[bytes, ...] = ()
+    operators: tuple[bytes, ...] = ()
+    allow_wildcards: bool = False
+    default_lifetime: dt.timedelta = cax509.DEFAULT_LEAF_LIFETIME
+    max_lifetime: dt.timedelta = dt.timedelta(days=7)
+    max_names: int = 100
+    account_limit: Limit = ACCOUNT_LIMIT
+    domain_limit: Limit = DOMAIN_LIMIT
+    challenge_ttl_us: int = 3_600_000_000
+    pending_ttl_us: int = 3_600_000_000
+    require_payment: bool = True
+    payment_check: PaymentCheck = field(default=_any_payment, compare=False)
+    crl_lifetime_us: int = 86_400_000_000  # nextUpdate - thisUpdate
+    crl_refresh_us: int = 12 * 3_600_000_000  # an unchanged CRL is re-signed after this
+    ocsp_validity_us: int = 3 * 86_400_000_000  # nextUpdate - thisUpdate of a pre-signed response
+    ocsp_refresh_us: int = 86_400_000_000  # a response is re-signed after this (2 days of slack)
+    ocsp_batch_max: int = 256
+    # Validator node certificates: names under ``node_domain`` are issued only by the node-name rule
+    # (``names.check_node_names``), which checks the request's client key against these consensus keys.
+    node_domain: str = NODE_DOMAIN
+    validator_keys: tuple[bytes, ...] = ()

@@ -1,0 +1,101 @@
+"""The records the replicated CA keeps in its state (and in its snapshot).
+
+Why a module of its own: the CA application, its CRL/OCSP signing state, the CRL and OCSP encoders and
+the node all read these records, and none of them should need the others to do so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# RFC 5280 CRLReason values a requester may use; 7 is unassigned and 8 (removeFromCRL) is delta-CRL only.
+REVOCATION_REASONS = {
+    0: "unspecified",
+    1: "keyCompromise",
+    2: "cACompromise",
+    3: "affiliationChanged",
+    4: "superseded",
+    5: "cessationOfOperation",
+    6: "certificateHold",
+    9: "privilegeWithdrawn",
+    10: "aACompromise",
+}
+# Reasons only the CA operators may assert.
+OPERATOR_REASONS = {2, 6, 10}
+
+# ``PendingSignature.kind``
+CRL, OCSP = "crl", "ocsp"
+
+
+def serial_bytes(serial: int) -> bytes:
+    """A positive serial number as the big-endian bytes the state is keyed by (as in the certificate)."""
+    assert serial > 0
+    return serial.to_bytes((serial.bit_length() + 7) // 8, "big")
+
+
+@dataclass(frozen=True)
+class StoredChallenge:
+    """A dns-01 challenge issued to ``account`` for base name ``name``, valid for ``challenge_ttl_us``."""
+
+    account: bytes
+    name: str
+    value: bytes
+    created_us: int
+
+
+@dataclass(frozen=True)
+class PendingIssuance:
+    """What the signers must sign: ``tbs`` exactly, under ``issuer_key``."""
+
+    pending_id: int
+    tbs: bytes
+    issuer_key: bytes
+    serial: bytes
+    account: bytes
+    names: tuple[str, ...]
+    created_us: int
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    serial: bytes
+    certificate_der: bytes
+    account: bytes
+    names: tuple[str, ...]
+    not_after_us: int
+    revoked_us: int | None = None
+    reason: int | None = None
+
+
+@dataclass(frozen=True)
+class PendingSignature:
+    """A CRL (``kind`` "crl", ``number`` its CRL number, ``count`` the revocations it lists) or an OCSP
+    response (``kind`` "ocsp" for ``serial``, ``count`` 1 if it says revoked) waiting for FROST."""
+
+    pending_id: int
+    kind: str
+    tbs: bytes
+    issuer_key: bytes
+    serial: bytes
+    number: int
+    count: int
+    created_us: int
+    next_update_us: int
+
+
+@dataclass(frozen=True)
+class SignedCRL:
+    number: int
+    der: bytes
+    this_update_us: int
+    next_update_us: int
+    count: int  # revocations it lists
+
+
+@dataclass(frozen=True)
+class SignedOCSP:
+    serial: bytes
+    der: bytes
+    produced_us: int
+    next_update_us: int
+    revoked: bool
