@@ -19,9 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: deferred (function-level) import; the graph without them must be acyclic. Remove an entry as soon as
 #: its module no longer has the import: the set must end up empty.
 KNOWN_BACK_EDGES = {
-    # trustchain/ca is being split: crl/ocsp reach back into issuance for shared helpers
-    ("trustchain.ca.crl", "trustchain.ca.issuance"),
-    ("trustchain.ca.ocsp", "trustchain.ca.issuance"),
     # sim/adversaries: should import ModelledSigner from sim.modelled (sim.scale runs whole simulations)
     ("sim.adversaries.clients", "sim.scale"),
     # sim/mutants.py: its CLI command imports the explorer, which runs mutants; belongs in sim/explore.py
