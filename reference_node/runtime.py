@@ -46,6 +46,7 @@ from trustchain.ca import issuance, rotation
 from trustchain.ca import signing_service as ss
 from trustchain.ca import x509 as cax509
 from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.durability import Sync, with_syncs
 from trustchain.consensus.effects import (
     Broadcast,
     CancelTimer,
@@ -404,19 +405,14 @@ class Node:
         self.m_persist_latency.observe(time.perf_counter() - t0)
 
     def _apply(self, effects: list[Effect]) -> None:
-        dirty = False
         try:
-            for e in effects:
-                if isinstance(e, Persist):
-                    self.storage.append(e.record)
-                    dirty = True
-                    continue
-                if dirty:  # a Persist is durable before any later effect
+            for e in with_syncs(effects):  # a Persist is durable before the effects that depend on it
+                if isinstance(e, Sync):
                     self._flush()
-                    dirty = False
-                self._perform(e)
-            if dirty:
-                self._flush()
+                elif isinstance(e, Persist):
+                    self.storage.append(e.record)
+                else:
+                    self._perform(e)
         except StorageFull as exc:
             self._halt(str(exc))
             return

@@ -29,6 +29,7 @@ from sim.storage import STORAGE_CRASHES, ArmedCrash, SimStorage, StorageCorrupt
 from sim.trace import Trace
 from trustchain.consensus.client import Client
 from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.durability import Sync, with_syncs
 from trustchain.consensus.effects import (
     Broadcast,
     CancelTimer,
@@ -456,17 +457,18 @@ class World:
         if not node.byzantine:
             self.effect_recorder.observe(node, effects, self.now, self.trace.events - 1)
         outgoing: list[Outgoing] = []
-        stop = len(effects)  # effects from here on are not performed: the node crashed at a storage boundary
-        for i, e in enumerate(effects):
+        executed: list[Executed] = []
+        # Effects after a storage crash are not performed: the node went down at that boundary.
+        for e in with_syncs(effects):  # the persist-before-acting contract of trustchain.consensus.durability
+            if isinstance(e, Sync):
+                if not self._sync(node):
+                    break
+                continue
             if isinstance(e, Persist):
                 self._persist(node, e.record)
                 if not node.up:
-                    stop = i + 1
                     break
                 continue
-            if node.storage.dirty and not self._sync(node):
-                stop = i
-                break
             if isinstance(e, Broadcast):
                 self._observe_sent(node, e.data)
                 outgoing.extend(Outgoing(r, e.data) for r in range(self.config.n) if r != node.replica_id)
@@ -489,6 +491,7 @@ class World:
                 if e.seq <= node.last_seq_executed:
                     self.violate("ordering", node, f"executed seq {e.seq} after seq {node.last_seq_executed}")
                 node.last_seq_executed = max(node.last_seq_executed, e.seq)
+                executed.append(e)
             elif isinstance(e, ViewEntered):
                 self.view_entries.append((self.now, node.name, e.view))
                 self.trace.record(self.now, "view", node.name, e.view)
@@ -500,13 +503,9 @@ class World:
                 if not node.byzantine:
                     self.coverage["state_transfer_snapshot"] += 1
                 node.last_seq_executed = max(node.last_seq_executed, e.seq)
-        else:
-            if node.storage.dirty:
-                self._sync(node)
         for b in node.behaviours:
             if node.up:
                 outgoing = b.outgoing(outgoing, self.now)
-        executed = [e for e in effects[:stop] if isinstance(e, Executed)]
         if node.up and not node.byzantine:
             problems = node.replica.invariant_violations()
             if problems:

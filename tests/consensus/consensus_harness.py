@@ -10,6 +10,7 @@ from collections.abc import Callable
 from trustchain.app.kvstore import KVStore
 from trustchain.consensus.client import Client
 from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.durability import Sync, compact, with_syncs
 from trustchain.consensus.effects import (
     Broadcast,
     CancelTimer,
@@ -56,7 +57,9 @@ class Cluster:
         self.now = 1_000_000
 
     def _apply(self, src: int | str, effects: list[Effect]) -> None:
-        for e in effects:
+        for e in with_syncs(effects):
+            if isinstance(e, Sync):
+                continue  # the in-memory log is durable as soon as it is written
             if isinstance(e, Broadcast):
                 targets = range(self.config.n)
                 for t in targets:
@@ -73,8 +76,7 @@ class Cluster:
             elif isinstance(e, Persist):
                 assert isinstance(src, int)
                 if isinstance(e.record, PersistStable):
-                    self.storage[src] = [r for r in self.storage[src]
-                                         if getattr(r, "seq", None) is None or r.seq > e.record.seq]  # type: ignore[union-attr]
+                    self.storage[src] = compact(self.storage[src], e.record)
                 self.storage[src].append(e.record)
             elif isinstance(e, Executed):
                 assert isinstance(src, int)
