@@ -409,8 +409,9 @@ class API:
         n = self.node
         checks = {"storage": n.halted is None, "replica": True}
         ok = all(checks.values())
+        replica = n.replica.status
         return web.json_response({"status": "ok" if ok else "failing", "checks": checks, "halted": n.halted,
-                                  "view": n.replica.view, "last_executed": n.replica.last_executed},
+                                  "view": replica.view, "last_executed": replica.last_executed},
                                  status=200 if ok else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -53,6 +53,7 @@ from trustchain.consensus.effects import (
     Effect,
     Executed,
     Persist,
+    Rejected,
     SendToClient,
     SendToReplica,
     SetTimer,
@@ -195,7 +196,7 @@ class Node:
         return cache.stats.hits / (cache.stats.hits + cache.stats.misses)
 
     def _executed_ts(self, client: bytes) -> int:
-        rec = self.replica.client_table.get(client)
+        rec = self.replica.client_record(client)
         return rec.timestamp if rec is not None else 0
 
     def _init_metrics(self) -> None:
@@ -211,9 +212,9 @@ class Node:
         self.m_ct = r.counter("trustchain_ct_submissions_total", "CT entries appended (submissions and issuance).")
         r.gauge("trustchain_storage_usage_bytes", "Bytes used by the node database (with WAL).",
                 lambda: float(self.storage.usage_bytes()))
-        r.gauge("trustchain_consensus_view", "Current PBFT view.", lambda: float(self.replica.view))
+        r.gauge("trustchain_consensus_view", "Current PBFT view.", lambda: float(self.replica.status.view))
         r.gauge("trustchain_consensus_last_executed", "Last executed sequence number.",
-                lambda: float(self.replica.last_executed))
+                lambda: float(self.replica.status.last_executed))
         self.m_sent_dropped = r.gauge("trustchain_transport_dropped_total", "Messages dropped by full send queues.",
                                       lambda: float(getattr(getattr(self.transport, "stats", None), "dropped", 0)))
         self.m_commit_latency = r.histogram("trustchain_request_latency_seconds",
@@ -243,10 +244,11 @@ class Node:
                 name="ocsp"))
         if self._node_cert_paths() is not None:
             self._tasks.append(asyncio.create_task(self._node_cert_renewer(), name="node-cert"))
+        status = self.replica.status
         log.info("node %s (replica %d) started: view %d, executed %d, %d records recovered",
-                 self.config.trustchain.node_id, self.id, self.replica.view, self.replica.last_executed,
+                 self.config.trustchain.node_id, self.id, status.view, status.last_executed,
                  self.recovered_records, extra={"event": "started", "fields": {
-                     "replica": self.id, "view": self.replica.view, "last_executed": self.replica.last_executed,
+                     "replica": self.id, "view": status.view, "last_executed": status.last_executed,
                      "recovered_records": self.recovered_records, "transport": self.config.consensus.transport}})
 
     async def stop(self) -> None:
@@ -264,7 +266,7 @@ class Node:
         """Quiet zones still need fresh RRSIGs: the primary orders a DNS TICK now and then."""
         while True:
             await asyncio.sleep(DNS_TICK_S)
-            if self.replica.is_primary and self.app.dns.zones and self.halted is None:
+            if self.replica.status.is_primary and self.app.dns.zones and self.halted is None:
                 with contextlib.suppress(Exception):
                     await self.submit(tcapp.DNS, b"TICK", timeout_s=60.0)
 
@@ -448,6 +450,8 @@ class Node:
         elif isinstance(e, SendToClient):
             pass  # our own clients are answered from Executed (or `_resolve_from_snapshot`); remote PBFT
             # clients are not served here
+        elif isinstance(e, Rejected):
+            log.debug("replica rejected an input: %s (%s)", e.reason, e.detail)
 
     def _halt(self, reason: str) -> None:
         self.halted = reason
@@ -498,7 +502,7 @@ class Node:
         self._snapshot_installed = False
         now = time.perf_counter()
         for client, timestamp in list(self._waiting):
-            record = self.replica.client_table.get(client)
+            record = self.replica.client_record(client)
             if record is not None and record.timestamp == timestamp:
                 self._resolve(client, timestamp, record.result, now)
         for pending_id in [p for p in self._cert_waiters if p not in self.app.ca.pending]:
@@ -533,9 +537,10 @@ class Node:
         s = self.signing
         if s is None or self.halted is not None:
             return
-        if self.replica.last_executed == self._signing_synced_at:
+        last_executed = self.replica.status.last_executed
+        if last_executed == self._signing_synced_at:
             return
-        self._signing_synced_at = self.replica.last_executed
+        self._signing_synced_at = last_executed
         effects = s.reconcile(self.app.ca.pending_items(), now_us())
         if effects:
             self._apply_signing(effects)
@@ -640,7 +645,7 @@ class Node:
                 q.put_nowait(event)
 
     def status(self) -> dict[str, Any]:
-        r = self.replica
+        r = self.replica.status
         return {
             "node_id": self.config.trustchain.node_id,
             "network": self.config.trustchain.network,
@@ -650,11 +655,11 @@ class Node:
             "f": self.cluster.f,
             "view": r.view,
             "primary": r.primary,
-            "status": r.status.name.lower(),
+            "status": r.phase.name.lower(),
             "last_executed": r.last_executed,
             "stable_checkpoint": r.low_watermark,
             "consensus_time_us": r.last_time_us,
-            "pending_requests": len(r.pending),
+            "pending_requests": r.pending,
             "ca": {"issued": len(self.app.ca.issued), "pending": len(self.app.ca.pending),
                    "threshold": self.genesis.issuing.min_signers,
                    "crl_number": self.app.ca.crl.number if self.app.ca.crl is not None else 0,

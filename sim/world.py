@@ -320,7 +320,8 @@ class World:
         node.replica = self.replica_class.recover(self.replica_config, node.replica_id, node.signer, app,
                                                   recovered.records, self.verifier)
         node.up = True
-        self.log_fault(node, f"restart (recovered view {node.replica.view}, executed {node.replica.last_executed})")
+        status = node.replica.status
+        self.log_fault(node, f"restart (recovered view {status.view}, executed {status.last_executed})")
         self.apply(node, node.replica.start(self.local_now(node)))
 
     def corrupt_storage(self, node: ReplicaNode, rng: random.Random, restart_after_us: int | None) -> None:

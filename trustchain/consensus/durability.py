@@ -4,8 +4,9 @@ storage, the reference node's runtime and SQLite store, the unit-test harness).
 Persist before acting. A replica emits a `Persist` for every message it signs before the effect that
 sends it, for every executed batch before the replies, and for every stable checkpoint. A driver
 writes the records as they come and makes them durable (one fsync for consecutive records) before it
-performs any later effect: a vote or reply must never leave a node that could forget it in a crash and
-then vote differently. `with_syncs` marks where the syncs go.
+performs any later effect, except a `Rejected` report, which depends on nothing persisted: a vote or
+reply must never leave a node that could forget it in a crash and then vote differently. `with_syncs`
+marks where the syncs go.
 
 Truncate at stable checkpoints. Once a `PersistStable` record is durable, every record written before
 it with a sequence number at or below the checkpoint's may be dropped (`truncation_point`, `survives`):
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from trustchain.consensus.effects import Effect, Persist, PersistRecord, PersistStable, PersistVote
+from trustchain.consensus.effects import Effect, Persist, PersistRecord, PersistStable, PersistVote, Rejected
 
 __all__ = ["SYNC", "Sync", "compact", "needs_durable", "record_seq", "survives", "truncation_point", "with_syncs"]
 
@@ -34,7 +35,7 @@ SYNC = Sync()
 
 def needs_durable(effect: Effect) -> bool:
     """Whether `effect` may be performed only once every earlier `Persist` record is durable."""
-    return not isinstance(effect, Persist)
+    return not isinstance(effect, Persist | Rejected)
 
 
 def with_syncs(effects: Iterable[Effect]) -> Iterator[Effect | Sync]:
