@@ -116,7 +116,7 @@ class ViewChangeState:
     received: dict[int, dict[int, CheckedViewChange]] = field(default_factory=dict)
     #: sender -> the latest view it asked for (counts towards every view below it)
     latest: dict[int, int] = field(default_factory=dict)
-    #: view changes since the last stable checkpoint: the request timer backs off with it
+    #: view changes started, less one per stable checkpoint since: the request timer doubles with each
     attempts: int = 0
     #: the request timer already waited one extra period for state transfer
     postponed: bool = False
