@@ -443,8 +443,8 @@ class API:
         alive = len(heard(PEER_SILENCE_S)) if heard is not None else n.cluster.n - 1
         report = self.health_monitor.evaluate(
             halted=n.halted, n=n.cluster.n, quorum=n.cluster.quorum, peers_alive=alive,
-            in_view_change=n.replica.status.name != "NORMAL", view=n.replica.view,
-            last_executed=n.replica.last_executed)
+            in_view_change=n.replica.status.in_view_change, view=n.replica.status.view,
+            last_executed=n.replica.status.last_executed)
         return web.json_response({"status": "ok" if report.ok else "failing", "checks": report.checks,
                                   **report.detail}, status=200 if report.ok else 503)
 

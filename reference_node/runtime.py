@@ -47,12 +47,14 @@ from trustchain.ca import commands as cacommands
 from trustchain.ca import events as caevents
 from trustchain.ca import signing_service as ss
 from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.durability import Sync, with_syncs
 from trustchain.consensus.effects import (
     Broadcast,
     CancelTimer,
     Effect,
     Executed,
     Persist,
+    Rejected,
     RequestCompleted,
     SendToClient,
     SendToReplica,
@@ -153,7 +155,7 @@ class Node:
             f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin)
 
     def _executed_ts(self, client: bytes) -> int:
-        rec = self.replica.client_table.get(client)
+        rec = self.replica.client_record(client)
         return rec.timestamp if rec is not None else 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -179,9 +181,11 @@ class Node:
         if self.certificates.paths() is not None:
             self._tasks.append(asyncio.create_task(self.certificates.renewer(), name="node-cert"))
         log.info("node %s (replica %d) started: view %d, executed %d, %d records recovered",
-                 self.config.trustchain.node_id, self.id, self.replica.view, self.replica.last_executed,
+                 self.config.trustchain.node_id, self.id, self.replica.status.view,
+                 self.replica.status.last_executed,
                  self.recovered_records, extra={"event": "started", "fields": {
-                     "replica": self.id, "view": self.replica.view, "last_executed": self.replica.last_executed,
+                     "replica": self.id, "view": self.replica.status.view,
+                     "last_executed": self.replica.status.last_executed,
                      "recovered_records": self.recovered_records, "transport": self.config.consensus.transport}})
 
     async def stop(self) -> None:
@@ -205,7 +209,7 @@ class Node:
         """Quiet zones still need fresh RRSIGs: the primary orders a DNS TICK now and then."""
         while True:
             await asyncio.sleep(DNS_TICK_S)
-            if self.replica.is_primary and self.app.dns.zones and self.halted is None:
+            if self.replica.status.is_primary and self.app.dns.zones and self.halted is None:
                 with contextlib.suppress(Exception):
                     await self.submit(tcapp.DNS, b"TICK", timeout_s=60.0)
 
@@ -247,19 +251,14 @@ class Node:
         self.metrics.persist_latency.observe(time.perf_counter() - t0)
 
     def _apply(self, effects: list[Effect]) -> None:
-        dirty = False
         try:
-            for e in effects:
-                if isinstance(e, Persist):
-                    self.storage.append(e.record)
-                    dirty = True
-                    continue
-                if dirty:  # a Persist is durable before any later effect
+            for e in with_syncs(effects):  # a Persist is durable before the effects that depend on it
+                if isinstance(e, Sync):
                     self._flush()
-                    dirty = False
-                self._perform(e)
-            if dirty:
-                self._flush()
+                elif isinstance(e, Persist):
+                    self.storage.append(e.record)
+                else:
+                    self._perform(e)
         except StorageFull as exc:
             self._halt(str(exc))
             return
@@ -298,6 +297,8 @@ class Node:
                 # clients are not served here
             case RequestCompleted():
                 pass  # a PBFT client's effect: a replica never emits it
+            case Rejected():
+                log.debug("replica rejected an input: %s (%s)", e.reason, e.detail)
             case Persist():
                 raise AssertionError("Persist is made durable by _apply, never performed")
             case _:
@@ -354,7 +355,7 @@ class Node:
         self._snapshot_installed = False
         now = time.perf_counter()
         for client, timestamp in list(self._waiting):
-            record = self.replica.client_table.get(client)
+            record = self.replica.client_record(client)
             if record is not None and record.timestamp == timestamp:
                 self._resolve(client, timestamp, record.result, now)
         for pending_id in [p for p in self._cert_waiters if p not in self.app.ca.pending]:
@@ -449,7 +450,7 @@ class Node:
             return None
 
     def status(self) -> dict[str, Any]:
-        r = self.replica
+        r = self.replica.status
         return {
             "node_id": self.config.trustchain.node_id,
             "network": self.config.trustchain.network,
@@ -459,11 +460,11 @@ class Node:
             "f": self.cluster.f,
             "view": r.view,
             "primary": r.primary,
-            "status": r.status.name.lower(),
+            "status": r.phase.name.lower(),
             "last_executed": r.last_executed,
             "stable_checkpoint": r.low_watermark,
             "consensus_time_us": r.last_time_us,
-            "pending_requests": len(r.pending),
+            "pending_requests": r.pending,
             "ca": {"issued": len(self.app.ca.issued), "pending": len(self.app.ca.pending),
                    "threshold": self.genesis.issuing.min_signers,
                    "crl_number": self.app.ca.crl.number if self.app.ca.crl is not None else 0,

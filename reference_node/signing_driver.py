@@ -78,9 +78,10 @@ class SigningDriver:
         node = self.node
         if node.halted is not None:
             return
-        if node.replica.last_executed == self._synced_at:
+        last_executed = node.replica.status.last_executed
+        if last_executed == self._synced_at:
             return
-        self._synced_at = node.replica.last_executed
+        self._synced_at = last_executed
         effects = self.service.reconcile(node.app.ca.pending_items(), now_us())
         if effects:
             self.apply(effects)

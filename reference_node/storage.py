@@ -12,12 +12,13 @@ the default: in WAL mode it fsyncs the WAL on every commit. NORMAL in WAL mode i
 database but can lose the last commits on power loss, i.e. forget a vote already sent: a safety risk
 for a BFT replica, so it is only offered for test rigs and benchmarks.
 
-Truncation happens only at a stable checkpoint (`PersistStable`): every record with a sequence
-number at or below it and every older checkpoint is deleted. Votes without a sequence number
+Truncation happens only at a stable checkpoint (`PersistStable`), by the rule every driver shares
+(`trustchain.consensus.durability`): every record with a sequence number at or below it, older
+checkpoints included, is deleted in the transaction that appends it. Votes without a sequence number
 (view-change, new-view) are kept, except that those older than `prune_age` are deleted once a newer
-one exists. `max_size` is a hard limit: an append that would grow the database beyond it raises
-`StorageFull` (the runtime then stops taking part in consensus and reports it in /health and the
-metrics), because a replica that cannot persist must not vote.
+one exists (a policy of this node's only). `max_size` is a hard limit: an append that would grow the
+database beyond it raises `StorageFull` (the runtime then stops taking part in consensus and reports
+it in /health and the metrics), because a replica that cannot persist must not vote.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from trustchain.consensus.durability import record_seq, truncation_point
 from trustchain.consensus.effects import PersistExecuted, PersistRecord, PersistStable, PersistVote
 from trustchain.encoding import decode, encode
 from trustchain.errors import TrustChainError
@@ -51,13 +53,6 @@ _KINDS: dict[str, type[PersistVote] | type[PersistExecuted] | type[PersistStable
 
 class StorageFull(TrustChainError, RuntimeError):
     pass
-
-
-def record_seq(record: PersistRecord) -> int | None:
-    if isinstance(record, PersistVote):
-        seq = getattr(record.envelope.open(), "seq", None)
-        return seq if isinstance(seq, int) else None
-    return record.seq
 
 
 class Storage:
@@ -93,9 +88,10 @@ class Storage:
                               f"a {kind} record; free space or raise the limit")
         self._begin()
         seq = record_seq(record)
-        if isinstance(record, PersistStable):
-            self.db.execute("DELETE FROM records WHERE (seq IS NOT NULL AND seq <= ?) OR kind = 'stable'",
-                            (record.seq,))
+        upto = truncation_point(record)
+        if upto is not None:
+            # Exactly the records `durability.survives` does not keep: older checkpoints have lower seqs.
+            self.db.execute("DELETE FROM records WHERE seq IS NOT NULL AND seq <= ?", (upto,))
             self._prune_unsequenced(now_us)
         self.db.execute("INSERT INTO records(kind, seq, created_us, data) VALUES (?, ?, ?, ?)",
                         (kind, seq, now_us, data))

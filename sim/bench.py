@@ -58,8 +58,9 @@ def main(args: argparse.Namespace) -> int:
         result = run(from_dict(bench_scenario(n, args.requests), f"<bench n={n}>"))
         s = result.summary
         wall = s["wall_seconds"]
-        delivered = sum(node.replica.received.total() for node in result.world.nodes.values())
-        verifications = sum(node.replica.checker.verifications for node in result.world.nodes.values())
+        counters = [node.replica.counters for node in result.world.nodes.values()]
+        delivered = sum(sum(c.received.values()) for c in counters)
+        verifications = sum(c.signature_verifications for c in counters)
         rate = delivered / wall
         print(f"{n:>4} {args.requests:>8} {delivered:>9} {wall:>7.2f} {s['simulated_seconds']:>6.1f} "
               f"{rate:>8,.0f} {verifications / wall:>8,.0f} {rate / verify_rate:>21.3f}")

@@ -331,7 +331,7 @@ def check_state_agreement(world: World) -> Verdict:
         if not node.up:
             continue  # a crashed process's memory is gone; it recovers from what it persisted
         app_digest = hashlib.sha256(node.replica.app.snapshot()).digest()
-        by_seq.setdefault(node.replica.last_executed, {}).setdefault(app_digest, []).append(name)
+        by_seq.setdefault(node.replica.status.last_executed, {}).setdefault(app_digest, []).append(name)
         checked += 1
     for seq, apps in sorted(by_seq.items()):
         if len(apps) > 1:

@@ -402,11 +402,11 @@ def _coverage(result: RunResult) -> Counter[str]:
     for node in world.nodes.values():
         if node.byzantine:
             continue
-        replica = node.replica
-        out["state_transfer_reply"] += replica.received.get("state_reply", 0)
+        counters = node.replica.counters
+        out["state_transfer_reply"] += counters.received.get("state_reply", 0)
         if "checkpoint_stable" not in world.coverage:
-            out["checkpoint_stable"] += replica.low_watermark // interval
-        for reason, count in replica.rejected.items():
+            out["checkpoint_stable"] += node.replica.status.low_watermark // interval
+        for reason, count in counters.rejected.items():
             out[f"rejected:{reason}"] += count
             family = ("view_change" if "view_change" in reason else "new_view" if "new_view" in reason else
                       "checkpoint" if "checkpoint" in reason else

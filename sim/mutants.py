@@ -4,6 +4,12 @@ Each mutant is a subclass of the production `Replica` (and, for quorum bugs, of 
 that overrides one method with a plausible wrong version. The production classes are untouched:
 without `--mutant`, the simulator runs exactly the code the reference node runs.
 
+The seam: mutants override the replica's underscore step methods (`_check_stable`, `_in_window`, ...:
+see `trustchain/consensus/core.py` for the steps and the state they share) and, being subclasses, read
+and write its private state (`_cp`: checkpoints, `_vc`: view change, `_slots`, `_timers`, ...). This is
+the only code outside `trustchain.consensus` allowed to: a mutant is a buggy replica, so it must be able
+to do whatever a bug in the replica could.
+
 `python -m sim mutants` lists them; `python -m sim run SCENARIO --mutant NAME` runs with one;
 `python -m sim mutants --check --budget N` explores schedules against each and prints whether the
 checkers catch it.
@@ -14,7 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from trustchain.app.interface import Application
 from trustchain.consensus.certificates import InvalidMessage, check_checkpoint_proof, check_pre_prepare
@@ -40,7 +46,7 @@ from trustchain.consensus.messages import (
     pack,
     seal,
 )
-from trustchain.consensus.replica import TIMER_VIEW_CHANGE, Replica, Status
+from trustchain.consensus.replica import TIMER_VIEW_CHANGE, Phase, Replica
 from trustchain.consensus.viewchange import CheckedViewChange
 from trustchain.crypto.signing import ED25519, Signer, Verifier
 from trustchain.encoding import decode
@@ -66,20 +72,20 @@ class _QuorumTwoFPlusOneConfig(ClusterConfig):
 
 class _TimerOnOwnViewOnly(Replica):
     def _arm_view_change_timer(self, now: int) -> None:
-        if (self.status is Status.VIEW_CHANGE and TIMER_VIEW_CHANGE not in self.timers
-                and len(self.view_changes.get(self.view, {})) >= self.config.quorum):
+        if (self._phase is Phase.VIEW_CHANGE and TIMER_VIEW_CHANGE not in self._timers
+                and len(self._vc.received.get(self._view, {})) >= self._config.quorum):
             self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
 
 
 class _StableOnWeakQuorum(Replica):
     def _check_stable(self, seq: int) -> None:
-        votes = self.checkpoint_votes.get(seq, {})
-        own = self.own_checkpoints.get(seq)
-        if own is None or seq <= self.low_watermark:
+        votes = self._cp.votes.get(seq, {})
+        own = self._cp.own.get(seq)
+        if own is None or seq <= self._cp.low_watermark:
             return
         matching = tuple(env for _, env in sorted(votes.items())
                          if decode(Checkpoint, env.body).state_digest == own[0])
-        if len(matching) >= self.config.weak_quorum:
+        if len(matching) >= self._config.weak_quorum:
             self._make_stable(seq, own[1], matching)
 
 
@@ -88,15 +94,15 @@ class _NewViewUnchecked(Replica):
         self, nv: NewView, checked: list[CheckedViewChange]
     ) -> tuple[int, list[tuple[Envelope, PrePrepare]]]:
         # Takes the new primary's pre-prepares as sent (signatures only), without recomputing them.
-        pairs = [(env, check_pre_prepare(self.checker, env)) for env in nv.pre_prepares]
+        pairs = [(env, check_pre_prepare(self._checker, env)) for env in nv.pre_prepares]
         return max(c.message.stable_seq for c in checked), pairs
 
 
 class _SnapshotUnverified(Replica):
     def _install_checkpoint(self, reply: StateReply) -> None:
         # Checks that the proof is a quorum for *some* digest, not for the snapshot it came with.
-        if reply.checkpoint_seq > self.last_executed:
-            check_checkpoint_proof(self.checker, reply.checkpoint_proof, reply.checkpoint_seq, None)
+        if reply.checkpoint_seq > self._last_executed:
+            check_checkpoint_proof(self._checker, reply.checkpoint_proof, reply.checkpoint_seq, None)
             self._install_snapshot(reply.checkpoint_seq, reply.snapshot, reply.checkpoint_proof)
         else:
             super()._install_checkpoint(reply)
@@ -107,7 +113,7 @@ class _EntriesUnverified(Replica):
         # Uses the entries' pre-prepares without checking their commit certificates.
         for entry in entries:
             pp = decode(PrePrepare, entry.pre_prepare.body)
-            if pp.seq <= self.last_executed or not self._in_window(pp.seq):
+            if pp.seq <= self._last_executed or not self._in_window(pp.seq):
                 continue
             slot = self._slot(pp.seq)
             slot.committed, slot.committed_pp = entry, pp
@@ -116,7 +122,7 @@ class _EntriesUnverified(Replica):
 class _ForgetVotesOnRecovery(Replica):
     @classmethod
     def recover(cls, config: ClusterConfig, replica_id: int, signer: Signer, app: Application,
-                records: list[PersistRecord], verifier: Verifier = ED25519) -> Replica:
+                records: list[PersistRecord], verifier: Verifier = ED25519) -> Self:
         # Rebuilds state from checkpoints and executed entries but ignores the replica's own votes.
         kept: list[PersistRecord] = [r for r in records if not isinstance(r, PersistVote)]
         return super().recover(config, replica_id, signer, app, kept, verifier)
@@ -126,7 +132,7 @@ class _CommitNotPersisted(Replica):
     def _sign_and_broadcast(self, message: object) -> Envelope:
         if not isinstance(message, Commit):
             return super()._sign_and_broadcast(message)
-        env = seal(self.signer, self.id, message)
+        env = seal(self._signer, self._id, message)
         self._emit(Broadcast(pack(env)))  # sent without PersistVote: a restart may vote differently
         return env
 
@@ -138,7 +144,7 @@ class _AcceptOutsideWindow(Replica):
 
 class _DropPreparedCertificates(Replica):
     def _start_view_change(self, new_view: int, now: int) -> None:
-        for slot in self.slots.values():
+        for slot in self._slots.values():
             slot.prepared_cert = None
         super()._start_view_change(new_view, now)
 
@@ -146,10 +152,10 @@ class _DropPreparedCertificates(Replica):
 class _PrePrepareFromAnyone(Replica):
     def _on_envelope(self, env: Envelope, now: int) -> None:
         if env.kind == Kind.PRE_PREPARE and env.sender != self.id:
-            pp: PrePrepare = self.checker.open(env, Kind.PRE_PREPARE)  # signature only: no primary check
+            pp: PrePrepare = self._checker.open(env, Kind.PRE_PREPARE)  # signature only: no primary check
             if PrePrepare.compute_digest(pp.timestamp_us, pp.batch) != pp.batch_digest:
                 raise InvalidMessage("bad_digest")
-            self.received["pre_prepare"] += 1
+            self._received["pre_prepare"] += 1
             self._on_pre_prepare(env, pp, now)
             return
         super()._on_envelope(env, now)
@@ -158,10 +164,10 @@ class _PrePrepareFromAnyone(Replica):
 class _NoDigestCheck(Replica):
     def _on_envelope(self, env: Envelope, now: int) -> None:
         if env.kind == Kind.PRE_PREPARE and env.sender != self.id:
-            pp: PrePrepare = self.checker.open(env, Kind.PRE_PREPARE)
-            if env.sender != self.config.primary(pp.view):
+            pp: PrePrepare = self._checker.open(env, Kind.PRE_PREPARE)
+            if env.sender != self._config.primary(pp.view):
                 raise InvalidMessage("not_primary")
-            self.received["pre_prepare"] += 1
+            self._received["pre_prepare"] += 1
             self._on_pre_prepare(env, pp, now)  # the batch is never checked against its digest
             return
         super()._on_envelope(env, now)
@@ -183,8 +189,8 @@ class _CountDuplicateVotes(Replica):
 class _CommitOnPrepares(Replica):
     def _check_slot(self, seq: int, now: int) -> None:
         super()._check_slot(seq, now)
-        slot = self.slots.get(seq)
-        v = self.view
+        slot = self._slots.get(seq)
+        v = self._view
         if slot is None or slot.committed is not None or v not in slot.sent_commit:
             return
         pp_env, pp = slot.pre_prepares[v]
@@ -196,17 +202,17 @@ class _CommitOnPrepares(Replica):
 class _ExecuteOutOfOrder(Replica):
     def _try_execute(self, now: int) -> None:
         progressed = False
-        for seq, slot in list(self.slots.items()):
-            if slot.committed is None or slot.committed_pp is None or seq <= self.last_executed:
+        for seq, slot in list(self._slots.items()):
+            if slot.committed is None or slot.committed_pp is None or seq <= self._last_executed:
                 continue
-            if seq in self.committed_log:
+            if seq in self._cp.committed_log:
                 continue
-            highest = max(self.last_executed, seq)
-            self.last_executed = seq - 1
+            highest = max(self._last_executed, seq)
+            self._last_executed = seq - 1
             self._execute(slot.committed, slot.committed_pp)
-            self.last_executed = highest
+            self._last_executed = highest
             progressed = True
-        if progressed and not self._silent:
+        if progressed:
             self._after_progress(now)
 
 
@@ -223,10 +229,10 @@ class _ReplyBeforePersist(Replica):
 
 class _NoTimerBackoff(Replica):
     def _vc_timeout(self) -> int:
-        return self.config.view_change_timeout_us
+        return self._config.view_change_timeout_us
 
     def _arm_view_change_timer(self, now: int) -> None:
-        if self.status is Status.VIEW_CHANGE and TIMER_VIEW_CHANGE not in self.timers:
+        if self._phase is Phase.VIEW_CHANGE and TIMER_VIEW_CHANGE not in self._timers:
             self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())
 
 

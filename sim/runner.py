@@ -94,7 +94,7 @@ def _summarise(world: World, scenario: Scenario, seed: int, verdicts: list[Verdi
     executed_by = Counter(rec.node for rec in world.executions if rec.node in honest)
     rejected: Counter[str] = Counter()
     for name in sorted(honest):
-        rejected.update(world.nodes[name].replica.rejected)
+        rejected.update(world.nodes[name].replica.counters.rejected)
     views = [v for _, n, v in world.view_entries if n in honest]
     messages = sum(world.messages_sent.values())
     return {

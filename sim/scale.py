@@ -49,7 +49,7 @@ def measure_one(n: int, requests: int, signatures: str) -> dict[str, Any]:
     cpu = time.process_time() - cpu0
     s = result.summary
     world = result.world
-    delivered = sum(node.replica.received.total() for node in world.nodes.values())
+    delivered = sum(sum(node.replica.counters.received.values()) for node in world.nodes.values())
     return {
         "n": n, "requests": requests, "signatures": signatures,
         "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),

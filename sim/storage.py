@@ -14,7 +14,8 @@ it, which is the driver contract of `trustchain.consensus.effects`.
 
 A stable checkpoint compacts the log when it becomes durable: every frame before it with a sequence
 number at or below the checkpoint (and every older checkpoint) is dropped; view-change and new-view
-votes, which carry no sequence number, are kept. Compaction replaces the synced log atomically (write
+votes, which carry no sequence number, are kept (the rule is `trustchain.consensus.durability`'s,
+shared with the reference node and the unit-test harness). Compaction replaces the synced log atomically (write
 a new file, rename, fsync), as the reference node's single SQLite transaction does.
 
 What a crash leaves on disk depends on how the node went down (`crash`): a process crash keeps what
@@ -39,6 +40,7 @@ from typing import Any
 
 import blake3
 
+from trustchain.consensus.durability import record_seq, survives, truncation_point
 from trustchain.consensus.effects import PersistExecuted, PersistRecord, PersistStable, PersistVote
 from trustchain.encoding import DecodeError, decode, encode
 from trustchain.errors import TrustChainError
@@ -77,14 +79,6 @@ def vote_key(envelope_bytes: bytes) -> bytes:
     """Identity of a signed envelope given its canonical encoding (a wire packet minus its type
     byte, or a vote frame's payload minus its record type byte)."""
     return hashlib.blake2b(envelope_bytes, digest_size=16).digest()
-
-
-def record_seq(record: PersistRecord) -> int | None:
-    """The sequence number a record is truncated by (None: kept across checkpoints)."""
-    if isinstance(record, PersistVote):
-        seq = getattr(record.envelope.open(), "seq", None)
-        return seq if isinstance(seq, int) else None
-    return record.seq
 
 
 def _read_frame(image: bytes | bytearray, pos: int) -> tuple[PersistRecord, int] | None:
@@ -160,7 +154,7 @@ class SimStorage:
             if f.vote is not None:
                 self.synced_votes.add(f.vote)
         last_stable = max((i for i in range(self.synced_frames, len(self.frames))
-                           if isinstance(self.frames[i].record, PersistStable)), default=None)
+                           if truncation_point(self.frames[i].record) is not None), default=None)
         self.synced_frames = len(self.frames)
         self.synced_len = len(self.image)
         if last_stable is not None:
@@ -168,9 +162,9 @@ class SimStorage:
         return fresh
 
     def _compact(self, stable_index: int) -> None:
-        upto = self.frames[stable_index].seq
+        upto = truncation_point(self.frames[stable_index].record)
         assert upto is not None
-        kept = [f for i, f in enumerate(self.frames) if i >= stable_index or f.seq is None or f.seq > upto]
+        kept = [f for i, f in enumerate(self.frames) if i >= stable_index or survives(f.seq, upto)]
         image = bytearray()
         frames = []
         for f in kept:

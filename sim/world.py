@@ -29,6 +29,7 @@ from sim.storage import STORAGE_CRASHES, ArmedCrash, SimStorage, StorageCorrupt
 from sim.trace import Trace
 from trustchain.consensus.client import Client
 from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.durability import Sync, with_syncs
 from trustchain.consensus.effects import (
     Broadcast,
     CancelTimer,
@@ -38,6 +39,7 @@ from trustchain.consensus.effects import (
     PersistExecuted,
     PersistRecord,
     PersistStable,
+    Rejected,
     RequestCompleted,
     SendToClient,
     SendToReplica,
@@ -319,7 +321,8 @@ class World:
         node.replica = self.replica_class.recover(self.replica_config, node.replica_id, node.signer, app,
                                                   recovered.records, self.verifier)
         node.up = True
-        self.log_fault(node, f"restart (recovered view {node.replica.view}, executed {node.replica.last_executed})")
+        status = node.replica.status
+        self.log_fault(node, f"restart (recovered view {status.view}, executed {status.last_executed})")
         self.apply(node, node.replica.start(self.local_now(node)))
 
     def corrupt_storage(self, node: ReplicaNode, rng: random.Random, restart_after_us: int | None) -> None:
@@ -473,18 +476,20 @@ class World:
         any later effect; an armed storage crash may strike at a write or an fsync, and then the effects
         after it are not performed. Returns the messages and how many effects were carried out."""
         outgoing: list[Outgoing] = []
-        for i, e in enumerate(effects):
+        done = 0
+        for e in with_syncs(effects):  # the persist-before-acting contract of trustchain.consensus.durability
+            if isinstance(e, Sync):
+                if not self._sync(node):
+                    return outgoing, done
+                continue
+            done += 1
             if isinstance(e, Persist):
                 self._persist(node, e.record)
                 if not node.up:
-                    return outgoing, i + 1
+                    return outgoing, done
                 continue
-            if node.storage.dirty and not self._sync(node):
-                return outgoing, i
             self._perform(node, e, outgoing)
-        if node.storage.dirty:
-            self._sync(node)
-        return outgoing, len(effects)
+        return outgoing, done
 
     def _perform(self, node: ReplicaNode, e: Effect, outgoing: list[Outgoing]) -> None:
         """One effect other than `Persist`; messages are appended to `outgoing`, not sent yet."""
@@ -524,6 +529,8 @@ class World:
                 node.last_seq_executed = max(node.last_seq_executed, e.seq)
             case RequestCompleted():
                 pass  # a PBFT client's effect: a replica never emits it
+            case Rejected():
+                pass  # counted in the replica's status; the explorer reads the counts
             case Persist():
                 raise AssertionError("Persist is written and synced by _route, never performed")
             case _:
@@ -723,7 +730,8 @@ class ClientNode:
                     w.request_completed()
                     think = round(w.scenario.workload.think_ms * 1000)
                     w.after(think, self.next_request)
-                case SendToReplica() | SendToClient() | Persist() | Executed() | ViewEntered() | StateRestored():
+                case (SendToReplica() | SendToClient() | Persist() | Executed() | ViewEntered() | StateRestored()
+                      | Rejected()):
                     pass  # replica-side effects: a client never emits them
                 case _:
                     assert_never(e)

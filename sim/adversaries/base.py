@@ -3,6 +3,10 @@
 A Byzantine replica runs the honest `Replica` code (so it knows what an honest replica would say) and
 its behaviours rewrite what leaves it: drop, delay, corrupt, equivocate, replay. Behaviours sign with
 the replica's own key, so they can lie but never forge another replica's signature.
+
+A behaviour that lies with what the honest code holds (pending requests, prepared certificates,
+checkpoint votes) reads it through `Behaviour.held`, the replica's `internals` seam for test doubles,
+and never writes to it: the honest state machine must stay honest underneath.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sim.params import ParamSchema
 from trustchain.consensus.messages import Envelope, Request, pack, seal, unpack
+from trustchain.consensus.replica_state import ReplicaInternals
 from trustchain.encoding import DecodeError
 
 if TYPE_CHECKING:
@@ -53,6 +58,11 @@ class Behaviour:
 
     def param(self, key: str, default: Any) -> Any:
         return self.params.get(key, default)
+
+    @property
+    def held(self) -> ReplicaInternals:
+        """What the honest replica code underneath currently holds (read only; see the module docstring)."""
+        return self.node.replica.internals
 
     def start(self) -> None:
         """Called once when the simulation starts."""

@@ -8,12 +8,9 @@ inside a VIEW-CHANGE to make a stale or inconsistent claim look well-formed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from trustchain.consensus.messages import Envelope, PreparedCertificate
-
-if TYPE_CHECKING:
-    from trustchain.consensus.replica import Replica
+from trustchain.consensus.replica_state import ReplicaInternals
 
 
 @dataclass
@@ -25,13 +22,14 @@ class History:
     checkpoints: dict[int, tuple[Envelope, ...]] = field(default_factory=lambda: {0: ()})
     certs: dict[tuple[int, int], PreparedCertificate] = field(default_factory=dict)
 
-    def observe(self, replica: Replica) -> None:
-        h = replica.low_watermark
-        if h not in self.checkpoints and replica.stable_proof:
-            self.checkpoints[h] = replica.stable_proof
+    def observe(self, held: ReplicaInternals) -> None:
+        """Remember what the honest replica code holds now (`Behaviour.held`)."""
+        h = held.checkpoints.low_watermark
+        if h not in self.checkpoints and held.checkpoints.stable_proof:
+            self.checkpoints[h] = held.checkpoints.stable_proof
             while len(self.checkpoints) > self.limit:
                 del self.checkpoints[min(s for s in self.checkpoints if s > 0)]
-        for seq, slot in replica.slots.items():
+        for seq, slot in held.slots.items():
             cert = slot.prepared_cert
             if cert is not None and (seq, slot.prepared_view) not in self.certs:
                 self.certs[(seq, slot.prepared_view)] = cert

@@ -13,12 +13,12 @@ class ImpersonatePrimary(Behaviour):
 
     def outgoing(self, items: list[Outgoing], now_us: int) -> list[Outgoing]:
         extra: list[Outgoing] = []
-        replica = self.node.replica
+        pending = self.held.pending
         for item in items:
             opened = open_envelope(item.data)
             if opened is None or not isinstance(opened[1], Prepare) or not isinstance(item.dst, int):
                 continue
-            batch = tuple(replica.pending.values())[: replica.config.batch_size]
+            batch = tuple(pending.values())[: self.node.replica.config.batch_size]
             if not batch:
                 continue
             view, seq = opened[1].view, opened[1].seq + 1

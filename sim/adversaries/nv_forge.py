@@ -131,7 +131,7 @@ class NvForge(Behaviour):
         if pp.batch:
             batch = pp.batch[:-1]
         else:
-            pending = tuple(self.node.replica.pending.values())[:1]
+            pending = tuple(self.held.pending.values())[:1]
             batch = pending
         ts = pp.timestamp_us if batch != pp.batch else pp.timestamp_us + 1
         altered = PrePrepare(nv.view, pp.seq, PrePrepare.compute_digest(ts, batch), ts, batch)
@@ -142,7 +142,7 @@ class NvForge(Behaviour):
             if e.sender == self.node.replica_id:
                 vc: ViewChange = decode(ViewChange, e.body)
                 return vc
-        own = self.node.replica.own_view_change
+        own = self.held.view_change.own_view_change
         if own is not None:
             vc = decode(ViewChange, own.body)
             if vc.new_view == nv.view:
@@ -162,7 +162,7 @@ class NvForge(Behaviour):
         found: list[NewView] = []
         for vcs in sets:
             for ordered in (vcs, tuple(reversed(vcs))):
-                checked = [check_view_change(self.node.replica.checker, e) for e in ordered]
+                checked = [check_view_change(self.held.checker, e) for e in ordered]
                 _, pps = new_view_pre_prepares(nv.view, checked)
                 candidate = NewView(nv.view, tuple(ordered), tuple(self._own(pp) for pp in pps))
                 if candidate != nv and candidate not in found:

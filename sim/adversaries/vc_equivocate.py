@@ -34,7 +34,7 @@ class VcEquivocate(Behaviour):
         self.plans: dict[bytes, tuple[frozenset[int], bytes | None]] = {}
 
     def outgoing(self, items: list[Outgoing], now_us: int) -> list[Outgoing]:
-        self.history.observe(self.node.replica)
+        self.history.observe(self.held)
         out: list[Outgoing] = []
         for item in items:
             vc = own_message_to_replica(self.node, item, ViewChange)

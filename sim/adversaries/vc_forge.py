@@ -59,7 +59,7 @@ class VcForge(Behaviour):
         self.rotation = Rotation(self.rng)
 
     def outgoing(self, items: list[Outgoing], now_us: int) -> list[Outgoing]:
-        self.history.observe(self.node.replica)
+        self.history.observe(self.held)
         wanted = [v for v in self.param("variants", list(REJECTED_AS)) if v in REJECTED_AS]
         also_honest = bool(self.param("also_honest", True))
         honest_delay_us = round(float(self.param("honest_delay_ms", 0)) * 1000)
@@ -102,8 +102,7 @@ class VcForge(Behaviour):
         found = list(vc.prepared) + [c for _, c in self.history.certs_above(0)]
         if found:
             return found
-        replica = self.node.replica
-        for _, slot in sorted(replica.slots.items()):
+        for _, slot in sorted(self.held.slots.items()):
             for view, (pp_env, pp) in sorted(slot.pre_prepares.items()):
                 if view >= vc.new_view:
                     continue
@@ -143,8 +142,7 @@ class VcForge(Behaviour):
             if held is not None:
                 seq, proof = held
             else:  # no stable checkpoint yet: the votes it received for one
-                replica = self.node.replica
-                votes = [(s, v) for s, v in sorted(replica.checkpoint_votes.items())
+                votes = [(s, v) for s, v in sorted(self.held.checkpoints.votes.items())
                          if any(sender != me for sender in v)]
                 if not votes:
                     return None
@@ -157,7 +155,7 @@ class VcForge(Behaviour):
 
     def _checkpoint_short(self, vc: ViewChange) -> ViewChange | None:
         seq = vc.stable_seq + self.world.config.checkpoint_interval
-        own = self.node.replica.own_checkpoints.get(seq)
+        own = self.held.checkpoints.own.get(seq)
         state = own[0] if own is not None else digest(b"unproven-checkpoint" + seq.to_bytes(8, "big"))
         return ViewChange(vc.new_view, seq, (self._own(Checkpoint(seq, state)),), ())
 

@@ -383,7 +383,7 @@ class CASimApp(SimApp):
                     cr.executions.append((node.name, event.seq, event.batch_digest, event.certificate))
                     if exp is not None and exp.kind == "valid" and serial not in self.accounts[exp.account].serials:
                         self.accounts[exp.account].serials.append(serial)
-            if node.replica.last_executed == event.seq:  # a later batch of the same step changes the state
+            if node.replica.status.last_executed == event.seq:  # a later batch of the same step changes the state
                 self.state_digests.setdefault(event.seq, {})[node.name] = _state_digest(app)
         events = app.take_events()
         if not node.up:
@@ -608,8 +608,9 @@ class CASimApp(SimApp):
                                f"state: {sorted((n, d.hex()[:12]) for n, d in digests.items())}", {"seq": seq})
             compared += len(digests) > 1
         apps = self.honest_apps()
-        top = max(self.world.nodes[n].replica.last_executed for n in apps)
-        final = {n: _state_digest(a) for n, a in apps.items() if self.world.nodes[n].replica.last_executed == top}
+        top = max(self.world.nodes[n].replica.status.last_executed for n in apps)
+        final = {n: _state_digest(a) for n, a in apps.items()
+                 if self.world.nodes[n].replica.status.last_executed == top}
         if len(set(final.values())) > 1:
             return Verdict("ca_agreement", False, f"honest replicas at seq {top} end with different CA state")
         ref = apps[min(final)]

@@ -231,8 +231,8 @@ class DNSSimApp(SimApp):
         apps = self._honest_apps()
         if not apps:
             return Verdict("dns_answers", False, "no honest replica")
-        latest = max(self.world.nodes[n].replica.last_executed for n in apps)
-        group = sorted(n for n in apps if self.world.nodes[n].replica.last_executed == latest)
+        latest = max(self.world.nodes[n].replica.status.last_executed for n in apps)
+        group = sorted(n for n in apps if self.world.nodes[n].replica.status.last_executed == latest)
         queries, now = self._queries(), self._now_s()
         reference = [apps[group[0]].answer(q, now, max_udp=None) for q in queries]
         for name in group[1:]:

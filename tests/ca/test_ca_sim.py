@@ -56,8 +56,8 @@ def test_ca_scenario(scenario: str, n: int, t: int, bad: set[int]) -> None:
     issued = app.issued_certificates()
     assert len(issued) >= 30
     honest = app.honest_apps()
-    top = max(world.nodes[k].replica.last_executed for k in honest)
-    caught_up = [a for name, a in honest.items() if world.nodes[name].replica.last_executed == top]
+    top = max(world.nodes[k].replica.status.last_executed for k in honest)
+    caught_up = [a for name, a in honest.items() if world.nodes[name].replica.status.last_executed == top]
     assert all(set(a.issued) == set(issued) for a in caught_up)
     for rec in issued.values():
         cert = x509.load_der_x509_certificate(rec.certificate_der)

@@ -11,6 +11,7 @@ from typing import assert_never
 from trustchain.app.kvstore import KVStore
 from trustchain.consensus.client import Client
 from trustchain.consensus.config import ClusterConfig
+from trustchain.consensus.durability import Sync, compact, with_syncs
 from trustchain.consensus.effects import (
     Broadcast,
     CancelTimer,
@@ -59,11 +60,12 @@ class Cluster:
         self.now = 1_000_000
 
     def _apply(self, src: int | str, effects: list[Effect]) -> None:
-        for e in effects:
+        for e in with_syncs(effects):
             match e:
+                case Sync():
+                    pass  # the in-memory log is durable as soon as it is written
                 case Broadcast():
-                    targets = range(self.config.n)
-                    for t in targets:
+                    for t in range(self.config.n):
                         if t != src:
                             self.queue.append((src, t, e.data))
                 case SendToReplica():
@@ -77,8 +79,7 @@ class Cluster:
                 case Persist():
                     assert isinstance(src, int)
                     if isinstance(e.record, PersistStable):
-                        self.storage[src] = [r for r in self.storage[src]
-                                             if getattr(r, "seq", None) is None or r.seq > e.record.seq]  # type: ignore[union-attr]
+                        self.storage[src] = compact(self.storage[src], e.record)
                     self.storage[src].append(e.record)
                 case Executed():
                     assert isinstance(src, int)

@@ -47,7 +47,7 @@ def test_a_replica_keeps_a_bounded_number_of_pending_requests_per_client() -> No
     backup = c.replicas[1]
     for ts in range(1, MAX_PENDING_PER_CLIENT + 11):
         backup.submit(_req(FLOODER, ts), c.now)
-    assert len(backup.pending) == MAX_PENDING_PER_CLIENT
-    assert backup.rejected["client_backlog_full"] == 10
+    assert backup.status.pending == MAX_PENDING_PER_CLIENT
+    assert backup.counters.rejected["client_backlog_full"] == 10
     backup.submit(_req(ALICE, 1), c.now)
-    assert len(backup.pending) == MAX_PENDING_PER_CLIENT + 1, "another client is still accepted"
+    assert backup.status.pending == MAX_PENDING_PER_CLIENT + 1, "another client is still accepted"

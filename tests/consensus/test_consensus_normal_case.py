@@ -6,6 +6,7 @@ from consensus_harness import Cluster
 
 from trustchain.app.kvstore import get, put
 from trustchain.consensus.certificates import SignatureChecker, check_checkpoint_proof, check_committed
+from trustchain.consensus.effects import Rejected
 from trustchain.consensus.messages import PrePrepare, Request, pack, peek_kind, seal
 from trustchain.consensus.replica import TIMER_BATCH
 from trustchain.crypto.signing import ED25519, Ed25519Signer
@@ -69,14 +70,14 @@ def test_pipelining_keeps_several_sequences_in_flight_within_the_watermarks() ->
         c.submit(i, put(b"k", b"%d" % i))
     c.run()
     primary = c.replicas[0]
-    assert primary.next_seq - 1 == 8, "the primary proposes up to h + L and no further"
-    assert len(primary.unproposed) == 4
+    assert primary.status.next_seq - 1 == 8, "the primary proposes up to h + L and no further"
+    assert len(primary.internals.unproposed) == 4
     # Heal: the lost proposals are never re-sent, so the backups' timers expire and a view change
     # re-proposes the pending requests.
     c.drop = lambda src, dst, data: False
     c.settle(60)
     assert len(c.completed) == 12
-    assert all(r.last_executed == 12 for r in c.replicas)
+    assert all(r.status.last_executed == 12 for r in c.replicas)
 
 
 def test_checkpoints_become_stable_and_garbage_collect_the_log() -> None:
@@ -86,14 +87,15 @@ def test_checkpoints_become_stable_and_garbage_collect_the_log() -> None:
         c.run()
     checker = SignatureChecker(c.config, ED25519)
     for r in c.replicas:
-        assert r.last_executed == 10
-        assert r.low_watermark == 8
-        assert all(seq > 8 for seq in r.slots), "slots at or below the stable checkpoint are collected"
-        assert all(seq > 8 for seq in r.committed_log)
-        assert min(r.checkpoint_votes, default=8) >= 8
-        d = check_checkpoint_proof(checker, r.stable_proof, 8, None)
-        assert d == r.own_checkpoints[8][0]
-    assert len({r.own_checkpoints[8][0] for r in c.replicas}) == 1
+        assert r.status.last_executed == 10
+        assert r.status.low_watermark == 8
+        cp = r.internals.checkpoints
+        assert all(seq > 8 for seq in r.internals.slots), "slots at or below the stable checkpoint are collected"
+        assert all(seq > 8 for seq in cp.committed_log)
+        assert min(cp.votes, default=8) >= 8
+        d = check_checkpoint_proof(checker, cp.stable_proof, 8, None)
+        assert d == cp.own[8][0]
+    assert len({r.internals.checkpoints.own[8][0] for r in c.replicas}) == 1
 
 
 def test_duplicate_request_is_executed_once_and_the_reply_is_resent() -> None:
@@ -126,9 +128,11 @@ def test_backup_rejects_pre_prepare_with_a_skewed_timestamp() -> None:
     req = Request.create(Ed25519Signer(b"\x07" * 32), 1, put(b"a", b"b"))
     pp = PrePrepare(0, 1, PrePrepare.compute_digest(c.now + 5_000_000, (req,)), c.now + 5_000_000, (req,))
     env = seal(c.signers[0], 0, pp)
-    assert replica.receive(pack(env), c.now) == []
-    assert replica.rejected["timestamp_skew"] == 1
-    assert 1 not in replica.slots or 0 not in replica.slots[1].sent_prepare
+    effects = replica.receive(pack(env), c.now)
+    assert len(effects) == 1 and isinstance(effects[0], Rejected) and effects[0].reason == "timestamp_skew"
+    assert replica.counters.rejected["timestamp_skew"] == 1
+    slots = replica.internals.slots
+    assert 1 not in slots or 0 not in slots[1].sent_prepare
 
 
 def test_messages_just_above_a_lagging_window_are_held_until_the_window_moves() -> None:
@@ -149,11 +153,11 @@ def test_messages_just_above_a_lagging_window_are_held_until_the_window_moves() 
         c.submit(i, put(b"k%d" % i, b"v"))
     c.run()
     r3 = c.replicas[3]
-    assert c.replicas[0].last_executed == 8
-    assert (r3.low_watermark, r3.last_executed) == (0, 4)  # its window is still (0, 4]
-    assert r3.ahead and r3.rejected["outside_watermarks"] == 0
+    assert c.replicas[0].status.last_executed == 8
+    assert (r3.status.low_watermark, r3.status.last_executed) == (0, 4)  # its window is still (0, 4]
+    assert r3.internals.ahead and "outside_watermarks" not in r3.counters.rejected
     c.drop = lambda src, dst, data: False
     c.queue.extend(held)
     c.run()
     # It executed 5..8 itself from the held messages (timers never fired here: no state transfer).
-    assert [e.seq for e in c.executed[3]] == list(range(1, 9)) and not r3.ahead
+    assert [e.seq for e in c.executed[3]] == list(range(1, 9)) and not r3.internals.ahead

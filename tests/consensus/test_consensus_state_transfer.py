@@ -5,8 +5,9 @@ from __future__ import annotations
 from consensus_harness import Cluster
 
 from trustchain.app.kvstore import KVStore, put
+from trustchain.consensus.durability import record_seq
 from trustchain.consensus.messages import StateReply, pack, peek_kind, seal
-from trustchain.consensus.replica import TIMER_CATCHUP, Replica, Status
+from trustchain.consensus.replica import TIMER_CATCHUP, Phase, Replica
 
 
 def _run_requests(c: Cluster, count: int, start: int = 0) -> None:
@@ -20,17 +21,17 @@ def test_cut_off_replica_catches_up_from_a_stable_checkpoint_plus_entries() -> N
                 catchup_delay_us=100_000)
     c.down = {3}
     _run_requests(c, 9)
-    assert c.replicas[0].low_watermark == 8 and c.replicas[3].last_executed == 0
+    assert c.replicas[0].status.low_watermark == 8 and c.replicas[3].status.last_executed == 0
     c.down = set()
     _run_requests(c, 1, start=9)  # replica 3 now hears commits and checkpoints it cannot execute
     c.settle(10)
     lagger, reference = c.replicas[3], c.replicas[0]
-    assert lagger.received["state_reply"] >= 1
-    assert lagger.last_executed == reference.last_executed == 10
+    assert lagger.counters.received["state_reply"] >= 1
+    assert lagger.status.last_executed == reference.status.last_executed == 10
     assert lagger.app.data == reference.app.data  # type: ignore[attr-defined]
-    assert lagger.low_watermark == 10
-    assert lagger.own_checkpoints[10][0] == reference.own_checkpoints[10][0]
-    assert TIMER_CATCHUP not in lagger.timers
+    assert lagger.status.low_watermark == 10
+    assert lagger.internals.checkpoints.own[10][0] == reference.internals.checkpoints.own[10][0]
+    assert TIMER_CATCHUP not in lagger.internals.timers
 
 
 def test_forged_state_reply_is_rejected() -> None:
@@ -39,12 +40,12 @@ def test_forged_state_reply_is_rejected() -> None:
     c.down = {3}
     _run_requests(c, 4)
     lagger = c.replicas[3]
-    lagger.timers[TIMER_CATCHUP] = c.now + 1  # pretend a state transfer is in progress
-    good = c.replicas[0]
+    lagger._timers[TIMER_CATCHUP] = c.now + 1  # pretend a state transfer is in progress (set directly)
+    good = c.replicas[0].internals.checkpoints
     forged = StateReply(good.low_watermark, good.stable_snapshot.replace(b"v1", b"XX"), good.stable_proof, (), ())
     lagger.receive(pack(seal(c.signers[1], 1, forged)), c.now)
-    assert lagger.rejected["checkpoint_mismatch"] == 1
-    assert lagger.last_executed == 0 and lagger.app.data == {}  # type: ignore[attr-defined]
+    assert lagger.counters.rejected["checkpoint_mismatch"] == 1
+    assert lagger.status.last_executed == 0 and lagger.app.data == {}  # type: ignore[attr-defined]
 
 
 def test_restart_from_persisted_records_restores_state_and_votes() -> None:
@@ -55,14 +56,14 @@ def test_restart_from_persisted_records_restores_state_and_votes() -> None:
     _run_requests(c, 1, start=7)
     before = c.replicas[2]
     recovered = Replica.recover(c.config, 2, c.signers[2], KVStore(), list(c.storage[2]))
-    assert recovered.last_executed == before.last_executed == 7
-    assert recovered.low_watermark == before.low_watermark == 6
+    assert recovered.status.last_executed == before.status.last_executed == 7
+    assert recovered.status.low_watermark == before.status.low_watermark == 6
     assert recovered.app.data == before.app.data  # type: ignore[attr-defined]
-    assert recovered.view == before.view
-    assert recovered.slots[8].sent_prepare == before.slots[8].sent_prepare != {}
-    assert recovered.slots[8].sent_commit == before.slots[8].sent_commit != {}
+    assert recovered.status.view == before.status.view
+    assert recovered.internals.slots[8].sent_prepare == before.internals.slots[8].sent_prepare != {}
+    assert recovered.internals.slots[8].sent_commit == before.internals.slots[8].sent_commit != {}
     # Storage was truncated at the stable checkpoint: nothing at or below seq 6 but the checkpoint.
-    seqs = [getattr(r, "seq", None) for r in c.storage[2]]
+    seqs = [record_seq(r) for r in c.storage[2]]
     assert min(s for s in seqs if s is not None) == 6
 
 
@@ -74,11 +75,11 @@ def test_restarted_replica_rejoins_and_catches_up() -> None:
     _run_requests(c, 6, start=3)
     c.replicas[1] = Replica.recover(c.config, 1, c.signers[1], KVStore(), list(c.storage[1]))
     c.apps[1] = c.replicas[1].app  # type: ignore[assignment]
-    assert c.replicas[1].last_executed == 3
+    assert c.replicas[1].status.last_executed == 3
     c.down = set()
     _run_requests(c, 1, start=9)
     c.settle(10)
-    assert c.replicas[1].last_executed == c.replicas[0].last_executed == 10
+    assert c.replicas[1].status.last_executed == c.replicas[0].status.last_executed == 10
     assert c.replicas[1].app.data == c.replicas[0].app.data  # type: ignore[attr-defined]
 
 
@@ -95,13 +96,14 @@ def _lagging_replica_with_a_pending_request(lost_state_requests: bool) -> Cluste
     c.down = set()
     c.drop = lambda src, dst, data: src == 1 and peek_kind(data) == "state_request"
     _run_requests(c, 1, start=9)
-    assert c.replicas[1].last_executed < c.replicas[0].last_executed == 10
-    assert c.replicas[1].pending, "the request is pending at the lagging replica: its timer runs"
+    assert c.replicas[1].status.last_executed < c.replicas[0].status.last_executed == 10
+    assert c.replicas[1].status.pending, "the request is pending at the lagging replica: its timer runs"
     for _ in range(10):
         c.fire_timers(100_000)
         c.run()
     r = c.replicas[1]
-    assert (r.view, r.status, r.vc_postponed) == (0, Status.NORMAL, True), "postponed once, not view-changed"
+    assert (r.status.view, r.status.phase, r.internals.view_change.postponed) == (0, Phase.NORMAL, True), \
+        "postponed once, not view-changed"
     c.drop = (lambda src, dst, data: src == 1 and peek_kind(data) == "state_request") if lost_state_requests \
         else (lambda src, dst, data: False)
     for _ in range(12):
@@ -113,10 +115,10 @@ def _lagging_replica_with_a_pending_request(lost_state_requests: bool) -> Cluste
 def test_lagging_replica_catches_up_instead_of_view_changing_alone() -> None:
     c = _lagging_replica_with_a_pending_request(lost_state_requests=False)
     r = c.replicas[1]
-    assert (r.view, r.status, r.last_executed) == (0, Status.NORMAL, 10)
-    assert not r.vc_postponed and not r.pending
+    assert (r.status.view, r.status.phase, r.status.last_executed) == (0, Phase.NORMAL, 10)
+    assert not r.internals.view_change.postponed and not r.status.pending
     _run_requests(c, 1, start=10)  # and it votes again in view 0
-    assert r.last_executed == 11
+    assert r.status.last_executed == 11
     assert any(e.seq == 11 for e in c.executed[1])
 
 
@@ -124,4 +126,4 @@ def test_lagging_replica_postpones_only_once() -> None:
     """Peers' commit votes show what was prepared, not executed: waiting for ever on them can deadlock a
     cluster whose stuck slot only a view change unsticks, so the second firing starts the view change."""
     c = _lagging_replica_with_a_pending_request(lost_state_requests=True)
-    assert (c.replicas[1].view, c.replicas[1].status) == (1, Status.VIEW_CHANGE)
+    assert (c.replicas[1].status.view, c.replicas[1].status.phase) == (1, Phase.VIEW_CHANGE)

@@ -7,7 +7,6 @@ from consensus_harness import Cluster
 
 from trustchain.app.kvstore import put
 from trustchain.consensus.messages import StateRequest
-from trustchain.consensus.replica import Status
 from trustchain.consensus.state_transfer import PeerProgress, ServedState, answer, weak_quorum_value
 
 
@@ -45,9 +44,10 @@ def test_pick_peer_rotates_among_those_that_reached_the_goal() -> None:
 
 
 def _served(c: Cluster, i: int) -> ServedState:
-    r = c.replicas[i]
-    return ServedState(r.last_executed, r.low_watermark, r.view, r.status is Status.NORMAL, r.current_new_view,
-                       r.stable_proof, r.stable_snapshot, r.committed_log, 3)
+    status, held = c.replicas[i].status, c.replicas[i].internals
+    cp = held.checkpoints
+    return ServedState(status.last_executed, status.low_watermark, status.view, not status.in_view_change,
+                       held.view_change.current_new_view, cp.stable_proof, cp.stable_snapshot, cp.committed_log, 3)
 
 
 def test_answer_serves_checkpoint_snapshot_and_entries_only_as_needed() -> None:
@@ -60,7 +60,8 @@ def test_answer_serves_checkpoint_snapshot_and_entries_only_as_needed() -> None:
     assert answer(StateRequest(7, 6, 0, False), served) is None  # nothing lacking
     behind = answer(StateRequest(6, 6, 0, False), served)
     assert behind is not None and behind.checkpoint_seq == 0 and behind.snapshot == b""
-    assert [e.pre_prepare.digest for e in behind.entries] == [c.replicas[0].committed_log[7].pre_prepare.digest]
+    log = c.replicas[0].internals.checkpoints.committed_log
+    assert [e.pre_prepare.digest for e in behind.entries] == [log[7].pre_prepare.digest]
     stale = answer(StateRequest(6, 4, 0, False), served)  # executed that far, but its checkpoint lags
     assert stale is not None and stale.checkpoint_seq == 6 and stale.snapshot == b"" and stale.checkpoint_proof
     far = answer(StateRequest(1, 0, 0, False), served)  # needs the snapshot, then entries after it

@@ -31,7 +31,7 @@ from trustchain.consensus.messages import (
     seal,
     unpack,
 )
-from trustchain.consensus.replica import Replica, Status
+from trustchain.consensus.replica import Phase, Replica
 from trustchain.crypto.signing import ED25519, Ed25519Signer
 
 EXAMPLES = int(os.environ.get("TRUSTCHAIN_STATEFUL_EXAMPLES", "40"))
@@ -75,11 +75,11 @@ class ReplicaUnderAttack(RuleBasedStateMachine):
     @rule(seq_offset=st.integers(-2, 6), clients=st.lists(st.integers(0, 2), min_size=0, max_size=2, unique=True),
           skew=st.sampled_from((0, 0, 0, 10_000_000)), variant=st.integers(0, 1))
     def primary_proposes(self, seq_offset: int, clients: list[int], skew: int, variant: int) -> None:
-        view = self.replica.view
+        view = self.replica.status.view
         primary = self.config.primary(view)
         if primary == 1:
             return
-        seq = self.replica.low_watermark + 1 + seq_offset
+        seq = self.replica.status.low_watermark + 1 + seq_offset
         batch = tuple(self._request(c) for c in clients)
         ts = self.now + skew + variant  # variant != 0 is an equivocation at the same (view, seq)
         pp = PrePrepare(view, max(seq, 0), PrePrepare.compute_digest(ts, batch), ts, batch)
@@ -91,10 +91,11 @@ class ReplicaUnderAttack(RuleBasedStateMachine):
     def honest_round(self, clients: list[int], voters: tuple[int, ...]) -> None:
         """A correct primary's proposal for the next sequence with prepares and commits from `voters`:
         with all three the replica must execute; with fewer it must not."""
-        view, primary = self.replica.view, self.config.primary(self.replica.view)
-        seq = self.replica.last_executed + 1
-        if primary == 1 or self.replica.status is not Status.NORMAL or (view, seq) in self.proposals \
-                or not self.replica.low_watermark < seq <= self.replica.low_watermark + 4:
+        status = self.replica.status
+        view, primary = status.view, status.primary
+        seq = status.last_executed + 1
+        if primary == 1 or status.phase is not Phase.NORMAL or (view, seq) in self.proposals \
+                or not status.low_watermark < seq <= status.low_watermark + 4:
             return
         batch = tuple(self._request(c) for c in clients)
         pp = PrePrepare(view, seq, PrePrepare.compute_digest(self.now, batch), self.now, batch)
@@ -106,8 +107,8 @@ class ReplicaUnderAttack(RuleBasedStateMachine):
         for sender in voters:
             self._deliver(seal(self.signers[sender], sender, Commit(view, seq, pp.batch_digest)))
         quorum = len(set(voters) | {1}) >= self.config.quorum and len(set(voters) - {primary}) >= 1
-        executed = self.replica.last_executed >= seq
-        own = self.replica.own_checkpoints.get(seq)
+        executed = self.replica.status.last_executed >= seq
+        own = self.replica.internals.checkpoints.own.get(seq)
         if own is not None:  # correct replicas checkpoint the same state
             for sender in voters:
                 self._deliver(seal(self.signers[sender], sender, Checkpoint(seq, own[0])))
@@ -119,8 +120,8 @@ class ReplicaUnderAttack(RuleBasedStateMachine):
     @rule(sender=st.sampled_from((0, 2, 3)), phase=st.sampled_from(("prepare", "commit")),
           honest=st.booleans(), seq_offset=st.integers(-1, 5))
     def vote(self, sender: int, phase: str, honest: bool, seq_offset: int) -> None:
-        view = self.replica.view
-        seq = self.replica.low_watermark + 1 + seq_offset
+        view = self.replica.status.view
+        seq = self.replica.status.low_watermark + 1 + seq_offset
         known = self.proposals.get((view, seq))
         digest = known.batch_digest if (known and honest) else bytes([sender]) * 32
         if not (known and honest):
@@ -130,22 +131,22 @@ class ReplicaUnderAttack(RuleBasedStateMachine):
 
     @rule(sender=st.sampled_from((0, 2, 3)), byte=st.integers(0, 63))
     def forged_signature(self, sender: int, byte: int) -> None:
-        view = self.replica.view
-        known = self.proposals.get((view, self.replica.last_executed + 1))
+        view = self.replica.status.view
+        known = self.proposals.get((view, self.replica.status.last_executed + 1))
         if known is None:
             return
         env = seal(self.signers[sender], sender, Commit(view, known.seq, known.batch_digest))
         sig = bytearray(env.signature)
         sig[byte] ^= 0x80
-        before = self.replica.rejected["bad_signature"]
+        before = self.replica.counters.rejected.get("bad_signature", 0)
         self._deliver(replace(env, signature=bytes(sig)))
-        if self.replica.rejected["bad_signature"] != before + 1:
+        if self.replica.counters.rejected.get("bad_signature", 0) != before + 1:
             self.forged_accepted += 1
 
     @rule(sender=st.sampled_from((0, 2, 3)), seq_mult=st.integers(1, 4), honest=st.booleans())
     def checkpoint(self, sender: int, seq_mult: int, honest: bool) -> None:
         seq = seq_mult * self.config.checkpoint_interval
-        own = self.replica.own_checkpoints.get(seq)
+        own = self.replica.internals.checkpoints.own.get(seq)
         digest = own[0] if (own and honest) else b"\x13" * 32
         self._deliver(seal(self.signers[sender], sender, Checkpoint(seq, digest)))
 
@@ -153,7 +154,7 @@ class ReplicaUnderAttack(RuleBasedStateMachine):
     def view_change(self, sender: int, jump: int, rare: int) -> None:
         if rare:
             return
-        vc = ViewChange(self.replica.view + jump, 0, (), ())
+        vc = ViewChange(self.replica.status.view + jump, 0, (), ())
         self._deliver(seal(self.signers[sender], sender, vc))
 
     @rule(data=st.binary(max_size=200))
@@ -163,14 +164,14 @@ class ReplicaUnderAttack(RuleBasedStateMachine):
     @rule(advance=st.integers(1, 3_000_000))
     def time_passes(self, advance: int) -> None:
         self.now += advance
-        for name, at in sorted(self.replica.timers.items()):
+        for name, at in sorted(self.replica.internals.timers.items()):
             if at <= self.now:
                 self.replica.on_timer(name, self.now)
 
-    @precondition(lambda self: self.replica.status is Status.VIEW_CHANGE)
+    @precondition(lambda self: self.replica.status.in_view_change)
     @rule()
     def stays_consistent_in_view_change(self) -> None:
-        assert self.replica.view >= self.last_view
+        assert self.replica.status.view >= self.last_view
 
     @invariant()
     def invariants_hold(self) -> None:
@@ -178,10 +179,11 @@ class ReplicaUnderAttack(RuleBasedStateMachine):
             return
         assert self.replica.invariant_violations() == []
         assert self.forged_accepted == 0, "a forged signature was accepted"
-        assert self.replica.view >= self.last_view, "views only move forward"
-        assert self.replica.last_executed >= self.last_executed, "execution never goes back"
-        self.last_view = self.replica.view
-        self.last_executed = self.replica.last_executed
+        status = self.replica.status
+        assert status.view >= self.last_view, "views only move forward"
+        assert status.last_executed >= self.last_executed, "execution never goes back"
+        self.last_view = status.view
+        self.last_executed = status.last_executed
 
 
 ReplicaUnderAttack.TestCase.settings = settings(

@@ -6,7 +6,7 @@ from consensus_harness import Cluster
 
 from trustchain.app.kvstore import put
 from trustchain.consensus.messages import peek_kind
-from trustchain.consensus.replica import TIMER_VIEW_CHANGE, Status
+from trustchain.consensus.replica import TIMER_VIEW_CHANGE, Phase
 
 
 def _first_batch(c: Cluster, replica: int) -> tuple[int, bytes, int]:
@@ -22,7 +22,7 @@ def test_crashed_primary_is_replaced_and_requests_complete() -> None:
     c.settle(30)
     assert len(c.completed) == 2
     for r in c.replicas[1:]:
-        assert r.view == 1 and r.status is Status.NORMAL
+        assert r.status.view == 1 and r.status.phase is Phase.NORMAL
         assert r.app.data == {b"a": b"1", b"b": b"2"}  # type: ignore[attr-defined]
 
 
@@ -31,8 +31,8 @@ def test_prepared_batch_is_carried_into_the_new_view_at_the_same_sequence() -> N
     c.drop = lambda src, dst, data: peek_kind(data) == "commit"  # everyone prepares, nobody commits
     c.submit(0, put(b"k", b"v"))
     c.run()
-    original = c.replicas[1].slots[1].pre_prepares[0][1]
-    assert all(r.slots[1].prepared_view == 0 for r in c.replicas), "all prepared in view 0"
+    original = c.replicas[1].internals.slots[1].pre_prepares[0][1]
+    assert all(r.internals.slots[1].prepared_view == 0 for r in c.replicas), "all prepared in view 0"
     assert not any(c.executed)
     c.down = {0}
     c.drop = lambda src, dst, data: False
@@ -68,12 +68,12 @@ def test_view_change_timer_backs_off_and_waits_for_a_quorum() -> None:
     c.fire_timers(1_000_000)
     c.run()
     live = c.replicas[2:]
-    assert all(r.view == 1 and r.status is Status.VIEW_CHANGE for r in live)
-    assert {r.timers[TIMER_VIEW_CHANGE] - c.now for r in live} == {2_000_000}
+    assert all(r.status.view == 1 and r.status.in_view_change for r in live)
+    assert {r.internals.timers[TIMER_VIEW_CHANGE] - c.now for r in live} == {2_000_000}
     c.fire_timers(2_000_000)
     c.run()
     # Replica 2, primary of view 2, is up: view 2 forms and the request executes.
-    assert all(r.view == 2 and r.status is Status.NORMAL for r in live)
+    assert all(r.status.view == 2 and r.status.phase is Phase.NORMAL for r in live)
     c.settle(5)
     assert len(c.completed) == 1
 
@@ -86,7 +86,7 @@ def test_lone_replica_does_not_race_ahead_through_views() -> None:
     for _ in range(10):
         c.fire_timers(1_000_000)
         c.run()
-    assert [r.view for r in c.replicas[2:]] == [1, 1], "without 2f+1 view changes the timer never restarts"
+    assert [r.status.view for r in c.replicas[2:]] == [1, 1], "without 2f+1 view changes the timer never restarts"
 
 
 def test_replicas_join_a_view_change_that_f_plus_one_others_started() -> None:
@@ -95,9 +95,9 @@ def test_replicas_join_a_view_change_that_f_plus_one_others_started() -> None:
     c.drop = lambda src, dst, data: isinstance(src, str) and dst in (0, 3)
     c.submit(0, put(b"k", b"v"))
     c.run()
-    assert TIMER_VIEW_CHANGE not in c.replicas[3].timers
+    assert TIMER_VIEW_CHANGE not in c.replicas[3].internals.timers
     c.fire_timers(1_000_000)
     c.run()
-    assert all(r.view == 1 and r.status is Status.NORMAL for r in c.replicas), "0 and 3 joined view 1"
+    assert all(r.status.view == 1 and r.status.phase is Phase.NORMAL for r in c.replicas), "0 and 3 joined view 1"
     c.settle(5)
     assert len(c.completed) == 1

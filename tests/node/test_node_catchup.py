@@ -31,7 +31,7 @@ def _count_snapshot_restores(node: Node) -> list[int]:
     restore = node.replica._restore
 
     def spy(snapshot: bytes) -> None:
-        restored.append(node.replica.last_executed)
+        restored.append(node.replica.status.last_executed)
         restore(snapshot)
 
     node.replica._restore = spy  # type: ignore[method-assign]
@@ -49,7 +49,7 @@ async def _pass_checkpoints(nodes: list[Node], deaf: Node, count: int) -> None:
     """Order `count` writes through the others, so that their stable checkpoint passes the deaf node."""
     for k in range(count):
         assert await nodes[k % 3].submit("kv", kvstore.put(b"k%d" % k, b"x"), timeout_s=20) == b"OK"
-    assert min(n.replica.low_watermark for n in nodes[:3]) > deaf.replica.last_executed
+    assert min(n.replica.status.low_watermark for n in nodes[:3]) > deaf.replica.status.last_executed
 
 
 def _run_cluster(tmp_path: Path, body: Callable[[list[Node]], Awaitable[Any]], **kw: Any) -> None:

@@ -84,13 +84,13 @@ def test_recover_application_state_from_records(tmp_path: Path) -> None:
             assert await nodes[i % 4].submit("kv", kvstore.put(b"k%d" % i, b"v%d" % i), timeout_s=10) == b"OK"
         await asyncio.sleep(0.2)
         expected = [n.app.snapshot() for n in nodes]
-        executed = [n.replica.last_executed for n in nodes]
+        executed = [n.replica.status.last_executed for n in nodes]
         for n in nodes:
             await n.stop()
         again = [build_node(cfgmod.load(p, environ={})) for p in paths]
         for n, snap, last in zip(again, expected, executed, strict=True):
-            assert n.replica.last_executed == last and n.app.snapshot() == snap
-            assert n.replica.low_watermark >= 4 and n.recovered_records < 10 * 4
+            assert n.replica.status.last_executed == last and n.app.snapshot() == snap
+            assert n.replica.status.low_watermark >= 4 and n.recovered_records < 10 * 4
             assert n.app.kv.data[b"k9"] == b"v9"
             n.storage.close()
 

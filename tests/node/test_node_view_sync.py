@@ -42,7 +42,7 @@ def test_validators_split_across_views_meet_again(tmp_path: Path) -> None:
             split = False
             for _ in range(600):  # until the split: node 1 asked for a later view than the others are in
                 await asyncio.sleep(0.05)
-                views = [n.replica.view for n in live]
+                views = [n.replica.status.view for n in live]
                 split = views[0] > 1 and views[0] > max(views[1:])
                 if split:
                     break
@@ -50,7 +50,7 @@ def test_validators_split_across_views_meet_again(tmp_path: Path) -> None:
             assert not stuck.done()
             muted.clear()
             assert await asyncio.wait_for(stuck, 80) == b"OK"
-            final = {n.replica.view for n in live}
+            final = {n.replica.status.view for n in live}
             assert len(final) == 1, f"live validators in views {final}"
             assert all(n.app.kv.data.get(b"k") == b"v" for n in live)
         finally:

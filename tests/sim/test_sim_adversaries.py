@@ -23,7 +23,7 @@ def test_silent_replica_sends_nothing_and_the_rest_carry_on() -> None:
     r = run_dict(scenario(**_byz(3, "silent")))
     _assert_correct(r)
     assert r.world.sent_by["3"] == 0
-    assert r.world.nodes["3"].replica.received["pre_prepare"] > 0
+    assert r.world.nodes["3"].replica.counters.received["pre_prepare"] > 0
 
 
 def test_primary_crashing_mid_broadcast_forces_a_view_change() -> None:

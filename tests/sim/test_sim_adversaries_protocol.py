@@ -87,19 +87,19 @@ def _assert_stable_proofs_honest(r: RunResult) -> None:
     that very digest (a replica that installed a doctored snapshot, or counted a lying vote, fails)."""
     quorum = r.world.config.quorum
     for name in honest_nodes(r.world):
-        replica = r.world.nodes[name].replica
-        assert replica.low_watermark > 0, name
-        own = replica.own_checkpoints[replica.low_watermark][0]
-        digests = {decode(Checkpoint, env.body).state_digest for env in replica.stable_proof}
+        cp = r.world.nodes[name].replica.internals.checkpoints
+        assert cp.low_watermark > 0, name
+        own = cp.own[cp.low_watermark][0]
+        digests = {decode(Checkpoint, env.body).state_digest for env in cp.stable_proof}
         assert digests == {own}, name
-        assert len({env.sender for env in replica.stable_proof}) >= quorum
+        assert len({env.sender for env in cp.stable_proof}) >= quorum
 
 
 def _assert_checkpoints_agree(r: RunResult) -> None:
     """Honest replicas that computed a checkpoint for the same sequence computed the same state."""
     held: dict[int, set[bytes]] = {}
     for name in honest_nodes(r.world):
-        for seq, (state, _) in r.world.nodes[name].replica.own_checkpoints.items():
+        for seq, (state, _) in r.world.nodes[name].replica.internals.checkpoints.own.items():
             held.setdefault(seq, set()).add(state)
     assert held and all(len(states) == 1 for states in held.values()), held
 
@@ -117,7 +117,7 @@ def test_vc_equivocate_n4_new_view_built_on_the_lie_is_safe() -> None:
     behaviour = _behaviour(r, 2, VcEquivocate)
     alternatives = {alt for _, alt in behaviour.plans.values() if alt is not None}
     carried = {pack(env) for name in honest_nodes(r.world)
-               if (nv_env := r.world.nodes[name].replica.current_new_view) is not None
+               if (nv_env := r.world.nodes[name].replica.internals.view_change.current_new_view) is not None
                for env in decode(NewView, nv_env.body).view_changes}
     assert alternatives & carried
 
@@ -149,10 +149,10 @@ def _assert_vc_forgeries_never_accepted(r: RunResult, node: int) -> None:
     forged = {data for data in _behaviour(r, node, VcForge).forged.values() if data is not None}
     assert forged
     for name in honest_nodes(r.world):
-        replica = r.world.nodes[name].replica
-        held = {pack(c.envelope) for vcs in replica.view_changes.values() for c in vcs.values()}
-        if replica.current_new_view is not None:
-            held |= {pack(e) for e in decode(NewView, replica.current_new_view.body).view_changes}
+        vc = r.world.nodes[name].replica.internals.view_change
+        held = {pack(c.envelope) for vcs in vc.received.values() for c in vcs.values()}
+        if vc.current_new_view is not None:
+            held |= {pack(e) for e in decode(NewView, vc.current_new_view.body).view_changes}
         assert not held & forged, name
 
 
@@ -217,7 +217,7 @@ def _assert_invalid_new_views_never_accepted(r: RunResult, node: int) -> None:
     assert shown
     invalid = {data for variant, data in shown.values() if NV_REJECTED_AS[variant] is not None}
     for name in honest_nodes(r.world):
-        current = r.world.nodes[name].replica.current_new_view
+        current = r.world.nodes[name].replica.internals.view_change.current_new_view
         assert current is None or pack(current) not in invalid, name
 
 
@@ -241,7 +241,7 @@ def test_nv_forge_n4_equivocating_new_view_only() -> None:
     assert r.world.faults["nv_forged_equivocate"] >= 3
     assert not _rejected(r)["invalid_new_view"]
     entered = {pack(nv) for name in honest_nodes(r.world)
-               if (nv := r.world.nodes[name].replica.current_new_view) is not None
+               if (nv := r.world.nodes[name].replica.internals.view_change.current_new_view) is not None
                and decode(NewView, nv.body).view == 1}
     assert len(entered) >= 2, "the honest replicas should be in view 1 on different NEW-VIEWs"
     _assert_checkpoints_agree(r)

@@ -102,8 +102,8 @@ class DigestWithoutApp(DivergingReplica):
     out, so the announced digests still agree."""
 
     def _snapshot(self) -> bytes:
-        clients = tuple(self.client_table[c] for c in sorted(self.client_table))
-        return encode(ReplicaSnapshot(b"", clients, self.last_time_us))
+        clients = tuple(self._client_table[c] for c in sorted(self._client_table))
+        return encode(ReplicaSnapshot(b"", clients, self._last_time_us))
 
 
 class WrongReply(Replica):
@@ -118,7 +118,7 @@ class ProposeTwice(Replica):
 
     def _propose(self, batch: tuple[Request, ...], now: int) -> None:
         super()._propose(batch, now)
-        if self._in_window(self.next_seq):
+        if self._in_window(self._next_seq):
             super()._propose(batch, now)
 
 
@@ -126,16 +126,16 @@ class ProposeTwiceNoExactlyOnce(ProposeTwice):
     """The primary proposes every batch twice, and execution forgets which requests already ran."""
 
     def _execute(self, entry: CommittedEntry, pp: PrePrepare) -> None:
-        table, self.client_table = self.client_table, {}
+        table, self._client_table = self._client_table, {}
         super()._execute(entry, pp)
-        self.client_table = {**table, **self.client_table}
+        self._client_table = {**table, **self._client_table}
 
 
 class SendBeforePersist(Replica):
     """Every vote is broadcast first and persisted after."""
 
     def _sign_and_broadcast(self, message: object) -> Envelope:
-        env = seal(self.signer, self.id, message)
+        env = seal(self._signer, self._id, message)
         self._emit(Broadcast(pack(env)))
         self._persist(PersistVote(env))
         return env

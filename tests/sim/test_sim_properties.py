@@ -59,14 +59,14 @@ def test_completed_requests_are_never_lost(schedule: dict[str, object]) -> None:
     honest = [n for n in world.nodes.values() if not n.byzantine and n.up]
     if not honest:
         return
-    furthest = max(n.replica.last_executed for n in honest)
+    furthest = max(n.replica.status.last_executed for n in honest)
     client_keys = {c.name: key for key, c in world.clients.items()}
     for rec in world.requests.values():
         if rec.completed_us is None:
             continue
         for node in honest:
-            if node.replica.last_executed == furthest:
-                held = node.replica.client_table.get(client_keys[rec.client])
+            if node.replica.status.last_executed == furthest:
+                held = node.replica.client_record(client_keys[rec.client])
                 assert held is not None and held.timestamp >= rec.timestamp, (node.name, rec, schedule)
 
 

@@ -55,10 +55,11 @@ def test_restarted_primary_recovers_its_state_and_catches_up() -> None:
     nodes = result.world.nodes
     restarted = nodes["0"].replica
     assert any(what.startswith("restart (recovered") for _, _, what in result.world.fault_log)
-    assert restarted.received["state_reply"] >= 1, "caught up by state transfer"
-    assert {n.replica.last_executed for n in nodes.values()} == {restarted.last_executed}
-    assert {n.replica.view for n in nodes.values()} == {1}
-    assert len({n.replica.own_checkpoints[n.replica.low_watermark][0] for n in nodes.values()}) == 1
+    assert restarted.counters.received["state_reply"] >= 1, "caught up by state transfer"
+    assert {n.replica.status.last_executed for n in nodes.values()} == {restarted.status.last_executed}
+    assert {n.replica.status.view for n in nodes.values()} == {1}
+    stable = {n.replica.internals.checkpoints.own[n.replica.status.low_watermark][0] for n in nodes.values()}
+    assert len(stable) == 1
 
 
 @pytest.mark.parametrize("name", ["view-sync-n4", "view-sync-n7"])
@@ -67,6 +68,6 @@ def test_replicas_split_across_views_converge(name: str) -> None:
     one view and every request complete (a deadlock that never executed again before)."""
     result = run(load(SCENARIOS / f"{name}.yaml"))
     assert result.expectation_met, [f"{v.name}: {v.detail}" for v in result.verdicts if not v.ok]
-    live = [n.replica for n in result.world.nodes.values() if n.up]
+    live = [n.replica.status for n in result.world.nodes.values() if n.up]
     assert len({r.view for r in live}) == 1 and live[0].view >= 3
     assert result.summary["requests"]["completed"] == 300

@@ -115,7 +115,7 @@ def test_modelled_signatures_are_cheap_but_unforgeable() -> None:
     result = run(scenario)
     assert result.world.signers[0].algorithm == "hmac-sha512-model"
     assert result.expectation_met and all(v.ok for v in result.verdicts)
-    rejected = sum(sum(n.replica.rejected.values()) for name, n in result.world.nodes.items() if name != "2")
+    rejected = sum(sum(n.replica.counters.rejected.values()) for name, n in result.world.nodes.items() if name != "2")
     assert rejected > 0  # the corrupted signatures were caught
     assert apply_params(TINY, {"signatures": "modelled"})["cluster"]["signatures"] == "modelled"
     assert run(from_dict(TINY)).world.signers[0].algorithm == "ed25519"

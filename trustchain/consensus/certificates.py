@@ -23,9 +23,19 @@ from trustchain.consensus.messages import (
 )
 from trustchain.crypto.signing import Verifier
 from trustchain.encoding import DecodeError
+from trustchain.errors import TrustChainError
+
+__all__ = [
+    "InvalidMessage",
+    "SignatureChecker",
+    "check_checkpoint_proof",
+    "check_committed",
+    "check_pre_prepare",
+    "check_prepared",
+]
 
 
-class InvalidMessage(Exception):
+class InvalidMessage(TrustChainError):
     """A message or certificate failed validation; `reason` is a short stable counter key."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -9,12 +9,15 @@ from trustchain.consensus.effects import Broadcast, CancelTimer, Effect, Request
 from trustchain.consensus.messages import Envelope, Kind, Reply, Request, pack, unpack
 from trustchain.crypto.signing import ED25519, Signer, Verifier
 from trustchain.encoding import DecodeError
+from trustchain.errors import TrustChainError
+
+__all__ = ["TIMER_RETRANSMIT", "Client", "ClientBusy"]
 
 TIMER_RETRANSMIT = "retransmit"
 
 
-class ClientBusy(RuntimeError):
-    pass
+class ClientBusy(TrustChainError, RuntimeError):
+    """`submit` while a request is outstanding: a PBFT client has one at a time."""
 
 
 class Client:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from trustchain.quorum import max_faulty, quorum_size, weak_quorum_size
 
+__all__ = ["ClusterConfig"]
+
 
 @dataclass(frozen=True)
 class ClusterConfig:

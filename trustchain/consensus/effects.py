@@ -1,11 +1,34 @@
 """What a replica or client asks its driver to do. Drivers (the simulator, the reference node) carry
-effects out in list order; a `Persist` must be durable before any later effect is performed."""
+effects out in list order; a `Persist` must be durable before any later effect is performed, except a
+`Rejected` report (the rule, and when storage may be truncated, is `durability`).
+
+`Effect` is the union of every effect type, so a driver can dispatch with `match` and end with
+`typing.assert_never`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from trustchain.consensus.messages import CommittedEntry, Envelope, Request
+
+__all__ = [
+    "Broadcast",
+    "CancelTimer",
+    "Effect",
+    "Executed",
+    "Persist",
+    "PersistExecuted",
+    "PersistRecord",
+    "PersistStable",
+    "PersistVote",
+    "Rejected",
+    "RequestCompleted",
+    "SendToClient",
+    "SendToReplica",
+    "SetTimer",
+    "StateRestored",
+    "ViewEntered",
+]
 
 
 @dataclass(frozen=True)
@@ -102,6 +125,16 @@ class StateRestored:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """Report: an input (a packet, or a buffered message handled later) was refused. `reason` is the
+    short stable key the replica also counts (`ReplicaStatus.rejected`); `detail` says what exactly.
+    Nothing was persisted for it, so a driver may log it before syncing earlier records."""
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class RequestCompleted:
     """Client side: f+1 matching replies arrived."""
 
@@ -119,5 +152,6 @@ Effect = (
     | Executed
     | ViewEntered
     | StateRestored
+    | Rejected
     | RequestCompleted
 )

@@ -18,6 +18,31 @@ import blake3
 from trustchain.crypto.signing import Signer, Verifier
 from trustchain.encoding import DecodeError, decode, encode
 
+__all__ = [
+    "KIND_TYPES",
+    "PROTOCOL_VERSION",
+    "TYPE_KINDS",
+    "Checkpoint",
+    "Commit",
+    "CommittedEntry",
+    "Envelope",
+    "Kind",
+    "NewView",
+    "PrePrepare",
+    "Prepare",
+    "PreparedCertificate",
+    "Reply",
+    "Request",
+    "StateReply",
+    "StateRequest",
+    "ViewChange",
+    "digest",
+    "pack",
+    "peek_kind",
+    "seal",
+    "unpack",
+]
+
 PROTOCOL_VERSION = 1
 _ENVELOPE_DOMAIN = b"trustchain/pbft/envelope/v1\x00"
 _REQUEST_DOMAIN = b"trustchain/pbft/request/v1\x00"

@@ -1,68 +1,37 @@
-"""State transfer: when a replica counts itself behind, whom it asks, and what a peer answers.
+"""State transfer: when a replica asks for state, what a peer answers, and how the answer is applied.
 
-A replica learns how far its peers got only from their signed messages (commit votes, checkpoints,
-view changes, normal-case messages beyond its window). One Byzantine peer may claim anything, so the
-goal is the (f+1)-th highest value reported: at least one honest replica reached it. The answer to a
-request is a stable checkpoint (with its 2f+1 proof, and the snapshot when the requester has not
-executed that far), commit-certified entries after it, and the current NEW-VIEW for a replica left in
-an older view; the requester re-verifies every part (`Replica._on_state_reply`).
+A replica counts itself behind when f+1 peers showed progress beyond its own (`peer_progress`), and
+asks one of them, rotating, only when it also made no progress for `catchup_delay_us` (a replica that
+is merely a little slower catches up on its own). The answer (`answer`) is a stable checkpoint (with
+its q-signature proof, and the snapshot when the requester has not executed that far), commit-certified
+entries after it, and the current NEW-VIEW for a replica left in an older view; the requester
+re-verifies every part from signatures alone (`StateTransfer._on_state_reply`), so a Byzantine peer
+can withhold state but not forge it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from trustchain.consensus.messages import CommittedEntry, Envelope, StateReply, StateRequest
+from trustchain.consensus.certificates import InvalidMessage, check_checkpoint_proof, check_committed
+from trustchain.consensus.core import TIMER_CATCHUP, ReplicaCore
+from trustchain.consensus.effects import SendToReplica, StateRestored
+from trustchain.consensus.messages import (
+    CommittedEntry,
+    Envelope,
+    Kind,
+    StateReply,
+    StateRequest,
+    digest,
+    pack,
+    seal,
+)
+from trustchain.consensus.peer_progress import PeerProgress, weak_quorum_value
+from trustchain.consensus.replica_state import Phase
+from trustchain.encoding import DecodeError
 
-
-def weak_quorum_value(reported: Mapping[int, int], weak_quorum: int) -> int:
-    """The `weak_quorum`-th highest value in `reported` (0 when fewer peers reported)."""
-    values = sorted(reported.values(), reverse=True)
-    return values[weak_quorum - 1] if len(values) >= weak_quorum else 0
-
-
-@dataclass
-class PeerProgress:
-    """The highest sequence number each peer showed (`executed`: commit votes, checkpoints, view
-    changes), the highest view it used, and the highest sequence it used beyond our window."""
-
-    weak_quorum: int
-    executed: dict[int, int] = field(default_factory=dict)
-    views: dict[int, int] = field(default_factory=dict)
-    window: dict[int, int] = field(default_factory=dict)
-
-    @staticmethod
-    def _raise(table: dict[int, int], peer: int, value: int) -> None:
-        table[peer] = max(table.get(peer, 0), value)
-
-    def saw_sequence(self, peer: int, seq: int) -> None:
-        self._raise(self.executed, peer, seq)
-
-    def saw_view(self, peer: int, view: int) -> None:
-        self._raise(self.views, peer, view)
-
-    def saw_beyond_window(self, peer: int, seq: int) -> None:
-        self._raise(self.window, peer, seq)
-
-    def target(self) -> tuple[int, int]:
-        """(sequence, view) that at least one honest replica reached."""
-        return (weak_quorum_value(self.executed, self.weak_quorum),
-                weak_quorum_value(self.views, self.weak_quorum))
-
-    def behind(self, last_executed: int, view: int, view_changing: bool, window_end: int) -> bool:
-        target_seq, target_view = self.target()
-        return (target_seq > last_executed or target_view > view
-                or (target_view == view and view_changing)
-                or weak_quorum_value(self.window, self.weak_quorum) > window_end)
-
-    def pick_peer(self, me: int, n: int, rotation: int) -> int:
-        """A peer that reported the target sequence (any other peer if none did), rotating between calls so
-        that a silent or lying peer cannot stall the transfer."""
-        target_seq, _ = self.target()
-        peers = sorted(p for p, s in self.executed.items() if s >= target_seq and p != me)
-        peers = peers or sorted(p for p in range(n) if p != me)
-        return peers[rotation % len(peers)]
+__all__ = ["PeerProgress", "ServedState", "StateTransfer", "answer", "weak_quorum_value"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +71,93 @@ def answer(req: StateRequest, state: ServedState) -> StateReply | None:
     )
     nv = (state.current_new_view,) if behind_in_view and state.current_new_view is not None else ()
     return StateReply(checkpoint_seq, snapshot, proof, entries, nv)
+
+
+class StateTransfer(ReplicaCore):
+    """Catching up from a peer: when to ask, serving a request, and applying a verified reply."""
+
+    def _behind(self) -> bool:
+        return self._peers.behind(self._last_executed, self._view, self._phase is Phase.VIEW_CHANGE,
+                                  self._cp.low_watermark + self._config.watermark_window)
+
+    def _maybe_schedule_catchup(self, now: int) -> None:
+        if TIMER_CATCHUP not in self._timers and self._behind():
+            self._catchup_mark = self._last_executed
+            self._set_timer(TIMER_CATCHUP, now + self._config.catchup_delay_us)
+
+    def _catchup(self, now: int) -> None:
+        """Ask a peer for state only when stuck: behind, and no progress since the timer was armed
+        (a replica that is merely a little slower catches up on its own)."""
+        if not self._behind():
+            return
+        if self._last_executed > self._catchup_mark and self._phase is Phase.NORMAL:
+            self._maybe_schedule_catchup(now)
+            return
+        peer = self._peers.pick_peer(self._id, self._config.n, self._catchup_rotation)
+        self._catchup_rotation += 1
+        request = StateRequest(self._last_executed, self._cp.low_watermark, self._view,
+                               self._phase is Phase.VIEW_CHANGE)
+        env = seal(self._signer, self._id, request)
+        self._emit(SendToReplica(peer, pack(env)))
+        self._set_timer(TIMER_CATCHUP, now + self._config.catchup_delay_us)
+
+    def _on_state_request(self, sender: int, req: StateRequest) -> None:
+        cp = self._cp
+        reply = answer(req, ServedState(
+            self._last_executed, cp.low_watermark, self._view, self._phase is Phase.NORMAL,
+            self._vc.current_new_view, cp.stable_proof, cp.stable_snapshot, cp.committed_log,
+            self._config.state_reply_max_entries))
+        if reply is not None:
+            self._emit(SendToReplica(sender, pack(seal(self._signer, self._id, reply))))
+
+    def _on_state_reply(self, reply: StateReply, now: int) -> None:
+        if TIMER_CATCHUP not in self._timers:
+            raise InvalidMessage("unsolicited_state_reply", "no state transfer in progress")
+        before = self._last_executed
+        self._install_checkpoint(reply)
+        self._accept_committed(reply.entries)
+        self._try_execute(now)
+        if reply.new_view:
+            nv_env = reply.new_view[0]
+            nv = self._checker.open(nv_env, Kind.NEW_VIEW)
+            if nv.view > self._view or (nv.view == self._view and self._phase is Phase.VIEW_CHANGE):
+                self._on_new_view(nv_env, nv, now)
+        if not self._behind():
+            self._cancel_timer(TIMER_CATCHUP)
+        if self._last_executed > before:
+            self._after_progress(now)
+
+    def _install_checkpoint(self, reply: StateReply) -> None:
+        """The reply's stable checkpoint, proven by a quorum of signatures over the snapshot's digest:
+        adopted as stable if we executed that far ourselves, installed if we are below it."""
+        own = self._cp.own.get(reply.checkpoint_seq)
+        if self._cp.low_watermark < reply.checkpoint_seq <= self._last_executed and own is not None:
+            # We executed that far ourselves but never saw a quorum of checkpoint votes: the proof suffices.
+            check_checkpoint_proof(self._checker, reply.checkpoint_proof, reply.checkpoint_seq, own[0])
+            self._make_stable(reply.checkpoint_seq, own[1], reply.checkpoint_proof)
+        elif reply.checkpoint_seq > self._last_executed:
+            check_checkpoint_proof(self._checker, reply.checkpoint_proof, reply.checkpoint_seq,
+                                   digest(reply.snapshot))
+            self._install_snapshot(reply.checkpoint_seq, reply.snapshot, reply.checkpoint_proof)
+
+    def _install_snapshot(self, seq: int, snapshot: bytes, proof: tuple[Envelope, ...]) -> None:
+        try:
+            self._restore(snapshot)
+        except DecodeError as exc:
+            raise InvalidMessage("malformed", f"snapshot: {exc}") from None
+        self._last_executed = seq
+        self._emit(StateRestored(seq))
+        self._cp.own[seq] = (digest(snapshot), snapshot)
+        if seq > self._cp.low_watermark:
+            self._make_stable(seq, snapshot, proof)
+        for key in [k for k, r in self._pending.items() if self._already_executed(r)]:
+            self._drop_pending(key)
+
+    def _accept_committed(self, entries: tuple[CommittedEntry, ...]) -> None:
+        """Commit-certified entries above our execution point, each re-verified from its signatures."""
+        for entry in entries:
+            pp = check_committed(self._checker, entry)
+            if pp.seq <= self._last_executed or not self._in_window(pp.seq):
+                continue
+            slot = self._slot(pp.seq)
+            slot.committed, slot.committed_pp = entry, pp
