@@ -15,6 +15,7 @@ through FROST, followed by the intermediate, so peers verify it against the Trus
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -133,6 +134,12 @@ class Genesis:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise GenesisError(f"{path}: not a valid genesis file: {exc!r}") from None
+
+    @property
+    def cluster_id(self) -> bytes:
+        """Names this cluster in every signed write, so a write cannot be replayed on another cluster."""
+        return hashlib.sha256(b"trustchain/cluster/v1\0" + self.root.group_public_key + b"\0"
+                              + self.network.encode() + b"\0" + self.ct_origin.encode()).digest()
 
     def issuer_profile(self) -> cax509.IssuerProfile:
         return cax509.IssuerProfile(ca_name(self.issuing_name), self.issuing.group_public_key, self.urls["issuing_crl"],

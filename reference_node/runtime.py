@@ -32,6 +32,9 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, assert_never
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from reference_node.clock import now_us
 from reference_node.config import NodeConfig
 from reference_node.genesis import Genesis, load_key_package, load_seed
@@ -42,6 +45,7 @@ from reference_node.signing_driver import SigningDriver, next_signing_epoch
 from reference_node.storage import Storage, StorageFull
 from reference_node.transport import PeerTransport
 from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, TCPTransport
+from trustchain.accounts import MAX_VALIDITY_US, NONCE_SIZE, Ed25519AccountSigner, account_id
 from trustchain.app import trustchain as tcapp
 from trustchain.ca import commands as cacommands
 from trustchain.ca import events as caevents
@@ -76,6 +80,9 @@ RETRANSMIT_S = 1.0
 DNS_TICK_S = 600.0
 
 
+PRESIGNED = "presigned"  # `submit` target for an operation a client already signed (`tcapp.signed_operation`)
+
+
 class SubmitTimeout(TrustChainError, TimeoutError):
     pass
 
@@ -101,6 +108,8 @@ class Node:
             raise ValueError("only validators can run a replica (trustchain.node_id must be in consensus.validators)")
         self.seed = load_seed(config.trustchain.key_file)
         self.signer = Ed25519Signer(self.seed)
+        self.write_signer = Ed25519AccountSigner(self.seed)  # the validator's account: same key
+        self.account_id = account_id(self.write_signer.key)
         keys = tuple(v.public_key for v in cons.validators)
         if keys[self.id] != self.signer.public_key:
             raise ValueError(f"{config.trustchain.key_file}: key does not match consensus.validators[{self.id}]")
@@ -149,10 +158,14 @@ class Node:
     # ------------------------------------------------------------------ construction helpers
 
     def _new_app(self) -> tcapp.TrustChainApplication:
+        keys = tuple(v.public_key for v in self.config.consensus.validators)
+        root = self.config.ca.root_cert
+        roots = (x509.load_pem_x509_certificate(root.read_bytes()).public_bytes(serialization.Encoding.DER),) \
+            if root is not None and root.exists() else None
         return tcapp.TrustChainApplication(
-            self.genesis.ca_policy(tuple(v.public_key for v in self.config.consensus.validators)),
-            self.genesis.dns_master_seed, self.signer,
-            f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin)
+            self.genesis.ca_policy(keys), self.genesis.dns_master_seed, self.signer,
+            f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin,
+            cluster=self.genesis.cluster_id, validator_keys=keys, ct_accepted_roots=roots)
 
     def _executed_ts(self, client: bytes) -> int:
         rec = self.replica.client_record(client)
@@ -411,13 +424,22 @@ class Node:
         finally:
             self._free.put_nowait(idx)
 
+    def operation(self, target: str, payload: bytes, timeout_s: float) -> bytes:
+        """The consensus payload: a client's own signed write as is (`PRESIGNED`), else `payload` signed
+        by this validator's account (its consensus key), valid for about as long as we wait for it."""
+        if target == PRESIGNED:
+            return payload
+        validity_us = min(int(timeout_s * 1e6) + 60_000_000, MAX_VALIDITY_US - 1_000_000)
+        return tcapp.signed_operation(self.write_signer, self.account_id, self.genesis.cluster_id, target, payload,
+                                      nonce=secrets.token_bytes(NONCE_SIZE), deadline_us=now_us() + validity_us)
+
     async def submit_as(self, signer: Ed25519Signer, target: str, payload: bytes, deadline: float,
                         timeout: float) -> bytes:
         """Order `payload` as a request signed by `signer`, retransmitting until `deadline`. The caller
         keeps one request per signer outstanding (PBFT orders each client's timestamps)."""
         ts = max(self._last_ts[signer.public_key] + 1, now_us())
         self._last_ts[signer.public_key] = ts
-        request = Request.create(signer, ts, tcapp.route(target, payload))
+        request = Request.create(signer, ts, self.operation(target, payload, timeout))
         fut: asyncio.Future[bytes] = self._loop.create_future()
         self._waiting[(signer.public_key, ts)] = Submission(target, time.perf_counter(), fut)
         packet = pack(request)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from trustchain.errors import TrustChainError
 
-__all__ = ["MAX_BYTES", "MAX_COLLECTION", "DecodeError", "Decoder", "Encoder", "T", "decode", "encode"]
+__all__ = ["MAX_BYTES", "MAX_COLLECTION", "DecodeError", "Decoder", "Encoder", "T", "decode", "decode_prefix", "encode"]
 
 T = TypeVar("T")
 
@@ -222,4 +222,11 @@ def decode(cls: type[T], data: bytes) -> T:
     value, pos = _codec_for(cls)[1](buf, 0)
     if pos != len(buf):
         raise DecodeError(f"{cls.__name__}: {len(buf) - pos} trailing bytes")
+    return typing.cast(T, value)
+
+
+def decode_prefix(cls: type[T], data: bytes) -> T:
+    """Decode a `cls` value from the start of `data`, ignoring what follows: reads the leading fields
+    of a larger value (e.g. the `op` every command envelope starts with) without decoding all of it."""
+    value, _ = _codec_for(cls)[1](memoryview(data), 0)
     return typing.cast(T, value)

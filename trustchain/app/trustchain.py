@@ -13,6 +13,7 @@ or an encoded `RouteError` for an unknown tag or an undecodable envelope (`decod
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,6 +21,21 @@ from typing import TypeVar
 import dns.name
 import dns.rdatatype
 
+from trustchain.accounts import (
+    ACCOUNTS,
+    ED25519,
+    AccountCommand,
+    AccountKey,
+    AccountLimits,
+    AccountRegistry,
+    AccountResult,
+    AccountSigner,
+    Register,
+    account_id,
+    sign_registration,
+    sign_write,
+)
+from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
 from trustchain.ca import caa
@@ -34,7 +50,7 @@ from trustchain.errors import TrustChainError
 
 CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
 TARGETS = (CA, CT, DNS, KV)
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: accounts
 R = TypeVar("R")
 
 
@@ -59,6 +75,7 @@ class MalformedResult(TrustChainError, ValueError):
 @dataclass(frozen=True)
 class _Snapshot:
     version: int
+    accounts: bytes
     ca: bytes
     ct: bytes
     dns: bytes
@@ -71,6 +88,23 @@ def route(target: str, payload: bytes) -> bytes:
     if target not in TARGETS:
         raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {target!r}")
     return encode(Routed(target, payload))
+
+
+def signed_operation(signer: AccountSigner, account: bytes, cluster: bytes, target: str, payload: bytes, *,
+                     nonce: bytes, deadline_us: int) -> bytes:
+    """The consensus payload of `payload` for `target`, signed by `account` (whose key `signer` holds)."""
+    if target not in (*TARGETS, ACCOUNTS, OBSERVE):
+        raise ValueError(f"target: must be one of {', '.join((*TARGETS, ACCOUNTS, OBSERVE))}, got {target!r}")
+    write = sign_write(signer, account, cluster, target, payload, nonce=nonce, deadline_us=deadline_us)
+    return encode(Routed(SIGNED, encode(write)))
+
+
+def registration_operation(signer: AccountSigner, cluster: bytes, contact: str = "", *, nonce: bytes,
+                           deadline_us: int) -> bytes:
+    """The consensus payload that registers the account of `signer.key`."""
+    payload = encode(AccountCommand.of(Register(contact)))
+    write = sign_registration(signer, cluster, ACCOUNTS, payload, nonce=nonce, deadline_us=deadline_us)
+    return encode(Routed(SIGNED, encode(write)))
 
 
 def decode_routed(data: bytes, decode_result: Callable[[bytes], R]) -> R | RouteError:
@@ -136,10 +170,21 @@ class TrustChainApplication:
     key for SCTs and checkpoints (never used inside `execute`)."""
 
     def __init__(self, ca_policy: CAPolicy, dns_master_seed: bytes, ct_signer: Signer, ct_key_name: str,
-                 ct_origin: str, *, dns_clock_offset_s: int = 0) -> None:
+                 ct_origin: str, *, cluster: bytes, validator_keys: tuple[bytes, ...],
+                 dns_clock_offset_s: int = 0, account_limits: AccountLimits | None = None,
+                 ct_accepted_roots: tuple[bytes, ...] | None = None) -> None:
+        """`cluster` names this cluster in every signed write (no replay across clusters);
+        `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts."""
+        self.accounts = AccountRegistry(cluster, account_limits,
+                                        validators=tuple(AccountKey(ED25519, k) for k in validator_keys))
+        self.gate = WriteGate(self.accounts)
+        ids = self.accounts.validator_ids
+        operators = tuple(account_id(AccountKey(ED25519, k)) for k in ca_policy.operators)
+        ca_policy = dataclasses.replace(ca_policy, validator_keys=ids if ca_policy.validator_keys else (),
+                                        operators=operators)
         self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s)
         self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
-        self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin)
+        self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots)
         self.kv = KVStore()
         self.certificates_logged = 0
         self._events: list[Event] = []
@@ -154,33 +199,46 @@ class TrustChainApplication:
                 dns_run.clear()
 
         for op in operations:
-            routed = unroute(op.payload)
-            if routed is not None and routed.target == DNS:
-                dns_run.append(Operation(op.client, op.timestamp, routed.payload))
+            admitted = self._admit(op, context.time_us)
+            if isinstance(admitted, bytes):
+                flush_dns()
+                results.append(admitted)
+                continue
+            inner = Operation(admitted.account, op.timestamp, admitted.payload)
+            if admitted.target == DNS:
+                dns_run.append(inner)
                 continue
             flush_dns()  # before anything that may read the zones (the CA's CAA and dns-01 lookups)
-            if routed is None:
-                results.append(encode(RouteError("target: malformed routed operation")))
-                continue
-            inner = Operation(op.client, op.timestamp, routed.payload)
-            if routed.target == CA:
+            if admitted.target == CA:
                 results.append(self.ca.execute([inner], context)[0])
                 self._after_ca(context)
-            elif routed.target == CT:
+            elif admitted.target == CT:
                 results.append(self.ct.execute([inner], context)[0])
-            elif routed.target == KV:
+            elif admitted.target == KV:
                 results.append(self.kv.execute([inner], context)[0])
             else:
-                results.append(encode(RouteError(f"target: unknown sub-application {routed.target[:32]!r}")))
+                results.append(encode(RouteError(f"target: unknown sub-application {admitted.target[:32]!r}")))
         flush_dns()
         return results
+
+    def _admit(self, op: Operation, now_us: int) -> Admitted | bytes:
+        """The authenticated write inside `op`, or the encoded result refusing it."""
+        routed = unroute(op.payload)
+        if routed is None:
+            return encode(RouteError("target: malformed routed operation"))
+        if routed.target != SIGNED:
+            return encode(RouteError(f"authorization: writes must be signed by an account (target {SIGNED!r})"))
+        admitted = self.gate.admit(routed.payload, now_us)
+        if isinstance(admitted, AccountResult):
+            return encode(RouteError(admitted.detail) if not admitted.ok else admitted)
+        return admitted
 
     def _after_ca(self, context: ExecutionContext) -> None:
         """Append every newly finalized certificate to the CT log, in the same ordered step."""
         events = self.ca.take_events()
         for event in events:
             if isinstance(event, Finalized):
-                self.ct.execute([Operation(b"", 0, ctapp.add_chain(event.certificate_der))], context)
+                self.ct.append(ctapp.CTCommand(ctapp.OP_ADD_CHAIN, event.certificate_der), context.time_us // 1000)
                 self.certificates_logged += 1
         self._events.extend(events)
 
@@ -190,8 +248,8 @@ class TrustChainApplication:
         return events
 
     def snapshot(self) -> bytes:
-        return encode(_Snapshot(SNAPSHOT_VERSION, self.ca.snapshot(), self.ct.snapshot(), self.dns.snapshot(),
-                                self.kv.snapshot(), self.certificates_logged))
+        return encode(_Snapshot(SNAPSHOT_VERSION, self.accounts.snapshot(), self.ca.snapshot(), self.ct.snapshot(),
+                                self.dns.snapshot(), self.kv.snapshot(), self.certificates_logged))
 
     def restore(self, snapshot: bytes) -> None:
         snap = decode(_Snapshot, snapshot)
@@ -201,6 +259,7 @@ class TrustChainApplication:
             self.dns.restore(snap.dns)
         except (ValueError, KeyError, TypeError) as exc:
             raise DecodeError(f"_Snapshot.dns: {exc}") from None
+        self.accounts.restore(snap.accounts)
         self.ca.restore(snap.ca)
         self.ct.restore(snap.ct)
         self.kv.restore(snap.kv)
