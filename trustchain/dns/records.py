@@ -14,6 +14,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from trustchain.errors import TrustChainError
+
 RdataType = dns.rdatatype.RdataType
 
 #: Types an update may write. SOA is owned by the zone itself (serial); DNSSEC types by the signer.
@@ -29,7 +31,7 @@ MAX_TTL = 2**31 - 1
 _LABEL_RE = re.compile(rb"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 
-class ZoneUpdateError(ValueError):
+class ZoneUpdateError(TrustChainError, ValueError):
     """A rejected update. `field` names what was wrong (e.g. ``ops[2].ttl``) so callers can report it."""
 
     def __init__(self, field: str, reason: str) -> None:

@@ -24,6 +24,7 @@ import dns.rdtypes.ANY.RRSIG
 import dns.rrset
 
 from trustchain.dns.denial import NSEC3Params, bitmap_types, covers, nsec3_digest, owner_digest
+from trustchain.errors import TrustChainError
 
 RdataType = dns.rdatatype.RdataType
 MAX_NSEC3_ITERATIONS = 100  # RFC 9276 3.2: treat more as insecure
@@ -55,7 +56,9 @@ class ValidationResult:
 SECURE = ValidationResult(None, "secure")
 
 
-class Bogus(Exception):
+class Bogus(TrustChainError):
+    """Raised inside validation, turned into a `ValidationResult` before it leaves the validator."""
+
     def __init__(self, failure: Failure, detail: str) -> None:
         super().__init__(detail)
         self.result = ValidationResult(failure, f"{failure.value}: {detail}")
