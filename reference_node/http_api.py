@@ -4,7 +4,7 @@ an OpenAPI 3 document and CT tiles.
 Reads are served from this replica's executed state. Writes become PBFT requests (`Node.submit`) and
 are answered once this node's replica executed them. Every validation failure is a 4xx JSON body
 `{"error": "<field>: <reason>", "field": "<field>"}`; a request the replicated application rejected
-is 422 with the application's own `ERR <field>: <reason>` text.
+is 422 with the application's own `<field>: <reason>`.
 """
 
 from __future__ import annotations
@@ -117,6 +117,12 @@ def _csr_der(text: str) -> bytes:
     except (ValueError, binascii.Error) as exc:
         raise FieldError("csr", f"not a PEM or base64-DER certificate request ({str(exc)[:80]})") from None
     return csr.public_bytes(serialization.Encoding.DER)
+
+
+def _rejected(detail: str) -> web.Response:
+    """422 for a typed result the replicated application rejected; `detail` is "<field>: <reason>"."""
+    field, _, reason = detail.partition(": ")
+    return web.json_response({"error": detail, "field": field, "reason": reason}, status=422)
 
 
 def _app_result(result: bytes, ok_status: int = 200, **extra: Any) -> web.Response:
@@ -328,26 +334,28 @@ class API:
 
     async def dns_update(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
-        if "create" in doc:
-            c = doc["create"]
-            if not isinstance(c, dict):
-                raise FieldError("create", "must be an object")
-            for k in ("origin", "primary_ns", "admin"):
-                _str_field(c, k)
-            ns = c.get("nameservers", [c["primary_ns"]])
-            if not isinstance(ns, list):
-                raise FieldError("create.nameservers", "must be a list of names")
-            payload = dnsapp.encode_create(c["origin"], primary_ns=c["primary_ns"], admin=c["admin"],
-                                           nameservers=ns, ttl=_int_field(c, "ttl", 3600, 1))
-        elif "update" in doc:
-            try:
-                update = ZoneUpdate.decode(json.dumps(doc["update"]).encode())
-            except ZoneUpdateError as exc:
-                raise FieldError(exc.field if hasattr(exc, "field") else "update", str(exc)) from None
-            payload = dnsapp.encode_update(update)
-        else:
-            raise FieldError("body", "expected {\"create\": {...}} or {\"update\": {\"origin\", \"ops\"}}")
-        return _app_result(await self.node.submit(tcapp.DNS, payload))
+        try:
+            if "create" in doc:
+                c = doc["create"]
+                if not isinstance(c, dict):
+                    raise FieldError("create", "must be an object")
+                for k in ("origin", "primary_ns", "admin"):
+                    _str_field(c, k)
+                ns = c.get("nameservers", [c["primary_ns"]])
+                if not isinstance(ns, list):
+                    raise FieldError("create.nameservers", "must be a list of names")
+                payload = dnsapp.create_command(c["origin"], primary_ns=c["primary_ns"], admin=c["admin"],
+                                                nameservers=ns, ttl=_int_field(c, "ttl", 3600, 1))
+            elif "update" in doc:
+                payload = dnsapp.update_command(ZoneUpdate.from_json(doc["update"]))
+            else:
+                raise FieldError("body", "expected {\"create\": {...}} or {\"update\": {\"origin\", \"ops\"}}")
+        except ZoneUpdateError as exc:
+            raise FieldError(exc.field, exc.reason) from None
+        result = dnsapp.decode_result(await self.node.submit(tcapp.DNS, payload))
+        if not result.ok:
+            return _rejected(result.detail)
+        return web.json_response(dnsapp.result_json(result))
 
     # ------------------------------------------------------------------ CT
 

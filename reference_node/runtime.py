@@ -62,6 +62,7 @@ from trustchain.consensus.messages import Request, pack
 from trustchain.consensus.replica import Replica
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
+from trustchain.dns import app as dnsapp
 from trustchain.encoding import DecodeError
 
 log = logging.getLogger("trustchain.node")
@@ -265,7 +266,7 @@ class Node:
             await asyncio.sleep(DNS_TICK_S)
             if self.replica.is_primary and self.app.dns.zones and self.halted is None:
                 with contextlib.suppress(Exception):
-                    await self.submit(tcapp.DNS, b"TICK", timeout_s=60.0)
+                    await self.submit(tcapp.DNS, dnsapp.tick_command(), timeout_s=60.0)
 
     async def _pki_ticker(self, interval_us: int, due: Callable[[int], bool], command: Callable[[], bytes]) -> None:
         """Every `interval_us`, order a CRL / OCSP signing command if the replicated CA says one is due.
@@ -478,9 +479,9 @@ class Node:
                         self.m_ct.inc()
                 if watched_ct:
                     self.publish("ct", {"seq": e.seq, "tree_size": self.app.ct.size})
-            elif target == tcapp.DNS and routed is not None and watched_dns:  # payloads only for subscribers
-                self.publish("dns", {"seq": e.seq, "result": result.decode(errors="replace"),
-                                     "command": routed.payload[:512].decode(errors="replace")})
+            elif target == tcapp.DNS and routed is not None and watched_dns:  # results only for subscribers
+                with contextlib.suppress(DecodeError):
+                    self.publish("dns", {"seq": e.seq, **dnsapp.result_json(dnsapp.decode_result(result))})
             self._resolve(req.client, req.timestamp, result, now)
         if self.subscribers.get("consensus"):
             self.publish("consensus", {"event": "executed", "seq": e.seq, "view": e.view,

@@ -30,9 +30,9 @@ def _app(i: int) -> tcapp.TrustChainApplication:
 def _ops() -> list[Operation]:
     update = ZoneUpdate("example.org.", (AddRecords("_acme-challenge.www.example.org.", "TXT", 300, ('"abc"',)),))
     payloads = [
-        tcapp.route("dns", dnsapp.encode_create("example.org.", primary_ns="ns1.example.org.",
-                                                admin="h.example.org.", nameservers=["ns1.example.org."])),
-        tcapp.route("dns", dnsapp.encode_update(update)),
+        tcapp.route("dns", dnsapp.create_command("example.org.", primary_ns="ns1.example.org.",
+                                                 admin="h.example.org.", nameservers=["ns1.example.org."])),
+        tcapp.route("dns", dnsapp.update_command(update)),
         tcapp.route("kv", kvstore.put(b"a", b"1")),
         tcapp.route("ca", issuance.challenge_command(["www.example.org"])),
         tcapp.route("ct", ctapp.add_chain(b"\x30\x03\x02\x01\x01")),
@@ -44,7 +44,9 @@ def _ops() -> list[Operation]:
 def test_routing_and_results() -> None:
     app = _app(0)
     results = app.execute(_ops(), ExecutionContext(1, T0))
-    assert results[0].startswith(b"OK created") and results[1].startswith(b"OK serial=")
+    created, updated = dnsapp.decode_result(results[0]), dnsapp.decode_result(results[1])
+    assert (created.op, created.origin, created.serial) == (dnsapp.OP_CREATE, "example.org.", 1) and created.ok
+    assert (updated.status, updated.op, updated.serial) == (dnsapp.STATUS_OK, dnsapp.OP_UPDATE, 2)
     assert results[2] == b"OK" and results[3].startswith(b"CHALLENGE")
     assert ctapp.decode_result(results[4]).status == ctapp.STATUS_OK
     assert results[5].startswith(b"ERR target")
@@ -68,9 +70,9 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     run, not once per update); results and replicated state equal executing them one at a time."""
     updates = [ZoneUpdate("example.org.", (AddRecords(f"h{k}.example.org.", "A", 300, (f"192.0.2.{k}",)),))
                for k in range(1, 6)]
-    payloads = [tcapp.route("dns", dnsapp.encode_create("example.org.", primary_ns="ns1.example.org.",
-                                                        admin="h.example.org.", nameservers=["ns1.example.org."])),
-                *[tcapp.route("dns", dnsapp.encode_update(u)) for u in updates],
+    payloads = [tcapp.route("dns", dnsapp.create_command("example.org.", primary_ns="ns1.example.org.",
+                                                         admin="h.example.org.", nameservers=["ns1.example.org."])),
+                *[tcapp.route("dns", dnsapp.update_command(u)) for u in updates],
                 tcapp.route("ca", issuance.challenge_command(["h1.example.org"]))]
     ops = [Operation(b"\xaa" * 32, i + 1, p) for i, p in enumerate(payloads)]
     together, one_by_one = _app(0), _app(1)
@@ -85,5 +87,5 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     results = together.execute(ops, ExecutionContext(1, T0))
     assert signs == [1]  # one signing pass for the six DNS operations, before the CA operation read the zone
     expected = [one_by_one.execute([op], ExecutionContext(1, T0))[0] for op in ops]
-    assert results == expected and all(r.startswith(b"OK") for r in results[:6])
+    assert results == expected and all(dnsapp.decode_result(r).status == dnsapp.STATUS_OK for r in results[:6])
     assert together.snapshot() == one_by_one.snapshot()
