@@ -37,6 +37,7 @@ from trustchain.ct import tiles
 from trustchain.dns import app as dnsapp
 from trustchain.dns.validator import Validator, ZoneKeys
 from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
+from trustchain.encoding import encode
 
 log = logging.getLogger("trustchain.api")
 STREAMS = ("certificates", "dns", "ct", "consensus")
@@ -401,12 +402,14 @@ class API:
     async def kv(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
         op = _str_field(doc, "op")
-        if op not in ("put", "get", "delete", "append"):
-            raise FieldError("op", "one of put, get, delete, append")
+        if op not in kvstore.OPS:
+            raise FieldError("op", "one of " + ", ".join(kvstore.OPS))
         cmd = kvstore.KVCommand(op, _str_field(doc, "key").encode(), _str_field(doc, "value", required=False).encode())
-        from trustchain.encoding import encode
-
-        return _app_result(await self.node.submit(tcapp.KV, encode(cmd)))
+        result = kvstore.decode_result(await self.node.submit(tcapp.KV, encode(cmd)))
+        if not result.ok:
+            return _rejected(result.detail)
+        return web.json_response({"status": result.status, "value": result.value.decode(errors="replace"),
+                                  "size": result.size})
 
     # ------------------------------------------------------------------ status
 

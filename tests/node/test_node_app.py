@@ -47,7 +47,8 @@ def test_routing_and_results() -> None:
     created, updated = dnsapp.decode_result(results[0]), dnsapp.decode_result(results[1])
     assert (created.op, created.origin, created.serial) == (dnsapp.OP_CREATE, "example.org.", 1) and created.ok
     assert (updated.status, updated.op, updated.serial) == (dnsapp.STATUS_OK, dnsapp.OP_UPDATE, 2)
-    assert results[2] == b"OK" and results[3].startswith(b"CHALLENGE")
+    assert kvstore.decode_result(results[2]) == kvstore.KVResult(kvstore.STATUS_OK, size=1)
+    assert results[3].startswith(b"CHALLENGE")
     assert ctapp.decode_result(results[4]).status == ctapp.STATUS_OK
     assert results[5].startswith(b"ERR target")
     assert app.ca.lookup.txt("_acme-challenge.www.example.org") == ["abc"]
