@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.flags
 import dns.message
@@ -42,9 +42,11 @@ from trustchain.ct import tiles
 from trustchain.dns import app as dnsapp
 from trustchain.dns.validator import Validator, ZoneKeys
 from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
+from trustchain.encoding import encode
 from trustchain.errors import TrustChainError
 
 log = logging.getLogger("trustchain.api")
+R = TypeVar("R")
 STREAMS = ("certificates", "dns", "ct", "consensus")
 MAX_BODY = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -135,22 +137,32 @@ def _ca_result(raw: bytes, *expected: str) -> cacommands.CAResult:
         res = tcapp.decode_routed(raw, cacommands.decode_result)
     except tcapp.MalformedResult as exc:
         raise FieldError("result", f"malformed CA result: {exc}", 500) from None
-    if isinstance(res, tcapp.RouteError):
-        raise FieldError("route", res.detail, 500)
+    if isinstance(res, tcapp.RouteError):  # refused at the gate: signature, nonce, authorization
+        field, _, reason = res.detail.partition(": ")
+        raise FieldError(field, reason, 422)
     if not res.ok:
         raise FieldError(res.field, res.reason, 422)
     if res.status not in expected:
         raise FieldError("result", f"CA answered {res.status!r} ({res.detail}), expected {' or '.join(expected)}",
                          500)
     return res
+def _rejected(detail: str) -> web.Response:
+    """422 for a typed result the replicated application rejected; `detail` is "<field>: <reason>"."""
+    field, _, reason = detail.partition(": ")
+    return web.json_response({"error": detail, "field": field, "reason": reason}, status=422)
 
 
-def _app_result(result: bytes, ok_status: int = 200, **extra: Any) -> web.Response:
-    text = result.decode(errors="replace")
-    if text.startswith("ERR "):
-        field, _, reason = text[4:].partition(": ")
-        return web.json_response({"error": text[4:], "field": field, "reason": reason}, status=422)
-    return web.json_response({"result": text, **extra}, status=ok_status)
+def _typed(raw: bytes, decode_result: Callable[[bytes], R]) -> R:
+    """A sub-application's typed result; refused at the write gate (signature, nonce, authorization) is a
+    422 naming the field, bytes that are no result at all are this node's fault (500)."""
+    try:
+        res = tcapp.decode_routed(raw, decode_result)
+    except tcapp.MalformedResult as exc:
+        raise FieldError("result", f"malformed result: {exc}", 500) from None
+    if isinstance(res, tcapp.RouteError):
+        field, _, reason = res.detail.partition(": ")
+        raise FieldError(field, reason, 422)
+    return res
 
 
 class API:
@@ -360,26 +372,28 @@ class API:
 
     async def dns_update(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
-        if "create" in doc:
-            c = doc["create"]
-            if not isinstance(c, dict):
-                raise FieldError("create", "must be an object")
-            for k in ("origin", "primary_ns", "admin"):
-                _str_field(c, k)
-            ns = c.get("nameservers", [c["primary_ns"]])
-            if not isinstance(ns, list):
-                raise FieldError("create.nameservers", "must be a list of names")
-            payload = dnsapp.encode_create(c["origin"], primary_ns=c["primary_ns"], admin=c["admin"],
-                                           nameservers=ns, ttl=_int_field(c, "ttl", 3600, 1))
-        elif "update" in doc:
-            try:
-                update = ZoneUpdate.decode(json.dumps(doc["update"]).encode())
-            except ZoneUpdateError as exc:
-                raise FieldError(exc.field if hasattr(exc, "field") else "update", str(exc)) from None
-            payload = dnsapp.encode_update(update)
-        else:
-            raise FieldError("body", "expected {\"create\": {...}} or {\"update\": {\"origin\", \"ops\"}}")
-        return _app_result(await self.node.submit(tcapp.DNS, payload))
+        try:
+            if "create" in doc:
+                c = doc["create"]
+                if not isinstance(c, dict):
+                    raise FieldError("create", "must be an object")
+                for k in ("origin", "primary_ns", "admin"):
+                    _str_field(c, k)
+                ns = c.get("nameservers", [c["primary_ns"]])
+                if not isinstance(ns, list):
+                    raise FieldError("create.nameservers", "must be a list of names")
+                payload = dnsapp.create_command(c["origin"], primary_ns=c["primary_ns"], admin=c["admin"],
+                                                nameservers=ns, ttl=_int_field(c, "ttl", 3600, 1))
+            elif "update" in doc:
+                payload = dnsapp.update_command(ZoneUpdate.from_json(doc["update"]))
+            else:
+                raise FieldError("body", "expected {\"create\": {...}} or {\"update\": {\"origin\", \"ops\"}}")
+        except ZoneUpdateError as exc:
+            raise FieldError(exc.field, exc.reason) from None
+        result = _typed(await self.node.submit(tcapp.DNS, payload), dnsapp.decode_result)
+        if not result.ok:
+            return _rejected(result.detail)
+        return web.json_response(dnsapp.result_json(result))
 
     # ------------------------------------------------------------------ CT
 
@@ -397,7 +411,7 @@ class API:
     async def ct_submit(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
         command = ctapi.add_chain_command(doc)
-        result = ctapp.decode_result(await self.node.submit(tcapp.CT, command))
+        result = _typed(await self.node.submit(tcapp.CT, command), ctapp.decode_result)
         if not result.ok:
             field, _, reason = result.detail.partition(": ")
             return web.json_response({"error": result.detail, "field": field, "reason": reason}, status=422)
@@ -425,12 +439,14 @@ class API:
     async def kv(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
         op = _str_field(doc, "op")
-        if op not in ("put", "get", "delete", "append"):
-            raise FieldError("op", "one of put, get, delete, append")
+        if op not in kvstore.OPS:
+            raise FieldError("op", "one of " + ", ".join(kvstore.OPS))
         cmd = kvstore.KVCommand(op, _str_field(doc, "key").encode(), _str_field(doc, "value", required=False).encode())
-        from trustchain.encoding import encode
-
-        return _app_result(await self.node.submit(tcapp.KV, encode(cmd)))
+        result = _typed(await self.node.submit(tcapp.KV, encode(cmd)), kvstore.decode_result)
+        if not result.ok:
+            return _rejected(result.detail)
+        return web.json_response({"status": result.status, "value": result.value.decode(errors="replace"),
+                                  "size": result.size})
 
     # ------------------------------------------------------------------ status
 

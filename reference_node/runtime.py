@@ -70,6 +70,7 @@ from trustchain.consensus.messages import Request, pack
 from trustchain.consensus.replica import Replica
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
+from trustchain.dns import app as dnsapp
 from trustchain.encoding import DecodeError
 from trustchain.errors import TrustChainError
 
@@ -224,7 +225,7 @@ class Node:
             await asyncio.sleep(DNS_TICK_S)
             if self.replica.status.is_primary and self.app.dns.zones and self.halted is None:
                 with contextlib.suppress(Exception):
-                    await self.submit(tcapp.DNS, b"TICK", timeout_s=60.0)
+                    await self.submit(tcapp.DNS, dnsapp.tick_command(), timeout_s=60.0)
 
     async def _pki_ticker(self, interval_us: int, due: Callable[[int], bool], command: Callable[[], bytes]) -> None:
         """Every `interval_us`, order a CRL / OCSP signing command if the replicated CA says one is due.
@@ -335,8 +336,7 @@ class Node:
         watched_dns, watched_ct = self.pubsub.watched("dns"), self.pubsub.watched("ct")
         targets = []
         for req, result in zip(e.requests, e.results, strict=True):
-            routed = tcapp.unroute(req.operation)
-            target = routed.target if routed is not None else "?"
+            target = tcapp.operation_target(req.operation) or "?"
             targets.append(target)
             if target == tcapp.CT:
                 with contextlib.suppress(DecodeError):
@@ -344,9 +344,9 @@ class Node:
                         self.metrics.ct.inc()
                 if watched_ct:
                     self.pubsub.publish("ct", {"seq": e.seq, "tree_size": self.app.ct.size})
-            elif target == tcapp.DNS and routed is not None and watched_dns:  # payloads only for subscribers
-                self.pubsub.publish("dns", {"seq": e.seq, "result": result.decode(errors="replace"),
-                                            "command": routed.payload[:512].decode(errors="replace")})
+            elif target == tcapp.DNS and watched_dns:  # results only for subscribers
+                with contextlib.suppress(DecodeError):
+                    self.pubsub.publish("dns", {"seq": e.seq, **dnsapp.result_json(dnsapp.decode_result(result))})
             self._resolve(req.client, req.timestamp, result, now)
         if self.pubsub.watched("consensus"):
             self.pubsub.publish("consensus", {"event": "executed", "seq": e.seq, "view": e.view,

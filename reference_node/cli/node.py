@@ -420,6 +420,15 @@ def _build_ops(raw: list[tuple[str, str]], default_ttl: int) -> list[dict[str, A
     return ops
 
 
+def _dns_line(res: dict[str, Any], operations: int | None = None) -> str:
+    """One line from a DNS result's typed fields (rejections are HTTP errors and never get here)."""
+    verb = {"create": "created", "update": "updated"}.get(res.get("op", ""), str(res.get("op", "")))
+    if res.get("status") == "unchanged":
+        verb = "unchanged"
+    count = "" if operations is None else f"{operations} operation{'s' if operations != 1 else ''}: "
+    return f"{res.get('origin', '')}: {count}{verb} at serial {res.get('serial', 0)}"
+
+
 def cmd_dns_update(args: argparse.Namespace) -> int:
     client = _client(args)
     results: list[dict[str, Any]] = []
@@ -432,7 +441,7 @@ def cmd_dns_update(args: argparse.Namespace) -> int:
         if not isinstance(body, dict) or not ({"create", "update"} & body.keys()):
             raise CLIError(f'--file: {args.file}: expected {{"create": {{...}}}} or {{"update": {{"origin", "ops"}}}}')
         res = client.post("/api/v1/dns/update", body)[1]
-        _emit(args, res, res["result"])
+        _emit(args, res, _dns_line(res))
         return EXIT_OK
     if not args.zone:
         raise CLIError("ZONE: required (or --file)")
@@ -446,11 +455,11 @@ def cmd_dns_update(args: argparse.Namespace) -> int:
                   "nameservers": args.ns or [primary], "ttl": args.ttl}
         res = client.post("/api/v1/dns/update", {"create": create})[1]
         results.append({"create": create, **res})
-        lines.append(res["result"])
+        lines.append(_dns_line(res))
     if ops:
         res = client.post("/api/v1/dns/update", {"update": {"origin": zone, "ops": ops}})[1]
         results.append({"update": {"origin": zone, "ops": ops}, **res})
-        lines.append(f"{zone}: {len(ops)} operation{'s' if len(ops) != 1 else ''}: {res['result']}")
+        lines.append(_dns_line(res, len(ops)))
     _emit(args, results, "\n".join(lines))
     return EXIT_OK
 

@@ -20,10 +20,12 @@ import dns.rdatatype
 from sim.apps.base import SimApp
 from sim.params import PROBABILITY, count
 from trustchain.app.interface import Application, ExecutionContext, Operation
-from trustchain.dns.app import DNSApplication, encode_create, encode_update
+from trustchain.dns.app import DNSApplication, create_command, decode_result, update_command
 from trustchain.dns.dnssec import SigningPolicy
+from trustchain.dns.records import MAX_TTL
 from trustchain.dns.validator import Validator, ZoneKeys
 from trustchain.dns.zone import AddRecords, DeleteRRset, ReplaceRRset, ZoneUpdate
+from trustchain.encoding import DecodeError
 
 if TYPE_CHECKING:
     from sim.checkers import Verdict
@@ -111,8 +113,8 @@ class DNSSimApp(SimApp):
     def _genesis(self) -> list[bytes]:
         out = []
         for origin in self.origins:
-            out.append(encode_create(origin, primary_ns="ns1", admin="hostmaster", nameservers=["ns1"]))
-            out.append(encode_update(ZoneUpdate(origin, (AddRecords("ns1", "A", 300, ("192.0.2.53",)),
+            out.append(create_command(origin, primary_ns="ns1", admin="hostmaster", nameservers=["ns1"]))
+            out.append(update_command(ZoneUpdate(origin, (AddRecords("ns1", "A", 300, ("192.0.2.53",)),
                                                          AddRecords("www", "A", 300, ("192.0.2.80",))))))
         return out
 
@@ -136,20 +138,20 @@ class DNSSimApp(SimApp):
             op = ReplaceRRset(name, "TXT", 60, (f'"v={rng.randrange(10**6)}"',))
         else:
             op = DeleteRRset(name, rng.choice(("A", "AAAA", "TXT")))
-        return encode_update(ZoneUpdate(origin, (op,)))
+        return update_command(ZoneUpdate(origin, (op,)))
 
     def _invalid(self, origin: str) -> bytes:
         n = self.rng.randrange(1_000_000)
         bad: list[Any] = [
             AddRecords(f"h{n}", "A", 300, (f"300.0.0.{n % 200}",)),  # bad IPv4 address
             AddRecords("@", "CNAME", 300, ("www",)),  # CNAME beside the apex SOA/NS
-            ReplaceRRset(f"h{n}", "A", -n - 1, ("192.0.2.1",)),  # negative TTL
+            ReplaceRRset(f"h{n}", "A", MAX_TTL + 1 + n, ("192.0.2.1",)),  # TTL beyond 31 bits
             AddRecords(f"h{n}", "SOA", 300, ("x",)),  # SOA is not updatable
         ]
         choice = self.rng.randrange(len(bad) + 1)
         if choice == len(bad):
-            return encode_update(ZoneUpdate(f"unknown{n}.example.", (AddRecords("a", "A", 1, ("192.0.2.1",)),)))
-        return encode_update(ZoneUpdate(origin, (AddRecords(f"ok{n}", "A", 300, ("192.0.2.2",)), bad[choice])))
+            return update_command(ZoneUpdate(f"unknown{n}.example.", (AddRecords("a", "A", 1, ("192.0.2.1",)),)))
+        return update_command(ZoneUpdate(origin, (AddRecords(f"ok{n}", "A", 300, ("192.0.2.2",)), bad[choice])))
 
     # --- checks -------------------------------------------------------------------------------------
 
@@ -165,7 +167,7 @@ class DNSSimApp(SimApp):
         return [self._check_results(), self._check_state(), self._check_answers(), self._check_forgery()]
 
     def _check_results(self) -> Verdict:
-        """Every honest execution: invalid updates rejected (ERR), valid ones applied (OK), and the
+        """Every honest execution: invalid updates rejected (error), valid ones applied (ok), and the
         results for one sequence number identical on every honest replica."""
         from sim.checkers import Verdict, honest_nodes
 
@@ -180,12 +182,16 @@ class DNSSimApp(SimApp):
             held = by_seq.setdefault(rec.seq, (rec.node, digest))
             if held[1] != digest:
                 return Verdict("dns_results", False, f"seq {rec.seq}: results on {rec.node} differ from {held[0]}")
-            for req, result in zip(ev.requests, ev.results, strict=True):
+            for req, raw in zip(ev.requests, ev.results, strict=True):
                 invalid = req.operation in self.invalid
-                if invalid != result.startswith(b"ERR "):
+                try:
+                    result = decode_result(raw)
+                except DecodeError as exc:
+                    return Verdict("dns_results", False, f"replica {rec.node} at seq {rec.seq}: {exc}")
+                if invalid == result.ok:
                     what = "accepted an invalid" if invalid else "rejected a valid"
                     return Verdict("dns_results", False, f"replica {rec.node} {what} update at seq {rec.seq}: "
-                                   f"{result[:120]!r}")
+                                   f"{result.status} {result.detail[:120]!r}")
                 rejected += invalid
                 accepted += not invalid
         return Verdict("dns_results", True, f"{accepted} valid updates applied and {rejected} invalid ones rejected "

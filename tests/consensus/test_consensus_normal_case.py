@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from consensus_harness import Cluster
 
-from trustchain.app.kvstore import get, put
+from trustchain.app.kvstore import STATUS_OK, KVResult, decode_result, get, put
 from trustchain.consensus.certificates import SignatureChecker, check_checkpoint_proof, check_committed
 from trustchain.consensus.effects import Rejected
 from trustchain.consensus.messages import PrePrepare, Request, pack, peek_kind, seal
@@ -18,7 +18,8 @@ def test_request_completes_with_f_plus_one_matching_replies_and_replicas_agree()
     c.run()
     c.submit(1, get(b"a"))
     c.run()
-    assert [e.result for e in c.completed] == [b"OK", b"VALUE 1"]
+    assert [decode_result(e.result) for e in c.completed] == [KVResult(STATUS_OK, size=1),
+                                                             KVResult(STATUS_OK, value=b"1", size=1)]
     for app in c.apps:
         assert app.data == {b"a": b"1"}
     digests = {tuple((e.seq, e.batch_digest) for e in ex) for ex in c.executed}

@@ -12,10 +12,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trustchain.app.interface import ExecutionContext, Operation
-from trustchain.dns.app import DNSApplication, encode_create, encode_tick, encode_update
+from trustchain.dns.app import (
+    OP_CREATE,
+    OP_TICK,
+    OP_UPDATE,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_UNCHANGED,
+    CreateZone,
+    DNSApplication,
+    DNSCommand,
+    DNSResult,
+    Tick,
+    UpdateZone,
+    create_command,
+    decode_result,
+    tick_command,
+    update_command,
+)
 from trustchain.dns.dnssec import SigningPolicy
 from trustchain.dns.validator import Validator, ZoneKeys
-from trustchain.dns.zone import AddRecords, DeleteRRset, ReplaceRRset, ZoneUpdate
+from trustchain.dns.zone import AddRecords, DeleteName, DeleteRRset, RecordOp, ReplaceRRset, ZoneUpdate
+from trustchain.encoding import decode, encode
 
 ORIGIN = "app.example."
 POLICY = SigningPolicy(validity=4000, refresh=1000, skew=100)
@@ -29,12 +47,21 @@ def ctx(seq: int, t: int = NOW) -> ExecutionContext:
     return ExecutionContext(seq, t * 1_000_000)
 
 
+def run(app: DNSApplication, *payloads: bytes, seq: int = 2, t: int = NOW) -> list[DNSResult]:
+    return [decode_result(r) for r in app.execute(ops(*payloads), ctx(seq, t))]
+
+
+def raw_command(op: str, body: bytes) -> bytes:
+    return encode(DNSCommand(op, body))
+
+
 def fresh() -> DNSApplication:
     app = DNSApplication(seed("master"), POLICY)
-    create = encode_create(ORIGIN, primary_ns="ns1", admin="hostmaster", nameservers=["ns1"])
-    www = encode_update(ZoneUpdate(ORIGIN, (AddRecords("www", "A", 300, ("192.0.2.1",)),
+    create = create_command(ORIGIN, primary_ns="ns1", admin="hostmaster", nameservers=["ns1"])
+    www = update_command(ZoneUpdate(ORIGIN, (AddRecords("www", "A", 300, ("192.0.2.1",)),
                                             AddRecords("ns1", "A", 300, ("192.0.2.53",)))))
-    assert app.execute(ops(create, www), ctx(1)) == [b"OK created app.example.", b"OK serial=2"]
+    assert run(app, create, www, seq=1) == [DNSResult(STATUS_OK, op=OP_CREATE, origin=ORIGIN, serial=1),
+                                           DNSResult(STATUS_OK, op=OP_UPDATE, origin=ORIGIN, serial=2)]
     return app
 
 
@@ -68,27 +95,30 @@ def test_updates_are_served_signed_and_validate() -> None:
 def test_bad_commands_are_rejected_with_reason_and_change_nothing() -> None:
     app = fresh()
     before = (app.digest(), app.snapshot())
-    bad_ip = encode_update(ZoneUpdate(ORIGIN, (ReplaceRRset("www", "A", 300, ("999.1.1.1",)),)))
-    partial = encode_update(ZoneUpdate(ORIGIN, (AddRecords("ok", "A", 300, ("192.0.2.9",)),
+    bad_ip = update_command(ZoneUpdate(ORIGIN, (ReplaceRRset("www", "A", 300, ("999.1.1.1",)),)))
+    partial = update_command(ZoneUpdate(ORIGIN, (AddRecords("ok", "A", 300, ("192.0.2.9",)),
                                                 AddRecords("www", "CNAME", 300, ("ok",)))))
-    results = app.execute(ops(bad_ip, partial, b"UPDATE {not json", b"RM -rf", b"\xff" * 40,
-                              encode_update(ZoneUpdate("other.example.", ())),
-                              encode_create(ORIGIN, primary_ns="ns1", admin="h", nameservers=["ns1"])), ctx(2))
-    assert results[0] == b"ERR ops[0].values[0]: bad IP address '999.1.1.1': not an IPv4 address"
-    assert results[1].startswith(b"ERR ops[1].type: CNAME at www.app.example.")
-    assert results[2].startswith(b"ERR update: not valid UTF-8 JSON")
-    assert results[3] == b"ERR command: must start with CREATE, UPDATE or TICK"
-    assert results[4] == b"ERR command: must start with CREATE, UPDATE or TICK"
-    assert results[5] == b"ERR update.origin: no such zone other.example."
-    assert results[6] == b"ERR create.origin: zone app.example. already exists"
-    assert app.rejected == 7
+    results = run(app, bad_ip, partial, b"UPDATE {not json", b"\xff" * 40,
+                  raw_command("delete", b""), raw_command(OP_UPDATE, b"\x00"),
+                  update_command(ZoneUpdate("other.example.", ())),
+                  create_command(ORIGIN, primary_ns="ns1", admin="h", nameservers=["ns1"]))
+    assert all(r.status == STATUS_ERROR and not r.ok for r in results)
+    assert results[0].detail == "ops[0].values[0]: bad IP address '999.1.1.1': not an IPv4 address"
+    assert results[1].detail.startswith("ops[1].type: CNAME at www.app.example.")
+    assert results[2].detail.startswith("command: malformed (") and results[2].op == ""
+    assert results[3].detail.startswith("command: malformed (")
+    assert results[4].detail == "op: must be one of create, update, tick, got 'delete'"
+    assert results[5].detail.startswith("update: malformed (UpdateZone.origin: ") and results[5].op == OP_UPDATE
+    assert results[6].detail == "update.origin: no such zone other.example."
+    assert results[7].detail == "create.origin: zone app.example. already exists" and results[7].op == OP_CREATE
+    assert app.rejected == 8
     assert app.digest() == before[0]
     assert query(app, "ok.app.example.", "A").rcode() == dns.rcode.NXDOMAIN  # the batch was atomic
 
 
 def test_replicas_agree_byte_for_byte() -> None:
     a, b = fresh(), fresh()
-    upd = encode_update(ZoneUpdate(ORIGIN, (ReplaceRRset("www", "A", 60, ("192.0.2.7", "192.0.2.8")),
+    upd = update_command(ZoneUpdate(ORIGIN, (ReplaceRRset("www", "A", 60, ("192.0.2.7", "192.0.2.8")),
                                             AddRecords("mail", "TXT", 60, ('"v=spf1 -all"',)),
                                             DeleteRRset("nothere", "A"))))
     assert a.execute(ops(upd), ctx(2, NOW + 5)) == b.execute(ops(upd), ctx(2, NOW + 5))
@@ -111,7 +141,7 @@ def test_resigns_automatically_in_a_new_epoch() -> None:
     app = fresh()
     old = query(app, "www.app.example.", "A").answer[1][0]
     later = NOW + 3 * POLICY.refresh
-    assert app.execute(ops(encode_tick()), ctx(2, later)) == [b"OK tick"]
+    assert run(app, tick_command(), t=later) == [DNSResult(STATUS_OK, op=OP_TICK)]
     assert app.resigns == 1
     response = query(app, "www.app.example.", "A", later)
     new = response.answer[1][0]
@@ -127,7 +157,55 @@ def test_resigns_automatically_in_a_new_epoch() -> None:
 def test_garbage_never_raises(payloads: list[bytes]) -> None:
     app = fresh()
     digest = app.digest()
-    results = app.execute(ops(*payloads), ctx(3))
+    results = run(app, *payloads, seq=3)
     assert len(results) == len(payloads)
-    assert all(r.startswith(b"ERR ") or r == b"OK tick" for r in results)
+    assert all(r.status == STATUS_ERROR or r == DNSResult(STATUS_OK, op=OP_TICK) for r in results)
     assert app.digest() == digest
+
+
+def test_each_command_round_trips_through_the_wire() -> None:
+    create = CreateZone(ORIGIN, "ns1", "hostmaster", ("ns1", "ns2"), 600)
+    update = UpdateZone(ORIGIN, (RecordOp("add", "a", "A", 60, ("192.0.2.1",)),
+                                 RecordOp("replace", "b", "TXT", 5, ('"x"',)),
+                                 RecordOp("delete_rrset", "c", "MX"), RecordOp("delete_name", "d")))
+    for op, body in ((OP_CREATE, create), (OP_UPDATE, update), (OP_TICK, Tick())):
+        cmd = decode(DNSCommand, raw_command(op, encode(body)))
+        assert cmd.op == op and decode(type(body), cmd.body) == body
+    assert decode(DNSCommand, create_command(ORIGIN, primary_ns="ns1", admin="hostmaster", nameservers=("ns1", "ns2"),
+                                            ttl=600)) == DNSCommand(OP_CREATE, encode(create))
+    zone_update = ZoneUpdate(ORIGIN, (AddRecords("a", "A", 60, ("192.0.2.1",)), ReplaceRRset("b", "TXT", 5, ('"x"',)),
+                                      DeleteRRset("c", "MX"), DeleteName("d")))
+    assert update_command(zone_update) == raw_command(OP_UPDATE, encode(update))
+    assert tick_command() == raw_command(OP_TICK, encode(Tick()))
+    result = DNSResult(STATUS_UNCHANGED, "", OP_UPDATE, ORIGIN, 7)
+    assert decode_result(encode(result)) == result and result.ok
+
+
+def test_update_that_changes_nothing_is_unchanged_and_keeps_the_serial() -> None:
+    app = fresh()
+    again = update_command(ZoneUpdate(ORIGIN, (AddRecords("www", "A", 300, ("192.0.2.1",)), DeleteRRset("none", "A"))))
+    assert run(app, again) == [DNSResult(STATUS_UNCHANGED, op=OP_UPDATE, origin=ORIGIN, serial=2)]
+    assert app.rejected == 0
+
+
+def test_malformed_command_bodies_name_the_field_and_change_nothing() -> None:
+    app = fresh()
+    before = app.digest(), sorted(app.zones)
+    create = encode(CreateZone("new.example.", "ns1", "h", ("ns1",)))
+    cases = {
+        raw_command(OP_CREATE, create[:-3]): "create: malformed (CreateZone.ttl: ",
+        raw_command(OP_CREATE, create + b"\x00"): "create: malformed (CreateZone: 1 trailing bytes)",
+        raw_command(OP_TICK, b"\x01"): "tick: malformed (Tick: 1 trailing bytes)",
+        raw_command(OP_UPDATE, encode(UpdateZone(ORIGIN, (RecordOp("rm", "www"),)))): "ops[0].kind: must be one of",
+        raw_command(OP_UPDATE, encode(UpdateZone(ORIGIN, (RecordOp("delete_name", "www", "A"),)))):
+            "ops[0].type: not used by delete_name",
+        raw_command(OP_UPDATE, encode(UpdateZone("bad..name.", ()))): "update.origin: malformed name",
+        create_command("relative", primary_ns="ns1", admin="h", nameservers=["ns1"]):
+            "create.origin: must be absolute",
+        create_command("new.example.", primary_ns="ns1", admin="h", nameservers=[]): "nameservers: ",
+        create_command("new.example.", primary_ns="ns1", admin="h", nameservers=["ns1"], ttl=2**40): "ttl: bad TTL",
+    }
+    results = run(app, *cases)
+    for result, prefix in zip(results, cases.values(), strict=True):
+        assert result.status == STATUS_ERROR and result.detail.startswith(prefix), (result, prefix)
+    assert app.rejected == len(cases) and (app.digest(), sorted(app.zones)) == before

@@ -79,7 +79,7 @@ async def _collect(api: str, write_api: str, tmp: Path) -> dict[str, list[dict[s
             return (any(e.get("event") == "issued" for e in events["certificates"])
                     and any(e.get("tree_size", 0) >= 1 for e in events["ct"])
                     and any("kv" in e.get("targets", []) for e in events["consensus"])
-                    and any("created ws.example." in e.get("result", "") for e in events["dns"]))
+                    and any(e.get("op") == "create" and e.get("origin") == "ws.example." for e in events["dns"]))
 
         for _ in range(200):
             if done():
@@ -96,8 +96,8 @@ def test_websocket_streams_deliver_events(cluster: Cluster, tmp_path: Path) -> N
     events = asyncio.run(asyncio.wait_for(_collect(cluster.apis[2], cluster.apis[0], tmp_path), 60))
     assert all(e["stream"] == t for t in STREAMS for e in events[t])
 
-    dns = [e for e in events["dns"] if "created ws.example." in e["result"]]
-    assert dns and dns[0]["seq"] > 0 and "ws.example." in dns[0]["command"], events["dns"]
+    dns = [e for e in events["dns"] if e["op"] == "create" and e["origin"] == "ws.example."]
+    assert dns and dns[0]["seq"] > 0 and dns[0]["status"] == "ok" and dns[0]["serial"] == 1, events["dns"]
 
     executed = [e for e in events["consensus"] if e["event"] == "executed"]
     assert executed and {"dns", "kv", "ca"} <= {t for e in executed for t in e["targets"]}, events["consensus"]

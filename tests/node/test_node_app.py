@@ -8,6 +8,7 @@ import pytest
 
 from reference_node.cluster import run_dkg
 from reference_node.genesis import Genesis
+from trustchain.accounts import AccountResult, Ed25519AccountSigner, account_id, sign_write
 from trustchain.app import kvstore
 from trustchain.app import trustchain as tcapp
 from trustchain.app.interface import ExecutionContext, Operation
@@ -16,7 +17,7 @@ from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
 from trustchain.dns import app as dnsapp
 from trustchain.dns.zone import AddRecords, ZoneUpdate
-from trustchain.encoding import encode
+from trustchain.encoding import decode, encode
 from trustchain.errors import TrustChainError
 
 T0 = 1_750_000_000_000_000
@@ -26,20 +27,33 @@ GENESIS = Genesis("t", "trustchain.example", PUBLIC, "Root", PUBLIC, "Issuing",
                    "root_issuer": "http://i/r", "issuing_issuer": "http://i/i"}, b"\x07" * 32, "example/log", ())
 
 
+CLUSTER = b"test-cluster"
+SEEDS = [hashlib.sha256(b"%d" % i).digest() for i in range(4)]
+VALIDATOR_KEYS = tuple(Ed25519Signer(s).public_key for s in SEEDS)
+WRITER = Ed25519AccountSigner(SEEDS[1])  # validator 1 signs the writes below
+ALICE = Ed25519AccountSigner(hashlib.sha256(b"alice").digest())
+
+
 def _app(i: int) -> tcapp.TrustChainApplication:
-    signer = Ed25519Signer(hashlib.sha256(b"%d" % i).digest())
-    return tcapp.TrustChainApplication(GENESIS.ca_policy(), GENESIS.dns_master_seed, signer, f"v{i}", "example/log")
+    return tcapp.TrustChainApplication(GENESIS.ca_policy(VALIDATOR_KEYS), GENESIS.dns_master_seed,
+                                       Ed25519Signer(SEEDS[i]), f"v{i}", "example/log", cluster=CLUSTER,
+                                       validator_keys=VALIDATOR_KEYS)
+
+
+def _signed(target: str, payload: bytes, n: int, signer: Ed25519AccountSigner = WRITER) -> bytes:
+    return tcapp.signed_operation(signer, account_id(signer.key), CLUSTER, target, payload,
+                                  nonce=n.to_bytes(16, "big"), deadline_us=T0 + 60_000_000)
 
 
 def _ops() -> list[Operation]:
     update = ZoneUpdate("example.org.", (AddRecords("_acme-challenge.www.example.org.", "TXT", 300, ('"abc"',)),))
     payloads = [
-        tcapp.route("dns", dnsapp.encode_create("example.org.", primary_ns="ns1.example.org.",
-                                                admin="h.example.org.", nameservers=["ns1.example.org."])),
-        tcapp.route("dns", dnsapp.encode_update(update)),
-        tcapp.route("kv", kvstore.put(b"a", b"1")),
-        tcapp.route("ca", cacommands.challenge_command(["www.example.org"])),
-        tcapp.route("ct", ctapp.add_chain(b"\x30\x03\x02\x01\x01")),
+        _signed("dns", dnsapp.create_command("example.org.", primary_ns="ns1.example.org.",
+                                             admin="h.example.org.", nameservers=["ns1.example.org."]), 1),
+        _signed("dns", dnsapp.update_command(update), 2),
+        _signed("kv", kvstore.put(b"a", b"1"), 3),
+        _signed("ca", cacommands.challenge_command(["www.example.org"]), 4),
+        _signed("ct", ctapp.add_chain(b"\x30\x03\x02\x01\x01"), 5),
         b"garbage",
     ]
     return [Operation(b"\xaa" * 32, i + 1, p) for i, p in enumerate(payloads)]
@@ -48,10 +62,11 @@ def _ops() -> list[Operation]:
 def test_routing_and_results() -> None:
     app = _app(0)
     results = app.execute(_ops(), ExecutionContext(1, T0))
-    assert results[0].startswith(b"OK created") and results[1].startswith(b"OK serial=")
-    challenge = tcapp.decode_routed(results[3], cacommands.decode_result)
-    assert results[2] == b"OK" and isinstance(challenge, cacommands.CAResult)
-    assert challenge.status == cacommands.STATUS_CHALLENGE and list(challenge.proofs()) == ["www.example.org"]
+    created, updated = dnsapp.decode_result(results[0]), dnsapp.decode_result(results[1])
+    assert (created.op, created.origin, created.serial) == (dnsapp.OP_CREATE, "example.org.", 1) and created.ok
+    assert (updated.status, updated.op, updated.serial) == (dnsapp.STATUS_OK, dnsapp.OP_UPDATE, 2)
+    assert kvstore.decode_result(results[2]) == kvstore.KVResult(kvstore.STATUS_OK, size=1)
+    assert cacommands.decode_result(results[3]).status == cacommands.STATUS_CHALLENGE
     assert ctapp.decode_result(results[4]).status == ctapp.STATUS_OK
     assert tcapp.decode_routed(results[5], cacommands.decode_result) == tcapp.RouteError(
         "target: malformed routed operation")
@@ -61,7 +76,9 @@ def test_routing_and_results() -> None:
 
 def test_router_errors_are_typed_and_other_bytes_are_malformed_results() -> None:
     app = _app(0)
-    unknown = Operation(b"\xaa" * 32, 1, encode(tcapp.Routed("nope", b"")))
+    write = sign_write(WRITER, account_id(WRITER.key), CLUSTER, "nope", kvstore.put(b"a", b"1"),
+                       nonce=b"\x01" * 16, deadline_us=T0 + 1)
+    unknown = Operation(b"\xaa" * 32, 1, encode(tcapp.Routed(tcapp.SIGNED, encode(write))))
     result = app.execute([unknown], ExecutionContext(1, T0))[0]
     assert tcapp.decode_routed(result, cacommands.decode_result) == tcapp.RouteError(
         "target: unknown sub-application 'nope'")
@@ -86,10 +103,10 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     run, not once per update); results and replicated state equal executing them one at a time."""
     updates = [ZoneUpdate("example.org.", (AddRecords(f"h{k}.example.org.", "A", 300, (f"192.0.2.{k}",)),))
                for k in range(1, 6)]
-    payloads = [tcapp.route("dns", dnsapp.encode_create("example.org.", primary_ns="ns1.example.org.",
-                                                        admin="h.example.org.", nameservers=["ns1.example.org."])),
-                *[tcapp.route("dns", dnsapp.encode_update(u)) for u in updates],
-                tcapp.route("ca", cacommands.challenge_command(["h1.example.org"]))]
+    payloads = [_signed("dns", dnsapp.create_command("example.org.", primary_ns="ns1.example.org.",
+                                                     admin="h.example.org.", nameservers=["ns1.example.org."]), 1),
+                *[_signed("dns", dnsapp.update_command(u), 2 + k) for k, u in enumerate(updates)],
+                _signed("ca", cacommands.challenge_command(["h1.example.org"]), 9)]
     ops = [Operation(b"\xaa" * 32, i + 1, p) for i, p in enumerate(payloads)]
     together, one_by_one = _app(0), _app(1)
     signs: list[int] = []
@@ -103,6 +120,40 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     results = together.execute(ops, ExecutionContext(1, T0))
     assert signs == [1]  # one signing pass for the six DNS operations, before the CA operation read the zone
     expected = [one_by_one.execute([op], ExecutionContext(1, T0))[0] for op in ops]
-    assert results == expected and all(r.startswith(b"OK") for r in results[:6])
-    assert cacommands.decode_result(results[6]).status == cacommands.STATUS_CHALLENGE
+    assert results == expected and all(dnsapp.decode_result(r).status == dnsapp.STATUS_OK for r in results[:6])
     assert together.snapshot() == one_by_one.snapshot()
+
+
+def test_unsigned_replayed_forged_and_unregistered_writes_are_refused() -> None:
+    app = _app(0)
+    put = kvstore.put(b"k", b"v")
+
+    def run(payload: bytes) -> object:
+        raw = app.execute([Operation(b"\xaa" * 32, 1, payload)], ExecutionContext(1, T0))[0]
+        return tcapp.decode_routed(raw, kvstore.decode_result)
+
+    assert run(tcapp.route("kv", put)) == tcapp.RouteError(
+        "authorization: writes must be signed by an account (target 'signed')")
+    assert isinstance(run(_signed("kv", put, 1)), kvstore.KVResult)
+    assert run(_signed("kv", put, 1)) == tcapp.RouteError("nonce: already used (replayed write)")
+    unregistered = run(_signed("kv", put, 2, ALICE))
+    assert unregistered == tcapp.RouteError("account: not registered")
+    forged = tcapp.signed_operation(ALICE, account_id(WRITER.key), CLUSTER, "kv", put, nonce=b"\x03" * 16,
+                                    deadline_us=T0 + 1)
+    assert run(forged) == tcapp.RouteError("signature: does not verify with the account's key")
+
+
+def test_a_registered_account_writes_but_may_not_order_validator_operations() -> None:
+    app = _app(0)
+    reg = tcapp.registration_operation(ALICE, CLUSTER, "mailto:alice@example.org", nonce=b"\x01" * 16,
+                                       deadline_us=T0 + 1)
+    raw = app.execute([Operation(b"\xbb" * 32, 1, reg)], ExecutionContext(1, T0))[0]
+    assert decode(AccountResult, raw).ok
+    assert app.accounts.is_active(account_id(ALICE.key))
+    raw = app.execute([Operation(b"\xbb" * 32, 2, _signed("kv", kvstore.put(b"k", b"v"), 2, ALICE))],
+                      ExecutionContext(2, T0))[0]
+    assert kvstore.decode_result(raw).ok
+    raw = app.execute([Operation(b"\xbb" * 32, 3, _signed("dns", dnsapp.tick_command(), 3, ALICE))],
+                      ExecutionContext(3, T0))[0]
+    assert tcapp.decode_routed(raw, dnsapp.decode_result) == tcapp.RouteError(
+        "authorization: only a validator may order dns tick")

@@ -48,7 +48,8 @@ async def _until(pred: Callable[[], bool]) -> None:
 async def _pass_checkpoints(nodes: list[Node], deaf: Node, count: int) -> None:
     """Order `count` writes through the others, so that their stable checkpoint passes the deaf node."""
     for k in range(count):
-        assert await nodes[k % 3].submit("kv", kvstore.put(b"k%d" % k, b"x"), timeout_s=20) == b"OK"
+        reply = await nodes[k % 3].submit("kv", kvstore.put(b"k%d" % k, b"x"), timeout_s=20)
+        assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
     assert min(n.replica.status.low_watermark for n in nodes[:3]) > deaf.replica.status.last_executed
 
 
@@ -75,15 +76,18 @@ def test_request_executed_inside_a_snapshot_is_answered(tmp_path: Path) -> None:
         dropped: set[int] = set()
         _drop_on_receipt(deaf, dropped)
         restored = _count_snapshot_restores(deaf)
-        assert await nodes[0].submit("kv", kvstore.put(b"warm", b"0"), timeout_s=20) == b"OK"
+        reply = await nodes[0].submit("kv", kvstore.put(b"warm", b"0"), timeout_s=20)
+        assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
         dropped.add(CHANNEL_CONSENSUS)  # node 3 hears nothing from its peers, but its request still reaches them
         mine = asyncio.create_task(deaf.submit("kv", kvstore.put(b"from-3", b"3"), timeout_s=60))
         await _pass_checkpoints(nodes, deaf, 12)
         assert all(n.app.kv.data.get(b"from-3") == b"3" for n in nodes[:3])
         assert not mine.done()
         dropped.clear()
-        assert await nodes[0].submit("kv", kvstore.put(b"after", b"1"), timeout_s=20) == b"OK"
-        assert await asyncio.wait_for(mine, 30) == b"OK"
+        reply = await nodes[0].submit("kv", kvstore.put(b"after", b"1"), timeout_s=20)
+        assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
+        reply = await asyncio.wait_for(mine, 30)
+        assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
         assert restored, "node 3 caught up without a snapshot: the test no longer covers its case"
         assert deaf.app.kv.data[b"from-3"] == b"3"
 
@@ -112,7 +116,8 @@ def test_certificate_finalized_inside_a_snapshot_wakes_its_waiter(tmp_path: Path
         await _pass_checkpoints(nodes, deaf, 10)
         assert not renewal.done()
         dropped[3].clear()
-        assert await nodes[0].submit("kv", kvstore.put(b"after", b"1"), timeout_s=20) == b"OK"
+        reply = await nodes[0].submit("kv", kvstore.put(b"after", b"1"), timeout_s=20)
+        assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
         cert = await asyncio.wait_for(renewal, 20)  # well inside the renewal's own 60 s
         assert restored, "node 3 caught up without a snapshot: the test no longer covers its case"
         assert carecords.serial_bytes(cert.serial_number) in deaf.app.ca.issued

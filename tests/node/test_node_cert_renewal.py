@@ -70,7 +70,8 @@ def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: 
         for n in nodes:
             await n.start()
         try:
-            assert await nodes[0].submit("kv", kvstore.put(b"before", b"1"), timeout_s=20) == b"OK"
+            reply = await nodes[0].submit("kv", kvstore.put(b"before", b"1"), timeout_s=20)
+            assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
             await wait(lambda: all(n.certificates.renewals >= 1 for n in nodes), 40, "every node to renew")
             for i, (n, p) in enumerate(zip(nodes, paths, strict=True)):
                 new, inter = chain(p.parent / "tls.crt")
@@ -102,7 +103,8 @@ def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: 
             nodes[2] = build_node(cfgmod.load(paths[2], environ={}))
             await nodes[2].start()
             for k in range(4):
-                assert await nodes[k].submit("kv", kvstore.put(b"after%d" % k, b"2"), timeout_s=60) == b"OK"
+                reply = await nodes[k].submit("kv", kvstore.put(b"after%d" % k, b"2"), timeout_s=60)
+                assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
             await wait(lambda: len(nodes[2].app.kv.data) == 5, 20, "restarted node to catch up")
             t2 = nodes[2].transport
             assert isinstance(t2, QUICTransport)

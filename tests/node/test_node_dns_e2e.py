@@ -42,7 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             {"op": "add", "name": f"www.{ZONE}", "type": "AAAA", "ttl": 300, "values": ["2001:db8::80"]},
             {"op": "add", "name": f"ns1.{ZONE}", "type": "A", "ttl": 300, "values": ["192.0.2.53"]},
             {"op": "add", "name": ZONE, "type": "TXT", "ttl": 300, "values": ['"set through the API"']}]}})
-        assert code == 200 and res["result"].startswith("OK"), res
+        assert code == 200 and (res["status"], res["op"], res["serial"]) == ("ok", "update", 2), res
         for i in range(len(c.apis)):
             c.wait_for(lambda i=i: http("GET", c.apis[i] + f"/api/v1/dns/resolve?domain=www.{ZONE}&type=A")[1]
                        ["answer"] != [], what=f"record on node{i}")

@@ -24,7 +24,8 @@ def test_quic_cluster_commits(tmp_path: Path) -> None:
             await n.start()
         try:
             for i in range(8):
-                assert await nodes[i % 4].submit("kv", kvstore.put(b"q%d" % i, b"x"), timeout_s=20) == b"OK"
+                reply = await nodes[i % 4].submit("kv", kvstore.put(b"q%d" % i, b"x"), timeout_s=20)
+                assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
             for _ in range(100):  # each submit waits for its own node only: let the others execute
                 if all(len(n.app.kv.data) == 8 for n in nodes):
                     break

@@ -81,7 +81,8 @@ def test_recover_application_state_from_records(tmp_path: Path) -> None:
         for n in nodes:
             await n.start()
         for i in range(10):  # crosses two checkpoints: truncation + replay of the tail
-            assert await nodes[i % 4].submit("kv", kvstore.put(b"k%d" % i, b"v%d" % i), timeout_s=10) == b"OK"
+            reply = await nodes[i % 4].submit("kv", kvstore.put(b"k%d" % i, b"v%d" % i), timeout_s=10)
+            assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
         await asyncio.sleep(0.2)
         expected = [n.app.snapshot() for n in nodes]
         executed = [n.replica.status.last_executed for n in nodes]

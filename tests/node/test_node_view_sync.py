@@ -33,7 +33,8 @@ def test_validators_split_across_views_meet_again(tmp_path: Path) -> None:
             await n.start()
         live = nodes[1:]
         try:
-            assert await nodes[2].submit("kv", kvstore.put(b"warm", b"0"), timeout_s=20) == b"OK"
+            reply = await nodes[2].submit("kv", kvstore.put(b"warm", b"0"), timeout_s=20)
+            assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
             await nodes[0].stop()  # the view-0 primary is gone: q = 4 of the 4 live validators
             muted: set[int] = {1}  # nobody hears the view-1 primary; it still hears everyone
             for n in nodes[2:]:
@@ -49,7 +50,8 @@ def test_validators_split_across_views_meet_again(tmp_path: Path) -> None:
             assert split, f"the validators never split across views: {views}"
             assert not stuck.done()
             muted.clear()
-            assert await asyncio.wait_for(stuck, 80) == b"OK"
+            reply = await asyncio.wait_for(stuck, 80)
+            assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
             final = {n.replica.status.view for n in live}
             assert len(final) == 1, f"live validators in views {final}"
             assert all(n.app.kv.data.get(b"k") == b"v" for n in live)

@@ -18,7 +18,7 @@ from sim.runner import RunResult, format_summary, run
 from sim.scenario import from_dict
 from sim.world import ReplicaNode
 from trustchain.app.interface import Application, ExecutionContext, Operation
-from trustchain.app.kvstore import put
+from trustchain.app.kvstore import STATUS_OK, KVResult, put
 from trustchain.consensus.config import ClusterConfig
 from trustchain.consensus.effects import Broadcast, Persist, PersistRecord, PersistVote, SendToReplica
 from trustchain.consensus.messages import (
@@ -211,8 +211,9 @@ def test_client_history_catches_replies_that_differ_from_the_execution(monkeypat
     result = _run(scenario(), WrongReply, monkeypatch)
     verdict = _verdict(result, "client_history")
     assert not verdict.ok
-    assert "accepted b'OK!' for request c" in verdict.detail
-    assert "with result b'OK'" in verdict.detail
+    executed = encode(KVResult(STATUS_OK, size=64))  # a put of the default 64-byte value
+    assert f"accepted {executed + b'!'!r} for request c" in verdict.detail
+    assert f"with result {executed!r}" in verdict.detail
     assert verdict.first_violation is not None and "client" in verdict.first_violation
     assert _missed_by_earlier_checks(result), "no earlier checker looks at the results clients accept"
 

@@ -31,6 +31,7 @@ from trustchain.accounts import (
     AccountResult,
     AccountSigner,
     Register,
+    SignedWrite,
     account_id,
     sign_registration,
     sign_write,
@@ -118,6 +119,18 @@ def decode_routed(data: bytes, decode_result: Callable[[bytes], R]) -> R | Route
             return decode(RouteError, data)
         except DecodeError:
             raise MalformedResult(f"result: not a result of this sub-application ({exc})") from None
+
+
+def operation_target(operation: bytes) -> str | None:
+    """The sub-application an operation addresses (inside its signed write), for metrics and event
+    streams; None when the envelope does not decode. Says nothing about whether it is authorized."""
+    routed = unroute(operation)
+    if routed is None or routed.target != SIGNED:
+        return None if routed is None else routed.target
+    try:
+        return decode(SignedWrite, routed.payload).target
+    except DecodeError:
+        return None
 
 
 def unroute(operation: bytes) -> Routed | None:

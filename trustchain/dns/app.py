@@ -6,22 +6,22 @@ seed handed to every validator at construction, and Ed25519 signatures are deter
 honest replicas end up serving byte-identical signed answers: a client can ask any one of them and
 check the answer against the zone's DS.
 
-Wire format of an operation (the consensus payload):
+Wire format of an operation (the consensus payload): `encode(DNSCommand(op, encode(body)))`, the body
+type chosen by `op` (`CreateZone`, `UpdateZone`, `Tick`; build them with `create_command`,
+`update_command`, `tick_command`). A tick re-signs any zone whose signing epoch has passed; the node
+submits one when no update has arrived for a while, so signatures never run out in a quiet zone.
 
-* ``CREATE`` + space + canonical JSON ``{"origin", "primary_ns", "admin", "nameservers", "ttl"}``
-* ``UPDATE`` + space + `ZoneUpdate.encode()`
-* ``TICK`` (no body): re-sign any zone whose signing epoch has passed. The node submits one when no
-  update has arrived for a while, so signatures never run out in a quiet zone.
-
-Each result is ``OK ...`` or ``ERR <field>: <reason>``; a rejected command changes nothing.
+Each result is `encode(DNSResult)`: status ``ok``, ``unchanged`` or ``error`` (then `detail` is
+``<field>: <reason>``). A rejected command changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import dns.name
 import dns.rrset
@@ -30,26 +30,98 @@ from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.dns.authority import Authority
 from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
 from trustchain.dns.keys import KeySet
-from trustchain.dns.zone import Zone, ZoneUpdate, ZoneUpdateError
+from trustchain.dns.zone import RecordOp, Zone, ZoneUpdate, ZoneUpdateError
+from trustchain.encoding import DecodeError, decode, encode
 
-CREATE, UPDATE, TICK = b"CREATE", b"UPDATE", b"TICK"
+OP_CREATE, OP_UPDATE, OP_TICK = "create", "update", "tick"
+STATUS_OK, STATUS_UNCHANGED, STATUS_ERROR = "ok", "unchanged", "error"
 SNAPSHOT_VERSION = 1
 MAX_ZONES = 1000  # bounds the state any client can make every replica hold
 MAX_PAYLOAD = 64 * 1024
-_CREATE_FIELDS = frozenset({"origin", "primary_ns", "admin", "nameservers", "ttl"})
+MAX_DETAIL = 512
 
 
-def encode_create(origin: str, *, primary_ns: str, admin: str, nameservers: Sequence[str], ttl: int = 3600) -> bytes:
-    doc = {"origin": origin, "primary_ns": primary_ns, "admin": admin, "nameservers": list(nameservers), "ttl": ttl}
-    return CREATE + b" " + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+@dataclass(frozen=True)
+class DNSCommand:
+    """The envelope every replica decodes first; `body` is `encode()` of the type `_OPS[op]` names."""
+
+    op: str
+    body: bytes
 
 
-def encode_update(update: ZoneUpdate) -> bytes:
-    return UPDATE + b" " + update.encode()
+@dataclass(frozen=True)
+class CreateZone:
+    """A new zone with SOA and apex NS; names relative to `origin` unless they end in a dot."""
+
+    origin: str  # absolute
+    primary_ns: str
+    admin: str  # the SOA RNAME in name form (hostmaster.example.)
+    nameservers: tuple[str, ...]
+    ttl: int = 3600
 
 
-def encode_tick() -> bytes:
-    return TICK
+@dataclass(frozen=True)
+class UpdateZone:
+    """A `ZoneUpdate` in wire form, applied all-or-nothing."""
+
+    origin: str
+    ops: tuple[RecordOp, ...]
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Nothing to carry: executing any batch re-signs the zones whose signing epoch has passed."""
+
+
+@dataclass(frozen=True)
+class DNSResult:
+    """The deterministic answer of every honest replica: which command, and the zone's serial after it."""
+
+    status: str
+    detail: str = ""  # for errors: "<field>: <reason>"
+    op: str = ""  # the command answered ("" if it did not decode)
+    origin: str = ""  # the zone created or updated, absolute and lower-case
+    serial: int = 0  # its SOA serial afterwards
+
+    @property
+    def ok(self) -> bool:
+        return self.status != STATUS_ERROR
+
+
+def create_command(origin: str, *, primary_ns: str, admin: str, nameservers: Sequence[str],
+                   ttl: int = 3600) -> bytes:
+    """Raises ZoneUpdateError (naming the field) for what the wire cannot carry, e.g. a negative TTL."""
+    for key, value in (("origin", origin), ("primary_ns", primary_ns), ("admin", admin)):
+        if type(value) is not str:
+            raise ZoneUpdateError(f"create.{key}", "must be a string")
+    if isinstance(nameservers, str) or not all(type(ns) is str for ns in nameservers):
+        raise ZoneUpdateError("create.nameservers", "must be a list of names")
+    if type(ttl) is not int or not 0 <= ttl < 2**64:
+        raise ZoneUpdateError("create.ttl", f"bad TTL {ttl!r}: must be an unsigned 64-bit integer")
+    return _command(OP_CREATE, CreateZone(origin, primary_ns, admin, tuple(nameservers), ttl))
+
+
+def update_command(update: ZoneUpdate) -> bytes:
+    """Raises ZoneUpdateError (naming the field) for what the wire cannot carry, e.g. a negative TTL."""
+    if type(update.origin) is not str:
+        raise ZoneUpdateError("update.origin", "must be a string")
+    return _command(OP_UPDATE, UpdateZone(update.origin, update.records()))
+
+
+def tick_command() -> bytes:
+    return _command(OP_TICK, Tick())
+
+
+def _command(op: str, body: CreateZone | UpdateZone | Tick) -> bytes:
+    return encode(DNSCommand(op, encode(body)))
+
+
+def decode_result(data: bytes) -> DNSResult:
+    return decode(DNSResult, data)
+
+
+def result_json(result: DNSResult) -> dict[str, Any]:
+    return asdict(result)
 
 
 def zone_key_seeds(master_seed: bytes, origin: dns.name.Name) -> tuple[bytes, bytes]:
@@ -93,7 +165,7 @@ class DNSApplication:
         now = context.time_us // 1_000_000 + self.clock_offset_s
         self.last_time_s = max(self.last_time_s, now)
         changed: set[dns.name.Name] = set()
-        results = [self._apply(op.payload, now, changed) for op in operations]
+        results = [encode(self._apply(op.payload, now, changed)) for op in operations]
         self._sign(now, changed)
         return results
 
@@ -155,66 +227,62 @@ class DNSApplication:
 
     # --- commands -----------------------------------------------------------------------------------
 
-    def _apply(self, payload: bytes, now: int, changed: set[dns.name.Name]) -> bytes:
+    def _apply(self, payload: bytes, now: int, changed: set[dns.name.Name]) -> DNSResult:
         self.applied += 1
-        try:
-            return self._dispatch(payload, now, changed)
-        except ZoneUpdateError as exc:
+        result = self._dispatch(payload, now, changed)
+        if not result.ok:
             self.rejected += 1
-            return b"ERR " + str(exc).encode("utf-8", "replace")[:512]
+        return result
 
-    def _dispatch(self, payload: bytes, now: int, changed: set[dns.name.Name]) -> bytes:
+    def _dispatch(self, payload: bytes, now: int, changed: set[dns.name.Name]) -> DNSResult:
         if len(payload) > MAX_PAYLOAD:
-            raise ZoneUpdateError("command", f"longer than {MAX_PAYLOAD} bytes")
-        verb, _, body = payload.partition(b" ")
-        if verb == TICK and not body:
-            return b"OK tick"
-        if verb == CREATE:
-            return self._create(body, now, changed)
-        if verb == UPDATE:
-            update = ZoneUpdate.decode(body)
-            try:
-                origin = dns.name.from_text(update.origin).canonicalize()
-            except Exception as exc:  # dnspython raises several exception types on bad names
-                raise ZoneUpdateError("update.origin", f"malformed name {update.origin!r}") from exc
-            st = self.zones.get(origin)
-            if st is None:
-                raise ZoneUpdateError("update.origin", f"no such zone {origin}")
-            if st.zone.apply(update):  # atomic: raises before touching the zone
-                changed.add(origin)
-                return b"OK serial=%d" % st.zone.serial
-            return b"OK unchanged serial=%d" % st.zone.serial
-        raise ZoneUpdateError("command", "must start with CREATE, UPDATE or TICK")
-
-    def _create(self, body: bytes, now: int, changed: set[dns.name.Name]) -> bytes:
+            return _error("", f"command: longer than {MAX_PAYLOAD} bytes")
         try:
-            doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ZoneUpdateError("create", f"not valid UTF-8 JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise ZoneUpdateError("create", "must be a JSON object")
-        unknown = sorted(set(doc) - _CREATE_FIELDS)
-        if unknown:
-            raise ZoneUpdateError(f"create.{unknown[0]}", "unknown field")
-        for fld in ("origin", "primary_ns", "admin"):
-            if not isinstance(doc.get(fld), str):
-                raise ZoneUpdateError(f"create.{fld}", "missing or not a string")
-        nameservers = doc.get("nameservers")
-        if not isinstance(nameservers, list) or not all(isinstance(n, str) for n in nameservers):
-            raise ZoneUpdateError("create.nameservers", "must be a list of names")
-        ttl = doc.get("ttl", 3600)
-        if not doc["origin"].endswith("."):
+            cmd = decode(DNSCommand, payload)
+        except DecodeError as exc:
+            return _error("", f"command: malformed ({exc})")
+        entry = _OPS.get(cmd.op)
+        if entry is None:
+            return _error("", f"op: must be one of {', '.join(_OPS)}, got {cmd.op[:32]!r}")
+        body_type, handler = entry
+        try:
+            body = decode(body_type, cmd.body)
+        except DecodeError as exc:
+            return _error(cmd.op, f"{cmd.op}: malformed ({exc})")
+        try:
+            return handler(self, body, now, changed)
+        except ZoneUpdateError as exc:
+            return _error(cmd.op, str(exc))
+
+    def _create(self, cmd: CreateZone, now: int, changed: set[dns.name.Name]) -> DNSResult:
+        if not cmd.origin.endswith("."):
             raise ZoneUpdateError("create.origin", "must be absolute (end with a dot)")
-        zone = Zone.create(
-            doc["origin"], primary_ns=doc["primary_ns"], admin=doc["admin"], nameservers=tuple(nameservers), ttl=ttl
-        )
+        zone = Zone.create(cmd.origin, primary_ns=cmd.primary_ns, admin=cmd.admin, nameservers=cmd.nameservers,
+                           ttl=cmd.ttl)
         if zone.origin in self.zones:
             raise ZoneUpdateError("create.origin", f"zone {zone.origin} already exists")
         if len(self.zones) >= MAX_ZONES:
             raise ZoneUpdateError("create", f"zone limit ({MAX_ZONES}) reached")
         self.zones[zone.origin] = _ZoneState(zone, self._sign_one(zone, now, None), now)
         changed.add(zone.origin)
-        return b"OK created %s" % zone.origin.to_text().encode()
+        return DNSResult(STATUS_OK, op=OP_CREATE, origin=zone.origin.to_text(), serial=zone.serial)
+
+    def _update(self, cmd: UpdateZone, now: int, changed: set[dns.name.Name]) -> DNSResult:
+        update = ZoneUpdate.from_records(cmd.origin, cmd.ops)
+        try:
+            origin = dns.name.from_text(update.origin).canonicalize()
+        except Exception as exc:  # dnspython raises several exception types on bad names
+            raise ZoneUpdateError("update.origin", f"malformed name {update.origin!r}") from exc
+        st = self.zones.get(origin)
+        if st is None:
+            raise ZoneUpdateError("update.origin", f"no such zone {origin}")
+        status = STATUS_OK if st.zone.apply(update) else STATUS_UNCHANGED  # atomic: raises before any change
+        if status == STATUS_OK:
+            changed.add(origin)
+        return DNSResult(status, op=OP_UPDATE, origin=origin.to_text(), serial=st.zone.serial)
+
+    def _tick(self, cmd: Tick, now: int, changed: set[dns.name.Name]) -> DNSResult:
+        return DNSResult(STATUS_OK, op=OP_TICK)
 
     # --- signing ------------------------------------------------------------------------------------
 
@@ -232,3 +300,16 @@ class DNSApplication:
 
     def _sign_one(self, zone: Zone, now: int, previous: SignedZone | None) -> SignedZone:
         return sign_zone(zone, self.keys_for(zone.origin), now, self.policy, previous=previous)
+
+
+def _error(op: str, detail: str) -> DNSResult:
+    return DNSResult(STATUS_ERROR, detail[:MAX_DETAIL], op=op)
+
+
+_Handler = Callable[[DNSApplication, Any, int, set[dns.name.Name]], DNSResult]
+#: The one dispatch table: command op -> (body type, handler).
+_OPS: dict[str, tuple[type[Any], _Handler]] = {
+    OP_CREATE: (CreateZone, DNSApplication._create),
+    OP_UPDATE: (UpdateZone, DNSApplication._update),
+    OP_TICK: (Tick, DNSApplication._tick),
+}

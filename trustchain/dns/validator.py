@@ -62,6 +62,8 @@ SECURE = ValidationResult(None, "secure")
 
 
 class Bogus(TrustChainError):
+    """Raised inside validation, turned into a `ValidationResult` before it leaves the validator."""
+
     def __init__(self, failure: Failure, detail: str) -> None:
         super().__init__(detail)
         self.result = ValidationResult(failure, f"{failure.value}: {detail}")

@@ -7,7 +7,6 @@ same bytes (`snapshot`) and `digest`, so nothing here depends on dict order, cas
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ __all__ = [
     "AddRecords",
     "DeleteName",
     "DeleteRRset",
+    "RecordOp",
     "ReplaceRRset",
     "Zone",
     "ZoneUpdate",
@@ -89,33 +89,77 @@ _KIND_OF: dict[type[Op], str] = {v: k for k, v in _OP_KINDS.items()}
 
 
 @dataclass(frozen=True)
+class RecordOp:
+    """One update operation as it travels in a command: a flat record whose `kind` says which of the
+    other fields it uses (the rest stay empty, so one operation has exactly one encoding)."""
+
+    kind: str  # add | replace | delete_rrset | delete_name
+    name: str
+    rtype: str = ""
+    ttl: int = 0
+    values: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, op: Op, field: str) -> RecordOp:
+        """The wire form of `op`. Refuses only what the encoding cannot carry (wrong types, a TTL outside
+        64 bits); whether the record is acceptable is for the replicas to judge."""
+        if isinstance(op, AddRecords | ReplaceRRset):
+            name, rtype, ttl, values = op.name, op.rtype, op.ttl, op.values
+        elif isinstance(op, DeleteRRset):
+            name, rtype, ttl, values = op.name, op.rtype, 0, ()
+        elif isinstance(op, DeleteName):
+            name, rtype, ttl, values = op.name, "", 0, ()
+        else:
+            raise ZoneUpdateError(field, f"unknown operation {type(op).__name__}")
+        kind = _KIND_OF[type(op)]
+        for key, value in (("name", name), ("type", rtype)):
+            if type(value) is not str:
+                raise ZoneUpdateError(f"{field}.{key}", "must be a string")
+        if type(ttl) is not int or not 0 <= ttl < 2**64:
+            raise ZoneUpdateError(f"{field}.ttl", f"bad TTL {ttl!r}: must be an unsigned 64-bit integer")
+        if not isinstance(values, tuple | list) or not all(type(v) is str for v in values):
+            raise ZoneUpdateError(f"{field}.values", "must be a list of strings")
+        return cls(kind, name, rtype, ttl, tuple(values))
+
+    def op(self, field: str) -> Op:
+        """The operation this record carries; fields its kind does not use must be empty."""
+        kind = _OP_KINDS.get(self.kind)
+        if kind is None:
+            raise ZoneUpdateError(f"{field}.kind", f"must be one of {sorted(_OP_KINDS)}, got {self.kind[:32]!r}")
+        if kind is AddRecords or kind is ReplaceRRset:
+            return kind(self.name, self.rtype, self.ttl, self.values)
+        unused = [("values", bool(self.values)), ("ttl", self.ttl != 0)]
+        if kind is DeleteName:
+            unused.append(("type", self.rtype != ""))
+        for key, present in unused:
+            if present:
+                raise ZoneUpdateError(f"{field}.{key}", f"not used by {self.kind}: must be empty")
+        return DeleteRRset(self.name, self.rtype) if kind is DeleteRRset else DeleteName(self.name)
+
+
+@dataclass(frozen=True)
 class ZoneUpdate:
-    """An ordered batch of operations applied all-or-nothing. `encode` gives canonical bytes so the
+    """An ordered batch of operations applied all-or-nothing. Commands carry it as `records()`, so the
     consensus payload (and its hash) is identical whoever builds it."""
 
     origin: str
     ops: tuple[Op, ...]
 
-    def encode(self) -> bytes:
-        ops: list[dict[str, Any]] = []
-        for op in self.ops:
-            item: dict[str, Any] = {"op": _KIND_OF[type(op)], "name": op.name}
-            if isinstance(op, AddRecords | ReplaceRRset):
-                item.update(type=op.rtype, ttl=op.ttl, values=list(op.values))
-            elif isinstance(op, DeleteRRset):
-                item["type"] = op.rtype
-            ops.append(item)
-        doc = {"origin": self.origin, "ops": ops}
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    def records(self) -> tuple[RecordOp, ...]:
+        return tuple(RecordOp.of(op, f"ops[{i}]") for i, op in enumerate(self.ops))
 
     @classmethod
-    def decode(cls, data: bytes) -> ZoneUpdate:
-        """Parse bytes from an untrusted client; any structural problem is a ZoneUpdateError."""
-        try:
-            doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ZoneUpdateError("update", f"not valid UTF-8 JSON: {exc}") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("origin"), str):
+    def from_records(cls, origin: str, records: tuple[RecordOp, ...]) -> ZoneUpdate:
+        return cls(origin, tuple(rec.op(f"ops[{i}]") for i, rec in enumerate(records)))
+
+    @classmethod
+    def from_json(cls, doc: object) -> ZoneUpdate:
+        """Parse the JSON form `{"origin", "ops": [{"op", "name", "type", "ttl", "values"}]}` that clients
+        send; any structural problem is a ZoneUpdateError naming the field."""
+        if not isinstance(doc, dict):
+            raise ZoneUpdateError("update", "must be an object with origin and ops")
+        _only(doc, ("origin", "ops"), "update")
+        if not isinstance(doc.get("origin"), str):
             raise ZoneUpdateError("update.origin", "missing or not a string")
         raw_ops = doc.get("ops")
         if not isinstance(raw_ops, list):
@@ -123,22 +167,37 @@ class ZoneUpdate:
         ops: list[Op] = []
         for i, item in enumerate(raw_ops):
             field = f"ops[{i}]"
-            if not isinstance(item, dict) or item.get("op") not in _OP_KINDS:
+            if not isinstance(item, dict) or not isinstance(item.get("op"), str) or item["op"] not in _OP_KINDS:
                 raise ZoneUpdateError(f"{field}.op", f"must be one of {sorted(_OP_KINDS)}")
             kind = _OP_KINDS[item["op"]]
-            try:
-                if kind in (AddRecords, ReplaceRRset):
-                    values = item["values"]
-                    if not isinstance(values, list):
-                        raise ZoneUpdateError(f"{field}.values", "must be a list of strings")
-                    ops.append(kind(item["name"], item["type"], item["ttl"], tuple(values)))
-                elif kind is DeleteRRset:
-                    ops.append(DeleteRRset(item["name"], item["type"]))
-                else:
-                    ops.append(DeleteName(item["name"]))
-            except KeyError as exc:
-                raise ZoneUpdateError(f"{field}.{exc.args[0]}", "missing") from exc
+            keys = _JSON_KEYS[kind]
+            _only(item, ("op", *keys), field)
+            missing = [k for k in keys if k not in item]
+            if missing:
+                raise ZoneUpdateError(f"{field}.{missing[0]}", "missing")
+            args = [item[k] for k in keys]
+            if "values" in item:
+                if not isinstance(item["values"], list):
+                    raise ZoneUpdateError(f"{field}.values", "must be a list of strings")
+                args[-1] = tuple(item["values"])
+            op = kind(*args)
+            RecordOp.of(op, field)  # the types a command can carry
+            ops.append(op)
         return cls(doc["origin"], tuple(ops))
+
+
+_JSON_KEYS: dict[type[Op], tuple[str, ...]] = {
+    AddRecords: ("name", "type", "ttl", "values"),
+    ReplaceRRset: ("name", "type", "ttl", "values"),
+    DeleteRRset: ("name", "type"),
+    DeleteName: ("name",),
+}
+
+
+def _only(doc: dict[str, Any], keys: tuple[str, ...], field: str) -> None:
+    unknown = sorted(str(k) for k in doc if k not in keys)
+    if unknown:
+        raise ZoneUpdateError(f"{field}.{unknown[0]}", "unknown field")
 
 
 def _canonical_rrset(
