@@ -9,7 +9,7 @@ import pytest
 from reference_node.cluster import run_dkg
 from reference_node.genesis import Genesis
 from trustchain.accounts import AccountResult, Ed25519AccountSigner, account_id, sign_write
-from trustchain.app import kvstore
+from trustchain.app import kvstore, validation
 from trustchain.app import trustchain as tcapp
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.ca import commands as cacommands
@@ -45,15 +45,29 @@ def _signed(target: str, payload: bytes, n: int, signer: Ed25519AccountSigner = 
                                   nonce=n.to_bytes(16, "big"), deadline_us=T0 + 60_000_000)
 
 
+VALIDATORS = [Ed25519AccountSigner(s) for s in SEEDS]
+
+
+def _own_example_org() -> list[bytes]:
+    """Alice registers, has the validators observe her control of example.org (3 of 4 agree), and
+    creates the zone: the path for a name TrustChain does not serve yet."""
+    return [
+        tcapp.registration_operation(ALICE, CLUSTER, nonce=b"\x00" * 16, deadline_us=T0 + 1),
+        _signed("validate", validation.open_command("example.org"), 100, ALICE),
+        *[_signed("observe", validation.observe_command(1, True), 101 + i, VALIDATORS[i]) for i in range(3)],
+        _signed("dns", dnsapp.create_command("example.org.", primary_ns="ns1.example.org.",
+                                             admin="h.example.org.", nameservers=["ns1.example.org."]), 1, ALICE),
+    ]
+
+
 def _ops() -> list[Operation]:
     update = ZoneUpdate("example.org.", (AddRecords("_acme-challenge.www.example.org.", "TXT", 300, ('"abc"',)),))
     payloads = [
-        _signed("dns", dnsapp.create_command("example.org.", primary_ns="ns1.example.org.",
-                                             admin="h.example.org.", nameservers=["ns1.example.org."]), 1),
-        _signed("dns", dnsapp.update_command(update), 2),
-        _signed("kv", kvstore.put(b"a", b"1"), 3),
-        _signed("ca", cacommands.challenge_command(["www.example.org"]), 4),
-        _signed("ct", ctapp.add_chain(b"\x30\x03\x02\x01\x01"), 5),
+        *_own_example_org(),
+        _signed("dns", dnsapp.update_command(update), 2, ALICE),
+        _signed("kv", kvstore.put(b"a", b"1"), 3, ALICE),
+        _signed("ca", cacommands.challenge_command(["www.example.org"]), 4, ALICE),
+        _signed("ct", ctapp.add_chain(b"\x30\x03\x02\x01\x01"), 5, ALICE),
         b"garbage",
     ]
     return [Operation(b"\xaa" * 32, i + 1, p) for i, p in enumerate(payloads)]
@@ -62,6 +76,11 @@ def _ops() -> list[Operation]:
 def test_routing_and_results() -> None:
     app = _app(0)
     results = app.execute(_ops(), ExecutionContext(1, T0))
+    opened = validation.decode_result(results[1])
+    assert opened.record_name == "_acme-challenge.example.org" and opened.expected
+    assert [validation.decode_result(r).status for r in results[2:5]] == ["recorded", "recorded", "decided"]
+    assert validation.decode_result(results[4]).outcome == "validated"
+    results = results[5:]
     created, updated = dnsapp.decode_result(results[0]), dnsapp.decode_result(results[1])
     assert (created.op, created.origin, created.serial) == (dnsapp.OP_CREATE, "example.org.", 1) and created.ok
     assert (updated.status, updated.op, updated.serial) == (dnsapp.STATUS_OK, dnsapp.OP_UPDATE, 2)
@@ -103,10 +122,9 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     run, not once per update); results and replicated state equal executing them one at a time."""
     updates = [ZoneUpdate("example.org.", (AddRecords(f"h{k}.example.org.", "A", 300, (f"192.0.2.{k}",)),))
                for k in range(1, 6)]
-    payloads = [_signed("dns", dnsapp.create_command("example.org.", primary_ns="ns1.example.org.",
-                                                     admin="h.example.org.", nameservers=["ns1.example.org."]), 1),
-                *[_signed("dns", dnsapp.update_command(u), 2 + k) for k, u in enumerate(updates)],
-                _signed("ca", cacommands.challenge_command(["h1.example.org"]), 9)]
+    payloads = [*_own_example_org(),
+                *[_signed("dns", dnsapp.update_command(u), 2 + k, ALICE) for k, u in enumerate(updates)],
+                _signed("ca", cacommands.challenge_command(["h1.example.org"]), 9, ALICE)]
     ops = [Operation(b"\xaa" * 32, i + 1, p) for i, p in enumerate(payloads)]
     together, one_by_one = _app(0), _app(1)
     signs: list[int] = []
@@ -120,7 +138,7 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     results = together.execute(ops, ExecutionContext(1, T0))
     assert signs == [1]  # one signing pass for the six DNS operations, before the CA operation read the zone
     expected = [one_by_one.execute([op], ExecutionContext(1, T0))[0] for op in ops]
-    assert results == expected and all(dnsapp.decode_result(r).status == dnsapp.STATUS_OK for r in results[:6])
+    assert results == expected and all(dnsapp.decode_result(r).status == dnsapp.STATUS_OK for r in results[5:11])
     assert together.snapshot() == one_by_one.snapshot()
 
 
@@ -157,3 +175,58 @@ def test_a_registered_account_writes_but_may_not_order_validator_operations() ->
                       ExecutionContext(3, T0))[0]
     assert tcapp.decode_routed(raw, dnsapp.decode_result) == tcapp.RouteError(
         "authorization: only a validator may order dns tick")
+
+
+MALLORY = Ed25519AccountSigner(hashlib.sha256(b"mallory").digest())
+
+
+def _zone(origin: str) -> bytes:
+    ns = "ns1.example.net."  # valid for every origin, the root included
+    return dnsapp.create_command(origin, primary_ns=ns, admin="h.example.net.", nameservers=[ns])
+
+
+def _dns_detail(app: tcapp.TrustChainApplication, payload: bytes, seq: int) -> str:
+    raw = app.execute([Operation(b"\xbb" * 32, seq, payload)], ExecutionContext(seq, T0))[0]
+    res = tcapp.decode_routed(raw, dnsapp.decode_result)
+    return res.detail if isinstance(res, tcapp.RouteError) or not res.ok else "ok"
+
+
+def test_mallory_cannot_take_alices_zone_or_names_by_any_dns_path() -> None:
+    app = _app(0)
+    app.execute([Operation(b"\xaa" * 32, i + 1, p) for i, p in enumerate(_own_example_org())], ExecutionContext(1, T0))
+    reg = tcapp.registration_operation(MALLORY, CLUSTER, nonce=b"\x09" * 16, deadline_us=T0 + 1)
+    app.execute([Operation(b"\xbb" * 32, 1, reg)], ExecutionContext(2, T0))
+    txt = ZoneUpdate("example.org.", (AddRecords("_acme-challenge.www.example.org.", "TXT", 300, ('"m"',)),))
+    attempts = {
+        "rewrite Alice's zone": (_signed("dns", dnsapp.update_command(txt), 10, MALLORY),
+                                 "update.authorization: only the zone's owner may change it"),
+        "zone under Alice's": (_signed("dns", _zone("_acme-challenge.pay.example.org."), 11, MALLORY),
+                               "create.origin: inside example.org., which another account owns"),
+        "the root": (_signed("dns", _zone("."), 12, MALLORY), "create.origin"),
+        "a TLD": (_signed("dns", _zone("com."), 13, MALLORY), "create.origin"),
+        "a public suffix": (_signed("dns", _zone("co.uk."), 14, MALLORY), "create.origin: co.uk is a public suffix"),
+        "an unserved name": (_signed("dns", _zone("victim-bank.org."), 15, MALLORY),
+                             "create.origin: victim-bank.org is not served by TrustChain"),
+        "a validator's job": (_signed("dns", dnsapp.tick_command(), 16, MALLORY), "authorization:"),
+    }
+    for what, (payload, expected) in attempts.items():
+        assert _dns_detail(app, payload, 20).startswith(expected), what
+    # Alice still owns her zone and can change it; a validator cannot take it either
+    assert _dns_detail(app, _signed("dns", dnsapp.update_command(txt), 30, ALICE), 21) == "ok"
+    assert _dns_detail(app, _signed("dns", dnsapp.update_command(txt), 31, VALIDATORS[2]), 22).startswith(
+        "update.authorization")
+
+
+def test_one_lying_validator_cannot_validate_an_outside_name() -> None:
+    app = _app(0)
+    reg = tcapp.registration_operation(MALLORY, CLUSTER, nonce=b"\x09" * 16, deadline_us=T0 + 1)
+    opened = _signed("validate", validation.open_command("victim-bank.org"), 1, MALLORY)
+    lie = _signed("observe", validation.observe_command(1, True), 2, VALIDATORS[3])
+    honest = [_signed("observe", validation.observe_command(1, False), 3 + i, VALIDATORS[i]) for i in range(2)]
+    forged = _signed("observe", validation.observe_command(1, True), 9, MALLORY)  # not a validator
+    ops = [reg, opened, lie, forged, *honest]
+    results = app.execute([Operation(b"\xbb" * 32, i + 1, p) for i, p in enumerate(ops)], ExecutionContext(1, T0))
+    assert tcapp.decode_routed(results[3], validation.decode_result) == tcapp.RouteError(
+        "authorization: only a validator may order observe *")
+    assert validation.decode_result(results[5]).outcome == "failed"
+    assert _dns_detail(app, _signed("dns", _zone("victim-bank.org."), 20, MALLORY), 2).startswith("create.origin")

@@ -39,6 +39,9 @@ from trustchain.accounts import (
 from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
+from trustchain.app.validation import VALIDATE, ValidationApp
+from trustchain.authorization.observations import ExternalValidations, ValidationsSnapshot
+from trustchain.authorization.zones import ZonePolicy, default_public_suffixes
 from trustchain.ca import caa
 from trustchain.ca.events import Event, Finalized
 from trustchain.ca.issuance import CAApplication
@@ -48,9 +51,11 @@ from trustchain.ct import app as ctapp
 from trustchain.dns.app import DNSApplication
 from trustchain.encoding import DecodeError, decode, encode
 from trustchain.errors import TrustChainError
+from trustchain.quorum import quorum_size
 
 CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
 TARGETS = (CA, CT, DNS, KV)
+WRITE_TARGETS = (*TARGETS, ACCOUNTS, VALIDATE, OBSERVE)  # what a signed write may address
 SNAPSHOT_VERSION = 2  # 2: accounts
 R = TypeVar("R")
 
@@ -77,6 +82,7 @@ class MalformedResult(TrustChainError, ValueError):
 class _Snapshot:
     version: int
     accounts: bytes
+    validations: ValidationsSnapshot
     ca: bytes
     ct: bytes
     dns: bytes
@@ -94,8 +100,8 @@ def route(target: str, payload: bytes) -> bytes:
 def signed_operation(signer: AccountSigner, account: bytes, cluster: bytes, target: str, payload: bytes, *,
                      nonce: bytes, deadline_us: int) -> bytes:
     """The consensus payload of `payload` for `target`, signed by `account` (whose key `signer` holds)."""
-    if target not in (*TARGETS, ACCOUNTS, OBSERVE):
-        raise ValueError(f"target: must be one of {', '.join((*TARGETS, ACCOUNTS, OBSERVE))}, got {target!r}")
+    if target not in WRITE_TARGETS:
+        raise ValueError(f"target: must be one of {', '.join(WRITE_TARGETS)}, got {target!r}")
     write = sign_write(signer, account, cluster, target, payload, nonce=nonce, deadline_us=deadline_us)
     return encode(Routed(SIGNED, encode(write)))
 
@@ -195,7 +201,13 @@ class TrustChainApplication:
         operators = tuple(account_id(AccountKey(ED25519, k)) for k in ca_policy.operators)
         ca_policy = dataclasses.replace(ca_policy, validator_keys=ids if ca_policy.validator_keys else (),
                                         operators=operators)
-        self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s)
+        n = len(validator_keys)
+        self.validation = ValidationApp(ExternalValidations(n, quorum_size(n)) if n >= 4 else
+                                        ExternalValidations(4, 3))
+        self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s,
+                                  zone_policy=ZonePolicy(default_public_suffixes()),
+                                  validated=self.validation.validated, validator_accounts=frozenset(ids),
+                                  validator_domain=ca_policy.node_domain + ".")
         self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
         self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots)
         self.kv = KVStore()
@@ -211,6 +223,7 @@ class TrustChainApplication:
                 results.extend(self.dns.execute(dns_run, context))
                 dns_run.clear()
 
+        self.validation.tick(context.time_us)
         for op in operations:
             admitted = self._admit(op, context.time_us)
             if isinstance(admitted, bytes):
@@ -229,6 +242,13 @@ class TrustChainApplication:
                 results.append(self.ct.execute([inner], context)[0])
             elif admitted.target == KV:
                 results.append(self.kv.execute([inner], context)[0])
+            elif admitted.target == VALIDATE:
+                seed = context.seq.to_bytes(8, "big") + op.timestamp.to_bytes(8, "big")
+                results.append(encode(self.validation.open(admitted.account, admitted.payload, seed, context.time_us)))
+            elif admitted.target == OBSERVE:
+                assert admitted.validator is not None  # the gate lets only validators observe
+                results.append(encode(self.validation.observe(admitted.validator, admitted.payload,
+                                                              context.time_us)))
             else:
                 results.append(encode(RouteError(f"target: unknown sub-application {admitted.target[:32]!r}")))
         flush_dns()
@@ -261,8 +281,9 @@ class TrustChainApplication:
         return events
 
     def snapshot(self) -> bytes:
-        return encode(_Snapshot(SNAPSHOT_VERSION, self.accounts.snapshot(), self.ca.snapshot(), self.ct.snapshot(),
-                                self.dns.snapshot(), self.kv.snapshot(), self.certificates_logged))
+        return encode(_Snapshot(SNAPSHOT_VERSION, self.accounts.snapshot(), self.validation.validations.snapshot(),
+                                self.ca.snapshot(), self.ct.snapshot(), self.dns.snapshot(), self.kv.snapshot(),
+                                self.certificates_logged))
 
     def restore(self, snapshot: bytes) -> None:
         snap = decode(_Snapshot, snapshot)
@@ -273,6 +294,7 @@ class TrustChainApplication:
         except (ValueError, KeyError, TypeError) as exc:
             raise DecodeError(f"_Snapshot.dns: {exc}") from None
         self.accounts.restore(snap.accounts)
+        self.validation.validations.restore(snap.validations)
         self.ca.restore(snap.ca)
         self.ct.restore(snap.ct)
         self.kv.restore(snap.kv)

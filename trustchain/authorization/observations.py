@@ -26,6 +26,7 @@ __all__ = [
     "ValidationConfigError",
     "ValidationLimits",
     "ValidationOpened",
+    "ValidationsSnapshot",
 ]
 
 OPEN, VALIDATED, FAILED = "open", "validated", "failed"
@@ -149,14 +150,14 @@ class ExternalValidations:
 
     # ------------------------------------------------------------------ snapshot
 
-    def snapshot(self) -> _ValidationsSnapshot:
-        return _ValidationsSnapshot(SNAPSHOT_VERSION, self._next_id, tuple(
+    def snapshot(self) -> ValidationsSnapshot:
+        return ValidationsSnapshot(SNAPSHOT_VERSION, self._next_id, tuple(
             _ValidationRecord(vid, v.account, v.name, v.record_name, v.expected, v.opened_us, v.state, v.decided_us,
                               tuple(_Vote(i, seen) for i, seen in sorted(v.votes.items())))
             for vid, v in sorted(self._items.items())
         ))
 
-    def restore(self, snap: _ValidationsSnapshot) -> None:
+    def restore(self, snap: ValidationsSnapshot) -> None:
         assert snap.version == SNAPSHOT_VERSION
         self._next_id = snap.next_id
         self._items = {
@@ -186,7 +187,7 @@ class _ValidationRecord:
 
 
 @dataclass(frozen=True)
-class _ValidationsSnapshot:
+class ValidationsSnapshot:
     version: int
     next_id: int
     items: tuple[_ValidationRecord, ...]

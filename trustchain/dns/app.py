@@ -27,6 +27,7 @@ import dns.name
 import dns.rrset
 
 from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.authorization.zones import VALIDATORS, ZonePolicy
 from trustchain.dns.authority import Authority
 from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
 from trustchain.dns.keys import KeySet
@@ -35,10 +36,11 @@ from trustchain.encoding import DecodeError, decode, encode
 
 OP_CREATE, OP_UPDATE, OP_TICK = "create", "update", "tick"
 STATUS_OK, STATUS_UNCHANGED, STATUS_ERROR = "ok", "unchanged", "error"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: zone owners
 MAX_ZONES = 1000  # bounds the state any client can make every replica hold
 MAX_PAYLOAD = 64 * 1024
 MAX_DETAIL = 512
+OutsideValidated = Callable[[bytes, str], bool]
 
 
 @dataclass(frozen=True)
@@ -145,9 +147,23 @@ class DNSApplication:
     production, a realistic base in the simulator whose clock starts at zero (RRSIG times are
     32-bit seconds since the epoch, and inception must not be negative)."""
 
-    def __init__(self, master_seed: bytes, policy: SigningPolicy | None = None, clock_offset_s: int = 0) -> None:
+    def __init__(self, master_seed: bytes, policy: SigningPolicy | None = None, clock_offset_s: int = 0, *,
+                 zone_policy: ZonePolicy | None = None, validated: OutsideValidated | None = None,
+                 validator_accounts: frozenset[bytes] = frozenset(), validator_domain: str = "",
+                 max_zones_per_owner: int = 20) -> None:
+        """`zone_policy`: who may create and change which zone (`trustchain.authorization.zones`); None
+        leaves zones unowned (a DNS-only deployment or workload with no accounts). `validated(account,
+        name)` says whether the validators observed the account's control of an unserved name.
+        `validator_accounts` act for the validator set, which owns the zones under `validator_domain` (the
+        nodes' own names); anywhere else a validator is one account like any other."""
         if len(master_seed) < 16:
             raise ValueError("master seed must be at least 16 bytes")
+        self.zone_policy = zone_policy
+        self.validated = validated
+        self.validator_accounts = validator_accounts
+        self.validator_domain = dns.name.from_text(validator_domain) if validator_domain else None
+        self.max_zones_per_owner = max_zones_per_owner
+        self.owners: dict[dns.name.Name, bytes] = {}
         self.master_seed = master_seed
         self.policy = policy or SigningPolicy()
         self.clock_offset_s = clock_offset_s
@@ -165,7 +181,7 @@ class DNSApplication:
         now = context.time_us // 1_000_000 + self.clock_offset_s
         self.last_time_s = max(self.last_time_s, now)
         changed: set[dns.name.Name] = set()
-        results = [encode(self._apply(op.payload, now, changed)) for op in operations]
+        results = [encode(self._apply(op.client, op.payload, now, changed)) for op in operations]
         self._sign(now, changed)
         return results
 
@@ -176,8 +192,8 @@ class DNSApplication:
             "rejected": self.rejected,
             "last_time_s": self.last_time_s,
             "zones": [
-                {"text": st.zone.to_text(), "signed_at": st.signed_at}
-                for _, st in sorted(self.zones.items())
+                {"text": st.zone.to_text(), "signed_at": st.signed_at, "owner": self.owners.get(origin, b"").hex()}
+                for origin, st in sorted(self.zones.items())
             ],
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -189,11 +205,15 @@ class DNSApplication:
         if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
             raise ValueError("DNS snapshot: unknown version")
         zones: dict[dns.name.Name, _ZoneState] = {}
+        owners: dict[dns.name.Name, bytes] = {}
         for item in doc["zones"]:
             zone = Zone.restore(str(item["text"]).encode("ascii"))
             signed_at = int(item["signed_at"])
             zones[zone.origin] = _ZoneState(zone, self._sign_one(zone, signed_at, None), signed_at)
+            if item.get("owner"):
+                owners[zone.origin] = bytes.fromhex(str(item["owner"]))
         self.zones = zones
+        self.owners = owners
         self.applied, self.rejected = int(doc["applied"]), int(doc["rejected"])
         self.last_time_s = int(doc["last_time_s"])
         self.authority = Authority()
@@ -227,14 +247,14 @@ class DNSApplication:
 
     # --- commands -----------------------------------------------------------------------------------
 
-    def _apply(self, payload: bytes, now: int, changed: set[dns.name.Name]) -> DNSResult:
+    def _apply(self, account: bytes, payload: bytes, now: int, changed: set[dns.name.Name]) -> DNSResult:
         self.applied += 1
-        result = self._dispatch(payload, now, changed)
+        result = self._dispatch(account, payload, now, changed)
         if not result.ok:
             self.rejected += 1
         return result
 
-    def _dispatch(self, payload: bytes, now: int, changed: set[dns.name.Name]) -> DNSResult:
+    def _dispatch(self, account: bytes, payload: bytes, now: int, changed: set[dns.name.Name]) -> DNSResult:
         if len(payload) > MAX_PAYLOAD:
             return _error("", f"command: longer than {MAX_PAYLOAD} bytes")
         try:
@@ -250,24 +270,59 @@ class DNSApplication:
         except DecodeError as exc:
             return _error(cmd.op, f"{cmd.op}: malformed ({exc})")
         try:
-            return handler(self, body, now, changed)
+            return handler(self, account, body, now, changed)
         except ZoneUpdateError as exc:
             return _error(cmd.op, str(exc))
 
-    def _create(self, cmd: CreateZone, now: int, changed: set[dns.name.Name]) -> DNSResult:
+    def _owner_of(self, account: bytes, origin: dns.name.Name) -> bytes:
+        """Who owns (or would own) `origin` when `account` acts on it: the validator set for a validator
+        inside the validators' domain, else the account itself."""
+        if (account in self.validator_accounts and self.validator_domain is not None
+                and origin.is_subdomain(self.validator_domain)):
+            return VALIDATORS
+        return account
+
+    def _check_create(self, account: bytes, origin: dns.name.Name) -> None:
+        if self.zone_policy is None:
+            return
+        owner = self._owner_of(account, origin)
+        decision = self.zone_policy.may_create(origin, owner, self.owners)
+        if decision.needs_validation and owner != VALIDATORS:
+            name = origin.to_text(omit_final_dot=True)
+            if self.validated is None or not self.validated(account, name):
+                raise ZoneUpdateError("create.origin", f"{name} is not served by TrustChain: the validators must "
+                                      "first observe this account's control of it in the public DNS")
+        elif not decision.allowed and not (decision.needs_validation and owner == VALIDATORS):
+            field, _, reason = decision.reason.partition(": ")
+            raise ZoneUpdateError(f"create.{field}", reason)
+        if sum(1 for o in self.owners.values() if o == owner) >= self.max_zones_per_owner and owner != VALIDATORS:
+            raise ZoneUpdateError("create", f"this account already owns {self.max_zones_per_owner} zones")
+
+    def _check_update(self, account: bytes, origin: dns.name.Name) -> None:
+        if self.zone_policy is None:
+            return
+        reason = self.zone_policy.may_update(origin, self._owner_of(account, origin), self.owners)
+        if reason is not None:
+            field, _, why = reason.partition(": ")
+            raise ZoneUpdateError(f"update.{field}", why)
+
+    def _create(self, account: bytes, cmd: CreateZone, now: int, changed: set[dns.name.Name]) -> DNSResult:
         if not cmd.origin.endswith("."):
             raise ZoneUpdateError("create.origin", "must be absolute (end with a dot)")
         zone = Zone.create(cmd.origin, primary_ns=cmd.primary_ns, admin=cmd.admin, nameservers=cmd.nameservers,
                            ttl=cmd.ttl)
         if zone.origin in self.zones:
             raise ZoneUpdateError("create.origin", f"zone {zone.origin} already exists")
+        self._check_create(account, zone.origin)
         if len(self.zones) >= MAX_ZONES:
             raise ZoneUpdateError("create", f"zone limit ({MAX_ZONES}) reached")
+        if self.zone_policy is not None:
+            self.owners[zone.origin] = self._owner_of(account, zone.origin)
         self.zones[zone.origin] = _ZoneState(zone, self._sign_one(zone, now, None), now)
         changed.add(zone.origin)
         return DNSResult(STATUS_OK, op=OP_CREATE, origin=zone.origin.to_text(), serial=zone.serial)
 
-    def _update(self, cmd: UpdateZone, now: int, changed: set[dns.name.Name]) -> DNSResult:
+    def _update(self, account: bytes, cmd: UpdateZone, now: int, changed: set[dns.name.Name]) -> DNSResult:
         update = ZoneUpdate.from_records(cmd.origin, cmd.ops)
         try:
             origin = dns.name.from_text(update.origin).canonicalize()
@@ -276,12 +331,13 @@ class DNSApplication:
         st = self.zones.get(origin)
         if st is None:
             raise ZoneUpdateError("update.origin", f"no such zone {origin}")
+        self._check_update(account, origin)
         status = STATUS_OK if st.zone.apply(update) else STATUS_UNCHANGED  # atomic: raises before any change
         if status == STATUS_OK:
             changed.add(origin)
         return DNSResult(status, op=OP_UPDATE, origin=origin.to_text(), serial=st.zone.serial)
 
-    def _tick(self, cmd: Tick, now: int, changed: set[dns.name.Name]) -> DNSResult:
+    def _tick(self, account: bytes, cmd: Tick, now: int, changed: set[dns.name.Name]) -> DNSResult:
         return DNSResult(STATUS_OK, op=OP_TICK)
 
     # --- signing ------------------------------------------------------------------------------------
@@ -306,7 +362,7 @@ def _error(op: str, detail: str) -> DNSResult:
     return DNSResult(STATUS_ERROR, detail[:MAX_DETAIL], op=op)
 
 
-_Handler = Callable[[DNSApplication, Any, int, set[dns.name.Name]], DNSResult]
+_Handler = Callable[[DNSApplication, bytes, Any, int, set[dns.name.Name]], DNSResult]
 #: The one dispatch table: command op -> (body type, handler).
 _OPS: dict[str, tuple[type[Any], _Handler]] = {
     OP_CREATE: (CreateZone, DNSApplication._create),
