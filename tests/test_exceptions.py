@@ -17,14 +17,6 @@ import sim
 import trustchain
 from trustchain.errors import TrustChainError
 
-#: Exception classes that do not derive from TrustChainError yet because the modules defining them are
-#: being reworked on other branches (trustchain/ca, trustchain/consensus). Remove each name once its
-#: branch has merged; the set must end up empty.
-PENDING = {
-    "trustchain.consensus.certificates.InvalidMessage",
-    "trustchain.consensus.client.ClientBusy",
-}
-
 
 def _modules(package: ModuleType) -> list[ModuleType]:
     """Every module of `package`, imported. `__main__` modules are skipped: importing one runs a CLI."""
@@ -50,11 +42,4 @@ def test_every_exception_derives_from_trustchain_error() -> None:
     found = _defined_exceptions()
     assert len(found) >= 25  # the walk really reached the packages
     outside = sorted(name for name, cls in found.items() if not issubclass(cls, TrustChainError))
-    assert [n for n in outside if n not in PENDING] == []
-
-
-def test_pending_names_still_exist_and_still_need_it() -> None:
-    """An entry whose class now derives from TrustChainError (or is gone) must leave PENDING."""
-    found = _defined_exceptions()
-    done = sorted(n for n in PENDING if n not in found or issubclass(found[n], TrustChainError))
-    assert done == [], f"drop from PENDING: {done}"
+    assert outside == []

@@ -15,17 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Import edges that close a cycle today and live in modules being reworked on other branches. Each is a
-#: deferred (function-level) import; the graph without them must be acyclic. Remove an entry as soon as
-#: its module no longer has the import: the set must end up empty.
-KNOWN_BACK_EDGES = {
-    # sim/adversaries: should import ModelledSigner from sim.modelled (sim.scale runs whole simulations)
-    ("sim.adversaries.clients", "sim.scale"),
-    # sim/mutants.py: its CLI command imports the explorer, which runs mutants; belongs in sim/explore.py
-    ("sim.mutants", "sim.explore"),
-}
-
-
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -108,17 +97,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_no_import_cycles(package: str) -> None:
     graph = import_graph(package)
     assert len(graph) >= 20
-    for src, dst in KNOWN_BACK_EDGES:
-        graph.get(src, set()).discard(dst)
     cycle = find_cycle(graph)
     assert cycle is None, f"import cycle in {package}/: {' -> '.join(cycle)}"
-
-
-def test_known_back_edges_still_exist() -> None:
-    graphs = {p: import_graph(p) for p in ("trustchain", "sim")}
-    gone = sorted((src, dst) for src, dst in KNOWN_BACK_EDGES
-                  if dst not in graphs[src.split(".")[0]].get(src, set()))
-    assert gone == [], f"drop from KNOWN_BACK_EDGES: {gone}"
 
 
 def test_cycle_finder_reports_the_cycle() -> None:

@@ -10,23 +10,10 @@ import trustchain
 ROOT = Path(trustchain.__file__).resolve().parent
 MAX_LINES = 600
 
-#: Modules over the limit that are being split right now on other branches. To be removed: each entry
-#: goes once its split has merged, and the set must end up empty.
-OVERSIZED = {
-    "consensus/replica.py",
-}
-
-
 def _sizes() -> dict[str, int]:
     return {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in sorted(ROOT.rglob("*.py"))}
 
 
 def test_no_core_module_is_over_the_limit() -> None:
-    too_long = {rel: n for rel, n in _sizes().items() if n > MAX_LINES and rel not in OVERSIZED}
+    too_long = {rel: n for rel, n in _sizes().items() if n > MAX_LINES}
     assert too_long == {}, f"split these modules (over {MAX_LINES} lines): {too_long}"
-
-
-def test_oversized_allowlist_is_still_needed() -> None:
-    sizes = _sizes()
-    done = sorted(rel for rel in OVERSIZED if sizes.get(rel, 0) <= MAX_LINES)
-    assert done == [], f"drop from OVERSIZED: {done}"

@@ -61,7 +61,7 @@ class ByzantineClient:
     def _signer(world: World, index: int) -> Signer:
         seed = hashlib.sha256(f"trustchain-sim/{world.seed}/byzantine-client/{index}".encode()).digest()
         if world.scenario.cluster.signatures == "modelled":
-            from sim.scale import ModelledSigner
+            from sim.modelled import ModelledSigner
 
             return ModelledSigner(seed)
         return Ed25519Signer(seed)
