@@ -230,3 +230,29 @@ def test_one_lying_validator_cannot_validate_an_outside_name() -> None:
         "authorization: only a validator may order observe *")
     assert validation.decode_result(results[5]).outcome == "failed"
     assert _dns_detail(app, _signed("dns", _zone("victim-bank.org."), 20, MALLORY), 2).startswith("create.origin")
+
+
+def test_key_value_data_belongs_to_its_writer_within_a_quota() -> None:
+    app = _app(0)
+    regs = [tcapp.registration_operation(s, CLUSTER, nonce=bytes([i]) * 16, deadline_us=T0 + 1)
+            for i, s in enumerate((ALICE, MALLORY))]
+    app.execute([Operation(b"\xbb" * 32, i + 1, p) for i, p in enumerate(regs)], ExecutionContext(1, T0))
+
+    def kv(payload: bytes, n: int, who: Ed25519AccountSigner) -> kvstore.KVResult:
+        raw = app.execute([Operation(b"\xbb" * 32, n, _signed("kv", payload, n, who))], ExecutionContext(n, T0))[0]
+        res = tcapp.decode_routed(raw, kvstore.decode_result)
+        assert isinstance(res, kvstore.KVResult)
+        return res
+
+    assert kv(kvstore.put(b"alice/k", b"v"), 10, ALICE).ok
+    assert kv(kvstore.put(b"alice/k", b"x"), 11, MALLORY).detail == "key: owned by another account"
+    assert kv(kvstore.delete(b"alice/k"), 12, MALLORY).detail == "key: owned by another account"
+    chunk = b"\x00" * (1 << 20)
+    outcomes = [kv(kvstore.put(b"m%d" % i, chunk), 20 + i, MALLORY) for i in range(5)]
+    assert [o.ok for o in outcomes] == [True, True, True, False, False]
+    assert outcomes[3].detail.startswith("quota:")
+    assert kv(kvstore.put(b"alice/k2", chunk), 30, ALICE).ok  # Mallory's full quota costs Alice nothing
+    assert kv(kvstore.delete(b"m0"), 31, MALLORY).ok and kv(kvstore.put(b"m3", chunk), 32, MALLORY).ok
+    copy = _app(1)
+    copy.restore(app.snapshot())
+    assert copy.snapshot() == app.snapshot() and copy.kv.usage == app.kv.usage

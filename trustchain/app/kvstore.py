@@ -51,15 +51,35 @@ class _Snapshot:
     applied: int
 
 
+@dataclass(frozen=True)
+class _OwnedItem:
+    key: bytes
+    value: bytes
+    owner: bytes
+
+
+@dataclass(frozen=True)
+class _OwnedSnapshot:
+    items: tuple[_OwnedItem, ...]
+    applied: int
+
+
 class KVStore:
-    def __init__(self) -> None:
+    """`quota_bytes` set: every key belongs to the account that first wrote it (only it may change or
+    delete it) and each account's keys and values together stay within the quota, so no client can fill
+    every replica's storage. None: one shared store (the consensus tests' and simulator's workload)."""
+
+    def __init__(self, quota_bytes: int | None = None) -> None:
         self.data: dict[bytes, bytes] = {}
         self.applied = 0
+        self.quota_bytes = quota_bytes
+        self.owners: dict[bytes, bytes] = {}
+        self.usage: dict[bytes, int] = {}
 
     def execute(self, operations: Sequence[Operation], context: ExecutionContext) -> list[bytes]:
-        return [encode(self._apply(op.payload)) for op in operations]
+        return [encode(self._apply(op.client, op.payload)) for op in operations]
 
-    def _apply(self, payload: bytes) -> KVResult:
+    def _apply(self, account: bytes, payload: bytes) -> KVResult:
         self.applied += 1
         try:
             cmd = decode(KVCommand, payload)
@@ -70,7 +90,47 @@ class KVStore:
         handler = _HANDLERS.get(cmd.op)
         if handler is None:
             return KVResult(STATUS_ERROR, f"op: must be one of {', '.join(OPS)}, got {cmd.op[:32]!r}")
+        if self.quota_bytes is not None and cmd.op != OP_GET:
+            refused = self._check_owner(account, cmd)
+            if refused is not None:
+                return refused
+            before = self._size(cmd.key)
+            result = handler(self, cmd)
+            self._account(account, cmd.key, before)
+            return result
         return handler(self, cmd)
+
+    def _size(self, key: bytes) -> int:
+        value = self.data.get(key)
+        return 0 if value is None else len(key) + len(value)
+
+    def _check_owner(self, account: bytes, cmd: KVCommand) -> KVResult | None:
+        assert self.quota_bytes is not None
+        owner = self.owners.get(cmd.key)
+        if owner is not None and owner != account:
+            return KVResult(STATUS_ERROR, "key: owned by another account")
+        old = self._size(cmd.key)
+        if cmd.op == OP_PUT:
+            new = len(cmd.key) + len(cmd.value)
+        elif cmd.op == OP_APPEND:
+            new = max(old, len(cmd.key)) + len(cmd.value)
+        else:
+            new = 0
+        if self.usage.get(account, 0) - old + new > self.quota_bytes:
+            return KVResult(STATUS_ERROR, f"quota: this account's data would exceed {self.quota_bytes} bytes")
+        return None
+
+    def _account(self, account: bytes, key: bytes, before: int) -> None:
+        after = self._size(key)
+        used = self.usage.get(account, 0) - before + after
+        if used:
+            self.usage[account] = used
+        else:
+            self.usage.pop(account, None)
+        if key in self.data:
+            self.owners[key] = account
+        else:
+            self.owners.pop(key, None)
 
     def _put(self, cmd: KVCommand) -> KVResult:
         if len(cmd.value) > MAX_VALUE:
@@ -95,10 +155,22 @@ class KVStore:
         return KVResult(STATUS_OK, size=len(new))
 
     def snapshot(self) -> bytes:
+        if self.quota_bytes is not None:
+            owned = tuple(_OwnedItem(k, self.data[k], self.owners[k]) for k in sorted(self.data))
+            return encode(_OwnedSnapshot(owned, self.applied))
         items = tuple(_Item(k, self.data[k]) for k in sorted(self.data))
         return encode(_Snapshot(items, self.applied))
 
     def restore(self, snapshot: bytes) -> None:
+        if self.quota_bytes is not None:
+            owned = decode(_OwnedSnapshot, snapshot)
+            self.data = {item.key: item.value for item in owned.items}
+            self.owners = {item.key: item.owner for item in owned.items}
+            self.usage = {}
+            for item in owned.items:
+                self.usage[item.owner] = self.usage.get(item.owner, 0) + len(item.key) + len(item.value)
+            self.applied = owned.applied
+            return
         snap = decode(_Snapshot, snapshot)
         self.data = {item.key: item.value for item in snap.items}
         self.applied = snap.applied

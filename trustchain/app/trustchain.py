@@ -57,6 +57,7 @@ CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
 TARGETS = (CA, CT, DNS, KV)
 WRITE_TARGETS = (*TARGETS, ACCOUNTS, VALIDATE, OBSERVE)  # what a signed write may address
 SNAPSHOT_VERSION = 2  # 2: accounts
+KV_QUOTA_BYTES = 4 << 20  # key-value data per account
 R = TypeVar("R")
 
 
@@ -210,7 +211,7 @@ class TrustChainApplication:
                                   validator_domain=ca_policy.node_domain + ".")
         self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
         self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots)
-        self.kv = KVStore()
+        self.kv = KVStore(quota_bytes=KV_QUOTA_BYTES)
         self.certificates_logged = 0
         self._events: list[Event] = []
 
