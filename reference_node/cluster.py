@@ -131,11 +131,14 @@ def pem_chain(*certs: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
+DEV_REGISTRY_SUFFIXES = ("test", "example", "org")
+
+
 def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str = "127.0.0.1",
              network: str = "devnet", transport: str = "tcp", ports: list[NodePorts] | None = None,
              checkpoint_interval: int = 16, timeout: str = "2s", synchronous: str = "full",
              dns_listeners: bool = True, node_cert_lifetime: str = "24h",
-             api_write_rate: float = 10.0) -> list[Path]:
+             api_write_rate: float = 10.0, unsigned_writes: bool = True) -> list[Path]:
     """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths."""
     if nodes < 4:
         raise ValueError("--nodes: PBFT needs at least 4 validators (n = 3f+1)")
@@ -171,7 +174,8 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
         "ca": {"domain": "trustchain.example", "root": public_to_json(root_public, root_name),
                "issuing": public_to_json(issuing_public, issuing_name), "urls": urls, "operators": [],
                "node_domain": canames.NODE_DOMAIN},
-        "dns": {"master_seed": secrets.token_bytes(32).hex()},
+        # a development cluster is the registry of these namespaces (first come, first served below them)
+        "dns": {"master_seed": secrets.token_bytes(32).hex(), "registry_suffixes": list(DEV_REGISTRY_SUFFIXES)},
         "ct": {"origin": f"trustchain.example/{network}/log"},
     }
     genesis_path = directory / "genesis.json"
@@ -241,6 +245,9 @@ synchronous = "{synchronous}"
 [api]
 listen = "{host}:{ports[i].api}"
 write_rate = {api_write_rate!r}
+# development cluster: the JSON write endpoints share one account per node (clients should sign their
+# own writes through POST /api/v1/write)
+unsigned_writes = {str(unsigned_writes).lower()}
 """
         (nd / "node.toml").write_text(toml)
         out.append(nd / "node.toml")

@@ -74,6 +74,12 @@ def _positive_rate(value: object) -> float:
     return float(value)
 
 
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
 def _positive_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"must be a positive integer, got {value!r}")
@@ -168,6 +174,9 @@ class APISection:
     global_write_rate: float = 500.0  # writes/s from all clients together
     max_connections_per_ip: int = 32
     header_timeout_us: int = 10_000_000
+    # The JSON write endpoints act for one account shared by every caller of this node; off unless an
+    # operator turns it on (a development cluster). Clients sign their own writes: POST /api/v1/write.
+    unsigned_writes: bool = False
 
 
 @dataclass(frozen=True)
@@ -416,7 +425,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         raise ConfigError(file, "storage.max_size", "must be at least 1MiB")
 
     a = r.section("api", {"listen", "request_timeout", "read_rate", "write_rate", "global_write_rate",
-                          "max_connections_per_ip", "header_timeout"}, required=False)
+                          "max_connections_per_ip", "header_timeout", "unsigned_writes"}, required=False)
     api = APISection(
         listen=r.get("api", a, "listen", parse_address, ("127.0.0.1", 8443)),
         request_timeout_us=r.get("api", a, "request_timeout", parse_duration_us, 30_000_000),
@@ -425,6 +434,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         global_write_rate=r.get("api", a, "global_write_rate", _positive_rate, 500.0),
         max_connections_per_ip=r.get("api", a, "max_connections_per_ip", _positive_int, 32),
         header_timeout_us=r.get("api", a, "header_timeout", parse_duration_us, 10_000_000),
+        unsigned_writes=r.get("api", a, "unsigned_writes", _boolean, False),
     )
 
     cfg = NodeConfig(file, trust, ca, dns, cons, storage, api)

@@ -114,6 +114,7 @@ class Genesis:
     ct_origin: str
     operators: tuple[bytes, ...]
     node_domain: str = canames.NODE_DOMAIN
+    registry_suffixes: tuple[str, ...] = ()  # see trustchain.authorization.zones.ZonePolicy
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
@@ -131,6 +132,7 @@ class Genesis:
                 ct_origin=str(doc["ct"]["origin"]),
                 operators=tuple(bytes.fromhex(k) for k in doc["ca"].get("operators", [])),
                 node_domain=str(doc["ca"].get("node_domain", canames.NODE_DOMAIN)),
+                registry_suffixes=tuple(str(x) for x in doc["dns"].get("registry_suffixes", [])),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise GenesisError(f"{path}: not a valid genesis file: {exc!r}") from None

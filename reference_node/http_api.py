@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import time
@@ -30,9 +31,12 @@ from cryptography.hazmat.primitives import serialization
 from reference_node import http_pki
 from reference_node.health import PEER_SILENCE_S, HealthMonitor
 from reference_node.http_guard import ConnectionGuard, GuardLimits, RateLimiter, rate_limit_middleware
-from reference_node.runtime import Node, NodeHalted, SubmitTimeout
-from trustchain.app import kvstore
+from reference_node.runtime import PRESIGNED, Node, NodeHalted, SubmitTimeout
+from trustchain.accounts import ACCOUNTS, AccountResult, SignedWrite
+from trustchain.app import kvstore, validation
 from trustchain.app import trustchain as tcapp
+from trustchain.app.gate import SIGNED
+from trustchain.app.validation import VALIDATE
 from trustchain.ca import commands as cacommands
 from trustchain.ca import ownership
 from trustchain.ca import records as carecords
@@ -42,7 +46,7 @@ from trustchain.ct import tiles
 from trustchain.dns import app as dnsapp
 from trustchain.dns.validator import Validator, ZoneKeys
 from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
-from trustchain.encoding import encode
+from trustchain.encoding import DecodeError, decode, encode
 from trustchain.errors import TrustChainError
 
 log = logging.getLogger("trustchain.api")
@@ -165,6 +169,35 @@ def _typed(raw: bytes, decode_result: Callable[[bytes], R]) -> R:
     return res
 
 
+RESULT_DECODERS: dict[str, Callable[[bytes], Any]] = {
+    tcapp.CA: cacommands.decode_result,
+    tcapp.CT: ctapp.decode_result,
+    tcapp.DNS: dnsapp.decode_result,
+    tcapp.KV: kvstore.decode_result,
+    ACCOUNTS: lambda data: decode(AccountResult, data),
+    VALIDATE: validation.decode_result,
+}
+
+
+def _jsonable(value: Any) -> Any:
+    """A typed result as JSON: bytes in base64, nested dataclasses as objects."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _b64_field(doc: dict[str, Any], key: str) -> bytes:
+    text = _str_field(doc, key)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise FieldError(key, "not valid base64") from None
+
+
 class API:
     def __init__(self, node: Node, root_pem: bytes = b"", intermediate_pem: bytes = b"",
                  guard_limits: GuardLimits | None = None) -> None:
@@ -192,6 +225,7 @@ class API:
         r.add_get("/api/v1/ct/proof/{hash}", self.ct_proof)
         r.add_get("/api/v1/ct/tile/{path:.+}", self.ct_tile)
         r.add_post("/api/v1/kv", self.kv)
+        r.add_post("/api/v1/write", self.signed_write)
         r.add_get("/api/v1/status", self.status)
         r.add_get("/api/v1/health", self.health)
         r.add_get("/api/v1/metrics", self.metrics)
@@ -231,7 +265,7 @@ class API:
     async def cert_challenge(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
         names = _str_list(doc, "names")
-        raw = await self.node.submit(tcapp.CA, cacommands.challenge_command(names), account=True)
+        raw = await self._submit_unsigned(tcapp.CA, cacommands.challenge_command(names))
         res = _ca_result(raw, cacommands.STATUS_CHALLENGE)
         challenges = [{"name": c.name, "key_authorization": c.key_authorization,
                        "txt_name": f"{ownership.CHALLENGE_LABEL}.{c.name}.",
@@ -247,7 +281,7 @@ class API:
         req = cacommands.IssueRequest(csr, tuple(names), tuple(proofs), _str_field(doc, "identity", required=False),
                                     _str_field(doc, "payment_ref", required=False),
                                     _int_field(doc, "lifetime_s", 0))
-        raw = await self.node.submit(tcapp.CA, cacommands.request_command(req), account=True)
+        raw = await self._submit_unsigned(tcapp.CA, cacommands.request_command(req))
         res = _ca_result(raw, cacommands.STATUS_PENDING)
         pid, serial = res.pending_id, res.serial
         if serial not in self.node.app.ca.issued and wait_s > 0:
@@ -294,8 +328,7 @@ class API:
             reason = names[reason.lower()]
         if not isinstance(reason, int) or isinstance(reason, bool) or reason not in carecords.REVOCATION_REASONS:
             raise FieldError("reason", "not a permitted CRLReason code")
-        raw = await self.node.submit(tcapp.CA, cacommands.revoke_command(int.from_bytes(serial, "big"), reason),
-                                       account=True)
+        raw = await self._submit_unsigned(tcapp.CA, cacommands.revoke_command(int.from_bytes(serial, "big"), reason))
         res = _ca_result(raw, cacommands.STATUS_OK, cacommands.STATUS_UNCHANGED)
         return web.json_response({"status": "revoked" if res.status == cacommands.STATUS_OK else "already_revoked",
                                   "serial": res.serial.hex()})
@@ -390,7 +423,7 @@ class API:
                 raise FieldError("body", "expected {\"create\": {...}} or {\"update\": {\"origin\", \"ops\"}}")
         except ZoneUpdateError as exc:
             raise FieldError(exc.field, exc.reason) from None
-        result = _typed(await self.node.submit(tcapp.DNS, payload), dnsapp.decode_result)
+        result = _typed(await self._submit_unsigned(tcapp.DNS, payload), dnsapp.decode_result)
         if not result.ok:
             return _rejected(result.detail)
         return web.json_response(dnsapp.result_json(result))
@@ -411,7 +444,7 @@ class API:
     async def ct_submit(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
         command = ctapi.add_chain_command(doc)
-        result = _typed(await self.node.submit(tcapp.CT, command), ctapp.decode_result)
+        result = _typed(await self._submit_unsigned(tcapp.CT, command), ctapp.decode_result)
         if not result.ok:
             field, _, reason = result.detail.partition(": ")
             return web.json_response({"error": result.detail, "field": field, "reason": reason}, status=422)
@@ -442,11 +475,40 @@ class API:
         if op not in kvstore.OPS:
             raise FieldError("op", "one of " + ", ".join(kvstore.OPS))
         cmd = kvstore.KVCommand(op, _str_field(doc, "key").encode(), _str_field(doc, "value", required=False).encode())
-        result = _typed(await self.node.submit(tcapp.KV, encode(cmd)), kvstore.decode_result)
+        result = _typed(await self._submit_unsigned(tcapp.KV, encode(cmd)), kvstore.decode_result)
         if not result.ok:
             return _rejected(result.detail)
         return web.json_response({"status": result.status, "value": result.value.decode(errors="replace"),
                                   "size": result.size})
+
+    # ------------------------------------------------------------------ signed writes
+
+    async def _submit_unsigned(self, target: str, payload: bytes) -> bytes:
+        """A JSON write endpoint: it acts for this node's shared API account, so it is off unless the
+        operator enabled `api.unsigned_writes` (a development cluster)."""
+        if not self.node.config.api.unsigned_writes:
+            raise FieldError("authorization", "this node takes only writes signed by the client's own account "
+                             "(POST /api/v1/write)", 403)
+        return await self.node.submit(target, payload, account=True)
+
+    async def signed_write(self, request: web.Request) -> web.Response:
+        """`{"write": base64(SignedWrite)}`: a write signed by the client's own account, forwarded as is;
+        the answer is the addressed sub-application's typed result."""
+        doc = await _json_body(request)
+        raw = _b64_field(doc, "write")
+        try:
+            write = decode(SignedWrite, raw)
+        except DecodeError as exc:
+            raise FieldError("write", f"not a signed write ({exc})") from None
+        decoder = RESULT_DECODERS.get(write.target)
+        if decoder is None:
+            raise FieldError("write.target", f"must be one of {', '.join(RESULT_DECODERS)}")
+        result = _typed(await self.node.submit(PRESIGNED, encode(tcapp.Routed(SIGNED, raw))), decoder)
+        if not result.ok:  # every typed result has `ok` and a "<field>: <reason>" detail
+            field, _, reason = result.detail.partition(": ")
+            return web.json_response({"error": result.detail, "field": field, "reason": reason,
+                                      "target": write.target, "result": _jsonable(result)}, status=422)
+        return web.json_response({"target": write.target, "result": _jsonable(result)})
 
     # ------------------------------------------------------------------ status
 

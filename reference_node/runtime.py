@@ -111,6 +111,9 @@ class Node:
         self.signer = Ed25519Signer(self.seed)
         self.write_signer = Ed25519AccountSigner(self.seed)  # the validator's account: same key
         self.account_id = account_id(self.write_signer.key)
+        self.api_signer = Ed25519AccountSigner(hashlib.sha256(b"trustchain/node-account/" + self.seed).digest())
+        self.api_account_id = account_id(self.api_signer.key)
+        self._api_account_registered = False
         keys = tuple(v.public_key for v in cons.validators)
         if keys[self.id] != self.signer.public_key:
             raise ValueError(f"{config.trustchain.key_file}: key does not match consensus.validators[{self.id}]")
@@ -166,7 +169,8 @@ class Node:
         return tcapp.TrustChainApplication(
             self.genesis.ca_policy(keys), self.genesis.dns_master_seed, self.signer,
             f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin,
-            cluster=self.genesis.cluster_id, validator_keys=keys, ct_accepted_roots=roots)
+            cluster=self.genesis.cluster_id, validator_keys=keys, ct_accepted_roots=roots,
+            registry_suffixes=self.genesis.registry_suffixes)
 
     def _executed_ts(self, client: bytes) -> int:
         rec = self.replica.client_record(client)
@@ -403,43 +407,50 @@ class Node:
                      account: bool = False) -> bytes:
         """Order `payload` for sub-application `target`; the result once our replica executed it.
 
-        `account=True` signs with this node's CA account key (one request at a time), so a challenge
-        and the issuance request that answers it come from the same account, as the CA requires;
-        otherwise one of a pool of client keys is used (one outstanding request per key, so PBFT's
-        per-client timestamp order is never violated)."""
+        `account=True` signs the write with this node's shared API account (the unsigned JSON write
+        endpoints, allowed only with `api.unsigned_writes`), registered on first use; otherwise with this
+        validator's own account. The PBFT request is signed by one of a pool of client keys (one
+        outstanding request per key, so PBFT's per-client timestamp order is never violated)."""
         if self.halted is not None:
             raise NodeHalted(self.halted)
         assert self._free is not None
         timeout = timeout_s if timeout_s is not None else self.config.api.request_timeout_us / 1e6
+        if account and not self._api_account_registered:
+            await self._register_api_account(timeout)
         deadline = time.monotonic() + timeout
-        if account:
-            await asyncio.wait_for(self._account_lock.acquire(), timeout)
-            try:
-                return await self.submit_as(self.account, target, payload, deadline, timeout)
-            finally:
-                self._account_lock.release()
         idx = await asyncio.wait_for(self._free.get(), timeout)
         try:
-            return await self.submit_as(self.clients[idx], target, payload, deadline, timeout)
+            return await self.submit_as(self.clients[idx], target, payload, deadline, timeout, api=account)
         finally:
             self._free.put_nowait(idx)
 
-    def operation(self, target: str, payload: bytes, timeout_s: float) -> bytes:
+    async def _register_api_account(self, timeout_s: float) -> None:
+        operation = tcapp.registration_operation(
+            self.api_signer, self.genesis.cluster_id, f"node {self.config.trustchain.node_id} API",
+            nonce=secrets.token_bytes(NONCE_SIZE), deadline_us=now_us() + int(timeout_s * 1e6) + 60_000_000)
+        async with self._account_lock:
+            if not self._api_account_registered:
+                await self.submit(PRESIGNED, operation, timeout_s)
+                self._api_account_registered = self.app.accounts.is_active(self.api_account_id)
+
+    def operation(self, target: str, payload: bytes, timeout_s: float, *, api: bool = False) -> bytes:
         """The consensus payload: a client's own signed write as is (`PRESIGNED`), else `payload` signed
-        by this validator's account (its consensus key), valid for about as long as we wait for it."""
+        by the node's API account (`api`) or this validator's account (its consensus key), valid for about
+        as long as we wait for it."""
         if target == PRESIGNED:
             return payload
+        signer, account = (self.api_signer, self.api_account_id) if api else (self.write_signer, self.account_id)
         validity_us = min(int(timeout_s * 1e6) + 60_000_000, MAX_VALIDITY_US - 1_000_000)
-        return tcapp.signed_operation(self.write_signer, self.account_id, self.genesis.cluster_id, target, payload,
+        return tcapp.signed_operation(signer, account, self.genesis.cluster_id, target, payload,
                                       nonce=secrets.token_bytes(NONCE_SIZE), deadline_us=now_us() + validity_us)
 
     async def submit_as(self, signer: Ed25519Signer, target: str, payload: bytes, deadline: float,
-                        timeout: float) -> bytes:
+                        timeout: float, *, api: bool = False) -> bytes:
         """Order `payload` as a request signed by `signer`, retransmitting until `deadline`. The caller
         keeps one request per signer outstanding (PBFT orders each client's timestamps)."""
         ts = max(self._last_ts[signer.public_key] + 1, now_us())
         self._last_ts[signer.public_key] = ts
-        request = Request.create(signer, ts, self.operation(target, payload, timeout))
+        request = Request.create(signer, ts, self.operation(target, payload, timeout, api=api))
         fut: asyncio.Future[bytes] = self._loop.create_future()
         self._waiting[(signer.public_key, ts)] = Submission(target, time.perf_counter(), fut)
         packet = pack(request)

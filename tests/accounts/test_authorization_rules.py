@@ -88,3 +88,13 @@ def test_votes_are_final_validations_expire_and_accounts_are_bounded() -> None:
     copy = ExternalValidations(4, 3, limits)
     copy.restore(vals.snapshot())
     assert copy.snapshot() == vals.snapshot()
+
+
+def test_a_registry_namespace_is_first_come_first_served_one_level_down() -> None:
+    policy = ZonePolicy(default_public_suffixes(), ("example",))
+    assert policy.may_create(_n("alice.example."), ALICE, {}).allowed
+    assert not policy.may_create(_n("example."), ALICE, {}).allowed  # the namespace itself: never
+    owners = {_n("alice.example."): ALICE}
+    assert not policy.may_create(_n("alice.example."), MALLORY, owners).allowed
+    assert not policy.may_create(_n("pay.alice.example."), MALLORY, owners).allowed
+    assert policy.may_create(_n("victim.org."), MALLORY, {}).needs_validation  # outside the namespace

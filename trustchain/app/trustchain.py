@@ -192,7 +192,8 @@ class TrustChainApplication:
     def __init__(self, ca_policy: CAPolicy, dns_master_seed: bytes, ct_signer: Signer, ct_key_name: str,
                  ct_origin: str, *, cluster: bytes, validator_keys: tuple[bytes, ...],
                  dns_clock_offset_s: int = 0, account_limits: AccountLimits | None = None,
-                 ct_accepted_roots: tuple[bytes, ...] | None = None) -> None:
+                 ct_accepted_roots: tuple[bytes, ...] | None = None,
+                 registry_suffixes: tuple[str, ...] = ()) -> None:
         """`cluster` names this cluster in every signed write (no replay across clusters);
         `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts."""
         self.accounts = AccountRegistry(cluster, account_limits,
@@ -206,7 +207,7 @@ class TrustChainApplication:
         self.validation = ValidationApp(ExternalValidations(n, quorum_size(n)) if n >= 4 else
                                         ExternalValidations(4, 3))
         self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s,
-                                  zone_policy=ZonePolicy(default_public_suffixes()),
+                                  zone_policy=ZonePolicy(default_public_suffixes(), registry_suffixes),
                                   validated=self.validation.validated, validator_accounts=frozenset(ids),
                                   validator_domain=ca_policy.node_domain + ".")
         self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))

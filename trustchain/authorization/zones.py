@@ -54,8 +54,12 @@ class CreateDecision:
 
 
 class ZonePolicy:
-    def __init__(self, is_public_suffix: PublicSuffixes) -> None:
+    def __init__(self, is_public_suffix: PublicSuffixes, registry_suffixes: tuple[str, ...] = ()) -> None:
+        """`registry_suffixes`: namespaces the cluster is the registry of (a private `internal.` or a
+        development cluster's `example.`): a name directly below one is registered first come, first served,
+        since there is no outside DNS to prove control in."""
         self.is_public_suffix = is_public_suffix
+        self.registry_suffixes = tuple(dns.name.from_text(s) for s in registry_suffixes)
 
     @staticmethod
     def enclosing(origin: dns.name.Name, zones: Mapping[dns.name.Name, bytes]) -> dns.name.Name | None:
@@ -73,7 +77,10 @@ class ZonePolicy:
         if len(origin) <= 2:  # the root (1 label) or a top-level domain (2 labels with the root)
             return CreateDecision(False, reason="origin: the root and top-level domains cannot be created")
         text = origin.to_text(omit_final_dot=True)
-        if self.is_public_suffix(text):
+        if origin in self.registry_suffixes:
+            return CreateDecision(False, reason=f"origin: {text} is a namespace this cluster registers names in")
+        registered_here = any(origin.parent() == suffix for suffix in self.registry_suffixes)
+        if self.is_public_suffix(text) and not registered_here:
             return CreateDecision(False, reason=f"origin: {text} is a public suffix")
         if origin in owners:
             return CreateDecision(False, reason="origin: zone already exists")
@@ -82,6 +89,8 @@ class ZonePolicy:
             if owners[parent] == account:
                 return CreateDecision(True)
             return CreateDecision(False, reason=f"origin: inside {parent.to_text()}, which another account owns")
+        if registered_here:
+            return CreateDecision(True)
         return CreateDecision(False, needs_validation=True)
 
     @staticmethod
