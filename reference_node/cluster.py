@@ -138,7 +138,8 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
              network: str = "devnet", transport: str = "tcp", ports: list[NodePorts] | None = None,
              checkpoint_interval: int = 16, timeout: str = "2s", synchronous: str = "full",
              dns_listeners: bool = True, node_cert_lifetime: str = "24h",
-             api_write_rate: float = 10.0, unsigned_writes: bool = True) -> list[Path]:
+             api_write_rate: float = 10.0, unsigned_writes: bool = True,
+             dns_upstream: tuple[str, ...] = ()) -> list[Path]:
     """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths."""
     if nodes < 4:
         raise ValueError("--nodes: PBFT needs at least 4 validators (n = 3f+1)")
@@ -218,7 +219,7 @@ rotation_period = "24h"
 node_cert_lifetime = "{node_cert_lifetime}"
 
 [dns]
-{dns_lines}upstream = []
+{dns_lines}upstream = {json.dumps(list(dns_upstream))}
 cache_size = "64MB"
 ttl_override = false
 

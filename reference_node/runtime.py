@@ -40,6 +40,7 @@ from reference_node.config import NodeConfig
 from reference_node.genesis import Genesis, load_key_package, load_seed
 from reference_node.node_cert import NodeCertificates
 from reference_node.node_metrics import NodeMetrics
+from reference_node.observer import OutsideObserver
 from reference_node.pubsub import PubSub
 from reference_node.signing_driver import SigningDriver, next_signing_epoch
 from reference_node.storage import Storage, StorageFull
@@ -132,6 +133,7 @@ class Node:
         self.recovered_records = len(records)
         self.replica = Replica.recover(self.cluster, self.id, self.signer, self.app, records)
         self.app.take_events()  # replayed history: the signing service is synced from state below
+        self.app.validation.take_events()  # replayed: not observed again (an open one expires, then is reopened)
         self.signing: SigningDriver | None = None
         if config.ca.intermediate_key is not None:
             kp = load_key_package(config.ca.intermediate_key)
@@ -158,6 +160,7 @@ class Node:
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics = NodeMetrics(self)
+        self.observer = OutsideObserver(self)
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -397,6 +400,7 @@ class Node:
             elif isinstance(event, caevents.PendingRecorded):
                 self.pubsub.publish("certificates", {"event": "pending", "pending_id": event.pending.pending_id,
                                                      "serial": event.pending.serial.hex()})
+        self.observer.on_events(list(self.app.validation.take_events()))
         self._resolve_from_snapshot()
         if self.signing is not None:
             self.signing.sync()

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import dns.message
+import dns.rcode
+import dns.rrset
 import pytest
 from node_harness import Cluster, http
 
 from reference_node.genesis import Genesis
 from trustchain.accounts import Ed25519AccountSigner, account_id
-from trustchain.app import kvstore
+from trustchain.app import kvstore, validation
 from trustchain.app import trustchain as tcapp
 from trustchain.dns import app as dnsapp
 from trustchain.dns.zone import AddRecords, ZoneUpdate
@@ -28,9 +33,43 @@ ALICE = Ed25519AccountSigner(hashlib.sha256(b"alice").digest())
 MALLORY = Ed25519AccountSigner(hashlib.sha256(b"mallory").digest())
 
 
+class PublicDNS:
+    """The "public DNS" the validators consult, on loopback: TXT records a test publishes."""
+
+    def __init__(self) -> None:
+        self.txt: dict[str, list[str]] = {}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            query = dns.message.from_wire(wire)
+            response = dns.message.make_response(query)
+            name = query.question[0].name.to_text(omit_final_dot=True).lower()
+            values = self.txt.get(name)
+            if values is None:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            else:
+                response.answer.append(dns.rrset.from_text_list(
+                    query.question[0].name, 60, "IN", "TXT", [f'"{v}"' for v in values]))
+            self.sock.sendto(response.to_wire(), peer)
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with Cluster(tmp_path_factory.mktemp("accounts"), 4, 3, unsigned_writes=False, dns_listeners=False) as c:
+def public_dns() -> PublicDNS:
+    return PublicDNS()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, public_dns: PublicDNS) -> Iterator[Cluster]:
+    with Cluster(tmp_path_factory.mktemp("accounts"), 4, 3, unsigned_writes=False, dns_listeners=False,
+                 dns_upstream=(public_dns.address,)) as c:
         yield c
 
 
@@ -105,3 +144,27 @@ def test_unsigned_writes_are_refused_and_each_client_writes_only_as_itself(clust
     assert code == 422 and res["field"] == "signature", res
     code, res = http("POST", cluster.apis[0] + "/api/v1/write", {"write": "@@"})
     assert code == 400 and res["field"] == "write", res
+
+
+def test_an_outside_name_is_validated_by_the_validators_own_lookups(cluster: Cluster, public_dns: PublicDNS) -> None:
+    alice, mallory = Client(cluster, ALICE), Client(cluster, MALLORY)
+    alice.n, mallory.n = 1000, 1000  # fresh nonces (the accounts exist from the test above, or are made here)
+    alice.post(alice.register(), node=0)
+    mallory.post(mallory.register(), node=1)
+    code, res = alice.post(alice.signed("validate", validation.open_command("alice-corp.net")), node=1)
+    assert code == 200 and res["result"]["status"] == "open", res
+    public_dns.txt[res["result"]["record_name"]] = [res["result"]["expected"]]  # Alice publishes her record
+    code, res = mallory.post(mallory.signed("validate", validation.open_command("victim-bank.net")), node=2)
+    assert code == 200, res  # nobody publishes Mallory's record
+    deadline = time.monotonic() + 60
+    while True:
+        code, res = alice.post(alice.signed("dns", _zone("alice-corp.net.")), node=0)
+        if code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert code == 200 and res["result"]["origin"] == "alice-corp.net.", res
+    time.sleep(2)  # every validator has looked by now
+    code, res = mallory.post(mallory.signed("dns", _zone("victim-bank.net.")), node=3)
+    assert code == 422 and res["field"] == "create.origin", res
+    code, res = mallory.post(mallory.signed("dns", _zone("pay.alice-corp.net.")), node=3)
+    assert code == 422 and res["field"] == "create.origin", res
