@@ -21,7 +21,7 @@ from ca_testutil import (
 from cryptography import x509
 
 from trustchain.app.interface import ExecutionContext, Operation
-from trustchain.ca import caa, frost, issuance
+from trustchain.ca import caa, frost, issuance, ownership
 from trustchain.ca import commands as cacommands
 from trustchain.ca import consensus_time as catime
 from trustchain.ca import events as caevents
@@ -312,3 +312,34 @@ def test_csr_key_types() -> None:
 
     assert check_key(ec.generate_private_key(ec.SECP521R1()).public_key()) is not None
     assert check_key(make_csr(["a.example"])[0].public_key()) is None
+
+
+def test_the_certificates_key_holder_may_revoke_and_nobody_else() -> None:
+    """RFC 8555 section 7.6: a signature by the certificate's private key authorizes revocation by any
+    account, bound to that account and reason; a forged or reused proof does not."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    app, dns = make_app()
+    alice, bob, mallory = Client(ALICE), Client(BOB), Client(b"\x66" * 32)
+    pid = pending_of(prove_and_request(app, dns, alice, ["key.example.org"], 1, T0_US))
+    pending = app.pending[pid]
+    run(app, Operation(b"\x01" * 32, 1, cacommands.finalize_command(pid, SIGN(pending.tbs))), 3, T0_US + 2_000_000)
+    key, _ = make_csr(["key.example.org"], 1)
+    serial = int.from_bytes(pending.serial, "big")
+
+    def proof(account: bytes, reason: int, signer: ec.EllipticCurvePrivateKey = key) -> bytes:
+        message = ownership.revocation_proof_input(pending.serial, reason, account)
+        return signer.sign(message, ec.ECDSA(hashes.SHA256()))
+
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    refused = [
+        run(app, mallory.op(cacommands.revoke_command(serial, 1)), 4, T0_US + 3_000_000),
+        run(app, mallory.op(cacommands.revoke_command(serial, 1, proof(mallory.account, 1, other_key))), 5,
+            T0_US + 3_000_000),
+        run(app, mallory.op(cacommands.revoke_command(serial, 1, proof(bob.account, 1))), 6, T0_US + 3_000_000),
+        run(app, mallory.op(cacommands.revoke_command(serial, 4, proof(mallory.account, 1))), 7, T0_US + 3_000_000),
+    ]
+    assert [r.field for r in refused] == ["authorization"] * 4 and app.status(serial).revoked_us is None  # type: ignore[union-attr]
+    done = run(app, bob.op(cacommands.revoke_command(serial, 1, proof(bob.account, 1))), 8, T0_US + 4_000_000)
+    assert done.status == cacommands.STATUS_OK and app.status(serial).reason == 1  # type: ignore[union-attr]

@@ -63,6 +63,9 @@ class RevokeCommand:
     OP: ClassVar[str] = "revoke"
     serial: bytes  # big-endian, as in the certificate
     reason: int
+    #: proof of the certificate's private key (RFC 8555 section 7.6): its signature over
+    #: `ownership.revocation_proof_input`, so the key holder may revoke without being the subscriber
+    key_proof: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,8 @@ def finalize_command(pending_id: int, signature: bytes) -> bytes:
     return encode_command(FinalizeCommand(pending_id, signature))
 
 
-def revoke_command(serial: int, reason: int) -> bytes:
-    return encode_command(RevokeCommand(serial_bytes(serial), reason))
+def revoke_command(serial: int, reason: int, key_proof: bytes = b"") -> bytes:
+    return encode_command(RevokeCommand(serial_bytes(serial), reason, key_proof))
 
 
 def install_issuer_command(certificate_der: bytes) -> bytes:

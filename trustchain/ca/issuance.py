@@ -411,8 +411,12 @@ class CAApplication:
         if cmd.reason not in REVOCATION_REASONS:
             return CAResult.error("reason: not a permitted CRLReason code")
         operator = op.client in self.policy.operators
-        if not operator and (op.client != record.account or cmd.reason in OPERATOR_REASONS):
-            return CAResult.error("authorization: only the subscriber or a CA operator may revoke")
+        key_holder = bool(cmd.key_proof) and ownership.verify_key_proof(
+            record.certificate_der, ownership.revocation_proof_input(cmd.serial, cmd.reason, op.client), cmd.key_proof)
+        allowed = operator or ((op.client == record.account or key_holder) and cmd.reason not in OPERATOR_REASONS)
+        if not allowed:
+            return CAResult.error("authorization: only the subscriber, the certificate's key holder or a CA "
+                                  "operator may revoke")
         if record.revoked_us is not None:
             return CAResult(STATUS_UNCHANGED, "already revoked", KIND_CERTIFICATE, serial=cmd.serial)
         self.issued[cmd.serial] = IssuedCertificate(

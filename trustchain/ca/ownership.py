@@ -13,6 +13,11 @@ from __future__ import annotations
 import base64
 import hashlib
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
 from trustchain.ca import caa
 
 CHALLENGE_LABEL = "_acme-challenge"
@@ -49,3 +54,26 @@ def check_ownership(
     if dns01_txt(proof) not in lookup.txt(owner):
         return f"no matching TXT record at {owner}"
     return None
+
+
+def revocation_proof_input(serial: bytes, reason: int, account: bytes) -> bytes:
+    """What a certificate's key signs to have it revoked by `account` (domain-separated)."""
+    return b"trustchain/revoke-by-key/v1\0" + len(serial).to_bytes(2, "big") + serial + bytes([reason]) + account
+
+
+def verify_key_proof(certificate_der: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether `signature` over `message` was made with the certificate's private key (Ed25519,
+    ECDSA with SHA-256, RSA PKCS#1 v1.5 with SHA-256). Never raises on bad input."""
+    try:
+        key = x509.load_der_x509_certificate(certificate_der).public_key()
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, message)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
