@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from sim.apps.authz import AuthzSimApp
 from sim.apps.base import SimApp
 from sim.apps.ca import CASimApp
 from sim.apps.ct import CTSimApp
 from sim.apps.dns import DNSSimApp
 from sim.apps.kv import KVApp
 
-APPS: dict[str, type[SimApp]] = {cls.name: cls for cls in (KVApp, DNSSimApp, CTSimApp, CASimApp)}
+APPS: dict[str, type[SimApp]] = {cls.name: cls for cls in (KVApp, DNSSimApp, CTSimApp, CASimApp, AuthzSimApp)}
 APP_BEHAVIOURS: dict[str, str] = {b: cls.name for cls in APPS.values() for b in cls.behaviours}
 
 __all__ = ["APPS", "APP_BEHAVIOURS", "SimApp"]
