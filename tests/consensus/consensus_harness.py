@@ -20,6 +20,7 @@ from trustchain.consensus.effects import (
     Persist,
     PersistRecord,
     PersistStable,
+    Rejected,
     RequestCompleted,
     SendToClient,
     SendToReplica,
@@ -86,7 +87,7 @@ class Cluster:
                     self.executed[src].append(e)
                 case RequestCompleted():
                     self.completed.append(e)
-                case ViewEntered() | StateRestored():
+                case ViewEntered() | StateRestored() | Rejected():
                     pass  # observations only; tests read the replicas' state directly
                 case _:
                     assert_never(e)
