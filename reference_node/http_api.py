@@ -591,6 +591,7 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/ct/proof/{hash}": {"get": op("Inclusion proof by leaf hash (hex or base64)", params=["hash"])},
         "/api/v1/ct/tile/{path}": {"get": op("tlog-tiles static path", params=["path"])},
         "/api/v1/kv": {"post": op("Key-value command (demo application)", True)},
+        "/api/v1/write": {"post": op("A write signed by the client's own account, forwarded as is", True)},
         "/api/v1/status": {"get": op("Node and consensus status")},
         "/api/v1/health": {"get": op("Health (503 when failing)")},
         "/api/v1/openapi.json": {"get": op("This OpenAPI 3 document")},

@@ -112,7 +112,10 @@ class Node:
         self.signer = Ed25519Signer(self.seed)
         self.write_signer = Ed25519AccountSigner(self.seed)  # the validator's account: same key
         self.account_id = account_id(self.write_signer.key)
-        self.api_signer = Ed25519AccountSigner(hashlib.sha256(b"trustchain/node-account/" + self.seed).digest())
+        # the one account every node's unsigned JSON endpoints act for (development clusters): derived from
+        # genesis, so a zone created through one node can be changed through another, as before accounts
+        self.api_signer = Ed25519AccountSigner(hashlib.sha256(
+            b"trustchain/unsigned-api-account/" + genesis.cluster_id + genesis.dns_master_seed).digest())
         self.api_account_id = account_id(self.api_signer.key)
         self._api_account_registered = False
         keys = tuple(v.public_key for v in cons.validators)

@@ -49,6 +49,8 @@ def test_f_byzantine_validators_can_neither_validate_alone_nor_block(n: int) -> 
     vals = ExternalValidations(n, threshold)
     opened = vals.open(MALLORY, "victim-bank.org", "_acme-challenge.victim-bank.org", "tok", 0)
     assert not isinstance(opened, str)
+    assert "not published" in str(vals.observe(0, opened.validation_id, True, 1))
+    assert not isinstance(vals.ready(MALLORY, opened.validation_id, 1), str)
     decisions = [vals.observe(i, opened.validation_id, True, 1) for i in range(f)]
     decisions += [vals.observe(i, opened.validation_id, False, 1) for i in range(f, n)]
     final = [d for d in decisions if isinstance(d, Decided)]
@@ -57,6 +59,8 @@ def test_f_byzantine_validators_can_neither_validate_alone_nor_block(n: int) -> 
     vals = ExternalValidations(n, threshold)
     opened = vals.open(ALICE, "alice-corp.org", "_acme-challenge.alice-corp.org", "tok", 0)
     assert not isinstance(opened, str)
+    assert isinstance(vals.ready(MALLORY, opened.validation_id, 1), str)  # only the account itself
+    assert not isinstance(vals.ready(ALICE, opened.validation_id, 1), str)
     decisions = [vals.observe(i, opened.validation_id, False, 1) for i in range(f)]
     decisions += [vals.observe(i, opened.validation_id, True, 1) for i in range(f, n)]
     final = [d for d in decisions if isinstance(d, Decided)]
@@ -80,6 +84,7 @@ def test_votes_are_final_validations_expire_and_accounts_are_bounded() -> None:
     assert isinstance(vals.open(ALICE, "c.org", "_acme-challenge.c.org", "t", 0), str)
     assert not isinstance(vals.open(MALLORY, "m.org", "_acme-challenge.m.org", "t", 0), str)
     assert isinstance(vals.open(b"B" * 32, "d.org", "_acme-challenge.d.org", "t", 0), str)
+    assert not isinstance(vals.ready(ALICE, a.validation_id, 1), str)
     assert vals.observe(0, a.validation_id, True, 1) is None
     assert vals.observe(0, a.validation_id, False, 1) == "validator: already observed this validation"
     assert vals.state_of(b.validation_id) == "open"

@@ -71,8 +71,10 @@ async def _collect(api: str, write_api: str, tmp: Path) -> dict[str, list[dict[s
         from cryptography.hazmat.primitives import serialization
 
         der = x509.load_pem_x509_certificate((tmp / "ws.pem").read_bytes()).public_bytes(serialization.Encoding.DER)
+        async with session.get(write_api + "/ca/intermediate.der") as r:
+            inter = await r.read()  # the log accepts chains to the root: the leaf and its issuer
         async with session.post(write_api + "/api/v1/ct/submit",
-                                json={"chain": [base64.b64encode(der).decode()]}) as r:
+                                json={"chain": [base64.b64encode(d).decode() for d in (der, inter)]}) as r:
             assert r.status == 200 and (await r.json())["status"] == "duplicate"
 
         def done() -> bool:

@@ -54,6 +54,7 @@ def _own_example_org() -> list[bytes]:
     return [
         tcapp.registration_operation(ALICE, CLUSTER, nonce=b"\x00" * 16, deadline_us=T0 + 1),
         _signed("validate", validation.open_command("example.org"), 100, ALICE),
+        _signed("validate", validation.ready_command(1), 99, ALICE),
         *[_signed("observe", validation.observe_command(1, True), 101 + i, VALIDATORS[i]) for i in range(3)],
         _signed("dns", dnsapp.create_command("example.org.", primary_ns="ns1.example.org.",
                                              admin="h.example.org.", nameservers=["ns1.example.org."]), 1, ALICE),
@@ -78,9 +79,10 @@ def test_routing_and_results() -> None:
     results = app.execute(_ops(), ExecutionContext(1, T0))
     opened = validation.decode_result(results[1])
     assert opened.record_name == "_acme-challenge.example.org" and opened.expected
-    assert [validation.decode_result(r).status for r in results[2:5]] == ["recorded", "recorded", "decided"]
-    assert validation.decode_result(results[4]).outcome == "validated"
-    results = results[5:]
+    assert validation.decode_result(results[2]).status == "ready"
+    assert [validation.decode_result(r).status for r in results[3:6]] == ["recorded", "recorded", "decided"]
+    assert validation.decode_result(results[5]).outcome == "validated"
+    results = results[6:]
     created, updated = dnsapp.decode_result(results[0]), dnsapp.decode_result(results[1])
     assert (created.op, created.origin, created.serial) == (dnsapp.OP_CREATE, "example.org.", 1) and created.ok
     assert (updated.status, updated.op, updated.serial) == (dnsapp.STATUS_OK, dnsapp.OP_UPDATE, 2)
@@ -138,7 +140,7 @@ def test_consecutive_dns_operations_are_signed_once_with_the_same_result() -> No
     results = together.execute(ops, ExecutionContext(1, T0))
     assert signs == [1]  # one signing pass for the six DNS operations, before the CA operation read the zone
     expected = [one_by_one.execute([op], ExecutionContext(1, T0))[0] for op in ops]
-    assert results == expected and all(dnsapp.decode_result(r).status == dnsapp.STATUS_OK for r in results[5:11])
+    assert results == expected and all(dnsapp.decode_result(r).status == dnsapp.STATUS_OK for r in results[6:12])
     assert together.snapshot() == one_by_one.snapshot()
 
 
@@ -221,14 +223,17 @@ def test_one_lying_validator_cannot_validate_an_outside_name() -> None:
     app = _app(0)
     reg = tcapp.registration_operation(MALLORY, CLUSTER, nonce=b"\x09" * 16, deadline_us=T0 + 1)
     opened = _signed("validate", validation.open_command("victim-bank.org"), 1, MALLORY)
+    early = _signed("observe", validation.observe_command(1, True), 8, VALIDATORS[3])  # before "ready"
+    ready = _signed("validate", validation.ready_command(1), 7, MALLORY)
     lie = _signed("observe", validation.observe_command(1, True), 2, VALIDATORS[3])
     honest = [_signed("observe", validation.observe_command(1, False), 3 + i, VALIDATORS[i]) for i in range(2)]
     forged = _signed("observe", validation.observe_command(1, True), 9, MALLORY)  # not a validator
-    ops = [reg, opened, lie, forged, *honest]
+    ops = [reg, opened, early, ready, lie, forged, *honest]
     results = app.execute([Operation(b"\xbb" * 32, i + 1, p) for i, p in enumerate(ops)], ExecutionContext(1, T0))
-    assert tcapp.decode_routed(results[3], validation.decode_result) == tcapp.RouteError(
+    assert validation.decode_result(results[2]).detail.startswith("validation_id: the account has not published")
+    assert tcapp.decode_routed(results[5], validation.decode_result) == tcapp.RouteError(
         "authorization: only a validator may order observe *")
-    assert validation.decode_result(results[5]).outcome == "failed"
+    assert validation.decode_result(results[7]).outcome == "failed"
     assert _dns_detail(app, _signed("dns", _zone("victim-bank.org."), 20, MALLORY), 2).startswith("create.origin")
 
 

@@ -64,7 +64,9 @@ def test_cluster_end_to_end(tmp_path: Path) -> None:
             c.wait_for(lambda i=i: http("GET", api[i] + f"/api/v1/cert/{serial}")[0] == 200, what=f"cert on {i}")
         # the issued certificate is in every node's CT log, with an inclusion proof
         der = x509.load_pem_x509_certificate(res["certificate"].encode()).public_bytes(serialization.Encoding.DER)
-        code, sub = http("POST", api[2] + "/api/v1/ct/submit", {"chain": [base64.b64encode(der).decode()]})
+        inter = x509.load_pem_x509_certificate((tmp_path / "intermediate.pem").read_bytes())
+        chain = [base64.b64encode(d).decode() for d in (der, inter.public_bytes(serialization.Encoding.DER))]
+        code, sub = http("POST", api[2] + "/api/v1/ct/submit", {"chain": chain})
         assert code == 200 and sub["status"] == "duplicate", sub  # logged at issuance already
         leaf_hash = base64.b64decode(sub["leaf_hash"]).hex()
         code, proof = http("GET", api[4] + f"/api/v1/ct/proof/{leaf_hash}")

@@ -1,8 +1,9 @@
 """Outside-name validation as a replicated sub-application.
 
 An account asks (`OpenValidation(name)`): every replica derives the same challenge from the ordered
-request and answers with the TXT record to publish at `_acme-challenge.<name>` in the public DNS. Each
-validator's node then looks it up on its own and orders an `Observation`; the decision is
+request and answers with the TXT record to publish at `_acme-challenge.<name>` in the public DNS. Once
+it is published the account says `ready`; each validator's node then looks it up on its own and orders
+an `Observation`; the decision is
 `ExternalValidations`' quorum rule. A validated name lets that account create the zone for it
 (`trustchain.dns.app`) for the validity period.
 """
@@ -14,20 +15,28 @@ from dataclasses import dataclass
 
 import dns.name
 
+from trustchain.app.gate import command_op
 from trustchain.authorization.observations import Decided, ExternalValidations, ValidationOpened
 from trustchain.ca import ownership
 from trustchain.encoding import DecodeError, decode, encode
 
-__all__ = ["VALIDATE", "Observation", "OpenValidation", "ValidationApp", "ValidationResult"]
+__all__ = ["VALIDATE", "Observation", "OpenValidation", "ReadyValidation", "ValidationApp", "ValidationResult"]
 
 VALIDATE = "validate"  # routing target of an account's request to validate a name
-STATUS_OPEN, STATUS_DECIDED, STATUS_RECORDED, STATUS_ERROR = "open", "decided", "recorded", "error"
+STATUS_OPEN, STATUS_READY, STATUS_DECIDED, STATUS_RECORDED, STATUS_ERROR = (
+    "open", "ready", "decided", "recorded", "error")
 
 
 @dataclass(frozen=True)
 class OpenValidation:
     op: str  # "open" (every command envelope starts with its op)
     name: str
+
+
+@dataclass(frozen=True)
+class ReadyValidation:
+    op: str  # "ready": the record is published, the validators may look
+    validation_id: int
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,10 @@ def open_command(name: str) -> bytes:
     return encode(OpenValidation("open", name))
 
 
+def ready_command(validation_id: int) -> bytes:
+    return encode(ReadyValidation("ready", validation_id))
+
+
 def observe_command(validation_id: int, seen: bool) -> bytes:
     return encode(Observation("observe", validation_id, seen))
 
@@ -79,6 +92,8 @@ class ValidationApp:
         self._events: list[ValidationOpened | Decided] = []
 
     def open(self, account: bytes, payload: bytes, seed: bytes, now_us: int) -> ValidationResult:
+        if command_op(payload) == "ready":
+            return self._ready(account, payload, now_us)
         try:
             cmd = decode(OpenValidation, payload)
         except DecodeError as exc:
@@ -91,8 +106,18 @@ class ValidationApp:
         opened = self.validations.open(account, name, f"{ownership.CHALLENGE_LABEL}.{name}", expected, now_us)
         if isinstance(opened, str):
             return ValidationResult(STATUS_ERROR, opened)
-        self._events.append(opened)
         return ValidationResult(STATUS_OPEN, "", opened.validation_id, opened.record_name, expected)
+
+    def _ready(self, account: bytes, payload: bytes, now_us: int) -> ValidationResult:
+        try:
+            cmd = decode(ReadyValidation, payload)
+        except DecodeError as exc:
+            return ValidationResult(STATUS_ERROR, f"command: malformed ({exc})")
+        opened = self.validations.ready(account, cmd.validation_id, now_us)
+        if isinstance(opened, str):
+            return ValidationResult(STATUS_ERROR, opened, cmd.validation_id)
+        self._events.append(opened)
+        return ValidationResult(STATUS_READY, "", opened.validation_id, opened.record_name, opened.expected)
 
     def observe(self, validator: int, payload: bytes, now_us: int) -> ValidationResult:
         try:

@@ -74,6 +74,7 @@ class _Validation:
     state: str = OPEN
     decided_us: int = 0
     votes: dict[int, bool] = field(default_factory=dict)  # validator index -> saw the record
+    ready: bool = False  # the account published its record: the validators may look now
 
 
 class ExternalValidations:
@@ -89,7 +90,8 @@ class ExternalValidations:
 
     def open(self, account: bytes, name: str, record_name: str, expected: str,
              now_us: int) -> ValidationOpened | str:
-        """Start a validation, or say why not (field-named reason)."""
+        """Start a validation, or say why not (field-named reason). Validators look only once the
+        account says its record is published (`ready`), as an ACME client answers a challenge."""
         self.expire(now_us)
         live = [v for v in self._items.values() if v.state == OPEN]
         if len(live) >= self.limits.max_open:
@@ -101,6 +103,17 @@ class ExternalValidations:
         self._items[vid] = _Validation(account, name, record_name, expected, now_us)
         return ValidationOpened(vid, account, name, record_name, expected)
 
+    def ready(self, account: bytes, validation_id: int, now_us: int) -> ValidationOpened | str:
+        """The account published its record: the event that asks every validator to look."""
+        self.expire(now_us)
+        item = self._items.get(validation_id)
+        if item is None or item.account != account:
+            return "validation_id: unknown, expired or another account's"
+        if item.state != OPEN or item.ready:
+            return "validation_id: already being observed or decided"
+        item.ready = True
+        return ValidationOpened(validation_id, account, item.name, item.record_name, item.expected)
+
     def observe(self, validator: int, validation_id: int, seen: bool, now_us: int) -> Decided | str | None:
         """Record validator `validator`'s observation. Returns the decision when this vote makes it,
         None while undecided, or an error reason. A validator's first vote is final."""
@@ -111,6 +124,8 @@ class ExternalValidations:
             return "validation_id: unknown or expired"
         if item.state != OPEN:
             return None  # late votes after the decision are harmless
+        if not item.ready:
+            return "validation_id: the account has not published its record yet"
         if validator in item.votes:
             return "validator: already observed this validation"
         item.votes[validator] = seen
@@ -153,7 +168,7 @@ class ExternalValidations:
     def snapshot(self) -> ValidationsSnapshot:
         return ValidationsSnapshot(SNAPSHOT_VERSION, self._next_id, tuple(
             _ValidationRecord(vid, v.account, v.name, v.record_name, v.expected, v.opened_us, v.state, v.decided_us,
-                              tuple(_Vote(i, seen) for i, seen in sorted(v.votes.items())))
+                              tuple(_Vote(i, seen) for i, seen in sorted(v.votes.items())), v.ready)
             for vid, v in sorted(self._items.items())
         ))
 
@@ -162,7 +177,7 @@ class ExternalValidations:
         self._next_id = snap.next_id
         self._items = {
             r.validation_id: _Validation(r.account, r.name, r.record_name, r.expected, r.opened_us, r.state,
-                                         r.decided_us, {v.validator: v.seen for v in r.votes})
+                                         r.decided_us, {v.validator: v.seen for v in r.votes}, r.ready)
             for r in snap.items
         }
 
@@ -184,6 +199,7 @@ class _ValidationRecord:
     state: str
     decided_us: int
     votes: tuple[_Vote, ...]
+    ready: bool
 
 
 @dataclass(frozen=True)
