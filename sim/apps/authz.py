@@ -206,13 +206,7 @@ class AuthzSimApp(SimApp):
     # ------------------------------------------------------------------ checks
 
     def _honest_apps(self) -> dict[str, tcapp.TrustChainApplication]:
-        out = {}
-        for name, node in sorted(self.world.nodes.items()):
-            if not node.byzantine:
-                app = node.replica.app
-                assert isinstance(app, tcapp.TrustChainApplication)
-                out[name] = app
-        return out
+        return self.honest_replica_apps(tcapp.TrustChainApplication)
 
     def _owner_of_name(self) -> dict[str, bytes]:
         """Ground truth: the zone of each honest client and its account."""

@@ -8,7 +8,7 @@ the run. It may start SimPy processes of its own (monitors, auditors, gossip) th
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sim.params import ParamSchema
 from trustchain.app.interface import Application
@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from sim.checkers import Verdict
     from sim.world import ReplicaNode, World
     from trustchain.consensus.effects import Executed
+
+
+A = TypeVar("A")
 
 
 class SimApp:
@@ -66,3 +69,13 @@ class SimApp:
     def checks(self) -> list[Verdict]:
         """Application-level checks, run after the consensus checks."""
         return []
+
+    def honest_replica_apps(self, cls: type[A]) -> dict[str, A]:
+        """Each honest replica's application by node name (sorted), checked to be a `cls`."""
+        out: dict[str, A] = {}
+        for name, node in sorted(self.world.nodes.items()):
+            if not node.byzantine:
+                app = node.replica.app
+                assert isinstance(app, cls), f"node {name} runs {type(app).__name__}, not {cls.__name__}"
+                out[name] = app
+        return out

@@ -470,13 +470,7 @@ class CASimApp(SimApp):
     # ------------------------------------------------------------------ checks
 
     def honest_apps(self) -> dict[str, issuance.CAApplication]:
-        out = {}
-        for name, node in sorted(self.world.nodes.items()):
-            if not node.byzantine:
-                app = node.replica.app
-                assert isinstance(app, issuance.CAApplication)
-                out[name] = app
-        return out
+        return self.honest_replica_apps(issuance.CAApplication)
 
     def issued_certificates(self) -> dict[bytes, carecords.IssuedCertificate]:
         """Every certificate any honest replica recorded, by serial (first seen)."""
