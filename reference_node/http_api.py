@@ -137,13 +137,7 @@ def _ca_result(raw: bytes, *expected: str) -> cacommands.CAResult:
     """The CA's typed result for a routed CA command, if its status is one of `expected`. A rejection becomes a 422
     naming the CA's field; a router error, an undecodable result or another status is this node's fault
     (500)."""
-    try:
-        res = tcapp.decode_routed(raw, cacommands.decode_result)
-    except tcapp.MalformedResult as exc:
-        raise FieldError("result", f"malformed CA result: {exc}", 500) from None
-    if isinstance(res, tcapp.RouteError):  # refused at the gate: signature, nonce, authorization
-        field, _, reason = res.detail.partition(": ")
-        raise FieldError(field, reason, 422)
+    res = _typed(raw, cacommands.decode_result)
     if not res.ok:
         raise FieldError(res.field, res.reason, 422)
     if res.status not in expected:
@@ -446,8 +440,7 @@ class API:
         command = ctapi.add_chain_command(doc)
         result = _typed(await self._submit_unsigned(tcapp.CT, command), ctapp.decode_result)
         if not result.ok:
-            field, _, reason = result.detail.partition(": ")
-            return web.json_response({"error": result.detail, "field": field, "reason": reason}, status=422)
+            return _rejected(result.detail)
         sct = self.node.app.ct.sct(result.index)
         return web.json_response({**ctapi.result_json(result), "sct": ctapi.sct_json(sct, result.index)})
 

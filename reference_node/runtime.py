@@ -147,9 +147,8 @@ class Node:
         self.transport = transport
         self.clients = [Ed25519Signer(hashlib.sha256(b"trustchain/node-client/%d/" % i + self.seed).digest())
                         for i in range(CLIENT_POOL)]
-        self.account = Ed25519Signer(hashlib.sha256(b"trustchain/node-account/" + self.seed).digest())
         self._last_ts = {c.public_key: self._executed_ts(c.public_key)
-                         for c in [*self.clients, self.account, self.signer]}
+                         for c in [*self.clients, self.signer]}
         self._account_lock = asyncio.Lock()
         self.certificates = NodeCertificates(self)
         self._free: asyncio.Queue[int] | None = None
