@@ -137,22 +137,37 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     await node.stop()
 
 
+def cluster_main(argv: list[str]) -> int:
+    """`cluster init` creates a local cluster, `cluster start` supervises it, `cluster` does both
+    (creating only when the directory holds none)."""
+    from reference_node.cluster import init_cluster, run_cluster, start_cluster
+
+    action = argv[0] if argv and argv[0] in ("init", "start") else "run"
+    p = argparse.ArgumentParser(prog="python -m reference_node cluster" + ("" if action == "run" else f" {action}"))
+    p.add_argument("--dir", required=True, help="the cluster directory (genesis.json and one node<i>/ per node)")
+    if action != "start":
+        p.add_argument("--nodes", type=int, default=5)
+        p.add_argument("--threshold", type=int, default=3)
+        p.add_argument("--transport", choices=cfgmod.TRANSPORTS, default="tcp")
+    a = p.parse_args(argv[1:] if action != "run" else argv)
+    try:
+        if action == "init":
+            configs = init_cluster(Path(a.dir), a.nodes, a.threshold, a.transport)
+            print(f"{len(configs)} validators created in {a.dir}; start them with "
+                  f"`python -m reference_node cluster start --dir {a.dir}`")
+            return 0
+        if action == "start":
+            return start_cluster(Path(a.dir))
+        return run_cluster(Path(a.dir), a.nodes, a.threshold, a.transport)
+    except ValueError as exc:
+        print(f"reference_node: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "cluster":
-        p = argparse.ArgumentParser(prog="python -m reference_node cluster")
-        p.add_argument("--nodes", type=int, default=5)
-        p.add_argument("--threshold", type=int, default=3)
-        p.add_argument("--dir", required=True)
-        p.add_argument("--transport", choices=cfgmod.TRANSPORTS, default="tcp")
-        a = p.parse_args(argv[1:])
-        from reference_node.cluster import run_cluster
-
-        try:
-            return run_cluster(Path(a.dir), a.nodes, a.threshold, a.transport)
-        except ValueError as exc:
-            print(f"reference_node: error: {exc}", file=sys.stderr)
-            return 2
+        return cluster_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m reference_node", description="run one TrustChain validator")
     p.add_argument("--config", required=True, help="node.toml")
     p.add_argument("--log-level", default="INFO")

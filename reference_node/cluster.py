@@ -6,21 +6,17 @@ for the issuing CA key (threshold T of N), the root and intermediate certificate
 FROST, the DNS master seed, the CT origin, one TLS node certificate per validator issued by that
 intermediate through FROST (for the QUIC transport and DoQ: peers verify each other against the
 TrustChain root, the system's one trust anchor), and one node.toml per validator with distinct ports. `run_cluster` then
-starts one `python -m reference_node --config ...` process per validator and stops them on Ctrl-C.
+starts one `python -m reference_node --config ...` process per validator under `supervisor.Supervisor`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import secrets
-import signal
 import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from reference_node.config import parse_duration_us
 from reference_node.genesis import ca_name, key_package_to_json, public_to_json, write_private
+from reference_node.supervisor import ManagedNode, RestartPolicy, Supervisor
 from trustchain.ca import dkg, frost, sharebox
 from trustchain.ca import names as canames
 from trustchain.ca import x509 as cax509
@@ -255,19 +252,37 @@ unsigned_writes = {str(unsigned_writes).lower()}
     return out
 
 
-def run_cluster(directory: Path, nodes: int, threshold: int, transport: str) -> int:
-    configs = generate(directory, nodes, threshold, transport=transport)
-    procs = []
-    for cfg in configs:
-        log = open(cfg.parent / "node.log", "ab")  # noqa: SIM115 - lives as long as the process
-        procs.append(subprocess.Popen([sys.executable, "-m", "reference_node", "--config", str(cfg)],
-                                      stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)))
+def init_cluster(directory: Path, nodes: int, threshold: int, transport: str) -> list[Path]:
+    """Generate a new cluster in `directory`, refusing one that already holds a cluster: generating over
+    it would pair the old data with new keys."""
+    if (directory / "genesis.json").exists():
+        raise ValueError(f"--dir: {directory} already holds a cluster (genesis.json); start it with "
+                         f"`python -m reference_node cluster start --dir {directory}` or choose an empty directory")
+    return generate(directory, nodes, threshold, transport=transport)
+
+
+def cluster_configs(directory: Path) -> list[Path]:
+    """The node.toml of every node of the cluster in `directory`, in node order."""
+    if not (directory / "genesis.json").exists():
+        raise ValueError(f"--dir: {directory} holds no cluster (no genesis.json); create one with "
+                         f"`python -m reference_node cluster init --dir {directory}`")
+    configs = sorted(directory.glob("node*/node.toml"), key=lambda p: int(p.parent.name.removeprefix("node") or 0))
+    if not configs:
+        raise ValueError(f"--dir: {directory} has a genesis.json but no node*/node.toml")
+    return configs
+
+
+def start_cluster(directory: Path, policy: RestartPolicy | None = None) -> int:
+    """Run every node of the cluster in `directory` under a supervisor until SIGTERM or Ctrl-C."""
     import tomllib
 
+    configs = cluster_configs(directory)
+    nodes = [ManagedNode(c.parent.name, [sys.executable, "-m", "reference_node", "--config", str(c)],
+                         c.parent / "node.log") for c in configs]
     apis = [tomllib.loads(c.read_text())["api"]["listen"] for c in configs]
-    print(f"{nodes} validators (threshold {threshold}, {transport}) started from {directory}:")
-    for i, (c, api) in enumerate(zip(configs, apis, strict=True)):
-        print(f"  node{i}: pid {procs[i].pid}, API http://{api}/api/v1/status, config {c}, log {c.parent}/node.log")
+    print(f"{len(configs)} validators started from {directory}:")
+    for c, api in zip(configs, apis, strict=True):
+        print(f"  {c.parent.name}: API http://{api}/api/v1/status, config {c}, log {c.parent}/node.log")
     print(f"""
 Try:
   curl http://{apis[0]}/api/v1/health
@@ -277,20 +292,12 @@ Try:
   curl 'http://{apis[1]}/api/v1/dns/resolve?domain=example.org&type=SOA'
   curl http://{apis[2]}/api/v1/ct/log
   openssl verify -CAfile {directory}/root.pem -untrusted {directory}/intermediate.pem CERT.pem
-Ctrl-C stops all nodes.""", flush=True)
-    try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-        print("a node exited; stopping the cluster", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    return 0
+A node that crashes is restarted; Ctrl-C or SIGTERM stops all nodes.""", flush=True)
+    return Supervisor(nodes, policy or RestartPolicy()).run()
+
+
+def run_cluster(directory: Path, nodes: int, threshold: int, transport: str) -> int:
+    """`cluster --dir D`: create the cluster if D holds none, then start it."""
+    if not (directory / "genesis.json").exists():
+        init_cluster(directory, nodes, threshold, transport)
+    return start_cluster(directory)

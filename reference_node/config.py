@@ -336,6 +336,10 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
     if role_raw not in ROLES:
         key = "TRUSTCHAIN_ROLE (environment)" if env.get("TRUSTCHAIN_ROLE") else "trustchain.role"
         raise ConfigError(file, key, f"must be one of {', '.join(ROLES)}, got {role_raw!r}")
+    if role_raw == "observer":  # refused rather than silently run as a voting validator
+        key = "TRUSTCHAIN_ROLE (environment)" if env.get("TRUSTCHAIN_ROLE") else "trustchain.role"
+        raise ConfigError(file, key, "observers (non-voting replicas) are not available in this version; "
+                          "only \"validator\" runs")
     trust = TrustChainSection(
         node_id=r.get("trustchain", t, "node_id", _str, required=True),
         network=network,

@@ -30,6 +30,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, assert_never
 
 from cryptography import x509
@@ -37,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 
 from reference_node.clock import now_us
 from reference_node.config import NodeConfig
-from reference_node.genesis import Genesis, load_key_package, load_seed
+from reference_node.genesis import Genesis, GenesisError, load_key_package, load_seed
 from reference_node.node_cert import NodeCertificates
 from reference_node.node_metrics import NodeMetrics
 from reference_node.observer import OutsideObserver
@@ -131,6 +132,7 @@ class Node:
         )
         self.storage = Storage(config.storage.path, max_size=config.storage.max_size,
                                prune_age_us=config.storage.prune_age_us, synchronous=config.storage.synchronous)
+        bind_to_genesis(self.storage, genesis.cluster_id, config.storage.path)
         self.app = self._new_app()
         records = self.storage.records()
         self.recovered_records = len(records)
@@ -518,10 +520,33 @@ class Node:
         }
 
 
+CLUSTER_ID_KEY = "cluster_id"  # storage meta key: the genesis this data directory belongs to
+
+
+def bind_to_genesis(storage: Storage, cluster_id: bytes, path: Path) -> None:
+    """A data directory belongs to one cluster: the first start records the genesis' cluster id, and a
+    node refuses data recorded under another genesis (replaying it under new keys would resurrect or
+    rewrite what that cluster decided)."""
+    recorded = storage.get_meta(CLUSTER_ID_KEY)
+    if recorded is None:
+        storage.set_meta(CLUSTER_ID_KEY, cluster_id)
+        storage.commit()
+    elif recorded != cluster_id:
+        raise GenesisError(f"storage.path {path} holds the data of another cluster (cluster id "
+                           f"{recorded.hex()[:16]}…, this genesis is {cluster_id.hex()[:16]}…): point storage.path "
+                           "at an empty directory, or trustchain.genesis at that cluster's genesis")
+
+
 def build_node(config: NodeConfig) -> Node:
     if config.trustchain.genesis is None:
         raise ValueError(f"{config.file}: trustchain.genesis: required to run a node")
     genesis = Genesis.load(config.trustchain.genesis)
+    if genesis.network != config.trustchain.network:
+        raise GenesisError(f"{config.file}: trustchain.network is {config.trustchain.network!r} but the genesis "
+                           f"{config.trustchain.genesis} is for network {genesis.network!r}")
+    if config.replica_id < 0:
+        raise GenesisError(f"{config.file}: trustchain.node_id {config.trustchain.node_id!r} is not among "
+                           "consensus.validators")
     cons = config.consensus
     transport: PeerTransport
     if cons.transport == "quic":
