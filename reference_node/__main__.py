@@ -21,6 +21,7 @@ from aiohttp import web
 
 from reference_node import config as cfgmod
 from reference_node.genesis import GenesisError
+from reference_node.listen import bind_socket
 
 log = logging.getLogger("trustchain.node")
 
@@ -84,6 +85,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     from reference_node.runtime import build_node
 
     node = build_node(cfg)
+    cfg = node.config  # with the node certificate it starts with
     await node.start()
     root = cfg.ca.root_cert.read_bytes() if cfg.ca.root_cert else b""
     inter = cfg.ca.intermediate_cert.read_bytes() if cfg.ca.intermediate_cert else b""
@@ -96,7 +98,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     await runner.setup()
     assert runner.server is not None
     api_server = await asyncio.get_running_loop().create_server(
-        api.guard.factory(runner.server), cfg.api.listen[0], cfg.api.listen[1], reuse_address=True)
+        api.guard.factory(runner.server), sock=bind_socket("api.listen", *cfg.api.listen))
     dns_server = None
     if cfg.dns.listen is not None or cfg.dns.doq_listen is not None:
         try:

@@ -2,8 +2,9 @@
 
 Sections follow TrustChain's design document ([trustchain], [ca], [dns], [consensus], [storage]) plus [api]. Every
 problem is reported as `ConfigError` naming the file, the key (``section.key``) and the reason; unknown
-keys are errors too, so a typo never silently falls back to a default. ``TRUSTCHAIN_NETWORK`` and
-``TRUSTCHAIN_ROLE`` override ``trustchain.network`` and ``trustchain.role``.
+keys are errors too, so a typo never silently falls back to a default. ``TRUSTCHAIN_NETWORK``,
+``TRUSTCHAIN_ROLE`` and ``TRUSTCHAIN_STORAGE_PATH`` override ``trustchain.network``, ``trustchain.role`` and
+``storage.path`` (so a container can mount its configuration read-only and its data elsewhere).
 
 Relative paths are resolved against the directory holding node.toml.
 """
@@ -420,7 +421,8 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
 
     s = r.section("storage", {"path", "max_size", "prune_age", "synchronous"})
     storage = StorageSection(
-        path=r.get("storage", s, "path", r.path, required=True),
+        path=(Path(env["TRUSTCHAIN_STORAGE_PATH"]) if env.get("TRUSTCHAIN_STORAGE_PATH")
+              else r.get("storage", s, "path", r.path, required=True)),
         max_size=r.get("storage", s, "max_size", parse_size, 1 << 40),
         prune_age_us=r.get("storage", s, "prune_age", parse_duration_us, 90 * 86_400_000_000),
         synchronous=r.get("storage", s, "synchronous", _choice(SYNC_MODES), "full"),

@@ -30,7 +30,7 @@ from trustchain.ca import x509 as cax509
 if TYPE_CHECKING:
     from reference_node.runtime import Node
 
-__all__ = ["NodeCertificates", "replace_file"]
+__all__ = ["NodeCertificates", "newest_pair", "renewed_paths", "replace_file"]
 
 log = logging.getLogger("trustchain.node")
 
@@ -47,8 +47,12 @@ class NodeCertificates:
         self._validator_lock = asyncio.Lock()  # requests signed with the consensus key (node certificate)
 
     def paths(self) -> tuple[Path, Path] | None:
+        """Where the current certificate and key are: the renewed pair in the data directory once there
+        is one, else the configured pair (which may be mounted read-only, and is never written)."""
         c = self.node.config.consensus
-        return (c.tls_cert, c.tls_key) if c.tls_cert is not None and c.tls_key is not None else None
+        if c.tls_cert is None or c.tls_key is None:
+            return None
+        return newest_pair((c.tls_cert, c.tls_key), renewed_paths(self.node.config.storage.path))
 
     def current(self) -> x509.Certificate | None:
         """This node's current TLS node certificate (the first one in `consensus.tls_cert`)."""
@@ -91,8 +95,10 @@ class NodeCertificates:
         node-name rule: only validator i's key may request `validator-<i>.<node_domain>`), wait for the
         FROST-signed certificate, store key and chain, and install them in the transport."""
         node = self.node
-        paths = self.paths()
-        assert paths is not None
+        current = self.paths()
+        assert current is not None
+        paths = renewed_paths(node.config.storage.path)
+        paths[0].parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = ed25519.Ed25519PrivateKey.generate()
         csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
                .add_extension(x509.SubjectAlternativeName([x509.DNSName(self.name)]), critical=False)
@@ -117,7 +123,7 @@ class NodeCertificates:
         if node.app.ca.issuer_certificates:
             chain = [x509.load_der_x509_certificate(node.app.ca.issuer_certificates[-1])]
         else:
-            chain = x509.load_pem_x509_certificates(paths[0].read_bytes())[1:]
+            chain = x509.load_pem_x509_certificates(current[0].read_bytes())[1:]
         chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [cert, *chain])
         key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
@@ -134,6 +140,27 @@ class NodeCertificates:
         node.pubsub.publish("certificates", {"event": "node_renewed", "serial": serial_hex,
                                              "not_after": cert.not_valid_after_utc.isoformat()})
         return cert
+
+
+def renewed_paths(storage_path: Path) -> tuple[Path, Path]:
+    """Renewed node certificates live in the data directory, which is writable wherever the node runs."""
+    return storage_path / "tls" / "node.crt", storage_path / "tls" / "node.key"
+
+
+def _not_after(path: Path) -> dt.datetime | None:
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())[0].not_valid_after_utc
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def newest_pair(configured: tuple[Path, Path], renewed: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The renewed pair if it is readable and lasts longer than the configured one (an operator who
+    installs a newer certificate in the configuration wins), else the configured pair."""
+    fresh, current = _not_after(renewed[0]), _not_after(configured[0])
+    if fresh is not None and renewed[1].exists() and (current is None or fresh > current):
+        return renewed
+    return configured
 
 
 def replace_file(path: Path, data: bytes, mode: int) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -39,7 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from reference_node.clock import now_us
 from reference_node.config import NodeConfig
 from reference_node.genesis import Genesis, GenesisError, load_key_package, load_seed
-from reference_node.node_cert import NodeCertificates
+from reference_node.node_cert import NodeCertificates, newest_pair, renewed_paths
 from reference_node.node_metrics import NodeMetrics
 from reference_node.observer import OutsideObserver
 from reference_node.pubsub import PubSub
@@ -548,6 +549,10 @@ def build_node(config: NodeConfig) -> Node:
         raise GenesisError(f"{config.file}: trustchain.node_id {config.trustchain.node_id!r} is not among "
                            "consensus.validators")
     cons = config.consensus
+    if cons.tls_cert is not None and cons.tls_key is not None:  # start with the newest certificate the node has
+        tls_cert, tls_key = newest_pair((cons.tls_cert, cons.tls_key), renewed_paths(config.storage.path))
+        cons = dataclasses.replace(cons, tls_cert=tls_cert, tls_key=tls_key)
+        config = dataclasses.replace(config, consensus=cons)
     transport: PeerTransport
     if cons.transport == "quic":
         from reference_node.transport_quic import QUICTransport

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import struct
 
+from reference_node.listen import bind_socket
 from reference_node.transport import (
     BACKOFF_MAX,
     BACKOFF_MIN,
@@ -46,7 +47,7 @@ class TCPTransport(PeerQueues):
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
-        self._server = await asyncio.start_server(self._on_conn, self.listen[0], self.listen[1])
+        self._server = await asyncio.start_server(self._on_conn, sock=bind_socket("consensus.listen", *self.listen))
         sock = self._server.sockets[0].getsockname()
         self.bound = (sock[0], sock[1])
         self._start_senders()

@@ -66,7 +66,11 @@ CLAIM_NODES = 10_000
 
 class Plots:
     def __init__(self, out: Path) -> None:
-        import matplotlib
+        try:
+            import matplotlib
+        except ImportError:
+            raise SystemExit("python -m sim report: the figures need matplotlib; "
+                             "install it with: pip install 'trustchain[report]'") from None
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

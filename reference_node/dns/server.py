@@ -33,6 +33,7 @@ from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
 
+from reference_node.listen import ListenError, bind_socket
 from trustchain.dns.app import DNSApplication
 from trustchain.dns.authority import Authority
 from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_reply
@@ -148,8 +149,13 @@ class DNSServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # `[::]` takes IPv4 queries too
             sock.setblocking(False)
-            sock.bind(address)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise ListenError(f"dns.listen: cannot listen on {host}:{port}/udp: {exc.strerror or exc}") from None
             sockname = sock.getsockname()
             try:
                 loop.add_reader(sock.fileno(), self._udp_readable, sock)
@@ -207,7 +213,7 @@ class DNSServer:
     # --- TCP ----------------------------------------------------------------------------------------
 
     async def start_tcp(self, host: str, port: int) -> tuple[str, int]:
-        server = await asyncio.start_server(self._on_tcp, host, port)
+        server = await asyncio.start_server(self._on_tcp, sock=bind_socket("dns.listen", host, port))
         self._tcp.append(server)
         sockname = server.sockets[0].getsockname()
         return sockname[0], sockname[1]

@@ -74,8 +74,9 @@ def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: 
             assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
             await wait(lambda: all(n.certificates.renewals >= 1 for n in nodes), 40, "every node to renew")
             for i, (n, p) in enumerate(zip(nodes, paths, strict=True)):
-                new, inter = chain(p.parent / "tls.crt")
+                new, inter = chain(p.parent / "data" / "tls" / "node.crt")  # renewed into the data directory
                 old = original[i]
+                assert chain(p.parent / "tls.crt")[0] == old  # the configured file is never written
                 assert new.serial_number != old.serial_number
                 assert new.not_valid_after_utc > old.not_valid_after_utc
                 # renewed before expiry: at or after 2/3 of the old lifetime, before its end

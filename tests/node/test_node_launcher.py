@@ -5,7 +5,9 @@ leaves none orphaned), and kill -9 chaos under load loses no acknowledged certif
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,13 +45,20 @@ def test_init_refuses_a_directory_that_holds_a_cluster_and_start_refuses_one_wit
     assert res.returncode == 2 and "already holds a cluster" in res.stderr, res
     assert (tmp_path / "c" / "genesis.json").read_bytes() == genesis
     config = tmp_path / "c" / "node0" / "node.toml"
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    taken_port = taken.getsockname()[1]
     text = config.read_text()
     for wrong, message in [(text.replace('network = "devnet"', 'network = "mainnet"'), "is for network 'devnet'"),
-                           (text.replace('role = "validator"', 'role = "observer"'), "observers")]:
+                           (text.replace('role = "validator"', 'role = "observer"'), "observers"),
+                           (re.sub(r'(\[api\]\nlisten = )"[^"]+"', rf'\1"127.0.0.1:{taken_port}"', text),
+                            f"api.listen: cannot listen on 127.0.0.1:{taken_port}")]:
         config.write_text(wrong)
         res = subprocess.run([sys.executable, "-m", "reference_node", "--config", str(config)], capture_output=True,
                              text=True, env=ENV, cwd=REPO, timeout=60)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+    taken.close()
 
 
 def test_a_data_directory_refuses_another_clusters_genesis(tmp_path: Path) -> None:
