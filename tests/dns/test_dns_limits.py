@@ -61,7 +61,7 @@ def _txt_bytes(name: str, text: str) -> int:
 
 
 def _refused(result: DNSResult, limit: str) -> None:
-    assert result.status == STATUS_ERROR and result.detail.startswith(f"limits.{limit}: "), result
+    assert result.status == STATUS_ERROR and result.detail.startswith(f"limits.dns.{limit}: "), result
 
 
 def test_records_per_zone_exactly_at_the_cap_succeeds_and_one_more_is_refused_whole() -> None:

@@ -298,7 +298,7 @@ class DNSApplication:
             raise ZoneUpdateError(f"create.{field}", reason)
         cap = self.limits.max_zones_per_owner
         if sum(1 for o in self.owners.values() if o == owner) >= cap and owner != VALIDATORS:
-            raise ZoneUpdateError("limits.max_zones_per_owner", f"this account already owns {cap} zones")
+            raise ZoneUpdateError("limits.dns.max_zones_per_owner", f"this account already owns {cap} zones")
 
     def _usage(self, owner: bytes | None) -> tuple[ZoneSize, ZoneSize]:
         """(what `owner`'s zones hold, what every zone holds); each zone's size is memoized."""
@@ -343,7 +343,7 @@ class DNSApplication:
             raise ZoneUpdateError("create.origin", f"zone {zone.origin} already exists")
         self._check_create(account, zone.origin)
         if len(self.zones) >= self.limits.max_zones:
-            raise ZoneUpdateError("limits.max_zones", f"{self.limits.max_zones} zones exist already")
+            raise ZoneUpdateError("limits.dns.max_zones", f"{self.limits.max_zones} zones exist already")
         owner = self._owner_of(account, zone.origin) if self.zone_policy is not None else None
         self._check_size(zone.origin, owner, EMPTY, zone.size())
         if owner is not None:

@@ -73,7 +73,7 @@ def total_size(rrsets: Iterable[dns.rrset.RRset]) -> ZoneSize:
 
 
 def check_limit(limit: str, what: str, old: int, new: int, cap: int, unit: str) -> None:
-    """Raise ZoneUpdateError naming `limits.<limit>` (the policy's name for it, so a client knows which
+    """Raise ZoneUpdateError naming `limits.dns.<limit>` (the policy's name for it, so a client knows which
     one it hit) when going from `old` to `new` grows past `cap`."""
     if new > cap and new > old:
-        raise ZoneUpdateError(f"limits.{limit}", f"{what} would hold {new} {unit}, at most {cap}")
+        raise ZoneUpdateError(f"limits.dns.{limit}", f"{what} would hold {new} {unit}, at most {cap}")
