@@ -523,11 +523,12 @@ class API:
         n = self.node
         heard = getattr(n.transport, "peers_heard_within", None)
         alive = len(heard(PEER_SILENCE_S)) if heard is not None else n.cluster.n - 1
+        st = n.replica.status
         report = self.health_monitor.evaluate(
             halted=n.halted, n=n.cluster.n, quorum=n.cluster.quorum, peers_alive=alive,
-            in_view_change=n.replica.status.in_view_change, view=n.replica.status.view,
-            last_executed=n.replica.status.last_executed)
-        return web.json_response({"status": "ok" if report.ok else "failing", "checks": report.checks,
+            in_view_change=st.in_view_change, view=st.view, last_executed=st.last_executed,
+            peer_executed=st.peer_executed, state_transfer=st.state_transfer)
+        return web.json_response({"status": self.health_monitor.status(report), "checks": report.checks,
                                   **report.detail}, status=200 if report.ok else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
