@@ -93,6 +93,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     api = API(node, root, inter, GuardLimits(
         read_rate=a.read_rate, read_burst=2 * a.read_rate, write_rate=a.write_rate, write_burst=2 * a.write_rate,
         global_write_rate=a.global_write_rate, global_write_burst=2 * a.global_write_rate,
+        registration_rate=a.registrations_per_hour / 3600, registration_burst=a.registrations_per_hour,
         max_connections_per_ip=a.max_connections_per_ip, header_timeout_s=a.header_timeout_us / 1e6))
     runner = web.AppRunner(api.app, access_log=None)
     await runner.setup()

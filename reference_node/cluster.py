@@ -19,6 +19,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -136,8 +137,9 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
              checkpoint_interval: int = 16, timeout: str = "2s", synchronous: str = "full",
              dns_listeners: bool = True, node_cert_lifetime: str = "24h",
              api_write_rate: float = 10.0, unsigned_writes: bool = True,
-             dns_upstream: tuple[str, ...] = ()) -> list[Path]:
-    """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths."""
+             dns_upstream: tuple[str, ...] = (), limits: dict[str, Any] | None = None) -> list[Path]:
+    """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths.
+    `limits`: the genesis resource policy (`trustchain.app.limits`); None keeps the defaults."""
     if nodes < 4:
         raise ValueError("--nodes: PBFT needs at least 4 validators (n = 3f+1)")
     problem = check_signing_threshold(nodes, threshold)
@@ -176,6 +178,8 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
         "dns": {"master_seed": secrets.token_bytes(32).hex(), "registry_suffixes": list(DEV_REGISTRY_SUFFIXES)},
         "ct": {"origin": f"trustchain.example/{network}/log"},
     }
+    if limits is not None:
+        genesis["limits"] = limits
     genesis_path = directory / "genesis.json"
     write_private(genesis_path, json.dumps(genesis, indent=2, sort_keys=True).encode())
     issuing_profile = cax509.IssuerProfile(ca_name(issuing_name), issuing_public.group_public_key,

@@ -75,6 +75,12 @@ def _positive_rate(value: object) -> float:
     return float(value)
 
 
+def _per_hour(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1e9:
+        raise ValueError(f"must be a positive number per hour, got {value!r}")
+    return float(value)
+
+
 def _boolean(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, got {value!r}")
@@ -173,6 +179,7 @@ class APISection:
     read_rate: float = 100.0  # requests/s per client IP (token bucket; burst = 2 x rate)
     write_rate: float = 10.0  # writes/s per client IP
     global_write_rate: float = 500.0  # writes/s from all clients together
+    registrations_per_hour: float = 10.0  # new accounts per client IP per hour (burst: as many at once)
     max_connections_per_ip: int = 32
     header_timeout_us: int = 10_000_000
     # The JSON write endpoints act for one account shared by every caller of this node; off unless an
@@ -431,13 +438,15 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         raise ConfigError(file, "storage.max_size", "must be at least 1MiB")
 
     a = r.section("api", {"listen", "request_timeout", "read_rate", "write_rate", "global_write_rate",
-                          "max_connections_per_ip", "header_timeout", "unsigned_writes"}, required=False)
+                          "registrations_per_hour", "max_connections_per_ip", "header_timeout", "unsigned_writes"},
+                  required=False)
     api = APISection(
         listen=r.get("api", a, "listen", parse_address, ("127.0.0.1", 8443)),
         request_timeout_us=r.get("api", a, "request_timeout", parse_duration_us, 30_000_000),
         read_rate=r.get("api", a, "read_rate", _positive_rate, 100.0),
         write_rate=r.get("api", a, "write_rate", _positive_rate, 10.0),
         global_write_rate=r.get("api", a, "global_write_rate", _positive_rate, 500.0),
+        registrations_per_hour=r.get("api", a, "registrations_per_hour", _per_hour, 10.0),
         max_connections_per_ip=r.get("api", a, "max_connections_per_ip", _positive_int, 32),
         header_timeout_us=r.get("api", a, "header_timeout", parse_duration_us, 10_000_000),
         unsigned_writes=r.get("api", a, "unsigned_writes", _boolean, False),

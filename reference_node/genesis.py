@@ -18,13 +18,14 @@ import datetime as dt
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from trustchain.app.limits import ResourceLimits, limits_from_json
 from trustchain.ca import frost
 from trustchain.ca import names as canames
 from trustchain.ca import policy as capolicy
@@ -115,6 +116,7 @@ class Genesis:
     operators: tuple[bytes, ...]
     node_domain: str = canames.NODE_DOMAIN
     registry_suffixes: tuple[str, ...] = ()  # see trustchain.authorization.zones.ZonePolicy
+    limits: ResourceLimits = field(default_factory=ResourceLimits)  # replicated policy: trustchain.app.limits
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
@@ -133,6 +135,7 @@ class Genesis:
                 operators=tuple(bytes.fromhex(k) for k in doc["ca"].get("operators", [])),
                 node_domain=str(doc["ca"].get("node_domain", canames.NODE_DOMAIN)),
                 registry_suffixes=tuple(str(x) for x in doc["dns"].get("registry_suffixes", [])),
+                limits=limits_from_json(doc.get("limits")),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise GenesisError(f"{path}: not a valid genesis file: {exc!r}") from None

@@ -30,7 +30,14 @@ from cryptography.hazmat.primitives import serialization
 
 from reference_node import http_pki
 from reference_node.health import PEER_SILENCE_S, HealthMonitor
-from reference_node.http_guard import ConnectionGuard, GuardLimits, RateLimiter, rate_limit_middleware
+from reference_node.http_guard import (
+    ConnectionGuard,
+    GuardLimits,
+    RateLimiter,
+    client_ip,
+    rate_limit_middleware,
+    too_many,
+)
 from reference_node.runtime import PRESIGNED, Node, NodeHalted, SubmitTimeout
 from trustchain.accounts import ACCOUNTS, AccountResult, SignedWrite
 from trustchain.app import kvstore, validation
@@ -496,6 +503,10 @@ class API:
         decoder = RESULT_DECODERS.get(write.target)
         if decoder is None:
             raise FieldError("write.target", f"must be one of {', '.join(RESULT_DECODERS)}")
+        if write.key is not None:  # a registration: a new account, with quotas of its own
+            wait = self.limiter.admit_registration(client_ip(request))
+            if wait:
+                return too_many(wait, "account registrations")
         result = _typed(await self.node.submit(PRESIGNED, encode(tcapp.Routed(SIGNED, raw))), decoder)
         if not result.ok:  # every typed result has `ok` and a "<field>: <reason>" detail
             field, _, reason = result.detail.partition(": ")
@@ -512,11 +523,12 @@ class API:
         n = self.node
         heard = getattr(n.transport, "peers_heard_within", None)
         alive = len(heard(PEER_SILENCE_S)) if heard is not None else n.cluster.n - 1
+        st = n.replica.status
         report = self.health_monitor.evaluate(
             halted=n.halted, n=n.cluster.n, quorum=n.cluster.quorum, peers_alive=alive,
-            in_view_change=n.replica.status.in_view_change, view=n.replica.status.view,
-            last_executed=n.replica.status.last_executed)
-        return web.json_response({"status": "ok" if report.ok else "failing", "checks": report.checks,
+            in_view_change=st.in_view_change, view=st.view, last_executed=st.last_executed,
+            peer_executed=st.peer_executed, state_transfer=st.state_transfer)
+        return web.json_response({"status": self.health_monitor.status(report), "checks": report.checks,
                                   **report.detail}, status=200 if report.ok else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -1,7 +1,9 @@
 """Abuse limits for the HTTP API: no single client can exhaust what every client shares.
 
 * Token buckets, per client IP and global, separately for reads and writes: an exhausted bucket gets
-  429 with a Retry-After header naming when the next request would be admitted.
+  429 with a Retry-After header naming when the next request would be admitted. Account registrations
+  have their own, much slower, per-IP bucket (`admit_registration`): accounts are free, and each brings
+  its own quotas, so one address must not mint them in bulk through this node.
 * Connection guard: at most `max_connections_per_ip` open connections per IP and `max_connections` in
   all, and a connection that has not completed a request's headers within `header_timeout_s` of
   opening (or of its previous response) is closed, so slow partial-header clients cannot hold slots.
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-__all__ = ["ConnectionGuard", "GuardLimits", "RateLimiter", "TokenBucket", "rate_limit_middleware"]
+__all__ = ["ConnectionGuard", "GuardLimits", "RateLimiter", "TokenBucket", "client_ip", "rate_limit_middleware",
+           "too_many"]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -34,6 +37,8 @@ class GuardLimits:
     write_burst: float = 20.0
     global_write_rate: float = 500.0
     global_write_burst: float = 1000.0
+    registration_rate: float = 10.0 / 3600  # new accounts per second per IP: 10 an hour
+    registration_burst: float = 10.0
     max_tracked_ips: int = 100_000
     max_connections: int = 1024
     max_connections_per_ip: int = 32
@@ -60,6 +65,7 @@ class RateLimiter:
         self.limits, self.clock = limits, clock
         self._reads: OrderedDict[str, TokenBucket] = OrderedDict()
         self._writes: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._registrations: OrderedDict[str, TokenBucket] = OrderedDict()
         self._global_writes = TokenBucket(limits.global_write_rate, limits.global_write_burst, clock())
 
     def _bucket(self, table: OrderedDict[str, TokenBucket], ip: str, rate: float, burst: float,
@@ -83,6 +89,12 @@ class RateLimiter:
             return self._global_writes.take(now)
         return self._bucket(self._reads, ip, lim.read_rate, lim.read_burst, now).take(now)
 
+    def admit_registration(self, ip: str) -> float:
+        """0 to let `ip` register one more account now, else the Retry-After in seconds (on top of the
+        write buckets the request already passed)."""
+        now, lim = self.clock(), self.limits
+        return self._bucket(self._registrations, ip, lim.registration_rate, lim.registration_burst, now).take(now)
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,15 +104,19 @@ def client_ip(request: web.Request) -> str:
     return str(peer[0]) if peer else "?"
 
 
+def too_many(wait: float, what: str = "requests") -> web.Response:
+    """The 429 answer for a client that must wait `wait` seconds."""
+    retry = max(1, math.ceil(wait))
+    return web.json_response({"error": f"rate: too many {what} from this client, retry in {retry} s",
+                              "field": "rate"}, status=429, headers={"Retry-After": str(retry)})
+
+
 def rate_limit_middleware(limiter: RateLimiter) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         wait = limiter.admit(client_ip(request), request.method in WRITE_METHODS)
         if wait:
-            retry = max(1, math.ceil(wait))
-            return web.json_response(
-                {"error": f"rate: too many requests from this client, retry in {retry} s", "field": "rate"},
-                status=429, headers={"Retry-After": str(retry)})
+            return too_many(wait)
         return await handler(request)
 
     return middleware

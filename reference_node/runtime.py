@@ -178,7 +178,7 @@ class Node:
             self.genesis.ca_policy(keys), self.genesis.dns_master_seed, self.signer,
             f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin,
             cluster=self.genesis.cluster_id, validator_keys=keys, ct_accepted_roots=roots,
-            registry_suffixes=self.genesis.registry_suffixes)
+            registry_suffixes=self.genesis.registry_suffixes, limits=self.genesis.limits)
 
     def _executed_ts(self, client: bytes) -> int:
         rec = self.replica.client_record(client)

@@ -156,7 +156,7 @@ def test_state_is_bounded() -> None:
     w = sign_registration(signers[2], CLUSTER, ACCOUNTS, _encode(AccountCommand.of(Register())), nonce=_nonce(2),
                           deadline_us=NOW + 1)
     result = _apply(reg, w)
-    assert isinstance(result, AccountResult) and result.detail.startswith("rate:")
+    assert isinstance(result, AccountResult) and result.detail.startswith("limits.accounts.registrations_per_window:")
     acct = account_id(signers[0].key)
     outcomes = [_apply(reg, _write(signers[0], acct, 10 + i)) for i in range(3)]
     assert isinstance(outcomes[0], Authenticated) and isinstance(outcomes[1], Authenticated)

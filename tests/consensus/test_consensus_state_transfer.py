@@ -127,3 +127,22 @@ def test_lagging_replica_postpones_only_once() -> None:
     cluster whose stuck slot only a view change unsticks, so the second firing starts the view change."""
     c = _lagging_replica_with_a_pending_request(lost_state_requests=True)
     assert (c.replicas[1].status.view, c.replicas[1].status.phase) == (1, Phase.VIEW_CHANGE)
+
+
+def test_status_shows_peer_progress_and_a_state_transfer_until_caught_up() -> None:
+    c = Cluster(4, clients=1, batch_size=1, batch_delay_us=0, checkpoint_interval=2, watermark_window=4,
+                catchup_delay_us=100_000)
+    c.down = {3}
+    _run_requests(c, 9)
+    assert c.replicas[3].status.peer_executed == 0 and not c.replicas[3].status.state_transfer
+    c.down = set()
+    c.drop = lambda src, dst, data: dst == 3 and peek_kind(data) == "state_reply"
+    _run_requests(c, 1, start=9)
+    c.settle(5)
+    lagging = c.replicas[3].status
+    assert lagging.last_executed == 0 and lagging.peer_executed >= 8 and lagging.state_transfer
+    assert c.replicas[0].status.peer_executed - c.replicas[0].status.last_executed <= 0
+    c.drop = lambda src, dst, data: False
+    c.settle(10)
+    caught_up = c.replicas[3].status
+    assert caught_up.last_executed == 10 and caught_up.peer_executed <= 10 and not caught_up.state_transfer

@@ -255,7 +255,7 @@ def test_key_value_data_belongs_to_its_writer_within_a_quota() -> None:
     chunk = b"\x00" * (1 << 20)
     outcomes = [kv(kvstore.put(b"m%d" % i, chunk), 20 + i, MALLORY) for i in range(5)]
     assert [o.ok for o in outcomes] == [True, True, True, False, False]
-    assert outcomes[3].detail.startswith("quota:")
+    assert outcomes[3].detail.startswith("limits.kv.max_account_bytes:")
     assert kv(kvstore.put(b"alice/k2", chunk), 30, ALICE).ok  # Mallory's full quota costs Alice nothing
     assert kv(kvstore.delete(b"m0"), 31, MALLORY).ok and kv(kvstore.put(b"m3", chunk), 32, MALLORY).ok
     copy = _app(1)

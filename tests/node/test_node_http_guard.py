@@ -39,6 +39,18 @@ def test_the_global_write_bucket_caps_all_clients_together() -> None:
     assert admitted == 5
 
 
+def test_registrations_have_a_slow_bucket_of_their_own_per_address() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(GuardLimits(registration_rate=2 / 3600, registration_burst=2), clock)
+    assert [limiter.admit_registration("10.0.0.1") for _ in range(2)] == [0.0, 0.0]  # exactly the burst
+    wait = limiter.admit_registration("10.0.0.1")
+    assert 1700 < wait <= 1800  # the next token in half an hour
+    assert limiter.admit_registration("10.0.0.2") == 0.0  # another address registers
+    assert limiter.admit("10.0.0.1", True) == 0.0  # and this one still writes as its existing accounts
+    clock.now += 1800
+    assert limiter.admit_registration("10.0.0.1") == 0.0
+
+
 def test_tracked_clients_are_bounded() -> None:
     limiter = RateLimiter(GuardLimits(max_tracked_ips=10), FakeClock())
     for i in range(1000):

@@ -37,12 +37,19 @@ MAX_CONTACT = 256
 
 @dataclass(frozen=True)
 class AccountLimits:
-    """Replicated policy. The defaults bound state at about max_accounts x max_live_nonces entries."""
+    """Replicated policy (genesis `limits.accounts`). The defaults bound state at about max_accounts x
+    max_live_nonces entries; max_accounts and registrations_per_window also bound how many per-account
+    quotas one party can collect (`trustchain.app.limits`)."""
 
-    max_accounts: int = 1_000_000
-    registrations_per_window: int = 10_000
+    max_accounts: int = 100_000
+    registrations_per_window: int = 1_000
     window_us: int = 3600 * 1_000_000
     max_live_nonces: int = 10_000  # writes per account within MAX_VALIDITY_US of each other
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -259,11 +266,12 @@ class AccountRegistry:
         if _key_digest(write.key) in self._key_owner:
             return _error("key: already the key of another account")
         limits = self.limits
-        if len(self._accounts) >= limits.max_accounts:
-            return _error("accounts: the registry is full")
+        if len(self._accounts) - len(self.validators) >= limits.max_accounts:
+            return _error(f"limits.accounts.max_accounts: the registry holds {limits.max_accounts} accounts")
         self._registrations = [t for t in self._registrations if t > now_us - limits.window_us]
         if len(self._registrations) >= limits.registrations_per_window:
-            return _error("rate: too many registrations, try later")
+            return _error(f"limits.accounts.registrations_per_window: {limits.registrations_per_window} accounts "
+                          f"registered in the last {limits.window_us // 1_000_000} s, try later")
         self._registrations.append(now_us)
         self._accounts[write.account] = _Account(write.key, ACTIVE, now_us, body.contact,
                                                  {write.nonce: write.deadline_us})

@@ -66,15 +66,18 @@ class _OwnedSnapshot:
 
 class KVStore:
     """`quota_bytes` set: every key belongs to the account that first wrote it (only it may change or
-    delete it) and each account's keys and values together stay within the quota, so no client can fill
-    every replica's storage. None: one shared store (the consensus tests' and simulator's workload)."""
+    delete it) and each account's keys and values together stay within the quota, and all accounts'
+    within `total_bytes`, so no client can fill every replica's storage. None: one shared store (the
+    consensus tests' and simulator's workload)."""
 
-    def __init__(self, quota_bytes: int | None = None) -> None:
+    def __init__(self, quota_bytes: int | None = None, total_bytes: int | None = None) -> None:
         self.data: dict[bytes, bytes] = {}
         self.applied = 0
         self.quota_bytes = quota_bytes
+        self.total_bytes = total_bytes
         self.owners: dict[bytes, bytes] = {}
         self.usage: dict[bytes, int] = {}
+        self.used = 0  # the sum of `usage`
 
     def execute(self, operations: Sequence[Operation], context: ExecutionContext) -> list[bytes]:
         return [encode(self._apply(op.client, op.payload)) for op in operations]
@@ -116,12 +119,18 @@ class KVStore:
             new = max(old, len(cmd.key)) + len(cmd.value)
         else:
             new = 0
-        if self.usage.get(account, 0) - old + new > self.quota_bytes:
-            return KVResult(STATUS_ERROR, f"quota: this account's data would exceed {self.quota_bytes} bytes")
+        mine = self.usage.get(account, 0) - old + new
+        if mine > self.quota_bytes and new > old:
+            return KVResult(STATUS_ERROR, f"limits.kv.max_account_bytes: this account's data would take {mine} "
+                                          f"bytes, at most {self.quota_bytes}")
+        if self.total_bytes is not None and self.used - old + new > self.total_bytes and new > old:
+            return KVResult(STATUS_ERROR, f"limits.kv.max_total_bytes: all accounts' data would take "
+                                          f"{self.used - old + new} bytes, at most {self.total_bytes}")
         return None
 
     def _account(self, account: bytes, key: bytes, before: int) -> None:
         after = self._size(key)
+        self.used += after - before
         used = self.usage.get(account, 0) - before + after
         if used:
             self.usage[account] = used
@@ -169,6 +178,7 @@ class KVStore:
             self.usage = {}
             for item in owned.items:
                 self.usage[item.owner] = self.usage.get(item.owner, 0) + len(item.key) + len(item.value)
+            self.used = sum(self.usage.values())
             self.applied = owned.applied
             return
         snap = decode(_Snapshot, snapshot)

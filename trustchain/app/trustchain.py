@@ -26,7 +26,6 @@ from trustchain.accounts import (
     ED25519,
     AccountCommand,
     AccountKey,
-    AccountLimits,
     AccountRegistry,
     AccountResult,
     AccountSigner,
@@ -39,6 +38,7 @@ from trustchain.accounts import (
 from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
+from trustchain.app.limits import ResourceLimits
 from trustchain.app.validation import VALIDATE, ValidationApp
 from trustchain.authorization.observations import ExternalValidations, ValidationsSnapshot
 from trustchain.authorization.zones import ZonePolicy, default_public_suffixes
@@ -57,7 +57,6 @@ CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
 TARGETS = (CA, CT, DNS, KV)
 WRITE_TARGETS = (*TARGETS, ACCOUNTS, VALIDATE, OBSERVE)  # what a signed write may address
 SNAPSHOT_VERSION = 2  # 2: accounts
-KV_QUOTA_BYTES = 4 << 20  # key-value data per account
 R = TypeVar("R")
 
 
@@ -191,12 +190,14 @@ class TrustChainApplication:
 
     def __init__(self, ca_policy: CAPolicy, dns_master_seed: bytes, ct_signer: Signer, ct_key_name: str,
                  ct_origin: str, *, cluster: bytes, validator_keys: tuple[bytes, ...],
-                 dns_clock_offset_s: int = 0, account_limits: AccountLimits | None = None,
+                 dns_clock_offset_s: int = 0, limits: ResourceLimits | None = None,
                  ct_accepted_roots: tuple[bytes, ...] | None = None,
                  registry_suffixes: tuple[str, ...] = ()) -> None:
         """`cluster` names this cluster in every signed write (no replay across clusters);
-        `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts."""
-        self.accounts = AccountRegistry(cluster, account_limits,
+        `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts;
+        `limits` the replicated resource policy from genesis (`trustchain.app.limits`)."""
+        self.limits = limits = limits or ResourceLimits()
+        self.accounts = AccountRegistry(cluster, limits.accounts,
                                         validators=tuple(AccountKey(ED25519, k) for k in validator_keys))
         self.gate = WriteGate(self.accounts)
         ids = self.accounts.validator_ids
@@ -209,10 +210,11 @@ class TrustChainApplication:
         self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s,
                                   zone_policy=ZonePolicy(default_public_suffixes(), registry_suffixes),
                                   validated=self.validation.validated, validator_accounts=frozenset(ids),
-                                  validator_domain=ca_policy.node_domain + ".")
+                                  validator_domain=ca_policy.node_domain + ".", limits=limits.dns)
         self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
-        self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots)
-        self.kv = KVStore(quota_bytes=KV_QUOTA_BYTES)
+        self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots,
+                                      quota=limits.ct)
+        self.kv = KVStore(quota_bytes=limits.kv.max_account_bytes, total_bytes=limits.kv.max_total_bytes)
         self.certificates_logged = 0
         self._events: list[Event] = []
 

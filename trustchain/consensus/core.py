@@ -105,6 +105,7 @@ class ReplicaCore(ABC):
         self._peers = PeerProgress(config.weak_quorum)
         self._catchup_rotation = 0
         self._catchup_mark = -1
+        self._transfer_requested = False  # a state request went out since we last found ourselves caught up
 
         self._timers: dict[str, int] = {}  # name -> when it fires (as last armed)
         self._rejected: Counter[str] = Counter()

@@ -149,6 +149,8 @@ class Replica(RequestIntake, NormalCase, Execution, Checkpointing, ViewChanging,
             last_time_us=self._last_time_us,
             pending=len(self._pending),
             next_seq=self._next_seq,
+            peer_executed=self._peers.target()[0],
+            state_transfer=self._transfer_requested and self._behind(),
         )
 
     @property

@@ -148,6 +148,11 @@ class ReplicaStatus:
     pending: int
     #: the sequence number this replica will propose next (meaningful while it is the primary)
     next_seq: int
+    #: the highest sequence number f+1 peers showed (commit votes, checkpoints, view changes): at least
+    #: one honest replica got that far
+    peer_executed: int = 0
+    #: this replica asked a peer for state and has not caught up since
+    state_transfer: bool = False
 
     @property
     def is_primary(self) -> bool:

@@ -89,6 +89,7 @@ class StateTransfer(ReplicaCore):
         """Ask a peer for state only when stuck: behind, and no progress since the timer was armed
         (a replica that is merely a little slower catches up on its own)."""
         if not self._behind():
+            self._transfer_requested = False
             return
         if self._last_executed > self._catchup_mark and self._phase is Phase.NORMAL:
             self._maybe_schedule_catchup(now)
@@ -99,6 +100,7 @@ class StateTransfer(ReplicaCore):
                                self._phase is Phase.VIEW_CHANGE)
         env = seal(self._signer, self._id, request)
         self._emit(SendToReplica(peer, pack(env)))
+        self._transfer_requested = True
         self._set_timer(TIMER_CATCHUP, now + self._config.catchup_delay_us)
 
     def _on_state_request(self, sender: int, req: StateRequest) -> None:
@@ -124,6 +126,7 @@ class StateTransfer(ReplicaCore):
                 self._on_new_view(nv_env, nv, now)
         if not self._behind():
             self._cancel_timer(TIMER_CATCHUP)
+            self._transfer_requested = False
         if self._last_executed > before:
             self._after_progress(now)
 

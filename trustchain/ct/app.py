@@ -27,6 +27,7 @@ from trustchain.ct import sct as sctmod
 from trustchain.ct.entry import EntryError, PrecertEntry, SignedEntry, X509Entry, parse_merkle_tree_leaf
 from trustchain.ct.log import CTLog, LogError
 from trustchain.ct.merkle import HASH_SIZE
+from trustchain.ct.quota import AccountUsage, CTQuota, SubmissionQuotas
 from trustchain.ct.submission import chain_error, issuer_key_hash
 from trustchain.encoding import DecodeError, decode, encode
 
@@ -44,7 +45,7 @@ OPS = (OP_ADD_CHAIN, OP_ADD_PRE_CHAIN, OP_CHECKPOINT)
 STATUS_OK, STATUS_DUPLICATE, STATUS_ERROR = "ok", "duplicate", "error"
 DEFAULT_MAX_ENTRIES = 1 << 20
 MAX_CERT_BYTES = 64 * 1024
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: per-account submission quotas
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class CTResult:
 class _Snapshot:
     version: int
     leaves: tuple[bytes, ...]
+    usage: tuple[AccountUsage, ...]
     root_hash: bytes
 
 
@@ -122,11 +124,13 @@ def der_sequence_error(data: bytes, what: str) -> str | None:
 class CTApplication:
     def __init__(
         self, signer: Signer, key_name: str, origin: str, *, max_entries: int = DEFAULT_MAX_ENTRIES,
-        accepted_roots: tuple[bytes, ...] | None = None,
+        accepted_roots: tuple[bytes, ...] | None = None, quota: CTQuota | None = None,
     ) -> None:
         """`signer`/`key_name`: this validator's own key, used only by `sct` and `signed_checkpoint`.
         `accepted_roots`: DER roots a submission must chain to; None accepts any single DER SEQUENCE
-        (a log of opaque entries, as in the simulator's CT workload)."""
+        (a log of opaque entries, as in the simulator's CT workload). `quota`: how often each client
+        (an account, behind the router) may submit and how much it may store (`trustchain.ct.quota`);
+        None for a log whose only clients are trusted workloads (the simulator's)."""
         assert max_entries > 0
         self.accepted_roots = accepted_roots
         cpmod.Checkpoint(origin, 0, b"\x00" * HASH_SIZE)  # validates the origin early
@@ -135,14 +139,14 @@ class CTApplication:
         self.origin = origin
         self.max_entries = max_entries
         self.log = CTLog(None)
+        self.quotas = SubmissionQuotas(quota) if quota is not None else None
 
     # ------------------------------------------------------------------ replicated, deterministic
 
     def execute(self, operations: Sequence[Operation], context: ExecutionContext) -> list[bytes]:
-        timestamp_ms = context.time_us // 1000
-        return [encode(self._apply(op.payload, timestamp_ms)) for op in operations]
+        return [encode(self._apply(op.client, op.payload, context.time_us)) for op in operations]
 
-    def _apply(self, payload: bytes, timestamp_ms: int) -> CTResult:
+    def _apply(self, client: bytes, payload: bytes, time_us: int) -> CTResult:
         try:
             cmd = decode(CTCommand, payload)
         except DecodeError as exc:
@@ -151,6 +155,10 @@ class CTApplication:
             return CTResult(STATUS_OK, tree_size=self.log.size, root_hash=self.log.root_at(self.log.size))
         if cmd.op not in (OP_ADD_CHAIN, OP_ADD_PRE_CHAIN):
             return CTResult(STATUS_ERROR, f"op: unknown operation {cmd.op[:32]!r}")
+        if self.quotas is not None:
+            over = self.quotas.admit(client, time_us)  # before the costly chain check
+            if over:
+                return CTResult(STATUS_ERROR, over)
         precert = cmd.op == OP_ADD_PRE_CHAIN
         problem = self._check_cert(cmd.certificate, "tbs_certificate" if precert else "certificate")
         if precert and len(cmd.issuer_key_hash) != HASH_SIZE:
@@ -164,20 +172,29 @@ class CTApplication:
                 problem = "issuer_key_hash: is not the hash of chain[0]'s public key"
         if problem:
             return CTResult(STATUS_ERROR, problem)
-        return self.append(cmd, timestamp_ms)
+        return self.append(cmd, time_us // 1000, client if self.quotas is not None else None)
 
-    def append(self, cmd: CTCommand, timestamp_ms: int) -> CTResult:
-        """Log an already checked entry (the CA's own certificates come here directly)."""
+    def append(self, cmd: CTCommand, timestamp_ms: int, account: bytes | None = None) -> CTResult:
+        """Log an already checked entry, its new bytes counted against `account`'s quota (None: the CA's
+        own certificates, which come here directly)."""
         precert = cmd.op == OP_ADD_PRE_CHAIN
         entry: SignedEntry = (
             PrecertEntry(cmd.issuer_key_hash, cmd.certificate) if precert else X509Entry(cmd.certificate)
         )
-        if self.log.find(entry) is None and self.log.size >= self.max_entries:
+        new = self.log.find(entry) is None
+        if new and self.log.size >= self.max_entries:
             return CTResult(STATUS_ERROR, f"log: shard is full at {self.max_entries} entries")
+        entry_bytes = len(cmd.certificate) + len(cmd.issuer_key_hash)
+        if new and account is not None and self.quotas is not None:
+            over = self.quotas.storage_error(account, entry_bytes)
+            if over:
+                return CTResult(STATUS_ERROR, over)
         try:
             logged = self.log.add(entry, timestamp_ms)
         except LogError as exc:
             return CTResult(STATUS_ERROR, f"certificate: {exc}")
+        if logged.new and account is not None and self.quotas is not None:
+            self.quotas.stored(account, entry_bytes)
         size = self.log.size
         return CTResult(STATUS_OK if logged.new else STATUS_DUPLICATE, "", logged.index, logged.timestamp,
                         self.log.leaf_hash(logged.index), size, self.log.root_at(size))
@@ -189,7 +206,8 @@ class CTApplication:
         return der_sequence_error(data, field)
 
     def snapshot(self) -> bytes:
-        return encode(_Snapshot(SNAPSHOT_VERSION, tuple(self.log.entries), self.log.root_at(self.log.size)))
+        usage = self.quotas.snapshot() if self.quotas is not None else ()
+        return encode(_Snapshot(SNAPSHOT_VERSION, tuple(self.log.entries), usage, self.log.root_at(self.log.size)))
 
     def restore(self, snapshot: bytes) -> None:
         """Builds the new log aside and swaps it in only if it reproduces the committed root."""
@@ -207,6 +225,13 @@ class CTApplication:
                 raise DecodeError(f"_Snapshot.leaves[{i}]: duplicate entry or unexpected extensions")
         if log.root_at(log.size) != snap.root_hash:
             raise DecodeError("_Snapshot.root_hash: the leaves do not hash to it")
+        if self.quotas is not None:
+            try:
+                self.quotas.restore(snap.usage)
+            except ValueError as exc:
+                raise DecodeError(f"_Snapshot.usage: {exc}") from None
+        elif snap.usage:
+            raise DecodeError("_Snapshot.usage: this log keeps no quotas")
         self.log = log
 
     # ------------------------------------------------------------------ per validator: signatures

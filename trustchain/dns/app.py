@@ -31,13 +31,13 @@ from trustchain.authorization.zones import VALIDATORS, ZonePolicy
 from trustchain.dns.authority import Authority
 from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
 from trustchain.dns.keys import KeySet
+from trustchain.dns.limits import EMPTY, ZoneLimits, ZoneSize, check_limit
 from trustchain.dns.zone import RecordOp, Zone, ZoneUpdate, ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 
 OP_CREATE, OP_UPDATE, OP_TICK = "create", "update", "tick"
 STATUS_OK, STATUS_UNCHANGED, STATUS_ERROR = "ok", "unchanged", "error"
 SNAPSHOT_VERSION = 2  # 2: zone owners
-MAX_ZONES = 1000  # bounds the state any client can make every replica hold
 MAX_PAYLOAD = 64 * 1024
 MAX_DETAIL = 512
 OutsideValidated = Callable[[bytes, str], bool]
@@ -150,19 +150,20 @@ class DNSApplication:
     def __init__(self, master_seed: bytes, policy: SigningPolicy | None = None, clock_offset_s: int = 0, *,
                  zone_policy: ZonePolicy | None = None, validated: OutsideValidated | None = None,
                  validator_accounts: frozenset[bytes] = frozenset(), validator_domain: str = "",
-                 max_zones_per_owner: int = 20) -> None:
+                 limits: ZoneLimits | None = None) -> None:
         """`zone_policy`: who may create and change which zone (`trustchain.authorization.zones`); None
         leaves zones unowned (a DNS-only deployment or workload with no accounts). `validated(account,
         name)` says whether the validators observed the account's control of an unserved name.
         `validator_accounts` act for the validator set, which owns the zones under `validator_domain` (the
-        nodes' own names); anywhere else a validator is one account like any other."""
+        nodes' own names); anywhere else a validator is one account like any other. `limits`: how many
+        zones, records and record bytes every replica holds (`trustchain.dns.limits`)."""
         if len(master_seed) < 16:
             raise ValueError("master seed must be at least 16 bytes")
         self.zone_policy = zone_policy
         self.validated = validated
         self.validator_accounts = validator_accounts
         self.validator_domain = dns.name.from_text(validator_domain) if validator_domain else None
-        self.max_zones_per_owner = max_zones_per_owner
+        self.limits = limits or ZoneLimits()
         self.owners: dict[dns.name.Name, bytes] = {}
         self.master_seed = master_seed
         self.policy = policy or SigningPolicy()
@@ -295,8 +296,35 @@ class DNSApplication:
         elif not decision.allowed and not (decision.needs_validation and owner == VALIDATORS):
             field, _, reason = decision.reason.partition(": ")
             raise ZoneUpdateError(f"create.{field}", reason)
-        if sum(1 for o in self.owners.values() if o == owner) >= self.max_zones_per_owner and owner != VALIDATORS:
-            raise ZoneUpdateError("create", f"this account already owns {self.max_zones_per_owner} zones")
+        cap = self.limits.max_zones_per_owner
+        if sum(1 for o in self.owners.values() if o == owner) >= cap and owner != VALIDATORS:
+            raise ZoneUpdateError("limits.dns.max_zones_per_owner", f"this account already owns {cap} zones")
+
+    def _usage(self, owner: bytes | None) -> tuple[ZoneSize, ZoneSize]:
+        """(what `owner`'s zones hold, what every zone holds); each zone's size is memoized."""
+        mine, total = EMPTY, EMPTY
+        for origin, st in self.zones.items():
+            size = st.zone.size()
+            total = total + size
+            if owner is not None and self.owners.get(origin) == owner:
+                mine = mine + size
+        return mine, total
+
+    def _check_size(self, origin: dns.name.Name, owner: bytes | None, old: ZoneSize, new: ZoneSize) -> None:
+        """Refuse (ZoneUpdateError naming the limit) a change of one zone from `old` to `new` that grows
+        it, its owner's zones or all zones past the replicated limits. The validators' own zones count
+        in the totals but not against an account."""
+        lim, zone = self.limits, f"zone {origin.to_text()}"
+        check_limit("max_records_per_zone", zone, old.records, new.records, lim.max_records_per_zone, "records")
+        check_limit("max_zone_bytes", zone, old.bytes, new.bytes, lim.max_zone_bytes, "record bytes")
+        mine, total = self._usage(owner)
+        if owner is not None and owner != VALIDATORS:
+            check_limit("max_owner_bytes", "this account's zones", mine.bytes, mine.bytes - old.bytes + new.bytes,
+                        lim.max_owner_bytes, "record bytes")
+        check_limit("max_total_records", "all zones", total.records, total.records - old.records + new.records,
+                    lim.max_total_records, "records")
+        check_limit("max_total_bytes", "all zones", total.bytes, total.bytes - old.bytes + new.bytes,
+                    lim.max_total_bytes, "record bytes")
 
     def _check_update(self, account: bytes, origin: dns.name.Name) -> None:
         if self.zone_policy is None:
@@ -314,10 +342,12 @@ class DNSApplication:
         if zone.origin in self.zones:
             raise ZoneUpdateError("create.origin", f"zone {zone.origin} already exists")
         self._check_create(account, zone.origin)
-        if len(self.zones) >= MAX_ZONES:
-            raise ZoneUpdateError("create", f"zone limit ({MAX_ZONES}) reached")
-        if self.zone_policy is not None:
-            self.owners[zone.origin] = self._owner_of(account, zone.origin)
+        if len(self.zones) >= self.limits.max_zones:
+            raise ZoneUpdateError("limits.dns.max_zones", f"{self.limits.max_zones} zones exist already")
+        owner = self._owner_of(account, zone.origin) if self.zone_policy is not None else None
+        self._check_size(zone.origin, owner, EMPTY, zone.size())
+        if owner is not None:
+            self.owners[zone.origin] = owner
         self.zones[zone.origin] = _ZoneState(zone, self._sign_one(zone, now, None), now)
         changed.add(zone.origin)
         return DNSResult(STATUS_OK, op=OP_CREATE, origin=zone.origin.to_text(), serial=zone.serial)
@@ -332,7 +362,12 @@ class DNSApplication:
         if st is None:
             raise ZoneUpdateError("update.origin", f"no such zone {origin}")
         self._check_update(account, origin)
-        status = STATUS_OK if st.zone.apply(update) else STATUS_UNCHANGED  # atomic: raises before any change
+        old = st.zone.size()
+
+        def check(new: ZoneSize) -> None:
+            self._check_size(origin, self.owners.get(origin), old, new)
+
+        status = STATUS_OK if st.zone.apply(update, check) else STATUS_UNCHANGED  # atomic: raises before any change
         if status == STATUS_OK:
             changed.add(origin)
         return DNSResult(status, op=OP_UPDATE, origin=origin.to_text(), serial=st.zone.serial)

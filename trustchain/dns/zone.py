@@ -7,7 +7,7 @@ same bytes (`snapshot`) and `digest`, so nothing here depends on dict order, cas
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ import dns.rdtypes.ANY.SOA
 import dns.rrset
 import dns.zone
 
+from trustchain.dns.limits import ZoneSize, total_size
 from trustchain.dns.records import (
     ZONE_TYPES,
     ZoneUpdateError,
@@ -220,6 +221,7 @@ class Zone:
         self.origin = origin
         self._nodes: dict[dns.name.Name, Node] = {n: dict(t) for n, t in nodes.items()}
         self._digest: bytes | None = None  # memo: signer, authority and replicas ask for it repeatedly
+        self._size: ZoneSize | None = None  # memo: the DNS application's limits ask on every update
         _check_invariants(origin, self._nodes)
 
     @classmethod
@@ -287,11 +289,18 @@ class Zone:
             for rdtype in sorted(node):
                 yield node[rdtype]
 
+    def size(self) -> ZoneSize:
+        """Records and their uncompressed wire bytes (`trustchain.dns.limits`)."""
+        if self._size is None:
+            self._size = total_size(self.rrsets())
+        return self._size
+
     # --- updates -----------------------------------------------------------------------------------
 
-    def apply(self, update: ZoneUpdate) -> bool:
+    def apply(self, update: ZoneUpdate, check: Callable[[ZoneSize], None] | None = None) -> bool:
         """Apply `update` atomically. Returns whether the zone changed; if so the SOA serial is bumped by
-        one (RFC 1982 arithmetic). On ZoneUpdateError the zone is untouched."""
+        one (RFC 1982 arithmetic). `check` sees the zone's size after the update before anything is
+        applied and may refuse it by raising ZoneUpdateError. On ZoneUpdateError the zone is untouched."""
         if not isinstance(update, ZoneUpdate):
             raise ZoneUpdateError("update", "not a ZoneUpdate")
         try:
@@ -314,8 +323,12 @@ class Zone:
         work[self.origin][RdataType.SOA] = _canonical_rrset(
             self.origin, RdataType.SOA, soa_rrset.ttl, [new_soa]
         )
+        size = total_size(rrset for node in work.values() for rrset in node.values())
+        if check is not None:
+            check(size)
         self._nodes = work
         self._digest = None
+        self._size = size
         return True
 
     def _apply_op(self, work: dict[dns.name.Name, Node], op: object, field: str) -> None:
