@@ -54,12 +54,11 @@ def token_path(storage_dir: Path) -> Path:
 
 
 def register(app: web.Application, node: Node) -> None:
-    """Add the routes; writes a fresh operator token next to the node's storage."""
-    token = secrets.token_urlsafe(32)
-    write_private(token_path(node.config.storage.path), token.encode() + b"\n")
-    endpoints = _Validators(node, token)
+    """Add the routes; when the server starts, a fresh operator token is written next to the node's storage."""
+    endpoints = _Validators(node, secrets.token_urlsafe(32))
     app.router.add_post("/api/v1/validators/propose", endpoints.propose)
     app.router.add_get("/api/v1/validators/proposals", endpoints.proposals)
+    app.on_startup.append(endpoints.write_token)
 
 
 def _error(field: str, reason: str, status: int, **extra: Any) -> web.Response:
@@ -81,6 +80,9 @@ class _Validators:
     def __init__(self, node: Node, token: str) -> None:
         self.node = node
         self.token = token
+
+    async def write_token(self, app: web.Application) -> None:
+        write_private(token_path(self.node.config.storage.path), self.token.encode() + b"\n")
 
     def _operator(self, request: web.Request) -> web.Response | None:
         """None for the node's operator, else the 403 to answer."""

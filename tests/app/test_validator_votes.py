@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass
 
 import dns.name
 import dns.rdatatype
@@ -20,6 +21,7 @@ from trustchain.app import kvstore
 from trustchain.app import trustchain as tcapp
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.authorization import validator_votes as votes
+from trustchain.authorization.observations import ValidationsSnapshot
 from trustchain.ca import commands as cacommands
 from trustchain.ca import frost
 from trustchain.ca import names as canames
@@ -291,3 +293,31 @@ def test_the_threshold_is_more_than_f_and_at_most_n_minus_f(n: int) -> None:
     assert 2 * tally.threshold - n >= f + 1  # two quorums share an honest validator
     with pytest.raises(votes.VoteConfigError, match="threshold"):
         votes.ValidatorVotes(n, lambda target, payload: None, threshold=f)
+
+
+@dataclass(frozen=True)
+class _RouterSnapshotV2:
+    """The router's snapshot layout before validator votes."""
+
+    version: int
+    accounts: bytes
+    validations: ValidationsSnapshot
+    ca: bytes
+    ct: bytes
+    dns: bytes
+    kv: bytes
+    certificates_logged: int
+
+
+def test_a_snapshot_from_before_votes_restores_with_none_open() -> None:
+    c = Cluster(4)
+    assert c.dns(ALICE, dnsapp.create_command("alice.internal.", primary_ns="ns1.alice.internal.",
+                                              admin="h.alice.internal.", nameservers=["ns1.alice.internal."])).ok
+    c.vote(0, tcapp.DNS, _create_node_zone())
+    app = c.app
+    old = encode(_RouterSnapshotV2(2, app.accounts.snapshot(), app.validation.validations.snapshot(),
+                                   app.ca.snapshot(), app.ct.snapshot(), app.dns.snapshot(), app.kv.snapshot(), 0))
+    restored = Cluster(4)
+    restored.app.restore(old)
+    assert [z.to_text() for z in restored.app.dns.zones] == ["alice.internal."]
+    assert restored.app.votes.proposals == {}

@@ -100,6 +100,20 @@ class _Snapshot:
     certificates_logged: int
 
 
+@dataclass(frozen=True)
+class _SnapshotV2:
+    """Before validator votes: restored with no open votes."""
+
+    version: int
+    accounts: bytes
+    validations: ValidationsSnapshot
+    ca: bytes
+    ct: bytes
+    dns: bytes
+    kv: bytes
+    certificates_logged: int
+
+
 def route(target: str, payload: bytes) -> bytes:
     """The consensus payload for `payload` addressed to sub-application `target`."""
     if target not in TARGETS:
@@ -323,7 +337,13 @@ class TrustChainApplication:
                                 self.kv.snapshot(), self.certificates_logged))
 
     def restore(self, snapshot: bytes) -> None:
-        snap = decode(_Snapshot, snapshot)
+        version = int.from_bytes(snapshot[:8], "big") if len(snapshot) >= 8 else -1
+        if version == 2:
+            old = decode(_SnapshotV2, snapshot)
+            snap = _Snapshot(SNAPSHOT_VERSION, old.accounts, old.validations, ValidatorVotes.empty_snapshot(),
+                             old.ca, old.ct, old.dns, old.kv, old.certificates_logged)
+        else:
+            snap = decode(_Snapshot, snapshot)
         if snap.version != SNAPSHOT_VERSION:
             raise DecodeError(f"_Snapshot.version: {snap.version} is not {SNAPSHOT_VERSION}")
         try:

@@ -267,6 +267,10 @@ class ValidatorVotes:
             tuple(_Executed(d, at) for d, at in sorted(self.executed_at.items())),
         )
 
+    @staticmethod
+    def empty_snapshot() -> VotesSnapshot:
+        return VotesSnapshot(SNAPSHOT_VERSION, (), ())
+
     def restore(self, snap: VotesSnapshot) -> None:
         if snap.version != SNAPSHOT_VERSION:
             raise DecodeError(f"VotesSnapshot.version: {snap.version} is not {SNAPSHOT_VERSION}")

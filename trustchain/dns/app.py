@@ -307,7 +307,7 @@ class DNSApplication:
         if sum(1 for o in self.owners.values() if o == account) >= self.max_zones_per_owner:
             raise ZoneUpdateError("create", f"this account already owns {self.max_zones_per_owner} zones")
 
-    def _check_update(self, account: bytes, origin: dns.name.Name, ops: Sequence[RecordOp]) -> None:
+    def _check_update(self, account: bytes, origin: dns.name.Name) -> None:
         if self.zone_policy is None:
             return
         self._check_actor(account, origin, "update.origin")
@@ -315,9 +315,12 @@ class DNSApplication:
         if reason is not None:
             field, _, why = reason.partition(": ")
             raise ZoneUpdateError(f"update.{field}", why)
+
+    def _check_names(self, account: bytes, origin: dns.name.Name, ops: Sequence[RecordOp]) -> None:
+        """A zone around the validators' domain cannot hold names under it either."""
         vd = self.validator_domain
-        if vd is not None and account != VALIDATORS and vd.is_subdomain(origin):
-            for i, op in enumerate(ops):  # a zone around the validators' domain cannot hold its names either
+        if self.zone_policy is not None and vd is not None and account != VALIDATORS and vd.is_subdomain(origin):
+            for i, op in enumerate(ops):
                 try:
                     name = parse_owner(op.name, origin, f"update.ops[{i}].name")
                 except ZoneUpdateError:
@@ -350,7 +353,8 @@ class DNSApplication:
         st = self.zones.get(origin)
         if st is None:
             raise ZoneUpdateError("update.origin", f"no such zone {origin}")
-        self._check_update(account, origin, cmd.ops)
+        self._check_update(account, origin)
+        self._check_names(account, origin, cmd.ops)
         status = STATUS_OK if st.zone.apply(update) else STATUS_UNCHANGED  # atomic: raises before any change
         if status == STATUS_OK:
             changed.add(origin)
