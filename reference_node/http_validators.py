@@ -61,9 +61,10 @@ def register(app: web.Application, node: Node) -> None:
     app.on_startup.append(endpoints.write_token)
 
 
-def _error(field: str, reason: str, status: int, **extra: Any) -> web.Response:
-    return web.json_response({"error": f"{field}: {reason}", "field": field, "reason": reason, **extra},
-                             status=status)
+def _error(field: str, reason: str, http_status: int, extra: dict[str, Any] | None = None) -> web.Response:
+    """A 4xx/5xx naming the field; `extra` carries the vote's typed result when there is one."""
+    return web.json_response({**(extra or {}), "error": f"{field}: {reason}", "field": field, "reason": reason},
+                             status=http_status)
 
 
 def _jsonable(value: Any) -> Any:
@@ -150,7 +151,7 @@ class _Validators:
                                "votes": res.votes, "threshold": res.threshold, "target": res.target}
         if not res.ok:
             field, _, reason = res.detail.partition(": ")
-            return _error(field, reason, 422, **doc)
+            return _error(field, reason, 422, doc)
         if res.status == votes.STATUS_EXECUTED:
             try:
                 inner = _INNER[res.target](res.result)
@@ -159,7 +160,7 @@ class _Validators:
             doc["result"] = _jsonable(inner)
             if not inner.ok:  # the vote passed, the operation itself was refused
                 field, _, reason = inner.detail.partition(": ")
-                return _error(field, reason, 422, **doc)
+                return _error(field, reason, 422, doc)
         return web.json_response(doc)
 
     async def proposals(self, request: web.Request) -> web.Response:

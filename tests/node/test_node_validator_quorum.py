@@ -12,6 +12,8 @@ import base64
 import hashlib
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from reference_node import cli, http_validators
 from reference_node.genesis import Genesis, load_seed
 from trustchain.accounts import Ed25519AccountSigner, account_id
 from trustchain.app import trustchain as tcapp
+from trustchain.ca import commands as cacommands
 from trustchain.dns import app as dnsapp
 from trustchain.dns.zone import AddRecords, ZoneUpdate
 from trustchain.encoding import decode
@@ -94,6 +97,34 @@ def test_a_certificate_is_revoked_by_a_quorum_of_validators(cluster: Cluster, ca
                          what=f"revocation on node{node}")
     late = _vote(capsys, cluster, 3, "revoke", serial, "--reason", "keyCompromise")
     assert late[1]["status"] == "done", late
+
+
+def _propose(cluster: Cluster, i: int, body: Any) -> tuple[int, Any]:
+    token = Path(_token(cluster, i)).read_text().strip()
+    request = urllib.request.Request(cluster.apis[i] + "/api/v1/validators/propose", json.dumps(body).encode(),
+                                     {"content-type": "application/json", "authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_bad_votes_are_refused_naming_the_field(cluster: Cluster) -> None:
+    challenge = base64.b64encode(cacommands.challenge_command(["www.quorum.example"])).decode()
+    for body, status, field in (
+        ([], 400, "body"), ({"target": "kv", "command": "AAAA"}, 400, "target"),
+        ({"target": "ca", "command": "not base64!"}, 400, "command"), ({"target": "ca"}, 400, "command"),
+        ({"withdraw": "zz"}, 400, "withdraw"), ({"withdraw": "00" * 32}, 422, "digest"),
+        ({"target": "ca", "command": challenge}, 422, "target"),  # not an operation of the validator set
+    ):
+        code, res = _propose(cluster, 2, body)
+        assert (code, res["field"]) == (status, field), (body, res)
+    # a quorum for an operation the application then refuses: it ran (once), and says why not
+    unknown = {"target": "ca", "command": base64.b64encode(cacommands.revoke_command(0xDEAD, 1)).decode()}
+    assert [_propose(cluster, i, unknown)[1]["status"] for i in (0, 1)] == ["recorded", "recorded"]
+    code, res = _propose(cluster, 2, unknown)
+    assert (code, res["status"], res["field"]) == (422, "executed", "serial"), res
 
 
 class ValidatorAccount:
