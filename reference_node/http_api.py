@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from reference_node import http_pki
+from reference_node import http_pki, http_validators
 from reference_node.health import PEER_SILENCE_S, HealthMonitor
 from reference_node.http_guard import (
     ConnectionGuard,
@@ -44,6 +44,7 @@ from trustchain.app import kvstore, validation
 from trustchain.app import trustchain as tcapp
 from trustchain.app.gate import SIGNED
 from trustchain.app.validation import VALIDATE
+from trustchain.authorization import validator_votes as votes
 from trustchain.ca import commands as cacommands
 from trustchain.ca import ownership
 from trustchain.ca import records as carecords
@@ -177,6 +178,7 @@ RESULT_DECODERS: dict[str, Callable[[bytes], Any]] = {
     tcapp.KV: kvstore.decode_result,
     ACCOUNTS: lambda data: decode(AccountResult, data),
     VALIDATE: validation.decode_result,
+    votes.VOTES: votes.decode_result,
 }
 
 
@@ -238,6 +240,7 @@ class API:
         for topic in STREAMS:
             r.add_get(f"/stream/{topic}", self.stream)
         http_pki.register(self.app, node)  # /ocsp, /crl/<issuer>.crl
+        http_validators.register(self.app, node)  # the operator's votes for the validator set's operations
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -608,6 +611,7 @@ def openapi_document() -> dict[str, Any]:
         paths[ca_path] = {"get": {"summary": "CA certificate", "responses": {
             "200": {"description": "certificate", "content": {ctype: {"schema": {"type": "string"}}}}}}}
     paths.update(http_pki.openapi_paths())
+    paths.update(http_validators.openapi_paths())
     return {
         "openapi": "3.0.3",
         "info": {"title": "TrustChain node API", "version": "1.0.0"},

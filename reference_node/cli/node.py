@@ -10,6 +10,8 @@ verify` checks files. Commands:
     node dns resolve NAME [TYPE] [--validate]  node dns update ZONE (--create | --add RR | --delete ...)
     node ct proof (HASH | --cert FILE | --serial S)      node ct verify (same) [--vkey VKEY]
     node consensus status                      node health
+    node validators revoke SERIAL [--reason R] node validators dns ZONE (--create | --add RR ...)
+    node validators withdraw DIGEST            node validators proposals
 
 `--node URL` (default `$TRUSTCHAIN_NODE`, else http://127.0.0.1:8443) and `--json` go before or after
 the command. Output is readable text; `--json` prints one JSON document for scripts.
@@ -40,13 +42,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, CLIError
+from trustchain.ca import commands as cacommands
 from trustchain.ca import records as carecords
 from trustchain.ca import validate
 from trustchain.ct import merkle, note
 from trustchain.ct.checkpoint import CheckpointError, SignedCheckpoint
 from trustchain.ct.entry import EntryError, X509Entry, parse_merkle_tree_leaf
+from trustchain.dns import app as dnsapp
+from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
 
 ENV_NODE = "TRUSTCHAIN_NODE"
+ENV_OPERATOR_TOKEN = "TRUSTCHAIN_OPERATOR_TOKEN"
 DEFAULT_NODE = "http://127.0.0.1:8443"
 ENTRY_PAGE = 256
 
@@ -73,12 +79,13 @@ class NodeClient:
     timeout: float
 
     def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
-             ok: tuple[int, ...] = (200,)) -> tuple[int, Any]:
+             ok: tuple[int, ...] = (200,), headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """(status, decoded body) for a status in `ok`; any other answer raises a CLIError naming it."""
         url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json",
-                                                                              "accept": "application/json"})
+                                                                              "accept": "application/json",
+                                                                              **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 status, raw, ctype = resp.status, resp.read(), resp.headers.get("content-type", "")
@@ -115,8 +122,9 @@ class NodeClient:
     def get(self, path: str, query: dict[str, str] | None = None, ok: tuple[int, ...] = (200,)) -> Any:
         return self.call("GET", path, query=query, ok=ok)[1]
 
-    def post(self, path: str, body: Any, ok: tuple[int, ...] = (200,)) -> tuple[int, Any]:
-        return self.call("POST", path, body, ok=ok)
+    def post(self, path: str, body: Any, ok: tuple[int, ...] = (200,),
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        return self.call("POST", path, body, ok=ok, headers=headers)
 
 
 def _client(args: argparse.Namespace) -> NodeClient:
@@ -600,6 +608,73 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_NEGATIVE
 
 
+# ----------------------------------------------------------------------------------- validator set
+
+
+def _operator_headers(args: argparse.Namespace) -> dict[str, str]:
+    path = args.operator_token or os.environ.get(ENV_OPERATOR_TOKEN)
+    if not path:
+        raise CLIError(f"--operator-token: required (or ${ENV_OPERATOR_TOKEN}): the file operator.token in the "
+                       "node's storage directory")
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise CLIError(f"--operator-token: {path}: {exc.strerror or exc}") from None
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _vote(args: argparse.Namespace, body: dict[str, Any], what: str) -> int:
+    client = _client(args)
+    res = client.post("/api/v1/validators/propose", body, headers=_operator_headers(args))[1]
+    status = res.get("status", "")
+    text = {
+        "recorded": f"{what}: vote recorded, {res.get('votes')} of {res.get('threshold')} validators",
+        "executed": f"{what}: executed, the quorum of {res.get('threshold')} validators is reached",
+        "duplicate": f"{what}: this validator already voted ({res.get('votes')} of {res.get('threshold')})",
+        "done": f"{what}: already executed",
+        "withdrawn": f"{what}: vote withdrawn ({res.get('votes')} of {res.get('threshold')} remain)",
+    }.get(status, f"{what}: {status}")
+    _emit(args, res, f"{text}\n  digest {res.get('digest', '')}")
+    return EXIT_OK
+
+
+def cmd_validators_revoke(args: argparse.Namespace) -> int:
+    command = cacommands.revoke_command(int(args.serial, 16), args.reason)
+    return _vote(args, {"target": "ca", "command": base64.b64encode(command).decode()},
+                 f"revoke {args.serial} ({carecords.REVOCATION_REASONS[args.reason]})")
+
+
+def cmd_validators_dns(args: argparse.Namespace) -> int:
+    zone = args.zone if args.zone.endswith(".") else args.zone + "."
+    ops = _build_ops(getattr(args, "ops", None) or [], args.ttl)
+    if args.create == bool(ops):
+        raise CLIError("give either --create or --add/--replace/--delete/--delete-name: each is its own vote")
+    try:
+        if args.create:
+            primary = args.primary_ns or f"ns1.{zone}"
+            command = dnsapp.create_command(zone, primary_ns=primary, admin=args.admin or f"hostmaster.{zone}",
+                                            nameservers=args.ns or [primary], ttl=args.ttl)
+        else:
+            command = dnsapp.update_command(ZoneUpdate.from_json({"origin": zone, "ops": ops}))
+    except ZoneUpdateError as exc:
+        raise CLIError(f"{exc.field}: {exc.reason}") from None
+    return _vote(args, {"target": "dns", "command": base64.b64encode(command).decode()},
+                 f"{'create' if args.create else 'update'} {zone}")
+
+
+def cmd_validators_withdraw(args: argparse.Namespace) -> int:
+    return _vote(args, {"withdraw": args.digest}, f"proposal {args.digest[:16]}")
+
+
+def cmd_validators_proposals(args: argparse.Namespace) -> int:
+    doc = _client(args).get("/api/v1/validators/proposals")
+    lines = [f"{len(doc['proposals'])} open proposals; a quorum is {doc['threshold']} of {doc['validators']}"]
+    lines += [f"  {p['digest']}  {p['target']} {p['op']}  votes from validators {p['voters']}"
+              for p in doc["proposals"]]
+    _emit(args, doc, "\n".join(lines))
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------- parser
 
 
@@ -746,3 +821,38 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("health", parents=[leaf], help="health check (exit 1 when the node reports failing)")
     p.set_defaults(func=cmd_health)
+    _validators_parser(sub, leaf)
+
+
+def _validators_parser(sub: Any, leaf: argparse.ArgumentParser) -> None:
+    """`node validators ...`: the operator casts this validator's vote; the operation runs once a quorum of
+    validators voted for the same bytes (each operator runs the same command against their own node)."""
+    vals = sub.add_parser("validators", help="vote for operations of the validator set (operator only)")
+    vs = vals.add_subparsers(dest="node_validators", required=True, metavar="COMMAND")
+    token = argparse.ArgumentParser(add_help=False)
+    token.add_argument("--operator-token", metavar="FILE", help="the node's operator.token (in its storage "
+                       f"directory; default ${ENV_OPERATOR_TOKEN})")
+    p = vs.add_parser("revoke", parents=[leaf, token], help="vote to revoke SERIAL without its subscriber")
+    p.add_argument("serial", type=_serial, metavar="SERIAL")
+    p.add_argument("--reason", type=_reason, default=1, metavar="REASON",
+                   help="CRLReason name or code (default keyCompromise)")
+    p.set_defaults(func=cmd_validators_revoke)
+    p = vs.add_parser("dns", parents=[leaf, token], help="vote to create or change a zone of the nodes' domain")
+    p.add_argument("zone", metavar="ZONE")
+    p.add_argument("--create", action="store_true", help="create ZONE (SOA, NS, DNSSEC keys)")
+    p.add_argument("--primary-ns", metavar="NAME", help="with --create: SOA MNAME (default ns1.ZONE)")
+    p.add_argument("--admin", metavar="NAME", help="with --create: SOA RNAME (default hostmaster.ZONE)")
+    p.add_argument("--ns", action="append", metavar="NAME", help="with --create: apex NS (repeatable)")
+    p.add_argument("--ttl", type=_positive_int, default=3600, help="default TTL (default 3600)")
+    p.add_argument("--add", action=_OpAction, const="add", metavar="RR", help="add a record")
+    p.add_argument("--replace", action=_OpAction, const="replace", metavar="RR", help="replace an RRset")
+    p.add_argument("--delete", action=_OpAction, const="delete_rrset", metavar="'NAME TYPE'",
+                   help="delete an RRset")
+    p.add_argument("--delete-name", action=_OpAction, const="delete_name", metavar="NAME",
+                   help="delete every RRset at NAME")
+    p.set_defaults(func=cmd_validators_dns, ops=None)
+    p = vs.add_parser("withdraw", parents=[leaf, token], help="take back this validator's vote")
+    p.add_argument("digest", metavar="DIGEST", help="the proposal's digest (64 hex digits)")
+    p.set_defaults(func=cmd_validators_withdraw)
+    p = vs.add_parser("proposals", parents=[leaf], help="open proposals and who voted for them")
+    p.set_defaults(func=cmd_validators_proposals)

@@ -6,6 +6,22 @@ sub-application the *account id* as the operation's client, so the CA's per-acco
 rate limits, revocation rights) and the DNS's zone owners are real accounts, never "whichever node
 forwarded it". The validators sign their own writes with their consensus keys, which are accounts from
 genesis; the operations only they may make are listed in `VALIDATOR_ONLY`.
+
+Each operation in `VALIDATOR_ONLY` is one a single validator may order on its own, because it decides
+nothing a Byzantine validator could abuse:
+
+* `ca finalize` carries a FROST signature that every replica verifies under the group key: the
+  signature itself is the threshold's agreement, and a bad one is refused and counted against its
+  submitter;
+* `ca sign_ocsp_batch` and `ct checkpoint` only derive pending OCSP TBS / the current tree head from
+  replicated state (at most one batch is pending, so repeats are no-ops);
+* `dns tick` only lets the batch re-sign zones whose signing epoch passed, which any batch does;
+* `observe` and `validators` (a vote) are one validator's *input* to a quorum rule
+  (`trustchain.authorization.observations`, `trustchain.authorization.validator_votes`): nothing
+  happens until a quorum of distinct validators agrees.
+
+What acts for the validator set as a whole (the nodes' own zones, revocation without the subscriber,
+installing an issuer) is never ordered by one validator: it runs only when a vote passes.
 """
 
 from __future__ import annotations
@@ -13,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trustchain.accounts import ACCOUNTS, AccountRegistry, AccountResult, Authenticated, SignedWrite
+from trustchain.authorization.validator_votes import VOTES
 from trustchain.encoding import DecodeError, decode, decode_prefix
 
 __all__ = ["OBSERVE", "SIGNED", "VALIDATOR_ONLY", "Admitted", "WriteGate", "command_op"]
@@ -27,6 +44,7 @@ VALIDATOR_ONLY: frozenset[tuple[str, str]] = frozenset({
     ("ct", "checkpoint"),
     ("dns", "tick"),
     (OBSERVE, "*"),
+    (VOTES, "*"),
 })
 
 
@@ -75,7 +93,7 @@ class WriteGate:
 
     def _authorize(self, auth: Authenticated) -> Admitted | AccountResult:
         validator = self.registry.validator_index(auth.account)
-        op = "*" if auth.target == OBSERVE else command_op(auth.payload)
+        op = "*" if auth.target in (OBSERVE, VOTES) else command_op(auth.payload)
         if op is None:
             return AccountResult("error", "command: no operation name")
         if (auth.target, op) in VALIDATOR_ONLY and validator is None:

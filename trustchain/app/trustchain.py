@@ -35,13 +35,14 @@ from trustchain.accounts import (
     sign_registration,
     sign_write,
 )
-from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate
+from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate, command_op
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
 from trustchain.app.limits import ResourceLimits
 from trustchain.app.validation import VALIDATE, ValidationApp
 from trustchain.authorization.observations import ExternalValidations, ValidationsSnapshot
-from trustchain.authorization.zones import ZonePolicy, default_public_suffixes
+from trustchain.authorization.validator_votes import VOTES, Passed, ValidatorVotes, VotesSnapshot
+from trustchain.authorization.zones import VALIDATORS, ZonePolicy, default_public_suffixes
 from trustchain.ca import caa
 from trustchain.ca.events import Event, Finalized
 from trustchain.ca.issuance import CAApplication
@@ -55,8 +56,15 @@ from trustchain.quorum import quorum_size
 
 CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
 TARGETS = (CA, CT, DNS, KV)
-WRITE_TARGETS = (*TARGETS, ACCOUNTS, VALIDATE, OBSERVE)  # what a signed write may address
-SNAPSHOT_VERSION = 2  # 2: accounts
+WRITE_TARGETS = (*TARGETS, ACCOUNTS, VALIDATE, OBSERVE, VOTES)  # what a signed write may address
+SNAPSHOT_VERSION = 3  # 2: accounts; 3: validator votes
+#: What the validator set may do as a whole, by a passed vote (`trustchain.authorization.validator_votes`),
+#: for the pseudo-account `VALIDATORS`: revoke any certificate with any reason, install an issuer or force
+#: a CRL (the CA counts the validator set as an operator), and create or change zones (only it may, under
+#: the nodes' own domain).
+QUORUM_OPERATIONS: frozenset[tuple[str, str]] = frozenset({
+    (CA, "revoke"), (CA, "install_issuer"), (CA, "sign_crl"), (DNS, "create"), (DNS, "update"),
+})
 R = TypeVar("R")
 
 
@@ -80,6 +88,21 @@ class MalformedResult(TrustChainError, ValueError):
 
 @dataclass(frozen=True)
 class _Snapshot:
+    version: int
+    accounts: bytes
+    validations: ValidationsSnapshot
+    votes: VotesSnapshot
+    ca: bytes
+    ct: bytes
+    dns: bytes
+    kv: bytes
+    certificates_logged: int
+
+
+@dataclass(frozen=True)
+class _SnapshotV2:
+    """Before validator votes: restored with no open votes."""
+
     version: int
     accounts: bytes
     validations: ValidationsSnapshot
@@ -146,6 +169,14 @@ def unroute(operation: bytes) -> Routed | None:
         return None
 
 
+def _quorum_operation_problem(target: str, payload: bytes) -> str | None:
+    """Why a validator vote may not be for this operation ("<field>: <reason>"), or None."""
+    if (target, command_op(payload) or "") not in QUORUM_OPERATIONS:
+        allowed = ", ".join(f"{t} {o}" for t, o in sorted(QUORUM_OPERATIONS))
+        return f"target: the validator set votes only on {allowed}"
+    return None
+
+
 class ZoneLookup:
     """`caa.DNSLookup` over the replicated zones: the CA sees exactly the records ordered before the
     request, identically on every replica (never a live resolver)."""
@@ -203,13 +234,14 @@ class TrustChainApplication:
         ids = self.accounts.validator_ids
         operators = tuple(account_id(AccountKey(ED25519, k)) for k in ca_policy.operators)
         ca_policy = dataclasses.replace(ca_policy, validator_keys=ids if ca_policy.validator_keys else (),
-                                        operators=operators)
+                                        operators=(*operators, VALIDATORS))
         n = len(validator_keys)
+        self.votes = ValidatorVotes(max(n, 1), _quorum_operation_problem)
         self.validation = ValidationApp(ExternalValidations(n, quorum_size(n)) if n >= 4 else
                                         ExternalValidations(4, 3))
         self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s,
                                   zone_policy=ZonePolicy(default_public_suffixes(), registry_suffixes),
-                                  validated=self.validation.validated, validator_accounts=frozenset(ids),
+                                  validated=self.validation.validated,
                                   validator_domain=ca_policy.node_domain + ".", limits=limits.dns)
         self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
         self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots,
@@ -253,10 +285,27 @@ class TrustChainApplication:
                 assert admitted.validator is not None  # the gate lets only validators observe
                 results.append(encode(self.validation.observe(admitted.validator, admitted.payload,
                                                               context.time_us)))
+            elif admitted.target == VOTES:
+                results.append(self._vote(admitted, op.timestamp, context))
             else:
                 results.append(encode(RouteError(f"target: unknown sub-application {admitted.target[:32]!r}")))
         flush_dns()
         return results
+
+    def _vote(self, admitted: Admitted, timestamp: int, context: ExecutionContext) -> bytes:
+        """Count a validator's vote; when it completes the quorum, execute the operation for the
+        validator set in this same ordered step."""
+        outcome = self.votes.handle(admitted.validator, admitted.payload, context.time_us)
+        if not isinstance(outcome, Passed):
+            return encode(outcome)
+        inner = Operation(VALIDATORS, timestamp, outcome.payload)
+        if outcome.target == DNS:
+            result = self.dns.execute([inner], context)[0]
+        else:
+            assert outcome.target == CA, "only QUORUM_OPERATIONS pass a vote"
+            result = self.ca.execute([inner], context)[0]
+            self._after_ca(context)
+        return encode(self.votes.executed(outcome, result))
 
     def _admit(self, op: Operation, now_us: int) -> Admitted | bytes:
         """The authenticated write inside `op`, or the encoded result refusing it."""
@@ -286,11 +335,17 @@ class TrustChainApplication:
 
     def snapshot(self) -> bytes:
         return encode(_Snapshot(SNAPSHOT_VERSION, self.accounts.snapshot(), self.validation.validations.snapshot(),
-                                self.ca.snapshot(), self.ct.snapshot(), self.dns.snapshot(), self.kv.snapshot(),
-                                self.certificates_logged))
+                                self.votes.snapshot(), self.ca.snapshot(), self.ct.snapshot(), self.dns.snapshot(),
+                                self.kv.snapshot(), self.certificates_logged))
 
     def restore(self, snapshot: bytes) -> None:
-        snap = decode(_Snapshot, snapshot)
+        version = int.from_bytes(snapshot[:8], "big") if len(snapshot) >= 8 else -1
+        if version == 2:
+            old = decode(_SnapshotV2, snapshot)
+            snap = _Snapshot(SNAPSHOT_VERSION, old.accounts, old.validations, ValidatorVotes.empty_snapshot(),
+                             old.ca, old.ct, old.dns, old.kv, old.certificates_logged)
+        else:
+            snap = decode(_Snapshot, snapshot)
         if snap.version != SNAPSHOT_VERSION:
             raise DecodeError(f"_Snapshot.version: {snap.version} is not {SNAPSHOT_VERSION}")
         try:
@@ -299,6 +354,7 @@ class TrustChainApplication:
             raise DecodeError(f"_Snapshot.dns: {exc}") from None
         self.accounts.restore(snap.accounts)
         self.validation.validations.restore(snap.validations)
+        self.votes.restore(snap.votes)
         self.ca.restore(snap.ca)
         self.ct.restore(snap.ct)
         self.kv.restore(snap.kv)

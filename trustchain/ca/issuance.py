@@ -415,8 +415,8 @@ class CAApplication:
             record.certificate_der, ownership.revocation_proof_input(cmd.serial, cmd.reason, op.client), cmd.key_proof)
         allowed = operator or ((op.client == record.account or key_holder) and cmd.reason not in OPERATOR_REASONS)
         if not allowed:
-            return CAResult.error("authorization: only the subscriber, the certificate's key holder or a CA "
-                                  "operator may revoke")
+            return CAResult.error("authorization: only the subscriber, the certificate's key holder, a CA "
+                                  "operator or a quorum of validators may revoke")
         if record.revoked_us is not None:
             return CAResult(STATUS_UNCHANGED, "already revoked", KIND_CERTIFICATE, serial=cmd.serial)
         self.issued[cmd.serial] = IssuedCertificate(

@@ -32,6 +32,7 @@ from trustchain.dns.authority import Authority
 from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
 from trustchain.dns.keys import KeySet
 from trustchain.dns.limits import EMPTY, ZoneLimits, ZoneSize, check_limit
+from trustchain.dns.records import parse_owner
 from trustchain.dns.zone import RecordOp, Zone, ZoneUpdate, ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 
@@ -149,19 +150,18 @@ class DNSApplication:
 
     def __init__(self, master_seed: bytes, policy: SigningPolicy | None = None, clock_offset_s: int = 0, *,
                  zone_policy: ZonePolicy | None = None, validated: OutsideValidated | None = None,
-                 validator_accounts: frozenset[bytes] = frozenset(), validator_domain: str = "",
-                 limits: ZoneLimits | None = None) -> None:
+                 validator_domain: str = "", limits: ZoneLimits | None = None) -> None:
         """`zone_policy`: who may create and change which zone (`trustchain.authorization.zones`); None
         leaves zones unowned (a DNS-only deployment or workload with no accounts). `validated(account,
         name)` says whether the validators observed the account's control of an unserved name.
-        `validator_accounts` act for the validator set, which owns the zones under `validator_domain` (the
-        nodes' own names); anywhere else a validator is one account like any other. `limits`: how many
-        zones, records and record bytes every replica holds (`trustchain.dns.limits`)."""
+        The validator set (`VALIDATORS`, the client of an operation its validators voted for) alone owns
+        the zones under `validator_domain` (the nodes' own names); a single validator's account is an
+        account like any other. `limits`: how many zones, records and record bytes every replica holds
+        (`trustchain.dns.limits`)."""
         if len(master_seed) < 16:
             raise ValueError("master seed must be at least 16 bytes")
         self.zone_policy = zone_policy
         self.validated = validated
-        self.validator_accounts = validator_accounts
         self.validator_domain = dns.name.from_text(validator_domain) if validator_domain else None
         self.limits = limits or ZoneLimits()
         self.owners: dict[dns.name.Name, bytes] = {}
@@ -275,29 +275,37 @@ class DNSApplication:
         except ZoneUpdateError as exc:
             return _error(cmd.op, str(exc))
 
-    def _owner_of(self, account: bytes, origin: dns.name.Name) -> bytes:
-        """Who owns (or would own) `origin` when `account` acts on it: the validator set for a validator
-        inside the validators' domain, else the account itself."""
-        if (account in self.validator_accounts and self.validator_domain is not None
-                and origin.is_subdomain(self.validator_domain)):
-            return VALIDATORS
-        return account
+    def _validators_only(self, origin: dns.name.Name) -> bool:
+        """Zones at or below the validators' domain (the nodes' own names) belong to the validator set."""
+        return self.validator_domain is not None and origin.is_subdomain(self.validator_domain)
+
+    def _check_actor(self, account: bytes, origin: dns.name.Name, field: str) -> None:
+        """Only the validator set (a passed vote, `VALIDATORS`) acts on the validators' domain, and it
+        acts nowhere else: one validator account is an account like any other."""
+        name = origin.to_text()
+        if self._validators_only(origin) and account != VALIDATORS:
+            raise ZoneUpdateError(field, f"{name} is under the validators' domain {self.validator_domain}: only a "
+                                  "quorum of validators may change it (trustchain.authorization.validator_votes)")
+        if account == VALIDATORS and not self._validators_only(origin):
+            raise ZoneUpdateError(field, f"{name}: the validator set acts only under {self.validator_domain}")
 
     def _check_create(self, account: bytes, origin: dns.name.Name) -> None:
         if self.zone_policy is None:
             return
-        owner = self._owner_of(account, origin)
-        decision = self.zone_policy.may_create(origin, owner, self.owners)
-        if decision.needs_validation and owner != VALIDATORS:
+        self._check_actor(account, origin, "create.origin")
+        if account == VALIDATORS:
+            return  # its own domain, whoever owns the zones around it
+        decision = self.zone_policy.may_create(origin, account, self.owners)
+        if decision.needs_validation:
             name = origin.to_text(omit_final_dot=True)
             if self.validated is None or not self.validated(account, name):
                 raise ZoneUpdateError("create.origin", f"{name} is not served by TrustChain: the validators must "
                                       "first observe this account's control of it in the public DNS")
-        elif not decision.allowed and not (decision.needs_validation and owner == VALIDATORS):
+        elif not decision.allowed:
             field, _, reason = decision.reason.partition(": ")
             raise ZoneUpdateError(f"create.{field}", reason)
         cap = self.limits.max_zones_per_owner
-        if sum(1 for o in self.owners.values() if o == owner) >= cap and owner != VALIDATORS:
+        if sum(1 for o in self.owners.values() if o == account) >= cap and account != VALIDATORS:
             raise ZoneUpdateError("limits.dns.max_zones_per_owner", f"this account already owns {cap} zones")
 
     def _usage(self, owner: bytes | None) -> tuple[ZoneSize, ZoneSize]:
@@ -329,10 +337,23 @@ class DNSApplication:
     def _check_update(self, account: bytes, origin: dns.name.Name) -> None:
         if self.zone_policy is None:
             return
-        reason = self.zone_policy.may_update(origin, self._owner_of(account, origin), self.owners)
+        self._check_actor(account, origin, "update.origin")
+        reason = self.zone_policy.may_update(origin, account, self.owners)
         if reason is not None:
             field, _, why = reason.partition(": ")
             raise ZoneUpdateError(f"update.{field}", why)
+
+    def _check_names(self, account: bytes, origin: dns.name.Name, ops: Sequence[RecordOp]) -> None:
+        """A zone around the validators' domain cannot hold names under it either."""
+        vd = self.validator_domain
+        if self.zone_policy is not None and vd is not None and account != VALIDATORS and vd.is_subdomain(origin):
+            for i, op in enumerate(ops):
+                try:
+                    name = parse_owner(op.name, origin, f"update.ops[{i}].name")
+                except ZoneUpdateError:
+                    continue  # refused by the update itself
+                if name.is_subdomain(vd):
+                    raise ZoneUpdateError(f"update.ops[{i}].name", f"{name} is under the validators' domain {vd}")
 
     def _create(self, account: bytes, cmd: CreateZone, now: int, changed: set[dns.name.Name]) -> DNSResult:
         if not cmd.origin.endswith("."):
@@ -344,7 +365,7 @@ class DNSApplication:
         self._check_create(account, zone.origin)
         if len(self.zones) >= self.limits.max_zones:
             raise ZoneUpdateError("limits.dns.max_zones", f"{self.limits.max_zones} zones exist already")
-        owner = self._owner_of(account, zone.origin) if self.zone_policy is not None else None
+        owner = account if self.zone_policy is not None else None
         self._check_size(zone.origin, owner, EMPTY, zone.size())
         if owner is not None:
             self.owners[zone.origin] = owner
@@ -362,6 +383,7 @@ class DNSApplication:
         if st is None:
             raise ZoneUpdateError("update.origin", f"no such zone {origin}")
         self._check_update(account, origin)
+        self._check_names(account, origin, cmd.ops)
         old = st.zone.size()
 
         def check(new: ZoneSize) -> None:
