@@ -10,14 +10,23 @@ verify` checks files. Commands:
     node dns resolve NAME [TYPE] [--validate]  node dns update ZONE (--create | --add RR | --delete ...)
     node ct proof (HASH | --cert FILE | --serial S)      node ct verify (same) [--vkey VKEY]
     node consensus status                      node health
+    node account register --key FILE           node account rollover --key OLD --new-key NEW
+    node account deactivate --key FILE --yes
+
+Writes (dns update, cert request/renew/revoke) are signed by your account with `--account-key FILE`
+(or $TRUSTCHAIN_ACCOUNT_KEY) and posted to /api/v1/write, as production nodes require; make a key
+with `trustchain-cli account new --key FILE` and register it with `node account register`. Without
+a key they use the unsigned JSON endpoints of a development node (`api.unsigned_writes = true`).
 
 `--node URL` (default `$TRUSTCHAIN_NODE`, else http://127.0.0.1:8443) and `--json` go before or after
 the command. Output is readable text; `--json` prints one JSON document for scripts.
 
-Exit codes: 0 success; 1 the node answered and the answer is negative (not found, rejected by the
-replicated application (422), revoked, a proof or chain that does not verify, health failing, a name
-that does not resolve); 2 bad usage or input (the message names the argument, or the field the node
-rejected with a 400); 3 the node cannot be reached, or it failed (5xx: halted, timeout, internal).
+Exit codes: 0 success; 1 the node answered and the answer is negative (not found, a write refused by
+the network (422, printed as its field and reason: not authorized, replayed, expired, ...), revoked,
+a proof or chain that does not verify, health failing, a name that does not resolve); 2 bad usage or
+input (the message names the argument, the key file, or the field the node rejected with a 400; a
+node that takes only signed writes (403) without --account-key); 3 the node cannot be reached, or it
+failed (5xx: halted, timeout, internal).
 """
 
 from __future__ import annotations
@@ -28,10 +37,6 @@ import datetime as dt
 import json
 import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,103 +44,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, CLIError
+from reference_node.cli import EXIT_NEGATIVE, EXIT_OK, CLIError
+from reference_node.cli.node_http import (
+    DEFAULT_NODE,
+    ENV_ACCOUNT_KEY,
+    ENV_NODE,
+    NodeClient,
+    client_from_args,
+    emit,
+    json_mode,
+)
+from reference_node.cli.node_writes import Writer, register_account_commands, writer_from_args
 from trustchain.ca import records as carecords
 from trustchain.ca import validate
 from trustchain.ct import merkle, note
 from trustchain.ct.checkpoint import CheckpointError, SignedCheckpoint
 from trustchain.ct.entry import EntryError, X509Entry, parse_merkle_tree_leaf
 
-ENV_NODE = "TRUSTCHAIN_NODE"
-DEFAULT_NODE = "http://127.0.0.1:8443"
 ENTRY_PAGE = 256
-
-
-# --------------------------------------------------------------------------------------------- HTTP
-
-
-def node_url(text: str) -> str:
-    """`host:port` or an http(s) URL; returns the base URL without a trailing slash."""
-    url = text if "://" in text else f"http://{text}"
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CLIError(f"--node: {text!r} is not an http(s) URL or HOST:PORT")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise CLIError(f"--node: {text!r} has an invalid port") from None
-    return url.rstrip("/")
-
-
-@dataclass
-class NodeClient:
-    base: str
-    timeout: float
-
-    def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
-             ok: tuple[int, ...] = (200,)) -> tuple[int, Any]:
-        """(status, decoded body) for a status in `ok`; any other answer raises a CLIError naming it."""
-        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json",
-                                                                              "accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                status, raw, ctype = resp.status, resp.read(), resp.headers.get("content-type", "")
-        except urllib.error.HTTPError as exc:
-            status, raw, ctype = exc.code, exc.read(), exc.headers.get("content-type", "")
-        except urllib.error.URLError as exc:
-            raise CLIError(f"node {self.base}: cannot connect ({exc.reason}); is it running? "
-                           f"(set --node or ${ENV_NODE})", EXIT_IO) from None
-        except TimeoutError:
-            raise CLIError(f"node {self.base}: {method} {path}: no answer within {self.timeout:g} s "
-                           "(raise --timeout)", EXIT_IO) from None
-        except OSError as exc:
-            raise CLIError(f"node {self.base}: {method} {path}: {exc}", EXIT_IO) from None
-        doc: Any
-        if "json" in ctype:
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                raise CLIError(f"node {self.base}: {method} {path}: answer is not valid JSON", EXIT_IO) from None
-        elif ctype.startswith("text/") or "pem" in ctype:
-            doc = raw.decode(errors="replace")
-        else:
-            doc = raw
-        if status in ok:
-            return status, doc
-        detail = doc.get("error", "") if isinstance(doc, dict) else str(doc)[:200]
-        where = f"node {self.base}: {method} {path}: HTTP {status}"
-        if status in (400, 413):
-            raise CLIError(f"{where}: {detail}", EXIT_USAGE)
-        if status in (404, 409, 422):
-            raise CLIError(f"{where}: {detail}", EXIT_NEGATIVE)
-        raise CLIError(f"{where}: {detail or 'node failure'}", EXIT_IO)
-
-    def get(self, path: str, query: dict[str, str] | None = None, ok: tuple[int, ...] = (200,)) -> Any:
-        return self.call("GET", path, query=query, ok=ok)[1]
-
-    def post(self, path: str, body: Any, ok: tuple[int, ...] = (200,)) -> tuple[int, Any]:
-        return self.call("POST", path, body, ok=ok)
-
-
-def _client(args: argparse.Namespace) -> NodeClient:
-    raw = getattr(args, "node", None) or os.environ.get(ENV_NODE) or DEFAULT_NODE
-    timeout = getattr(args, "timeout", 60.0)
-    if timeout <= 0:
-        raise CLIError(f"--timeout: must be positive, got {timeout:g}")
-    return NodeClient(node_url(raw), timeout)
-
-
-def _json_mode(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "json", False))
-
-
-def _emit(args: argparse.Namespace, doc: Any, text: str) -> None:
-    if _json_mode(args):
-        print(json.dumps(doc, indent=2, sort_keys=True))
-    elif text:
-        print(text)
 
 
 # ------------------------------------------------------------------------------------- certificates
@@ -182,12 +108,13 @@ def _zone_for(name: str, zones: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def _prove(client: NodeClient, names: list[str], zone: str | None,
+def _prove(writer: Writer, names: list[str], zone: str | None,
            progress: bool) -> tuple[list[str], list[dict[str, Any]]]:
     """dns-01: order challenges, publish each TXT in the zone that holds it; the key authorizations
     and the TXT records to remove afterwards."""
-    challenges = client.post("/api/v1/cert/challenge", {"names": names})[1]["challenges"]
-    zones = [zone if zone.endswith(".") else zone + "."] if zone else client.get("/api/v1/status")["dns"]["zones"]
+    challenges = writer.challenge(names)
+    zones = ([zone if zone.endswith(".") else zone + "."] if zone
+             else writer.client.get("/api/v1/status")["dns"]["zones"])
     published: list[dict[str, Any]] = []
     for ch in challenges:
         origin = _zone_for(ch["txt_name"], zones)
@@ -196,7 +123,7 @@ def _prove(client: NodeClient, names: list[str], zone: str | None,
                            f"{', '.join(zones) or 'none'}); create one with `trustchain-cli node dns update ZONE "
                            "--create`, or give --zone", EXIT_NEGATIVE)
         op = {"op": "add", "name": ch["txt_name"], "type": "TXT", "ttl": 60, "values": [f'"{ch["txt_value"]}"']}
-        client.post("/api/v1/dns/update", {"update": {"origin": origin, "ops": [op]}})
+        writer.dns({"update": {"origin": origin, "ops": [op]}})
         published.append({"origin": origin, "name": ch["txt_name"]})
         if progress:
             print(f"published dns-01 TXT {ch['txt_name']} in {origin}", file=sys.stderr)
@@ -204,16 +131,16 @@ def _prove(client: NodeClient, names: list[str], zone: str | None,
     return [by_name[n] for n in names], published
 
 
-def _cleanup(client: NodeClient, published: list[dict[str, Any]]) -> None:
+def _cleanup(writer: Writer, published: list[dict[str, Any]]) -> None:
     for rec in published:
         try:
-            client.post("/api/v1/dns/update", {"update": {"origin": rec["origin"], "ops": [
+            writer.dns({"update": {"origin": rec["origin"], "ops": [
                 {"op": "delete_rrset", "name": rec["name"], "type": "TXT"}]}})
         except CLIError as exc:  # the certificate is what was asked for; a stale TXT is only untidy
             print(f"warning: could not remove {rec['name']} TXT: {exc}", file=sys.stderr)
 
 
-def _issue(args: argparse.Namespace, client: NodeClient, path: str, names: list[str],
+def _issue(args: argparse.Namespace, writer: Writer, path: str, names: list[str],
            extra: dict[str, Any]) -> int:
     csr = _read_csr(args.csr) if args.csr else _new_csr(names, args.key_out, f"`{args.node_command_label}`")
     published: list[dict[str, Any]] = []
@@ -222,17 +149,17 @@ def _issue(args: argparse.Namespace, client: NodeClient, path: str, names: list[
             raise CLIError(f"--proof: {len(args.proof)} given for {len(names)} names (one per name, in order)")
         proofs = list(args.proof)
     else:
-        proofs, published = _prove(client, names, args.zone, not _json_mode(args))
+        proofs, published = _prove(writer, names, args.zone, not json_mode(args))
     body = {"csr": csr, "names": names, "proofs": proofs, "wait_s": args.wait, **extra}
     if args.lifetime:
         body["lifetime_s"] = args.lifetime
     try:
-        status, res = client.post(path, body, ok=(201, 202))
+        status, res = writer.issue(path, body, names)
     finally:
         if published and not args.keep_challenge:
-            _cleanup(client, published)
+            _cleanup(writer, published)
     if status == 202:
-        _emit(args, res, f"pending: serial {res['serial']} (pending id {res['pending_id']}) is waiting for "
+        emit(args, res, f"pending: serial {res['serial']} (pending id {res['pending_id']}) is waiting for "
                          f"threshold signatures; fetch it with `trustchain-cli node cert get {res['serial']}`")
         return EXIT_OK
     if args.out:
@@ -242,24 +169,24 @@ def _issue(args: argparse.Namespace, client: NodeClient, path: str, names: list[
         lines.append(f"certificate written to {args.out}" + (" with its chain" if args.with_chain else ""))
     if args.key_out and not args.csr:
         lines.append(f"private key written to {args.key_out}")
-    if not args.out and not _json_mode(args):
+    if not args.out and not json_mode(args):
         lines.append(res["certificate"].rstrip())
-    _emit(args, res, "\n".join(lines))
+    emit(args, res, "\n".join(lines))
     return EXIT_OK
 
 
 def cmd_cert_request(args: argparse.Namespace) -> int:
     args.node_command_label = "node cert request"
-    return _issue(args, _client(args), "/api/v1/cert/request", list(args.names), {})
+    return _issue(args, writer_from_args(args), "/api/v1/cert/request", list(args.names), {})
 
 
 def cmd_cert_renew(args: argparse.Namespace) -> int:
     args.node_command_label = "node cert renew"
-    client = _client(args)
-    current = client.get(f"/api/v1/cert/{args.serial}", ok=(200, 202))
+    writer = writer_from_args(args)
+    current = writer.client.get(f"/api/v1/cert/{args.serial}", ok=(200, 202))
     if "names" not in current:
         raise CLIError(f"serial {args.serial}: pending, not signed yet; nothing to renew", EXIT_NEGATIVE)
-    return _issue(args, client, "/api/v1/cert/renew", list(current["names"]), {"serial": args.serial})
+    return _issue(args, writer, "/api/v1/cert/renew", list(current["names"]), {"serial": args.serial})
 
 
 def _describe(res: dict[str, Any]) -> str:
@@ -274,14 +201,14 @@ def _describe(res: dict[str, Any]) -> str:
 
 
 def cmd_cert_get(args: argparse.Namespace) -> int:
-    res = _client(args).get(f"/api/v1/cert/{args.serial}", ok=(200, 202))
+    res = client_from_args(args).get(f"/api/v1/cert/{args.serial}", ok=(200, 202))
     text = _describe(res)
     if args.out and "certificate" in res:
         args.out.write_text(res["certificate"] + ("".join(res["chain"]) if args.with_chain else ""))
         text += f"\ncertificate written to {args.out}"
-    elif "certificate" in res and not _json_mode(args):
+    elif "certificate" in res and not json_mode(args):
         text += "\n" + res["certificate"].rstrip()
-    _emit(args, res, text)
+    emit(args, res, text)
     return EXIT_OK
 
 
@@ -296,9 +223,9 @@ def _reason(text: str) -> int:
 
 
 def cmd_cert_revoke(args: argparse.Namespace) -> int:
-    res = _client(args).post("/api/v1/cert/revoke", {"serial": args.serial, "reason": args.reason})[1]
+    res = writer_from_args(args).revoke(args.serial, args.reason)
     reason = carecords.REVOCATION_REASONS[args.reason]
-    _emit(args, {**res, "serial": args.serial, "reason": args.reason, "reason_name": reason},
+    emit(args, {**res, "serial": args.serial, "reason": args.reason, "reason_name": reason},
           f"revoked serial {args.serial} ({reason})" if res["status"] == "revoked" else
           f"serial {args.serial} was already revoked")
     return EXIT_OK
@@ -314,7 +241,7 @@ def _load_cert(path: Path) -> x509.Certificate:
 
 def cmd_cert_verify(args: argparse.Namespace) -> int:
     """Chain to the root (a local --root, or the node's own), and the node's revocation status."""
-    client = _client(args)
+    client = client_from_args(args)
     if args.cert:
         leaf = _load_cert(args.cert)
         serial = carecords.serial_bytes(leaf.serial_number).hex()
@@ -349,7 +276,7 @@ def cmd_cert_verify(args: argparse.Namespace) -> int:
     text = "\n".join([f"serial {serial}: {'VALID' if ok else 'INVALID'}", f"  chain: {checks['chain']}",
                       f"  revocation: {'revoked' if checks['revoked'] else 'not revoked'} (node {client.base})",
                       f"  root: {root_source}"])
-    _emit(args, checks, text)
+    emit(args, checks, text)
     return EXIT_OK if ok else EXIT_NEGATIVE
 
 
@@ -357,7 +284,7 @@ def cmd_cert_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_dns_resolve(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_from_args(args)
     res = client.get("/api/v1/dns/resolve", {"domain": args.name, "type": args.type,
                                              "dnssec": "1" if args.dnssec or args.validate else "0"})
     out: dict[str, Any] = dict(res)
@@ -371,7 +298,7 @@ def cmd_dns_resolve(args: argparse.Namespace) -> int:
         out["dnssec"] = v
         lines.append(f"  DNSSEC: {'secure' if v['secure'] else 'NOT secure'}: {v['detail']} (zone {v['zone']})")
         ok = ok and bool(v["secure"])
-    _emit(args, out, "\n".join(lines))
+    emit(args, out, "\n".join(lines))
     return EXIT_OK if ok else EXIT_NEGATIVE
 
 
@@ -430,7 +357,7 @@ def _dns_line(res: dict[str, Any], operations: int | None = None) -> str:
 
 
 def cmd_dns_update(args: argparse.Namespace) -> int:
-    client = _client(args)
+    writer = writer_from_args(args)
     results: list[dict[str, Any]] = []
     lines: list[str] = []
     if args.file:
@@ -440,8 +367,8 @@ def cmd_dns_update(args: argparse.Namespace) -> int:
             raise CLIError(f"--file: {args.file} is not valid JSON ({exc})") from None
         if not isinstance(body, dict) or not ({"create", "update"} & body.keys()):
             raise CLIError(f'--file: {args.file}: expected {{"create": {{...}}}} or {{"update": {{"origin", "ops"}}}}')
-        res = client.post("/api/v1/dns/update", body)[1]
-        _emit(args, res, _dns_line(res))
+        res = writer.dns(body)
+        emit(args, res, _dns_line(res))
         return EXIT_OK
     if not args.zone:
         raise CLIError("ZONE: required (or --file)")
@@ -453,14 +380,14 @@ def cmd_dns_update(args: argparse.Namespace) -> int:
         primary = args.primary_ns or f"ns1.{zone}"
         create = {"origin": zone, "primary_ns": primary, "admin": args.admin or f"hostmaster.{zone}",
                   "nameservers": args.ns or [primary], "ttl": args.ttl}
-        res = client.post("/api/v1/dns/update", {"create": create})[1]
+        res = writer.dns({"create": create})
         results.append({"create": create, **res})
         lines.append(_dns_line(res))
     if ops:
-        res = client.post("/api/v1/dns/update", {"update": {"origin": zone, "ops": ops}})[1]
+        res = writer.dns({"update": {"origin": zone, "ops": ops}})
         results.append({"update": {"origin": zone, "ops": ops}, **res})
         lines.append(_dns_line(res, len(ops)))
-    _emit(args, results, "\n".join(lines))
+    emit(args, results, "\n".join(lines))
     return EXIT_OK
 
 
@@ -505,7 +432,7 @@ def _target_hash(args: argparse.Namespace, client: NodeClient) -> str:
 
 
 def cmd_ct_proof(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_from_args(args)
     leaf_hash = _target_hash(args, client)
     query = {"tree_size": str(args.tree_size)} if args.tree_size else None
     proof = client.get(f"/api/v1/ct/proof/{leaf_hash}", query)
@@ -520,14 +447,14 @@ def cmd_ct_proof(args: argparse.Namespace) -> int:
              f"  root {base64.b64decode(proof['root_hash']).hex()}",
              f"  audit path ({len(path)}):"] + [f"    {p.hex()}" for p in path]
     lines.append("  proof verifies against that root" if proof["verifies"] else "  proof does NOT verify")
-    _emit(args, proof, "\n".join(lines))
+    emit(args, proof, "\n".join(lines))
     return EXIT_OK if proof["verifies"] else EXIT_NEGATIVE
 
 
 def cmd_ct_verify(args: argparse.Namespace) -> int:
     """Inclusion in the node's *signed* checkpoint: the proof is taken at the checkpoint's size and
     must lead to its root hash; with --vkey the checkpoint signature is checked too."""
-    client = _client(args)
+    client = client_from_args(args)
     leaf_hash = _target_hash(args, client)
     log = client.get("/api/v1/ct/log")
     try:
@@ -565,7 +492,7 @@ def cmd_ct_verify(args: argparse.Namespace) -> int:
                       f"  checkpoint: {cp.origin} size {cp.size} root {cp.root_hash.hex()}",
                       f"  signature: {report['signature']}",
                       f"  inclusion at index {proof['leaf_index']}: {report['inclusion']}"])
-    _emit(args, report, text)
+    emit(args, report, text)
     return EXIT_OK if not problems else EXIT_NEGATIVE
 
 
@@ -573,7 +500,7 @@ def cmd_ct_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_consensus_status(args: argparse.Namespace) -> int:
-    st = _client(args).get("/api/v1/status")
+    st = client_from_args(args).get("/api/v1/status")
     text = "\n".join([
         f"{st['node_id']} (replica {st['replica']} of {st['validators']}, f={st['f']}, {st['network']})",
         f"  view {st['view']}, primary replica {st['primary']}, status {st['status']}",
@@ -585,18 +512,18 @@ def cmd_consensus_status(args: argparse.Namespace) -> int:
         f"  storage: {st['storage']['usage_bytes']} bytes, {st['storage']['records']} records",
         f"  halted: {st['halted']}" if st.get("halted") else f"  uptime {st['uptime_s']} s",
     ])
-    _emit(args, st, text)
+    emit(args, st, text)
     return EXIT_OK
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_from_args(args)
     doc = client.get("/api/v1/health", ok=(200, 503))
     ok = doc.get("status") == "ok"
     failing = [k for k, v in doc.get("checks", {}).items() if not v]
     text = (f"{client.base}: ok (view {doc.get('view')}, last executed {doc.get('last_executed')})" if ok else
             f"{client.base}: FAILING ({', '.join(failing) or 'unknown'}): {doc.get('halted') or ''}".rstrip(": "))
-    _emit(args, doc, text)
+    emit(args, doc, text)
     return EXIT_OK if ok else EXIT_NEGATIVE
 
 
@@ -624,6 +551,12 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
                    help="print one JSON document (for scripts)")
     p.add_argument("--timeout", type=float, metavar="S", default=d if suppress else 60.0,
                    help="HTTP timeout in seconds (default 60)")
+    p.add_argument("--account-key", type=Path, metavar="FILE", default=d,
+                   help=f"writes: sign as this account (default ${ENV_ACCOUNT_KEY}); without it writes go to "
+                   "the unsigned JSON endpoints, which only development nodes accept")
+    p.add_argument("--genesis", type=Path, metavar="FILE", default=d,
+                   help="signed writes: take the cluster id from this genesis file and refuse a node that "
+                   "serves another cluster (default: the node's /api/v1/status)")
     return p
 
 
@@ -746,3 +679,5 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("health", parents=[leaf], help="health check (exit 1 when the node reports failing)")
     p.set_defaults(func=cmd_health)
+
+    register_account_commands(sub, leaf)
