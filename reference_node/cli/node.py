@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
-import json
 import os
 import sys
 from pathlib import Path
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reference_node.cli import EXIT_NEGATIVE, EXIT_OK, CLIError
+from reference_node.cli.node_dns import register_dns_commands
 from reference_node.cli.node_http import (
     DEFAULT_NODE,
     ENV_ACCOUNT_KEY,
@@ -53,6 +53,7 @@ from reference_node.cli.node_http import (
     client_from_args,
     emit,
     json_mode,
+    positive_int,
 )
 from reference_node.cli.node_writes import Writer, register_account_commands, writer_from_args
 from trustchain.ca import records as carecords
@@ -280,117 +281,6 @@ def cmd_cert_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_NEGATIVE
 
 
-# ---------------------------------------------------------------------------------------------- DNS
-
-
-def cmd_dns_resolve(args: argparse.Namespace) -> int:
-    client = client_from_args(args)
-    res = client.get("/api/v1/dns/resolve", {"domain": args.name, "type": args.type,
-                                             "dnssec": "1" if args.dnssec or args.validate else "0"})
-    out: dict[str, Any] = dict(res)
-    lines = [f"{res['domain']} {res['type']}: {res['rcode']}" + (" (authoritative)" if res["authoritative"] else "")]
-    lines += [f"  {rr}" for rr in res["answer"]]
-    if not res["answer"] and res["authority"]:
-        lines += ["  authority:"] + [f"    {rr}" for rr in res["authority"]]
-    ok = res["rcode"] == "NOERROR" and bool(res["answer"])
-    if args.validate:
-        v = client.get("/api/v1/dns/dnssec/validate", {"domain": args.name, "type": args.type})
-        out["dnssec"] = v
-        lines.append(f"  DNSSEC: {'secure' if v['secure'] else 'NOT secure'}: {v['detail']} (zone {v['zone']})")
-        ok = ok and bool(v["secure"])
-    emit(args, out, "\n".join(lines))
-    return EXIT_OK if ok else EXIT_NEGATIVE
-
-
-class _OpAction(argparse.Action):
-    """Collects --add/--replace/--delete/--delete-name in command-line order."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        ops = list(getattr(namespace, "ops", None) or [])
-        ops.append((self.const, values))
-        namespace.ops = ops
-
-
-def _parse_record(text: str, default_ttl: int, flag: str) -> tuple[str, int, str, str]:
-    """`NAME [TTL] TYPE DATA...` (zone-file order; NAME relative to the zone or absolute)."""
-    parts = text.split(None, 3)
-    if len(parts) >= 3 and parts[1].isdigit():
-        if len(parts) < 4:
-            raise CLIError(f"{flag}: {text!r}: expected 'NAME [TTL] TYPE DATA'")
-        return parts[0], int(parts[1]), parts[2].upper(), parts[3]
-    parts = text.split(None, 2)
-    if len(parts) < 3:
-        raise CLIError(f"{flag}: {text!r}: expected 'NAME [TTL] TYPE DATA'")
-    return parts[0], default_ttl, parts[1].upper(), parts[2]
-
-
-def _build_ops(raw: list[tuple[str, str]], default_ttl: int) -> list[dict[str, Any]]:
-    ops: list[dict[str, Any]] = []
-    for kind, text in raw:
-        flag = "--" + kind.replace("_", "-")
-        if kind in ("add", "replace"):
-            name, ttl, rtype, data = _parse_record(text, default_ttl, flag)
-            last = ops[-1] if ops else None
-            if (last is not None and last["op"] == kind and (last["name"], last["type"], last["ttl"])
-                    == (name, rtype, ttl)):
-                last["values"].append(data)  # several values of one RRset
-            else:
-                ops.append({"op": kind, "name": name, "type": rtype, "ttl": ttl, "values": [data]})
-        elif kind == "delete_rrset":
-            parts = text.split()
-            if len(parts) != 2:
-                raise CLIError(f"--delete: {text!r}: expected 'NAME TYPE'")
-            ops.append({"op": kind, "name": parts[0], "type": parts[1].upper()})
-        else:
-            ops.append({"op": kind, "name": text})
-    return ops
-
-
-def _dns_line(res: dict[str, Any], operations: int | None = None) -> str:
-    """One line from a DNS result's typed fields (rejections are HTTP errors and never get here)."""
-    verb = {"create": "created", "update": "updated"}.get(res.get("op", ""), str(res.get("op", "")))
-    if res.get("status") == "unchanged":
-        verb = "unchanged"
-    count = "" if operations is None else f"{operations} operation{'s' if operations != 1 else ''}: "
-    return f"{res.get('origin', '')}: {count}{verb} at serial {res.get('serial', 0)}"
-
-
-def cmd_dns_update(args: argparse.Namespace) -> int:
-    writer = writer_from_args(args)
-    results: list[dict[str, Any]] = []
-    lines: list[str] = []
-    if args.file:
-        try:
-            body = json.loads(args.file.read_text())
-        except ValueError as exc:
-            raise CLIError(f"--file: {args.file} is not valid JSON ({exc})") from None
-        if not isinstance(body, dict) or not ({"create", "update"} & body.keys()):
-            raise CLIError(f'--file: {args.file}: expected {{"create": {{...}}}} or {{"update": {{"origin", "ops"}}}}')
-        res = writer.dns(body)
-        emit(args, res, _dns_line(res))
-        return EXIT_OK
-    if not args.zone:
-        raise CLIError("ZONE: required (or --file)")
-    zone = args.zone if args.zone.endswith(".") else args.zone + "."
-    ops = _build_ops(getattr(args, "ops", None) or [], args.ttl)
-    if not args.create and not ops:
-        raise CLIError("nothing to do: give --create and/or --add/--replace/--delete/--delete-name")
-    if args.create:
-        primary = args.primary_ns or f"ns1.{zone}"
-        create = {"origin": zone, "primary_ns": primary, "admin": args.admin or f"hostmaster.{zone}",
-                  "nameservers": args.ns or [primary], "ttl": args.ttl}
-        res = writer.dns({"create": create})
-        results.append({"create": create, **res})
-        lines.append(_dns_line(res))
-    if ops:
-        res = writer.dns({"update": {"origin": zone, "ops": ops}})
-        results.append({"update": {"origin": zone, "ops": ops}, **res})
-        lines.append(_dns_line(res, len(ops)))
-    emit(args, results, "\n".join(lines))
-    return EXIT_OK
-
-
 # ----------------------------------------------------------------------------------------------- CT
 
 
@@ -530,16 +420,6 @@ def cmd_health(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return v
-
-
 def _common(suppress: bool) -> argparse.ArgumentParser:
     """--node/--json/--timeout, accepted both after `node` and after the command. The copies on the
     commands default to SUPPRESS so they do not overwrite a value given earlier."""
@@ -574,7 +454,7 @@ def _issue_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-challenge", action="store_true", help="leave the challenge TXT records in place")
     p.add_argument("--wait", type=int, default=30, metavar="S",
                    help="seconds the node waits for threshold signing before answering 'pending' (default 30)")
-    p.add_argument("--lifetime", type=_positive_int, metavar="S", help="requested validity in seconds")
+    p.add_argument("--lifetime", type=positive_int, metavar="S", help="requested validity in seconds")
 
 
 def _ct_target(p: argparse.ArgumentParser) -> None:
@@ -634,38 +514,13 @@ def register(subparsers: Any) -> None:
 
     p.set_defaults(func=verify)
 
-    dns_p = sub.add_parser("dns", help="DNS: resolve, update")
-    ds = dns_p.add_subparsers(dest="node_dns", required=True, metavar="COMMAND")
-    p = ds.add_parser("resolve", parents=[leaf], help="authoritative answer from the node's replicated zones")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("type", nargs="?", default="A", metavar="TYPE", help="record type (default A)")
-    p.add_argument("--dnssec", action="store_true", help="include RRSIGs (DO bit)")
-    p.add_argument("--validate", action="store_true", help="validate DS -> DNSKEY -> RRSIG; exit 1 if not secure")
-    p.set_defaults(func=cmd_dns_resolve)
-    p = ds.add_parser("update", parents=[leaf], help="create a zone and/or change records (ordered by consensus)",
-                      description="Records are 'NAME [TTL] TYPE DATA' in zone-file order, NAME relative to ZONE "
-                      "or absolute; options apply in the order given, in one atomic update.")
-    p.add_argument("zone", nargs="?", metavar="ZONE")
-    p.add_argument("--create", action="store_true", help="create ZONE first (SOA, NS, DNSSEC keys)")
-    p.add_argument("--primary-ns", metavar="NAME", help="with --create: SOA MNAME (default ns1.ZONE)")
-    p.add_argument("--admin", metavar="NAME", help="with --create: SOA RNAME (default hostmaster.ZONE)")
-    p.add_argument("--ns", action="append", metavar="NAME", help="with --create: apex NS (repeatable)")
-    p.add_argument("--ttl", type=_positive_int, default=3600, help="default TTL (default 3600)")
-    p.add_argument("--add", action=_OpAction, const="add", metavar="RR", help="add a record")
-    p.add_argument("--replace", action=_OpAction, const="replace", metavar="RR", help="replace an RRset")
-    p.add_argument("--delete", action=_OpAction, const="delete_rrset", metavar="'NAME TYPE'",
-                   help="delete an RRset")
-    p.add_argument("--delete-name", action=_OpAction, const="delete_name", metavar="NAME",
-                   help="delete every RRset at NAME")
-    p.add_argument("--file", type=Path, metavar="FILE", help="send this JSON body as is "
-                   '({"create": {...}} or {"update": {"origin", "ops"}})')
-    p.set_defaults(func=cmd_dns_update, ops=None)
+    register_dns_commands(sub, leaf)
 
     ct = sub.add_parser("ct", help="Certificate Transparency: proof, verify")
     cts = ct.add_subparsers(dest="node_ct", required=True, metavar="COMMAND")
     p = cts.add_parser("proof", parents=[leaf], help="inclusion proof from the node (checked locally)")
     _ct_target(p)
-    p.add_argument("--tree-size", type=_positive_int, metavar="N", help="tree size (default: current)")
+    p.add_argument("--tree-size", type=positive_int, metavar="N", help="tree size (default: current)")
     p.set_defaults(func=_check_ct_target(cmd_ct_proof))
     p = cts.add_parser("verify", parents=[leaf], help="inclusion in the node's signed checkpoint")
     _ct_target(p)

@@ -15,12 +15,12 @@ from typing import Any
 from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_USAGE, CLIError
 
 __all__ = ["DEFAULT_NODE", "ENV_ACCOUNT_KEY", "ENV_NODE", "NodeClient", "client_from_args", "emit", "json_mode",
-           "node_url"]
+           "node_url", "positive_int"]
 
 ENV_NODE = "TRUSTCHAIN_NODE"
 ENV_ACCOUNT_KEY = "TRUSTCHAIN_ACCOUNT_KEY"
 DEFAULT_NODE = "http://127.0.0.1:8443"
-UNSIGNED_REFUSED_HINT = (f"this node takes only writes signed by your own account: pass --account-key FILE (or set "
+UNSIGNED_REFUSED_HINT = (f"pass --account-key FILE (or set "
                          f"${ENV_ACCOUNT_KEY}); make a key with `trustchain-cli account new --key FILE` and register "
                          "it with `trustchain-cli node account register --key FILE`")
 
@@ -122,3 +122,13 @@ def emit(args: argparse.Namespace, doc: Any, text: str) -> None:
         print(json.dumps(doc, indent=2, sort_keys=True))
     elif text:
         print(text)
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return v

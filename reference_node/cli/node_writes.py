@@ -63,7 +63,6 @@ HINTS = {
     "account": "register the account with `trustchain-cli node account register --key FILE`",
     "deadline_us": "check this computer's clock (a signed write is valid for a few minutes)",
     "signature": "the key file does not hold the account's current key (rolled over? another cluster?)",
-    "authorization": "the account may not do this (another account owns it, or only validators may)",
 }
 
 

@@ -194,7 +194,7 @@ def test_rollover_and_deactivation(cluster: Cluster, keys: Path, capsys: pytest.
 def test_cluster_pinning_and_errors(cluster: Cluster, alice: Path, keys: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     genesis = cluster.dir / "genesis.json"
-    code, out, err = run(capsys, *node(cluster, 0, "dns", "update", ZONE, "--add", "pinned TXT \"x\"",
+    code, _, err = run(capsys, *node(cluster, 0, "dns", "update", ZONE, "--add", "pinned TXT \"x\"",
                                        "--account-key", str(alice), "--genesis", str(genesis)))
     assert code == 0, err
     other = tmp_path / "other-genesis.json"
