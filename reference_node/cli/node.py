@@ -11,12 +11,13 @@ verify` checks files. Commands:
     node ct proof (HASH | --cert FILE | --serial S)      node ct verify (same) [--vkey VKEY]
     node consensus status                      node health
     node account register --key FILE           node account rollover --key OLD --new-key NEW
-    node account deactivate --key FILE --yes
+    node account deactivate --key FILE --yes   node validate (open NAME | ready ID)
 
-Writes (dns update, cert request/renew/revoke) are signed by your account with `--account-key FILE`
-(or $TRUSTCHAIN_ACCOUNT_KEY) and posted to /api/v1/write, as production nodes require; make a key
+Writes (dns update, cert request/renew/revoke, validate) are signed by your account with
+`--account-key FILE` (or $TRUSTCHAIN_ACCOUNT_KEY) and posted to /api/v1/write, as production nodes require; make a key
 with `trustchain-cli account new --key FILE` and register it with `node account register`. Without
-a key they use the unsigned JSON endpoints of a development node (`api.unsigned_writes = true`).
+a key they use the unsigned JSON endpoints of a development node (`api.unsigned_writes = true`);
+`account` and `validate` exist only signed.
 
 `--node URL` (default `$TRUSTCHAIN_NODE`, else http://127.0.0.1:8443) and `--json` go before or after
 the command. Output is readable text; `--json` prints one JSON document for scripts.
@@ -44,6 +45,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reference_node.cli import EXIT_NEGATIVE, EXIT_OK, CLIError
+from reference_node.cli.node_account import register_account_commands, register_validate_commands
 from reference_node.cli.node_dns import register_dns_commands
 from reference_node.cli.node_http import (
     DEFAULT_NODE,
@@ -55,7 +57,7 @@ from reference_node.cli.node_http import (
     json_mode,
     positive_int,
 )
-from reference_node.cli.node_writes import Writer, register_account_commands, writer_from_args
+from reference_node.cli.node_writes import Writer, writer_from_args
 from trustchain.ca import records as carecords
 from trustchain.ca import validate
 from trustchain.ct import merkle, note
@@ -536,3 +538,4 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_health)
 
     register_account_commands(sub, leaf)
+    register_validate_commands(sub, leaf)

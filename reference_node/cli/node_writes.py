@@ -7,7 +7,8 @@ is decoded as the sub-application's typed result. Without a key the write goes t
 endpoints, which only a development node (`api.unsigned_writes = true`) accepts.
 
 The cluster id comes from the node's `/api/v1/status`; `--genesis FILE` pins it to the cluster's
-genesis, so a node cannot have the account sign a write for another cluster.
+genesis, so a node cannot have the account sign a write for another cluster. The `node account` and
+`node validate` commands, which exist only as signed writes, are in `node_account`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,26 +24,19 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError
+from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, CLIError
 from reference_node.cli.account import (
-    KEY_TYPES,
     AccountKeyFile,
-    describe,
-    generate_private_key,
     load_key_file,
-    write_key_file,
 )
-from reference_node.cli.node_http import ENV_ACCOUNT_KEY, NodeClient, Refused, client_from_args, emit
+from reference_node.cli.node_http import ENV_ACCOUNT_KEY, NodeClient, Refused, client_from_args
 from reference_node.genesis import Genesis, GenesisError
 from trustchain.accounts import (
     ACCOUNTS,
     NONCE_SIZE,
     AccountCommand,
     AccountResult,
-    Deactivate,
     Register,
-    RolloverKey,
-    rollover_proof_input,
     sign_registration,
     sign_write,
 )
@@ -54,7 +47,8 @@ from trustchain.dns import app as dnsapp
 from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 
-__all__ = ["VALIDITY_S", "SignedSession", "Writer", "register_account_commands", "writer_from_args"]
+__all__ = ["VALIDITY_S", "SignedSession", "Writer", "account_key_from_args", "account_result", "cluster_id",
+           "writer_from_args"]
 
 R = TypeVar("R")
 VALIDITY_S = 300  # a signed write's deadline: now + this (the network accepts at most 10 minutes)
@@ -66,7 +60,7 @@ HINTS = {
 }
 
 
-def _account_result(data: bytes) -> AccountResult:
+def account_result(data: bytes) -> AccountResult:
     return decode(AccountResult, data)
 
 
@@ -98,7 +92,7 @@ class SignedSession:
         payload = encode(AccountCommand.of(Register(contact)))
         signed = sign_registration(self.key.signer, self.cluster, ACCOUNTS, payload, nonce=nonce,
                                    deadline_us=deadline)
-        return self.post(encode(signed), _account_result, "register")
+        return self.post(encode(signed), account_result, "register")
 
     def post(self, raw: bytes, decoder: Callable[[bytes], R], what: str) -> R:
         """The typed result of the signed write `raw`; a refusal (typed or by the write gate) raises a
@@ -244,95 +238,3 @@ def writer_from_args(args: argparse.Namespace, client: NodeClient | None = None)
     client = client or client_from_args(args)
     key = account_key_from_args(args)
     return Writer(client, SignedSession(client, key, getattr(args, "genesis", None)) if key else None)
-
-
-# ---------------------------------------------------------------------------------------- node account
-
-
-def _session(args: argparse.Namespace, key: AccountKeyFile) -> SignedSession:
-    return SignedSession(client_from_args(args), key, args.genesis)
-
-
-def _account_ok(res: AccountResult, what: str) -> AccountResult:
-    if not res.ok:
-        field, _, reason = res.detail.partition(": ")
-        raise CLIError(f"{what}: refused by the network: {field}: {reason}", EXIT_NEGATIVE)
-    return res
-
-
-def cmd_account_register(args: argparse.Namespace) -> int:
-    key = load_key_file(args.key, "--key")
-    if not key.original:
-        raise CLIError(f"--key: {args.key} is a rolled-over key of account {key.account.hex()}, which is "
-                       "registered already")
-    session = _session(args, key)
-    res = _account_ok(session.register(args.contact), "account register")
-    what = "already registered" if res.detail == "already registered" else "registered"
-    emit(args, {**describe(key), "status": res.status, "detail": res.detail, "cluster_id": session.cluster.hex()},
-         f"account {key.account.hex()}: {what} on cluster {session.cluster.hex()[:16]}...")
-    return EXIT_OK
-
-
-def cmd_account_rollover(args: argparse.Namespace) -> int:
-    """The new key signs its consent to the account (`rollover_proof_input`), the old key signs the
-    write. A missing NEW file is generated first; an existing one is rewritten to name the account. If
-    the network refuses, NEW is restored (or removed, if it was generated)."""
-    old = load_key_file(args.key, "--key")
-    session = _session(args, old)
-    cluster = session.cluster
-    existed = args.new_key.exists()
-    original_bytes = args.new_key.read_bytes() if existed else b""
-    if existed:
-        loaded = load_key_file(args.new_key, "--new-key")
-        if loaded.signer.key == old.signer.key:
-            raise CLIError("--new-key: holds the same key as --key")
-        new = write_key_file(args.new_key, loaded.private, old.account, "--new-key", replace=True)
-    else:
-        new = write_key_file(args.new_key, generate_private_key(args.type), old.account, "--new-key")
-    proof = new.signer.sign(rollover_proof_input(cluster, old.account, old.signer.key))
-    payload = encode(AccountCommand.of(RolloverKey(new.signer.key, proof)))
-    try:
-        _account_ok(session.write(ACCOUNTS, payload, _account_result, "account rollover"), "account rollover")
-    except CLIError:
-        if existed:
-            args.new_key.write_bytes(original_bytes)
-        else:
-            args.new_key.unlink()
-        raise
-    emit(args, {**describe(new), "previous_key_file": str(args.key)},
-         f"account {old.account.hex()}: key replaced; it now signs with {args.new_key} ({new.algorithm}); "
-         f"{args.key} no longer writes for it")
-    print(f"the old key in {args.key} is no longer the account's; delete it", file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_account_deactivate(args: argparse.Namespace) -> int:
-    key = load_key_file(args.key, "--key")
-    if not args.yes:
-        raise CLIError(f"deactivating account {key.account.hex()} is permanent (it can never write again); "
-                       "add --yes to confirm")
-    session = _session(args, key)
-    res = _account_ok(session.write(ACCOUNTS, encode(AccountCommand.of(Deactivate())), _account_result,
-                                    "account deactivate"), "account deactivate")
-    emit(args, {**describe(key), "status": res.status, "detail": res.detail},
-         f"account {key.account.hex()}: deactivated")
-    return EXIT_OK
-
-
-def register_account_commands(sub: Any, leaf: argparse.ArgumentParser) -> None:
-    acct = sub.add_parser("account", help="your account on the network: register, rollover, deactivate")
-    acs = acct.add_subparsers(dest="node_account", required=True, metavar="COMMAND")
-    p = acs.add_parser("register", parents=[leaf], help="register the account of a key file (self-signed)")
-    p.add_argument("--key", type=Path, required=True, metavar="FILE", help="account key (trustchain-cli account new)")
-    p.add_argument("--contact", default="", metavar="TEXT", help="contact for the account (at most 256 characters)")
-    p.set_defaults(func=cmd_account_register)
-    p = acs.add_parser("rollover", parents=[leaf], help="replace the account's key (the account id stays)")
-    p.add_argument("--key", type=Path, required=True, metavar="OLD", help="the account's current key file")
-    p.add_argument("--new-key", type=Path, required=True, metavar="NEW",
-                   help="the new key file: generated if missing, else rewritten to name the account")
-    p.add_argument("--type", choices=KEY_TYPES, default="ed25519", help="algorithm of a generated NEW key")
-    p.set_defaults(func=cmd_account_rollover)
-    p = acs.add_parser("deactivate", parents=[leaf], help="end every write of the account (permanent)")
-    p.add_argument("--key", type=Path, required=True, metavar="FILE", help="the account's current key file")
-    p.add_argument("--yes", action="store_true", help="confirm: the account can never write again")
-    p.set_defaults(func=cmd_account_deactivate)

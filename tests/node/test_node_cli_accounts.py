@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from node_harness import REPO, Cluster
+from test_node_accounts import PublicDNS
 
 from reference_node import cli
 from reference_node.cluster import free_ports
@@ -25,9 +27,14 @@ ZONE = "alice.example."
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def public_dns() -> PublicDNS:
+    return PublicDNS()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, public_dns: PublicDNS) -> Iterator[Cluster]:
     with Cluster(tmp_path_factory.mktemp("cli-accounts"), nodes=4, threshold=3, timeout="1s", dns_listeners=False,
-                 unsigned_writes=False) as c:
+                 unsigned_writes=False, dns_upstream=(public_dns.address,)) as c:
         yield c
 
 
@@ -218,3 +225,30 @@ def test_cluster_pinning_and_errors(cluster: Cluster, alice: Path, keys: Path, t
                           capture_output=True, text=True, env=env, timeout=60, check=False)
     assert proc.returncode == 2 and "$TRUSTCHAIN_ACCOUNT_KEY:" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_outside_name_validated_through_the_cli(cluster: Cluster, alice: Path, bob: Path, public_dns: PublicDNS,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, *node(cluster, 0, "validate", "open", "alice-corp.net"))
+    assert code == 2 and "--account-key: required" in err, err
+    code, out, err = run(capsys, *node(cluster, 1, "validate", "open", "alice-corp.net", "--account-key", str(alice),
+                                       "--json"))
+    assert code == 0, err
+    opened = json.loads(out)
+    assert opened["status"] == "open" and opened["record_name"] == "_acme-challenge.alice-corp.net", opened
+    code, _, err = run(capsys, *node(cluster, 1, "validate", "ready", str(opened["validation_id"]),
+                                     "--account-key", str(bob)))
+    assert code == 1 and "validate ready: refused by the network:" in err, err
+    public_dns.txt[opened["record_name"]] = [opened["txt_value"]]  # Alice publishes her record
+    code, out, err = run(capsys, *node(cluster, 2, "validate", "ready", str(opened["validation_id"]),
+                                       "--account-key", str(alice)))
+    assert code == 0 and "the validators now look up _acme-challenge.alice-corp.net" in out, err
+    deadline = time.monotonic() + 120  # four lookups and four ordered observations, on a loaded machine
+    while True:
+        code, out, err = run(capsys, *node(cluster, 0, "dns", "update", "alice-corp.net", "--create",
+                                           "--account-key", str(alice)))
+        if code == 0 or time.monotonic() > deadline:
+            break
+        assert "create.origin" in err, err
+        time.sleep(0.5)
+    assert code == 0 and "alice-corp.net.: created" in out, err
