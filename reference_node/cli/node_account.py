@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reference_node.cli import EXIT_NEGATIVE, EXIT_OK, CLIError
+from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError
 from reference_node.cli.account import (
     KEY_TYPES,
     AccountKeyFile,
@@ -62,7 +62,8 @@ def cmd_account_register(args: argparse.Namespace) -> int:
 def cmd_account_rollover(args: argparse.Namespace) -> int:
     """The new key signs its consent to the account (`rollover_proof_input`), the old key signs the
     write. A missing NEW file is generated first; an existing one is rewritten to name the account. If
-    the network refuses, NEW is restored (or removed, if it was generated)."""
+    the network refuses, NEW is restored (or removed, if it was generated); if no answer came, NEW is
+    kept, since the rollover may still be ordered."""
     old = load_key_file(args.key, "--key")
     session = _session(args, old)
     cluster = session.cluster
@@ -79,7 +80,11 @@ def cmd_account_rollover(args: argparse.Namespace) -> int:
     payload = encode(AccountCommand.of(RolloverKey(new.signer.key, proof)))
     try:
         _account_ok(session.write(ACCOUNTS, payload, account_result, "account rollover"), "account rollover")
-    except CLIError:
+    except CLIError as exc:
+        if exc.exit_code == EXIT_IO:  # no answer: the rollover may still be ordered, so NEW must stay
+            raise CLIError(f"{exc}; the rollover may still take effect: {args.new_key} is kept (it names the "
+                           f"account) and {args.key} is unchanged; a write with each shows which key the account "
+                           "has", EXIT_IO) from None
         if existed:
             args.new_key.write_bytes(original_bytes)
         else:

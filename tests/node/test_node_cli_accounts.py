@@ -163,7 +163,8 @@ def test_another_account_cannot_touch_the_zone_or_the_certificate(cluster: Clust
     assert code == 0 and f"serial {serial}: issued" in out, out
 
 
-def test_rollover_and_deactivation(cluster: Cluster, keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rollover_and_deactivation(cluster: Cluster, keys: Path, bob: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     old, new = keys / "carol.key", keys / "carol-2.key"
     assert cli.main(["account", "new", "--key", str(old)]) == 0
     code, _, err = run(capsys, *node(cluster, 0, "dns", "update", "carol.example", "--create",
@@ -176,6 +177,10 @@ def test_rollover_and_deactivation(cluster: Cluster, keys: Path, capsys: pytest.
     code, doc_out, _ = run(capsys, "account", "show", "--key", str(old), "--json")
     account = json.loads(doc_out)["account"]
 
+    bob_before = bob.read_bytes()  # a key that already serves another account: refused, and the file restored
+    code, _, err = run(capsys, *node(cluster, 1, "account", "rollover", "--key", str(old), "--new-key", str(bob)))
+    assert code == 1 and "account rollover: refused by the network: new_key:" in err, err
+    assert bob.read_bytes() == bob_before
     code, out, err = run(capsys, *node(cluster, 1, "account", "rollover", "--key", str(old), "--new-key", str(new),
                                        "--type", "p256"))
     assert code == 0 and f"account {account}: key replaced" in out, (out, err)
