@@ -510,12 +510,15 @@ class API:
             wait = self.limiter.admit_registration(client_ip(request))
             if wait:
                 return too_many(wait, "account registrations")
-        result = _typed(await self.node.submit(PRESIGNED, encode(tcapp.Routed(SIGNED, raw))), decoder)
+        encoded = await self.node.submit(PRESIGNED, encode(tcapp.Routed(SIGNED, raw)))
+        result = _typed(encoded, decoder)
+        answer = {"target": write.target, "result": _jsonable(result),
+                  "encoded": base64.b64encode(encoded).decode()}  # the typed result, for clients to decode
         if not result.ok:  # every typed result has `ok` and a "<field>: <reason>" detail
             field, _, reason = result.detail.partition(": ")
-            return web.json_response({"error": result.detail, "field": field, "reason": reason,
-                                      "target": write.target, "result": _jsonable(result)}, status=422)
-        return web.json_response({"target": write.target, "result": _jsonable(result)})
+            return web.json_response({"error": result.detail, "field": field, "reason": reason, **answer},
+                                     status=422)
+        return web.json_response(answer)
 
     # ------------------------------------------------------------------ status
 

@@ -496,6 +496,7 @@ class Node:
         return {
             "node_id": self.config.trustchain.node_id,
             "network": self.config.trustchain.network,
+            "cluster_id": self.genesis.cluster_id.hex(),  # what clients' signed writes name
             "role": self.config.trustchain.role,
             "replica": self.id,
             "validators": self.cluster.n,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from trustchain.errors import TrustChainError
 
-AREAS = ("ca", "cert", "ct", "dns", "node")
+AREAS = ("account", "ca", "cert", "ct", "dns", "node")
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
 

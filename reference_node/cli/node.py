@@ -10,16 +10,26 @@ verify` checks files. Commands:
     node dns resolve NAME [TYPE] [--validate]  node dns update ZONE (--create | --add RR | --delete ...)
     node ct proof (HASH | --cert FILE | --serial S)      node ct verify (same) [--vkey VKEY]
     node consensus status                      node health
+    node account register --key FILE           node account rollover --key OLD --new-key NEW
+    node account deactivate --key FILE --yes   node validate (open NAME | ready ID)
+
+Writes (dns update, cert request/renew/revoke, validate) are signed by your account with
+`--account-key FILE` (or $TRUSTCHAIN_ACCOUNT_KEY) and posted to /api/v1/write, as production nodes require; make a key
+with `trustchain-cli account new --key FILE` and register it with `node account register`. Without
+a key they use the unsigned JSON endpoints of a development node (`api.unsigned_writes = true`);
+`account` and `validate` exist only signed.
     node validators revoke SERIAL [--reason R] node validators dns ZONE (--create | --add RR ...)
     node validators withdraw DIGEST            node validators proposals
 
 `--node URL` (default `$TRUSTCHAIN_NODE`, else http://127.0.0.1:8443) and `--json` go before or after
 the command. Output is readable text; `--json` prints one JSON document for scripts.
 
-Exit codes: 0 success; 1 the node answered and the answer is negative (not found, rejected by the
-replicated application (422), revoked, a proof or chain that does not verify, health failing, a name
-that does not resolve); 2 bad usage or input (the message names the argument, or the field the node
-rejected with a 400); 3 the node cannot be reached, or it failed (5xx: halted, timeout, internal).
+Exit codes: 0 success; 1 the node answered and the answer is negative (not found, a write refused by
+the network (422, printed as its field and reason: not authorized, replayed, expired, ...), revoked,
+a proof or chain that does not verify, health failing, a name that does not resolve); 2 bad usage or
+input (the message names the argument, the key file, or the field the node rejected with a 400; a
+node that takes only signed writes (403) without --account-key); 3 the node cannot be reached, or it
+failed (5xx: halted, timeout, internal).
 """
 
 from __future__ import annotations
@@ -27,13 +37,8 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
-import json
 import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,119 +46,33 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, CLIError
-from trustchain.ca import commands as cacommands
+from reference_node.cli import EXIT_NEGATIVE, EXIT_OK, CLIError
+from reference_node.cli.node_account import register_account_commands, register_validate_commands
+from reference_node.cli.node_dns import register_dns_commands
+from reference_node.cli.node_http import (
+    DEFAULT_NODE,
+    ENV_ACCOUNT_KEY,
+    ENV_NODE,
+    NodeClient,
+    client_from_args,
+    emit,
+    json_mode,
+    positive_int,
+    reason_arg,
+    serial_arg,
+)
+from reference_node.cli.node_validators import register_validators_commands
+from reference_node.cli.node_writes import Writer, writer_from_args
 from trustchain.ca import records as carecords
 from trustchain.ca import validate
 from trustchain.ct import merkle, note
 from trustchain.ct.checkpoint import CheckpointError, SignedCheckpoint
 from trustchain.ct.entry import EntryError, X509Entry, parse_merkle_tree_leaf
-from trustchain.dns import app as dnsapp
-from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
 
-ENV_NODE = "TRUSTCHAIN_NODE"
-ENV_OPERATOR_TOKEN = "TRUSTCHAIN_OPERATOR_TOKEN"
-DEFAULT_NODE = "http://127.0.0.1:8443"
 ENTRY_PAGE = 256
 
 
-# --------------------------------------------------------------------------------------------- HTTP
-
-
-def node_url(text: str) -> str:
-    """`host:port` or an http(s) URL; returns the base URL without a trailing slash."""
-    url = text if "://" in text else f"http://{text}"
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CLIError(f"--node: {text!r} is not an http(s) URL or HOST:PORT")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise CLIError(f"--node: {text!r} has an invalid port") from None
-    return url.rstrip("/")
-
-
-@dataclass
-class NodeClient:
-    base: str
-    timeout: float
-
-    def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
-             ok: tuple[int, ...] = (200,), headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        """(status, decoded body) for a status in `ok`; any other answer raises a CLIError naming it."""
-        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json",
-                                                                              "accept": "application/json",
-                                                                              **(headers or {})})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                status, raw, ctype = resp.status, resp.read(), resp.headers.get("content-type", "")
-        except urllib.error.HTTPError as exc:
-            status, raw, ctype = exc.code, exc.read(), exc.headers.get("content-type", "")
-        except urllib.error.URLError as exc:
-            raise CLIError(f"node {self.base}: cannot connect ({exc.reason}); is it running? "
-                           f"(set --node or ${ENV_NODE})", EXIT_IO) from None
-        except TimeoutError:
-            raise CLIError(f"node {self.base}: {method} {path}: no answer within {self.timeout:g} s "
-                           "(raise --timeout)", EXIT_IO) from None
-        except OSError as exc:
-            raise CLIError(f"node {self.base}: {method} {path}: {exc}", EXIT_IO) from None
-        doc: Any
-        if "json" in ctype:
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                raise CLIError(f"node {self.base}: {method} {path}: answer is not valid JSON", EXIT_IO) from None
-        elif ctype.startswith("text/") or "pem" in ctype:
-            doc = raw.decode(errors="replace")
-        else:
-            doc = raw
-        if status in ok:
-            return status, doc
-        detail = doc.get("error", "") if isinstance(doc, dict) else str(doc)[:200]
-        where = f"node {self.base}: {method} {path}: HTTP {status}"
-        if status in (400, 413):
-            raise CLIError(f"{where}: {detail}", EXIT_USAGE)
-        if status in (404, 409, 422):
-            raise CLIError(f"{where}: {detail}", EXIT_NEGATIVE)
-        raise CLIError(f"{where}: {detail or 'node failure'}", EXIT_IO)
-
-    def get(self, path: str, query: dict[str, str] | None = None, ok: tuple[int, ...] = (200,)) -> Any:
-        return self.call("GET", path, query=query, ok=ok)[1]
-
-    def post(self, path: str, body: Any, ok: tuple[int, ...] = (200,),
-             headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        return self.call("POST", path, body, ok=ok, headers=headers)
-
-
-def _client(args: argparse.Namespace) -> NodeClient:
-    raw = getattr(args, "node", None) or os.environ.get(ENV_NODE) or DEFAULT_NODE
-    timeout = getattr(args, "timeout", 60.0)
-    if timeout <= 0:
-        raise CLIError(f"--timeout: must be positive, got {timeout:g}")
-    return NodeClient(node_url(raw), timeout)
-
-
-def _json_mode(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "json", False))
-
-
-def _emit(args: argparse.Namespace, doc: Any, text: str) -> None:
-    if _json_mode(args):
-        print(json.dumps(doc, indent=2, sort_keys=True))
-    elif text:
-        print(text)
-
-
 # ------------------------------------------------------------------------------------- certificates
-
-
-def _serial(text: str) -> str:
-    t = text.strip().lower().removeprefix("0x").replace(":", "")
-    if not t or any(c not in "0123456789abcdef" for c in t) or int(t, 16) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive hexadecimal serial number")
-    return t
 
 
 def _read_csr(path: Path) -> str:
@@ -190,12 +109,13 @@ def _zone_for(name: str, zones: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def _prove(client: NodeClient, names: list[str], zone: str | None,
+def _prove(writer: Writer, names: list[str], zone: str | None,
            progress: bool) -> tuple[list[str], list[dict[str, Any]]]:
     """dns-01: order challenges, publish each TXT in the zone that holds it; the key authorizations
     and the TXT records to remove afterwards."""
-    challenges = client.post("/api/v1/cert/challenge", {"names": names})[1]["challenges"]
-    zones = [zone if zone.endswith(".") else zone + "."] if zone else client.get("/api/v1/status")["dns"]["zones"]
+    challenges = writer.challenge(names)
+    zones = ([zone if zone.endswith(".") else zone + "."] if zone
+             else writer.client.get("/api/v1/status")["dns"]["zones"])
     published: list[dict[str, Any]] = []
     for ch in challenges:
         origin = _zone_for(ch["txt_name"], zones)
@@ -204,7 +124,7 @@ def _prove(client: NodeClient, names: list[str], zone: str | None,
                            f"{', '.join(zones) or 'none'}); create one with `trustchain-cli node dns update ZONE "
                            "--create`, or give --zone", EXIT_NEGATIVE)
         op = {"op": "add", "name": ch["txt_name"], "type": "TXT", "ttl": 60, "values": [f'"{ch["txt_value"]}"']}
-        client.post("/api/v1/dns/update", {"update": {"origin": origin, "ops": [op]}})
+        writer.dns({"update": {"origin": origin, "ops": [op]}})
         published.append({"origin": origin, "name": ch["txt_name"]})
         if progress:
             print(f"published dns-01 TXT {ch['txt_name']} in {origin}", file=sys.stderr)
@@ -212,16 +132,16 @@ def _prove(client: NodeClient, names: list[str], zone: str | None,
     return [by_name[n] for n in names], published
 
 
-def _cleanup(client: NodeClient, published: list[dict[str, Any]]) -> None:
+def _cleanup(writer: Writer, published: list[dict[str, Any]]) -> None:
     for rec in published:
         try:
-            client.post("/api/v1/dns/update", {"update": {"origin": rec["origin"], "ops": [
+            writer.dns({"update": {"origin": rec["origin"], "ops": [
                 {"op": "delete_rrset", "name": rec["name"], "type": "TXT"}]}})
         except CLIError as exc:  # the certificate is what was asked for; a stale TXT is only untidy
             print(f"warning: could not remove {rec['name']} TXT: {exc}", file=sys.stderr)
 
 
-def _issue(args: argparse.Namespace, client: NodeClient, path: str, names: list[str],
+def _issue(args: argparse.Namespace, writer: Writer, path: str, names: list[str],
            extra: dict[str, Any]) -> int:
     csr = _read_csr(args.csr) if args.csr else _new_csr(names, args.key_out, f"`{args.node_command_label}`")
     published: list[dict[str, Any]] = []
@@ -230,17 +150,17 @@ def _issue(args: argparse.Namespace, client: NodeClient, path: str, names: list[
             raise CLIError(f"--proof: {len(args.proof)} given for {len(names)} names (one per name, in order)")
         proofs = list(args.proof)
     else:
-        proofs, published = _prove(client, names, args.zone, not _json_mode(args))
+        proofs, published = _prove(writer, names, args.zone, not json_mode(args))
     body = {"csr": csr, "names": names, "proofs": proofs, "wait_s": args.wait, **extra}
     if args.lifetime:
         body["lifetime_s"] = args.lifetime
     try:
-        status, res = client.post(path, body, ok=(201, 202))
+        status, res = writer.issue(path, body, names)
     finally:
         if published and not args.keep_challenge:
-            _cleanup(client, published)
+            _cleanup(writer, published)
     if status == 202:
-        _emit(args, res, f"pending: serial {res['serial']} (pending id {res['pending_id']}) is waiting for "
+        emit(args, res, f"pending: serial {res['serial']} (pending id {res['pending_id']}) is waiting for "
                          f"threshold signatures; fetch it with `trustchain-cli node cert get {res['serial']}`")
         return EXIT_OK
     if args.out:
@@ -250,24 +170,24 @@ def _issue(args: argparse.Namespace, client: NodeClient, path: str, names: list[
         lines.append(f"certificate written to {args.out}" + (" with its chain" if args.with_chain else ""))
     if args.key_out and not args.csr:
         lines.append(f"private key written to {args.key_out}")
-    if not args.out and not _json_mode(args):
+    if not args.out and not json_mode(args):
         lines.append(res["certificate"].rstrip())
-    _emit(args, res, "\n".join(lines))
+    emit(args, res, "\n".join(lines))
     return EXIT_OK
 
 
 def cmd_cert_request(args: argparse.Namespace) -> int:
     args.node_command_label = "node cert request"
-    return _issue(args, _client(args), "/api/v1/cert/request", list(args.names), {})
+    return _issue(args, writer_from_args(args), "/api/v1/cert/request", list(args.names), {})
 
 
 def cmd_cert_renew(args: argparse.Namespace) -> int:
     args.node_command_label = "node cert renew"
-    client = _client(args)
-    current = client.get(f"/api/v1/cert/{args.serial}", ok=(200, 202))
+    writer = writer_from_args(args)
+    current = writer.client.get(f"/api/v1/cert/{args.serial}", ok=(200, 202))
     if "names" not in current:
         raise CLIError(f"serial {args.serial}: pending, not signed yet; nothing to renew", EXIT_NEGATIVE)
-    return _issue(args, client, "/api/v1/cert/renew", list(current["names"]), {"serial": args.serial})
+    return _issue(args, writer, "/api/v1/cert/renew", list(current["names"]), {"serial": args.serial})
 
 
 def _describe(res: dict[str, Any]) -> str:
@@ -282,31 +202,21 @@ def _describe(res: dict[str, Any]) -> str:
 
 
 def cmd_cert_get(args: argparse.Namespace) -> int:
-    res = _client(args).get(f"/api/v1/cert/{args.serial}", ok=(200, 202))
+    res = client_from_args(args).get(f"/api/v1/cert/{args.serial}", ok=(200, 202))
     text = _describe(res)
     if args.out and "certificate" in res:
         args.out.write_text(res["certificate"] + ("".join(res["chain"]) if args.with_chain else ""))
         text += f"\ncertificate written to {args.out}"
-    elif "certificate" in res and not _json_mode(args):
+    elif "certificate" in res and not json_mode(args):
         text += "\n" + res["certificate"].rstrip()
-    _emit(args, res, text)
+    emit(args, res, text)
     return EXIT_OK
 
 
-def _reason(text: str) -> int:
-    names = {v.lower(): k for k, v in carecords.REVOCATION_REASONS.items()}
-    if text.isdigit() and int(text) in carecords.REVOCATION_REASONS:
-        return int(text)
-    if text.lower() in names:
-        return names[text.lower()]
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is not a CRLReason (one of {', '.join(carecords.REVOCATION_REASONS.values())}, or its code)")
-
-
 def cmd_cert_revoke(args: argparse.Namespace) -> int:
-    res = _client(args).post("/api/v1/cert/revoke", {"serial": args.serial, "reason": args.reason})[1]
+    res = writer_from_args(args).revoke(args.serial, args.reason)
     reason = carecords.REVOCATION_REASONS[args.reason]
-    _emit(args, {**res, "serial": args.serial, "reason": args.reason, "reason_name": reason},
+    emit(args, {**res, "serial": args.serial, "reason": args.reason, "reason_name": reason},
           f"revoked serial {args.serial} ({reason})" if res["status"] == "revoked" else
           f"serial {args.serial} was already revoked")
     return EXIT_OK
@@ -322,7 +232,7 @@ def _load_cert(path: Path) -> x509.Certificate:
 
 def cmd_cert_verify(args: argparse.Namespace) -> int:
     """Chain to the root (a local --root, or the node's own), and the node's revocation status."""
-    client = _client(args)
+    client = client_from_args(args)
     if args.cert:
         leaf = _load_cert(args.cert)
         serial = carecords.serial_bytes(leaf.serial_number).hex()
@@ -357,119 +267,8 @@ def cmd_cert_verify(args: argparse.Namespace) -> int:
     text = "\n".join([f"serial {serial}: {'VALID' if ok else 'INVALID'}", f"  chain: {checks['chain']}",
                       f"  revocation: {'revoked' if checks['revoked'] else 'not revoked'} (node {client.base})",
                       f"  root: {root_source}"])
-    _emit(args, checks, text)
+    emit(args, checks, text)
     return EXIT_OK if ok else EXIT_NEGATIVE
-
-
-# ---------------------------------------------------------------------------------------------- DNS
-
-
-def cmd_dns_resolve(args: argparse.Namespace) -> int:
-    client = _client(args)
-    res = client.get("/api/v1/dns/resolve", {"domain": args.name, "type": args.type,
-                                             "dnssec": "1" if args.dnssec or args.validate else "0"})
-    out: dict[str, Any] = dict(res)
-    lines = [f"{res['domain']} {res['type']}: {res['rcode']}" + (" (authoritative)" if res["authoritative"] else "")]
-    lines += [f"  {rr}" for rr in res["answer"]]
-    if not res["answer"] and res["authority"]:
-        lines += ["  authority:"] + [f"    {rr}" for rr in res["authority"]]
-    ok = res["rcode"] == "NOERROR" and bool(res["answer"])
-    if args.validate:
-        v = client.get("/api/v1/dns/dnssec/validate", {"domain": args.name, "type": args.type})
-        out["dnssec"] = v
-        lines.append(f"  DNSSEC: {'secure' if v['secure'] else 'NOT secure'}: {v['detail']} (zone {v['zone']})")
-        ok = ok and bool(v["secure"])
-    _emit(args, out, "\n".join(lines))
-    return EXIT_OK if ok else EXIT_NEGATIVE
-
-
-class _OpAction(argparse.Action):
-    """Collects --add/--replace/--delete/--delete-name in command-line order."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        ops = list(getattr(namespace, "ops", None) or [])
-        ops.append((self.const, values))
-        namespace.ops = ops
-
-
-def _parse_record(text: str, default_ttl: int, flag: str) -> tuple[str, int, str, str]:
-    """`NAME [TTL] TYPE DATA...` (zone-file order; NAME relative to the zone or absolute)."""
-    parts = text.split(None, 3)
-    if len(parts) >= 3 and parts[1].isdigit():
-        if len(parts) < 4:
-            raise CLIError(f"{flag}: {text!r}: expected 'NAME [TTL] TYPE DATA'")
-        return parts[0], int(parts[1]), parts[2].upper(), parts[3]
-    parts = text.split(None, 2)
-    if len(parts) < 3:
-        raise CLIError(f"{flag}: {text!r}: expected 'NAME [TTL] TYPE DATA'")
-    return parts[0], default_ttl, parts[1].upper(), parts[2]
-
-
-def _build_ops(raw: list[tuple[str, str]], default_ttl: int) -> list[dict[str, Any]]:
-    ops: list[dict[str, Any]] = []
-    for kind, text in raw:
-        flag = "--" + kind.replace("_", "-")
-        if kind in ("add", "replace"):
-            name, ttl, rtype, data = _parse_record(text, default_ttl, flag)
-            last = ops[-1] if ops else None
-            if (last is not None and last["op"] == kind and (last["name"], last["type"], last["ttl"])
-                    == (name, rtype, ttl)):
-                last["values"].append(data)  # several values of one RRset
-            else:
-                ops.append({"op": kind, "name": name, "type": rtype, "ttl": ttl, "values": [data]})
-        elif kind == "delete_rrset":
-            parts = text.split()
-            if len(parts) != 2:
-                raise CLIError(f"--delete: {text!r}: expected 'NAME TYPE'")
-            ops.append({"op": kind, "name": parts[0], "type": parts[1].upper()})
-        else:
-            ops.append({"op": kind, "name": text})
-    return ops
-
-
-def _dns_line(res: dict[str, Any], operations: int | None = None) -> str:
-    """One line from a DNS result's typed fields (rejections are HTTP errors and never get here)."""
-    verb = {"create": "created", "update": "updated"}.get(res.get("op", ""), str(res.get("op", "")))
-    if res.get("status") == "unchanged":
-        verb = "unchanged"
-    count = "" if operations is None else f"{operations} operation{'s' if operations != 1 else ''}: "
-    return f"{res.get('origin', '')}: {count}{verb} at serial {res.get('serial', 0)}"
-
-
-def cmd_dns_update(args: argparse.Namespace) -> int:
-    client = _client(args)
-    results: list[dict[str, Any]] = []
-    lines: list[str] = []
-    if args.file:
-        try:
-            body = json.loads(args.file.read_text())
-        except ValueError as exc:
-            raise CLIError(f"--file: {args.file} is not valid JSON ({exc})") from None
-        if not isinstance(body, dict) or not ({"create", "update"} & body.keys()):
-            raise CLIError(f'--file: {args.file}: expected {{"create": {{...}}}} or {{"update": {{"origin", "ops"}}}}')
-        res = client.post("/api/v1/dns/update", body)[1]
-        _emit(args, res, _dns_line(res))
-        return EXIT_OK
-    if not args.zone:
-        raise CLIError("ZONE: required (or --file)")
-    zone = args.zone if args.zone.endswith(".") else args.zone + "."
-    ops = _build_ops(getattr(args, "ops", None) or [], args.ttl)
-    if not args.create and not ops:
-        raise CLIError("nothing to do: give --create and/or --add/--replace/--delete/--delete-name")
-    if args.create:
-        primary = args.primary_ns or f"ns1.{zone}"
-        create = {"origin": zone, "primary_ns": primary, "admin": args.admin or f"hostmaster.{zone}",
-                  "nameservers": args.ns or [primary], "ttl": args.ttl}
-        res = client.post("/api/v1/dns/update", {"create": create})[1]
-        results.append({"create": create, **res})
-        lines.append(_dns_line(res))
-    if ops:
-        res = client.post("/api/v1/dns/update", {"update": {"origin": zone, "ops": ops}})[1]
-        results.append({"update": {"origin": zone, "ops": ops}, **res})
-        lines.append(_dns_line(res, len(ops)))
-    _emit(args, results, "\n".join(lines))
-    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------------------------- CT
@@ -513,7 +312,7 @@ def _target_hash(args: argparse.Namespace, client: NodeClient) -> str:
 
 
 def cmd_ct_proof(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_from_args(args)
     leaf_hash = _target_hash(args, client)
     query = {"tree_size": str(args.tree_size)} if args.tree_size else None
     proof = client.get(f"/api/v1/ct/proof/{leaf_hash}", query)
@@ -528,14 +327,14 @@ def cmd_ct_proof(args: argparse.Namespace) -> int:
              f"  root {base64.b64decode(proof['root_hash']).hex()}",
              f"  audit path ({len(path)}):"] + [f"    {p.hex()}" for p in path]
     lines.append("  proof verifies against that root" if proof["verifies"] else "  proof does NOT verify")
-    _emit(args, proof, "\n".join(lines))
+    emit(args, proof, "\n".join(lines))
     return EXIT_OK if proof["verifies"] else EXIT_NEGATIVE
 
 
 def cmd_ct_verify(args: argparse.Namespace) -> int:
     """Inclusion in the node's *signed* checkpoint: the proof is taken at the checkpoint's size and
     must lead to its root hash; with --vkey the checkpoint signature is checked too."""
-    client = _client(args)
+    client = client_from_args(args)
     leaf_hash = _target_hash(args, client)
     log = client.get("/api/v1/ct/log")
     try:
@@ -573,7 +372,7 @@ def cmd_ct_verify(args: argparse.Namespace) -> int:
                       f"  checkpoint: {cp.origin} size {cp.size} root {cp.root_hash.hex()}",
                       f"  signature: {report['signature']}",
                       f"  inclusion at index {proof['leaf_index']}: {report['inclusion']}"])
-    _emit(args, report, text)
+    emit(args, report, text)
     return EXIT_OK if not problems else EXIT_NEGATIVE
 
 
@@ -581,7 +380,7 @@ def cmd_ct_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_consensus_status(args: argparse.Namespace) -> int:
-    st = _client(args).get("/api/v1/status")
+    st = client_from_args(args).get("/api/v1/status")
     text = "\n".join([
         f"{st['node_id']} (replica {st['replica']} of {st['validators']}, f={st['f']}, {st['network']})",
         f"  view {st['view']}, primary replica {st['primary']}, status {st['status']}",
@@ -593,99 +392,22 @@ def cmd_consensus_status(args: argparse.Namespace) -> int:
         f"  storage: {st['storage']['usage_bytes']} bytes, {st['storage']['records']} records",
         f"  halted: {st['halted']}" if st.get("halted") else f"  uptime {st['uptime_s']} s",
     ])
-    _emit(args, st, text)
+    emit(args, st, text)
     return EXIT_OK
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = client_from_args(args)
     doc = client.get("/api/v1/health", ok=(200, 503))
     ok = doc.get("status") == "ok"
     failing = [k for k, v in doc.get("checks", {}).items() if not v]
     text = (f"{client.base}: ok (view {doc.get('view')}, last executed {doc.get('last_executed')})" if ok else
             f"{client.base}: FAILING ({', '.join(failing) or 'unknown'}): {doc.get('halted') or ''}".rstrip(": "))
-    _emit(args, doc, text)
+    emit(args, doc, text)
     return EXIT_OK if ok else EXIT_NEGATIVE
 
 
-# ----------------------------------------------------------------------------------- validator set
-
-
-def _operator_headers(args: argparse.Namespace) -> dict[str, str]:
-    path = args.operator_token or os.environ.get(ENV_OPERATOR_TOKEN)
-    if not path:
-        raise CLIError(f"--operator-token: required (or ${ENV_OPERATOR_TOKEN}): the file operator.token in the "
-                       "node's storage directory")
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise CLIError(f"--operator-token: {path}: {exc.strerror or exc}") from None
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _vote(args: argparse.Namespace, body: dict[str, Any], what: str) -> int:
-    client = _client(args)
-    res = client.post("/api/v1/validators/propose", body, headers=_operator_headers(args))[1]
-    status = res.get("status", "")
-    text = {
-        "recorded": f"{what}: vote recorded, {res.get('votes')} of {res.get('threshold')} validators",
-        "executed": f"{what}: executed, the quorum of {res.get('threshold')} validators is reached",
-        "duplicate": f"{what}: this validator already voted ({res.get('votes')} of {res.get('threshold')})",
-        "done": f"{what}: already executed",
-        "withdrawn": f"{what}: vote withdrawn ({res.get('votes')} of {res.get('threshold')} remain)",
-    }.get(status, f"{what}: {status}")
-    _emit(args, res, f"{text}\n  digest {res.get('digest', '')}")
-    return EXIT_OK
-
-
-def cmd_validators_revoke(args: argparse.Namespace) -> int:
-    command = cacommands.revoke_command(int(args.serial, 16), args.reason)
-    return _vote(args, {"target": "ca", "command": base64.b64encode(command).decode()},
-                 f"revoke {args.serial} ({carecords.REVOCATION_REASONS[args.reason]})")
-
-
-def cmd_validators_dns(args: argparse.Namespace) -> int:
-    zone = args.zone if args.zone.endswith(".") else args.zone + "."
-    ops = _build_ops(getattr(args, "ops", None) or [], args.ttl)
-    if args.create == bool(ops):
-        raise CLIError("give either --create or --add/--replace/--delete/--delete-name: each is its own vote")
-    try:
-        if args.create:
-            primary = args.primary_ns or f"ns1.{zone}"
-            command = dnsapp.create_command(zone, primary_ns=primary, admin=args.admin or f"hostmaster.{zone}",
-                                            nameservers=args.ns or [primary], ttl=args.ttl)
-        else:
-            command = dnsapp.update_command(ZoneUpdate.from_json({"origin": zone, "ops": ops}))
-    except ZoneUpdateError as exc:
-        raise CLIError(f"{exc.field}: {exc.reason}") from None
-    return _vote(args, {"target": "dns", "command": base64.b64encode(command).decode()},
-                 f"{'create' if args.create else 'update'} {zone}")
-
-
-def cmd_validators_withdraw(args: argparse.Namespace) -> int:
-    return _vote(args, {"withdraw": args.digest}, f"proposal {args.digest[:16]}")
-
-
-def cmd_validators_proposals(args: argparse.Namespace) -> int:
-    doc = _client(args).get("/api/v1/validators/proposals")
-    lines = [f"{len(doc['proposals'])} open proposals; a quorum is {doc['threshold']} of {doc['validators']}"]
-    lines += [f"  {p['digest']}  {p['target']} {p['op']}  votes from validators {p['voters']}"
-              for p in doc["proposals"]]
-    _emit(args, doc, "\n".join(lines))
-    return EXIT_OK
-
-
 # ------------------------------------------------------------------------------------------- parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return v
 
 
 def _common(suppress: bool) -> argparse.ArgumentParser:
@@ -699,6 +421,12 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
                    help="print one JSON document (for scripts)")
     p.add_argument("--timeout", type=float, metavar="S", default=d if suppress else 60.0,
                    help="HTTP timeout in seconds (default 60)")
+    p.add_argument("--account-key", type=Path, metavar="FILE", default=d,
+                   help=f"writes: sign as this account (default ${ENV_ACCOUNT_KEY}); without it writes go to "
+                   "the unsigned JSON endpoints, which only development nodes accept")
+    p.add_argument("--genesis", type=Path, metavar="FILE", default=d,
+                   help="signed writes: take the cluster id from this genesis file and refuse a node that "
+                   "serves another cluster (default: the node's /api/v1/status)")
     return p
 
 
@@ -716,13 +444,13 @@ def _issue_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-challenge", action="store_true", help="leave the challenge TXT records in place")
     p.add_argument("--wait", type=int, default=30, metavar="S",
                    help="seconds the node waits for threshold signing before answering 'pending' (default 30)")
-    p.add_argument("--lifetime", type=_positive_int, metavar="S", help="requested validity in seconds")
+    p.add_argument("--lifetime", type=positive_int, metavar="S", help="requested validity in seconds")
 
 
 def _ct_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("leaf_hash", nargs="?", metavar="HASH", help="leaf hash (64 hex digits or base64)")
     p.add_argument("--cert", type=Path, metavar="FILE", help="a logged certificate (PEM or DER)")
-    p.add_argument("--serial", type=_serial, metavar="SERIAL", help="a certificate issued by the network")
+    p.add_argument("--serial", type=serial_arg, metavar="SERIAL", help="a certificate issued by the network")
 
 
 def _check_ct_target(func: Any) -> Any:
@@ -750,21 +478,21 @@ def register(subparsers: Any) -> None:
     _issue_args(p)
     p.set_defaults(func=cmd_cert_request)
     p = cs.add_parser("get", parents=[leaf], help="show (or save) a certificate by serial")
-    p.add_argument("serial", type=_serial, metavar="SERIAL")
+    p.add_argument("serial", type=serial_arg, metavar="SERIAL")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the certificate (PEM) here")
     p.add_argument("--with-chain", action="store_true", help="append the intermediate and root to --out")
     p.set_defaults(func=cmd_cert_get)
     p = cs.add_parser("renew", parents=[leaf], help="re-issue for the names of SERIAL (ownership proven again)")
-    p.add_argument("serial", type=_serial, metavar="SERIAL")
+    p.add_argument("serial", type=serial_arg, metavar="SERIAL")
     _issue_args(p)
     p.set_defaults(func=cmd_cert_renew)
     p = cs.add_parser("revoke", parents=[leaf], help="revoke SERIAL (through the node that requested it)")
-    p.add_argument("serial", type=_serial, metavar="SERIAL")
-    p.add_argument("--reason", type=_reason, default=0, metavar="REASON",
+    p.add_argument("serial", type=serial_arg, metavar="SERIAL")
+    p.add_argument("--reason", type=reason_arg, default=0, metavar="REASON",
                    help="CRLReason name or code, e.g. keyCompromise or 1 (default unspecified)")
     p.set_defaults(func=cmd_cert_revoke)
     p = cs.add_parser("verify", parents=[leaf], help="check chain and revocation status with the node")
-    p.add_argument("serial", nargs="?", type=_serial, metavar="SERIAL")
+    p.add_argument("serial", nargs="?", type=serial_arg, metavar="SERIAL")
     p.add_argument("--cert", type=Path, metavar="FILE", help="verify this certificate file instead of SERIAL")
     p.add_argument("--root", type=Path, metavar="FILE", help="trusted root (PEM); default: the node's /ca/root.pem")
     p.add_argument("--name", metavar="NAME", help="DNS name the certificate must cover")
@@ -776,38 +504,13 @@ def register(subparsers: Any) -> None:
 
     p.set_defaults(func=verify)
 
-    dns_p = sub.add_parser("dns", help="DNS: resolve, update")
-    ds = dns_p.add_subparsers(dest="node_dns", required=True, metavar="COMMAND")
-    p = ds.add_parser("resolve", parents=[leaf], help="authoritative answer from the node's replicated zones")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("type", nargs="?", default="A", metavar="TYPE", help="record type (default A)")
-    p.add_argument("--dnssec", action="store_true", help="include RRSIGs (DO bit)")
-    p.add_argument("--validate", action="store_true", help="validate DS -> DNSKEY -> RRSIG; exit 1 if not secure")
-    p.set_defaults(func=cmd_dns_resolve)
-    p = ds.add_parser("update", parents=[leaf], help="create a zone and/or change records (ordered by consensus)",
-                      description="Records are 'NAME [TTL] TYPE DATA' in zone-file order, NAME relative to ZONE "
-                      "or absolute; options apply in the order given, in one atomic update.")
-    p.add_argument("zone", nargs="?", metavar="ZONE")
-    p.add_argument("--create", action="store_true", help="create ZONE first (SOA, NS, DNSSEC keys)")
-    p.add_argument("--primary-ns", metavar="NAME", help="with --create: SOA MNAME (default ns1.ZONE)")
-    p.add_argument("--admin", metavar="NAME", help="with --create: SOA RNAME (default hostmaster.ZONE)")
-    p.add_argument("--ns", action="append", metavar="NAME", help="with --create: apex NS (repeatable)")
-    p.add_argument("--ttl", type=_positive_int, default=3600, help="default TTL (default 3600)")
-    p.add_argument("--add", action=_OpAction, const="add", metavar="RR", help="add a record")
-    p.add_argument("--replace", action=_OpAction, const="replace", metavar="RR", help="replace an RRset")
-    p.add_argument("--delete", action=_OpAction, const="delete_rrset", metavar="'NAME TYPE'",
-                   help="delete an RRset")
-    p.add_argument("--delete-name", action=_OpAction, const="delete_name", metavar="NAME",
-                   help="delete every RRset at NAME")
-    p.add_argument("--file", type=Path, metavar="FILE", help="send this JSON body as is "
-                   '({"create": {...}} or {"update": {"origin", "ops"}})')
-    p.set_defaults(func=cmd_dns_update, ops=None)
+    register_dns_commands(sub, leaf)
 
     ct = sub.add_parser("ct", help="Certificate Transparency: proof, verify")
     cts = ct.add_subparsers(dest="node_ct", required=True, metavar="COMMAND")
     p = cts.add_parser("proof", parents=[leaf], help="inclusion proof from the node (checked locally)")
     _ct_target(p)
-    p.add_argument("--tree-size", type=_positive_int, metavar="N", help="tree size (default: current)")
+    p.add_argument("--tree-size", type=positive_int, metavar="N", help="tree size (default: current)")
     p.set_defaults(func=_check_ct_target(cmd_ct_proof))
     p = cts.add_parser("verify", parents=[leaf], help="inclusion in the node's signed checkpoint")
     _ct_target(p)
@@ -821,38 +524,7 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("health", parents=[leaf], help="health check (exit 1 when the node reports failing)")
     p.set_defaults(func=cmd_health)
-    _validators_parser(sub, leaf)
 
-
-def _validators_parser(sub: Any, leaf: argparse.ArgumentParser) -> None:
-    """`node validators ...`: the operator casts this validator's vote; the operation runs once a quorum of
-    validators voted for the same bytes (each operator runs the same command against their own node)."""
-    vals = sub.add_parser("validators", help="vote for operations of the validator set (operator only)")
-    vs = vals.add_subparsers(dest="node_validators", required=True, metavar="COMMAND")
-    token = argparse.ArgumentParser(add_help=False)
-    token.add_argument("--operator-token", metavar="FILE", help="the node's operator.token (in its storage "
-                       f"directory; default ${ENV_OPERATOR_TOKEN})")
-    p = vs.add_parser("revoke", parents=[leaf, token], help="vote to revoke SERIAL without its subscriber")
-    p.add_argument("serial", type=_serial, metavar="SERIAL")
-    p.add_argument("--reason", type=_reason, default=1, metavar="REASON",
-                   help="CRLReason name or code (default keyCompromise)")
-    p.set_defaults(func=cmd_validators_revoke)
-    p = vs.add_parser("dns", parents=[leaf, token], help="vote to create or change a zone of the nodes' domain")
-    p.add_argument("zone", metavar="ZONE")
-    p.add_argument("--create", action="store_true", help="create ZONE (SOA, NS, DNSSEC keys)")
-    p.add_argument("--primary-ns", metavar="NAME", help="with --create: SOA MNAME (default ns1.ZONE)")
-    p.add_argument("--admin", metavar="NAME", help="with --create: SOA RNAME (default hostmaster.ZONE)")
-    p.add_argument("--ns", action="append", metavar="NAME", help="with --create: apex NS (repeatable)")
-    p.add_argument("--ttl", type=_positive_int, default=3600, help="default TTL (default 3600)")
-    p.add_argument("--add", action=_OpAction, const="add", metavar="RR", help="add a record")
-    p.add_argument("--replace", action=_OpAction, const="replace", metavar="RR", help="replace an RRset")
-    p.add_argument("--delete", action=_OpAction, const="delete_rrset", metavar="'NAME TYPE'",
-                   help="delete an RRset")
-    p.add_argument("--delete-name", action=_OpAction, const="delete_name", metavar="NAME",
-                   help="delete every RRset at NAME")
-    p.set_defaults(func=cmd_validators_dns, ops=None)
-    p = vs.add_parser("withdraw", parents=[leaf, token], help="take back this validator's vote")
-    p.add_argument("digest", metavar="DIGEST", help="the proposal's digest (64 hex digits)")
-    p.set_defaults(func=cmd_validators_withdraw)
-    p = vs.add_parser("proposals", parents=[leaf], help="open proposals and who voted for them")
-    p.set_defaults(func=cmd_validators_proposals)
+    register_account_commands(sub, leaf)
+    register_validate_commands(sub, leaf)
+    register_validators_commands(sub, leaf)
