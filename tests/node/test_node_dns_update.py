@@ -26,6 +26,7 @@ from typing import Any
 import dns.message
 import dns.query
 import dns.rcode
+import dns.tsig
 import dns.tsigkeyring
 import dns.update
 import pytest
@@ -168,6 +169,18 @@ def test_replicas_refuse_a_validator_acting_beyond_the_delegation(cluster: tuple
     assert code == 422 and res["field"] == "update.authorization", res
     for i in range(4):
         assert txt(c, i, CHALLENGE) == []
+
+
+def test_certbot_rfc2136_client_publishes_and_removes_a_challenge(cluster: tuple[Cluster, dict[str, str]]) -> None:
+    """certbot's own RFC 2136 client, as `--dns-rfc2136` runs it: a signed SOA query finds the zone (the
+    answer must be authoritative and TSIG-signed), the TXT is added over TCP, then that one record deleted."""
+    plugin = pytest.importorskip("certbot_dns_rfc2136._internal.dns_rfc2136")
+    c, key = cluster
+    client = plugin._RFC2136Client("127.0.0.1", dns_port(c, 1), KEY, key["secret"], dns.tsig.HMAC_SHA256, True, 20)
+    client.add_txt_record(f"_acme-challenge.api.{ZONE}", "certbot-token", 120)
+    c.wait_for(lambda: txt(c, 3, f"_acme-challenge.api.{ZONE}") == ['"certbot-token"'], what="the TXT on node3")
+    client.del_txt_record(f"_acme-challenge.api.{ZONE}", "certbot-token")
+    c.wait_for(lambda: txt(c, 2, f"_acme-challenge.api.{ZONE}") == [], what="the TXT gone on node2")
 
 
 @pytest.mark.skip(reason="needs the node's ACME server (certbot's directory); see docs/node.md, dynamic updates")
