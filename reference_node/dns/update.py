@@ -47,6 +47,7 @@ __all__ = ["DynamicUpdates"]
 log = logging.getLogger("trustchain.node")
 Rcode = dns.rcode.Rcode
 MAX_INFLIGHT = 16  # updates being ordered at once; more are answered SERVFAIL (clients retry)
+MAX_INFLIGHT_PER_KEY = 4  # so that one key's holder cannot take every slot
 SEEN_FOR_S = 600.0  # longer than any TSIG fudge a client uses (300 s): a replay after it fails the time check
 MAX_SEEN = 4096
 ORDER_TIMEOUT_S = 20.0
@@ -58,6 +59,7 @@ class DynamicUpdates:
         self.keyring = keyring
         self.order_timeout_s = order_timeout_s
         self._inflight = 0
+        self._inflight_by_key: collections.Counter[str] = collections.Counter()
         self._seen: collections.OrderedDict[bytes, tuple[float, asyncio.Future[bytes]]] = collections.OrderedDict()
 
     def _keyring(self, message: dns.message.Message, name: dns.name.Name) -> dns.tsig.Key | None:
@@ -131,9 +133,10 @@ class DynamicUpdates:
             return exc.rcode, str(exc)
         except TrustChainError as exc:  # a name the zone would refuse anyway
             return Rcode.REFUSED, str(exc)
-        if self._inflight >= MAX_INFLIGHT:
+        if self._inflight >= MAX_INFLIGHT or self._inflight_by_key[key.name] >= MAX_INFLIGHT_PER_KEY:
             return Rcode.SERVFAIL, "too many updates being ordered"
         self._inflight += 1
+        self._inflight_by_key[key.name] += 1
         try:
             payload = dnsapp.delegated_update_command(key.name, translated.prerequisites, translated.update)
             raw = await self.node.submit(tcapp.DNS, payload, timeout_s=self.order_timeout_s)
@@ -141,6 +144,9 @@ class DynamicUpdates:
             return Rcode.SERVFAIL, f"not ordered: {exc}"
         finally:
             self._inflight -= 1
+            self._inflight_by_key[key.name] -= 1
+            if not self._inflight_by_key[key.name]:
+                del self._inflight_by_key[key.name]
         result = tcapp.decode_routed(raw, dnsapp.decode_result)
         if isinstance(result, tcapp.RouteError):
             return Rcode.SERVFAIL, result.detail
