@@ -103,15 +103,24 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     dns_server = None
     if cfg.dns.listen is not None or cfg.dns.doq_listen is not None:
         try:
-            from reference_node.dns.server import DNSServer, Transport, authority_handler
+            from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler
+            from reference_node.dns.tsig import Keyring, keyring_path
+            from reference_node.dns.update import DynamicUpdates
 
             answer = authority_handler(node.app.dns)
+            updates = DynamicUpdates(node, Keyring(keyring_path(cfg.storage.path)))
 
             def handle(wire: bytes, client: str, transport: Transport) -> bytes:
                 node.metrics.dns_queries.inc(transport=transport)
-                return answer(wire, client, transport)
+                response = answer(wire, client, transport)
+                if len(response) > 3 and response[3] & 0x0F == 1 and wire[10:12] != b"\0\0":  # FORMERR: TSIG?
+                    plain = updates.strip_tsig(wire)
+                    signed = None if plain is None else updates.signed_query(
+                        wire, answer(plain, client, transport), EDNS_UDP if transport == "udp" else 65535)
+                    return signed or response
+                return response
 
-            dns_server = DNSServer(handle)
+            dns_server = DNSServer(handle, update_handler=updates.handle)
             if cfg.dns.listen is not None:
                 await dns_server.start_udp(*cfg.dns.listen)
                 await dns_server.start_tcp(*cfg.dns.listen)

@@ -513,7 +513,9 @@ class Node:
                    "crl_number": self.app.ca.crl.number if self.app.ca.crl is not None else 0,
                    "ocsp_responses": len(self.app.ca.ocsp), "signatures_pending": len(self.app.ca.signatures)},
             "ct": {"tree_size": self.app.ct.size, "origin": self.genesis.ct_origin},
-            "dns": {"zones": sorted(z.to_text() for z in self.app.dns.zones)},
+            "dns": {"zones": sorted(z.to_text() for z in self.app.dns.zones),
+                    "delegations": len(self.app.dns.delegations)},
+            "account": self.account_id.hex(),  # this validator's account: zone owners delegate updates to it
             "kv": {"keys": len(self.app.kv.data)},
             "storage": {"path": str(self.storage.path), "usage_bytes": self.storage.usage_bytes(),
                         "max_size": self.storage.max_size, "records": self.storage.count()},

@@ -20,7 +20,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 
-from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError
+from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError, dns_tsig
 from reference_node.dns.client import drive, random_id
 from reference_node.dns.server import DNSServer, authority_handler
 from trustchain.dns.authority import Authority
@@ -36,7 +36,7 @@ RESIGN_CHECK_S = 60
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("dns", help="DNSSEC zones: sign, serve, resolve",
+    parser = subparsers.add_parser("dns", help="DNSSEC zones: sign, serve, resolve; a node's TSIG keys",
                                    description="Sign a zone, serve it over UDP/TCP/DoQ, resolve names.")
     sub = parser.add_subparsers(dest="dns_command", required=True, metavar="COMMAND")
 
@@ -78,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                          help="DS or DNSKEY records in zone-file format (e.g. the dsset file from `sign`)")
     resolve.add_argument("--timeout", type=float, default=2.0, help="per-query timeout in seconds")
     resolve.set_defaults(func=cmd_resolve)
+
+    dns_tsig.register(sub)
 
 
 def _zone_args(parser: argparse.ArgumentParser, positional: bool = True) -> None:

@@ -24,7 +24,7 @@ import contextlib
 import functools
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -40,6 +40,8 @@ from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_repl
 
 Transport = Literal["udp", "tcp", "doq"]
 Handler = Callable[[bytes, str, Transport], bytes]
+UpdateHandler = Callable[[bytes, str, Transport], Awaitable[bytes]]  # answers once the update is ordered
+OPCODE_UPDATE = 5
 EDNS_UDP = 1232
 MAX_QUERY = 4096  # no legitimate query comes close; larger ones are counted as oversize and dropped
 DOQ_ALPN = "doq"
@@ -77,6 +79,7 @@ class ListenerCounters:
     doq_connections: int = 0
     doq_protocol_errors: int = 0
     handler_errors: int = 0
+    updates: int = 0
 
 
 def authority_handler(authority: Authority | DNSApplication, clock: Callable[[], float] = time.time) -> Handler:
@@ -107,8 +110,12 @@ class DNSServer:
         tcp_idle_timeout: float = 10.0,
         max_tcp_clients: int = 512,
         clock: Callable[[], float] = time.monotonic,
+        update_handler: UpdateHandler | None = None,
     ) -> None:
+        """`update_handler` takes RFC 2136 UPDATE messages (answered NOTIMP by `handler` without one); its
+        answer comes later, so a UDP update is answered from a task and a TCP connection waits for it."""
         self.handler = handler
+        self.update_handler = update_handler
         self.rrl = rrl
         self.tcp_idle_timeout = tcp_idle_timeout
         self.max_tcp_clients = max_tcp_clients
@@ -119,6 +126,7 @@ class DNSServer:
         self._tcp: list[asyncio.Server] = []
         self._quic: list[QuicServer] = []
         self._tcp_open = 0
+        self._update_tasks: set[asyncio.Task[None]] = set()
 
     # --- shared -------------------------------------------------------------------------------------
 
@@ -137,6 +145,35 @@ class DNSServer:
         if response and response[3] & 0x0F == 1:  # FORMERR: the query did not parse
             self.counters.malformed += 1
         return response
+
+    def _is_update(self, wire: bytes) -> bool:
+        return self.update_handler is not None and len(wire) >= 12 and (wire[2] >> 3) & 0x0F == OPCODE_UPDATE
+
+    async def _handle_update(self, wire: bytes, client: str, transport: Transport) -> bytes:
+        assert self.update_handler is not None
+        if len(wire) > MAX_QUERY:
+            self.counters.oversize += 1
+            return b""
+        self.counters.updates += 1
+        try:
+            return await self.update_handler(wire, client, transport)
+        except Exception:  # as in `_handle`: a bug costs one answer, never the listener
+            self.counters.handler_errors += 1
+            return b""
+
+    def _spawn_update(self, wire: bytes, client: str, transport: Transport, send: Callable[[bytes], None]) -> None:
+        async def run() -> None:
+            response = await self._handle_update(wire, client, transport)
+            if response:
+                try:
+                    send(response)
+                    self.counters.responses += 1
+                except OSError:
+                    self.counters.udp_send_errors += 1
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._update_tasks.add(task)
+        task.add_done_callback(self._update_tasks.discard)
 
     # --- UDP ----------------------------------------------------------------------------------------
 
@@ -178,6 +215,10 @@ class DNSServer:
                 return
             except OSError:  # e.g. ICMP errors reported for an earlier reply: nothing to do
                 continue
+            if self._is_update(data):
+                self.counters.udp_queries += 1
+                self._spawn_update(data, addr[0], "udp", functools.partial(_sendto, sock, addr))
+                continue
             response = reply(data, addr)
             if response:
                 try:
@@ -205,6 +246,10 @@ class DNSServer:
         return response
 
     def _on_datagram(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
+        if self._is_update(data):
+            self.counters.udp_queries += 1
+            self._spawn_update(data, addr[0], "udp", lambda response: transport.sendto(response, addr))
+            return
         response = self._udp_reply(data, addr)
         if response:
             self.counters.responses += 1
@@ -240,7 +285,10 @@ class DNSServer:
                     return
                 body = await asyncio.wait_for(reader.readexactly(length), self.tcp_idle_timeout)
                 self.counters.tcp_queries += 1
-                response = self._handle(body, client, "tcp")
+                if self._is_update(body):
+                    response = await self._handle_update(body, client, "tcp")
+                else:
+                    response = self._handle(body, client, "tcp")
                 if not response:
                     return
                 self.counters.responses += 1
@@ -275,12 +323,18 @@ class DNSServer:
             udp.close()
         for tcp in self._tcp:
             tcp.close()
+        for task in list(self._update_tasks):
+            task.cancel()
         for quic in self._quic:
             quic.close()
         for tcp in self._tcp:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(tcp.wait_closed(), 1.0)
         self._udp, self._tcp, self._quic = [], [], []
+
+
+def _sendto(sock: socket.socket, addr: Any, response: bytes) -> None:
+    sock.sendto(response, addr)
 
 
 class _UDPProtocol(asyncio.DatagramProtocol):
@@ -342,12 +396,19 @@ class _DoQProtocol(QuicConnectionProtocol):
             self._quic.close(error_code=DOQ_PROTOCOL_ERROR, reason_phrase="malformed DoQ query")
             self.transmit()
             return
+        if self.server._is_update(data[2:]):
+            self.server._spawn_update(data[2:], self._client(), "doq", functools.partial(self._reply, sid))
+            return
         response = self.server._handle(data[2:], self._client(), "doq")
         if not response:
             self._quic.reset_stream(sid, DOQ_INTERNAL_ERROR)
         else:
             counters.responses += 1
             self._quic.send_stream_data(sid, len(response).to_bytes(2, "big") + response, end_stream=True)
+        self.transmit()
+
+    def _reply(self, sid: int, response: bytes) -> None:
+        self._quic.send_stream_data(sid, len(response).to_bytes(2, "big") + response, end_stream=True)
         self.transmit()
 
     def _client(self) -> str:

@@ -242,7 +242,8 @@ class TrustChainApplication:
         self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s,
                                   zone_policy=ZonePolicy(default_public_suffixes(), registry_suffixes),
                                   validated=self.validation.validated,
-                                  validator_domain=ca_policy.node_domain + ".", limits=limits.dns)
+                                  validator_domain=ca_policy.node_domain + ".", limits=limits.dns,
+                                  validator_accounts=frozenset(ids))
         self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
         self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots,
                                       quota=limits.ct)

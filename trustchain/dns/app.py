@@ -7,12 +7,19 @@ honest replicas end up serving byte-identical signed answers: a client can ask a
 check the answer against the zone's DS.
 
 Wire format of an operation (the consensus payload): `encode(DNSCommand(op, encode(body)))`, the body
-type chosen by `op` (`CreateZone`, `UpdateZone`, `Tick`; build them with `create_command`,
-`update_command`, `tick_command`). A tick re-signs any zone whose signing epoch has passed; the node
-submits one when no update has arrived for a while, so signatures never run out in a quiet zone.
+type chosen by `op` (`CreateZone`, `UpdateZone`, `Tick`, `DelegateZone`, `RevokeDelegation`,
+`DelegatedUpdate`; build them with the `*_command` functions). A tick re-signs any zone whose signing
+epoch has passed; the node submits one when no update has arrived for a while, so signatures never run
+out in a quiet zone.
+
+Dynamic updates (RFC 2136): a zone's owner delegates a scope of its zone to one validator
+(`trustchain.dns.delegation`); that validator's DNS listener turns TSIG-signed UPDATE messages into
+`DelegatedUpdate` commands it signs with its own account, and every replica checks them against the
+delegation and evaluates their prerequisites as they execute.
 
 Each result is `encode(DNSResult)`: status ``ok``, ``unchanged`` or ``error`` (then `detail` is
-``<field>: <reason>``). A rejected command changes nothing.
+``<field>: <reason>``, and for a delegated update `rcode` is the RFC 2136 response code). A rejected
+command changes nothing.
 """
 
 from __future__ import annotations
@@ -24,12 +31,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import dns.name
+import dns.rcode
 import dns.rrset
 
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.authorization.zones import VALIDATORS, ZonePolicy
 from trustchain.dns.authority import Authority
+from trustchain.dns.delegation import Delegations, check_scope, new_delegation
 from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
+from trustchain.dns.dynamic_update import Prerequisite, UpdateRefused, check_prerequisites
 from trustchain.dns.keys import KeySet
 from trustchain.dns.limits import EMPTY, ZoneLimits, ZoneSize, check_limit
 from trustchain.dns.records import parse_owner
@@ -37,8 +47,11 @@ from trustchain.dns.zone import RecordOp, Zone, ZoneUpdate, ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 
 OP_CREATE, OP_UPDATE, OP_TICK = "create", "update", "tick"
+OP_DELEGATE, OP_UNDELEGATE, OP_DELEGATED = "delegate", "undelegate", "delegated_update"
 STATUS_OK, STATUS_UNCHANGED, STATUS_ERROR = "ok", "unchanged", "error"
-SNAPSHOT_VERSION = 2  # 2: zone owners
+RCODE_NOERROR, RCODE_FORMERR = int(dns.rcode.NOERROR), int(dns.rcode.FORMERR)
+RCODE_REFUSED, RCODE_NOTAUTH = int(dns.rcode.REFUSED), int(dns.rcode.NOTAUTH)
+SNAPSHOT_VERSION = 3  # 2: zone owners; 3: delegations
 MAX_PAYLOAD = 64 * 1024
 MAX_DETAIL = 512
 OutsideValidated = Callable[[bytes, str], bool]
@@ -77,6 +90,37 @@ class Tick:
 
 
 @dataclass(frozen=True)
+class DelegateZone:
+    """The owner of `origin` lets validator account `delegate` apply updates within `names` (patterns,
+    `*` labels match one or more labels) and `types`, received signed with TSIG key `key_name`, until
+    `expires_s` (consensus seconds since the epoch). Replaces an earlier one with the same three keys."""
+
+    origin: str
+    delegate: bytes
+    key_name: str
+    names: tuple[str, ...]
+    types: tuple[str, ...]
+    expires_s: int
+
+
+@dataclass(frozen=True)
+class RevokeDelegation:
+    origin: str
+    delegate: bytes
+    key_name: str
+
+
+@dataclass(frozen=True)
+class DelegatedUpdate:
+    """An RFC 2136 update a validator received signed with TSIG key `key_name`: prerequisites, then ops."""
+
+    origin: str
+    key_name: str
+    prerequisites: tuple[Prerequisite, ...]
+    ops: tuple[RecordOp, ...]
+
+
+@dataclass(frozen=True)
 class DNSResult:
     """The deterministic answer of every honest replica: which command, and the zone's serial after it."""
 
@@ -85,6 +129,7 @@ class DNSResult:
     op: str = ""  # the command answered ("" if it did not decode)
     origin: str = ""  # the zone created or updated, absolute and lower-case
     serial: int = 0  # its SOA serial afterwards
+    rcode: int = 0  # a delegated update's RFC 2136 response code (0, NOERROR, for everything else)
 
     @property
     def ok(self) -> bool:
@@ -115,7 +160,23 @@ def tick_command() -> bytes:
     return _command(OP_TICK, Tick())
 
 
-def _command(op: str, body: CreateZone | UpdateZone | Tick) -> bytes:
+def delegate_command(origin: str, delegate: bytes, key_name: str, *, names: Sequence[str], types: Sequence[str],
+                     expires_s: int) -> bytes:
+    """The owner's grant (see `DelegateZone`); what the replicas would refuse is refused when executed."""
+    return _command(OP_DELEGATE, DelegateZone(origin, delegate, key_name, tuple(names), tuple(types), expires_s))
+
+
+def undelegate_command(origin: str, delegate: bytes, key_name: str) -> bytes:
+    return _command(OP_UNDELEGATE, RevokeDelegation(origin, delegate, key_name))
+
+
+def delegated_update_command(key_name: str, prerequisites: Sequence[Prerequisite], update: ZoneUpdate) -> bytes:
+    """What a validator orders for an RFC 2136 update it received signed with TSIG key `key_name`."""
+    return _command(OP_DELEGATED, DelegatedUpdate(update.origin, key_name, tuple(prerequisites), update.records()))
+
+
+def _command(op: str, body: CreateZone | UpdateZone | Tick | DelegateZone | RevokeDelegation | DelegatedUpdate
+             ) -> bytes:
     return encode(DNSCommand(op, encode(body)))
 
 
@@ -150,21 +211,25 @@ class DNSApplication:
 
     def __init__(self, master_seed: bytes, policy: SigningPolicy | None = None, clock_offset_s: int = 0, *,
                  zone_policy: ZonePolicy | None = None, validated: OutsideValidated | None = None,
-                 validator_domain: str = "", limits: ZoneLimits | None = None) -> None:
+                 validator_domain: str = "", limits: ZoneLimits | None = None,
+                 validator_accounts: frozenset[bytes] = frozenset()) -> None:
         """`zone_policy`: who may create and change which zone (`trustchain.authorization.zones`); None
         leaves zones unowned (a DNS-only deployment or workload with no accounts). `validated(account,
         name)` says whether the validators observed the account's control of an unserved name.
         The validator set (`VALIDATORS`, the client of an operation its validators voted for) alone owns
         the zones under `validator_domain` (the nodes' own names); a single validator's account is an
         account like any other. `limits`: how many zones, records and record bytes every replica holds
-        (`trustchain.dns.limits`)."""
+        (`trustchain.dns.limits`). `validator_accounts`: the validators' accounts, the only ones a zone
+        owner may delegate RFC 2136 updates to (`trustchain.dns.delegation`)."""
         if len(master_seed) < 16:
             raise ValueError("master seed must be at least 16 bytes")
         self.zone_policy = zone_policy
         self.validated = validated
         self.validator_domain = dns.name.from_text(validator_domain) if validator_domain else None
+        self.validator_accounts = validator_accounts
         self.limits = limits or ZoneLimits()
         self.owners: dict[dns.name.Name, bytes] = {}
+        self.delegations = Delegations()
         self.master_seed = master_seed
         self.policy = policy or SigningPolicy()
         self.clock_offset_s = clock_offset_s
@@ -196,6 +261,7 @@ class DNSApplication:
                 {"text": st.zone.to_text(), "signed_at": st.signed_at, "owner": self.owners.get(origin, b"").hex()}
                 for origin, st in sorted(self.zones.items())
             ],
+            "delegations": self.delegations.to_json(),
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -213,8 +279,10 @@ class DNSApplication:
             zones[zone.origin] = _ZoneState(zone, self._sign_one(zone, signed_at, None), signed_at)
             if item.get("owner"):
                 owners[zone.origin] = bytes.fromhex(str(item["owner"]))
+        delegations = Delegations.from_json(doc["delegations"], zones)
         self.zones = zones
         self.owners = owners
+        self.delegations = delegations
         self.applied, self.rejected = int(doc["applied"]), int(doc["rejected"])
         self.last_time_s = int(doc["last_time_s"])
         self.authority = Authority()
@@ -272,8 +340,10 @@ class DNSApplication:
             return _error(cmd.op, f"{cmd.op}: malformed ({exc})")
         try:
             return handler(self, account, body, now, changed)
-        except ZoneUpdateError as exc:
-            return _error(cmd.op, str(exc))
+        except UpdateRefused as exc:
+            return _error(cmd.op, str(exc), exc.rcode)
+        except ZoneUpdateError as exc:  # a delegated update the zone cannot take is refused as a whole
+            return _error(cmd.op, str(exc), RCODE_REFUSED if cmd.op == OP_DELEGATED else RCODE_NOERROR)
 
     def _validators_only(self, origin: dns.name.Name) -> bool:
         """Zones at or below the validators' domain (the nodes' own names) belong to the validator set."""
@@ -397,6 +467,65 @@ class DNSApplication:
     def _tick(self, account: bytes, cmd: Tick, now: int, changed: set[dns.name.Name]) -> DNSResult:
         return DNSResult(STATUS_OK, op=OP_TICK)
 
+    # --- delegations and dynamic updates ---------------------------------------------------------------
+
+    def _owned_zone(self, account: bytes, origin_text: str, op: str) -> dns.name.Name:
+        """The zone `account` owns, for granting or revoking a delegation of it."""
+        if self.zone_policy is None:
+            raise ZoneUpdateError(op, "delegations need zone owners (accounts)")
+        try:
+            origin = dns.name.from_text(origin_text).canonicalize()
+        except Exception as exc:  # dnspython raises several exception types on bad names
+            raise ZoneUpdateError(f"{op}.origin", f"malformed name {origin_text[:64]!r}") from exc
+        if origin not in self.zones:
+            raise ZoneUpdateError(f"{op}.origin", f"no such zone {origin}")
+        owner = self.owners.get(origin)
+        if owner is None or owner == VALIDATORS or owner != account:
+            raise ZoneUpdateError(f"{op}.authorization", "only the zone's owner may delegate updates to it "
+                                  "(the validators' own zones are never delegated)")
+        return origin
+
+    def _delegate(self, account: bytes, cmd: DelegateZone, now: int, changed: set[dns.name.Name]) -> DNSResult:
+        origin = self._owned_zone(account, cmd.origin, OP_DELEGATE)
+        if cmd.delegate not in self.validator_accounts:
+            raise ZoneUpdateError("delegate.delegate", "must be a validator's account id")
+        self.delegations.grant(new_delegation(origin, account, cmd.delegate, cmd.key_name, cmd.names, cmd.types,
+                                              cmd.expires_s, now), now)
+        return DNSResult(STATUS_OK, op=OP_DELEGATE, origin=origin.to_text(), serial=self.zones[origin].zone.serial)
+
+    def _undelegate(self, account: bytes, cmd: RevokeDelegation, now: int, changed: set[dns.name.Name]) -> DNSResult:
+        origin = self._owned_zone(account, cmd.origin, OP_UNDELEGATE)
+        try:
+            key_name = dns.name.from_text(cmd.key_name).canonicalize()
+        except Exception as exc:  # dnspython raises several exception types on bad names
+            raise ZoneUpdateError("undelegate.key_name", f"malformed name {cmd.key_name[:64]!r}") from exc
+        status = STATUS_OK if self.delegations.revoke((origin, cmd.delegate, key_name)) else STATUS_UNCHANGED
+        return DNSResult(status, op=OP_UNDELEGATE, origin=origin.to_text(), serial=self.zones[origin].zone.serial)
+
+    def _delegated(self, account: bytes, cmd: DelegatedUpdate, now: int, changed: set[dns.name.Name]) -> DNSResult:
+        """A validator's update on a zone owner's behalf: only within a live delegation to that validator,
+        granted by the zone's owner; prerequisites and scope judged here, by every replica."""
+        update = ZoneUpdate.from_records(cmd.origin, cmd.ops)
+        try:
+            origin = dns.name.from_text(cmd.origin).canonicalize()
+            key_name = dns.name.from_text(cmd.key_name).canonicalize()
+        except Exception as exc:  # dnspython raises several exception types on bad names
+            raise UpdateRefused("delegated_update", "malformed zone or key name", RCODE_FORMERR) from exc
+        st = self.zones.get(origin)
+        if st is None:
+            raise UpdateRefused("delegated_update.origin", f"no such zone {origin}", RCODE_NOTAUTH)
+        delegation = self.delegations.find(origin, account, key_name, now)
+        if (delegation is None or account not in self.validator_accounts
+                or self.owners.get(origin) != delegation.grantor):
+            raise UpdateRefused("delegated_update.authorization", f"no live delegation of {origin} to this "
+                                f"account for key {key_name}", RCODE_REFUSED)
+        check_prerequisites(st.zone, cmd.prerequisites)
+        check_scope(delegation, st.zone, update.ops)
+        status = STATUS_OK if st.zone.apply(update) else STATUS_UNCHANGED
+        if status == STATUS_OK:
+            changed.add(origin)
+        return DNSResult(status, op=OP_DELEGATED, origin=origin.to_text(), serial=st.zone.serial)
+
     # --- signing ------------------------------------------------------------------------------------
 
     def _sign(self, now: int, changed: set[dns.name.Name]) -> None:
@@ -415,8 +544,8 @@ class DNSApplication:
         return sign_zone(zone, self.keys_for(zone.origin), now, self.policy, previous=previous)
 
 
-def _error(op: str, detail: str) -> DNSResult:
-    return DNSResult(STATUS_ERROR, detail[:MAX_DETAIL], op=op)
+def _error(op: str, detail: str, rcode: int = RCODE_NOERROR) -> DNSResult:
+    return DNSResult(STATUS_ERROR, detail[:MAX_DETAIL], op=op, rcode=rcode)
 
 
 _Handler = Callable[[DNSApplication, bytes, Any, int, set[dns.name.Name]], DNSResult]
@@ -425,4 +554,7 @@ _OPS: dict[str, tuple[type[Any], _Handler]] = {
     OP_CREATE: (CreateZone, DNSApplication._create),
     OP_UPDATE: (UpdateZone, DNSApplication._update),
     OP_TICK: (Tick, DNSApplication._tick),
+    OP_DELEGATE: (DelegateZone, DNSApplication._delegate),
+    OP_UNDELEGATE: (RevokeDelegation, DNSApplication._undelegate),
+    OP_DELEGATED: (DelegatedUpdate, DNSApplication._delegated),
 }

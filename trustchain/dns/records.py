@@ -17,8 +17,8 @@ import dns.rdatatype
 from trustchain.errors import TrustChainError
 
 __all__ = [
-    "MAX_TTL", "UPDATABLE_TYPES", "ZONE_TYPES", "ZoneUpdateError", "check_ttl", "parse_owner", "parse_rdata",
-    "parse_type",
+    "MAX_TTL", "UPDATABLE_TYPES", "ZONE_TYPES", "ZoneUpdateError", "check_ttl", "is_valid_label", "parse_owner",
+    "parse_rdata", "parse_type",
 ]
 
 RdataType = dns.rdatatype.RdataType
@@ -43,6 +43,11 @@ class ZoneUpdateError(TrustChainError, ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+def is_valid_label(label: bytes) -> bool:
+    """A label an owner name in a TrustChain zone may have (lower-case letters, digits, '-', '_')."""
+    return _LABEL_RE.match(label) is not None
 
 
 def parse_owner(text: object, origin: dns.name.Name, field: str) -> dns.name.Name:

@@ -38,6 +38,7 @@ __all__ = [
     "AddRecords",
     "DeleteName",
     "DeleteRRset",
+    "DeleteRecords",
     "RecordOp",
     "ReplaceRRset",
     "Zone",
@@ -73,17 +74,28 @@ class DeleteRRset:
 
 
 @dataclass(frozen=True)
+class DeleteRecords:
+    """Remove these records from an RRset (RFC 2136 class NONE). Absent records are a no-op, and the apex
+    NS RRset never loses its last record (RFC 2136 section 3.4.2.4: such a deletion is ignored)."""
+
+    name: str
+    rtype: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DeleteName:
     """Remove every RRset at a name (not allowed at the apex)."""
 
     name: str
 
 
-Op = AddRecords | ReplaceRRset | DeleteRRset | DeleteName
+Op = AddRecords | ReplaceRRset | DeleteRRset | DeleteRecords | DeleteName
 _OP_KINDS: dict[str, type[Op]] = {
     "add": AddRecords,
     "replace": ReplaceRRset,
     "delete_rrset": DeleteRRset,
+    "delete_records": DeleteRecords,
     "delete_name": DeleteName,
 }
 _KIND_OF: dict[type[Op], str] = {v: k for k, v in _OP_KINDS.items()}
@@ -94,7 +106,7 @@ class RecordOp:
     """One update operation as it travels in a command: a flat record whose `kind` says which of the
     other fields it uses (the rest stay empty, so one operation has exactly one encoding)."""
 
-    kind: str  # add | replace | delete_rrset | delete_name
+    kind: str  # add | replace | delete_rrset | delete_records | delete_name
     name: str
     rtype: str = ""
     ttl: int = 0
@@ -108,6 +120,8 @@ class RecordOp:
             name, rtype, ttl, values = op.name, op.rtype, op.ttl, op.values
         elif isinstance(op, DeleteRRset):
             name, rtype, ttl, values = op.name, op.rtype, 0, ()
+        elif isinstance(op, DeleteRecords):
+            name, rtype, ttl, values = op.name, op.rtype, 0, op.values
         elif isinstance(op, DeleteName):
             name, rtype, ttl, values = op.name, "", 0, ()
         else:
@@ -129,6 +143,10 @@ class RecordOp:
             raise ZoneUpdateError(f"{field}.kind", f"must be one of {sorted(_OP_KINDS)}, got {self.kind[:32]!r}")
         if kind is AddRecords or kind is ReplaceRRset:
             return kind(self.name, self.rtype, self.ttl, self.values)
+        if kind is DeleteRecords:
+            if self.ttl != 0:
+                raise ZoneUpdateError(f"{field}.ttl", "not used by delete_records: must be empty")
+            return DeleteRecords(self.name, self.rtype, self.values)
         unused = [("values", bool(self.values)), ("ttl", self.ttl != 0)]
         if kind is DeleteName:
             unused.append(("type", self.rtype != ""))
@@ -191,6 +209,7 @@ _JSON_KEYS: dict[type[Op], tuple[str, ...]] = {
     AddRecords: ("name", "type", "ttl", "values"),
     ReplaceRRset: ("name", "type", "ttl", "values"),
     DeleteRRset: ("name", "type"),
+    DeleteRecords: ("name", "type", "values"),
     DeleteName: ("name",),
 }
 
@@ -332,7 +351,7 @@ class Zone:
         return True
 
     def _apply_op(self, work: dict[dns.name.Name, Node], op: object, field: str) -> None:
-        if not isinstance(op, AddRecords | ReplaceRRset | DeleteRRset | DeleteName):
+        if not isinstance(op, AddRecords | ReplaceRRset | DeleteRRset | DeleteRecords | DeleteName):
             raise ZoneUpdateError(field, "unknown operation")
         name = parse_owner(op.name, self.origin, f"{field}.name")
         if isinstance(op, DeleteName):
@@ -354,6 +373,9 @@ class Zone:
                     work[name] = node
                 else:
                     del work[name]
+            return
+        if isinstance(op, DeleteRecords):
+            self._delete_records(work, name, rdtype, op.values, field)
             return
         ttl = check_ttl(op.ttl, f"{field}.ttl")
         if not isinstance(op.values, tuple | list) or not op.values:
@@ -378,6 +400,29 @@ class Zone:
                     f"{field}.type", f"CNAME at {name} would sit beside other data ({others})"
                 )
             raise ZoneUpdateError(f"{field}.type", f"{rdtype.name} at {name} would sit beside its CNAME")
+
+    def _delete_records(self, work: dict[dns.name.Name, Node], name: dns.name.Name, rdtype: RdataType,
+                        values: object, field: str) -> None:
+        if not isinstance(values, tuple | list) or not values:
+            raise ZoneUpdateError(f"{field}.values", "must be a non-empty list of record data")
+        gone = {parse_rdata(rdtype, v, self.origin, f"{field}.values[{j}]").to_digestable(dns.name.root)
+                for j, v in enumerate(values)}
+        node = work.get(name)
+        rrset = node.get(rdtype) if node is not None else None
+        if node is None or rrset is None:
+            return
+        kept = [r for r in rrset if r.to_digestable(dns.name.root) not in gone]
+        if len(kept) == len(rrset) or (rdtype == RdataType.NS and not kept):
+            return  # nothing to remove, or the zone's last NS (kept, as RFC 2136 says)
+        node = dict(node)
+        if kept:
+            node[rdtype] = _canonical_rrset(name, rdtype, rrset.ttl, kept)
+        else:
+            del node[rdtype]
+        if node:
+            work[name] = node
+        else:
+            del work[name]
 
     # --- snapshot ----------------------------------------------------------------------------------
 
