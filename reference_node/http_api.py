@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from reference_node import http_pki
+from reference_node import acme_http, http_pki
 from reference_node.health import PEER_SILENCE_S, HealthMonitor
 from reference_node.http_guard import ConnectionGuard, GuardLimits, RateLimiter, rate_limit_middleware
 from reference_node.runtime import PRESIGNED, Node, NodeHalted, SubmitTimeout
@@ -231,6 +231,7 @@ class API:
         for topic in STREAMS:
             r.add_get(f"/stream/{topic}", self.stream)
         http_pki.register(self.app, node)  # /ocsp, /crl/<issuer>.crl
+        acme_http.register(self.app, node, intermediate_pem)  # /acme/... (RFC 8555)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
