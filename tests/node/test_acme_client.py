@@ -7,14 +7,19 @@ by the validators' FROST signature and must verify under the cluster's root with
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import josepy as jose
 import pytest
-from acme import challenges, client, crypto_util, messages
+from acme import challenges, client, crypto_util, errors, messages
+from acme import jws as acme_jws
 from acme_helpers import ChallengeServer, PublicDNS, ZoneOwner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -92,3 +97,111 @@ def test_dns01_in_a_trustchain_zone_issues_a_certificate_openssl_verifies(cluste
     leaf = x509.load_pem_x509_certificate(order.fullchain_pem.encode())
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["www.shop.test"]
+
+
+def test_http01_for_an_outside_name_is_validated_by_the_validators_fetches(cluster: Cluster, public_dns: PublicDNS,
+                                                                            web: ChallengeServer,
+                                                                            tmp_path: Path) -> None:
+    public_dns.a["www.outside-shop.net"] = "127.0.0.1"  # the name's web server is the test's, on loopback
+    acme = acme_client(cluster, node=1)
+    order = acme.new_order(crypto_util.make_csr(certificate_key_pem(), ["www.outside-shop.net"]))
+    (authz,) = order.authorizations
+    chall = next(c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01))
+    response, validation = chall.chall.response_and_validation(acme.net.key)
+    web.tokens[chall.chall.encode("token")] = validation
+    acme.answer_challenge(chall, response)
+    order = acme.poll_and_finalize(order, deadline(180))
+    assert order.body.status == messages.STATUS_VALID
+    assert "leaf.pem: OK" in openssl_verify(cluster, order.fullchain_pem, tmp_path)
+    # a name whose web server does not answer is refused by the validators
+    public_dns.a["www.nobody-home.net"] = "127.0.0.1"
+    order = acme.new_order(crypto_util.make_csr(certificate_key_pem(), ["www.nobody-home.net"]))
+    (authz,) = order.authorizations
+    chall = next(c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01))
+    acme.answer_challenge(chall, chall.chall.response(acme.net.key))
+    with pytest.raises(errors.ValidationError) as refused:
+        acme.poll_authorizations(order, deadline(180))
+    assert "incorrectResponse" in str(refused.value), refused.value
+
+
+# ---------------------------------------------------------------------- refusals, as problem documents
+
+def _post(url: str, body: bytes, content_type: str = "application/jose+json") -> tuple[int, dict[str, str], Any]:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"content-type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, headers, raw = resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        status, headers, raw = exc.code, dict(exc.headers), exc.read()
+    ctype = headers.get("Content-Type", "")
+    return status, headers, json.loads(raw) if "json" in ctype and raw else raw
+
+
+def _nonce(cluster: Cluster, node: int = 0) -> bytes:
+    req = urllib.request.Request(cluster.apis[node] + "/acme/new-nonce", method="HEAD")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return jose.b64decode(resp.headers["Replay-Nonce"])
+
+
+def _jws(payload: bytes, key: jose.JWK, url: str, nonce: bytes, kid: str | None) -> bytes:
+    alg = jose.RS256 if isinstance(key, jose.JWKRSA) else jose.ES256
+    return acme_jws.JWS.sign(payload, key=key, alg=alg, nonce=nonce, url=url, kid=kid).json_dumps().encode()
+
+
+def _ready_order(cluster: Cluster, acme: client.ClientV2, name: str) -> messages.OrderResource:
+    owner = ZoneOwner(cluster, b"acme-zone-owner")
+    order = acme.new_order(crypto_util.make_csr(certificate_key_pem(), [name]))
+    (authz,) = order.authorizations
+    chall = next(c for c in authz.body.challenges if isinstance(c.chall, challenges.DNS01))
+    owner.publish_txt(ZONE, f"_acme-challenge.{name}.", chall.chall.validation(acme.net.key))
+    acme.answer_challenge(chall, chall.chall.response(acme.net.key))
+    acme.poll_authorizations(order, deadline())
+    return order
+
+
+def test_refusals_are_problem_documents_never_500(cluster: Cluster) -> None:
+    alice, mallory = acme_client(cluster, node=2), acme_client(cluster, node=3)
+    base = cluster.apis[0]
+    alice_kid = alice.net.account.uri
+    order = _ready_order(cluster, alice, "bad.shop.test")
+
+    # a JWS signed with another key than the account's
+    url = order.uri
+    status, headers, doc = _post(url, _jws(b"", mallory.net.key, url, _nonce(cluster), alice_kid))
+    assert status == 400 and doc["type"] == "urn:ietf:params:acme:error:malformed", doc
+    assert doc["detail"].startswith("signature"), doc
+    assert headers.get("Replay-Nonce")
+
+    # the same signed request twice: the second is a replay
+    signed = _jws(b"", alice.net.key, url, _nonce(cluster), alice_kid)
+    status, _, doc = _post(url, signed)
+    assert status == 200 and doc["status"] == "ready", doc
+    for node in (1, 0):  # through another node, and the same one
+        status, headers, doc = _post(url.replace(base, cluster.apis[node]), signed)
+        assert status == 400 and doc["type"] == "urn:ietf:params:acme:error:badNonce", doc
+        assert headers.get("Replay-Nonce"), "a badNonce answer carries a fresh nonce to retry with"
+
+    # another account's order
+    status, _, doc = _post(url, _jws(b"", mallory.net.key, url, _nonce(cluster), mallory.net.account.uri))
+    assert status == 403 and doc["type"] == "urn:ietf:params:acme:error:unauthorized", doc
+
+    # malformed CSRs: not DER, and a CSR for other names than the order's
+    finalize = order.body.finalize
+    for csr in (b"not a certificate request", x509.load_pem_x509_csr(crypto_util.make_csr(
+            certificate_key_pem(), ["other.shop.test"])).public_bytes(serialization.Encoding.DER)):
+        payload = json.dumps({"csr": jose.b64encode(csr).decode()}).encode()
+        status, _, doc = _post(finalize, _jws(payload, alice.net.key, finalize, _nonce(cluster), alice_kid))
+        assert status == 400 and doc["type"] == "urn:ietf:params:acme:error:badCSR", doc
+
+    # the signed url must be the URL posted to
+    other = base + "/acme/new-order"
+    status, _, doc = _post(other, _jws(b"{}", alice.net.key, url, _nonce(cluster), alice_kid))
+    assert status == 403 and doc["type"] == "urn:ietf:params:acme:error:unauthorized" and "url" in doc["detail"], doc
+    # no resource, no JOSE, no JWS
+    status, _, doc = _post(base + "/acme/nothing-here", b"{}")
+    assert status == 404 and doc["type"] == "urn:ietf:params:acme:error:malformed", doc
+    status, _, doc = _post(other, b"{}", content_type="application/json")
+    assert status == 400 and doc["type"] == "urn:ietf:params:acme:error:malformed", doc
+    for junk in (b"", b"[]", b"{\"protected\": 1}", b"\xff\xfe", b"{" * 10000):
+        status, _, doc = _post(other, junk)
+        assert 400 <= status < 500 and doc["type"].startswith("urn:ietf:params:acme:error:"), (junk[:10], doc)
