@@ -56,7 +56,12 @@ async def _fetch(address: str, port: int, name: str, path: str) -> bytes | None:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: trustchain-validator\r\n"
                      "Accept: */*\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
-        raw = await reader.read(MAX_BODY + 4096)
+        raw = b""
+        while len(raw) <= MAX_BODY + 4096:  # until the server closes (Connection: close), at most this much
+            chunk = await reader.read(4096)
+            if not chunk:
+                break
+            raw += chunk
     finally:
         writer.close()
     head, sep, body = raw.partition(b"\r\n\r\n")

@@ -24,7 +24,7 @@ from acme_helpers import ChallengeServer, PublicDNS, ZoneOwner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from node_harness import Cluster
+from node_harness import Cluster, http
 
 ZONE = "shop.test."
 
@@ -144,13 +144,14 @@ def _nonce(cluster: Cluster, node: int = 0) -> bytes:
 
 
 def _jws(payload: bytes, key: jose.JWK, url: str, nonce: bytes, kid: str | None) -> bytes:
-    alg = jose.RS256 if isinstance(key, jose.JWKRSA) else jose.ES256
+    alg = jose.RS256 if isinstance(key, jose.JWKRSA) else jose.ES256  # the test keys: RSA or P-256
     return acme_jws.JWS.sign(payload, key=key, alg=alg, nonce=nonce, url=url, kid=kid).json_dumps().encode()
 
 
-def _ready_order(cluster: Cluster, acme: client.ClientV2, name: str) -> messages.OrderResource:
+def _ready_order(cluster: Cluster, acme: client.ClientV2, name: str,
+                 key_pem: bytes | None = None) -> messages.OrderResource:
     owner = ZoneOwner(cluster, b"acme-zone-owner")
-    order = acme.new_order(crypto_util.make_csr(certificate_key_pem(), [name]))
+    order = acme.new_order(crypto_util.make_csr(key_pem or certificate_key_pem(), [name]))
     (authz,) = order.authorizations
     chall = next(c for c in authz.body.challenges if isinstance(c.chall, challenges.DNS01))
     owner.publish_txt(ZONE, f"_acme-challenge.{name}.", chall.chall.validation(acme.net.key))
@@ -205,3 +206,53 @@ def test_refusals_are_problem_documents_never_500(cluster: Cluster) -> None:
     for junk in (b"", b"[]", b"{\"protected\": 1}", b"\xff\xfe", b"{" * 10000):
         status, _, doc = _post(other, junk)
         assert 400 <= status < 500 and doc["type"].startswith("urn:ietf:params:acme:error:"), (junk[:10], doc)
+
+
+def test_key_change_revocation_by_certificate_key_renewal_info_and_deactivation(cluster: Cluster) -> None:
+    acme = acme_client(cluster, node=1)
+    kid = acme.net.account.uri
+    cert_key = ec.generate_private_key(ec.SECP256R1())
+    cert_pem = cert_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+    order = acme.finalize_order(_ready_order(cluster, acme, "keys.shop.test", cert_pem), deadline())
+    leaf = x509.load_pem_x509_certificate(order.fullchain_pem.encode())
+
+    # renewal information (RFC 9773): a window inside the certificate's lifetime
+    aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    serial = leaf.serial_number.to_bytes(leaf.serial_number.bit_length() // 8 + 1, "big")
+    cert_id = f"{jose.b64encode(aki).decode()}.{jose.b64encode(serial).decode()}"
+    with urllib.request.urlopen(f"{cluster.apis[2]}/acme/renewal-info/{cert_id}", timeout=10) as resp:
+        window = json.loads(resp.read())["suggestedWindow"]
+        assert int(resp.headers["Retry-After"]) > 0
+    start = dt.datetime.fromisoformat(window["start"].replace("Z", "+00:00"))
+    assert leaf.not_valid_before_utc < start < leaf.not_valid_after_utc, window
+
+    # key rollover: the inner JWS is signed by the new key, the outer by the old one
+    new_key = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+    url = cluster.apis[1] + "/acme/key-change"
+    inner_payload = json.dumps({"account": kid, "oldKey": acme.net.key.public_key().to_partial_json()}).encode()
+    inner = acme_jws.JWS.sign(inner_payload, key=new_key, alg=jose.ES256, nonce=None, url=url).json_dumps()
+    status, _, doc = _post(url, _jws(inner.encode(), acme.net.key, url, _nonce(cluster, 1), kid))
+    assert status == 200 and doc["status"] == "active", doc
+    order_url = order.uri
+    status, _, doc = _post(order_url, _jws(b"", acme.net.key, order_url, _nonce(cluster), kid))
+    assert status == 400 and doc["detail"].startswith("signature"), "the old key no longer signs for the account"
+    status, _, doc = _post(order_url, _jws(b"", new_key, order_url, _nonce(cluster), kid))
+    assert status == 200 and doc["status"] == "valid", doc
+
+    # revocation signed by the certificate's own key (no account), then once more: already revoked
+    holder = client.ClientV2(acme.directory, client.ClientNetwork(jose.JWKEC(key=cert_key), alg=jose.ES256))
+    holder.revoke(leaf, 1)
+    with pytest.raises(messages.Error) as again:
+        holder.revoke(leaf, 1)
+    assert again.value.typ == "urn:ietf:params:acme:error:alreadyRevoked", again.value
+    code, record = http("GET", f"{cluster.apis[3]}/api/v1/cert/{leaf.serial_number:x}")
+    assert code == 200 and record["revoked"] and record["revocation_reason"] == 1, record
+
+    # deactivation ends the account for good
+    acct = kid
+    status, _, doc = _post(acct, _jws(json.dumps({"status": "deactivated"}).encode(), new_key, acct,
+                                      _nonce(cluster), kid))
+    assert status == 200 and doc["status"] == "deactivated", doc
+    status, _, doc = _post(order_url, _jws(b"", new_key, order_url, _nonce(cluster), kid))
+    assert status == 403 and doc["type"] == "urn:ietf:params:acme:error:unauthorized", doc

@@ -215,7 +215,8 @@ def _jwk(doc: dict[str, Any]) -> Any:
 
 def jwk_of(key: AccountKey) -> dict[str, Any]:
     """The public JWK of an account key."""
-    return cast(dict[str, Any], json.loads(_jwcrypto_key(key).export_public()))
+    doc = json.loads(_jwcrypto_key(key).export_public())
+    return {k: v for k, v in cast(dict[str, Any], doc).items() if k in ("kty", "crv", "x", "y", "n", "e")}
 
 
 def _jwcrypto_key(key: AccountKey) -> Any:
