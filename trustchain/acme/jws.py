@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -56,6 +57,7 @@ NONCE_SKEW_US = 60 * 1_000_000  # and this far ahead of consensus time (node clo
 #: JWS alg -> account key algorithm
 ACCOUNT_ALGORITHMS = {"RS256": RS256, "ES256": ES256, "EdDSA": ED25519}
 _CERT_KEY_ALGORITHMS = ("RS256", "ES256", "ES384", "EdDSA")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _HEADER_FIELDS = frozenset({"alg", "nonce", "url", "kid", "jwk"})
 
 
@@ -65,7 +67,7 @@ def b64encode(data: bytes) -> str:
 
 def b64decode(text: str) -> bytes | None:
     """base64url without padding (RFC 7515 section 2); None if it is not."""
-    if not isinstance(text, str) or "=" in text or len(text) % 4 == 1:
+    if not isinstance(text, str) or len(text) % 4 == 1 or not _B64URL.fullmatch(text):
         return None
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
