@@ -90,6 +90,7 @@ class AcmeLimits:
     max_live_orders_per_account: int = 100
     max_live_orders: int = 100_000
     max_identifiers: int = 100
+    max_authorizations: int = 500_000  # kept records of every account together
     max_revocation_nonces_per_certificate: int = 16
 
 

@@ -129,6 +129,8 @@ class OrderBook:
             return problem(problems.RATE_LIMITED, "orders: too many open orders, try later")
         if sum(1 for o in live if o.account == account) >= self.limits.max_live_orders_per_account:
             return problem(problems.RATE_LIMITED, "orders: too many open orders for this account")
+        if len(self.authzs) + len(names) > self.limits.max_authorizations:
+            return problem(problems.RATE_LIMITED, "orders: too many authorizations held, try later")
         order_id = self.next_order_id
         self.next_order_id += 1
         expires = now_us + self.limits.order_lifetime_us
