@@ -137,9 +137,12 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
              checkpoint_interval: int = 16, timeout: str = "2s", synchronous: str = "full",
              dns_listeners: bool = True, node_cert_lifetime: str = "24h",
              api_write_rate: float = 10.0, unsigned_writes: bool = True,
-             dns_upstream: tuple[str, ...] = (), limits: dict[str, Any] | None = None) -> list[Path]:
+             dns_upstream: tuple[str, ...] = (), limits: dict[str, Any] | None = None,
+             acme_http01_port: int | None = None) -> list[Path]:
     """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths.
-    `limits`: the genesis resource policy (`trustchain.app.limits`); None keeps the defaults."""
+    `limits`: the genesis resource policy (`trustchain.app.limits`); None keeps the defaults.
+    `acme_http01_port`: validators fetch ACME http-01 challenges on this port, from any address (a test
+    cluster whose web server listens on loopback)."""
     if nodes < 4:
         raise ValueError("--nodes: PBFT needs at least 4 validators (n = 3f+1)")
     problem = check_signing_threshold(nodes, threshold)
@@ -250,6 +253,12 @@ write_rate = {api_write_rate!r}
 # development cluster: the JSON write endpoints share one account per node (clients should sign their
 # own writes through POST /api/v1/write)
 unsigned_writes = {str(unsigned_writes).lower()}
+"""
+        if acme_http01_port is not None:
+            toml += f"""
+[acme]
+http01_port = {acme_http01_port}
+http01_private_addresses = true
 """
         (nd / "node.toml").write_text(toml)
         out.append(nd / "node.toml")

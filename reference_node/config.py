@@ -81,6 +81,12 @@ def _per_hour(value: object) -> float:
     return float(value)
 
 
+def _port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"must be a port number 1..65535, got {value!r}")
+    return value
+
+
 def _boolean(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, got {value!r}")
@@ -188,6 +194,16 @@ class APISection:
 
 
 @dataclass(frozen=True)
+class ACMESection:
+    """How this validator looks at an ACME http-01 challenge of an outside name."""
+
+    http01_port: int = 80  # the port validators fetch http://<name>/.well-known/acme-challenge/<token> on
+    # Fetch from addresses that are not public (loopback, private, link-local)? Only test clusters need it:
+    # otherwise a client could make every validator probe its own internal network.
+    http01_private_addresses: bool = False
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     file: str
     trustchain: TrustChainSection
@@ -197,6 +213,7 @@ class NodeConfig:
     storage: StorageSection
     api: APISection
     extra: Mapping[str, Any] = field(default_factory=dict)
+    acme: ACMESection = ACMESection()
 
     @property
     def replica_id(self) -> int:
@@ -332,7 +349,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
 
 
 def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str]) -> NodeConfig:
-    known = {"trustchain", "ca", "dns", "consensus", "storage", "api"}
+    known = {"trustchain", "ca", "dns", "consensus", "storage", "api", "acme"}
     for key in doc:
         if key not in known:
             raise ConfigError(file, f"[{key}]", f"unknown section (allowed: {', '.join(sorted(known))})")
@@ -452,7 +469,13 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         unsigned_writes=r.get("api", a, "unsigned_writes", _boolean, False),
     )
 
-    cfg = NodeConfig(file, trust, ca, dns, cons, storage, api)
+    m = r.section("acme", {"http01_port", "http01_private_addresses"}, required=False)
+    acme = ACMESection(
+        http01_port=r.get("acme", m, "http01_port", _port, 80),
+        http01_private_addresses=r.get("acme", m, "http01_private_addresses", _boolean, False),
+    )
+
+    cfg = NodeConfig(file, trust, ca, dns, cons, storage, api, acme=acme)
     if trust.role == "validator":
         if cfg.replica_id < 0:
             raise ConfigError(file, "trustchain.node_id", f"{trust.node_id!r} is not one of consensus.validators' "

@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from reference_node import http_pki, http_validators
+from reference_node import acme_http, http_pki, http_validators
 from reference_node.health import PEER_SILENCE_S, HealthMonitor
 from reference_node.http_guard import (
     ConnectionGuard,
@@ -241,6 +241,7 @@ class API:
             r.add_get(f"/stream/{topic}", self.stream)
         http_pki.register(self.app, node)  # /ocsp, /crl/<issuer>.crl
         http_validators.register(self.app, node)  # the operator's votes for the validator set's operations
+        acme_http.register(self.app, node, intermediate_pem)  # /acme/... (RFC 8555)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -1,8 +1,9 @@
 """This validator's part in outside-name validation: look, report, and never decide alone.
 
 When the replicated state opens a validation (`ValidationOpened`), the node looks the challenge record
-up in the public DNS through its own upstream resolvers (`[dns] upstream`) and orders an observation
-signed by its validator account. The decision is the replicated quorum rule, so what one node sees
+up in the public DNS through its own upstream resolvers (`[dns] upstream`), or for an ACME http-01
+challenge fetches it from the name's web server (`outside_http`), and orders an observation signed by
+its validator account. The decision is the replicated quorum rule, so what one node sees
 (or claims to see) never validates a name by itself. A node without upstream resolvers abstains.
 """
 
@@ -12,9 +13,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from reference_node.outside_dns import saw_txt
+from reference_node.outside_http import saw_http
 from trustchain.app import validation
 from trustchain.app.gate import OBSERVE
-from trustchain.authorization.observations import ValidationOpened
+from trustchain.authorization.observations import HTTP01, ValidationOpened
 
 if TYPE_CHECKING:
     from reference_node.runtime import Node
@@ -40,7 +42,12 @@ class OutsideObserver:
             self.node.background(self._observe(event, upstreams))
 
     async def _observe(self, event: ValidationOpened, upstreams: tuple[str, ...]) -> None:
-        seen = await saw_txt(event.record_name, event.expected, upstreams)
+        if event.method == HTTP01:
+            acme = self.node.config.acme
+            seen = await saw_http(event.name, event.record_name, event.expected, upstreams, acme.http01_port,
+                                  acme.http01_private_addresses)
+        else:
+            seen = await saw_txt(event.record_name, event.expected, upstreams)
         log.info("observed %s for validation %d: %s", event.record_name, event.validation_id,
                  "seen" if seen else "not seen")
         try:

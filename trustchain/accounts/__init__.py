@@ -3,12 +3,15 @@
 from trustchain.accounts.keys import (
     ED25519,
     ES256,
+    RS256,
     AccountKey,
     AccountKeyError,
     AccountSigner,
     Ed25519AccountSigner,
     P256AccountSigner,
+    RSAAccountSigner,
     account_id,
+    rsa_account_key,
 )
 from trustchain.accounts.registry import (
     ACCOUNTS,
@@ -30,6 +33,7 @@ __all__ = [
     "ES256",
     "MAX_VALIDITY_US",
     "NONCE_SIZE",
+    "RS256",
     "AccountCommand",
     "AccountKey",
     "AccountKeyError",
@@ -41,11 +45,13 @@ __all__ = [
     "Deactivate",
     "Ed25519AccountSigner",
     "P256AccountSigner",
+    "RSAAccountSigner",
     "Register",
     "RolloverKey",
     "SignedWrite",
     "account_id",
     "rollover_proof_input",
+    "rsa_account_key",
     "sign_registration",
     "sign_write",
 ]

@@ -256,14 +256,21 @@ class AccountRegistry:
 
     def _register(self, write: SignedWrite, body: Register, now_us: int) -> AccountResult:
         assert write.key is not None
-        if len(body.contact) > MAX_CONTACT:
+        return self.register_key(write.key, body.contact, write.nonce, write.deadline_us, now_us)
+
+    def register_key(self, key: AccountKey, contact: str, nonce: bytes, nonce_expiry_us: int,
+                     now_us: int) -> AccountResult:
+        """Create the account of `key` (its possession proven by the caller: a self-signed write or an
+        ACME newAccount JWS), remembering `nonce` until `nonce_expiry_us`. The account first registered
+        with `key` is answered with its id ("already registered"), even after it rolled over."""
+        if len(contact) > MAX_CONTACT:
             return _error(f"contact: longer than {MAX_CONTACT} characters")
-        if write.account in self._accounts:
-            acct = self._accounts[write.account]
-            if acct.status != ACTIVE:
+        account = account_id(key)
+        if account in self._accounts:
+            if self._accounts[account].status != ACTIVE:
                 return _error("account: deactivated")
-            return AccountResult(STATUS_OK, "already registered", write.account)
-        if _key_digest(write.key) in self._key_owner:
+            return AccountResult(STATUS_OK, "already registered", account)
+        if _key_digest(key) in self._key_owner:
             return _error("key: already the key of another account")
         limits = self.limits
         if len(self._accounts) - len(self.validators) >= limits.max_accounts:
@@ -273,28 +280,78 @@ class AccountRegistry:
             return _error(f"limits.accounts.registrations_per_window: {limits.registrations_per_window} accounts "
                           f"registered in the last {limits.window_us // 1_000_000} s, try later")
         self._registrations.append(now_us)
-        self._accounts[write.account] = _Account(write.key, ACTIVE, now_us, body.contact,
-                                                 {write.nonce: write.deadline_us})
-        self._key_owner[_key_digest(write.key)] = write.account
-        return AccountResult(STATUS_OK, "registered", write.account)
+        self._accounts[account] = _Account(key, ACTIVE, now_us, contact, {nonce: nonce_expiry_us})
+        self._key_owner[_key_digest(key)] = account
+        return AccountResult(STATUS_OK, "registered", account)
 
     def _rollover(self, write: SignedWrite, body: RolloverKey, now_us: int) -> AccountResult:
         acct = self._accounts[write.account]
-        digest = _key_digest(body.new_key)
-        if self._key_owner.get(digest, write.account) != write.account:
-            return _error("new_key: already the key of another account")
         if not body.new_key.verify(rollover_proof_input(self.cluster, write.account, acct.key), body.proof):
             return _error("proof: the new key did not sign the rollover")
+        return self.replace_key(write.account, body.new_key)
+
+    def replace_key(self, account: bytes, new_key: AccountKey) -> AccountResult:
+        """Make `new_key` the key of active `account`; the caller has checked the new key's consent (a
+        rollover proof or an ACME keyChange inner JWS). The error detail of a key held by another
+        account starts with "new_key"; the other account is in `AccountResult.account`."""
+        acct = self._accounts.get(account)
+        if acct is None or acct.status != ACTIVE:
+            return _error("account: not an active account")
+        digest = _key_digest(new_key)
+        other = self._key_owner.get(digest, account)
+        if other != account:
+            return AccountResult(STATUS_ERROR, "new_key: already the key of another account", other)
         del self._key_owner[_key_digest(acct.key)]
-        acct.key = body.new_key
-        self._key_owner[digest] = write.account
-        return AccountResult(STATUS_OK, "key replaced", write.account)
+        acct.key = new_key
+        self._key_owner[digest] = account
+        return AccountResult(STATUS_OK, "key replaced", account)
 
     def _deactivate(self, write: SignedWrite, body: Deactivate, now_us: int) -> AccountResult:
-        acct = self._accounts[write.account]
+        return self.deactivate(write.account)
+
+    def deactivate(self, account: bytes) -> AccountResult:
+        """End every write by `account`, for good."""
+        acct = self._accounts.get(account)
+        if acct is None or account in self.validator_ids:
+            return _error("account: not a client account")
         acct.status = DEACTIVATED
         acct.nonces.clear()
-        return AccountResult(STATUS_OK, "deactivated", write.account)
+        return AccountResult(STATUS_OK, "deactivated", account)
+
+    def set_contact(self, account: bytes, contact: str) -> AccountResult:
+        acct = self._accounts.get(account)
+        if acct is None or acct.status != ACTIVE:
+            return _error("account: not an active account")
+        if len(contact) > MAX_CONTACT:
+            return _error(f"contact: longer than {MAX_CONTACT} characters")
+        acct.contact = contact
+        return AccountResult(STATUS_OK, "contact updated", account)
+
+    def account_of_key(self, key: AccountKey) -> bytes | None:
+        """The account whose current key is `key`, if any."""
+        return self._key_owner.get(_key_digest(key))
+
+    def contact_of(self, account: bytes) -> str:
+        acct = self._accounts.get(account)
+        return acct.contact if acct is not None else ""
+
+    def status_of(self, account: bytes) -> str | None:
+        acct = self._accounts.get(account)
+        return acct.status if acct is not None else None
+
+    def use_nonce(self, account: bytes, nonce: bytes, expiry_us: int, now_us: int) -> str | None:
+        """Record a once-only `nonce` of active `account` until `expiry_us` (the same bounded store as
+        signed writes' nonces); the reason ("nonce: ..." or "rate: ...") if it cannot be used."""
+        acct = self._accounts.get(account)
+        if acct is None or acct.status != ACTIVE:
+            return "account: not an active account"
+        self._prune(acct, now_us)
+        if nonce in acct.nonces:
+            return "nonce: already used (replayed request)"
+        if len(acct.nonces) >= self.limits.max_live_nonces:
+            return "rate: too many requests by this account in the validity window"
+        acct.nonces[nonce] = expiry_us
+        return None
 
     # ------------------------------------------------------------------ snapshot
 

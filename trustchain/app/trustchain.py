@@ -35,16 +35,18 @@ from trustchain.accounts import (
     sign_registration,
     sign_write,
 )
+from trustchain.acme.app import ACME, AcmeApplication
+from trustchain.app import validation
 from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate, command_op
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
 from trustchain.app.limits import ResourceLimits
 from trustchain.app.validation import VALIDATE, ValidationApp
-from trustchain.authorization.observations import ExternalValidations, ValidationsSnapshot
+from trustchain.authorization.observations import VALIDATED, ExternalValidations, ValidationsSnapshot
 from trustchain.authorization.validator_votes import VOTES, Passed, ValidatorVotes, VotesSnapshot
 from trustchain.authorization.zones import VALIDATORS, ZonePolicy, default_public_suffixes
 from trustchain.ca import caa
-from trustchain.ca.events import Event, Finalized
+from trustchain.ca.events import Event, Finalized, PendingExpired
 from trustchain.ca.issuance import CAApplication
 from trustchain.ca.policy import CAPolicy
 from trustchain.crypto.signing import Signer
@@ -57,7 +59,7 @@ from trustchain.quorum import quorum_size
 CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
 TARGETS = (CA, CT, DNS, KV)
 WRITE_TARGETS = (*TARGETS, ACCOUNTS, VALIDATE, OBSERVE, VOTES)  # what a signed write may address
-SNAPSHOT_VERSION = 3  # 2: accounts; 3: validator votes
+SNAPSHOT_VERSION = 4  # 2: accounts; 3: validator votes; 4: ACME
 #: What the validator set may do as a whole, by a passed vote (`trustchain.authorization.validator_votes`),
 #: for the pseudo-account `VALIDATORS`: revoke any certificate with any reason, install an issuer or force
 #: a CRL (the CA counts the validator set as an operator), and create or change zones (only it may, under
@@ -97,11 +99,12 @@ class _Snapshot:
     dns: bytes
     kv: bytes
     certificates_logged: int
+    acme: bytes
 
 
 @dataclass(frozen=True)
 class _SnapshotV2:
-    """Before validator votes: restored with no open votes."""
+    """Before validator votes and ACME: restored with no open votes and no orders."""
 
     version: int
     accounts: bytes
@@ -118,6 +121,12 @@ def route(target: str, payload: bytes) -> bytes:
     if target not in TARGETS:
         raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {target!r}")
     return encode(Routed(target, payload))
+
+
+def acme_operation(request: bytes) -> bytes:
+    """The consensus payload of an ACME request (`trustchain.acme.results.acme_request`): the client's own
+    JWS, authenticated by every replica inside the ACME sub-application, not by the write gate."""
+    return encode(Routed(ACME, request))
 
 
 def signed_operation(signer: AccountSigner, account: bytes, cluster: bytes, target: str, payload: bytes, *,
@@ -200,6 +209,14 @@ class ZoneLookup:
             return []
         return sorted(rd.to_text() for rd in rrset)
 
+    def serves(self, name: str) -> bool:
+        """Is `name` inside a zone TrustChain serves? (Then its records here are the authoritative ones.)"""
+        try:
+            qname = dns.name.from_text(name.rstrip(".") + ".").canonicalize()
+        except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong, ValueError):
+            return False
+        return any(qname.is_subdomain(origin) for origin in self.app.zones)
+
     def caa(self, name: str) -> Sequence[caa.CAARecord]:
         out = []
         for text in self._rrset_texts(name, dns.rdatatype.CAA):
@@ -244,7 +261,10 @@ class TrustChainApplication:
                                   validated=self.validation.validated,
                                   validator_domain=ca_policy.node_domain + ".", limits=limits.dns,
                                   validator_accounts=frozenset(ids))
-        self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
+        zones = ZoneLookup(self.dns)
+        self.ca = CAApplication(ca_policy, zones)
+        self.acme = AcmeApplication(self.accounts, self.ca, zones, self.validation)
+        self._empty_acme = self.acme.snapshot()  # what a snapshot from before ACME restores to
         self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots,
                                       quota=limits.ct)
         self.kv = KVStore(quota_bytes=limits.kv.max_account_bytes, total_bytes=limits.kv.max_total_bytes)
@@ -261,7 +281,14 @@ class TrustChainApplication:
                 dns_run.clear()
 
         self.validation.tick(context.time_us)
-        for op in operations:
+        for index, op in enumerate(operations):
+            routed = unroute(op.payload)
+            if routed is not None and routed.target == ACME:
+                flush_dns()  # ACME reads the zones (dns-01) and may issue (CAA)
+                inner = Operation(op.client, op.timestamp, routed.payload)
+                results.append(encode(self.acme.execute(inner, context, index)))
+                self._after_ca(context)
+                continue
             admitted = self._admit(op, context.time_us)
             if isinstance(admitted, bytes):
                 flush_dns()
@@ -284,8 +311,10 @@ class TrustChainApplication:
                 results.append(encode(self.validation.open(admitted.account, admitted.payload, seed, context.time_us)))
             elif admitted.target == OBSERVE:
                 assert admitted.validator is not None  # the gate lets only validators observe
-                results.append(encode(self.validation.observe(admitted.validator, admitted.payload,
-                                                              context.time_us)))
+                observed = self.validation.observe(admitted.validator, admitted.payload, context.time_us)
+                if observed.status == validation.STATUS_DECIDED:
+                    self.acme.on_decided(observed.validation_id, observed.outcome == VALIDATED, context.time_us)
+                results.append(encode(observed))
             elif admitted.target == VOTES:
                 results.append(self._vote(admitted, op.timestamp, context))
             else:
@@ -327,6 +356,9 @@ class TrustChainApplication:
             if isinstance(event, Finalized):
                 self.ct.append(ctapp.CTCommand(ctapp.OP_ADD_CHAIN, event.certificate_der), context.time_us // 1000)
                 self.certificates_logged += 1
+                self.acme.on_issued(event.pending_id)
+            elif isinstance(event, PendingExpired):
+                self.acme.on_pending_expired(event.pending_id)
         self._events.extend(events)
 
     def take_events(self) -> list[Event]:
@@ -337,14 +369,14 @@ class TrustChainApplication:
     def snapshot(self) -> bytes:
         return encode(_Snapshot(SNAPSHOT_VERSION, self.accounts.snapshot(), self.validation.validations.snapshot(),
                                 self.votes.snapshot(), self.ca.snapshot(), self.ct.snapshot(), self.dns.snapshot(),
-                                self.kv.snapshot(), self.certificates_logged))
+                                self.kv.snapshot(), self.certificates_logged, self.acme.snapshot()))
 
     def restore(self, snapshot: bytes) -> None:
         version = int.from_bytes(snapshot[:8], "big") if len(snapshot) >= 8 else -1
         if version == 2:
             old = decode(_SnapshotV2, snapshot)
             snap = _Snapshot(SNAPSHOT_VERSION, old.accounts, old.validations, ValidatorVotes.empty_snapshot(),
-                             old.ca, old.ct, old.dns, old.kv, old.certificates_logged)
+                             old.ca, old.ct, old.dns, old.kv, old.certificates_logged, self._empty_acme)
         else:
             snap = decode(_Snapshot, snapshot)
         if snap.version != SNAPSHOT_VERSION:
@@ -360,4 +392,5 @@ class TrustChainApplication:
         self.ct.restore(snap.ct)
         self.kv.restore(snap.kv)
         self.certificates_logged = snap.certificates_logged
+        self.acme.restore(snap.acme)
         self._events = []

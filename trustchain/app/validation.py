@@ -119,6 +119,18 @@ class ValidationApp:
         self._events.append(opened)
         return ValidationResult(STATUS_READY, "", opened.validation_id, opened.record_name, opened.expected)
 
+    def open_ready(self, account: bytes, name: str, method: str, record_name: str, expected: str,
+                   now_us: int) -> ValidationOpened | str:
+        """A validation whose record is already published (an ACME challenge the client responded to):
+        the validators are asked to look at once. The reason ("<field>: ...") if it cannot be opened."""
+        opened = self.validations.open(account, name, record_name, expected, now_us, method)
+        if isinstance(opened, str):
+            return opened
+        ready = self.validations.ready(account, opened.validation_id, now_us)
+        assert not isinstance(ready, str)
+        self._events.append(ready)
+        return ready
+
     def observe(self, validator: int, payload: bytes, now_us: int) -> ValidationResult:
         try:
             cmd = decode(Observation, payload)

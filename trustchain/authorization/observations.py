@@ -18,7 +18,10 @@ from trustchain.errors import TrustChainError
 from trustchain.quorum import check_signing_threshold
 
 __all__ = [
+    "DNS01",
     "FAILED",
+    "HTTP01",
+    "METHODS",
     "OPEN",
     "VALIDATED",
     "Decided",
@@ -30,7 +33,11 @@ __all__ = [
 ]
 
 OPEN, VALIDATED, FAILED = "open", "validated", "failed"
-SNAPSHOT_VERSION = 1
+#: what the validators look at: a TXT record (`record_name`, must hold `expected`), or an HTTP resource
+#: (`record_name` is the path under http://<name>/, its body must be `expected`)
+DNS01, HTTP01 = "dns-01", "http-01"
+METHODS = (DNS01, HTTP01)
+SNAPSHOT_VERSION = 2  # 2: the method
 
 
 class ValidationConfigError(TrustChainError, ValueError):
@@ -47,13 +54,15 @@ class ValidationLimits:
 
 @dataclass(frozen=True)
 class ValidationOpened:
-    """Event: every validator should look up TXT `record_name` and report whether `expected` is there."""
+    """Event: every validator should look up `record_name` by `method` and report whether `expected`
+    is there."""
 
     validation_id: int
     account: bytes
     name: str
     record_name: str
     expected: str
+    method: str = DNS01
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class _Validation:
     decided_us: int = 0
     votes: dict[int, bool] = field(default_factory=dict)  # validator index -> saw the record
     ready: bool = False  # the account published its record: the validators may look now
+    method: str = DNS01
 
 
 class ExternalValidations:
@@ -89,9 +99,10 @@ class ExternalValidations:
         self._next_id = 1
 
     def open(self, account: bytes, name: str, record_name: str, expected: str,
-             now_us: int) -> ValidationOpened | str:
+             now_us: int, method: str = DNS01) -> ValidationOpened | str:
         """Start a validation, or say why not (field-named reason). Validators look only once the
         account says its record is published (`ready`), as an ACME client answers a challenge."""
+        assert method in METHODS
         self.expire(now_us)
         live = [v for v in self._items.values() if v.state == OPEN]
         if len(live) >= self.limits.max_open:
@@ -100,8 +111,8 @@ class ExternalValidations:
             return "validations: too many open validations for this account"
         vid = self._next_id
         self._next_id += 1
-        self._items[vid] = _Validation(account, name, record_name, expected, now_us)
-        return ValidationOpened(vid, account, name, record_name, expected)
+        self._items[vid] = _Validation(account, name, record_name, expected, now_us, method=method)
+        return ValidationOpened(vid, account, name, record_name, expected, method)
 
     def ready(self, account: bytes, validation_id: int, now_us: int) -> ValidationOpened | str:
         """The account published its record: the event that asks every validator to look."""
@@ -112,7 +123,7 @@ class ExternalValidations:
         if item.state != OPEN or item.ready:
             return "validation_id: already being observed or decided"
         item.ready = True
-        return ValidationOpened(validation_id, account, item.name, item.record_name, item.expected)
+        return ValidationOpened(validation_id, account, item.name, item.record_name, item.expected, item.method)
 
     def observe(self, validator: int, validation_id: int, seen: bool, now_us: int) -> Decided | str | None:
         """Record validator `validator`'s observation. Returns the decision when this vote makes it,
@@ -152,9 +163,10 @@ class ExternalValidations:
                 del self._items[vid]
 
     def validated(self, account: bytes, name: str, now_us: int) -> bool:
-        """Has `account`'s control of `name` been validated within the validity period?"""
+        """Has `account`'s control of `name`'s DNS been validated within the validity period? (An http-01
+        validation shows control of a web server, never of the name's DNS.)"""
         return any(
-            v.state == VALIDATED and v.account == account and v.name == name
+            v.state == VALIDATED and v.account == account and v.name == name and v.method == DNS01
             and now_us - v.decided_us <= self.limits.valid_for_us
             for v in self._items.values()
         )
@@ -168,7 +180,7 @@ class ExternalValidations:
     def snapshot(self) -> ValidationsSnapshot:
         return ValidationsSnapshot(SNAPSHOT_VERSION, self._next_id, tuple(
             _ValidationRecord(vid, v.account, v.name, v.record_name, v.expected, v.opened_us, v.state, v.decided_us,
-                              tuple(_Vote(i, seen) for i, seen in sorted(v.votes.items())), v.ready)
+                              tuple(_Vote(i, seen) for i, seen in sorted(v.votes.items())), v.ready, v.method)
             for vid, v in sorted(self._items.items())
         ))
 
@@ -177,7 +189,7 @@ class ExternalValidations:
         self._next_id = snap.next_id
         self._items = {
             r.validation_id: _Validation(r.account, r.name, r.record_name, r.expected, r.opened_us, r.state,
-                                         r.decided_us, {v.validator: v.seen for v in r.votes}, r.ready)
+                                         r.decided_us, {v.validator: v.seen for v in r.votes}, r.ready, r.method)
             for r in snap.items
         }
 
@@ -200,6 +212,7 @@ class _ValidationRecord:
     decided_us: int
     votes: tuple[_Vote, ...]
     ready: bool
+    method: str
 
 
 @dataclass(frozen=True)

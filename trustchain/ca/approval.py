@@ -89,6 +89,26 @@ def check_proofs(requested: Sequence[str], proofs: Sequence[str], client: bytes,
     return None
 
 
+def check_validated_names(requested: Sequence[str], client: bytes, policy: CAPolicy,
+                          lookup: caa.DNSLookup) -> str | None:
+    """For names validated outside the CA's own dns-01 flow (ACME authorizations): count, no duplicates,
+    no node names, each a valid host name that CAA lets this CA issue for this account."""
+    if not requested or len(requested) > policy.max_names:
+        return f"names: need 1..{policy.max_names} names"
+    if len(set(requested)) != len(requested):
+        return "names: duplicate names"
+    for name in requested:
+        if names.under(name, policy.node_domain):
+            return f"names: {name!r}: names under the node domain are issued only to validators"
+        reason = names.check_dns_name(name, allow_wildcard=policy.allow_wildcards)
+        if reason:
+            return f"names: {name!r}: {reason}"
+        reason = caa.check_caa(lookup, name, policy.ca_domain, account_uri(client))
+        if reason:
+            return f"caa: {name!r}: {reason}"
+    return None
+
+
 def check_payment(reference: str, client: bytes, policy: CAPolicy, spent: Set[str]) -> str | None:
     if not policy.require_payment:
         return None

@@ -339,6 +339,30 @@ class CAApplication:
             return CAResult.error(problem)
         return self._approve(req, op, ctx, index, csr, requested, node, lifetime, domains)
 
+    def request_validated(self, csr_der: bytes, requested_names: Sequence[str], op: Operation, ctx: ExecutionContext,
+                          index: int) -> CAResult:
+        """An issuance whose names the caller saw validated for `op.client` in this ordered execution (an ACME
+        order whose authorizations are valid, `trustchain.acme`): every check of a request but the dns-01
+        proof, CAA included, at the default lifetime."""
+        self._expire(ctx.time_us)
+        try:
+            csr = x509.load_der_x509_csr(csr_der)
+        except ValueError as exc:
+            return CAResult.error(f"csr: does not parse ({str(exc)[:100]})")
+        requested = tuple(names.normalize(n) for n in requested_names)
+        lifetime = self.policy.default_lifetime
+        domains = sorted({"dom:" + names.registered_domain(n) for n in requested})
+        policy, client = self.policy, op.client
+        problem = (approval.check_csr(csr)
+                   or approval.check_validated_names(requested, client, policy, self.lookup)
+                   or approval.check_payment("", client, policy, self.spent_payments)
+                   or approval.check_lifetime(lifetime, False, policy)
+                   or approval.check_rate(self.rate, approval.account_key(client), domains, ctx.time_us, policy))
+        if problem:
+            return CAResult.error(problem)
+        req = IssueRequest(csr_der, requested, (), "acme", "")
+        return self._approve(req, op, ctx, index, csr, requested, False, lifetime, domains)
+
     def _approve(self, req: IssueRequest, op: Operation, ctx: ExecutionContext, index: int,
                  csr: x509.CertificateSigningRequest, requested: tuple[str, ...], node: bool, lifetime: dt.timedelta,
                  domains: Sequence[str]) -> CAResult:
@@ -406,26 +430,30 @@ class CAApplication:
 
     def _revoke(self, cmd: RevokeCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         record = self.issued.get(cmd.serial)
+        key_holder = record is not None and bool(cmd.key_proof) and ownership.verify_key_proof(
+            record.certificate_der, ownership.revocation_proof_input(cmd.serial, cmd.reason, op.client), cmd.key_proof)
+        return self.revoke(cmd.serial, cmd.reason, op.client, key_holder=key_holder, now_us=ctx.time_us)
+
+    def revoke(self, serial: bytes, reason: int, client: bytes, *, key_holder: bool, now_us: int) -> CAResult:
+        """Revoke `serial` for `client`; `key_holder` says the caller verified the certificate key's own
+        signature over this revocation (a proof here, or an ACME JWS signed with that key)."""
+        record = self.issued.get(serial)
         if record is None:
             return CAResult.error("serial: not issued by this CA")
-        if cmd.reason not in REVOCATION_REASONS:
+        if reason not in REVOCATION_REASONS:
             return CAResult.error("reason: not a permitted CRLReason code")
-        operator = op.client in self.policy.operators
-        key_holder = bool(cmd.key_proof) and ownership.verify_key_proof(
-            record.certificate_der, ownership.revocation_proof_input(cmd.serial, cmd.reason, op.client), cmd.key_proof)
-        allowed = operator or ((op.client == record.account or key_holder) and cmd.reason not in OPERATOR_REASONS)
+        operator = client in self.policy.operators
+        allowed = operator or ((client == record.account or key_holder) and reason not in OPERATOR_REASONS)
         if not allowed:
             return CAResult.error("authorization: only the subscriber, the certificate's key holder, a CA "
                                   "operator or a quorum of validators may revoke")
         if record.revoked_us is not None:
-            return CAResult(STATUS_UNCHANGED, "already revoked", KIND_CERTIFICATE, serial=cmd.serial)
-        self.issued[cmd.serial] = IssuedCertificate(
-            record.serial, record.certificate_der, record.account, record.names, record.not_after_us, ctx.time_us,
-            cmd.reason,
-        )
-        self.revocation.on_revoked(cmd.serial)
-        self.emit(Revoked(cmd.serial, cmd.reason))
-        return CAResult(STATUS_OK, "", KIND_CERTIFICATE, serial=cmd.serial)
+            return CAResult(STATUS_UNCHANGED, "already revoked", KIND_CERTIFICATE, serial=serial)
+        self.issued[serial] = IssuedCertificate(
+            record.serial, record.certificate_der, record.account, record.names, record.not_after_us, now_us, reason)
+        self.revocation.on_revoked(serial)
+        self.emit(Revoked(serial, reason))
+        return CAResult(STATUS_OK, "", KIND_CERTIFICATE, serial=serial)
 
     def _install_issuer(self, cmd: InstallIssuerCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         if op.client not in self.policy.operators:
