@@ -207,3 +207,34 @@ def test_replicated_serials_are_unique(monkeypatch: pytest.MonkeyPatch) -> None:
     assert first.status == cacommands.STATUS_PENDING
     second = prove_and_request(app, dns, Client(ALICE), ["two.example.org"], 3, T0_US)
     assert second.field == "serial" and "collision" in second.detail
+
+
+def test_node_ocsp_endpoint_answers_two_certids_with_malformed_request() -> None:
+    """The reference node's /ocsp (POST and GET) over the replicated CA: a clean OCSP error, never a 500."""
+    import asyncio
+    import base64
+    import types
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from reference_node import http_pki
+
+    app, _ = make_app()
+    node = types.SimpleNamespace(app=types.SimpleNamespace(ca=app))
+    request = _two_certid_request()
+
+    async def go() -> list[tuple[int, bytes]]:
+        web_app = web.Application()
+        http_pki.register(web_app, node)  # type: ignore[arg-type]
+        async with TestClient(TestServer(web_app)) as client:
+            out = []
+            r = await client.post("/ocsp", data=request, headers={"Content-Type": http_pki.OCSP_REQUEST})
+            out.append((r.status, await r.read()))
+            r = await client.get("/ocsp/" + base64.b64encode(request).decode().replace("/", "%2F"))
+            out.append((r.status, await r.read()))
+            return out
+
+    for status, body in asyncio.run(go()):
+        assert status == 200
+        assert xocsp.load_der_ocsp_response(body).response_status == xocsp.OCSPResponseStatus.MALFORMED_REQUEST
