@@ -176,6 +176,7 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
         "network": network,
         "ca": {"domain": "trustchain.example", "root": public_to_json(root_public, root_name),
                "issuing": public_to_json(issuing_public, issuing_name), "urls": urls, "operators": [],
+               "issuing_not_after": inter.not_valid_after_utc.isoformat(),
                "node_domain": canames.NODE_DOMAIN},
         # a development cluster is the registry of these namespaces (first come, first served below them)
         "dns": {"master_seed": secrets.token_bytes(32).hex(), "registry_suffixes": list(DEV_REGISTRY_SUFFIXES)},
@@ -186,7 +187,8 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
     genesis_path = directory / "genesis.json"
     write_private(genesis_path, json.dumps(genesis, indent=2, sort_keys=True).encode())
     issuing_profile = cax509.IssuerProfile(ca_name(issuing_name), issuing_public.group_public_key,
-                                           urls["issuing_crl"], urls["ocsp"], urls["issuing_issuer"])
+                                           urls["issuing_crl"], urls["ocsp"], urls["issuing_issuer"],
+                                           not_after=inter.not_valid_after_utc)
     validators = "\n".join(
         f'    {{ name = "node{i}", address = "{host}:{ports[i].consensus}", '
         f'public_key = "{signers[i].public_key.hex()}" }},'

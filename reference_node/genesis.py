@@ -102,6 +102,14 @@ def write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def _optional_time(value: Any) -> dt.datetime | None:
+    """An ISO 8601 UTC time, or None when the field is absent (genesis files written before it)."""
+    if value is None:
+        return None
+    when = dt.datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 @dataclass(frozen=True)
 class Genesis:
     network: str
@@ -117,6 +125,7 @@ class Genesis:
     node_domain: str = canames.NODE_DOMAIN
     registry_suffixes: tuple[str, ...] = ()  # see trustchain.authorization.zones.ZonePolicy
     limits: ResourceLimits = field(default_factory=ResourceLimits)  # replicated policy: trustchain.app.limits
+    issuing_not_after: dt.datetime | None = None  # the intermediate's notAfter: no leaf outlives it
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
@@ -136,6 +145,7 @@ class Genesis:
                 node_domain=str(doc["ca"].get("node_domain", canames.NODE_DOMAIN)),
                 registry_suffixes=tuple(str(x) for x in doc["dns"].get("registry_suffixes", [])),
                 limits=limits_from_json(doc.get("limits")),
+                issuing_not_after=_optional_time(doc["ca"].get("issuing_not_after")),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise GenesisError(f"{path}: not a valid genesis file: {exc!r}") from None
@@ -148,7 +158,7 @@ class Genesis:
 
     def issuer_profile(self) -> cax509.IssuerProfile:
         return cax509.IssuerProfile(ca_name(self.issuing_name), self.issuing.group_public_key, self.urls["issuing_crl"],
-                                    self.urls["ocsp"], self.urls["issuing_issuer"])
+                                    self.urls["ocsp"], self.urls["issuing_issuer"], not_after=self.issuing_not_after)
 
     def root_profile(self) -> cax509.IssuerProfile:
         return cax509.IssuerProfile(ca_name(self.root_name), self.root.group_public_key, self.urls["root_crl"],

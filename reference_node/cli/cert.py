@@ -1,7 +1,8 @@
 """`trustchain-cli cert verify`: validate a certificate and say exactly why it fails.
 
 Checks, in order: the chain to a trusted root (wrong issuer, bad signature, expired, not yet valid,
-name mismatch), revocation against a CRL signed by the issuer, and the consensus proof: a commit
+name mismatch, also for a one-certificate chain), revocation against a CRL signed by the issuer and
+current at the validation time, and the consensus proof: a commit
 certificate from 2f+1 validators over the batch that finalized this certificate. The proof is
 required when the validator set is given (`--cluster`), because a certificate without one was not
 recorded by the replicated CA. Exit 0 valid, 1 invalid (the message names the reason), 2 bad input.
@@ -50,7 +51,10 @@ def _fail(reason: str, detail: str) -> CLIError:
     return CLIError(f"{reason}: {detail}", EXIT_NEGATIVE)
 
 
-def check_revocation(leaf: x509.Certificate, issuer: x509.Certificate, lst: x509.CertificateRevocationList) -> None:
+def check_revocation(leaf: x509.Certificate, issuer: x509.Certificate, lst: x509.CertificateRevocationList,
+                     at: dt.datetime) -> None:
+    """The CRL is the issuer's, verifies, is current at ``at`` (RFC 5280 6.3.3: a CRL past its nextUpdate
+    proves nothing) and does not list the leaf."""
     if lst.issuer != issuer.subject:
         raise CLIError("--crl: CRL was not issued by the certificate's issuer")
     key = issuer.public_key()
@@ -61,6 +65,12 @@ def check_revocation(leaf: x509.Certificate, issuer: x509.Certificate, lst: x509
             raise InvalidSignature
     except InvalidSignature:
         raise CLIError("--crl: CRL signature does not verify under the issuer key") from None
+    if lst.next_update_utc is None:
+        raise _fail("CRL expired", "the CRL has no nextUpdate, so it is never current")
+    if at > lst.next_update_utc:
+        raise _fail("CRL expired", f"nextUpdate {lst.next_update_utc.isoformat()} is before {at.isoformat()}")
+    if at < lst.last_update_utc:
+        raise _fail("CRL not yet valid", f"thisUpdate {lst.last_update_utc.isoformat()} is after {at.isoformat()}")
     entry = lst.get_revoked_certificate_by_serial_number(leaf.serial_number)
     if entry is not None:
         try:
@@ -117,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except validate.ChainError as exc:
         raise _fail(exc.reason.value, str(exc).split(": ", 1)[-1]) from None
     if args.crl:
-        check_revocation(leaf, path[1] if len(path) > 1 else path[0], _load_crl(args.crl))
+        check_revocation(leaf, path[1] if len(path) > 1 else path[0], _load_crl(args.crl), at)
     seq = None
     if args.cluster:
         seq = check_consensus_proof(leaf, Path(args.proof or args.cert + ".proof"), _cluster(args.cluster))

@@ -29,15 +29,20 @@ def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_init_layout_and_share_encryption(ca_dir: Path) -> None:
-    for f in ("root.pem", "intermediate.pem", "ca.json", "operator.key"):
+    for f in ("root.pem", "intermediate.pem", "ca.json"):
         assert (ca_dir / f).is_file(), f
+    assert not (ca_dir / "operator.key").exists()  # the key is kept apart from the shares it encrypts
     shares = sorted(p.name for p in (ca_dir / "shares").iterdir())
     assert len(shares) == 10 and shares[0] == "validator-1.issuing.share"
-    assert (ca_dir / "operator.key").stat().st_mode & 0o077 == 0
+    import json
+
+    key_path = Path(json.loads((ca_dir / "ca.json").read_text())["operator_key_path"])
+    assert not key_path.is_relative_to(ca_dir)
+    assert key_path.stat().st_mode & 0o077 == 0
     blob = (ca_dir / "shares" / "validator-1.root.share").read_bytes()
     from trustchain.ca import sharebox
 
-    key = bytes.fromhex((ca_dir / "operator.key").read_text())
+    key = bytes.fromhex(key_path.read_text())
     kp = sharebox.load_key_package(key, "validator-1", "root", blob)
     with pytest.raises(sharebox.ShareboxError):  # bound to the validator id
         sharebox.load_key_package(key, "validator-2", "root", blob)

@@ -65,6 +65,10 @@ def check_names(req: IssueRequest, requested: Sequence[str], csr: x509.Certifica
     except x509.ExtensionNotFound:
         san = None
     if san is not None:
+        other = sorted({type(g).__name__ for g in san if not isinstance(g, x509.DNSName)})
+        if other:
+            # The certificate would silently lack them; the requester must know it asked for more.
+            return f"csr: subjectAltName holds {', '.join(other)} entries; only DNS names are issued"
         csr_names = {names.normalize(n) for n in san.get_values_for_type(x509.DNSName)}
         if csr_names and csr_names != set(requested):
             return "names: differ from the CSR's subjectAltName"

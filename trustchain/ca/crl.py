@@ -31,7 +31,6 @@ _REASONS = {
     3: x509.ReasonFlags.affiliation_changed,
     4: x509.ReasonFlags.superseded,
     5: x509.ReasonFlags.cessation_of_operation,
-    6: x509.ReasonFlags.certificate_hold,
     9: x509.ReasonFlags.privilege_withdrawn,
     10: x509.ReasonFlags.aa_compromise,
 }

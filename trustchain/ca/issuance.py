@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography import x509
@@ -55,14 +55,15 @@ from trustchain.ca.ocsp import OCSPError
 from trustchain.ca.policy import CAPolicy
 from trustchain.ca.ratelimit import SlidingWindow
 from trustchain.ca.records import (
+    KEY_COMPROMISE,
     OPERATOR_REASONS,
-    REVOCATION_REASONS,
     IssuedCertificate,
     PendingIssuance,
     PendingSignature,
     SignedCRL,
     SignedOCSP,
     StoredChallenge,
+    reason_problem,
     serial_bytes,
 )
 from trustchain.ca.revocation import RevocationState
@@ -223,7 +224,8 @@ class CAApplication:
         assert isinstance(key, ed25519.Ed25519PublicKey)
         base = self.policy.issuer
         return cax509.IssuerProfile(
-            cert.subject, key.public_bytes_raw(), base.crl_url, base.ocsp_url, base.ca_issuers_url, base.policies
+            cert.subject, key.public_bytes_raw(), base.crl_url, base.ocsp_url, base.ca_issuers_url, base.policies,
+            cert.not_valid_after_utc,
         )
 
     def status(self, serial: int) -> IssuedCertificate | None:
@@ -440,15 +442,22 @@ class CAApplication:
         record = self.issued.get(serial)
         if record is None:
             return CAResult.error("serial: not issued by this CA")
-        if reason not in REVOCATION_REASONS:
-            return CAResult.error("reason: not a permitted CRLReason code")
+        problem = reason_problem(reason)
+        if problem:
+            return CAResult.error(problem)
         operator = client in self.policy.operators
         allowed = operator or ((client == record.account or key_holder) and reason not in OPERATOR_REASONS)
         if not allowed:
             return CAResult.error("authorization: only the subscriber, the certificate's key holder, a CA "
                                   "operator or a quorum of validators may revoke")
         if record.revoked_us is not None:
-            return CAResult(STATUS_UNCHANGED, "already revoked", KIND_CERTIFICATE, serial=serial)
+            if reason != KEY_COMPROMISE or record.reason == KEY_COMPROMISE:
+                return CAResult(STATUS_UNCHANGED, "already revoked", KIND_CERTIFICATE, serial=serial)
+            # RFC 5280 5.3.1: keyCompromise may replace an earlier reason; the revocation date stays.
+            self.issued[serial] = replace(record, reason=reason)
+            self.revocation.on_reason_changed(serial)
+            self.emit(Revoked(serial, reason))
+            return CAResult(STATUS_OK, "reason: now keyCompromise", KIND_CERTIFICATE, serial=serial)
         self.issued[serial] = IssuedCertificate(
             record.serial, record.certificate_der, record.account, record.names, record.not_after_us, now_us, reason)
         self.revocation.on_revoked(serial)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import idna
+
 MAX_NAME = 253
 MAX_LABEL = 63
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -25,10 +27,18 @@ def normalize(name: str) -> str:
 def check_dns_name(name: str, *, allow_wildcard: bool = False) -> str | None:
     """None if ``name`` (already normalized) is an acceptable A-label host name, else the reason.
 
-    Rejects IP literals, single-label names, empty labels, non-LDH characters and wildcards that are
-    not exactly one whole left-most label (RFC 6125 section 6.4.3, CA/B BRs 3.2.2.6)."""
-    if not name or not name.isascii():
+    Rejects IP literals, single-label names, empty labels, non-LDH characters, ``xn--`` labels that are
+    not valid IDNA 2008 A-labels, other labels with hyphens in positions 3 and 4 (reserved, RFC 5891
+    4.2.3.1) and wildcards that are not exactly one whole left-most label (RFC 6125 section 6.4.3, CA/B
+    BRs 3.2.2.6). A U-label name is refused with the A-label to request instead."""
+    if not name:
         return "must be a non-empty ASCII (A-label) name"
+    if not name.isascii():
+        try:
+            alabel = idna.encode(name.removeprefix("*."), uts46=True).decode()
+        except idna.IDNAError:
+            return "is not a valid internationalized name (IDNA 2008)"
+        return f"is a U-label name: request its A-label {('*.' if name.startswith('*.') else '') + alabel!r}"
     if len(name) > MAX_NAME:
         return f"longer than {MAX_NAME} characters"
     labels = name.split(".")
@@ -43,8 +53,26 @@ def check_dns_name(name: str, *, allow_wildcard: bool = False) -> str | None:
     for label in labels:
         if not _LABEL.match(label):
             return f"label {label[: MAX_LABEL + 1]!r} is not a valid LDH label"
+        reason = _check_alabel(label)
+        if reason:
+            return reason
     if labels[-1].isdigit():
         return "IP addresses are not DNS names"
+    return None
+
+
+def _check_alabel(label: str) -> str | None:
+    """An ``xn--`` label must decode to a valid U-label that encodes back to itself (RFC 5891 5.4)."""
+    if label[2:4] != "--":
+        return None
+    if not label.startswith("xn--"):
+        return f"label {label!r} has hyphens in positions 3 and 4 (reserved for IDNA)"
+    try:
+        roundtrip = idna.alabel(idna.ulabel(label)).decode()
+    except (idna.IDNAError, UnicodeError):
+        return f"label {label!r} is not a valid IDNA A-label"
+    if roundtrip != label:
+        return f"label {label!r} is not the canonical A-label (expected {roundtrip!r})"
     return None
 
 

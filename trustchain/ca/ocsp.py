@@ -39,7 +39,10 @@ from trustchain.ca.consensus_time import consensus_datetime
 from trustchain.ca.records import IssuedCertificate
 from trustchain.errors import TrustChainError
 
-DEFAULT_VALIDITY = dt.timedelta(hours=4)
+# Baseline Requirements 4.9.10: an OCSP response is valid for at least eight hours and at most ten days.
+MIN_VALIDITY = dt.timedelta(hours=8)
+MAX_VALIDITY = dt.timedelta(days=10)
+DEFAULT_VALIDITY = dt.timedelta(days=1)
 _OID_BASIC = bytes.fromhex("06092b0601050507300101")  # id-pkix-ocsp-basic
 
 
@@ -74,6 +77,27 @@ def _placeholder_responder(issuer: cax509.IssuerProfile) -> x509.Certificate:
     )
 
 
+def check_validity(validity: dt.timedelta) -> None:
+    """Refuse a response validity outside the Baseline Requirements' bounds."""
+    if not MIN_VALIDITY <= validity <= MAX_VALIDITY:
+        raise OCSPError(f"validity: an OCSP response is valid between {MIN_VALIDITY} and {MAX_VALIDITY}, "
+                        f"not {validity}")
+
+
+def load_request(request_der: bytes) -> ocsp.OCSPRequest | None:
+    """The request, or None if it is malformed. cryptography raises NotImplementedError for a request
+    with several CertIDs; RFC 5019 2.1.1 allows only one, so that is a malformed request too."""
+    try:
+        return ocsp.load_der_ocsp_request(request_der)
+    except (ValueError, NotImplementedError):
+        return None
+
+
+def issued_by(issuer: cax509.IssuerProfile, request: ocsp.OCSPRequest) -> bool:
+    """The request's CertID names ``issuer`` (issuer name and key hashes, in the request's hash)."""
+    return (request.issuer_name_hash, request.issuer_key_hash) == _issuer_hashes(issuer, request.hash_algorithm)
+
+
 def _issuer_hashes(issuer: cax509.IssuerProfile, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
     name_hash = hashes.Hash(algorithm)
     name_hash.update(issuer.name.public_bytes())
@@ -92,6 +116,7 @@ def response_tbs(
     validity: dt.timedelta = DEFAULT_VALIDITY,
 ) -> bytes:
     """TBSResponseData for ``request`` (one certificate, as cryptography parses requests)."""
+    check_validity(validity)
     produced = now.astimezone(dt.UTC).replace(microsecond=0)
     name_hash, key_hash = _issuer_hashes(issuer, request.hash_algorithm)
     st = CertStatus(known=False)
@@ -153,6 +178,7 @@ def presigned_tbs(
     signature serves every client until nextUpdate. Deterministic in its arguments."""
     if not status.known:
         raise OCSPError("pre-signed responses are only made for certificates this CA issued")
+    check_validity(validity)
     produced = produced.astimezone(dt.UTC).replace(microsecond=0)
     name_hash, key_hash = _issuer_hashes(issuer, hashes.SHA1())
     if status.revoked_at is not None:
@@ -188,9 +214,8 @@ def serve(
     CertIDs), ``unauthorized`` for a CertID this CA cannot answer (other issuer, other hash than SHA-1,
     serial never issued or expired), ``tryLater`` while the response for a known serial is being
     (re)signed, e.g. between a revocation and its FROST-signed revoked response."""
-    try:
-        request = ocsp.load_der_ocsp_request(request_der)
-    except ValueError:
+    request = load_request(request_der)
+    if request is None:
         return error_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
     if not isinstance(request.hash_algorithm, hashes.SHA1):
         return error_response(ocsp.OCSPResponseStatus.UNAUTHORIZED)
@@ -228,10 +253,10 @@ def respond(
     sign: cax509.SignFunction,
     validity: dt.timedelta = DEFAULT_VALIDITY,
 ) -> bytes:
-    """DER OCSPResponse for a DER OCSPRequest; malformed requests get ``malformedRequest``."""
-    try:
-        request = ocsp.load_der_ocsp_request(request_der)
-    except ValueError:
+    """DER OCSPResponse for a DER OCSPRequest; malformed requests (several CertIDs included) get
+    ``malformedRequest``."""
+    request = load_request(request_der)
+    if request is None:
         return error_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
     tbs = response_tbs(issuer, request, status, now, validity)
     signature = sign(tbs)

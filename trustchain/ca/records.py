@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # RFC 5280 CRLReason values a requester may use; 7 is unassigned and 8 (removeFromCRL) is delta-CRL only.
+# 6 (certificateHold) is refused: the Baseline Requirements (4.9.13) forbid suspending a certificate.
 REVOCATION_REASONS = {
     0: "unspecified",
     1: "keyCompromise",
@@ -16,12 +17,26 @@ REVOCATION_REASONS = {
     3: "affiliationChanged",
     4: "superseded",
     5: "cessationOfOperation",
-    6: "certificateHold",
     9: "privilegeWithdrawn",
     10: "aACompromise",
 }
+CERTIFICATE_HOLD = 6
+KEY_COMPROMISE = 1
 # Reasons only the CA operators may assert.
-OPERATOR_REASONS = {2, 6, 10}
+OPERATOR_REASONS = {2, 10}
+
+
+def reason_problem(code: int) -> str | None:
+    """None if ``code`` may be used to revoke, else the error detail."""
+    if code == CERTIFICATE_HOLD:
+        return ("reason: certificateHold is not allowed (the Baseline Requirements forbid suspension); "
+                "revoke for good with another reason")
+    if code not in REVOCATION_REASONS:
+        return "reason: not a permitted CRLReason code"
+    return None
+
+# A CRL's ``count`` once an entry it lists changed reason: equals no revocation count, so a new CRL is due.
+STALE_COUNT = (1 << 64) - 1
 
 # ``PendingSignature.kind``
 CRL, OCSP = "crl", "ocsp"
@@ -89,7 +104,7 @@ class SignedCRL:
     der: bytes
     this_update_us: int
     next_update_us: int
-    count: int  # revocations it lists
+    count: int  # revocations it lists; STALE_COUNT once a listed entry's reason changed (a new CRL is due)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ application; this state reads them through the protocol instead of importing the
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Protocol
 
 from trustchain.ca import crl as cacrl
@@ -33,7 +34,7 @@ from trustchain.ca.commands import (
 from trustchain.ca.consensus_time import consensus_datetime, datetime_us
 from trustchain.ca.events import Event, PendingExpired, SignatureRecorded, SignatureStored
 from trustchain.ca.policy import CAPolicy
-from trustchain.ca.records import CRL, OCSP, IssuedCertificate, PendingSignature, SignedCRL, SignedOCSP
+from trustchain.ca.records import CRL, OCSP, STALE_COUNT, IssuedCertificate, PendingSignature, SignedCRL, SignedOCSP
 
 
 class Host(Protocol):
@@ -88,6 +89,19 @@ class RevocationState:
         self.ocsp.pop(serial, None)
         self.ocsp_dirty.pop(serial, None)
         self.ocsp_dirty = {serial: None, **self.ocsp_dirty}
+
+    def on_reason_changed(self, serial: bytes) -> None:
+        """A revoked certificate's reason changed (to keyCompromise): a response saying the new reason goes
+        to the front of the next batch (the stored one still says revoked meanwhile), and the current CRL,
+        and any CRL being signed, no longer lists it right: their ``count`` becomes ``STALE_COUNT``, so a
+        new CRL is due."""
+        self.ocsp_dirty.pop(serial, None)
+        self.ocsp_dirty = {serial: None, **self.ocsp_dirty}
+        if self.crl is not None:
+            self.crl = replace(self.crl, count=STALE_COUNT)
+        if self._crl_pending is not None:
+            self.signatures[self._crl_pending] = replace(self.signatures[self._crl_pending],
+                                                               count=STALE_COUNT)
 
     def expire(self, now_us: int) -> None:
         """Pending signatures older than ``pending_ttl_us`` are dropped (an OCSP serial is retried later)."""

@@ -156,6 +156,5 @@ def verify_chain(
         _check_time(cert, at)
     for depth, ca in enumerate(path[1:]):
         _check_ca(ca, depth)
-    if len(path) > 1:
-        _check_leaf(leaf, dns_name)
+    _check_leaf(leaf, dns_name)  # a one-certificate path too: a trust anchor used as a leaf must match
     return path

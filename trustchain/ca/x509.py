@@ -52,7 +52,9 @@ class CertificateError(TrustChainError, ValueError):
 class IssuerProfile:
     """What a CA puts into the certificates it issues: its name, key, and revocation endpoints.
 
-    For the CA/B Forum BRs the name needs C, O and CN, and the URLs must be public (http) names."""
+    For the CA/B Forum BRs the name needs C, O and CN, and the URLs must be public (http) names.
+    ``not_after`` is the issuer certificate's own notAfter: nothing it signs may outlive it (RFC 5280
+    6.1.3 would reject the tail of such a certificate), so issued validity is clamped to it."""
 
     name: x509.Name
     public_key: bytes
@@ -60,6 +62,7 @@ class IssuerProfile:
     ocsp_url: str
     ca_issuers_url: str
     policies: tuple[x509.ObjectIdentifier, ...] = field(default=(DOMAIN_VALIDATED,))
+    not_after: dt.datetime | None = None
 
     def ed25519_key(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(self.public_key)
@@ -82,14 +85,22 @@ def serial_number(request_digest: bytes, sequence: int) -> int:
     return (int.from_bytes(h[:16], "big") >> 1) or 1
 
 
-def validity(consensus_time: dt.datetime, lifetime: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
-    """Whole seconds, inclusive bounds (RFC 5280), so a 24 h lifetime is exactly 86400 s."""
+def validity(consensus_time: dt.datetime, lifetime: dt.timedelta,
+             issuer_not_after: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """Whole seconds, inclusive bounds (RFC 5280), so a 24 h lifetime is exactly 86400 s; never past
+    ``issuer_not_after`` (refused if the issuer has expired by ``consensus_time``)."""
     if consensus_time.tzinfo is None:
         raise CertificateError("consensus time must be timezone-aware")
     if lifetime < dt.timedelta(seconds=1):
         raise CertificateError("lifetime must be at least one second")
     start = consensus_time.astimezone(dt.UTC).replace(microsecond=0)
-    return start, start + lifetime - dt.timedelta(seconds=1)
+    end = start + lifetime - dt.timedelta(seconds=1)
+    if issuer_not_after is not None:
+        cap = issuer_not_after.astimezone(dt.UTC).replace(microsecond=0)
+        if cap < start:
+            raise CertificateError(f"issuer certificate expired at {cap.isoformat()}")
+        end = min(end, cap)
+    return start, end
 
 
 def request_digest(*parts: bytes) -> bytes:
@@ -115,8 +126,9 @@ def _base(
     lifetime: dt.timedelta,
     *,
     with_ski: bool = True,
+    issuer_not_after: dt.datetime | None = None,
 ) -> x509.CertificateBuilder:
-    not_before, not_after = validity(consensus_time, lifetime)
+    not_before, not_after = validity(consensus_time, lifetime, issuer_not_after)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -214,7 +226,7 @@ def intermediate_tbs(
     key = Ed25519PublicKey.from_public_bytes(public_key)
     serial = serial_number(request_digest(b"intermediate", subject.public_bytes(), public_key), sequence)
     builder = _issued_by(
-        _base(subject, issuer.name, key, serial, consensus_time, lifetime)
+        _base(subject, issuer.name, key, serial, consensus_time, lifetime, issuer_not_after=issuer.not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(
@@ -253,7 +265,8 @@ def leaf_tbs(
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])] if common_name else [])
     serial = serial_number(request_digest(b"leaf", request), sequence)
     builder = _issued_by(
-        _base(subject, issuer.name, public_key, serial, consensus_time, lifetime, with_ski=False)
+        _base(subject, issuer.name, public_key, serial, consensus_time, lifetime, with_ski=False,
+              issuer_not_after=issuer.not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
