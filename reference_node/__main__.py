@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +70,21 @@ def _reload_doq(dns_server: Any, chain_pem: bytes, key_pem: bytes) -> None:
         identity.apply(server._configuration)
 
 
+async def _start_https(cfg: cfgmod.NodeConfig, node: Any, factory: Any) -> asyncio.Server | None:
+    """The API over TLS at `api.tls_listen` (CT log lists and monitors fetch over https). When it serves
+    the node certificate, a renewal reloads it in place: new connections present the new one."""
+    a = cfg.api
+    if a.tls_listen is None or a.tls_cert is None or a.tls_key is None:
+        return None
+    cert, key = str(a.tls_cert), str(a.tls_key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if a.tls_cert == cfg.consensus.tls_cert:
+        node.certificates.listeners.append(lambda _chain, _key: context.load_cert_chain(cert, key))
+    return await asyncio.get_running_loop().create_server(factory, a.tls_listen[0], a.tls_listen[1], ssl=context,
+                                                          reuse_address=True)
+
+
 def configure_logging(level: str, fmt: str, node: str) -> None:
     handler = logging.StreamHandler()
     if fmt == "json":
@@ -97,6 +113,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     assert runner.server is not None
     api_server = await asyncio.get_running_loop().create_server(
         api.guard.factory(runner.server), cfg.api.listen[0], cfg.api.listen[1], reuse_address=True)
+    https_server = await _start_https(cfg, node, api.guard.factory(runner.server))
     dns_server = None
     if cfg.dns.listen is not None or cfg.dns.doq_listen is not None:
         try:
@@ -133,6 +150,8 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
         with contextlib.suppress(Exception):
             await dns_server.close()
     api_server.close()
+    if https_server is not None:
+        https_server.close()
     await runner.cleanup()
     await node.stop()
 

@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from reference_node import http_pki
+from reference_node import ct_http, http_pki
 from reference_node.health import PEER_SILENCE_S, HealthMonitor
 from reference_node.http_guard import ConnectionGuard, GuardLimits, RateLimiter, rate_limit_middleware
 from reference_node.runtime import PRESIGNED, Node, NodeHalted, SubmitTimeout
@@ -231,6 +231,7 @@ class API:
         for topic in STREAMS:
             r.add_get(f"/stream/{topic}", self.stream)
         http_pki.register(self.app, node)  # /ocsp, /crl/<issuer>.crl
+        ct_http.register(self.app, node)  # /ct/v1/* (RFC 6962), the log list
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -596,6 +597,7 @@ def openapi_document() -> dict[str, Any]:
         paths[ca_path] = {"get": {"summary": "CA certificate", "responses": {
             "200": {"description": "certificate", "content": {ctype: {"schema": {"type": "string"}}}}}}}
     paths.update(http_pki.openapi_paths())
+    paths.update(ct_http.openapi_paths())
     return {
         "openapi": "3.0.3",
         "info": {"title": "TrustChain node API", "version": "1.0.0"},

@@ -71,6 +71,7 @@ from trustchain.consensus.messages import Request, pack
 from trustchain.consensus.replica import Replica
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
+from trustchain.ct.logkey import LogKeyError, P256LogSigner, load_private_pem
 from trustchain.dns import app as dnsapp
 from trustchain.encoding import DecodeError
 from trustchain.errors import TrustChainError
@@ -171,11 +172,29 @@ class Node:
         root = self.config.ca.root_cert
         roots = (x509.load_pem_x509_certificate(root.read_bytes()).public_bytes(serialization.Encoding.DER),) \
             if root is not None and root.exists() else None
+        inter = self.config.ca.intermediate_cert
+        ca_chain = tuple(x509.load_pem_x509_certificate(p.read_bytes()).public_bytes(serialization.Encoding.DER)
+                         for p in (inter, root) if p is not None and p.exists())
         return tcapp.TrustChainApplication(
             self.genesis.ca_policy(keys), self.genesis.dns_master_seed, self.signer,
             f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin,
             cluster=self.genesis.cluster_id, validator_keys=keys, ct_accepted_roots=roots,
-            registry_suffixes=self.genesis.registry_suffixes)
+            registry_suffixes=self.genesis.registry_suffixes, ct_log_signer=self._ct_log_signer(),
+            ca_chain=ca_chain if len(ca_chain) == 2 else ())
+
+    def _ct_log_signer(self) -> P256LogSigner | None:
+        """This validator's P-256 CT log key (`ct.log_key`), checked against its entry in genesis."""
+        path = self.config.ct.log_key
+        if path is None:
+            return None
+        try:
+            signer = load_private_pem(path.read_bytes())
+        except (OSError, LogKeyError) as exc:
+            raise ValueError(f"{path}: not a CT log key: {exc}") from None
+        listed = self.genesis.ct_logs[self.id].key if self.id < len(self.genesis.ct_logs) else None
+        if listed is not None and listed != signer.public_key:
+            raise ValueError(f"{path}: key does not match genesis ct.logs[{self.id}]")
+        return signer
 
     def _executed_ts(self, client: bytes) -> int:
         rec = self.replica.client_record(client)

@@ -48,6 +48,9 @@ from trustchain.ca.issuance import CAApplication
 from trustchain.ca.policy import CAPolicy
 from trustchain.crypto.signing import Signer
 from trustchain.ct import app as ctapp
+from trustchain.ct.entry import X509Entry
+from trustchain.ct.logkey import P256LogSigner
+from trustchain.ct.submission import issuing_certificate
 from trustchain.dns.app import DNSApplication
 from trustchain.encoding import DecodeError, decode, encode
 from trustchain.errors import TrustChainError
@@ -193,9 +196,12 @@ class TrustChainApplication:
                  ct_origin: str, *, cluster: bytes, validator_keys: tuple[bytes, ...],
                  dns_clock_offset_s: int = 0, account_limits: AccountLimits | None = None,
                  ct_accepted_roots: tuple[bytes, ...] | None = None,
-                 registry_suffixes: tuple[str, ...] = ()) -> None:
+                 registry_suffixes: tuple[str, ...] = (), ct_log_signer: P256LogSigner | None = None,
+                 ca_chain: tuple[bytes, ...] = ()) -> None:
         """`cluster` names this cluster in every signed write (no replay across clusters);
-        `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts."""
+        `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts.
+        `ct_log_signer` is this validator's P-256 CT log key; `ca_chain` the genesis issuing certificate
+        and the root (DER), logged as extra data with the CA's certificates."""
         self.accounts = AccountRegistry(cluster, account_limits,
                                         validators=tuple(AccountKey(ED25519, k) for k in validator_keys))
         self.gate = WriteGate(self.accounts)
@@ -211,7 +217,9 @@ class TrustChainApplication:
                                   validated=self.validation.validated, validator_accounts=frozenset(ids),
                                   validator_domain=ca_policy.node_domain + ".")
         self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
-        self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots)
+        self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots,
+                                      log_signer=ct_log_signer)
+        self.ca_chain = ca_chain
         self.kv = KVStore(quota_bytes=KV_QUOTA_BYTES)
         self.certificates_logged = 0
         self._events: list[Event] = []
@@ -273,9 +281,19 @@ class TrustChainApplication:
         events = self.ca.take_events()
         for event in events:
             if isinstance(event, Finalized):
-                self.ct.append(ctapp.CTCommand(ctapp.OP_ADD_CHAIN, event.certificate_der), context.time_us // 1000)
+                self.ct.append(X509Entry(event.certificate_der), context.time_us // 1000,
+                               chain=self._issuer_chain(event.certificate_der))
                 self.certificates_logged += 1
         self._events.extend(events)
+
+    def _issuer_chain(self, certificate_der: bytes) -> tuple[bytes, ...]:
+        """The issuer of a certificate the CA signed, among its installed issuers and the genesis one,
+        followed by the root: the extra data a monitor reads beside the entry."""
+        candidates = [*reversed(self.ca.issuer_certificates), *self.ca_chain[:1]]
+        if not candidates:
+            return ()
+        found = issuing_certificate(certificate_der, candidates)
+        return (found, *self.ca_chain[1:]) if found is not None else ()
 
     def take_events(self) -> list[Event]:
         """CA events since the last call, in execution order (the node feeds its signing service)."""

@@ -1,0 +1,114 @@
+"""A real cluster's CT logs, followed from outside: certspotter (a standard CT monitor) reads the v3 log
+list from a node over HTTPS, follows every validator's log through the RFC 6962 API and verifies their
+P-256 tree heads, and reports a watched domain's certificate."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from node_harness import Cluster, http
+
+from reference_node import cli
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("ct-monitor"), nodes=4, threshold=3, timeout="1s", dns_listeners=False)
+    with c:
+        yield c
+
+
+def issue(cluster: Cluster, zone: str, name: str, tmp: Path) -> x509.Certificate:
+    code, body = cluster.create_zone(zone + ".")
+    assert code == 200, body
+    out = tmp / f"{name}.pem"
+    assert cli.main(["node", "--node", cluster.apis[0], "cert", "request", name, "--key-out", str(tmp / f"{name}.key"),
+                     "--out", str(out)]) == 0
+    return x509.load_pem_x509_certificate(out.read_bytes())
+
+
+def log_list(cluster: Cluster) -> dict[str, Any]:
+    return json.loads((cluster.dir / "ct-log-list.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_log_list_is_served_over_https_and_matches_the_cluster_file(cluster: Cluster) -> None:
+    import ssl
+    import urllib.request
+
+    listed = log_list(cluster)
+    urls = [log["url"] for op in listed["operators"] for log in op["logs"]]
+    assert len(urls) == 4 and all(u.startswith("https://127.0.0.1:") for u in urls)
+    context = ssl.create_default_context(cafile=str(cluster.dir / "root.pem"))
+    with urllib.request.urlopen(urls[2] + "ct/log-list.json", context=context, timeout=10) as resp:
+        served = json.loads(resp.read())
+    ids = {log["log_id"] for op in served["operators"] for log in op["logs"]}
+    assert ids == {log["log_id"] for op in listed["operators"] for log in op["logs"]}
+    for op in served["operators"]:
+        for log in op["logs"]:
+            assert base64.b64decode(log["log_id"]) == hashlib.sha256(base64.b64decode(log["key"])).digest()
+            key = serialization.load_der_public_key(base64.b64decode(log["key"]))
+            assert key.key_size == 256 and "usable" in log["state"] and log["mmd"] > 0  # type: ignore[union-attr]
+
+
+def test_certspotter_follows_every_validator_log_and_reports_the_watched_certificate(
+        cluster: Cluster, tmp_path: Path) -> None:
+    binary = shutil.which("certspotter")
+    if binary is None:
+        pytest.skip("certspotter is not installed (apt-get install certspotter)")
+    cert = issue(cluster, "monitor.example", "www.monitor.example", tmp_path)
+    listed = log_list(cluster)
+    urls = [log["url"] for op in listed["operators"] for log in op["logs"]]
+
+    def logged_everywhere() -> bool:
+        return all(http("GET", api + "/ct/v1/get-sth")[1]["tree_size"] >= 1 for api in cluster.apis)
+
+    cluster.wait_for(logged_everywhere, 30, "the certificate in every validator's log")
+    state = tmp_path / "certspotter"
+    state.mkdir()
+    (tmp_path / "watchlist").write_text(".monitor.example\n")
+    env = dict(os.environ, SSL_CERT_FILE=str(cluster.dir / "root.pem"))
+    proc = subprocess.Popen([binary, "-logs", urls[1] + "ct/log-list.json", "-watchlist", str(tmp_path / "watchlist"),
+                             "-state_dir", str(state), "-stdout", "-verbose"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    found = state / "certs" / fingerprint[:2] / f"{fingerprint}.pem"
+
+    def verified_sizes() -> list[int]:
+        out = []
+        for f in (state / "logs").glob("*/state.json"):
+            verified = json.loads(f.read_text()).get("verified_sth") or {}
+            out.append(int(verified.get("tree_size", 0)))
+        return out
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            sizes = verified_sizes()
+            if found.exists() and len(sizes) == 4 and min(sizes) >= 1:
+                break
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=10)
+    report = stdout.decode(errors="replace")
+    log_text = stderr.decode(errors="replace")
+    assert found.exists(), f"certspotter did not report the certificate:\n{report}\n{log_text[-3000:]}"
+    assert cert.public_bytes(serialization.Encoding.PEM) in found.read_bytes()
+    assert "www.monitor.example" in report
+    sizes = verified_sizes()
+    assert len(sizes) == 4 and min(sizes) >= 1, (sizes, log_text[-3000:])  # every log's STH verified
+    assert not any((state / "logs").glob("*/malformed_entries/*")), log_text[-3000:]
+    problems = [line for line in log_text.splitlines() if "error" in line.lower() and "context canceled" not in line]
+    assert not problems, problems
