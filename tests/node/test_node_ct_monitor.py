@@ -5,6 +5,7 @@ P-256 tree heads, and reports a watched domain's certificate."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from node_harness import Cluster, http
 
 from reference_node import cli
@@ -112,3 +114,34 @@ def test_certspotter_follows_every_validator_log_and_reports_the_watched_certifi
     assert not any((state / "logs").glob("*/malformed_entries/*")), log_text[-3000:]
     problems = [line for line in log_text.splitlines() if "error" in line.lower() and "context canceled" not in line]
     assert not problems, problems
+
+
+def test_certificates_embed_scts_from_f_plus_1_validator_logs(cluster: Cluster, tmp_path: Path) -> None:
+    cert = issue(cluster, "embedded.example", "www.embedded.example", tmp_path)
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", str(tmp_path / "www.embedded.example.pem")],
+                          capture_output=True, text=True, check=True).stdout if shutil.which("openssl") else ""
+    assert not text or "CT Precertificate SCTs" in text
+    scts = cert.extensions.get_extension_for_class(x509.PrecertificateSignedCertificateTimestamps).value
+    keys = {base64.b64decode(log["log_id"]): base64.b64decode(log["key"])
+            for op in log_list(cluster)["operators"] for log in op["logs"]}
+    assert len(scts) == 2 and len({s.log_id for s in scts}) == 2  # f+1 distinct logs of n = 4
+    issuer = x509.load_pem_x509_certificate((cluster.dir / "intermediate.pem").read_bytes())
+    issuer_key_hash = hashlib.sha256(issuer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+    tbs = cert.tbs_precertificate_bytes  # the TBSCertificate without the SCT list: what the logs signed
+    for sct in scts:
+        ext = sct.extension_bytes
+        signed = (b"\x00\x00" + int(sct.timestamp.replace(tzinfo=dt.UTC).timestamp() * 1000).to_bytes(8, "big")
+                  + b"\x00\x01" + issuer_key_hash + len(tbs).to_bytes(3, "big") + tbs
+                  + len(ext).to_bytes(2, "big") + ext)
+        key = serialization.load_der_public_key(keys[sct.log_id])
+        assert isinstance(key, ec.EllipticCurvePublicKey) and isinstance(sct.signature_hash_algorithm, hashes.SHA256)
+        key.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))  # raises unless this log signed it
+    # both the precertificate and the certificate are in every log, the precertificate first
+    index = int.from_bytes(scts[0].extension_bytes[3:], "big")
+    code, body = http("GET", cluster.apis[3] + f"/ct/v1/get-entries?start={index}&end={index + 1}")
+    assert code == 200, body
+    leaves = [base64.b64decode(e["leaf_input"]) for e in body["entries"]]
+    assert [int.from_bytes(leaf[10:12], "big") for leaf in leaves] == [1, 0]  # precert_entry, x509_entry
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert leaves[1][15:15 + len(der)] == der

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import dns.name
 import dns.rdatatype
+from cryptography import x509
 
 from trustchain.accounts import (
     ACCOUNTS,
@@ -36,21 +37,23 @@ from trustchain.accounts import (
     sign_registration,
     sign_write,
 )
-from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate
+from trustchain.app.embedded_scts import OP_SCT, SCTCollector
+from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate, command_op
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
 from trustchain.app.validation import VALIDATE, ValidationApp
 from trustchain.authorization.observations import ExternalValidations, ValidationsSnapshot
 from trustchain.authorization.zones import ZonePolicy, default_public_suffixes
 from trustchain.ca import caa
-from trustchain.ca.events import Event, Finalized
+from trustchain.ca.events import Event, Finalized, PendingExpired, PrecertSigned
 from trustchain.ca.issuance import CAApplication
 from trustchain.ca.policy import CAPolicy
 from trustchain.crypto.signing import Signer
 from trustchain.ct import app as ctapp
-from trustchain.ct.entry import X509Entry
+from trustchain.ct.entry import PrecertEntry, X509Entry
 from trustchain.ct.logkey import P256LogSigner
-from trustchain.ct.submission import issuing_certificate
+from trustchain.ct.precert import with_scts, without_poison
+from trustchain.ct.submission import issuer_key_hash, issuing_certificate
 from trustchain.dns.app import DNSApplication
 from trustchain.encoding import DecodeError, decode, encode
 from trustchain.errors import TrustChainError
@@ -59,7 +62,7 @@ from trustchain.quorum import quorum_size
 CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
 TARGETS = (CA, CT, DNS, KV)
 WRITE_TARGETS = (*TARGETS, ACCOUNTS, VALIDATE, OBSERVE)  # what a signed write may address
-SNAPSHOT_VERSION = 2  # 2: accounts
+SNAPSHOT_VERSION = 3  # 2: accounts, 3: SCTs awaited for precertificates
 KV_QUOTA_BYTES = 4 << 20  # key-value data per account
 R = TypeVar("R")
 
@@ -92,6 +95,7 @@ class _Snapshot:
     dns: bytes
     kv: bytes
     certificates_logged: int
+    scts: bytes
 
 
 def route(target: str, payload: bytes) -> bytes:
@@ -197,11 +201,13 @@ class TrustChainApplication:
                  dns_clock_offset_s: int = 0, account_limits: AccountLimits | None = None,
                  ct_accepted_roots: tuple[bytes, ...] | None = None,
                  registry_suffixes: tuple[str, ...] = (), ct_log_signer: P256LogSigner | None = None,
-                 ca_chain: tuple[bytes, ...] = ()) -> None:
+                 ca_chain: tuple[bytes, ...] = (), ct_log_keys: tuple[bytes, ...] = ()) -> None:
         """`cluster` names this cluster in every signed write (no replay across clusters);
         `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts.
         `ct_log_signer` is this validator's P-256 CT log key; `ca_chain` the genesis issuing certificate
-        and the root (DER), logged as extra data with the CA's certificates."""
+        and the root (DER), logged as extra data with the CA's certificates; `ct_log_keys` every
+        validator's P-256 log key (DER SPKI) in replica order, which the SCTs a certificate embeds are
+        checked against."""
         self.accounts = AccountRegistry(cluster, account_limits,
                                         validators=tuple(AccountKey(ED25519, k) for k in validator_keys))
         self.gate = WriteGate(self.accounts)
@@ -216,10 +222,14 @@ class TrustChainApplication:
                                   zone_policy=ZonePolicy(default_public_suffixes(), registry_suffixes),
                                   validated=self.validation.validated, validator_accounts=frozenset(ids),
                                   validator_domain=ca_policy.node_domain + ".")
-        self.ca = CAApplication(ca_policy, ZoneLookup(self.dns))
+        # precertificates and embedded SCTs (f+1 logs) whenever every validator's log key is in genesis
+        self.scts = SCTCollector(ct_log_keys, (n - 1) // 3 + 1)
+        embed = len(ct_log_keys) == n and all(ct_log_keys) and self.scts.enabled and len(ca_chain) == 2
+        self.ca = CAApplication(dataclasses.replace(ca_policy, embed_scts=embed), ZoneLookup(self.dns))
         self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots,
                                       log_signer=ct_log_signer)
         self.ca_chain = ca_chain
+
         self.kv = KVStore(quota_bytes=KV_QUOTA_BYTES)
         self.certificates_logged = 0
         self._events: list[Event] = []
@@ -234,6 +244,8 @@ class TrustChainApplication:
                 dns_run.clear()
 
         self.validation.tick(context.time_us)
+        for gone in self.scts.expire(context.time_us, self.ca.policy.pending_ttl_us):
+            self._events.append(PendingExpired(gone.pending.pending_id))
         for op in operations:
             admitted = self._admit(op, context.time_us)
             if isinstance(admitted, bytes):
@@ -248,6 +260,8 @@ class TrustChainApplication:
             if admitted.target == CA:
                 results.append(self.ca.execute([inner], context)[0])
                 self._after_ca(context)
+            elif admitted.target == CT and command_op(admitted.payload) == OP_SCT:
+                results.append(encode(self._sct(admitted, context)))
             elif admitted.target == CT:
                 results.append(self.ct.execute([inner], context)[0])
             elif admitted.target == KV:
@@ -280,11 +294,45 @@ class TrustChainApplication:
         """Append every newly finalized certificate to the CT log, in the same ordered step."""
         events = self.ca.take_events()
         for event in events:
-            if isinstance(event, Finalized):
+            if isinstance(event, PrecertSigned):
+                self._log_precertificate(event, context)
+            elif isinstance(event, Finalized):
                 self.ct.append(X509Entry(event.certificate_der), context.time_us // 1000,
                                chain=self._issuer_chain(event.certificate_der))
                 self.certificates_logged += 1
         self._events.extend(events)
+
+    def _log_precertificate(self, event: PrecertSigned, context: ExecutionContext) -> None:
+        """Log a signed precertificate and await its SCTs (the validators each order theirs)."""
+        chain = self._issuer_chain(event.precertificate_der)
+        tbs = without_poison(x509.load_der_x509_certificate(event.precertificate_der).tbs_certificate_bytes)
+        ikh = issuer_key_hash(chain[0]) if chain else b""
+        if not ikh:
+            return  # no issuer certificate to hash: cannot be logged as a precertificate entry
+        res = self.ct.append(PrecertEntry(ikh, tbs), context.time_us // 1000,
+                             precertificate=event.precertificate_der, chain=chain)
+        if res.ok:
+            self.scts.start(event.pending, event.precertificate_der, ikh, res.index, res.timestamp_ms,
+                            res.extensions)
+
+    def _sct(self, admitted: Admitted, context: ExecutionContext) -> ctapp.CTResult:
+        """A validator's SCT for a logged precertificate; the f+1-th makes the final certificate pending."""
+        if admitted.validator is None:
+            return ctapp.CTResult(ctapp.STATUS_ERROR, "authorization: only a validator may order ct sct")
+        problem, done = self.scts.submit(admitted.validator, admitted.payload)
+        if problem:
+            return ctapp.CTResult(ctapp.STATUS_ERROR, problem)
+        if done is None:
+            return ctapp.CTResult(ctapp.STATUS_OK, "sct recorded")
+        final = with_scts(done.pending.tbs, [sct for _, sct in done.scts])
+        self.ca.record_final(done.pending, final, context.time_us)
+        self._events.extend(self.ca.take_events())
+        return ctapp.CTResult(ctapp.STATUS_OK, "certificate pending with its SCTs", index=done.index)
+
+    def issuance_in_progress(self, pending_id: int) -> bool:
+        """Is the request answered with `pending_id` still being signed, logged or awaiting SCTs?"""
+        return (pending_id in self.ca.pending or self.scts.waiting_for(pending_id)
+                or any(p.request_id == pending_id for p in self.ca.pending.values()))
 
     def _issuer_chain(self, certificate_der: bytes) -> tuple[bytes, ...]:
         """The issuer of a certificate the CA signed, among its installed issuers and the genesis one,
@@ -303,7 +351,7 @@ class TrustChainApplication:
     def snapshot(self) -> bytes:
         return encode(_Snapshot(SNAPSHOT_VERSION, self.accounts.snapshot(), self.validation.validations.snapshot(),
                                 self.ca.snapshot(), self.ct.snapshot(), self.dns.snapshot(), self.kv.snapshot(),
-                                self.certificates_logged))
+                                self.certificates_logged, self.scts.snapshot()))
 
     def restore(self, snapshot: bytes) -> None:
         snap = decode(_Snapshot, snapshot)
@@ -319,4 +367,5 @@ class TrustChainApplication:
         self.ct.restore(snap.ct)
         self.kv.restore(snap.kv)
         self.certificates_logged = snap.certificates_logged
+        self.scts.restore(snap.scts)
         self._events = []

@@ -238,6 +238,7 @@ def leaf_tbs(
     *,
     common_name: bool = False,
     ip_addresses: Sequence[str] = (),
+    precertificate: bool = False,
 ) -> bytes:
     """TLS end-entity certificate. ``request`` is the ordered request's bytes (e.g. the CSR DER plus
     the batch hash); names must already be validated (CAA, ownership) by the issuance layer.
@@ -245,7 +246,8 @@ def leaf_tbs(
     By default the subject is empty and the SAN critical (RFC 5280 4.2.1.6), as the BRs recommend;
     ``common_name=True`` copies the first name into CN for legacy clients. ``ip_addresses`` adds iPAddress
     names (the genesis ceremony's certificates for a node's HTTPS API on a bare address; the replicated CA
-    never issues them)."""
+    never issues them). ``precertificate`` adds the critical CT poison extension last (RFC 6962 section
+    3.1): the extension the SCT list later takes the place of."""
     if not dns_names:
         raise CertificateError("at least one DNS name is required")
     names = [n.lower().rstrip(".") for n in dns_names]
@@ -284,6 +286,8 @@ def leaf_tbs(
         ),
         issuer,
     )
+    if precertificate:
+        builder = builder.add_extension(x509.PrecertPoison(), critical=True)
     return _tbs(builder)
 
 

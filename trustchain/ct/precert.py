@@ -16,8 +16,8 @@ from trustchain.ct.entry import opaque
 from trustchain.errors import TrustChainError
 
 __all__ = [
-    "POISON_OID", "SCT_LIST_OID", "PrecertError", "sct_list", "sct_list_extension_value", "strip_extension",
-    "without_poison",
+    "POISON_OID", "SCT_LIST_OID", "PrecertError", "replace_extension", "sct_list", "sct_list_extension",
+    "strip_extension", "with_scts", "without_poison",
 ]
 
 POISON_OID = "1.3.6.1.4.1.11129.2.4.3"
@@ -53,6 +53,12 @@ def _elements(content: bytes) -> list[tuple[int, bytes, bytes]]:
 
 def strip_extension(tbs: bytes, oid: str) -> bytes:
     """`tbs` without the extension `oid` (which must be present exactly once)."""
+    return replace_extension(tbs, oid, b"")
+
+
+def replace_extension(tbs: bytes, oid: str, replacement: bytes) -> bytes:
+    """`tbs` with the extension `oid` (present exactly once) replaced, in place, by the DER Extension
+    `replacement`, or removed if that is empty."""
     try:
         tag, content, end = der.read_tlv(tbs)
         if tag != 0x30 or end != len(tbs):
@@ -65,13 +71,15 @@ def strip_extension(tbs: bytes, oid: str) -> bytes:
             raise PrecertError("extensions are not one DER SEQUENCE")
         target = _oid_der(oid)
         extensions = _elements(ext_list)
-        kept = [whole for _, inner, whole in extensions if not inner.startswith(target)]
+        matches = [i for i, (_, inner, _) in enumerate(extensions) if inner.startswith(target)]
     except ValueError as exc:
         if isinstance(exc, PrecertError):
             raise
         raise PrecertError(f"TBSCertificate is not valid DER ({exc})") from None
-    if len(extensions) - len(kept) != 1:
-        raise PrecertError(f"TBSCertificate has {len(extensions) - len(kept)} extensions {oid}, expected one")
+    if len(matches) != 1:
+        raise PrecertError(f"TBSCertificate has {len(matches)} extensions {oid}, expected one")
+    kept = [replacement if i == matches[0] else whole for i, (_, _, whole) in enumerate(extensions)]
+    kept = [k for k in kept if k]
     rest = [whole for _, _, whole in fields[:-1]]
     if kept:
         rest.append(der.tlv(0xA3, der.sequence(*kept)))
@@ -90,6 +98,13 @@ def sct_list(scts: Sequence[bytes]) -> bytes:
     return opaque(b"".join(opaque(s, 2) for s in scts), 2)
 
 
-def sct_list_extension_value(scts: Sequence[bytes]) -> bytes:
-    """The extension's extnValue contents: an OCTET STRING around the TLS-encoded list (section 3.3)."""
-    return der.tlv(0x04, sct_list(scts))
+def sct_list_extension(scts: Sequence[bytes]) -> bytes:
+    """The non-critical SignedCertificateTimestampList Extension (section 3.3): its extnValue is an OCTET
+    STRING holding a DER OCTET STRING around the TLS-encoded list."""
+    return der.sequence(_oid_der(SCT_LIST_OID), der.tlv(0x04, der.tlv(0x04, sct_list(scts))))
+
+
+def with_scts(precert_tbs: bytes, scts: Sequence[bytes]) -> bytes:
+    """The final certificate's TBSCertificate: the precertificate's with the SCT list where the poison
+    was, so removing either extension gives the same bytes (the entry the SCTs signed)."""
+    return replace_extension(precert_tbs, POISON_OID, sct_list_extension(scts))
