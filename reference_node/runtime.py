@@ -438,7 +438,7 @@ class Node:
         if self.app.ct.log_signer is None or self.halted is not None:
             return
         for waiting in list(self.app.scts.awaiting.values()):
-            if waiting.index in self._scts_ordered or any(v == self.id for v, _ in waiting.scts):
+            if waiting.index in self._scts_ordered or any(c.validator == self.id for c in waiting.scts):
                 continue
             self._scts_ordered.add(waiting.index)
             payload = sct_command(self.app.ct.sct(waiting.index).encode())

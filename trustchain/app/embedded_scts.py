@@ -21,7 +21,7 @@ from trustchain.ct.entry import PrecertEntry
 from trustchain.ct.precert import without_poison
 from trustchain.encoding import DecodeError, decode, encode
 
-__all__ = ["OP_SCT", "SNAPSHOT_VERSION", "Awaiting", "SCTCollector", "SCTCommand", "sct_command"]
+__all__ = ["OP_SCT", "SNAPSHOT_VERSION", "Awaiting", "CollectedSCT", "SCTCollector", "SCTCommand", "sct_command"]
 
 OP_SCT = "sct"
 SNAPSHOT_VERSION = 1
@@ -38,8 +38,14 @@ def sct_command(sct: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
+class CollectedSCT:
+    validator: int
+    sct: bytes  # encoded, by that validator's log
+
+
+@dataclass(frozen=True)
 class Awaiting:
-    """A logged precertificate and the SCTs in so far: (validator index, encoded SCT)."""
+    """A logged precertificate and the SCTs in so far, ordered by validator."""
 
     pending: PendingIssuance  # the precertificate's pending issuance (its TBS carries the poison)
     precertificate: bytes
@@ -47,7 +53,7 @@ class Awaiting:
     index: int  # its entry in the replicated CT log
     timestamp: int
     extensions: bytes
-    scts: tuple[tuple[int, bytes], ...] = ()
+    scts: tuple[CollectedSCT, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class SCTCollector:
         waiting = self.awaiting.get(index) if index is not None else None
         if waiting is None:
             return f"sct: no precertificate awaits SCTs at log entry {index}", None
-        if any(v == validator for v, _ in waiting.scts):
+        if any(c.validator == validator for c in waiting.scts):
             return "", None  # already counted
         if (sct.timestamp, sct.extensions) != (waiting.timestamp, waiting.extensions):
             return "sct: timestamp or extensions differ from the logged entry", None
@@ -95,7 +101,7 @@ class SCTCollector:
             sctmod.verify(sct, self.log_keys[validator], entry)
         except sctmod.SCTError as exc:
             return f"sct: {exc}", None
-        scts = tuple(sorted((*waiting.scts, (validator, cmd.sct))))
+        scts = tuple(sorted((*waiting.scts, CollectedSCT(validator, cmd.sct)), key=lambda c: c.validator))
         at = waiting.index
         if len(scts) < self.needed:
             self.awaiting[at] = Awaiting(waiting.pending, waiting.precertificate, waiting.issuer_key_hash, at,

@@ -324,7 +324,7 @@ class TrustChainApplication:
             return ctapp.CTResult(ctapp.STATUS_ERROR, problem)
         if done is None:
             return ctapp.CTResult(ctapp.STATUS_OK, "sct recorded")
-        final = with_scts(done.pending.tbs, [sct for _, sct in done.scts])
+        final = with_scts(done.pending.tbs, [c.sct for c in done.scts])
         self.ca.record_final(done.pending, final, context.time_us)
         self._events.extend(self.ca.take_events())
         return ctapp.CTResult(ctapp.STATUS_OK, "certificate pending with its SCTs", index=done.index)
