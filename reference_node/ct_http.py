@@ -1,5 +1,5 @@
-"""Each validator's own CT log over HTTP: the RFC 6962 API under `/ct/v1/` and the v3 log list at
-`/ct/log-list.json`.
+"""Each validator's own CT log over HTTP: the RFC 6962 API under `/ct/v1/`, the static-ct-api read path
+(`/checkpoint`, `/tile/...`, `/issuer/<fingerprint>`) and the v3 log list at `/ct/log-list.json`.
 
 The log content is the replicated CT application's, identical on every validator; what makes this node's
 log its own is its P-256 key, which signs the tree heads and SCTs served here. Submissions
@@ -24,14 +24,14 @@ from aiohttp import web
 from trustchain.app import trustchain as tcapp
 from trustchain.ct import api as ctapi
 from trustchain.ct import app as ctapp
-from trustchain.ct import rfc6962
+from trustchain.ct import rfc6962, static, tiles
 from trustchain.ct.loglist import ListedLog, log_list
 from trustchain.ct.sth import SignedTreeHead
 
 if TYPE_CHECKING:
     from reference_node.runtime import Node
 
-__all__ = ["CTHTTP", "STH_MAX_AGE_S", "Handler", "openapi_paths", "register"]
+__all__ = ["CTHTTP", "STH_MAX_AGE_S", "Handler", "openapi_paths", "register", "serve_static_tile"]
 
 STH_MAX_AGE_S = 60.0  # a tree head is re-signed when the tree grows or after this long
 MAX_SUBMISSION = 256 * 1024
@@ -62,6 +62,9 @@ def register(app: web.Application, node: Node) -> CTHTTP:
     r.add_post("/ct/v1/add-chain", _answering_errors(ct.add_chain))
     r.add_post("/ct/v1/add-pre-chain", _answering_errors(ct.add_pre_chain))
     r.add_get("/ct/log-list.json", ct.loglist)
+    r.add_get("/checkpoint", ct.checkpoint)
+    r.add_get("/tile/{path:.+}", ct.tile)
+    r.add_get("/issuer/{fingerprint}", ct.issuer)
     return ct
 
 
@@ -156,12 +159,52 @@ class CTHTTP:
             return _error(field, reason, 503 if field == "log" else 400)
         return web.json_response(rfc6962.add_response(self.app.sct(result.index)))
 
+    @property
+    def origin(self) -> str:
+        """This log's checkpoint origin: its URL in genesis without the scheme."""
+        node, logs = self.node, self.node.genesis.ct_logs
+        if 0 <= node.id < len(logs):
+            return static.origin_of(logs[node.id].url)
+        return f"{node.genesis.ct_origin}/{node.config.trustchain.node_id}"
+
+    async def checkpoint(self, request: web.Request) -> web.Response:
+        guard = self._guard()
+        if guard is not None:
+            return guard
+        assert self.app.log_signer is not None
+        signed = static.checkpoint(self.current_sth(), self.origin, self.app.log_signer.public_key, self.app.signer)
+        return web.Response(body=signed.encode(), content_type="text/plain", charset="utf-8",
+                            headers={"Cache-Control": static.MUTABLE})
+
+    async def tile(self, request: web.Request) -> web.Response:
+        return serve_static_tile(self.app, "tile/" + request.match_info["path"])
+
+    async def issuer(self, request: web.Request) -> web.Response:
+        text = request.match_info["fingerprint"]
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            return _error("fingerprint", "expected 64 lowercase hexadecimal digits (SHA-256)")
+        der = self.app.log.issuer(bytes.fromhex(text))
+        if der is None:
+            return _error("fingerprint", "no logged entry refers to this issuer", 404)
+        return web.Response(body=der, content_type="application/pkix-cert",
+                            headers={"Cache-Control": static.IMMUTABLE})
+
     async def loglist(self, request: web.Request) -> web.Response:
         genesis = self.node.genesis
         logs = [ListedLog(f"TrustChain validator {log.name}", f"TrustChain {genesis.network} log of {log.name}",
                           log.key, log.url, log.mmd, genesis.created) for log in genesis.ct_logs]
         stamp = genesis.created or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return web.json_response(log_list(logs, stamp), headers={"Cache-Control": "public, max-age=300"})
+
+
+def serve_static_tile(app: ctapp.CTApplication, path: str) -> web.Response:
+    """A static-ct-api tile (hash or TileLeaf data); full tiles are cacheable forever."""
+    try:
+        body, full = static.serve_tile(app, path)
+    except tiles.TileError as exc:
+        return _error("path", str(exc), 404)
+    return web.Response(body=body, content_type="application/octet-stream",
+                        headers={"Cache-Control": static.IMMUTABLE if full else static.MUTABLE})
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -180,6 +223,14 @@ def openapi_paths() -> dict[str, Any]:
                 "properties": {"chain": {"type": "array", "items": {"type": "string"}}}}}}}
         return o
 
+    def text(summary: str, ctype: str, param: str = "") -> dict[str, Any]:
+        o: dict[str, Any] = {"summary": summary, "responses": {
+            "200": {"description": "OK", "content": {ctype: {"schema": {"type": "string"}}}},
+            "404": {"description": "not published at this tree size"}}}
+        if param:
+            o["parameters"] = [{"name": param, "in": "path", "required": True, "schema": {"type": "string"}}]
+        return o
+
     return {
         "/ct/v1/get-sth": {"get": op("RFC 6962 signed tree head of this validator's log (P-256)")},
         "/ct/v1/get-sth-consistency": {"get": op("Consistency proof between two tree sizes", ("first", "second"))},
@@ -190,4 +241,9 @@ def openapi_paths() -> dict[str, Any]:
                                         body=True)},
         "/ct/v1/add-pre-chain": {"post": op("Log a precertificate chain; returns this log's SCT", body=True)},
         "/ct/log-list.json": {"get": op("The validators' CT logs in the v3 log list format")},
+        "/checkpoint": {"get": text("static-ct-api checkpoint (RFC6962NoteSignature and Ed25519)", "text/plain")},
+        "/tile/{path}": {"get": text("static-ct-api hash tile or TileLeaf data tile", "application/octet-stream",
+                                     "path")},
+        "/issuer/{fingerprint}": {"get": text("An issuer certificate by SHA-256 fingerprint (hex)",
+                                              "application/pkix-cert", "fingerprint")},
     }

@@ -42,7 +42,6 @@ from trustchain.ca import ownership
 from trustchain.ca import records as carecords
 from trustchain.ct import api as ctapi
 from trustchain.ct import app as ctapp
-from trustchain.ct import tiles
 from trustchain.dns import app as dnsapp
 from trustchain.dns.validator import Validator, ZoneKeys
 from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
@@ -454,12 +453,7 @@ class API:
         return web.json_response(self._ctapi().get_proof_by_hash(text, request.query.get("tree_size")))
 
     async def ct_tile(self, request: web.Request) -> web.Response:
-        log = self.node.app.ct.log
-        try:
-            body = tiles.serve("tile/" + request.match_info["path"], log.tree, log.entries)
-        except tiles.TileError as exc:
-            raise FieldError("path", str(exc), 404) from None
-        return web.Response(body=body, content_type="application/octet-stream")
+        return ct_http.serve_static_tile(self.node.app.ct, "tile/" + request.match_info["path"])  # as /tile/...
 
     # ------------------------------------------------------------------ KV (tests and demos)
 

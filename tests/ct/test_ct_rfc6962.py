@@ -121,8 +121,13 @@ def log() -> appmod.CTApplication:
 
 
 def _leaves(app: appmod.CTApplication) -> list[bytes]:
-    out = rfc6962.RFC6962Log(app).get_entries("0", str(app.size - 1))["entries"]
-    return [base64.b64decode(e["leaf_input"]) for e in out]
+    """Every leaf, read page by page (get-entries may return fewer than asked)."""
+    out: list[bytes] = []
+    while len(out) < app.size:
+        page = rfc6962.RFC6962Log(app).get_entries(str(len(out)), str(app.size - 1))["entries"]
+        assert page
+        out += [base64.b64decode(e["leaf_input"]) for e in page]
+    return out
 
 
 def _verify_ecdsa(message: bytes, digitally_signed: bytes) -> None:
@@ -247,7 +252,7 @@ def test_submissions_outside_the_roots_are_refused_naming_the_field() -> None:
 def _serve(app_ct: appmod.CTApplication) -> web.Application:
     genesis = types.SimpleNamespace(network="testnet", created="2026-01-01T00:00:00Z", ct_logs=(
         types.SimpleNamespace(name="node0", key=SPKI, url="https://127.0.0.1:1/", mmd=60),))
-    node = types.SimpleNamespace(app=types.SimpleNamespace(ct=app_ct), genesis=genesis)
+    node = types.SimpleNamespace(app=types.SimpleNamespace(ct=app_ct), genesis=genesis, id=0)
     web_app = web.Application()
     ct_http.register(web_app, node)  # type: ignore[arg-type]
     return web_app
@@ -277,5 +282,40 @@ def test_http_endpoints_and_log_list(log: appmod.CTApplication) -> None:
             assert base64.b64decode(listed["key"]) == SPKI
             assert base64.b64decode(listed["log_id"]) == hashlib.sha256(SPKI).digest()
             assert listed["url"] == "https://127.0.0.1:1/" and listed["mmd"] == 60 and "usable" in listed["state"]
+
+    asyncio.run(go())
+
+
+def test_full_tiles_are_immutable_and_partial_ones_are_not() -> None:
+    app = appmod.CTApplication(Ed25519Signer(b"\x01" * 32), "v0", "log.example/v0", log_signer=LOG_KEY)
+    batch = [Operation(b"c", i, appmod.add_chain(b"\x30\x04\x02\x02" + i.to_bytes(2, "big"))) for i in range(300)]
+    app.execute(batch, ExecutionContext(1, T_US))
+    d = _leaves(app)
+
+    async def go() -> None:
+        async with TestClient(TestServer(_serve(app))) as client:
+            r = await client.get("/tile/0/000")
+            body = await r.read()
+            assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            assert body == b"".join(h_leaf(leaf) for leaf in d[:256])
+            r = await client.get("/tile/data/000")
+            data = await r.read()
+            assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            assert data == b"".join(leaf[2:] + b"\x00\x00" for leaf in d[:256])  # TileLeaf: entry, no issuers
+            r = await client.get("/tile/0/001.p/44")
+            assert r.status == 200 and "immutable" not in r.headers["Cache-Control"]
+            assert await r.read() == b"".join(h_leaf(leaf) for leaf in d[256:])
+            r = await client.get("/tile/1/000.p/1")
+            assert await r.read() == mth(d[:256])
+            for missing in ("/tile/0/001", "/tile/0/001.p/45", "/tile/6/000.p/1", "/tile/0/1"):
+                r = await client.get(missing)
+                assert r.status == 404 and (await r.json())["field"] == "path", missing
+            r = await client.get("/checkpoint")
+            text = (await r.text()).split("\n")
+            assert text[:3] == ["127.0.0.1:1", "300", base64.b64encode(mth(d)).decode()]
+            r = await client.get("/issuer/" + "ab" * 32)
+            assert r.status == 404 and (await r.json())["field"] == "fingerprint"
+            r = await client.get("/issuer/XYZ")
+            assert r.status == 400
 
     asyncio.run(go())

@@ -145,3 +145,91 @@ def test_certificates_embed_scts_from_f_plus_1_validator_logs(cluster: Cluster, 
     assert [int.from_bytes(leaf[10:12], "big") for leaf in leaves] == [1, 0]  # precert_entry, x509_entry
     der = cert.public_bytes(serialization.Encoding.DER)
     assert leaves[1][15:15 + len(der)] == der
+
+
+# ------------------------------------------------------------------ static-ct-api, read by an independent client
+
+
+def _get(url: str) -> tuple[bytes, dict[str, str]]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read(), dict(resp.headers)
+
+
+def _mth(hashes_: list[bytes]) -> bytes:
+    if len(hashes_) == 1:
+        return hashes_[0]
+    k = 1
+    while k * 2 < len(hashes_):
+        k *= 2
+    return hashlib.sha256(b"\x01" + _mth(hashes_[:k]) + _mth(hashes_[k:])).digest()
+
+
+def _take(data: bytes, pos: int, n: int) -> tuple[bytes, int]:
+    assert pos + n <= len(data), "tile ends early"
+    return data[pos:pos + n], pos + n
+
+
+def _opaque(data: bytes, pos: int, length_bytes: int) -> tuple[bytes, int]:
+    size, pos = _take(data, pos, length_bytes)
+    return _take(data, pos, int.from_bytes(size, "big"))
+
+
+def _tile_leaves(data: bytes) -> list[tuple[bytes, list[bytes]]]:
+    """(MerkleTreeLeaf, issuer fingerprints) of each TileLeaf in a data tile."""
+    out, pos = [], 0
+    while pos < len(data):
+        start = pos
+        _, pos = _take(data, pos, 8)  # timestamp
+        entry_type, pos = _take(data, pos, 2)
+        if entry_type == b"\x00\x01":
+            _, pos = _take(data, pos, 32)  # issuer_key_hash
+        _, pos = _opaque(data, pos, 3)  # certificate or tbs_certificate
+        _, pos = _opaque(data, pos, 2)  # extensions
+        timestamped_entry = data[start:pos]
+        if entry_type == b"\x00\x01":
+            _, pos = _opaque(data, pos, 3)  # pre_certificate
+        chain, pos = _opaque(data, pos, 2)
+        assert len(chain) % 32 == 0
+        out.append((b"\x00\x00" + timestamped_entry, [chain[i:i + 32] for i in range(0, len(chain), 32)]))
+    return out
+
+
+def test_static_ct_api_checkpoint_and_tiles_rebuild_the_signed_root(cluster: Cluster, tmp_path: Path) -> None:
+    issue(cluster, "static.example", "www.static.example", tmp_path)
+    logs = [log for op in log_list(cluster)["operators"] for log in op["logs"]]
+    for node, log in enumerate(logs):
+        base = cluster.apis[node]
+        body, headers = _get(base + "/checkpoint")
+        assert headers["Content-Type"].startswith("text/plain")
+        text, _, sigs = body.decode().partition("\n\n")
+        origin, size_text, root_b64 = text.split("\n")
+        assert origin == log["url"].removeprefix("https://").rstrip("/")
+        size, root = int(size_text), base64.b64decode(root_b64)
+        log_id = base64.b64decode(log["log_id"])
+        key_id = hashlib.sha256(origin.encode() + b"\n\x05" + log_id).digest()[:4]
+        found = [base64.b64decode(line.split(" ")[2]) for line in sigs.splitlines()
+                 if line.split(" ")[1] == origin and base64.b64decode(line.split(" ")[2])[:4] == key_id]
+        assert len(found) == 1, sigs
+        timestamp, ds = found[0][4:12], found[0][12:]
+        assert ds[:2] == b"\x04\x03" and int.from_bytes(ds[2:4], "big") == len(ds) - 4
+        key = serialization.load_der_public_key(base64.b64decode(log["key"]))
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        key.verify(ds[4:], b"\x00\x01" + timestamp + size.to_bytes(8, "big") + root, ec.ECDSA(hashes.SHA256()))
+
+        assert 0 < size < 256  # one partial tile per level 0 and data
+        hash_tile, headers = _get(base + f"/tile/0/000.p/{size}")
+        assert "immutable" not in headers.get("Cache-Control", "")
+        tile_hashes = [hash_tile[i:i + 32] for i in range(0, len(hash_tile), 32)]
+        assert len(tile_hashes) == size and _mth(tile_hashes) == root
+        data, _ = _get(base + f"/tile/data/000.p/{size}")
+        leaves = _tile_leaves(data)
+        assert [hashlib.sha256(b"\x00" + leaf).digest() for leaf, _ in leaves] == tile_hashes
+        for _, chain in leaves:
+            for fp in chain:
+                issuer, headers = _get(base + f"/issuer/{fp.hex()}")
+                assert hashlib.sha256(issuer).digest() == fp and headers["Content-Type"] == "application/pkix-cert"
+                assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        code, _ = http("GET", base + "/tile/0/000.p/255")
+        assert code == 404
