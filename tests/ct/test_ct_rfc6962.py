@@ -276,6 +276,14 @@ def test_http_endpoints_and_log_list(log: appmod.CTApplication) -> None:
             assert r.status == 400 and (await r.json())["field"] == "chain[0]"
             r = await client.post("/ct/v1/add-pre-chain", json={"chain": [base64.b64encode(PRECERT).decode()]})
             assert r.status == 400 and (await r.json())["field"] == "chain"
+            # refused before ordering (the stub node cannot order anything): no path to the root, a forged link
+            r = await client.post("/ct/v1/add-chain", json={"chain": [base64.b64encode(LEAVES[0]).decode()]})
+            assert r.status == 400 and (await r.json())["field"] == "chain", await r.text()
+            stranger = ec.derive_private_key(78, ec.SECP256R1())
+            rogue = _cert("x.example", "Inter", stranger, stranger)
+            chain = [base64.b64encode(c).decode() for c in (rogue, INTER)]
+            r = await client.post("/ct/v1/add-chain", json={"chain": chain})
+            assert r.status == 400 and (await r.json())["field"] == "chain[0]", await r.text()
             r = await client.get("/ct/log-list.json")
             doc = await r.json()
             listed = doc["operators"][0]["logs"][0]
