@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +71,29 @@ def _reload_doq(dns_server: Any, chain_pem: bytes, key_pem: bytes) -> None:
         identity.apply(server._configuration)
 
 
+async def _start_https(cfg: cfgmod.NodeConfig, node: Any, factory: Any) -> asyncio.Server | None:
+    """The API over TLS at `api.tls_listen` (CT log lists and monitors fetch over https). When it serves
+    the node certificate, a renewal reloads it in place: new connections present the new one."""
+    a = cfg.api
+    if a.tls_listen is None or a.tls_cert is None or a.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    current = node.certificates.paths()
+    if a.tls_cert == cfg.consensus.tls_cert and current is not None:  # the node certificate, renewed in place
+        context.load_cert_chain(str(current[0]), str(current[1]))
+
+        def reload(_chain: bytes, _key: bytes) -> None:
+            renewed = node.certificates.paths()
+            if renewed is not None:
+                context.load_cert_chain(str(renewed[0]), str(renewed[1]))
+
+        node.certificates.listeners.append(reload)
+    else:
+        context.load_cert_chain(str(a.tls_cert), str(a.tls_key))
+    return await asyncio.get_running_loop().create_server(factory, sock=bind_socket("api.tls_listen", *a.tls_listen),
+                                                          ssl=context)
+
+
 def configure_logging(level: str, fmt: str, node: str) -> None:
     handler = logging.StreamHandler()
     if fmt == "json":
@@ -85,7 +109,6 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     from reference_node.runtime import build_node
 
     node = build_node(cfg)
-    cfg = node.config  # with the node certificate it starts with
     await node.start()
     root = cfg.ca.root_cert.read_bytes() if cfg.ca.root_cert else b""
     inter = cfg.ca.intermediate_cert.read_bytes() if cfg.ca.intermediate_cert else b""
@@ -100,6 +123,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     assert runner.server is not None
     api_server = await asyncio.get_running_loop().create_server(
         api.guard.factory(runner.server), sock=bind_socket("api.listen", *cfg.api.listen))
+    https_server = await _start_https(cfg, node, api.guard.factory(runner.server))
     dns_server = None
     if cfg.dns.listen is not None or cfg.dns.doq_listen is not None:
         try:
@@ -124,9 +148,10 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
             if cfg.dns.listen is not None:
                 await dns_server.start_udp(*cfg.dns.listen)
                 await dns_server.start_tcp(*cfg.dns.listen)
-            if cfg.dns.doq_listen is not None and cfg.consensus.tls_cert and cfg.consensus.tls_key:
-                await dns_server.start_doq(cfg.dns.doq_listen[0], cfg.dns.doq_listen[1], str(cfg.consensus.tls_cert),
-                                           str(cfg.consensus.tls_key))
+            node_tls = node.certificates.paths()  # the newest node certificate (renewed ones in the data directory)
+            if cfg.dns.doq_listen is not None and node_tls is not None:
+                await dns_server.start_doq(cfg.dns.doq_listen[0], cfg.dns.doq_listen[1], str(node_tls[0]),
+                                           str(node_tls[1]))
                 node.certificates.listeners.append(functools.partial(_reload_doq, dns_server))
         except Exception as exc:  # DNS listeners are optional for a validator: report and go on
             log.error("DNS listeners not started: %s", exc, extra={"event": "dns_listeners_failed"})
@@ -145,6 +170,8 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
         with contextlib.suppress(Exception):
             await dns_server.close()
     api_server.close()
+    if https_server is not None:
+        https_server.close()
     await runner.cleanup()
     await node.stop()
 

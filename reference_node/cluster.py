@@ -3,7 +3,8 @@
 `generate` is the genesis ceremony run in one place (a real network runs the DKG between operators'
 machines; the math is the same `trustchain.ca.dkg`): consensus keys, a Pedersen DKG for the root and
 for the issuing CA key (threshold T of N), the root and intermediate certificates signed through
-FROST, the DNS master seed, the CT origin, one TLS node certificate per validator issued by that
+FROST, the DNS master seed, the CT origin, each validator's P-256 CT log key (its log is listed in
+`ct-log-list.json`, the v3 log list monitors read), one TLS node certificate per validator issued by that
 intermediate through FROST (for the QUIC transport and DoQ: peers verify each other against the
 TrustChain root, the system's one trust anchor), and one node.toml per validator with distinct ports. `run_cluster` then
 starts one `python -m reference_node --config ...` process per validator under `supervisor.Supervisor`.
@@ -11,6 +12,7 @@ starts one `python -m reference_node --config ...` process per validator under `
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import random
@@ -32,6 +34,7 @@ from trustchain.ca import dkg, frost, sharebox
 from trustchain.ca import names as canames
 from trustchain.ca import x509 as cax509
 from trustchain.crypto.signing import Ed25519Signer
+from trustchain.ct.loglist import ListedLog, log_list
 from trustchain.quorum import check_signing_threshold
 
 
@@ -41,6 +44,7 @@ class NodePorts:
     api: int
     dns: int
     doq: int
+    https: int = 0  # the API over HTTPS (0: none)
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -106,8 +110,8 @@ def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage
 
 
 def node_certificate(sign: cax509.SignFunction, issuer: cax509.IssuerProfile, index: int, now: dt.datetime,
-                     lifetime: dt.timedelta, node_domain: str = canames.NODE_DOMAIN
-                     ) -> tuple[ed25519.Ed25519PrivateKey, x509.Certificate]:
+                     lifetime: dt.timedelta, node_domain: str = canames.NODE_DOMAIN, *,
+                     ip_addresses: tuple[str, ...] = ()) -> tuple[ed25519.Ed25519PrivateKey, x509.Certificate]:
     """Validator `index`'s genesis TLS node certificate: a fresh Ed25519 key, SAN
     `validator-<index>.<node_domain>`, EKU serverAuth+clientAuth, issued by the TrustChain
     intermediate through FROST (the same profile `CAApplication` uses when the node renews it: the name
@@ -116,8 +120,12 @@ def node_certificate(sign: cax509.SignFunction, issuer: cax509.IssuerProfile, in
     name = canames.node_name(index, node_domain)
     tbs = cax509.leaf_tbs(key.public_key(), [name], issuer, now, 0,
                           cax509.request_digest(b"genesis-node", name.encode(), key.public_key().public_bytes_raw()),
-                          lifetime, common_name=True)
+                          lifetime, common_name=True, ip_addresses=ip_addresses)
     return key, cax509.issue(tbs, sign, issuer.public_key)
+
+
+def _rfc3339(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pem_key(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
@@ -130,6 +138,9 @@ def pem_chain(*certs: x509.Certificate) -> bytes:
 
 
 DEV_REGISTRY_SUFFIXES = ("test", "example", "org")
+# The HTTPS API certificate names the node's bare address (the node certificate names only
+# validator-<i>.<node_domain>); it is not renewed, so it lasts as long as the CA allows a leaf.
+API_CERT_LIFETIME = dt.timedelta(days=90)
 
 
 def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str = "127.0.0.1",
@@ -151,8 +162,8 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
     node_lifetime = dt.timedelta(microseconds=parse_duration_us(node_cert_lifetime))
     directory.mkdir(parents=True, exist_ok=True)
     if ports is None:
-        flat = free_ports(4 * nodes, host)
-        ports = [NodePorts(*flat[4 * i: 4 * i + 4]) for i in range(nodes)]
+        flat = free_ports(5 * nodes, host)
+        ports = [NodePorts(*flat[5 * i: 5 * i + 5]) for i in range(nodes)]
     now = dt.datetime.now(dt.UTC)
     seeds = [secrets.token_bytes(32) for _ in range(nodes)]
     signers = [Ed25519Signer(s) for s in seeds]
@@ -172,6 +183,12 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
         root_public.group_public_key)
     (directory / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
     (directory / "intermediate.pem").write_bytes(inter.public_bytes(serialization.Encoding.PEM))
+    log_keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(nodes)]
+    ct_logs = [ListedLog(f"TrustChain validator node{i}", f"TrustChain {network} log of node{i}",
+                         log_keys[i].public_key().public_bytes(serialization.Encoding.DER,
+                                                               serialization.PublicFormat.SubjectPublicKeyInfo),
+                         f"https://{host}:{ports[i].https}/", state_since=_rfc3339(now))
+               for i in range(nodes) if ports[i].https]
     genesis = {
         "network": network,
         "ca": {"domain": "trustchain.example", "root": public_to_json(root_public, root_name),
@@ -180,12 +197,17 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
                "node_domain": canames.NODE_DOMAIN},
         # a development cluster is the registry of these namespaces (first come, first served below them)
         "dns": {"master_seed": secrets.token_bytes(32).hex(), "registry_suffixes": list(DEV_REGISTRY_SUFFIXES)},
-        "ct": {"origin": f"trustchain.example/{network}/log"},
+        "ct": {"origin": f"trustchain.example/{network}/log",
+               "logs": [{"name": f"node{i}", "key": base64.b64encode(log.key).decode(), "url": log.url,
+                         "mmd": log.mmd} for i, log in enumerate(ct_logs)]},
+        "created": _rfc3339(now),
     }
     if limits is not None:
         genesis["limits"] = limits
     genesis_path = directory / "genesis.json"
     write_private(genesis_path, json.dumps(genesis, indent=2, sort_keys=True).encode())
+    # the monitors' view: certspotter -logs takes this file (or any node's https://.../ct/log-list.json)
+    (directory / "ct-log-list.json").write_text(json.dumps(log_list(ct_logs, _rfc3339(now)), indent=2) + "\n")
     issuing_profile = cax509.IssuerProfile(ca_name(issuing_name), issuing_public.group_public_key,
                                            urls["issuing_crl"], urls["ocsp"], urls["issuing_issuer"],
                                            not_after=inter.not_valid_after_utc)
@@ -206,6 +228,15 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
                                        node_lifetime)
         write_private(nd / "tls.key", pem_key(tkey))
         (nd / "tls.crt").write_bytes(pem_chain(tcert, inter))
+        write_private(nd / "ct.key", pem_key(log_keys[i]))
+        https_lines = ""
+        if ports[i].https:
+            akey, acert = node_certificate(frost_sign(issuing_keys, issuing_public, quorum), issuing_profile, i, now,
+                                           API_CERT_LIFETIME, ip_addresses=(host,))
+            write_private(nd / "api-tls.key", pem_key(akey))
+            (nd / "api-tls.crt").write_bytes(pem_chain(acert, inter))
+            https_lines = (f'tls_listen = "{host}:{ports[i].https}"\ntls_cert = "api-tls.crt"\n'
+                           'tls_key = "api-tls.key"\n')
         dns_lines = (f'listen = "{host}:{ports[i].dns}"\ndoq_listen = "{host}:{ports[i].doq}"\n'
                      if dns_listeners else "")
         toml = f"""# TrustChain validator node{i} (generated by `python -m reference_node cluster`)
@@ -255,6 +286,9 @@ write_rate = {api_write_rate!r}
 # development cluster: the JSON write endpoints share one account per node (clients should sign their
 # own writes through POST /api/v1/write)
 unsigned_writes = {str(unsigned_writes).lower()}
+{https_lines}
+[ct]
+log_key = "ct.key"
 """
         if acme_http01_port is not None:
             toml += f"""

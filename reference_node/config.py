@@ -191,6 +191,16 @@ class APISection:
     # The JSON write endpoints act for one account shared by every caller of this node; off unless an
     # operator turns it on (a development cluster). Clients sign their own writes: POST /api/v1/write.
     unsigned_writes: bool = False
+    # HTTPS listener for the same API (CT log lists and monitors fetch over https); its certificate and
+    # key default to the node certificate (consensus.tls_cert / tls_key)
+    tls_listen: tuple[str, int] | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class CTSection:
+    log_key: Path | None = None  # this validator's ECDSA P-256 CT log key (PEM), for SCTs and tree heads
 
 
 @dataclass(frozen=True)
@@ -214,6 +224,7 @@ class NodeConfig:
     api: APISection
     extra: Mapping[str, Any] = field(default_factory=dict)
     acme: ACMESection = ACMESection()
+    ct: CTSection = CTSection()
 
     @property
     def replica_id(self) -> int:
@@ -349,7 +360,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
 
 
 def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str]) -> NodeConfig:
-    known = {"trustchain", "ca", "dns", "consensus", "storage", "api", "acme"}
+    known = {"trustchain", "ca", "dns", "consensus", "storage", "api", "acme", "ct"}
     for key in doc:
         if key not in known:
             raise ConfigError(file, f"[{key}]", f"unknown section (allowed: {', '.join(sorted(known))})")
@@ -455,8 +466,8 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         raise ConfigError(file, "storage.max_size", "must be at least 1MiB")
 
     a = r.section("api", {"listen", "request_timeout", "read_rate", "write_rate", "global_write_rate",
-                          "registrations_per_hour", "max_connections_per_ip", "header_timeout", "unsigned_writes"},
-                  required=False)
+                          "registrations_per_hour", "max_connections_per_ip", "header_timeout", "unsigned_writes",
+                          "tls_listen", "tls_cert", "tls_key"}, required=False)
     api = APISection(
         listen=r.get("api", a, "listen", parse_address, ("127.0.0.1", 8443)),
         request_timeout_us=r.get("api", a, "request_timeout", parse_duration_us, 30_000_000),
@@ -467,7 +478,14 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         max_connections_per_ip=r.get("api", a, "max_connections_per_ip", _positive_int, 32),
         header_timeout_us=r.get("api", a, "header_timeout", parse_duration_us, 10_000_000),
         unsigned_writes=r.get("api", a, "unsigned_writes", _boolean, False),
+        tls_listen=r.get("api", a, "tls_listen", parse_address),
+        tls_cert=r.get("api", a, "tls_cert", r.path, cons.tls_cert),
+        tls_key=r.get("api", a, "tls_key", r.path, cons.tls_key),
     )
+    if api.tls_listen is not None and (api.tls_cert is None or api.tls_key is None):
+        raise ConfigError(file, "api.tls_cert", "required (or consensus.tls_cert and tls_key) with api.tls_listen")
+    ct_table = r.section("ct", {"log_key"}, required=False)
+    ct = CTSection(log_key=r.get("ct", ct_table, "log_key", r.path))
 
     m = r.section("acme", {"http01_port", "http01_private_addresses"}, required=False)
     acme = ACMESection(
@@ -475,7 +493,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         http01_private_addresses=r.get("acme", m, "http01_private_addresses", _boolean, False),
     )
 
-    cfg = NodeConfig(file, trust, ca, dns, cons, storage, api, acme=acme)
+    cfg = NodeConfig(file, trust, ca, dns, cons, storage, api, acme=acme, ct=ct)
     if trust.role == "validator":
         if cfg.replica_id < 0:
             raise ConfigError(file, "trustchain.node_id", f"{trust.node_id!r} is not one of consensus.validators' "

@@ -2,18 +2,21 @@
 
 genesis.json holds what all validators must agree on besides the consensus keys (which are in each
 node.toml's [consensus].validators): the CA (domain, the root and issuing FROST group public keys with
-their verifying shares, threshold, names, URLs), the DNS zone-key master seed, and the CT log origin.
-It is produced once by `python -m reference_node cluster` (or an operator ceremony running the DKG)
-and distributed to validators only: the DNS master seed is secret.
+their verifying shares, threshold, names, URLs), the DNS zone-key master seed, the CT log origin and
+each validator's CT log (P-256 key, URL). It is produced once by `python -m reference_node cluster` (or an
+operator ceremony running the DKG) and distributed to validators only: the DNS master seed is secret.
 
 Per node: `consensus.key` (hex Ed25519 seed, 0600), `issuing.share.json` / `root.share.json`
-(this validator's FROST key packages, 0600), and `tls.key` / `tls.crt`: its TLS node certificate
-(SAN `validator-<i>.<node_domain>`, EKU serverAuth+clientAuth) issued by the TrustChain intermediate
-through FROST, followed by the intermediate, so peers verify it against the TrustChain root.
+(this validator's FROST key packages, 0600), `ct.key` (its ECDSA P-256 CT log key, PEM, 0600), and
+`tls.key` / `tls.crt`: its TLS node certificate (SAN `validator-<i>.<node_domain>`, EKU
+serverAuth+clientAuth) issued by the TrustChain intermediate through FROST, followed by the
+intermediate, so peers verify it against the TrustChain root.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import json
@@ -111,6 +114,21 @@ def _optional_time(value: Any) -> dt.datetime | None:
 
 
 @dataclass(frozen=True)
+class CTLogInfo:
+    """One validator's CT log: its operator name, P-256 key (DER SPKI), base URL and MMD (seconds)."""
+
+    name: str
+    key: bytes
+    url: str
+    mmd: int = 86400
+
+
+def _ct_logs(doc: list[dict[str, Any]]) -> tuple[CTLogInfo, ...]:
+    return tuple(CTLogInfo(str(d["name"]), base64.b64decode(d["key"], validate=True), str(d["url"]),
+                           int(d.get("mmd", 86400))) for d in doc)
+
+
+@dataclass(frozen=True)
 class Genesis:
     network: str
     ca_domain: str
@@ -126,6 +144,8 @@ class Genesis:
     registry_suffixes: tuple[str, ...] = ()  # see trustchain.authorization.zones.ZonePolicy
     limits: ResourceLimits = field(default_factory=ResourceLimits)  # replicated policy: trustchain.app.limits
     issuing_not_after: dt.datetime | None = None  # the intermediate's notAfter: no leaf outlives it
+    ct_logs: tuple[CTLogInfo, ...] = ()  # the validators' own CT logs, in replica order
+    created: str = ""  # RFC 3339 time of the genesis ceremony
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
@@ -146,8 +166,10 @@ class Genesis:
                 registry_suffixes=tuple(str(x) for x in doc["dns"].get("registry_suffixes", [])),
                 limits=limits_from_json(doc.get("limits")),
                 issuing_not_after=_optional_time(doc["ca"].get("issuing_not_after")),
+                ct_logs=_ct_logs(doc["ct"].get("logs", [])),
+                created=str(doc.get("created", "")),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise GenesisError(f"{path}: not a valid genesis file: {exc!r}") from None
 
     @property

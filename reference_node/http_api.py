@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from reference_node import acme_http, http_pki, http_validators
+from reference_node import acme_http, ct_http, http_pki, http_validators
 from reference_node.health import PEER_SILENCE_S, HealthMonitor
 from reference_node.http_guard import (
     ConnectionGuard,
@@ -50,7 +50,6 @@ from trustchain.ca import ownership
 from trustchain.ca import records as carecords
 from trustchain.ct import api as ctapi
 from trustchain.ct import app as ctapp
-from trustchain.ct import tiles
 from trustchain.dns import app as dnsapp
 from trustchain.dns.validator import Validator, ZoneKeys
 from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
@@ -242,6 +241,7 @@ class API:
         http_pki.register(self.app, node)  # /ocsp, /crl/<issuer>.crl
         http_validators.register(self.app, node)  # the operator's votes for the validator set's operations
         acme_http.register(self.app, node, intermediate_pem)  # /acme/... (RFC 8555)
+        ct_http.register(self.app, node)  # /ct/v1/* (RFC 6962), the log list
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -464,12 +464,7 @@ class API:
         return web.json_response(self._ctapi().get_proof_by_hash(text, request.query.get("tree_size")))
 
     async def ct_tile(self, request: web.Request) -> web.Response:
-        log = self.node.app.ct.log
-        try:
-            body = tiles.serve("tile/" + request.match_info["path"], log.tree, log.entries)
-        except tiles.TileError as exc:
-            raise FieldError("path", str(exc), 404) from None
-        return web.Response(body=body, content_type="application/octet-stream")
+        return ct_http.serve_static_tile(self.node.app.ct, "tile/" + request.match_info["path"])  # as /tile/...
 
     # ------------------------------------------------------------------ KV (tests and demos)
 
@@ -616,6 +611,7 @@ def openapi_document() -> dict[str, Any]:
             "200": {"description": "certificate", "content": {ctype: {"schema": {"type": "string"}}}}}}}
     paths.update(http_pki.openapi_paths())
     paths.update(http_validators.openapi_paths())
+    paths.update(ct_http.openapi_paths())
     return {
         "openapi": "3.0.3",
         "info": {"title": "TrustChain node API", "version": "1.0.0"},

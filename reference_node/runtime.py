@@ -50,6 +50,7 @@ from reference_node.transport import PeerTransport
 from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, TCPTransport
 from trustchain.accounts import MAX_VALIDITY_US, NONCE_SIZE, Ed25519AccountSigner, account_id
 from trustchain.app import trustchain as tcapp
+from trustchain.app.embedded_scts import sct_command
 from trustchain.ca import commands as cacommands
 from trustchain.ca import events as caevents
 from trustchain.ca import signing_service as ss
@@ -73,6 +74,7 @@ from trustchain.consensus.messages import Request, pack
 from trustchain.consensus.replica import Replica
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
+from trustchain.ct.logkey import LogKeyError, P256LogSigner, load_private_pem
 from trustchain.dns import app as dnsapp
 from trustchain.encoding import DecodeError
 from trustchain.errors import TrustChainError
@@ -160,6 +162,7 @@ class Node:
         self._snapshot_installed = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._cert_waiters: dict[int, list[asyncio.Future[caevents.Finalized | None]]] = {}
+        self._scts_ordered: set[int] = set()  # CT log entries whose SCT this node has ordered
         self.pubsub = PubSub()
         self.halted: str | None = None
         self.started_at = time.time()
@@ -174,11 +177,30 @@ class Node:
         root = self.config.ca.root_cert
         roots = (x509.load_pem_x509_certificate(root.read_bytes()).public_bytes(serialization.Encoding.DER),) \
             if root is not None and root.exists() else None
+        inter = self.config.ca.intermediate_cert
+        ca_chain = tuple(x509.load_pem_x509_certificate(p.read_bytes()).public_bytes(serialization.Encoding.DER)
+                         for p in (inter, root) if p is not None and p.exists())
         return tcapp.TrustChainApplication(
             self.genesis.ca_policy(keys), self.genesis.dns_master_seed, self.signer,
             f"{self.genesis.ct_origin}/{self.config.trustchain.node_id}", self.genesis.ct_origin,
             cluster=self.genesis.cluster_id, validator_keys=keys, ct_accepted_roots=roots,
-            registry_suffixes=self.genesis.registry_suffixes, limits=self.genesis.limits)
+            registry_suffixes=self.genesis.registry_suffixes, limits=self.genesis.limits,
+            ct_log_signer=self._ct_log_signer(),
+            ca_chain=ca_chain if len(ca_chain) == 2 else (), ct_log_keys=tuple(log.key for log in self.genesis.ct_logs))
+
+    def _ct_log_signer(self) -> P256LogSigner | None:
+        """This validator's P-256 CT log key (`ct.log_key`), checked against its entry in genesis."""
+        path = self.config.ct.log_key
+        if path is None:
+            return None
+        try:
+            signer = load_private_pem(path.read_bytes())
+        except (OSError, LogKeyError) as exc:
+            raise ValueError(f"{path}: not a CT log key: {exc}") from None
+        listed = self.genesis.ct_logs[self.id].key if self.id < len(self.genesis.ct_logs) else None
+        if listed is not None and listed != signer.public_key:
+            raise ValueError(f"{path}: key does not match genesis ct.logs[{self.id}]")
+        return signer
 
     def _executed_ts(self, client: bytes) -> int:
         rec = self.replica.client_record(client)
@@ -197,6 +219,7 @@ class Node:
             self.signing.start()
             self.signing.sync()
         self._tasks.append(asyncio.create_task(self._ticker(), name="dns-tick"))
+        self._order_sct()  # precertificates recovered from storage that still wait for this log's SCT
         if self.signing is not None:
             ca = self.config.ca
             self._tasks.append(asyncio.create_task(
@@ -383,7 +406,7 @@ class Node:
             record = self.replica.client_record(client)
             if record is not None and record.timestamp == timestamp:
                 self._resolve(client, timestamp, record.result, now)
-        for pending_id in [p for p in self._cert_waiters if p not in self.app.ca.pending]:
+        for pending_id in [p for p in self._cert_waiters if not self.app.issuance_in_progress(p)]:
             for fut in self._cert_waiters.pop(pending_id):
                 if not fut.done():
                     fut.set_result(None)
@@ -395,9 +418,12 @@ class Node:
                 self.metrics.ct.inc()
                 self.pubsub.publish("certificates", {"event": "issued", "pending_id": event.pending_id,
                                                      "serial": event.serial.hex()})
-                for fut in self._cert_waiters.pop(event.pending_id, []):
-                    if not fut.done():
-                        fut.set_result(event)
+                for pid in {event.pending_id, event.request_id or event.pending_id}:
+                    for fut in self._cert_waiters.pop(pid, []):
+                        if not fut.done():
+                            fut.set_result(event)
+            elif isinstance(event, caevents.PrecertSigned):
+                self._order_sct()
             elif isinstance(event, caevents.Revoked):
                 self.metrics.revoked.inc()
                 self.pubsub.publish("certificates", {"event": "revoked", "serial": event.serial.hex(),
@@ -409,6 +435,27 @@ class Node:
         self._resolve_from_snapshot()
         if self.signing is not None:
             self.signing.sync()
+
+    def _order_sct(self) -> None:
+        """This validator's log signs an SCT for every logged precertificate still short of SCTs that
+        it has not answered, and orders it (a validator-only write) so replicated state can embed it."""
+        if self.app.ct.log_signer is None or self.halted is not None:
+            return
+        for waiting in list(self.app.scts.awaiting.values()):
+            if waiting.index in self._scts_ordered or any(c.validator == self.id for c in waiting.scts):
+                continue
+            self._scts_ordered.add(waiting.index)
+            payload = sct_command(self.app.ct.sct(waiting.index).encode())
+            task = asyncio.create_task(self._submit_sct(waiting.index, payload), name="ct-sct")
+            self._tasks.append(task)
+            task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _submit_sct(self, index: int, payload: bytes) -> None:
+        try:
+            await self.submit(tcapp.CT, payload)
+        except (SubmitTimeout, NodeHalted) as exc:
+            self._scts_ordered.discard(index)  # tried again on the next precertificate or restart
+            log.warning("SCT for log entry %d not ordered: %s", index, exc, extra={"event": "ct_sct_failed"})
 
     # ------------------------------------------------------------------ API side
 
@@ -482,7 +529,7 @@ class Node:
     async def wait_certificate(self, pending_id: int, timeout_s: float) -> caevents.Finalized | None:
         """The Finalized event for `pending_id`; None on timeout (it may still finalize later) or when the
         issuance left the pending set without an event (inside a state-transfer snapshot): read `issued`."""
-        if pending_id not in self.app.ca.pending:
+        if not self.app.issuance_in_progress(pending_id):
             return None
         fut: asyncio.Future[caevents.Finalized | None] = self._loop.create_future()
         self._cert_waiters.setdefault(pending_id, []).append(fut)

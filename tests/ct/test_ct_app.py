@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from ct_certs import make_cert, tbs_of
+from ct_certs import make_cert
 
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.crypto.signing import Ed25519Signer
@@ -13,7 +13,7 @@ from trustchain.ct import app as appmod
 from trustchain.ct import merkle
 from trustchain.ct import sct as sctmod
 from trustchain.ct.app import CTApplication, CTCommand, decode_result
-from trustchain.ct.entry import PrecertEntry, X509Entry
+from trustchain.ct.entry import X509Entry
 from trustchain.ct.validators import QuorumError, Validator, ValidatorSet, merge
 from trustchain.encoding import DecodeError, encode
 
@@ -64,9 +64,9 @@ def test_resubmission_returns_original_position_and_time() -> None:
         (appmod.add_chain(b"not der at all"), "certificate"),
         (appmod.add_chain(CERTS[0] + b"x"), "certificate"),
         (appmod.add_chain(b""), "certificate"),
-        (appmod.add_pre_chain(tbs_of(CERTS[0]), b"short"), "issuer_key_hash"),
-        (appmod.add_pre_chain(b"\x30\x01", b"\x00" * 32), "tbs_certificate"),
-        (encode(CTCommand("add-chain", CERTS[0], b"\x01" * 32)), "issuer_key_hash"),
+        (appmod.add_pre_chain(CERTS[0], (CERTS[1],)), "op"),  # precertificates need accepted roots
+        (appmod.add_pre_chain(b"\x30\x01", ()), "precertificate"),
+        (appmod.add_chain(CERTS[0], (b"\x30",)), "chain[0]"),
     ],
 )
 def test_bad_operations_are_results_naming_the_field(payload: bytes, field: str) -> None:
@@ -76,15 +76,14 @@ def test_bad_operations_are_results_naming_the_field(payload: bytes, field: str)
     assert app.size == 0
 
 
-def test_precertificates_and_checkpoint_command() -> None:
+def test_checkpoint_command() -> None:
     app = replicas(1)[0]
-    ikh = hashlib.sha256(b"issuer spki").digest()
-    out = app.execute(ops(appmod.add_pre_chain(tbs_of(CERTS[1]), ikh), appmod.checkpoint_command()),
-                      ExecutionContext(1, 2_000_000))
-    pre, cp = (decode_result(r) for r in out)
-    assert pre.status == "ok" and cp.tree_size == 1 and cp.root_hash == app.log.root_at(1)
+    out = app.execute(ops(appmod.add_chain(CERTS[1]), appmod.checkpoint_command()), ExecutionContext(1, 2_000_000))
+    added, cp = (decode_result(r) for r in out)
+    assert added.status == "ok" and cp.tree_size == 1 and cp.root_hash == app.log.root_at(1)
     sct = app.sct(0)
-    sctmod.verify(sct, app.signer.public_key, PrecertEntry(ikh, tbs_of(CERTS[1])))
+    assert sct.extensions == b"\x00\x00\x05" + b"\x00" * 5  # static-ct-api leaf_index 0
+    sctmod.verify(sct, app.signer.public_key, X509Entry(CERTS[1]))
 
 
 def test_shard_capacity_is_enforced() -> None:

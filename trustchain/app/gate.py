@@ -42,6 +42,7 @@ VALIDATOR_ONLY: frozenset[tuple[str, str]] = frozenset({
     ("ca", "finalize"),
     ("ca", "sign_ocsp_batch"),
     ("ct", "checkpoint"),
+    ("ct", "sct"),  # a validator's own log's SCT for a logged precertificate (`embedded_scts`)
     ("dns", "tick"),
     (OBSERVE, "*"),
     (VOTES, "*"),

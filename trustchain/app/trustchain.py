@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import dns.name
 import dns.rdatatype
+from cryptography import x509
 
 from trustchain.accounts import (
     ACCOUNTS,
@@ -37,6 +38,7 @@ from trustchain.accounts import (
 )
 from trustchain.acme.app import ACME, AcmeApplication
 from trustchain.app import validation
+from trustchain.app.embedded_scts import OP_SCT, SCTCollector
 from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate, command_op
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
@@ -46,11 +48,15 @@ from trustchain.authorization.observations import VALIDATED, ExternalValidations
 from trustchain.authorization.validator_votes import VOTES, Passed, ValidatorVotes, VotesSnapshot
 from trustchain.authorization.zones import VALIDATORS, ZonePolicy, default_public_suffixes
 from trustchain.ca import caa
-from trustchain.ca.events import Event, Finalized, PendingExpired
+from trustchain.ca.events import Event, Finalized, PendingExpired, PrecertSigned
 from trustchain.ca.issuance import CAApplication
 from trustchain.ca.policy import CAPolicy
 from trustchain.crypto.signing import Signer
 from trustchain.ct import app as ctapp
+from trustchain.ct.entry import PrecertEntry, X509Entry
+from trustchain.ct.logkey import P256LogSigner
+from trustchain.ct.precert import with_scts, without_poison
+from trustchain.ct.submission import issuer_key_hash, issuing_certificate
 from trustchain.dns.app import DNSApplication
 from trustchain.encoding import DecodeError, decode, encode
 from trustchain.errors import TrustChainError
@@ -59,7 +65,7 @@ from trustchain.quorum import quorum_size
 CA, CT, DNS, KV = "ca", "ct", "dns", "kv"
 TARGETS = (CA, CT, DNS, KV)
 WRITE_TARGETS = (*TARGETS, ACCOUNTS, VALIDATE, OBSERVE, VOTES)  # what a signed write may address
-SNAPSHOT_VERSION = 4  # 2: accounts; 3: validator votes; 4: ACME
+SNAPSHOT_VERSION = 4  # 2: accounts; 3: validator votes; 4: ACME and SCTs awaited for precertificates
 #: What the validator set may do as a whole, by a passed vote (`trustchain.authorization.validator_votes`),
 #: for the pseudo-account `VALIDATORS`: revoke any certificate with any reason, install an issuer or force
 #: a CRL (the CA counts the validator set as an operator), and create or change zones (only it may, under
@@ -100,6 +106,7 @@ class _Snapshot:
     kv: bytes
     certificates_logged: int
     acme: bytes
+    scts: bytes
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class _SnapshotV2:
     dns: bytes
     kv: bytes
     certificates_logged: int
+    scts: bytes
 
 
 def route(target: str, payload: bytes) -> bytes:
@@ -240,10 +248,15 @@ class TrustChainApplication:
                  ct_origin: str, *, cluster: bytes, validator_keys: tuple[bytes, ...],
                  dns_clock_offset_s: int = 0, limits: ResourceLimits | None = None,
                  ct_accepted_roots: tuple[bytes, ...] | None = None,
-                 registry_suffixes: tuple[str, ...] = ()) -> None:
+                 registry_suffixes: tuple[str, ...] = (), ct_log_signer: P256LogSigner | None = None,
+                 ca_chain: tuple[bytes, ...] = (), ct_log_keys: tuple[bytes, ...] = ()) -> None:
         """`cluster` names this cluster in every signed write (no replay across clusters);
         `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts;
-        `limits` the replicated resource policy from genesis (`trustchain.app.limits`)."""
+        `limits` the replicated resource policy from genesis (`trustchain.app.limits`).
+        `ct_log_signer` is this validator's P-256 CT log key; `ca_chain` the genesis issuing certificate
+        and the root (DER), logged as extra data with the CA's certificates; `ct_log_keys` every
+        validator's P-256 log key (DER SPKI) in replica order, which the SCTs a certificate embeds are
+        checked against."""
         self.limits = limits = limits or ResourceLimits()
         self.accounts = AccountRegistry(cluster, limits.accounts,
                                         validators=tuple(AccountKey(ED25519, k) for k in validator_keys))
@@ -262,12 +275,17 @@ class TrustChainApplication:
                                   validator_domain=ca_policy.node_domain + ".", limits=limits.dns,
                                   validator_accounts=frozenset(ids))
         zones = ZoneLookup(self.dns)
-        self.ca = CAApplication(ca_policy, zones)
+        # precertificates and embedded SCTs (f+1 logs) whenever every validator's log key is in genesis
+        self.scts = SCTCollector(ct_log_keys, (n - 1) // 3 + 1)
+        embed = len(ct_log_keys) == n and all(ct_log_keys) and self.scts.enabled and len(ca_chain) == 2
+        self.ca = CAApplication(dataclasses.replace(ca_policy, embed_scts=embed), zones)
         self.acme = AcmeApplication(self.accounts, self.ca, zones, self.validation)
-        self._empty_acme = self.acme.snapshot()  # what a snapshot from before ACME restores to
         self.ct = ctapp.CTApplication(ct_signer, ct_key_name, ct_origin, accepted_roots=ct_accepted_roots,
-                                      quota=limits.ct)
+                                      log_signer=ct_log_signer, quota=limits.ct)
+        self.ca_chain = ca_chain
         self.kv = KVStore(quota_bytes=limits.kv.max_account_bytes, total_bytes=limits.kv.max_total_bytes)
+        # what a snapshot from before ACME and embedded SCTs restores to
+        self._empty_acme, self._empty_scts = self.acme.snapshot(), self.scts.snapshot()
         self.certificates_logged = 0
         self._events: list[Event] = []
 
@@ -281,6 +299,8 @@ class TrustChainApplication:
                 dns_run.clear()
 
         self.validation.tick(context.time_us)
+        for gone in self.scts.expire(context.time_us, self.ca.policy.pending_ttl_us):
+            self._events.append(PendingExpired(gone.pending.pending_id))
         for index, op in enumerate(operations):
             routed = unroute(op.payload)
             if routed is not None and routed.target == ACME:
@@ -302,6 +322,8 @@ class TrustChainApplication:
             if admitted.target == CA:
                 results.append(self.ca.execute([inner], context)[0])
                 self._after_ca(context)
+            elif admitted.target == CT and command_op(admitted.payload) == OP_SCT:
+                results.append(encode(self._sct(admitted, context)))
             elif admitted.target == CT:
                 results.append(self.ct.execute([inner], context)[0])
             elif admitted.target == KV:
@@ -353,13 +375,57 @@ class TrustChainApplication:
         """Append every newly finalized certificate to the CT log, in the same ordered step."""
         events = self.ca.take_events()
         for event in events:
-            if isinstance(event, Finalized):
-                self.ct.append(ctapp.CTCommand(ctapp.OP_ADD_CHAIN, event.certificate_der), context.time_us // 1000)
+            if isinstance(event, PrecertSigned):
+                self._log_precertificate(event, context)
+            elif isinstance(event, Finalized):
+                self.ct.append(X509Entry(event.certificate_der), context.time_us // 1000,
+                               chain=self._issuer_chain(event.certificate_der))
                 self.certificates_logged += 1
                 self.acme.on_issued(event.pending_id)
             elif isinstance(event, PendingExpired):
                 self.acme.on_pending_expired(event.pending_id)
         self._events.extend(events)
+
+    def _log_precertificate(self, event: PrecertSigned, context: ExecutionContext) -> None:
+        """Log a signed precertificate and await its SCTs (the validators each order theirs)."""
+        chain = self._issuer_chain(event.precertificate_der)
+        tbs = without_poison(x509.load_der_x509_certificate(event.precertificate_der).tbs_certificate_bytes)
+        ikh = issuer_key_hash(chain[0]) if chain else b""
+        if not ikh:
+            return  # no issuer certificate to hash: cannot be logged as a precertificate entry
+        res = self.ct.append(PrecertEntry(ikh, tbs), context.time_us // 1000,
+                             precertificate=event.precertificate_der, chain=chain)
+        if res.ok:
+            self.scts.start(event.pending, event.precertificate_der, ikh, res.index, res.timestamp_ms,
+                            res.extensions)
+
+    def _sct(self, admitted: Admitted, context: ExecutionContext) -> ctapp.CTResult:
+        """A validator's SCT for a logged precertificate; the f+1-th makes the final certificate pending."""
+        if admitted.validator is None:
+            return ctapp.CTResult(ctapp.STATUS_ERROR, "authorization: only a validator may order ct sct")
+        problem, done = self.scts.submit(admitted.validator, admitted.payload)
+        if problem:
+            return ctapp.CTResult(ctapp.STATUS_ERROR, problem)
+        if done is None:
+            return ctapp.CTResult(ctapp.STATUS_OK, "sct recorded")
+        final = with_scts(done.pending.tbs, [c.sct for c in done.scts])
+        self.ca.record_final(done.pending, final, context.time_us)
+        self._events.extend(self.ca.take_events())
+        return ctapp.CTResult(ctapp.STATUS_OK, "certificate pending with its SCTs", index=done.index)
+
+    def issuance_in_progress(self, pending_id: int) -> bool:
+        """Is the request answered with `pending_id` still being signed, logged or awaiting SCTs?"""
+        return (pending_id in self.ca.pending or self.scts.waiting_for(pending_id)
+                or any(p.request_id == pending_id for p in self.ca.pending.values()))
+
+    def _issuer_chain(self, certificate_der: bytes) -> tuple[bytes, ...]:
+        """The issuer of a certificate the CA signed, among its installed issuers and the genesis one,
+        followed by the root: the extra data a monitor reads beside the entry."""
+        candidates = [*reversed(self.ca.issuer_certificates), *self.ca_chain[:1]]
+        if not candidates:
+            return ()
+        found = issuing_certificate(certificate_der, candidates)
+        return (found, *self.ca_chain[1:]) if found is not None else ()
 
     def take_events(self) -> list[Event]:
         """CA events since the last call, in execution order (the node feeds its signing service)."""
@@ -369,14 +435,16 @@ class TrustChainApplication:
     def snapshot(self) -> bytes:
         return encode(_Snapshot(SNAPSHOT_VERSION, self.accounts.snapshot(), self.validation.validations.snapshot(),
                                 self.votes.snapshot(), self.ca.snapshot(), self.ct.snapshot(), self.dns.snapshot(),
-                                self.kv.snapshot(), self.certificates_logged, self.acme.snapshot()))
+                                self.kv.snapshot(), self.certificates_logged, self.acme.snapshot(),
+                                self.scts.snapshot()))
 
     def restore(self, snapshot: bytes) -> None:
         version = int.from_bytes(snapshot[:8], "big") if len(snapshot) >= 8 else -1
         if version == 2:
             old = decode(_SnapshotV2, snapshot)
             snap = _Snapshot(SNAPSHOT_VERSION, old.accounts, old.validations, ValidatorVotes.empty_snapshot(),
-                             old.ca, old.ct, old.dns, old.kv, old.certificates_logged, self._empty_acme)
+                             old.ca, old.ct, old.dns, old.kv, old.certificates_logged, self._empty_acme,
+                             self._empty_scts)
         else:
             snap = decode(_Snapshot, snapshot)
         if snap.version != SNAPSHOT_VERSION:
@@ -393,4 +461,5 @@ class TrustChainApplication:
         self.kv.restore(snap.kv)
         self.certificates_logged = snap.certificates_logged
         self.acme.restore(snap.acme)
+        self.scts.restore(snap.scts)
         self._events = []

@@ -22,6 +22,15 @@ class Finalized:
     pending_id: int
     serial: bytes
     certificate_der: bytes
+    request_id: int = 0  # the pending id the request was answered with, if not `pending_id`
+
+
+@dataclass(frozen=True)
+class PrecertSigned:
+    """A precertificate was signed: it is logged, and the certificate waits for its SCTs."""
+
+    pending: PendingIssuance
+    precertificate_der: bytes
 
 
 @dataclass(frozen=True)
@@ -59,4 +68,4 @@ class SignatureStored:
 
 
 Event = (PendingRecorded | Finalized | FinalizeRejected | Revoked | PendingExpired | SignatureRecorded
-         | SignatureStored)
+         | SignatureStored | PrecertSigned)

@@ -50,7 +50,15 @@ from trustchain.ca.commands import (
 )
 from trustchain.ca.consensus_time import consensus_datetime, datetime_us
 from trustchain.ca.crl import CRLError
-from trustchain.ca.events import Event, Finalized, FinalizeRejected, PendingExpired, PendingRecorded, Revoked
+from trustchain.ca.events import (
+    Event,
+    Finalized,
+    FinalizeRejected,
+    PendingExpired,
+    PendingRecorded,
+    PrecertSigned,
+    Revoked,
+)
 from trustchain.ca.ocsp import OCSPError
 from trustchain.ca.policy import CAPolicy
 from trustchain.ca.ratelimit import SlidingWindow
@@ -378,7 +386,7 @@ class CAApplication:
             # (kdig) refuse the empty-subject profile.
             tbs = cax509.leaf_tbs(
                 csr.public_key(), requested, issuer, consensus_datetime(ctx.time_us), ctx.seq, request_bytes,
-                lifetime, common_name=node,
+                lifetime, common_name=node, precertificate=self.policy.embed_scts,
             )
         except cax509.CertificateError as exc:
             return CAResult.error(f"names: {exc}")
@@ -416,13 +424,26 @@ class CAApplication:
             return self._reject_finalize(cmd.pending_id, op.client, exc)
         del self.pending[cmd.pending_id]
         der_bytes = cert.public_bytes(Encoding.DER)
+        if _is_precertificate(cert):  # logged next; the certificate follows once its SCTs are in
+            self.emit(PrecertSigned(pending, der_bytes))
+            return CAResult(STATUS_OK, "precertificate", KIND_CERTIFICATE, (cmd.pending_id,), pending.serial,
+                            certificate_der=der_bytes)
         record = IssuedCertificate(
             pending.serial, der_bytes, pending.account, pending.names, datetime_us(cert.not_valid_after_utc)
         )
         self.issued[pending.serial] = record
         self.revocation.on_issued(pending.serial)
-        self.emit(Finalized(cmd.pending_id, pending.serial, der_bytes))
+        self.emit(Finalized(cmd.pending_id, pending.serial, der_bytes, pending.request_id))
         return CAResult(STATUS_OK, "", KIND_CERTIFICATE, (cmd.pending_id,), pending.serial, certificate_der=der_bytes)
+
+    def record_final(self, precert: PendingIssuance, tbs: bytes, now_us: int) -> PendingIssuance:
+        """The certificate a signed precertificate stands for, with its SCTs in `tbs`: to be signed like
+        any pending issuance, answering the request `precert` was recorded for."""
+        pending = PendingIssuance(self.allocate_pending_id(), tbs, precert.issuer_key, precert.serial,
+                                  precert.account, precert.names, now_us, precert.request_id or precert.pending_id)
+        self.pending[pending.pending_id] = pending
+        self.emit(PendingRecorded(pending))
+        return pending
 
     def _reject_finalize(self, pending_id: int, submitter: bytes, exc: Exception) -> CAResult:
         """Attributed: the submitter's key is on the ordered request, so every replica counts it."""
@@ -493,6 +514,14 @@ class CAApplication:
     def _sign_ocsp_batch(self, cmd: SignOCSPBatchCommand, op: Operation, ctx: ExecutionContext,
                          index: int) -> CAResult:
         return self.revocation.sign_ocsp_batch(cmd.limit, ctx.time_us)
+
+
+def _is_precertificate(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_class(x509.PrecertPoison)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 _Handler = Callable[[CAApplication, Any, Operation, ExecutionContext, int], CAResult]

@@ -55,3 +55,6 @@ class CAPolicy:
     # (``names.check_node_names``), which checks the request's client key against these consensus keys.
     node_domain: str = NODE_DOMAIN
     validator_keys: tuple[bytes, ...] = ()
+    # Precertificate first (RFC 6962 section 3.1): the certificate is issued only once the validators' CT
+    # logs have answered with enough SCTs, which it then embeds (``trustchain.app.embedded_scts``).
+    embed_scts: bool = False

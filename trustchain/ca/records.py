@@ -69,6 +69,7 @@ class PendingIssuance:
     account: bytes
     names: tuple[str, ...]
     created_us: int
+    request_id: int = 0  # the request's pending id when this is a later stage of it (the final certificate)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -248,12 +249,17 @@ def leaf_tbs(
     lifetime: dt.timedelta = DEFAULT_LEAF_LIFETIME,
     *,
     common_name: bool = False,
+    ip_addresses: Sequence[str] = (),
+    precertificate: bool = False,
 ) -> bytes:
     """TLS end-entity certificate. ``request`` is the ordered request's bytes (e.g. the CSR DER plus
     the batch hash); names must already be validated (CAA, ownership) by the issuance layer.
 
     By default the subject is empty and the SAN critical (RFC 5280 4.2.1.6), as the BRs recommend;
-    ``common_name=True`` copies the first name into CN for legacy clients."""
+    ``common_name=True`` copies the first name into CN for legacy clients. ``ip_addresses`` adds iPAddress
+    names (the genesis ceremony's certificates for a node's HTTPS API on a bare address; the replicated CA
+    never issues them). ``precertificate`` adds the critical CT poison extension last (RFC 6962 section
+    3.1): the extension the SCT list later takes the place of."""
     if not dns_names:
         raise CertificateError("at least one DNS name is required")
     names = [n.lower().rstrip(".") for n in dns_names]
@@ -287,10 +293,14 @@ def leaf_tbs(
             critical=False,
         )
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=not common_name
+            x509.SubjectAlternativeName([*(x509.DNSName(n) for n in names),
+                                         *(x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses)]),
+            critical=not common_name,
         ),
         issuer,
     )
+    if precertificate:
+        builder = builder.add_extension(x509.PrecertPoison(), critical=True)
     return _tbs(builder)
 
 

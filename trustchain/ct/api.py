@@ -90,22 +90,19 @@ def add_chain_command(body: Mapping[str, Any]) -> bytes:
 
 
 def add_pre_chain_command(body: Mapping[str, Any]) -> bytes:
-    """{"tbs_certificate": b64, "issuer_key_hash": b64}: the log is handed the TBSCertificate with the
-    poison extension already removed (the CA's pre-issuance step) rather than parsing the precert."""
-    tbs = parse_b64(body.get("tbs_certificate"), "tbs_certificate")
-    problem = appmod.der_sequence_error(tbs, "tbs_certificate")
-    if problem:
-        raise APIError("tbs_certificate", problem.partition(": ")[2])
-    return appmod.add_pre_chain(tbs, parse_b64(body.get("issuer_key_hash"), "issuer_key_hash", size=HASH_SIZE))
+    """RFC 6962 section 4.2: {"chain": [precertificate, issuer, ...]}, base64 DER; the log strips the poison
+    and hashes the issuer's key itself."""
+    chain = _chain(body)
+    if len(chain) < 2:
+        raise APIError("chain", "a precertificate must be followed by its issuer's certificate")
+    return appmod.add_pre_chain(chain[0], tuple(chain[1:]))
 
 
 def sct_json(sct: sctmod.SignedCertificateTimestamp, index: int | None = None,
              leaf_hash: bytes | None = None) -> dict[str, Any]:
     """RFC 6962 add-chain response; `signature` is the encoded DigitallySigned struct."""
-    signature = bytes([sctmod.ED25519_HASH_ALG, sctmod.ED25519_SIG_ALG]) + len(sct.signature).to_bytes(2, "big") \
-        + sct.signature
     out: dict[str, Any] = {"sct_version": sctmod.SCT_VERSION_V1, "id": b64(sct.log_id), "timestamp": sct.timestamp,
-                           "extensions": b64(sct.extensions), "signature": b64(signature)}
+                           "extensions": b64(sct.extensions), "signature": b64(sct.digitally_signed())}
     if index is not None:
         out["leaf_index"] = index
     if leaf_hash is not None:

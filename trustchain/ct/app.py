@@ -3,20 +3,23 @@
 Who signs what. Consensus orders submissions; every honest replica appends the same leaves at the same
 consensus time (`ExecutionContext.time_us`), so the tree, and every result `execute` returns, is
 identical everywhere. Signatures are per validator and so can never be inside a result: each validator
-signs SCTs (`sct`) and checkpoints (`signed_checkpoint`) with its own Ed25519 key over that identical
-content, when the node asks. A client trusts a checkpoint carrying signatures by a quorum of distinct
+runs its own log over that identical content, signing SCTs (`sct`) and RFC 6962 tree heads (`sth`) with
+its own P-256 log key and C2SP checkpoints (`signed_checkpoint`) with its Ed25519 key, when the node
+asks. A client trusts a checkpoint carrying signatures by a quorum of distinct
 validator keys (see `validators.ValidatorSet`: 2f+1 by default, tlog-cosignature style) and an SCT set
 the same way; one Byzantine validator signing a different tree only convicts itself (split-view
 evidence names its key).
 
-Snapshot choice. The leaf inputs are the whole state (dedup, proofs and entries all need them); tree
-hashes, SCTs and checkpoints are derived and are not copied. The log is a shard with a fixed capacity
+Snapshot choice. The leaf inputs, each entry's extra data (precertificate, issuer fingerprints) and the
+issuer certificates are the whole state (dedup, proofs and entries all need them); tree hashes, SCTs and
+checkpoints are derived and are not copied. The log is a shard with a fixed capacity
 (`max_entries`, as CT's temporal shards), so a snapshot is bounded by max_entries x MAX_ENTRY_SIZE;
 restore rebuilds the tree and checks it against the root the snapshot commits to.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,11 +27,13 @@ from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.crypto.signing import Signer
 from trustchain.ct import checkpoint as cpmod
 from trustchain.ct import sct as sctmod
+from trustchain.ct import sth as sthmod
 from trustchain.ct.entry import EntryError, PrecertEntry, SignedEntry, X509Entry, parse_merkle_tree_leaf
-from trustchain.ct.log import CTLog, LogError
+from trustchain.ct.log import CTLog, EntryExtra, LogError
+from trustchain.ct.logkey import P256LogSigner
 from trustchain.ct.merkle import HASH_SIZE
 from trustchain.ct.quota import AccountUsage, CTQuota, SubmissionQuotas
-from trustchain.ct.submission import chain_error, issuer_key_hash
+from trustchain.ct.submission import MAX_CHAIN, accept
 from trustchain.encoding import DecodeError, decode, encode
 
 __all__ = [
@@ -45,16 +50,16 @@ OPS = (OP_ADD_CHAIN, OP_ADD_PRE_CHAIN, OP_CHECKPOINT)
 STATUS_OK, STATUS_DUPLICATE, STATUS_ERROR = "ok", "duplicate", "error"
 DEFAULT_MAX_ENTRIES = 1 << 20
 MAX_CERT_BYTES = 64 * 1024
-SNAPSHOT_VERSION = 2  # 2: per-account submission quotas
+SNAPSHOT_VERSION = 3  # 2: extra data and issuers, leaf_index extensions; 3: per-account submission quotas
 
 
 @dataclass(frozen=True)
 class CTCommand:
-    """One ordered operation. For add-pre-chain `certificate` is the TBSCertificate (poison removed)."""
+    """One ordered operation, as RFC 6962 add-chain/add-pre-chain take it: the certificate (for
+    add-pre-chain the precertificate, poison included) and the issuers after it."""
 
     op: str
     certificate: bytes = b""
-    issuer_key_hash: bytes = b""
     chain: tuple[bytes, ...] = ()  # the issuers after the certificate, up to an accepted root
 
 
@@ -70,6 +75,7 @@ class CTResult:
     leaf_hash: bytes = b""
     tree_size: int = 0
     root_hash: bytes = b""
+    extensions: bytes = b""  # the SCT's CtExtensions (the static-ct-api leaf_index)
 
     @property
     def ok(self) -> bool:
@@ -80,16 +86,18 @@ class CTResult:
 class _Snapshot:
     version: int
     leaves: tuple[bytes, ...]
+    extra: tuple[EntryExtra, ...]
+    issuers: tuple[bytes, ...]
     usage: tuple[AccountUsage, ...]
     root_hash: bytes
 
 
 def add_chain(cert_der: bytes, chain: tuple[bytes, ...] = ()) -> bytes:
-    return encode(CTCommand(OP_ADD_CHAIN, cert_der, chain=chain))
+    return encode(CTCommand(OP_ADD_CHAIN, cert_der, chain))
 
 
-def add_pre_chain(tbs_certificate: bytes, issuer_key_hash: bytes, chain: tuple[bytes, ...] = ()) -> bytes:
-    return encode(CTCommand(OP_ADD_PRE_CHAIN, tbs_certificate, issuer_key_hash, chain))
+def add_pre_chain(precertificate: bytes, chain: tuple[bytes, ...]) -> bytes:
+    return encode(CTCommand(OP_ADD_PRE_CHAIN, precertificate, chain))
 
 
 def checkpoint_command() -> bytes:
@@ -124,21 +132,24 @@ def der_sequence_error(data: bytes, what: str) -> str | None:
 class CTApplication:
     def __init__(
         self, signer: Signer, key_name: str, origin: str, *, max_entries: int = DEFAULT_MAX_ENTRIES,
-        accepted_roots: tuple[bytes, ...] | None = None, quota: CTQuota | None = None,
+        accepted_roots: tuple[bytes, ...] | None = None, log_signer: P256LogSigner | None = None,
+        quota: CTQuota | None = None,
     ) -> None:
-        """`signer`/`key_name`: this validator's own key, used only by `sct` and `signed_checkpoint`.
-        `accepted_roots`: DER roots a submission must chain to; None accepts any single DER SEQUENCE
-        (a log of opaque entries, as in the simulator's CT workload). `quota`: how often each client
-        (an account, behind the router) may submit and how much it may store (`trustchain.ct.quota`);
-        None for a log whose only clients are trusted workloads (the simulator's)."""
+        """`signer`/`key_name`: this validator's Ed25519 key for C2SP checkpoints; `log_signer`: its P-256
+        log key for SCTs and tree heads (without one, SCTs are Ed25519, which only TrustChain's own
+        clients read). `accepted_roots`: DER roots a submission must chain to; None accepts any single
+        DER SEQUENCE through add-chain (a log of opaque entries, as in the simulator's CT workload).
+        `quota`: how often each client (an account, behind the router) may submit and how much it may
+        store (`trustchain.ct.quota`); None for a log whose only clients are trusted workloads."""
         assert max_entries > 0
         self.accepted_roots = accepted_roots
         cpmod.Checkpoint(origin, 0, b"\x00" * HASH_SIZE)  # validates the origin early
         self.signer = signer
+        self.log_signer = log_signer
         self.key_name = key_name
         self.origin = origin
         self.max_entries = max_entries
-        self.log = CTLog(None)
+        self.log = CTLog(None, leaf_index=True)
         self.quotas = SubmissionQuotas(quota) if quota is not None else None
 
     # ------------------------------------------------------------------ replicated, deterministic
@@ -159,45 +170,47 @@ class CTApplication:
             over = self.quotas.admit(client, time_us)  # before the costly chain check
             if over:
                 return CTResult(STATUS_ERROR, over)
+        timestamp_ms = time_us // 1000
+        account = client if self.quotas is not None else None
         precert = cmd.op == OP_ADD_PRE_CHAIN
-        problem = self._check_cert(cmd.certificate, "tbs_certificate" if precert else "certificate")
-        if precert and len(cmd.issuer_key_hash) != HASH_SIZE:
-            problem = problem or f"issuer_key_hash: {len(cmd.issuer_key_hash)} bytes, expected {HASH_SIZE}"
-        if not precert and cmd.issuer_key_hash:
-            problem = problem or "issuer_key_hash: only allowed with add-pre-chain"
-        if not problem and self.accepted_roots is not None:
-            problem = chain_error(cmd.certificate, cmd.chain, self.accepted_roots, leaf_is_tbs=precert,
-                                  leaf_field="tbs_certificate" if precert else "certificate")
-            if not problem and precert and issuer_key_hash(cmd.chain[0]) != cmd.issuer_key_hash:
-                problem = "issuer_key_hash: is not the hash of chain[0]'s public key"
+        field = "precertificate" if precert else "certificate"
+        problem = self._check_cert(cmd.certificate, field) or self._check_chain(cmd.chain)
         if problem:
             return CTResult(STATUS_ERROR, problem)
-        return self.append(cmd, time_us // 1000, client if self.quotas is not None else None)
+        if self.accepted_roots is None:
+            if precert:
+                return CTResult(STATUS_ERROR, "op: this log takes precertificates only with accepted roots")
+            return self.append(X509Entry(cmd.certificate), timestamp_ms, chain=cmd.chain, account=account)
+        accepted = accept(cmd.certificate, cmd.chain, self.accepted_roots, precert=precert, leaf_field=field)
+        if isinstance(accepted, str):
+            return CTResult(STATUS_ERROR, accepted)
+        if precert:
+            return self.append(PrecertEntry(accepted.issuer_key_hash, accepted.tbs_certificate), timestamp_ms,
+                               precertificate=cmd.certificate, chain=accepted.chain, account=account)
+        return self.append(X509Entry(cmd.certificate), timestamp_ms, chain=accepted.chain, account=account)
 
-    def append(self, cmd: CTCommand, timestamp_ms: int, account: bytes | None = None) -> CTResult:
+    def append(self, entry: SignedEntry, timestamp_ms: int, *, precertificate: bytes = b"",
+               chain: tuple[bytes, ...] = (), account: bytes | None = None) -> CTResult:
         """Log an already checked entry, its new bytes counted against `account`'s quota (None: the CA's
         own certificates, which come here directly)."""
-        precert = cmd.op == OP_ADD_PRE_CHAIN
-        entry: SignedEntry = (
-            PrecertEntry(cmd.issuer_key_hash, cmd.certificate) if precert else X509Entry(cmd.certificate)
-        )
         new = self.log.find(entry) is None
         if new and self.log.size >= self.max_entries:
             return CTResult(STATUS_ERROR, f"log: shard is full at {self.max_entries} entries")
-        entry_bytes = len(cmd.certificate) + len(cmd.issuer_key_hash)
+        entry_bytes = (len(entry.certificate) if isinstance(entry, X509Entry)  # issuers are stored once, shared
+                       else len(entry.tbs_certificate) + len(entry.issuer_key_hash))
         if new and account is not None and self.quotas is not None:
             over = self.quotas.storage_error(account, entry_bytes)
             if over:
                 return CTResult(STATUS_ERROR, over)
         try:
-            logged = self.log.add(entry, timestamp_ms)
-        except LogError as exc:
+            logged = self.log.add(entry, timestamp_ms, precertificate=precertificate, chain=chain)
+        except (LogError, EntryError) as exc:
             return CTResult(STATUS_ERROR, f"certificate: {exc}")
         if logged.new and account is not None and self.quotas is not None:
             self.quotas.stored(account, entry_bytes)
         size = self.log.size
         return CTResult(STATUS_OK if logged.new else STATUS_DUPLICATE, "", logged.index, logged.timestamp,
-                        self.log.leaf_hash(logged.index), size, self.log.root_at(size))
+                        self.log.leaf_hash(logged.index), size, self.log.root_at(size), logged.extensions)
 
     @staticmethod
     def _check_cert(data: bytes, field: str) -> str | None:
@@ -205,24 +218,43 @@ class CTApplication:
             return f"{field}: {len(data)} bytes, more than {MAX_CERT_BYTES}"
         return der_sequence_error(data, field)
 
+    @classmethod
+    def _check_chain(cls, chain: tuple[bytes, ...]) -> str | None:
+        if len(chain) > MAX_CHAIN:
+            return f"chain: {len(chain)} certificates, at most {MAX_CHAIN}"
+        for i, der in enumerate(chain):
+            problem = cls._check_cert(der, f"chain[{i}]")
+            if problem:
+                return problem
+        return None
+
     def snapshot(self) -> bytes:
+        log = self.log
+        extra = tuple(log.extra(i) for i in range(log.size))
+        issuers = tuple(log.issuers[fp] for fp in sorted(log.issuers))
         usage = self.quotas.snapshot() if self.quotas is not None else ()
-        return encode(_Snapshot(SNAPSHOT_VERSION, tuple(self.log.entries), usage, self.log.root_at(self.log.size)))
+        return encode(_Snapshot(SNAPSHOT_VERSION, tuple(log.entries), extra, issuers, usage, log.root_at(log.size)))
 
     def restore(self, snapshot: bytes) -> None:
-        """Builds the new log aside and swaps it in only if it reproduces the committed root."""
+        """Builds the new log aside and swaps it in only if it reproduces every leaf and the committed root."""
         snap = decode(_Snapshot, snapshot)
         if snap.version != SNAPSHOT_VERSION:
             raise DecodeError(f"_Snapshot.version: {snap.version} is not {SNAPSHOT_VERSION}")
-        log = CTLog(None)
-        for i, leaf in enumerate(snap.leaves):
+        if len(snap.extra) != len(snap.leaves):
+            raise DecodeError(f"_Snapshot.extra: {len(snap.extra)} records for {len(snap.leaves)} leaves")
+        issuers = {hashlib.sha256(der).digest(): der for der in snap.issuers}
+        log = CTLog(None, leaf_index=True)
+        for i, (leaf, extra) in enumerate(zip(snap.leaves, snap.extra, strict=True)):
             try:
                 parsed = parse_merkle_tree_leaf(leaf)
-                logged = log.add(parsed.entry, parsed.timestamp)
+                chain = [issuers[fp] for fp in extra.chain]
+                logged = log.add(parsed.entry, parsed.timestamp, precertificate=extra.precertificate, chain=chain)
             except (EntryError, LogError) as exc:
                 raise DecodeError(f"_Snapshot.leaves[{i}]: {exc}") from None
-            if not logged.new or parsed.extensions:
-                raise DecodeError(f"_Snapshot.leaves[{i}]: duplicate entry or unexpected extensions")
+            except KeyError:
+                raise DecodeError(f"_Snapshot.extra[{i}]: names an issuer the snapshot does not hold") from None
+            if not logged.new or log.entries[i] != leaf:
+                raise DecodeError(f"_Snapshot.leaves[{i}]: duplicate entry or not the leaf this log would write")
         if log.root_at(log.size) != snap.root_hash:
             raise DecodeError("_Snapshot.root_hash: the leaves do not hash to it")
         if self.quotas is not None:
@@ -250,4 +282,17 @@ class CTApplication:
 
     def sct(self, index: int) -> sctmod.SignedCertificateTimestamp:
         """This validator's SCT for logged entry `index`: identical content on every validator."""
-        return self.log.sct(index, self.signer)
+        return self.log.sct(index, self.log_signer or self.signer)
+
+    def newest_timestamp(self) -> int:
+        """The newest entry's timestamp (ms), 0 for an empty log."""
+        return parse_merkle_tree_leaf(self.log.entries[-1]).timestamp if self.log.size else 0
+
+    def sth(self, timestamp_ms: int) -> sthmod.SignedTreeHead:
+        """This validator's RFC 6962 signed tree head over the current tree, dated `timestamp_ms` (the
+        node's clock) or the newest entry's timestamp if that is later, so no entry postdates its STH."""
+        if self.log_signer is None:
+            raise LogError("this log has no P-256 log key for signed tree heads")
+        size = self.log.size
+        return sthmod.sign_tree_head(self.log_signer, size, self.log.root_at(size),
+                                     max(timestamp_ms, self.newest_timestamp()))

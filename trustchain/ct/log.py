@@ -10,6 +10,7 @@ handed in as a `StoreFactory`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trustchain.crypto.signing import Signer
@@ -29,7 +30,9 @@ from trustchain.ct.merkle import leaf_hash
 from trustchain.ct.tree import LogTree
 from trustchain.errors import TrustChainError
 
-__all__ = ["CTLog", "LogError", "LoggedEntry"]
+__all__ = ["MAX_ISSUERS", "CTLog", "EntryExtra", "LogError", "LoggedEntry"]
+
+MAX_ISSUERS = 4096  # distinct issuer certificates kept for extra_data (each chains to an accepted root)
 
 
 class LogError(TrustChainError, ValueError):
@@ -73,12 +76,24 @@ class LoggedEntry:
     new: bool  # False when the entry was already logged and this is its original position
 
 
+@dataclass(frozen=True)
+class EntryExtra:
+    """What an entry carries beside its leaf: RFC 6962 get-entries' extra_data and a static-ct-api
+    TileLeaf's tail. `chain` names the issuers (leaf's issuer first) by SHA-256 fingerprint; their DER
+    is kept once per log (`CTLog.issuer`)."""
+
+    precertificate: bytes = b""  # the submitted precertificate (with its poison), for precert entries
+    chain: tuple[bytes, ...] = ()
+
+
 class CTLog:
     def __init__(
-        self, signer: Signer | None, tree: LogTree | None = None, *, max_get_entries: int = 1000
+        self, signer: Signer | None, tree: LogTree | None = None, *, max_get_entries: int = 1000,
+        leaf_index: bool = False,
     ) -> None:
         """`signer` is the log key used for SCTs; None for a log that only records (a replicated log whose
-        validators sign separately). A given `tree` must be empty: entries are not persisted."""
+        validators sign separately). A given `tree` must be empty: entries are not persisted. With
+        `leaf_index` every entry carries the static-ct-api leaf_index extension (in its leaf and SCTs)."""
         self._signer = signer
         self._tree = tree if tree is not None else LogTree()
         if self._tree.size:
@@ -87,6 +102,9 @@ class CTLog:
         self._by_leaf = _HashIndex()
         self._by_entry = _HashIndex()
         self._max_get_entries = max_get_entries
+        self._leaf_index = leaf_index
+        self._extra: list[EntryExtra] = []
+        self._issuers: dict[bytes, bytes] = {}
         self.log_id = sctmod.log_id(signer.public_key) if signer is not None else b""
 
     @property
@@ -113,25 +131,53 @@ class CTLog:
         logged = self.add(entry, timestamp_ms)
         return sctmod.issue(self._signer, entry, logged.timestamp, logged.extensions)
 
-    def add(self, entry: SignedEntry, timestamp_ms: int) -> LoggedEntry:
+    def add(self, entry: SignedEntry, timestamp_ms: int, *, precertificate: bytes = b"",
+            chain: Sequence[bytes] = ()) -> LoggedEntry:
         """Logs `entry` at `timestamp_ms` unless already logged; signs nothing, so every replica that
-        adds the same entries at the same consensus times holds identical bytes."""
+        adds the same entries at the same consensus times holds identical bytes. `chain` holds the DER
+        issuers that were submitted with it (kept for extra_data), `precertificate` the precertificate
+        of a precert entry."""
         digest = hashlib.sha256(encode_signed_entry(entry)).digest()
         found = self._find(entry, digest)
         if found is not None:
             logged = parse_merkle_tree_leaf(self._entries[found])
             return LoggedEntry(found, logged.timestamp, logged.extensions, False)
-        leaf = merkle_tree_leaf(TimestampedEntry(timestamp_ms, entry))
+        if precertificate and not isinstance(entry, PrecertEntry):
+            raise LogError("only a precert entry has a precertificate")
+        fingerprints = tuple(hashlib.sha256(der).digest() for der in chain)
+        new_issuers = {fp for fp in fingerprints if fp not in self._issuers}
+        if len(self._issuers) + len(new_issuers) > MAX_ISSUERS:
+            raise LogError(f"the log already keeps {len(self._issuers)} issuer certificates (at most {MAX_ISSUERS})")
+        index = self._tree.size
+        extensions = sctmod.leaf_index_extension(index) if self._leaf_index else b""
+        leaf = merkle_tree_leaf(TimestampedEntry(timestamp_ms, entry, extensions))
         if len(leaf) > tiles.MAX_ENTRY_SIZE:
             raise LogError(
                 f"leaf of {len(leaf)} bytes exceeds the {tiles.MAX_ENTRY_SIZE} a data tile can carry"
             )
-        index = self._tree.append(leaf)
-        assert index == len(self._entries)
+        appended = self._tree.append(leaf)
+        assert appended == index == len(self._entries)
         self._entries.append(leaf)
+        self._extra.append(EntryExtra(precertificate, fingerprints))
+        for fp, der in zip(fingerprints, chain, strict=True):
+            self._issuers.setdefault(fp, bytes(der))
         self._by_entry.add(digest, index)
         self._by_leaf.add(leaf_hash(leaf), index)
-        return LoggedEntry(index, timestamp_ms, b"", True)
+        return LoggedEntry(index, timestamp_ms, extensions, True)
+
+    def extra(self, index: int) -> EntryExtra:
+        if not 0 <= index < self.size:
+            raise LogError(f"entry {index} is not within a log of size {self.size}")
+        return self._extra[index]
+
+    def issuer(self, fingerprint: bytes) -> bytes | None:
+        """The DER issuer certificate with this SHA-256 fingerprint, if an entry refers to it."""
+        return self._issuers.get(fingerprint)
+
+    @property
+    def issuers(self) -> dict[bytes, bytes]:
+        """fingerprint -> DER of every issuer entries refer to (read-only by convention)."""
+        return self._issuers
 
     def _find(self, entry: SignedEntry, digest: bytes) -> int | None:
         for index in self._by_entry.candidates(digest):

@@ -1,6 +1,12 @@
-"""What a log accepts (RFC 6962 section 4.1): a certificate that parses as X.509 and chains, link by
-link, to one of the log's accepted roots. Anything else is refused with the field that failed, so the
-log holds no junk an attacker wants every replica and monitor to store forever.
+"""What a log accepts (RFC 6962 sections 4.1 and 4.2): an X.509 certificate (add-chain) or a
+precertificate (add-pre-chain) that parses and chains, link by link, to one of the log's accepted
+roots. Anything else is refused with the field that failed, so the log holds no junk an attacker wants
+every replica and monitor to store forever.
+
+A precertificate (RFC 6962 section 3.1) is a certificate carrying the critical poison extension,
+signed directly by the issuing CA; the log records its TBSCertificate without the poison and the hash
+of the issuer's key. Precertificates signed by a Precertificate Signing Certificate are refused: their
+TBSCertificate would have to be rewritten to name the real issuer.
 
 Deterministic (no clock, no network): every replica decides the same. Validity periods are not
 checked, as logs commonly accept expired certificates for the record.
@@ -10,14 +16,30 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-__all__ = ["MAX_CHAIN", "chain_error", "issuer_key_hash"]
+from trustchain.ct.precert import PrecertError, without_poison
+
+__all__ = ["MAX_CHAIN", "PRECERT_SIGNING_EKU", "AcceptedChain", "accept", "chain_error", "issuer_key_hash",
+           "issuing_certificate"]
 
 MAX_CHAIN = 8
+PRECERT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.4")
+
+
+@dataclass(frozen=True)
+class AcceptedChain:
+    """A submission that passed: the issuers to keep for extra_data (ending in an accepted root) and, for a
+    precertificate, the entry the log records."""
+
+    chain: tuple[bytes, ...]
+    tbs_certificate: bytes = b""  # precertificates: the TBSCertificate without the poison
+    issuer_key_hash: bytes = b""
 
 
 def _load(der: bytes, field: str) -> x509.Certificate | str:
@@ -41,33 +63,63 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def issuer_key_hash(issuer_der: bytes) -> bytes:
-    """SHA-256 of the issuer's SubjectPublicKeyInfo (the precertificate entry's issuer_key_hash)."""
-    cert = x509.load_der_x509_certificate(issuer_der)
+def _spki_hash(cert: x509.Certificate) -> bytes:
     return hashlib.sha256(cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).digest()
 
 
-def chain_error(leaf_der: bytes, chain: Sequence[bytes], roots: Sequence[bytes], *,
-                leaf_field: str = "certificate", leaf_is_tbs: bool = False) -> str | None:
-    """None if `leaf_der` (followed by the intermediates in `chain`) chains to one of `roots`.
+def issuer_key_hash(issuer_der: bytes) -> bytes:
+    """SHA-256 of the issuer's SubjectPublicKeyInfo (the precertificate entry's issuer_key_hash)."""
+    return _spki_hash(x509.load_der_x509_certificate(issuer_der))
 
-    With `leaf_is_tbs` the leaf is a precertificate's TBSCertificate, which cannot be verified on its
-    own: then only `chain` is checked, and it must be non-empty (its first element is the issuer)."""
+
+def issuing_certificate(certificate_der: bytes, candidates: Sequence[bytes]) -> bytes | None:
+    """The first of `candidates` (DER) whose key signed `certificate_der`, or None."""
+    cert = x509.load_der_x509_certificate(certificate_der)
+    for der in candidates:
+        issuer = x509.load_der_x509_certificate(der)
+        if cert.issuer == issuer.subject and _signed_by(cert, issuer):
+            return der
+    return None
+
+
+def _poisoned(cert: x509.Certificate) -> bool:
+    try:
+        ext = cert.extensions.get_extension_for_oid(ExtensionOID.PRECERT_POISON)
+    except x509.ExtensionNotFound:
+        return False
+    return ext.critical
+
+
+def _precert_signer(cert: x509.Certificate) -> bool:
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return PRECERT_SIGNING_EKU in eku and ExtendedKeyUsageOID.SERVER_AUTH not in eku
+
+
+def accept(leaf_der: bytes, chain: Sequence[bytes], roots: Sequence[bytes], *, precert: bool = False,
+           leaf_field: str = "certificate") -> AcceptedChain | str:
+    """The accepted chain if `leaf_der` (followed by the issuers in `chain`) chains to one of `roots`,
+    else "<field>: <reason>". The returned chain ends in the root even if the submitter left it out."""
     if len(chain) > MAX_CHAIN:
         return f"chain: more than {MAX_CHAIN} certificates"
-    certs: list[x509.Certificate] = []
-    if not leaf_is_tbs:
-        leaf = _load(leaf_der, leaf_field)
-        if isinstance(leaf, str):
-            return leaf
-        certs.append(leaf)
-    elif not chain:
-        return "chain: a precertificate needs its issuer's certificate"
+    leaf = _load(leaf_der, leaf_field)
+    if isinstance(leaf, str):
+        return leaf
+    if _poisoned(leaf) != precert:
+        return (f"{leaf_field}: has no critical CT poison extension (submit certificates with add-chain)" if precert
+                else f"{leaf_field}: is a precertificate (CT poison extension); submit it with add-pre-chain")
+    certs = [leaf]
     for i, der in enumerate(chain):
         cert = _load(der, f"chain[{i}]")
         if isinstance(cert, str):
             return cert
         certs.append(cert)
+    if precert and not chain:
+        return "chain: a precertificate needs its issuer's certificate"
+    if precert and _precert_signer(certs[1]):
+        return "chain[0]: precertificates signed by a Precertificate Signing Certificate are not accepted"
     root_certs = []
     for der in roots:
         root = _load(der, "accepted root")
@@ -75,10 +127,29 @@ def chain_error(leaf_der: bytes, chain: Sequence[bytes], roots: Sequence[bytes],
         root_certs.append(root)
     for i in range(len(certs) - 1):
         if not _signed_by(certs[i], certs[i + 1]):
-            where = leaf_field if i == 0 and not leaf_is_tbs else f"chain[{i - (0 if leaf_is_tbs else 1)}]"
+            where = leaf_field if i == 0 else f"chain[{i - 1}]"
             return f"{where}: not signed by the next certificate in the chain"
+    full = tuple(bytes(c) for c in chain)
     last = certs[-1]
-    for root in root_certs:
-        if last == root or _signed_by(last, root):
-            return None
-    return "chain: does not lead to a root this log accepts"
+    for root, root_der in zip(root_certs, roots, strict=True):
+        if last == root:
+            break
+        if _signed_by(last, root):
+            full = (*full, bytes(root_der))
+            break
+    else:
+        return "chain: does not lead to a root this log accepts"
+    if not precert:
+        return AcceptedChain(full)
+    try:
+        tbs = without_poison(leaf.tbs_certificate_bytes)
+    except PrecertError as exc:
+        return f"{leaf_field}: {exc}"
+    return AcceptedChain(full, tbs, _spki_hash(certs[1]))
+
+
+def chain_error(leaf_der: bytes, chain: Sequence[bytes], roots: Sequence[bytes], *,
+                leaf_field: str = "certificate", precert: bool = False) -> str | None:
+    """None if the submission is accepted, else "<field>: <reason>"."""
+    result = accept(leaf_der, chain, roots, precert=precert, leaf_field=leaf_field)
+    return result if isinstance(result, str) else None
