@@ -20,11 +20,12 @@ import josepy as jose
 import pytest
 from acme import challenges, client, crypto_util, errors, messages
 from acme import jws as acme_jws
-from acme_helpers import ChallengeServer, PublicDNS, ZoneOwner
+from acme_helpers import ChallengeServer, ZoneOwner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from node_harness import Cluster, http
+from signed_client import PublicDNS
 
 ZONE = "shop.test."
 
