@@ -40,7 +40,7 @@ from trustchain.app.gate import OBSERVE, SIGNED, Admitted, WriteGate
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
 from trustchain.app.validation import VALIDATE, ValidationApp
-from trustchain.authorization.observations import ExternalValidations, ValidationsSnapshot
+from trustchain.authorization.observations import ExternalValidations, ValidationLimits, ValidationsSnapshot
 from trustchain.authorization.zones import ZonePolicy, default_public_suffixes
 from trustchain.ca import caa
 from trustchain.ca.events import Event, Finalized
@@ -193,9 +193,11 @@ class TrustChainApplication:
                  ct_origin: str, *, cluster: bytes, validator_keys: tuple[bytes, ...],
                  dns_clock_offset_s: int = 0, account_limits: AccountLimits | None = None,
                  ct_accepted_roots: tuple[bytes, ...] | None = None,
-                 registry_suffixes: tuple[str, ...] = ()) -> None:
+                 registry_suffixes: tuple[str, ...] = (),
+                 validation_limits: ValidationLimits | None = None) -> None:
         """`cluster` names this cluster in every signed write (no replay across clusters);
-        `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts."""
+        `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts;
+        `validation_limits` bound outside-name validations (genesis policy, the same on every replica)."""
         self.accounts = AccountRegistry(cluster, account_limits,
                                         validators=tuple(AccountKey(ED25519, k) for k in validator_keys))
         self.gate = WriteGate(self.accounts)
@@ -204,8 +206,8 @@ class TrustChainApplication:
         ca_policy = dataclasses.replace(ca_policy, validator_keys=ids if ca_policy.validator_keys else (),
                                         operators=operators)
         n = len(validator_keys)
-        self.validation = ValidationApp(ExternalValidations(n, quorum_size(n)) if n >= 4 else
-                                        ExternalValidations(4, 3))
+        self.validation = ValidationApp(ExternalValidations(n, quorum_size(n), validation_limits) if n >= 4 else
+                                        ExternalValidations(4, 3, validation_limits))
         self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s,
                                   zone_policy=ZonePolicy(default_public_suffixes(), registry_suffixes),
                                   validated=self.validation.validated, validator_accounts=frozenset(ids),
