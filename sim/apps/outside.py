@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sim.apps.authz import CLOCK_OFFSET_S, CLUSTER, AuthzSimApp
+from sim.apps.outside_checks import outside_checks
 from sim.outside_dns import (
     PARAM_TYPES,
     OutsideDNS,
@@ -38,7 +39,7 @@ from sim.outside_dns import (
     unclaimed_names,
 )
 from sim.params import ParamRule, count
-from trustchain.accounts import ACCOUNTS, AccountResult, Ed25519AccountSigner, account_id
+from trustchain.accounts import ACCOUNTS, Ed25519AccountSigner, account_id
 from trustchain.app import kvstore, validation
 from trustchain.app import trustchain as tcapp
 from trustchain.app.gate import OBSERVE
@@ -48,7 +49,6 @@ from trustchain.authorization.observations import FAILED, OPEN, VALIDATED, Valid
 from trustchain.consensus.messages import Request, pack
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.dns import app as dnsapp
-from trustchain.encoding import decode
 
 if TYPE_CHECKING:
     from sim.checkers import Verdict
@@ -152,7 +152,7 @@ class OutsideDNSSimApp(AuthzSimApp):
         self.withheld: set[tuple[int, int]] = set()
         self._looked: set[tuple[int, int]] = set()
         self.retransmits = 0
-        self._expiry_counted = False
+        self.expiry_counted = False
 
     def create_application(self, replica_id: int) -> Application:
         return tcapp.TrustChainApplication(
@@ -353,19 +353,5 @@ class OutsideDNSSimApp(AuthzSimApp):
     # ------------------------------------------------------------------ checks
 
     def checks(self) -> list[Verdict]:
-        from sim.apps.outside_checks import outside_checks
-
         return outside_checks(self)
 
-
-def step_ok(result: bytes, target: str) -> bool:
-    """Whether an accepted result is a success of the sub-application addressed (a write-gate refusal,
-    `RouteError`, is not)."""
-    decoders: dict[str, Any] = {VALIDATE: validation.decode_result, OBSERVE: validation.decode_result,
-                                tcapp.DNS: dnsapp.decode_result, tcapp.KV: kvstore.decode_result,
-                                ACCOUNTS: lambda data: decode(AccountResult, data)}
-    try:
-        res = tcapp.decode_routed(result, decoders[target])
-    except tcapp.MalformedResult:
-        return False
-    return not isinstance(res, tcapp.RouteError) and bool(res.ok)

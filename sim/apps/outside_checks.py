@@ -18,17 +18,23 @@ validators they must pass; with more, they are what reports the damage.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sim.outside_dns import LYING, POISONED
 from sim.verdict import Verdict
+from trustchain.accounts import ACCOUNTS, AccountResult
+from trustchain.app import kvstore, validation
+from trustchain.app import trustchain as tcapp
+from trustchain.app.gate import OBSERVE
+from trustchain.app.validation import VALIDATE
 from trustchain.authorization.observations import FAILED, OPEN, VALIDATED
+from trustchain.dns import app as dnsapp
+from trustchain.encoding import decode
 
 if TYPE_CHECKING:
     from sim.apps.outside import OutsideDNSSimApp
-    from trustchain.app.trustchain import TrustChainApplication
 
-__all__ = ["outside_checks", "thresholds"]
+__all__ = ["outside_checks", "step_ok", "thresholds"]
 
 OUTSIDE_SUFFIX = ".test."
 
@@ -57,8 +63,8 @@ def _faulty(app: OutsideDNSSimApp) -> str:
             f"{total} faulty ({'within' if total <= f else 'BEYOND'} f)")
 
 
-def _apps(app: OutsideDNSSimApp) -> dict[str, TrustChainApplication]:
-    return app._honest_apps()
+def _apps(app: OutsideDNSSimApp) -> dict[str, tcapp.TrustChainApplication]:
+    return app.honest_replica_apps(tcapp.TrustChainApplication)
 
 
 def _safety(app: OutsideDNSSimApp) -> Verdict:
@@ -142,8 +148,8 @@ def _votes(app: OutsideDNSSimApp) -> Verdict:
             if problem is not None:
                 return Verdict("outside_votes", False, f"replica {node}: validation {r.validation_id} {problem} "
                                f"({yes} yes, {no} no; n={n} f={f} q={q})", checked=votes)
-    if not app._expiry_counted:
-        app._expiry_counted = True
+    if not app.expiry_counted:  # the explorer's coverage of the expiry path (once, however often checked)
+        app.expiry_counted = True
         app.world.coverage["validation_expire"] += expired
     withheld = len(app.withheld)
     return Verdict("outside_votes", True, (
@@ -152,9 +158,20 @@ def _votes(app: OutsideDNSSimApp) -> Verdict:
         f"with q={q} of n={n} ({expired} expired)"), checked=votes)
 
 
-def _attacks(app: OutsideDNSSimApp) -> Verdict:
-    from sim.apps.outside import step_ok
+def step_ok(result: bytes, target: str) -> bool:
+    """Whether an accepted result is a success of the sub-application addressed (a write-gate refusal,
+    `RouteError`, is not)."""
+    decoders: dict[str, Any] = {VALIDATE: validation.decode_result, OBSERVE: validation.decode_result,
+                                tcapp.DNS: dnsapp.decode_result, tcapp.KV: kvstore.decode_result,
+                                ACCOUNTS: lambda data: decode(AccountResult, data)}
+    try:
+        res = tcapp.decode_routed(result, decoders[target])
+    except tcapp.MalformedResult:
+        return False
+    return not isinstance(res, tcapp.RouteError) and bool(res.ok)
 
+
+def _attacks(app: OutsideDNSSimApp) -> Verdict:
     by_client: dict[str, list[bytes | None]] = {}
     for rec in sorted(app.world.requests.values(), key=lambda r: (r.client, r.timestamp)):
         by_client.setdefault(rec.client, []).append(rec.result)
