@@ -82,8 +82,8 @@ BASES: dict[str, dict[str, Any]] = {
     # attacker abandons validations, which expire: open, ready, observe and expire all run.
     "outside-dns": _base("outside-dns", application={"name": "outside_dns", "params": {
         "attackers": 1, "names": 2, "unclaimed": 1, "lying": [1], "lookup_min_ms": 10, "lookup_max_ms": 100,
-        "lookup_failure": 0.05, "open_ttl_s": 1.5, "max_attempts": 20}},
-        workload={"clients": 4, "mode": "closed", "requests": 80, "think_ms": 150}),
+        "lookup_failure": 0.05, "open_ttl_s": 4.0, "max_attempts": 20}},
+        workload={"clients": 4, "mode": "closed", "requests": 120, "think_ms": 150}),
 }
 
 Schedule = dict[str, Any]  # {"n": int, "events": [...], "byzantine": [...]}
