@@ -611,6 +611,13 @@ def _parse(source: str, data: Any) -> Scenario:
             f"{len(byz)} Byzantine replicas exceed f={cluster.f} for n={n} "
             "(set expect.safety: violation to run beyond the threshold)",
         )
+    app_faulty = {b.node for b in byz} | APPS[application.name].faulty_nodes(application.params)
+    if expect.safety == "hold" and len(app_faulty) > cluster.f:
+        raise ScenarioError(
+            source, "application.params",
+            f"{len(app_faulty)} faulty validators (Byzantine, or made faulty by the application's params) "
+            f"exceed f={cluster.f} for n={n} (set expect.safety: violation to run beyond the threshold)",
+        )
     if expect.safety == "hold" and expect.liveness and len(scenario.faulty_nodes()) > cluster.f:
         raise ScenarioError(
             source, "faults",

@@ -44,7 +44,12 @@ from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
 from trustchain.app.limits import ResourceLimits
 from trustchain.app.validation import VALIDATE, ValidationApp
-from trustchain.authorization.observations import VALIDATED, ExternalValidations, ValidationsSnapshot
+from trustchain.authorization.observations import (
+    VALIDATED,
+    ExternalValidations,
+    ValidationLimits,
+    ValidationsSnapshot,
+)
 from trustchain.authorization.validator_votes import VOTES, Passed, ValidatorVotes, VotesSnapshot
 from trustchain.authorization.zones import VALIDATORS, ZonePolicy, default_public_suffixes
 from trustchain.ca import caa
@@ -249,10 +254,12 @@ class TrustChainApplication:
                  dns_clock_offset_s: int = 0, limits: ResourceLimits | None = None,
                  ct_accepted_roots: tuple[bytes, ...] | None = None,
                  registry_suffixes: tuple[str, ...] = (), ct_log_signer: P256LogSigner | None = None,
-                 ca_chain: tuple[bytes, ...] = (), ct_log_keys: tuple[bytes, ...] = ()) -> None:
+                 ca_chain: tuple[bytes, ...] = (), ct_log_keys: tuple[bytes, ...] = (),
+                 validation_limits: ValidationLimits | None = None) -> None:
         """`cluster` names this cluster in every signed write (no replay across clusters);
         `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts;
-        `limits` the replicated resource policy from genesis (`trustchain.app.limits`).
+        `limits` the replicated resource policy from genesis (`trustchain.app.limits`);
+        `validation_limits` bound outside-name validations (genesis policy, the same on every replica).
         `ct_log_signer` is this validator's P-256 CT log key; `ca_chain` the genesis issuing certificate
         and the root (DER), logged as extra data with the CA's certificates; `ct_log_keys` every
         validator's P-256 log key (DER SPKI) in replica order, which the SCTs a certificate embeds are
@@ -267,8 +274,8 @@ class TrustChainApplication:
                                         operators=(*operators, VALIDATORS))
         n = len(validator_keys)
         self.votes = ValidatorVotes(max(n, 1), _quorum_operation_problem)
-        self.validation = ValidationApp(ExternalValidations(n, quorum_size(n)) if n >= 4 else
-                                        ExternalValidations(4, 3))
+        self.validation = ValidationApp(ExternalValidations(n, quorum_size(n), validation_limits) if n >= 4 else
+                                        ExternalValidations(4, 3, validation_limits))
         self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s,
                                   zone_policy=ZonePolicy(default_public_suffixes(), registry_suffixes),
                                   validated=self.validation.validated,
