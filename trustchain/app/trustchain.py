@@ -388,7 +388,7 @@ class TrustChainApplication:
                 self.ct.append(X509Entry(event.certificate_der), context.time_us // 1000,
                                chain=self._issuer_chain(event.certificate_der))
                 self.certificates_logged += 1
-                self.acme.on_issued(event.pending_id)
+                self.acme.on_issued(event.request_id or event.pending_id)  # the id the order was answered with
             elif isinstance(event, PendingExpired):
                 self.acme.on_pending_expired(event.pending_id)
         self._events.extend(events)
