@@ -75,7 +75,9 @@ ObserverEffect = SendToPeer | SetTimer | CancelTimer | Executed | StateRestored 
 class ObserverParams:
     #: how long without progress before pulling from a random peer (doubling while pulls bring nothing)
     sync_interval_us: int = 1_000_000
-    max_sync_interval_us: int = 8_000_000
+    max_sync_interval_us: int = 4_000_000
+    #: a batch arriving after a gap: pull this soon instead of waiting for the next tick
+    gap_pull_us: int = 200_000
     #: how far beyond the next batch to execute a batch may be held (the rest is pulled later)
     window: int = 256
     #: batches per catch-up reply
@@ -183,6 +185,7 @@ class Observer:
         self._asked: str | None = None
         self._mark = 0
         self._idle_ticks = 0
+        self._gap_pull = False
         self._out: list[ObserverEffect] = []
         self.received: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
@@ -211,7 +214,7 @@ class Observer:
                     FEED_PULL_REPLY: "pull_reply"}[tag]
             self.received[kind] = self.received.get(kind, 0) + 1
             if tag == FEED_BATCH:
-                self._on_batch(src, seq, data)
+                self._on_batch(src, seq, data, now)
             elif tag == FEED_CHECKPOINT:
                 self._on_checkpoint(src, seq, data)
             elif tag == FEED_PULL:
@@ -228,6 +231,7 @@ class Observer:
         self._out = []
         if name != TIMER_SYNC:
             return []
+        self._gap_pull = False
         if self.log.last_executed == self._mark or self._held:
             self._pull()
             self._idle_ticks = min(self._idle_ticks + 1, 8)
@@ -250,7 +254,7 @@ class Observer:
 
     # ------------------------------------------------------------------ batches
 
-    def _on_batch(self, src: str, seq: int, packet: bytes) -> None:
+    def _on_batch(self, src: str, seq: int, packet: bytes, now: int) -> None:
         if seq <= self.log.last_executed or seq in self._held:
             self.duplicates += 1
             return
@@ -260,6 +264,9 @@ class Observer:
         self._held[seq] = batch
         self._out.extend(SendToPeer(c, packet) for c in self.children if c != src)
         self._execute_ready()
+        if self._held and not self._gap_pull:
+            self._gap_pull = True  # we missed something (a partition, a withholding parent): ask soon
+            self._out.append(SetTimer(TIMER_SYNC, now + self.params.gap_pull_us))
 
     def _execute_ready(self) -> None:
         while (batch := self._held.pop(self.log.last_executed + 1, None)) is not None:
@@ -311,11 +318,11 @@ class Observer:
     # ------------------------------------------------------------------ catching up
 
     def _pull(self) -> None:
-        """Ask one peer, drawn at random: a validator half of the time, else any observer."""
-        if self.peers and self.rng.random() < 0.5:
-            peer = self.peers[self.rng.randrange(len(self.peers))]
-        else:
-            peer = self.validators[self.rng.randrange(len(self.validators))]
+        """Ask one peer drawn uniformly from all validators and observers: every node, validators
+        included, then answers the same share of pulls however many observers there are, and a node
+        whose overlay neighbours all withhold still reaches honest peers."""
+        k = self.rng.randrange(len(self.validators) + len(self.peers))
+        peer = self.validators[k] if k < len(self.validators) else self.peers[k - len(self.validators)]
         if peer == self.name:
             peer = self.validators[self.rng.randrange(len(self.validators))]
         self._asked = peer
