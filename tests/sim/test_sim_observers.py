@@ -72,7 +72,7 @@ def test_checker_flags_an_observer_that_executed_another_batch(result: RunResult
 
 
 def test_observer_section_is_validated() -> None:
-    with pytest.raises(ScenarioError, match="observers.partition.heal_s"):
+    with pytest.raises(ScenarioError, match=r"observers\.partition\.heal_s"):
         from_dict(_scenario(partition={"fraction": 0.3, "start_s": 2, "heal_s": 1}))
-    with pytest.raises(ScenarioError, match="observers.fanout"):
+    with pytest.raises(ScenarioError, match=r"observers\.fanout"):
         from_dict(_scenario(fanout=0))
