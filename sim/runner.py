@@ -65,11 +65,11 @@ def run(scenario: Scenario, seed: int | None = None, out_dir: Path | None = None
         world.done.callbacks.append(finish_after_drain)
         env.timeout(round(scenario.duration_s * 1e6)).callbacks.append(stop_once)
         env.run(until=stop)
+        if world.observers is not None:
+            trace.record(world.now, "observers", world.observers.digest())  # every observer's executions, in one event
     finally:
         if sink is not None:
             sink.close()
-    if world.observers is not None:
-        trace.record(world.now, "observers", world.observers.digest())  # every observer's executions, in one event
     wall = time.perf_counter() - started
 
     verdicts = [check(world) for check in SAFETY_CHECKS]

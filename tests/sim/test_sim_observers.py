@@ -3,6 +3,8 @@ withholding neighbours and a partition; the independent checker notices an obser
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,3 +78,13 @@ def test_observer_section_is_validated() -> None:
         from_dict(_scenario(partition={"fraction": 0.3, "start_s": 2, "heal_s": 1}))
     with pytest.raises(ScenarioError, match=r"observers\.fanout"):
         from_dict(_scenario(fanout=0))
+
+
+def test_run_with_an_output_directory_writes_the_observer_summary(tmp_path: Path) -> None:
+    d = _scenario(count=30, byzantine=2)
+    d["workload"]["requests"] = 16
+    result = run(from_dict(d), out_dir=tmp_path)
+    assert result.expectation_met
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["observers"]["count"] == 30
+    assert '"observers"' in (tmp_path / "trace.jsonl").read_text().splitlines()[-1]
