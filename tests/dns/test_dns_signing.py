@@ -42,7 +42,8 @@ def test_every_rrset_signed_and_valid(zone: Zone, keys: KeySet, policy: SigningP
     assert signed.inception <= NOW - policy.skew // 2 and signed.expiration > NOW + policy.validity // 2
     for (_name, rdtype), sig in signed.sigs.items():
         signer_tags = {r.key_tag for r in sig}
-        expected = {k.tag for k in keys.signing(Role.KSK if rdtype == T.DNSKEY else Role.ZSK)}
+        by_ksk = rdtype in (T.DNSKEY, T.CDS, T.CDNSKEY)  # RFC 7344 4.1: CDS/CDNSKEY under the KSK
+        expected = {k.tag for k in keys.signing(Role.KSK if by_ksk else Role.ZSK)}
         assert signer_tags == expected
 
 

@@ -68,7 +68,7 @@ class SignatureSet(dns.rrset.RRset):
     signatures together, as they address any other type. dnspython's RRset holds one covered type only;
     `trustchain.dns.dnssec.presigned_view` splits this one by covered type for serving."""
 
-    def add(self, rd: dns.rdata.Rdata, ttl: int | None = None) -> None:  # type: ignore[override]
+    def add(self, rd: dns.rdata.Rdata, ttl: int | None = None) -> None:
         if rd.rdclass != self.rdclass or rd.rdtype != RdataType.RRSIG:
             raise dns.rdataset.IncompatibleTypes
         if ttl is not None:
