@@ -107,8 +107,8 @@ def test_bad_commands_are_rejected_with_reason_and_change_nothing() -> None:
     assert results[1].detail.startswith("ops[1].type: CNAME at www.app.example.")
     assert results[2].detail.startswith("command: malformed (") and results[2].op == ""
     assert results[3].detail.startswith("command: malformed (")
-    assert results[4].detail == ("op: must be one of create, update, tick, delegate, undelegate, delegated_update, keys, "
-                                 "got 'delete'")
+    assert results[4].detail == ("op: must be one of create, update, tick, delegate, undelegate, delegated_update, "
+                                 "keys, got 'delete'")
     assert results[5].detail.startswith("update: malformed (UpdateZone.origin: ") and results[5].op == OP_UPDATE
     assert results[6].detail == "update.origin: no such zone other.example."
     assert results[7].detail == "create.origin: zone app.example. already exists" and results[7].op == OP_CREATE
