@@ -214,9 +214,9 @@ class DNSApplication:
 
     # --- queries ------------------------------------------------------------------------------------
 
-    def answer(self, query_wire: bytes, now: int, *, max_udp: int | None) -> bytes:
+    def answer(self, query_wire: bytes, now: int, *, max_udp: int | None, client: str = "") -> bytes:
         """Serve a DNS query from the replicated zones (see `Authority.answer`)."""
-        return self.authority.answer(query_wire, now, max_udp=max_udp)
+        return self.authority.answer(query_wire, now, max_udp=max_udp, client=client)
 
     def keys_for(self, origin: dns.name.Name) -> KeySet:
         """The zone's current keys, derived from the master seed and its replicated key schedule (a zone

@@ -44,6 +44,7 @@ __all__ = [
     "Tick",
     "UpdateZone",
     "ZoneKeys",
+    "command_from_json",
     "create_command",
     "decode_result",
     "delegate_command",
@@ -218,6 +219,47 @@ def keys_command(origin: str, action: str, role: str = "", *, zsk_lifetime_s: in
 def _command(op: str, body: CreateZone | UpdateZone | Tick | DelegateZone | RevokeDelegation | DelegatedUpdate
              | ZoneKeys) -> bytes:
     return encode(DNSCommand(op, encode(body)))
+
+
+def command_from_json(body: object) -> bytes:
+    """The command of a JSON body as clients send it: `{"create": {origin, primary_ns, admin, nameservers,
+    ttl, algorithm, presigned}}`, `{"update": {origin, ops}}` or `{"keys": {origin, action, role,
+    zsk_lifetime_s, ksk_lifetime_s}}`; a malformed one raises ZoneUpdateError naming the field."""
+    if not isinstance(body, dict) or len(body) != 1 or not {"create", "update", "keys"} & body.keys():
+        raise ZoneUpdateError("body", 'expected {"create": {...}}, {"update": {"origin", "ops"}} or {"keys": {...}}')
+    kind, doc = next(iter(body.items()))
+    if kind == "update":
+        return update_command(ZoneUpdate.from_json(doc))
+    if not isinstance(doc, dict):
+        raise ZoneUpdateError(kind, "must be an object")
+    fields = _JSON_FIELDS[kind]
+    unknown = sorted(str(k) for k in doc if k not in fields)
+    if unknown:
+        raise ZoneUpdateError(f"{kind}.{unknown[0]}", "unknown field")
+    for key, (kind_of, required) in fields.items():
+        if key not in doc:
+            if required:
+                raise ZoneUpdateError(f"{kind}.{key}", "required")
+        elif not isinstance(doc[key], kind_of) or (kind_of is int and isinstance(doc[key], bool)):
+            raise ZoneUpdateError(f"{kind}.{key}", f"must be {_KIND_NAMES[kind_of]}")
+    if kind == "create":
+        nameservers = doc.get("nameservers", [doc["primary_ns"]])
+        if not all(isinstance(n, str) for n in nameservers):
+            raise ZoneUpdateError("create.nameservers", "must be a list of names")
+        return create_command(doc["origin"], primary_ns=doc["primary_ns"], admin=doc["admin"],
+                              nameservers=nameservers, ttl=doc.get("ttl", 3600), algorithm=doc.get("algorithm", 15),
+                              presigned=doc.get("presigned", False))
+    return keys_command(doc["origin"], doc["action"], doc.get("role", ""), zsk_lifetime_s=doc.get("zsk_lifetime_s", 0),
+                        ksk_lifetime_s=doc.get("ksk_lifetime_s", 0))
+
+
+_JSON_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    "create": {"origin": (str, True), "primary_ns": (str, True), "admin": (str, True), "nameservers": (list, False),
+               "ttl": (int, False), "algorithm": (int, False), "presigned": (bool, False)},
+    "keys": {"origin": (str, True), "action": (str, True), "role": (str, False), "zsk_lifetime_s": (int, False),
+             "ksk_lifetime_s": (int, False)},
+}
+_KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
 
 
 def decode_result(data: bytes) -> DNSResult:
