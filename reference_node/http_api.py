@@ -578,7 +578,7 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/cert/renew": {"post": op("Renew: re-issue for the names of an existing serial", True)},
         "/api/v1/cert/revoke": {"post": op("Revoke by serial with a CRLReason", True)},
         "/api/v1/dns/resolve": {"get": op("Authoritative answer", params=["domain", "type", "dnssec"])},
-        "/api/v1/dns/update": {"post": op("Create a zone or apply a zone update", True)},
+        "/api/v1/dns/update": {"post": op("Create a zone, apply a zone update, or roll its keys", True)},
         "/api/v1/dns/dnssec/validate": {"get": op("Validate an answer DS->DNSKEY->RRSIG", params=["domain", "type"])},
         "/api/v1/ct/log": {"get": op("Signed checkpoint (and entries)", params=["tree_size", "start", "end"])},
         "/api/v1/ct/submit": {"post": op("Submit a certificate chain; returns this validator's SCT", True)},
