@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -130,7 +131,9 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
             from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler
             from reference_node.dns.tsig import Keyring, keyring_path
             from reference_node.dns.update import DynamicUpdates
+            from trustchain.dns.edns_options import ServerIdentity
 
+            node.app.dns.set_identity(ServerIdentity(nsid=cfg.dns.nsid.encode(), cookie_secret=os.urandom(32)))
             answer = authority_handler(node.app.dns)
             updates = DynamicUpdates(node, Keyring(keyring_path(cfg.storage.path)))
 
