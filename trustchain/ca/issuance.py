@@ -305,8 +305,8 @@ class CAApplication:
         for key in [k for k, c in self.challenges.items() if now_us - c.created_us > self.policy.challenge_ttl_us]:
             del self.challenges[key]
         for pid in [p for p, v in sorted(self.pending.items()) if now_us - v.created_us > self.policy.pending_ttl_us]:
-            del self.pending[pid]
-            self.emit(PendingExpired(pid))
+            gone = self.pending.pop(pid)
+            self.emit(PendingExpired(pid, gone.request_id))
         self.revocation.expire(now_us)
 
     def _challenge(self, cmd: ChallengeCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
