@@ -48,6 +48,7 @@ from trustchain.authorization import validator_votes as votes
 from trustchain.ca import commands as cacommands
 from trustchain.ca import ownership
 from trustchain.ca import records as carecords
+from trustchain.ca import urls as causrls
 from trustchain.ct import api as ctapi
 from trustchain.ct import app as ctapp
 from trustchain.dns import app as dnsapp
@@ -234,8 +235,8 @@ class API:
         r.add_get("/api/v1/openapi.json", self.openapi)
         r.add_get("/ca/root.pem", self.ca_file)
         r.add_get("/ca/intermediate.pem", self.ca_file)
-        r.add_get("/ca/root.der", self.ca_file)
-        r.add_get("/ca/intermediate.der", self.ca_file)
+        r.add_get(causrls.ROOT_ISSUER, self.ca_file)  # the issuer URLs certificates name (trustchain.ca.urls)
+        r.add_get(causrls.ISSUING_ISSUER, self.ca_file)
         for topic in STREAMS:
             r.add_get(f"/stream/{topic}", self.stream)
         http_pki.register(self.app, node)  # /ocsp, /crl/<issuer>.crl

@@ -16,6 +16,7 @@ encoded ``commands.CAResult``; ``execute`` never raises on bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import struct
 from collections.abc import Callable, Sequence
@@ -230,11 +231,8 @@ class CAApplication:
         cert = x509.load_der_x509_certificate(self.issuer_certificates[-1])
         key = cert.public_key()
         assert isinstance(key, ed25519.Ed25519PublicKey)
-        base = self.policy.issuer
-        return cax509.IssuerProfile(
-            cert.subject, key.public_bytes_raw(), base.crl_url, base.ocsp_url, base.ca_issuers_url, base.policies,
-            cert.not_valid_after_utc,
-        )
+        return dataclasses.replace(self.policy.issuer, name=cert.subject, public_key=key.public_bytes_raw(),
+                                   not_after=cert.not_valid_after_utc)
 
     def status(self, serial: int) -> IssuedCertificate | None:
         return self.issued.get(serial_bytes(serial)) if serial > 0 else None
