@@ -8,6 +8,8 @@ decides nothing: a node cannot make a request in a client's name, and any node c
 
 Served here without consensus: the directory, new nonces (they embed this node's clock, which every
 replica checks against consensus time) and renewal information (RFC 9773, from the replicated CA).
+A POST every replica would refuse whatever its state (no such resource, no JWS, a url for another
+resource) is answered here without ordering it.
 """
 
 from __future__ import annotations
@@ -124,6 +126,9 @@ class ACMEFrontEnd:
         body = await request.content.read(acmejws.MAX_JWS_BYTES + 1)
         if len(body) > acmejws.MAX_JWS_BYTES:
             return self._problem(request, problem(problems.MALFORMED, f"body: larger than {acmejws.MAX_JWS_BYTES}"))
+        junk = _precheck(request.path, body)
+        if junk is not None:
+            return self._problem(request, junk)
         if request.path == paths.NEW_ACCOUNT and self.admit_registration is not None:
             wait = self.admit_registration(request)  # each may create an account, with quotas of its own
             if wait:
@@ -197,6 +202,20 @@ class ACMEFrontEnd:
         headers["Retry-After"] = str(renewal.RETRY_AFTER_S)
         return web.json_response({"suggestedWindow": {"start": views.rfc3339(start), "end": views.rfc3339(end)}},
                                  headers=headers)
+
+
+def _precheck(path: str, body: bytes) -> Problem | None:
+    """What every replica would refuse whatever its state (no such resource, a body that is no JWS, a
+    signed url for another resource), answered here so that junk never reaches consensus. The replicas
+    check all of it again, and the rest (signature, nonce, account) only they can."""
+    if paths.match(path) is None:
+        return problem(problems.NOT_FOUND, f"path: no ACME resource at {path[:100]!r}")
+    parsed = acmejws.parse(body)
+    if isinstance(parsed, Problem):
+        return parsed
+    if parsed.url_path != path:
+        return problem(problems.UNAUTHORIZED, "url: the signed url is not the URL this was posted to")
+    return None
 
 
 def _us(t: dt.datetime) -> int:
