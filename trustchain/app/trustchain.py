@@ -307,7 +307,9 @@ class TrustChainApplication:
 
         self.validation.tick(context.time_us)
         for gone in self.scts.expire(context.time_us, self.ca.policy.pending_ttl_us):
-            self._events.append(PendingExpired(gone.pending.pending_id))
+            expired = PendingExpired(gone.pending.pending_id, gone.pending.request_id)
+            self._events.append(expired)
+            self.acme.on_pending_expired(expired.request_id or expired.pending_id)
         for index, op in enumerate(operations):
             routed = unroute(op.payload)
             if routed is not None and routed.target == ACME:
@@ -388,9 +390,10 @@ class TrustChainApplication:
                 self.ct.append(X509Entry(event.certificate_der), context.time_us // 1000,
                                chain=self._issuer_chain(event.certificate_der))
                 self.certificates_logged += 1
-                self.acme.on_issued(event.request_id or event.pending_id)  # the id the order was answered with
+                # an ACME order waits on the pending id its request was answered with: the precertificate's
+                self.acme.on_issued(event.request_id or event.pending_id)
             elif isinstance(event, PendingExpired):
-                self.acme.on_pending_expired(event.pending_id)
+                self.acme.on_pending_expired(event.request_id or event.pending_id)
         self._events.extend(events)
 
     def _log_precertificate(self, event: PrecertSigned, context: ExecutionContext) -> None:
