@@ -58,7 +58,8 @@ from reference_node import cluster as clustermod  # noqa: E402
 CLAIMS = {"generation_ms": 35.0, "throughput_per_s": 10_000.0, "dns_ms": 50.0}
 PER_ACCOUNT_LIMIT = 50
 PER_DOMAIN = 40
-LOAD_TEST_LIMITS: dict[str, Any] = {"ca": {"requests_per_account": 10_000_000, "certificates_per_domain": 10_000_000}}
+LOAD_TEST_LIMITS: dict[str, Any] = {"ca": {"requests_per_account": 10_000_000, "certificates_per_domain": 10_000_000},
+                                     "dns": {"max_zones_per_owner": 1000}}
 PROFILES: dict[str, dict[str, Any] | None] = {"default": None, "load-test": LOAD_TEST_LIMITS}
 
 
