@@ -215,4 +215,6 @@ class Genesis:
             require_payment=False,
             node_domain=self.node_domain,
             validator_keys=validator_keys,
+            account_limit=self.limits.ca.account_limit,
+            domain_limit=self.limits.ca.domain_limit,
         )
