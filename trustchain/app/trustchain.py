@@ -126,7 +126,6 @@ class _SnapshotV2:
     dns: bytes
     kv: bytes
     certificates_logged: int
-    scts: bytes
 
 
 def route(target: str, payload: bytes) -> bytes:
