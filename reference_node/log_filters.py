@@ -29,11 +29,8 @@ class ClientProtocolErrors(logging.Filter):
             return True
         args = record.args if isinstance(record.args, tuple) else ()
         peer = str(args[0]) if args else "?"
-        if isinstance(exc, HttpProcessingError):
-            reason = f"{exc.code} {exc.message}"
-        else:
-            reason = str(exc) or type(exc).__name__
-        reason = " ".join(reason.split())[:MAX_REASON]
+        text = f"{exc.code} {exc.message}" if isinstance(exc, HttpProcessingError) else str(exc) or type(exc).__name__
+        reason = " ".join(text.split())[:MAX_REASON]
         log.info("bad HTTP request from %s: %s", peer, reason,
                  extra={"event": "http_client_error", "fields": {"remote": peer, "reason": reason}})
         return False
