@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from reference_node import config as cfgmod
+from reference_node import log_filters
 from reference_node.genesis import GenesisError
 from reference_node.listen import bind_socket
 
@@ -102,6 +103,7 @@ def configure_logging(level: str, fmt: str, node: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    log_filters.install()  # a client's malformed HTTP: one INFO line, not an ERROR traceback
 
 
 async def serve(cfg: cfgmod.NodeConfig) -> None:

@@ -213,7 +213,7 @@ class Node:
         self._free = asyncio.Queue()
         for i in range(CLIENT_POOL):
             self._free.put_nowait(i)
-        await self.transport.start(self._on_peer)
+        await self.transport.start(self._on_peer, self._on_link)
         self._apply(self.replica.start(now_us()))
         if self.signing is not None:
             self.signing.start()
@@ -281,6 +281,11 @@ class Node:
             self._apply(self.replica.receive(data, now_us()))
         elif channel == CHANNEL_SIGNING and self.signing is not None:
             self.signing.on_message(data)
+
+    def _on_link(self, peer: int) -> None:
+        """Our link to `peer` came up: tell it how far we got (it may have restarted into an idle network)."""
+        if self.halted is None:
+            self._apply(self.replica.link_up(peer, now_us()))
 
     def _fire(self, name: str, at_us: int) -> None:
         self._timers.pop(name, None)

@@ -6,6 +6,13 @@ buffered without limit; PBFT retransmits what matters (view-change resends, stat
 retransmission). A subclass implements `_sender(peer)`, which dials the peer, drains its queue and
 reconnects with backoff (`BACKOFF_MIN` to `BACKOFF_MAX`), and its own listener.
 
+Rejoining quickly. A sender reports each link it brings up (`_linked`), and the node then tells that peer
+how far it got (a signed STATUS, `Replica.link_up`): a peer that restarted into an idle network learns it
+is behind at once. A listener reports each peer that dials in (`_peer_dialed`): that peer is up again
+(it may have restarted), so a sender waiting out its backoff redials at once, and one whose link looks
+established checks that it still is (a QUIC connection to a restarted peer stays open until its idle
+timeout, and everything sent on it is lost).
+
 Frame: 4-byte big-endian length of what follows, 1-byte channel, payload.
 """
 
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import struct
 import time
 from collections.abc import Callable
@@ -20,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 Deliver = Callable[[int, int, bytes], None]  # (sender id, channel, payload)
+LinkUp = Callable[[int], None]  # (peer id): our link to it just came up
+
+log = logging.getLogger("trustchain.transport")
 
 CHANNEL_CONSENSUS, CHANNEL_SIGNING, CHANNEL_KEEPALIVE, CHANNEL_HELLO = 0, 1, 254, 255
 KEEPALIVE_S = 1.0  # every peer hears from us at least this often, so liveness is known when idle
@@ -44,7 +55,10 @@ class PeerTransport(Protocol):
     #: counters the node exports as metrics
     stats: TransportStats
 
-    async def start(self, deliver: Deliver) -> None: ...
+    async def start(self, deliver: Deliver, on_link: LinkUp | None = None) -> None:
+        """Listen and dial every peer. `deliver` gets each authenticated frame; `on_link(peer)` is called
+        each time a link to `peer` comes up (first connect and every reconnect)."""
+        ...
 
     def send(self, peer: int, channel: int, data: bytes) -> bool: ...
 
@@ -84,6 +98,9 @@ class PeerQueues:
         self._queues: dict[int, asyncio.Queue[bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._deliver: Deliver | None = None
+        self._on_link: LinkUp | None = None
+        self._wake: dict[int, asyncio.Event] = {}  # set when the peer dialed us: it is up (again)
+        self._link_up: dict[int, bool] = {}
         self.last_heard: dict[int, float] = {}  # peer -> monotonic time of its last frame
 
     def deliver(self, sender: int, channel: int, payload: bytes) -> None:
@@ -95,9 +112,41 @@ class PeerQueues:
         if self._deliver is not None:
             self._deliver(sender, channel, payload)
 
+    def _linked(self, peer: int) -> None:
+        """A sender brought its link to `peer` up: counted, logged, and reported to the node."""
+        self.stats.connects += 1
+        self._link_up[peer] = True
+        log.info("link to validator %d up", peer, extra={"event": "peer_link_up", "fields": {"peer": peer}})
+        if self._on_link is not None:
+            self._on_link(peer)
+
+    def _unlinked(self, peer: int, reason: str) -> None:
+        """A sender lost its link to `peer`, or failed to bring it up (logged once per outage)."""
+        self.stats.connect_failures += 1
+        if self._link_up.get(peer, True):  # the first failure after a link (or at start) is worth a line
+            log.info("link to validator %d down: %s", peer, reason,
+                     extra={"event": "peer_link_down", "fields": {"peer": peer, "reason": reason}})
+        else:
+            log.debug("link to validator %d: %s", peer, reason)
+        self._link_up[peer] = False
+
+    def _peer_dialed(self, peer: int) -> None:
+        """`peer` just opened an authenticated connection to us: it is up, so stop backing off."""
+        event = self._wake.get(peer)
+        if event is not None:
+            event.set()
+
+    async def _pause(self, peer: int, seconds: float) -> None:
+        """Back off for `seconds`, or less if the peer dials us meanwhile."""
+        event = self._wake[peer]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        event.clear()
+
     def _start_senders(self) -> None:
         for peer in sorted(self.peers):
             self._queues[peer] = asyncio.Queue(self.queue_size)
+            self._wake[peer] = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._sender(peer), name=f"{self.kind}-send-{peer}"))
         self._tasks.append(asyncio.create_task(self._keepalive(), name=f"{self.kind}-keepalive"))
 

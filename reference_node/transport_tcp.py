@@ -25,6 +25,7 @@ from reference_node.transport import (
     CHANNEL_SIGNING,
     MAX_FRAME,
     Deliver,
+    LinkUp,
     PeerQueues,
     TransportStats,
     frame,
@@ -45,8 +46,8 @@ class TCPTransport(PeerQueues):
         self._conns: set[asyncio.StreamWriter] = set()
         self.bound: tuple[str, int] | None = None
 
-    async def start(self, deliver: Deliver) -> None:
-        self._deliver = deliver
+    async def start(self, deliver: Deliver, on_link: LinkUp | None = None) -> None:
+        self._deliver, self._on_link = deliver, on_link
         self._server = await asyncio.start_server(self._on_conn, sock=bind_socket("consensus.listen", *self.listen))
         sock = self._server.sockets[0].getsockname()
         self.bound = (sock[0], sock[1])
@@ -63,17 +64,17 @@ class TCPTransport(PeerQueues):
             writer: asyncio.StreamWriter | None = None
             try:
                 _, writer = await asyncio.open_connection(host, port)
-                self.stats.connects += 1
                 writer.write(frame(CHANNEL_HELLO, struct.pack(">Q", self.me)))
+                self._linked(peer)
                 backoff = BACKOFF_MIN
                 while True:
                     data = await q.get()
                     writer.write(data)
                     await writer.drain()  # socket-level back-pressure
                     self.stats.sent += 1
-            except (OSError, ConnectionError, asyncio.IncompleteReadError):
-                self.stats.connect_failures += 1
-                await asyncio.sleep(backoff)
+            except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
+                self._unlinked(peer, str(exc) or type(exc).__name__)
+                await self._pause(peer, backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)
             finally:
                 if writer is not None:
@@ -90,6 +91,7 @@ class TCPTransport(PeerQueues):
             if sender not in self.peers:
                 self.stats.bad_frames += 1
                 return
+            self._peer_dialed(sender)
             while True:
                 channel, payload = await read_frame(reader)
                 self.deliver(sender, channel, payload)

@@ -328,6 +328,9 @@ class World:
         status = node.replica.status
         self.log_fault(node, f"restart (recovered view {status.view}, executed {status.last_executed})")
         self.apply(node, node.replica.start(self.local_now(node)))
+        for peer in self.nodes.values():  # as in the reference transport: the peers' links to it come back up
+            if peer.up and peer.replica_id != node.replica_id:
+                self.apply(peer, peer.replica.link_up(node.replica_id, self.local_now(peer)))
 
     def corrupt_storage(self, node: ReplicaNode, rng: random.Random, restart_after_us: int | None) -> None:
         """Flip a bit in a synced record. The damage shows at the node's next restart; with

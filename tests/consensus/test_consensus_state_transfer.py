@@ -146,3 +146,38 @@ def test_status_shows_peer_progress_and_a_state_transfer_until_caught_up() -> No
     c.settle(10)
     caught_up = c.replicas[3].status
     assert caught_up.last_executed == 10 and caught_up.peer_executed <= 10 and not caught_up.state_transfer
+
+
+def test_status_on_link_up_starts_catch_up_in_an_idle_network() -> None:
+    """Replica 3 missed everything and no traffic follows: the STATUS its peers send when their links to it
+    come up is all it hears, and f+1 of them make it fetch the state."""
+    c = Cluster(4, clients=1, batch_size=1, batch_delay_us=0, checkpoint_interval=2, watermark_window=4,
+                catchup_delay_us=100_000)
+    c.down = {3}
+    _run_requests(c, 7)
+    c.settle(3)
+    c.down = set()
+    lagger = c.replicas[3]
+    c.settle(5)
+    assert lagger.status.last_executed == 0  # idle: nothing tells it that it is behind
+    c._apply(0, c.replicas[0].link_up(3, c.now))
+    c.run()
+    assert TIMER_CATCHUP not in lagger.internals.timers  # one peer's claim is not enough
+    c._apply(1, c.replicas[1].link_up(3, c.now))
+    c.settle(5)
+    assert lagger.counters.received["status"] == 2
+    assert lagger.status.last_executed == c.replicas[0].status.last_executed == 7
+    assert lagger.app.data == c.replicas[0].app.data  # type: ignore[attr-defined]
+
+
+def test_status_from_a_replica_that_is_not_ahead_changes_nothing() -> None:
+    c = Cluster(4, clients=1, batch_size=1, batch_delay_us=0, checkpoint_interval=2, watermark_window=4)
+    _run_requests(c, 3)
+    c.settle(3)
+    for src in (0, 1, 2):
+        c._apply(src, c.replicas[src].link_up(3, c.now))
+    c._apply(3, c.replicas[3].link_up(3, c.now))  # to itself: nothing is sent
+    c.settle(3)
+    assert c.replicas[3].counters.received["status"] == 3
+    assert c.replicas[3].counters.received.get("state_reply", 0) == 0
+    assert all(r.status.last_executed == 3 for r in c.replicas)

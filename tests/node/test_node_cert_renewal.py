@@ -1,6 +1,7 @@
 """Node certificates: issued at genesis by the TrustChain intermediate through FROST, renewed by each
-node through consensus at 2/3 of their lifetime (20 s here), installed for new QUIC connections, and
-after the genesis certificates expired a restarted node still links up with its peers."""
+node through consensus at 2/3 of their lifetime (20 s here), installed for new QUIC connections; after the
+genesis certificates expired a restarted node still links up with its peers, and a node whose certificate
+expired while it was down rejoins with a consensus-key credential and renews it with no operator action."""
 
 from __future__ import annotations
 
@@ -93,9 +94,8 @@ def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: 
             # certificate and must accept the peers' renewed ones (no link can rest on the old ones)
             await asyncio.sleep(max(0.0, (max(c.not_valid_after_utc for c in original)
                                           - dt.datetime.now(dt.UTC)).total_seconds() + 1.5))
-            # Restart while node 2's own renewed certificate still has time left: a node whose certificate
-            # expires while it is down cannot renew it through consensus (its peers refuse the expired
-            # certificate) — a known limit documented in docs/node.md, not what this test is about.
+            # Restart while node 2's own renewed certificate still has time left, so that the link rests on
+            # renewed certificates alone (a node whose certificate expired is the next test's case).
             t2_before = nodes[2].transport
             assert isinstance(t2_before, QUICTransport)
             await wait(lambda: t2_before.identity.certificate.not_valid_after_utc - dt.datetime.now(dt.UTC)
@@ -111,6 +111,56 @@ def test_node_certificates_renew_before_expiry_and_links_keep_working(tmp_path: 
             assert isinstance(t2, QUICTransport)
             assert t2.stats.connects >= 3 and t2.stats.received > 0
             assert all(c.not_valid_after_utc < dt.datetime.now(dt.UTC) for c in original)
+        finally:
+            for n in nodes:
+                await n.stop()
+
+    asyncio.run(asyncio.wait_for(run(), 240))
+
+
+def test_node_whose_certificate_expired_while_down_rejoins_and_renews(tmp_path: Path) -> None:
+    paths = cluster.generate(tmp_path, 4, 3, transport="quic", dns_listeners=False, synchronous="normal",
+                             timeout="1s", node_cert_lifetime="20s", checkpoint_interval=4)
+    genesis_cert = chain(paths[3].parent / "tls.crt")[0]
+    renewed = paths[3].parent / "data" / "tls" / "node.crt"
+
+    async def wait(pred: object, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():  # type: ignore[operator]
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.1)
+
+    async def run() -> None:
+        nodes: list[Node] = [build_node(cfgmod.load(p, environ={})) for p in paths]
+        for n in nodes:
+            await n.start()
+        try:
+            await nodes[3].stop()  # down before its renewal at 2/3 of the lifetime
+            for k in range(6):  # the others carry on without it (and pass a checkpoint)
+                reply = await nodes[k % 3].submit("kv", kvstore.put(b"k%d" % k, b"1"), timeout_s=60)
+                assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
+            await asyncio.sleep(max(0.0, (genesis_cert.not_valid_after_utc - dt.datetime.now(dt.UTC))
+                                    .total_seconds() + 1.0))
+            assert not renewed.exists()  # nothing but the expired certificate on disk
+            started = time.monotonic()
+            nodes[3] = build_node(cfgmod.load(paths[3], environ={}))
+            t3 = nodes[3].transport
+            assert isinstance(t3, QUICTransport)
+            assert t3.identity.certificate == genesis_cert
+            assert genesis_cert.not_valid_after_utc < dt.datetime.now(dt.UTC)
+            await nodes[3].start()
+            await wait(lambda: nodes[3].certificates.renewals >= 1, 90, "node 3 to renew its certificate")
+            print(f"node with an expired certificate renewed {time.monotonic() - started:.1f} s after restart")
+            new = chain(renewed)[0]
+            assert new.not_valid_after_utc > dt.datetime.now(dt.UTC) and new.serial_number != genesis_cert.serial_number
+            assert t3.identity.certificate == new
+            serial = carecords.serial_bytes(new.serial_number)
+            assert all(serial in m.app.ca.issued for m in nodes[:3])  # issued through consensus
+            others = [n.transport for n in nodes[:3]]
+            assert any(t.credential_links > 0 for t in others if isinstance(t, QUICTransport))
+            reply = await nodes[3].submit("kv", kvstore.put(b"via-3", b"2"), timeout_s=60)
+            assert kvstore.decode_result(reply).status == kvstore.STATUS_OK
+            await wait(lambda: all(n.app.kv.data.get(b"via-3") == b"2" for n in nodes), 20, "the write everywhere")
         finally:
             for n in nodes:
                 await n.stop()

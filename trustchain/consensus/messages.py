@@ -35,6 +35,7 @@ __all__ = [
     "Request",
     "StateReply",
     "StateRequest",
+    "Status",
     "ViewChange",
     "digest",
     "pack",
@@ -62,6 +63,7 @@ class Kind(IntEnum):
     STATE_REQUEST = 7
     STATE_REPLY = 8
     REPLY = 9
+    STATUS = 10
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,17 @@ class StateRequest:
 
 
 @dataclass(frozen=True)
+class Status:
+    """How far the sender got, sent to a peer when a link to it comes up: a peer that restarted or was
+    cut off learns that it is behind without waiting for new traffic, and starts state transfer."""
+
+    view: int
+    last_executed: int
+    low_watermark: int
+    normal: bool  # the sender works in `view` (not changing view)
+
+
+@dataclass(frozen=True)
 class CommittedEntry:
     """A pre-prepare with 2f+1 matching commits: proof that the batch committed at that sequence."""
 
@@ -236,6 +249,7 @@ KIND_TYPES: dict[Kind, type] = {
     Kind.STATE_REQUEST: StateRequest,
     Kind.STATE_REPLY: StateReply,
     Kind.REPLY: Reply,
+    Kind.STATUS: Status,
 }
 TYPE_KINDS: dict[type, Kind] = {v: k for k, v in KIND_TYPES.items()}
 

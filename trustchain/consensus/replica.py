@@ -14,7 +14,8 @@ steps they take in one another):
 - `execution`: in-order, exactly-once execution and the replicated client table;
 - `checkpoints`: checkpoints, stable checkpoints and garbage collection;
 - `viewchange`: view change with backing-off timers, NEW-VIEW building and checking;
-- `state_transfer`: catching up from a stable checkpoint plus commit-certified entries;
+- `state_transfer`: catching up from a stable checkpoint plus commit-certified entries (and the STATUS
+  a replica sends over a link that came up);
 - `recovery`: rebuilding a replica from its persisted records.
 
 The boundary. Drivers use the methods below and read `status` (a frozen `ReplicaStatus`); the
@@ -101,6 +102,14 @@ class Replica(RequestIntake, NormalCase, Execution, Checkpointing, ViewChanging,
             self._reject("malformed", str(exc))
         except InvalidMessage as exc:
             self._reject(exc.reason, str(exc))
+        return self._take()
+
+    def link_up(self, peer: int, now: int) -> list[Effect]:
+        """The driver's link to `peer` (re)connected: send it a signed STATUS, so that a peer which
+        restarted or was cut off learns how far we got even when no traffic follows."""
+        self._out = []
+        self._now = now
+        self._status_for(peer)
         return self._take()
 
     def submit(self, request: Request, now: int) -> list[Effect]:
@@ -226,5 +235,7 @@ class Replica(RequestIntake, NormalCase, Execution, Checkpointing, ViewChanging,
             self._on_state_request(env.sender, self._checker.open(env, kind))
         elif kind is Kind.STATE_REPLY:
             self._on_state_reply(self._checker.open(env, kind), now)
+        elif kind is Kind.STATUS:
+            self._on_status(env.sender, self._checker.open(env, kind), now)
         else:
             raise InvalidMessage("unexpected_kind", f"{kind.name} is not for replicas")

@@ -7,6 +7,11 @@ its q-signature proof, and the snapshot when the requester has not executed that
 entries after it, and the current NEW-VIEW for a replica left in an older view; the requester
 re-verifies every part from signatures alone (`StateTransfer._on_state_reply`), so a Byzantine peer
 can withhold state but not forge it.
+
+Peers' progress normally shows in their traffic. An idle network has none, so a replica that restarted
+or was cut off would not learn it is behind until the next request. Each replica therefore sends a
+signed STATUS (view, last executed, stable checkpoint) to a peer whenever the driver reports that its
+link to that peer came up (`link_up`); f+1 of them are what any other progress report is.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from trustchain.consensus.messages import (
     Kind,
     StateReply,
     StateRequest,
+    Status,
     digest,
     pack,
     seal,
@@ -102,6 +108,20 @@ class StateTransfer(ReplicaCore):
         self._emit(SendToReplica(peer, pack(env)))
         self._transfer_requested = True
         self._set_timer(TIMER_CATCHUP, now + self._config.catchup_delay_us)
+
+    def _status_for(self, peer: int) -> None:
+        """Tell `peer` how far we got (a link to it just came up: it may have restarted)."""
+        if peer == self._id or not 0 <= peer < self._config.n:
+            return
+        status = Status(self._view, self._last_executed, self._cp.low_watermark, self._phase is Phase.NORMAL)
+        self._emit(SendToReplica(peer, pack(seal(self._signer, self._id, status))))
+
+    def _on_status(self, sender: int, status: Status, now: int) -> None:
+        """A peer's own claim of progress: one report among the f+1 that make us count ourselves behind."""
+        self._peers.saw_sequence(sender, status.last_executed)
+        if status.normal:
+            self._peers.saw_view(sender, status.view)
+        self._maybe_schedule_catchup(now)
 
     def _on_state_request(self, sender: int, req: StateRequest) -> None:
         cp = self._cp
