@@ -16,7 +16,8 @@ from reference_node.cli import EXIT_NEGATIVE, EXIT_OK, CLIError
 from reference_node.cli.node_http import client_from_args, emit, positive_int
 from reference_node.cli.node_writes import writer_from_args
 
-__all__ = ["cmd_dns_keys", "cmd_dns_resolve", "cmd_dns_tlsa", "cmd_dns_update", "register_dns_commands", "tlsa_record"]
+__all__ = ["add_record_op_arguments", "add_zone_arguments", "cmd_dns_keys", "cmd_dns_resolve", "cmd_dns_tlsa",
+           "cmd_dns_update", "register_dns_commands", "tlsa_record"]
 DAY_S = 86400
 
 
@@ -185,6 +186,25 @@ def cmd_dns_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_zone_arguments(p: argparse.ArgumentParser, create_help: str) -> None:
+    """`--create` and what a new zone's SOA and apex NS take (shared with `node validators dns`)."""
+    p.add_argument("--create", action="store_true", help=create_help)
+    p.add_argument("--primary-ns", metavar="NAME", help="with --create: SOA MNAME (default ns1.ZONE)")
+    p.add_argument("--admin", metavar="NAME", help="with --create: SOA RNAME (default hostmaster.ZONE)")
+    p.add_argument("--ns", action="append", metavar="NAME", help="with --create: apex NS (repeatable)")
+    p.add_argument("--ttl", type=positive_int, default=3600, help="default TTL (default 3600)")
+
+
+def add_record_op_arguments(p: argparse.ArgumentParser) -> None:
+    """The record operations of an update, collected in order into `ops`."""
+    p.add_argument("--add", action=_OpAction, const="add", metavar="RR", help="add a record")
+    p.add_argument("--replace", action=_OpAction, const="replace", metavar="RR", help="replace an RRset")
+    p.add_argument("--delete", action=_OpAction, const="delete_rrset", metavar="'NAME TYPE'",
+                   help="delete an RRset")
+    p.add_argument("--delete-name", action=_OpAction, const="delete_name", metavar="NAME",
+                   help="delete every RRset at NAME")
+
+
 def register_dns_commands(sub: Any, leaf: argparse.ArgumentParser) -> None:
     dns_p = sub.add_parser("dns", help="DNS: resolve, update")
     ds = dns_p.add_subparsers(dest="node_dns", required=True, metavar="COMMAND")
@@ -198,21 +218,12 @@ def register_dns_commands(sub: Any, leaf: argparse.ArgumentParser) -> None:
                       description="Records are 'NAME [TTL] TYPE DATA' in zone-file order, NAME relative to ZONE "
                       "or absolute; options apply in the order given, in one atomic update.")
     p.add_argument("zone", nargs="?", metavar="ZONE")
-    p.add_argument("--create", action="store_true", help="create ZONE first (SOA, NS, DNSSEC keys)")
-    p.add_argument("--primary-ns", metavar="NAME", help="with --create: SOA MNAME (default ns1.ZONE)")
-    p.add_argument("--admin", metavar="NAME", help="with --create: SOA RNAME (default hostmaster.ZONE)")
-    p.add_argument("--ns", action="append", metavar="NAME", help="with --create: apex NS (repeatable)")
-    p.add_argument("--ttl", type=positive_int, default=3600, help="default TTL (default 3600)")
+    add_zone_arguments(p, "create ZONE first (SOA, NS, DNSSEC keys)")
     p.add_argument("--algorithm", type=int, choices=(13, 15), default=15,
                    help="with --create: DNSSEC algorithm, 15 Ed25519 (default) or 13 ECDSA P-256")
     p.add_argument("--presigned", action="store_true", help="with --create: the zone is signed elsewhere; its "
                    "DNSKEY, RRSIG and NSEC/NSEC3 records come in updates and are served as they are")
-    p.add_argument("--add", action=_OpAction, const="add", metavar="RR", help="add a record")
-    p.add_argument("--replace", action=_OpAction, const="replace", metavar="RR", help="replace an RRset")
-    p.add_argument("--delete", action=_OpAction, const="delete_rrset", metavar="'NAME TYPE'",
-                   help="delete an RRset")
-    p.add_argument("--delete-name", action=_OpAction, const="delete_name", metavar="NAME",
-                   help="delete every RRset at NAME")
+    add_record_op_arguments(p)
     p.add_argument("--file", type=Path, metavar="FILE", help="send this JSON body as is "
                    '({"create": {...}} or {"update": {"origin", "ops"}})')
     p.set_defaults(func=cmd_dns_update, ops=None)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from reference_node.cli import EXIT_OK, CLIError
-from reference_node.cli.node_dns import _build_ops, _OpAction
-from reference_node.cli.node_http import client_from_args, emit, positive_int, reason_arg, serial_arg
+from reference_node.cli.node_dns import _build_ops, add_record_op_arguments, add_zone_arguments
+from reference_node.cli.node_http import client_from_args, emit, reason_arg, serial_arg
 from trustchain.ca import commands as cacommands
 from trustchain.ca import records as carecords
 from trustchain.dns import app as dnsapp
@@ -104,17 +104,8 @@ def register_validators_commands(sub: Any, leaf: argparse.ArgumentParser) -> Non
     p.set_defaults(func=cmd_validators_revoke)
     p = vs.add_parser("dns", parents=[leaf, token], help="vote to create or change a zone of the nodes' domain")
     p.add_argument("zone", metavar="ZONE")
-    p.add_argument("--create", action="store_true", help="create ZONE (SOA, NS, DNSSEC keys)")
-    p.add_argument("--primary-ns", metavar="NAME", help="with --create: SOA MNAME (default ns1.ZONE)")
-    p.add_argument("--admin", metavar="NAME", help="with --create: SOA RNAME (default hostmaster.ZONE)")
-    p.add_argument("--ns", action="append", metavar="NAME", help="with --create: apex NS (repeatable)")
-    p.add_argument("--ttl", type=positive_int, default=3600, help="default TTL (default 3600)")
-    p.add_argument("--add", action=_OpAction, const="add", metavar="RR", help="add a record")
-    p.add_argument("--replace", action=_OpAction, const="replace", metavar="RR", help="replace an RRset")
-    p.add_argument("--delete", action=_OpAction, const="delete_rrset", metavar="'NAME TYPE'",
-                   help="delete an RRset")
-    p.add_argument("--delete-name", action=_OpAction, const="delete_name", metavar="NAME",
-                   help="delete every RRset at NAME")
+    add_zone_arguments(p, "create ZONE (SOA, NS, DNSSEC keys)")
+    add_record_op_arguments(p)
     p.set_defaults(func=cmd_validators_dns, ops=None)
     p = vs.add_parser("withdraw", parents=[leaf, token], help="take back this validator's vote")
     p.add_argument("digest", metavar="DIGEST", help="the proposal's digest (64 hex digits)")
