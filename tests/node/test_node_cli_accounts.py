@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from node_harness import REPO, Cluster
-from test_node_accounts import PublicDNS
+from signed_client import PublicDNS
 
 from reference_node import cli
 from reference_node.cluster import free_ports
