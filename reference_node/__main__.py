@@ -130,9 +130,12 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
             from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler
             from reference_node.dns.tsig import Keyring, keyring_path
             from reference_node.dns.update import DynamicUpdates
+            from reference_node.dns.xfr import ZoneTransfers, is_transfer
 
             answer = authority_handler(node.app.dns)
-            updates = DynamicUpdates(node, Keyring(keyring_path(cfg.storage.path)))
+            keyring = Keyring(keyring_path(cfg.storage.path))
+            updates = DynamicUpdates(node, keyring)
+            transfers = ZoneTransfers(lambda: node.app.dns, keyring)
 
             def handle(wire: bytes, client: str, transport: Transport) -> bytes:
                 node.metrics.dns_queries.inc(transport=transport)
@@ -144,7 +147,9 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
                     return signed or response
                 return response
 
-            dns_server = DNSServer(handle, update_handler=updates.handle)
+            dns_server = DNSServer(handle, update_handler=updates.handle, transfer_handler=transfers.handle,
+                                   is_transfer=is_transfer)
+            transfers.start()
             if cfg.dns.listen is not None:
                 await dns_server.start_udp(*cfg.dns.listen)
                 await dns_server.start_tcp(*cfg.dns.listen)
@@ -167,6 +172,8 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     await stop.wait()
     log.info("stopping", extra={"event": "stopping"})
     if dns_server is not None:
+        with contextlib.suppress(Exception):
+            await transfers.close()
         with contextlib.suppress(Exception):
             await dns_server.close()
     api_server.close()

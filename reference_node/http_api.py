@@ -51,8 +51,9 @@ from trustchain.ca import records as carecords
 from trustchain.ct import api as ctapi
 from trustchain.ct import app as ctapp
 from trustchain.dns import app as dnsapp
+from trustchain.dns.json_commands import command_from_json
 from trustchain.dns.validator import Validator, ZoneKeys
-from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
+from trustchain.dns.zone import ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 from trustchain.errors import TrustChainError
 
@@ -411,21 +412,7 @@ class API:
     async def dns_update(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
         try:
-            if "create" in doc:
-                c = doc["create"]
-                if not isinstance(c, dict):
-                    raise FieldError("create", "must be an object")
-                for k in ("origin", "primary_ns", "admin"):
-                    _str_field(c, k)
-                ns = c.get("nameservers", [c["primary_ns"]])
-                if not isinstance(ns, list):
-                    raise FieldError("create.nameservers", "must be a list of names")
-                payload = dnsapp.create_command(c["origin"], primary_ns=c["primary_ns"], admin=c["admin"],
-                                                nameservers=ns, ttl=_int_field(c, "ttl", 3600, 1))
-            elif "update" in doc:
-                payload = dnsapp.update_command(ZoneUpdate.from_json(doc["update"]))
-            else:
-                raise FieldError("body", "expected {\"create\": {...}} or {\"update\": {\"origin\", \"ops\"}}")
+            payload = command_from_json(doc)
         except ZoneUpdateError as exc:
             raise FieldError(exc.field, exc.reason) from None
         result = _typed(await self._submit_unsigned(tcapp.DNS, payload), dnsapp.decode_result)

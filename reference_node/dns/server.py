@@ -24,7 +24,7 @@ import contextlib
 import functools
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -41,6 +41,7 @@ from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_repl
 Transport = Literal["udp", "tcp", "doq"]
 Handler = Callable[[bytes, str, Transport], bytes]
 UpdateHandler = Callable[[bytes, str, Transport], Awaitable[bytes]]  # answers once the update is ordered
+TransferHandler = Callable[[bytes, str], AsyncIterator[bytes]]  # the messages of one AXFR/IXFR answer
 OPCODE_UPDATE = 5
 EDNS_UDP = 1232
 MAX_QUERY = 4096  # no legitimate query comes close; larger ones are counted as oversize and dropped
@@ -80,6 +81,7 @@ class ListenerCounters:
     doq_protocol_errors: int = 0
     handler_errors: int = 0
     updates: int = 0
+    transfers: int = 0
 
 
 def authority_handler(authority: Authority | DNSApplication, clock: Callable[[], float] = time.time) -> Handler:
@@ -111,11 +113,16 @@ class DNSServer:
         max_tcp_clients: int = 512,
         clock: Callable[[], float] = time.monotonic,
         update_handler: UpdateHandler | None = None,
+        transfer_handler: TransferHandler | None = None,
+        is_transfer: Callable[[bytes], bool] | None = None,
     ) -> None:
         """`update_handler` takes RFC 2136 UPDATE messages (answered NOTIMP by `handler` without one); its
-        answer comes later, so a UDP update is answered from a task and a TCP connection waits for it."""
+        answer comes later, so a UDP update is answered from a task and a TCP connection waits for it.
+        `transfer_handler` answers the TCP queries `is_transfer` picks (AXFR, IXFR) with several messages."""
         self.handler = handler
         self.update_handler = update_handler
+        self.transfer_handler = transfer_handler
+        self.is_transfer = is_transfer
         self.rrl = rrl
         self.tcp_idle_timeout = tcp_idle_timeout
         self.max_tcp_clients = max_tcp_clients
@@ -285,6 +292,10 @@ class DNSServer:
                     return
                 body = await asyncio.wait_for(reader.readexactly(length), self.tcp_idle_timeout)
                 self.counters.tcp_queries += 1
+                if self.transfer_handler is not None and self.is_transfer is not None and self.is_transfer(body):
+                    if not await self._transfer(body, client, writer):
+                        return
+                    continue
                 if self._is_update(body):
                     response = await self._handle_update(body, client, "tcp")
                 else:
@@ -301,6 +312,24 @@ class DNSServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _transfer(self, body: bytes, client: str, writer: asyncio.StreamWriter) -> bool:
+        """Send every message of one zone transfer answer; False when nothing was (close the connection)."""
+        assert self.transfer_handler is not None
+        self.counters.transfers += 1
+        sent = 0
+        try:
+            async for message in self.transfer_handler(body, client):
+                writer.write(len(message).to_bytes(2, "big") + message)
+                await writer.drain()
+                sent += 1
+        except (ConnectionError, TimeoutError):
+            return False
+        except Exception:  # as in `_handle`: a bug costs one answer, never the listener
+            self.counters.handler_errors += 1
+            return False
+        self.counters.responses += sent > 0
+        return sent > 0
 
     # --- DNS over QUIC ------------------------------------------------------------------------------
 

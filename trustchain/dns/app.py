@@ -8,9 +8,9 @@ check the answer against the zone's DS.
 
 Wire format of an operation (the consensus payload): `encode(DNSCommand(op, encode(body)))`, the body
 type chosen by `op` (`CreateZone`, `UpdateZone`, `Tick`, `DelegateZone`, `RevokeDelegation`,
-`DelegatedUpdate`; build them with the `*_command` functions). A tick re-signs any zone whose signing
-epoch has passed; the node submits one when no update has arrived for a while, so signatures never run
-out in a quiet zone.
+`DelegatedUpdate`, `AllowTransfer`, `DenyTransfer`: the `*_command` functions). A tick re-signs zones whose
+signing epoch has passed, with the next SOA serial (so secondaries, `trustchain.dns.transfer`, take the new
+signatures); the node submits one when no update has arrived for a while: signatures never run out.
 
 Dynamic updates (RFC 2136): a zone's owner delegates a scope of its zone to one validator
 (`trustchain.dns.delegation`); that validator's DNS listener turns TSIG-signed UPDATE messages into
@@ -43,15 +43,17 @@ from trustchain.dns.dynamic_update import Prerequisite, UpdateRefused, check_pre
 from trustchain.dns.keys import KeySet
 from trustchain.dns.limits import EMPTY, ZoneLimits, ZoneSize, check_limit
 from trustchain.dns.records import parse_owner
+from trustchain.dns.transfer import AllowTransfer, DenyTransfer, Journal, Transfers
 from trustchain.dns.zone import RecordOp, Zone, ZoneUpdate, ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 
 OP_CREATE, OP_UPDATE, OP_TICK = "create", "update", "tick"
 OP_DELEGATE, OP_UNDELEGATE, OP_DELEGATED = "delegate", "undelegate", "delegated_update"
+OP_ALLOW_TRANSFER, OP_DENY_TRANSFER = "allow_transfer", "deny_transfer"
 STATUS_OK, STATUS_UNCHANGED, STATUS_ERROR = "ok", "unchanged", "error"
 RCODE_NOERROR, RCODE_FORMERR = int(dns.rcode.NOERROR), int(dns.rcode.FORMERR)
 RCODE_REFUSED, RCODE_NOTAUTH = int(dns.rcode.REFUSED), int(dns.rcode.NOTAUTH)
-SNAPSHOT_VERSION = 3  # 2: zone owners; 3: delegations
+SNAPSHOT_VERSION = 4  # 2: zone owners; 3: delegations; 4: transfer grants
 MAX_PAYLOAD = 64 * 1024
 MAX_DETAIL = 512
 OutsideValidated = Callable[[bytes, str], bool]
@@ -67,13 +69,15 @@ class DNSCommand:
 
 @dataclass(frozen=True)
 class CreateZone:
-    """A new zone with SOA and apex NS; names relative to `origin` unless they end in a dot."""
+    """A new zone with SOA and apex NS, and `records` applied to it in the same step: if they are
+    refused, no zone is created. Names relative to `origin` unless they end in a dot."""
 
     origin: str  # absolute
     primary_ns: str
     admin: str  # the SOA RNAME in name form (hostmaster.example.)
     nameservers: tuple[str, ...]
     ttl: int = 3600
+    records: tuple[RecordOp, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ class DNSResult:
 
 
 def create_command(origin: str, *, primary_ns: str, admin: str, nameservers: Sequence[str],
-                   ttl: int = 3600) -> bytes:
+                   ttl: int = 3600, records: ZoneUpdate | None = None) -> bytes:
     """Raises ZoneUpdateError (naming the field) for what the wire cannot carry, e.g. a negative TTL."""
     for key, value in (("origin", origin), ("primary_ns", primary_ns), ("admin", admin)):
         if type(value) is not str:
@@ -146,7 +150,8 @@ def create_command(origin: str, *, primary_ns: str, admin: str, nameservers: Seq
         raise ZoneUpdateError("create.nameservers", "must be a list of names")
     if type(ttl) is not int or not 0 <= ttl < 2**64:
         raise ZoneUpdateError("create.ttl", f"bad TTL {ttl!r}: must be an unsigned 64-bit integer")
-    return _command(OP_CREATE, CreateZone(origin, primary_ns, admin, tuple(nameservers), ttl))
+    return _command(OP_CREATE, CreateZone(origin, primary_ns, admin, tuple(nameservers), ttl,
+                                          records.records() if records is not None else ()))
 
 
 def update_command(update: ZoneUpdate) -> bytes:
@@ -175,8 +180,16 @@ def delegated_update_command(key_name: str, prerequisites: Sequence[Prerequisite
     return _command(OP_DELEGATED, DelegatedUpdate(update.origin, key_name, tuple(prerequisites), update.records()))
 
 
-def _command(op: str, body: CreateZone | UpdateZone | Tick | DelegateZone | RevokeDelegation | DelegatedUpdate
-             ) -> bytes:
+def allow_transfer_command(origin: str, key_name: str, notify: Sequence[str] = ()) -> bytes:
+    """The owner's transfer grant (`trustchain.dns.transfer.AllowTransfer`)."""
+    return _command(OP_ALLOW_TRANSFER, AllowTransfer(origin, key_name, tuple(notify)))
+
+
+def deny_transfer_command(origin: str, key_name: str) -> bytes:
+    return _command(OP_DENY_TRANSFER, DenyTransfer(origin, key_name))
+
+
+def _command(op: str, body: object) -> bytes:
     return encode(DNSCommand(op, encode(body)))
 
 
@@ -230,16 +243,14 @@ class DNSApplication:
         self.limits = limits or ZoneLimits()
         self.owners: dict[dns.name.Name, bytes] = {}
         self.delegations = Delegations()
+        self.transfers, self.journals = Transfers(), dict[dns.name.Name, Journal]()  # journals: not in snapshots
         self.master_seed = master_seed
         self.policy = policy or SigningPolicy()
         self.clock_offset_s = clock_offset_s
         self.zones: dict[dns.name.Name, _ZoneState] = {}
         self._keys: dict[dns.name.Name, KeySet] = {}
         self.authority = Authority()
-        self.applied = 0
-        self.rejected = 0
-        self.resigns = 0
-        self.last_time_s = 0
+        self.applied = self.rejected = self.resigns = self.last_time_s = 0
 
     # --- Application --------------------------------------------------------------------------------
 
@@ -262,6 +273,7 @@ class DNSApplication:
                 for origin, st in sorted(self.zones.items())
             ],
             "delegations": self.delegations.to_json(),
+            "transfers": self.transfers.to_json(),
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -280,6 +292,8 @@ class DNSApplication:
             if item.get("owner"):
                 owners[zone.origin] = bytes.fromhex(str(item["owner"]))
         delegations = Delegations.from_json(doc["delegations"], zones)
+        self.transfers = Transfers.from_json(doc["transfers"], zones)
+        self.journals = {}  # an IXFR from before the snapshot gets the whole zone (RFC 1995 section 4)
         self.zones = zones
         self.owners = owners
         self.delegations = delegations
@@ -436,6 +450,9 @@ class DNSApplication:
         if len(self.zones) >= self.limits.max_zones:
             raise ZoneUpdateError("limits.dns.max_zones", f"{self.limits.max_zones} zones exist already")
         owner = account if self.zone_policy is not None else None
+        if cmd.records:  # on the new zone alone: refused records leave no zone behind
+            self._check_names(account, zone.origin, cmd.records)
+            zone.apply(ZoneUpdate.from_records(cmd.origin, cmd.records))
         self._check_size(zone.origin, owner, EMPTY, zone.size())
         if owner is not None:
             self.owners[zone.origin] = owner
@@ -526,6 +543,17 @@ class DNSApplication:
             changed.add(origin)
         return DNSResult(status, op=OP_DELEGATED, origin=origin.to_text(), serial=st.zone.serial)
 
+    def _transfer_acl(self, account: bytes, cmd: AllowTransfer | DenyTransfer, now: int,
+                      changed: set[dns.name.Name]) -> DNSResult:
+        """The zone's owner grants (or withdraws) a TSIG key name's right to transfer the zone."""
+        op = OP_ALLOW_TRANSFER if isinstance(cmd, AllowTransfer) else OP_DENY_TRANSFER
+        origin, status = self._owned_zone(account, cmd.origin, op), STATUS_OK
+        if isinstance(cmd, AllowTransfer):
+            self.transfers.grant(origin, cmd.key_name, cmd.notify)
+        elif not self.transfers.revoke(origin, cmd.key_name):
+            status = STATUS_UNCHANGED
+        return DNSResult(status, op=op, origin=origin.to_text(), serial=self.zones[origin].zone.serial)
+
     # --- signing ------------------------------------------------------------------------------------
 
     def _sign(self, now: int, changed: set[dns.name.Name]) -> None:
@@ -535,10 +563,19 @@ class DNSApplication:
             if origin not in changed and not stale:
                 continue
             if stale or not st.signed.is_current(st.zone):  # else: created in this batch, signed already
-                st.signed = self._sign_one(st.zone, now, st.signed)
+                if st.signed.serial == st.zone.serial:  # new signatures, new serial: secondaries refresh
+                    st.zone.bump_serial()
+                old, st.signed = st.signed, self._sign_one(st.zone, now, st.signed)
                 st.signed_at = now
                 self.resigns += stale
+                self._journal(origin, old, st.signed)
             self.authority.load(st.zone, st.signed)
+
+    def _journal(self, origin: dns.name.Name, old: SignedZone, new: SignedZone) -> None:
+        if not self.transfers.for_zone(origin):  # signed diffs for IXFR, of the zones someone may transfer
+            self.journals.pop(origin, None)
+            return
+        self.journals.setdefault(origin, Journal()).record(old, new)
 
     def _sign_one(self, zone: Zone, now: int, previous: SignedZone | None) -> SignedZone:
         return sign_zone(zone, self.keys_for(zone.origin), now, self.policy, previous=previous)
@@ -557,4 +594,6 @@ _OPS: dict[str, tuple[type[Any], _Handler]] = {
     OP_DELEGATE: (DelegateZone, DNSApplication._delegate),
     OP_UNDELEGATE: (RevokeDelegation, DNSApplication._undelegate),
     OP_DELEGATED: (DelegatedUpdate, DNSApplication._delegated),
+    OP_ALLOW_TRANSFER: (AllowTransfer, DNSApplication._transfer_acl),
+    OP_DENY_TRANSFER: (DenyTransfer, DNSApplication._transfer_acl),
 }
