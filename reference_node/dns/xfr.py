@@ -224,7 +224,7 @@ class ZoneTransfers:
         for attempt in range(NOTIFY_TRIES):
             message = dns.message.make_query(origin, dns.rdatatype.SOA)
             message.set_opcode(dns.opcode.NOTIFY)
-            message.flags = dns.flags.AA
+            message.flags = (message.flags & ~dns.flags.RD) | dns.flags.AA  # the opcode lives in the flags too
             message.answer.append(soa)  # RFC 1996 section 3.7: the new SOA, a hint
             message.use_tsig(key)
             self.counters.notifies_sent += 1
