@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -50,6 +51,7 @@ DOQ_NO_ERROR, DOQ_INTERNAL_ERROR, DOQ_PROTOCOL_ERROR = 0x0, 0x1, 0x2  # RFC 9250
 UDP_BATCH = 64  # datagrams served per readiness event before yielding to other listeners
 UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts while the loop is busy (the kernel caps it at rmem_max)
 T = TypeVar("T")
+log = logging.getLogger("trustchain.node")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -327,6 +329,7 @@ class DNSServer:
             return False
         except Exception:  # as in `_handle`: a bug costs one answer, never the listener
             self.counters.handler_errors += 1
+            log.exception("zone transfer to %s failed", client, extra={"event": "dns_transfer_failed"})
             return False
         self.counters.responses += sent > 0
         return sent > 0

@@ -129,7 +129,7 @@ class ZoneTransfers:
                     response.question = []  # RFC 5936 section 2.2: the question only in the first message
                 response.flags |= dns.flags.AA
                 response.answer = list(rrsets)
-                yield response.to_wire(multi=True, tsig_ctx=ctx)
+                yield response.to_wire(max_size=65535, multi=True, tsig_ctx=ctx)  # not the client's EDNS size
                 ctx = response.tsig_ctx
         finally:
             self._running -= 1

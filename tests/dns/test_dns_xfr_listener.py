@@ -88,7 +88,7 @@ def transfer(s: Served, zone: str, rdtype: str = "AXFR", *, key: str | None = KE
     query, _ = dns.xfr.make_query(target, serial=serial, use_edns=False,
                                   keyring=keyring(key, secret) if key else None, keyalgorithm=dns.tsig.HMAC_SHA256)
     if rdtype == "AXFR":
-        query = dns.message.make_query(zone, "AXFR")
+        query = dns.message.make_query(zone, "AXFR", use_edns=0, payload=1232)  # EDNS sizes are for UDP only
         if key:
             query.use_tsig(keyring(key, secret), algorithm=dns.tsig.HMAC_SHA256)
 

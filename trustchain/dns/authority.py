@@ -255,6 +255,9 @@ class Authority:
                 if qtype in types:
                     add(response.answer, served.rrsets[(name, qtype)])
                     return
+                if qtype == RdataType.RRSIG and served.signed is not None:
+                    response.answer.extend(_one_rrsig(served, name, types))
+                    return
                 if RdataType.CNAME in types and qtype != RdataType.CNAME:
                     cname = served.rrsets[(name, RdataType.CNAME)]
                     add(response.answer, cname)
@@ -328,6 +331,18 @@ class _Adder(Protocol):
     def __call__(
         self, section: list[dns.rrset.RRset], rrset: dns.rrset.RRset, ttl: int | None = None
     ) -> None: ...
+
+
+def _one_rrsig(served: _Served, name: dns.name.Name, types: Iterable[RdataType]) -> list[dns.rrset.RRset]:
+    """The answer to an RRSIG query, as Knot DNS gives it: the name's first signature in canonical order
+    (the NSEC bitmap says RRSIGs exist there). One, not all: an RRSIG query is for diagnostics, and all
+    of a name's signatures would make a large answer from a small query."""
+    found = [(rdata.to_digestable(served.origin), rdata, sig) for sig in (served.sig((name, t)) for t in types)
+             if sig is not None for rdata in sig]
+    if not found:
+        return []
+    _, rdata, sig = min(found, key=lambda item: item[0])
+    return [dns.rrset.from_rdata(name, sig.ttl, rdata)]
 
 
 def _header_only(wire: bytes, rcode: int) -> bytes:
