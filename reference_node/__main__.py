@@ -151,8 +151,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
                                    is_transfer=is_transfer)
             transfers.start()
             if cfg.dns.listen is not None:
-                await dns_server.start_udp(*cfg.dns.listen)
-                await dns_server.start_tcp(*cfg.dns.listen)
+                await dns_server.start_udp_tcp(*cfg.dns.listen)
             node_tls = node.certificates.paths()  # the newest node certificate (renewed ones in the data directory)
             if cfg.dns.doq_listen is not None and node_tls is not None:
                 await dns_server.start_doq(cfg.dns.doq_listen[0], cfg.dns.doq_listen[1], str(node_tls[0]),

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError, dns_tsig
 from reference_node.dns.client import drive, random_id
 from reference_node.dns.server import DNSServer, authority_handler
+from reference_node.listen import ListenError
 from trustchain.dns.authority import Authority
 from trustchain.dns.denial import NSEC3Params
 from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
@@ -224,12 +225,14 @@ async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tup
     rrl = ResponseRateLimiter(args.rrl_rate, slip=args.rrl_slip) if args.rrl_rate > 0 else None
     server = DNSServer(authority_handler(authority), rrl=rrl)
     try:
-        udp = await server.start_udp(*listen)
-        tcp = await server.start_tcp(listen[0], udp[1])
+        udp, tcp = await server.start_udp_tcp(*listen)
         where = [f"udp {udp[0]}:{udp[1]}", f"tcp {tcp[0]}:{tcp[1]}"]
         if doq:
             quic = await server.start_doq(doq[0], doq[1], str(args.tls_cert), str(args.tls_key))
             where.append(f"doq {quic[0]}:{quic[1]}")
+    except ListenError as exc:
+        await server.close()
+        raise CLIError(str(exc).replace("dns.listen", "--listen", 1), EXIT_IO) from None
     except OSError as exc:
         await server.close()
         raise CLIError(f"cannot listen: {exc.strerror or exc}", EXIT_IO) from exc

@@ -49,6 +49,7 @@ MAX_QUERY = 4096  # no legitimate query comes close; larger ones are counted as 
 DOQ_ALPN = "doq"
 DOQ_NO_ERROR, DOQ_INTERNAL_ERROR, DOQ_PROTOCOL_ERROR = 0x0, 0x1, 0x2  # RFC 9250 section 4.3
 UDP_BATCH = 64  # datagrams served per readiness event before yielding to other listeners
+BIND_ATTEMPTS = 32  # port 0: tries to find one port free for both UDP and TCP
 UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts while the loop is busy (the kernel caps it at rmem_max)
 T = TypeVar("T")
 log = logging.getLogger("trustchain.node")
@@ -183,6 +184,33 @@ class DNSServer:
         task = asyncio.get_running_loop().create_task(run())
         self._update_tasks.add(task)
         task.add_done_callback(self._update_tasks.discard)
+
+    # --- UDP and TCP on one port --------------------------------------------------------------------
+
+    async def start_udp_tcp(self, host: str, port: int, *, reuse_port: bool = False,
+                            attempts: int = BIND_ATTEMPTS) -> tuple[tuple[str, int], tuple[str, int]]:
+        """UDP and TCP on the same port, as DNS needs (a client retries a truncated UDP answer over TCP
+        there). With port 0 the kernel picks UDP's port, where TCP may find another program: then both are
+        bound again on a new port, up to `attempts` times. ListenError if they cannot be."""
+        for attempt in range(attempts):
+            socks, transports = len(self._udp_socks), len(self._udp)
+            udp = await self.start_udp(host, port, reuse_port=reuse_port)
+            try:
+                return udp, await self.start_tcp(host, udp[1])
+            except ListenError:
+                self._close_udp_from(socks, transports)
+                if port != 0 or attempt == attempts - 1:
+                    raise
+        raise AssertionError("not reached")
+
+    def _close_udp_from(self, socks: int, transports: int) -> None:
+        for sock in self._udp_socks[socks:]:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        for transport in self._udp[transports:]:
+            transport.close()
+        del self._udp_socks[socks:], self._udp[transports:]
 
     # --- UDP ----------------------------------------------------------------------------------------
 

@@ -177,3 +177,38 @@ def test_rrl_limits_a_flooding_client() -> None:
     full, tc, server = asyncio.run(go())
     assert (full, tc) == (5, 17)  # a burst of 5, then every 2nd limited reply slips (TC=1)
     assert server.counters.rrl_dropped == 18 and server.counters.rrl_slipped == 17
+
+
+def test_port_zero_binds_udp_and_tcp_on_one_port_even_when_tcp_finds_it_taken() -> None:
+    """The first port the kernel gives UDP is taken for TCP by another program: both move to a new port."""
+    import socket as socketmod
+
+    from reference_node.listen import ListenError
+
+    server = DNSServer(lambda wire, client, transport: b"")
+    squatters: list[socketmod.socket] = []
+    real_start_tcp = server.start_tcp
+
+    async def start_tcp_after_a_squatter(host: str, port: int) -> tuple[str, int]:
+        if not squatters:  # someone else listens on TCP at exactly this port
+            squatter = socketmod.socket(socketmod.AF_INET, socketmod.SOCK_STREAM)
+            squatter.bind((host, port))
+            squatter.listen(1)
+            squatters.append(squatter)
+        return await real_start_tcp(host, port)
+
+    server.start_tcp = start_tcp_after_a_squatter  # type: ignore[method-assign]
+
+    async def run() -> tuple[tuple[str, int], tuple[str, int], int]:
+        udp, tcp = await server.start_udp_tcp("127.0.0.1", 0)
+        open_udp = len(server._udp_socks) + len(server._udp)
+        with pytest.raises(ListenError, match="cannot listen on 127.0.0.1"):
+            await DNSServer(lambda wire, client, transport: b"").start_udp_tcp("127.0.0.1", tcp[1])  # a fixed port
+        await server.close()
+        return udp, tcp, open_udp
+
+    udp, tcp, open_udp = asyncio.run(run())
+    taken = squatters[0].getsockname()[1]
+    squatters[0].close()
+    assert udp[1] == tcp[1] != taken
+    assert open_udp == 1  # the UDP socket of the abandoned port was closed
