@@ -202,7 +202,7 @@ def test_port_zero_binds_udp_and_tcp_on_one_port_even_when_tcp_finds_it_taken() 
     async def run() -> tuple[tuple[str, int], tuple[str, int], int]:
         udp, tcp = await server.start_udp_tcp("127.0.0.1", 0)
         open_udp = len(server._udp_socks) + len(server._udp)
-        with pytest.raises(ListenError, match="cannot listen on 127.0.0.1"):
+        with pytest.raises(ListenError, match=r"cannot listen on 127\.0\.0\.1"):
             await DNSServer(lambda wire, client, transport: b"").start_udp_tcp("127.0.0.1", tcp[1])  # a fixed port
         await server.close()
         return udp, tcp, open_udp
