@@ -456,6 +456,12 @@ class _DoQProtocol(QuicConnectionProtocol):
             self._quic.close(error_code=DOQ_PROTOCOL_ERROR, reason_phrase="malformed DoQ query")
             self.transmit()
             return
+        if len(data) < 14 or data[4] & 0x80:  # no DNS header, or a response: not a query at all
+            counters.doq_protocol_errors += 1
+            counters.malformed += 1
+            self._quic.reset_stream(sid, DOQ_PROTOCOL_ERROR)
+            self.transmit()
+            return
         if self.server._is_update(data[2:]):
             self.server._spawn_update(data[2:], self._client(), "doq", functools.partial(self._reply, sid))
             return

@@ -19,7 +19,7 @@ from dns_testutil import make_zone, seed
 from tls_testutil import self_signed
 
 from reference_node.dns.client import doq_connection, doq_query, tcp_exchange, udp_exchange
-from reference_node.dns.server import DNSServer, authority_handler
+from reference_node.dns.server import DOQ_PROTOCOL_ERROR, DNSServer, authority_handler
 from trustchain.dns.authority import Authority
 from trustchain.dns.dnssec import sign_zone
 from trustchain.dns.keys import KeySet
@@ -212,3 +212,44 @@ def test_port_zero_binds_udp_and_tcp_on_one_port_even_when_tcp_finds_it_taken() 
     squatters[0].close()
     assert udp[1] == tcp[1] != taken
     assert open_udp == 1  # the UDP socket of the abandoned port was closed
+
+
+def test_doq_garbage_with_a_valid_length_is_a_protocol_error_on_that_stream(running: Running) -> None:
+    """RFC 9250 section 4.3: what is not a DNS query gets DOQ_PROTOCOL_ERROR (0x2), not DOQ_INTERNAL_ERROR;
+    the connection goes on serving."""
+    from aioquic.asyncio.client import connect
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.quic.events import QuicEvent, StreamReset
+
+    from reference_node.dns.client import doq_configuration
+
+    class Recorder(QuicConnectionProtocol):
+        resets: dict[int, int]
+
+        def quic_event_received(self, event: QuicEvent) -> None:
+            if isinstance(event, StreamReset):
+                self.resets[event.stream_id] = event.error_code
+            super().quic_event_received(event)
+
+    async def go() -> tuple[dict[int, int], bytes]:
+        async with connect("127.0.0.1", running.doq, configuration=doq_configuration(None, None),
+                           create_protocol=Recorder) as conn:
+            assert isinstance(conn, Recorder)
+            conn.resets = {}
+            for body in (b"\0\0" + b"\xff" * 18, b"\0\0\x01\x02\x03"):  # a response's QR bit; no full header
+                sid = conn._quic.get_next_available_stream_id()
+                conn._quic.send_stream_data(sid, len(body).to_bytes(2, "big") + body, end_stream=True)
+            conn.transmit()
+            for _ in range(100):
+                if len(conn.resets) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            return conn.resets, await doq_query(conn, dns.message.make_query("www.tc.example.", "A").to_wire())
+
+    before = running.server.counters.doq_protocol_errors
+    result = running.call(go())
+    assert isinstance(result, tuple)
+    resets, answer = result
+    assert sorted(resets.values()) == [DOQ_PROTOCOL_ERROR, DOQ_PROTOCOL_ERROR], resets
+    assert running.server.counters.doq_protocol_errors == before + 2
+    assert dns.message.from_wire(answer).rcode() == dns.rcode.NOERROR
