@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from reference_node import config as cfgmod
+from reference_node import eventloop
 from reference_node.genesis import GenesisError
 from reference_node.listen import bind_socket
 
@@ -160,10 +161,11 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
         except Exception as exc:  # DNS listeners are optional for a validator: report and go on
             log.error("DNS listeners not started: %s", exc, extra={"event": "dns_listeners_failed"})
     api_url = f"http://{cfg.api.listen[0]}:{cfg.api.listen[1]}"
+    loop_name = eventloop.loop_name()
     if cfg.trustchain.log_format == "json":
-        log.info("node ready", extra={"event": "ready", "fields": {"api": api_url}})
+        log.info("node ready", extra={"event": "ready", "fields": {"api": api_url, "event_loop": loop_name}})
     else:
-        print(f"node {cfg.trustchain.node_id} ready: API {api_url}", flush=True)
+        print(f"node {cfg.trustchain.node_id} ready: API {api_url} ({loop_name})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -229,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, trustchain=dataclasses.replace(cfg.trustchain, log_format=a.log_format))
     configure_logging(a.log_level, cfg.trustchain.log_format, cfg.trustchain.node_id)
     try:
-        asyncio.run(serve(cfg))
+        eventloop.run(serve(cfg))
     except (GenesisError, ValueError) as exc:
         print(f"reference_node: error: {exc}", file=sys.stderr)
         return 2

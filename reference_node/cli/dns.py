@@ -23,6 +23,7 @@ import dns.zone
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from reference_node import eventloop
 from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError, dns_tsig
 from reference_node.dns.client import drive, random_id
 from reference_node.dns.server import DNSServer, authority_handler
@@ -214,7 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_tls_pair(args.tls_cert, args.tls_key)
     zone = load_zone(args.zone, args.origin)
     keys = load_keys(args, args.zone, zone.origin)
-    return asyncio.run(_serve(args, zone, keys, (host, port), doq))
+    return eventloop.run(_serve(args, zone, keys, (host, port), doq))
 
 
 async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tuple[str, int],
@@ -236,7 +237,8 @@ async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tup
     except OSError as exc:
         await server.close()
         raise CLIError(f"cannot listen: {exc.strerror or exc}", EXIT_IO) from exc
-    print(f"serving {zone.origin} serial {zone.serial} on " + ", ".join(where), flush=True)
+    print(f"serving {zone.origin} serial {zone.serial} on " + ", ".join(where) + f" ({eventloop.loop_name()})",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

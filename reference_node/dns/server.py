@@ -13,8 +13,8 @@ read directly, draining up to `UDP_BATCH` datagrams per readiness event and repl
 
 Scaling out: Python answers on one core per process. `start_udp(..., reuse_port=True)` sets
 SO_REUSEPORT (Linux, BSD), so several processes (one per core) can bind the same address and the
-kernel spreads clients across them by 4-tuple hash; each process loads the zone itself. `run()` runs
-a coroutine on uvloop when it is importable (`pip install uvloop`), else on the default loop.
+kernel spreads clients across them by 4-tuple hash; each process loads the zone itself. The node and
+`trustchain-cli dns serve` run on uvloop when it is installed (`reference_node.eventloop`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer, serve
@@ -51,19 +51,7 @@ DOQ_NO_ERROR, DOQ_INTERNAL_ERROR, DOQ_PROTOCOL_ERROR = 0x0, 0x1, 0x2  # RFC 9250
 UDP_BATCH = 64  # datagrams served per readiness event before yielding to other listeners
 BIND_ATTEMPTS = 32  # port 0: tries to find one port free for both UDP and TCP
 UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts while the loop is busy (the kernel caps it at rmem_max)
-T = TypeVar("T")
 log = logging.getLogger("trustchain.node")
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)`, on uvloop when it is installed (about twice the packet rate of the
-    default selector loop for small UDP answers)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    result: T = uvloop.run(main)
-    return result
 
 
 @dataclass

@@ -3,6 +3,7 @@ subprocess queried with dig."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -167,6 +168,8 @@ def test_serve_subprocess_end_to_end_with_dig(zonefile: Path) -> None:
         match = re.search(r"udp 127\.0\.0\.1:(\d+)", line)
         assert match, line + (proc.stderr.read() if proc.stderr else "")
         port = match.group(1)
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"  # the dns-fast extra, when installed
+        assert f"tcp 127.0.0.1:{port}" in line and line.rstrip().endswith(f"({loop})"), line
         out = subprocess.run(["dig", "@127.0.0.1", "-p", port, "+dnssec", "www.cli.example.", "A"],
                              capture_output=True, text=True, timeout=20, check=False).stdout
         assert "status: NOERROR" in out and "192.0.2.80" in out and "RRSIG\tA 15" in out
