@@ -242,7 +242,7 @@ async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tup
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # ValueError: uvloop, not main thread
             loop.add_signal_handler(sig, stop.set)
     deadline = time.monotonic() + args.duration if args.duration else None
     try:

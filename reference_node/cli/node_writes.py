@@ -44,7 +44,7 @@ from trustchain.app import trustchain as tcapp
 from trustchain.ca import commands as cacommands
 from trustchain.ca import ownership
 from trustchain.dns import app as dnsapp
-from trustchain.dns.json_commands import command_from_json
+from trustchain.dns.commands import command_from_json
 from trustchain.dns.zone import ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 
@@ -152,13 +152,13 @@ def _csr_der(pem: str) -> bytes:
 
 
 def _dns_payload(body: dict[str, Any]) -> bytes:
-    """The DNS command of a JSON body (`trustchain.dns.json_commands`, the JSON endpoint's form)."""
+    """The DNS command of a JSON body (`trustchain.dns.commands.command_from_json`, the JSON endpoint's form)."""
     try:
         return command_from_json(body)
     except ZoneUpdateError as exc:
         raise CLIError(f"{exc.field}: {exc.reason}") from None
     except ValueError as exc:  # a name dnspython cannot parse
-        raise CLIError(f"dns: {exc}") from None
+        raise CLIError(f"create: {exc}") from None
 
 
 class Writer:
