@@ -22,6 +22,7 @@ from trustchain.dns.app import (
     create_command,
     decode_result,
     deny_transfer_command,
+    keys_command,
     update_command,
 )
 from trustchain.dns.dnssec import SigningPolicy
@@ -220,3 +221,15 @@ def test_create_with_records_is_one_atomic_command() -> None:
                                                   (5, 5, False), (2**31 + 5, 5, False)])
 def test_serial_arithmetic(a: int, b: int, greater: bool) -> None:
     assert serial_gt(a, b) is greater
+
+
+def test_a_key_rollover_step_moves_the_serial_and_creation_does_not() -> None:
+    a = app()
+    origin = dns.name.from_text(ORIGIN)
+    assert a.zones[origin].zone.serial == 2  # created at 1, its records applied with it: 2
+    serial = a.zones[origin].zone.serial
+    [result] = run(a, (ALICE, keys_command(ORIGIN, "roll", "zsk")))
+    assert result.ok, result
+    keys = served(a)
+    assert a.zones[origin].zone.serial == serial + 1  # a new DNSKEY set, served under a new serial
+    assert any(" DNSKEY 256 " in line for line in keys)
