@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from reference_node import config as cfgmod
-from reference_node import log_filters
+from reference_node import eventloop, log_filters
 from reference_node.genesis import GenesisError
 from reference_node.listen import bind_socket
 
@@ -133,11 +133,14 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
             from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler
             from reference_node.dns.tsig import Keyring, keyring_path
             from reference_node.dns.update import DynamicUpdates
+            from reference_node.dns.xfr import ZoneTransfers, is_transfer
             from trustchain.dns.edns_options import ServerIdentity
 
             node.app.dns.set_identity(ServerIdentity(nsid=cfg.dns.nsid.encode(), cookie_secret=os.urandom(32)))
             answer = authority_handler(node.app.dns)
-            updates = DynamicUpdates(node, Keyring(keyring_path(cfg.storage.path)))
+            keyring = Keyring(keyring_path(cfg.storage.path))
+            updates = DynamicUpdates(node, keyring)
+            transfers = ZoneTransfers(lambda: node.app.dns, keyring)
 
             def handle(wire: bytes, client: str, transport: Transport) -> bytes:
                 node.metrics.dns_queries.inc(transport=transport)
@@ -149,10 +152,11 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
                     return signed or response
                 return response
 
-            dns_server = DNSServer(handle, update_handler=updates.handle)
+            dns_server = DNSServer(handle, update_handler=updates.handle, transfer_handler=transfers.handle,
+                                   is_transfer=is_transfer)
+            transfers.start()
             if cfg.dns.listen is not None:
-                await dns_server.start_udp(*cfg.dns.listen)
-                await dns_server.start_tcp(*cfg.dns.listen)
+                await dns_server.start_udp_tcp(*cfg.dns.listen)
             node_tls = node.certificates.paths()  # the newest node certificate (renewed ones in the data directory)
             if cfg.dns.doq_listen is not None and node_tls is not None:
                 await dns_server.start_doq(cfg.dns.doq_listen[0], cfg.dns.doq_listen[1], str(node_tls[0]),
@@ -161,10 +165,11 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
         except Exception as exc:  # DNS listeners are optional for a validator: report and go on
             log.error("DNS listeners not started: %s", exc, extra={"event": "dns_listeners_failed"})
     api_url = f"http://{cfg.api.listen[0]}:{cfg.api.listen[1]}"
+    loop_name = eventloop.loop_name()
     if cfg.trustchain.log_format == "json":
-        log.info("node ready", extra={"event": "ready", "fields": {"api": api_url}})
+        log.info("node ready", extra={"event": "ready", "fields": {"api": api_url, "event_loop": loop_name}})
     else:
-        print(f"node {cfg.trustchain.node_id} ready: API {api_url}", flush=True)
+        print(f"node {cfg.trustchain.node_id} ready: API {api_url} ({loop_name})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -172,6 +177,8 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     await stop.wait()
     log.info("stopping", extra={"event": "stopping"})
     if dns_server is not None:
+        with contextlib.suppress(Exception):
+            await transfers.close()
         with contextlib.suppress(Exception):
             await dns_server.close()
     api_server.close()
@@ -231,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, trustchain=dataclasses.replace(cfg.trustchain, log_format=a.log_format))
     configure_logging(a.log_level, cfg.trustchain.log_format, cfg.trustchain.node_id)
     try:
-        asyncio.run(serve(cfg))
+        eventloop.run(serve(cfg))
     except (GenesisError, ValueError) as exc:
         print(f"reference_node: error: {exc}", file=sys.stderr)
         return 2

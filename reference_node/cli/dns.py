@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -19,10 +20,14 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import dns.zone
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from reference_node import eventloop
 from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError, dns_tsig
 from reference_node.dns.client import drive, random_id
 from reference_node.dns.server import DNSServer, authority_handler
+from reference_node.listen import ListenError
 from trustchain.dns.authority import Authority
 from trustchain.dns.denial import NSEC3Params
 from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
@@ -31,6 +36,7 @@ from trustchain.dns.ratelimit import ResponseRateLimiter
 from trustchain.dns.resolver import Resolver, Source, Upstream
 from trustchain.dns.validator import Validator
 from trustchain.dns.zone import SNAPSHOT_MAGIC, Zone, ZoneUpdateError
+from trustchain.dns.zonefile import NO_ORIGIN, ZoneFileError, check_zone_text
 
 RESIGN_CHECK_S = 60
 
@@ -96,9 +102,15 @@ def _zone_args(parser: argparse.ArgumentParser, positional: bool = True) -> None
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
+    now = args.now if args.now is not None else int(time.time())
+    policy = SigningPolicy()
+    earliest, latest = policy.skew + policy.refresh, 2**32 - 1 - policy.validity - policy.refresh
+    if not earliest <= now <= latest:  # RRSIG inception and expiration are unsigned 32-bit seconds
+        raise CLIError(f"--now: {now} is outside the times a signature can carry ({earliest}..{latest} seconds "
+                       "since the epoch)")
     zone = load_zone(args.zonefile, args.origin)
     keys = load_keys(args, args.zonefile, zone.origin)
-    signed = _sign(zone, keys, args.now if args.now is not None else int(time.time()), args.nsec3)
+    signed = _sign(zone, keys, now, args.nsec3)
     out = args.out or args.zonefile.with_name(args.zonefile.name + ".signed")
     ds_out = args.ds_out or args.zonefile.with_name(f"dsset-{zone.origin.to_text()}")
     out.write_text(signed.to_text())
@@ -115,16 +127,24 @@ def _sign(zone: Zone, keys: KeySet, now: int, nsec3: bool) -> SignedZone:
 
 
 def load_zone(path: Path, origin: str | None) -> Zone:
-    """Read a master file into our validated Zone model; errors name the file and the problem."""
-    text = path.read_text()
+    """Read a master file into our validated Zone model; errors name the file and the problem, and what
+    named-checkzone refuses is refused too (`check_zone_text`)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"{path}: not a zone file: not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise CLIError(f"{path}: not a zone file: it is empty")
     try:
         org = dns.name.from_text(origin) if origin else None
+        check_zone_text(text, org)
         parsed = dns.zone.from_text(text, origin=org, relativize=False, check_origin=True)
-    except dns.exception.DNSException as exc:
+    except ZoneFileError as exc:
+        raise CLIError(f"{path}: {exc}" + (" (--origin)" if str(exc) == NO_ORIGIN else "")) from None
+    except (dns.exception.DNSException, ValueError) as exc:
         raise CLIError(f"{path}: not a valid zone file: {exc}") from exc
-    except ValueError as exc:
-        raise CLIError(f"{path}: not a valid zone file: {exc}") from exc
-    assert parsed.origin is not None
+    if parsed.origin is None:
+        raise CLIError(f"{path}: no $ORIGIN in the file: give --origin")
     lines = [SNAPSHOT_MAGIC, f"$ORIGIN {parsed.origin.to_text()}"]
     for name, rdataset in parsed.iterate_rdatasets():
         for rdata in rdataset:
@@ -191,9 +211,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for opt, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
         if doq and not path.is_file():
             raise CLIError(f"{opt}: {path}: no such file")
+    if doq:
+        check_tls_pair(args.tls_cert, args.tls_key)
     zone = load_zone(args.zone, args.origin)
     keys = load_keys(args, args.zone, zone.origin)
-    return asyncio.run(_serve(args, zone, keys, (host, port), doq))
+    return eventloop.run(_serve(args, zone, keys, (host, port), doq))
 
 
 async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tuple[str, int],
@@ -204,20 +226,23 @@ async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tup
     rrl = ResponseRateLimiter(args.rrl_rate, slip=args.rrl_slip) if args.rrl_rate > 0 else None
     server = DNSServer(authority_handler(authority), rrl=rrl)
     try:
-        udp = await server.start_udp(*listen)
-        tcp = await server.start_tcp(listen[0], udp[1])
+        udp, tcp = await server.start_udp_tcp(*listen)
         where = [f"udp {udp[0]}:{udp[1]}", f"tcp {tcp[0]}:{tcp[1]}"]
         if doq:
             quic = await server.start_doq(doq[0], doq[1], str(args.tls_cert), str(args.tls_key))
             where.append(f"doq {quic[0]}:{quic[1]}")
+    except ListenError as exc:
+        await server.close()
+        raise CLIError(str(exc).replace("dns.listen", "--listen", 1), EXIT_IO) from None
     except OSError as exc:
         await server.close()
         raise CLIError(f"cannot listen: {exc.strerror or exc}", EXIT_IO) from exc
-    print(f"serving {zone.origin} serial {zone.serial} on " + ", ".join(where), flush=True)
+    print(f"serving {zone.origin} serial {zone.serial} on " + ", ".join(where) + f" ({eventloop.loop_name()})",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # ValueError: uvloop, not main thread
             loop.add_signal_handler(sig, stop.set)
     deadline = time.monotonic() + args.duration if args.duration else None
     try:
@@ -237,6 +262,22 @@ async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tup
     print(f"stopped: {c.udp_queries} udp, {c.tcp_queries} tcp, {c.doq_queries} doq queries; "
           f"{c.malformed} malformed, {c.oversize} oversize, {c.rrl_dropped} rate-limited", flush=True)
     return EXIT_OK
+
+
+def check_tls_pair(cert: Path, key: Path) -> None:
+    """A certificate chain and its private key, both PEM, that belong together (CLIError names which not)."""
+    try:
+        x509.load_pem_x509_certificates(cert.read_bytes())
+    except ValueError:
+        raise CLIError(f"--tls-cert: {cert}: not a PEM certificate") from None
+    try:
+        serialization.load_pem_private_key(key.read_bytes(), password=None)
+    except (ValueError, TypeError):
+        raise CLIError(f"--tls-key: {key}: not an unencrypted PEM private key") from None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
+    except ssl.SSLError:
+        raise CLIError(f"--tls-key: {key}: does not match the certificate in --tls-cert") from None
 
 
 # --- resolve --------------------------------------------------------------------------------------

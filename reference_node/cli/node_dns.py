@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives import serialization
 from reference_node.cli import EXIT_NEGATIVE, EXIT_OK, CLIError
 from reference_node.cli.node_http import client_from_args, emit, positive_int
 from reference_node.cli.node_writes import writer_from_args
+from trustchain.dns.commands import JSON_KINDS
 
 __all__ = ["add_record_op_arguments", "add_zone_arguments", "cmd_dns_keys", "cmd_dns_resolve", "cmd_dns_tlsa",
-           "cmd_dns_update", "register_dns_commands", "tlsa_record"]
+           "cmd_dns_transfer", "cmd_dns_update", "register_dns_commands", "tlsa_record"]
 DAY_S = 86400
 
 
@@ -104,9 +105,9 @@ def cmd_dns_update(args: argparse.Namespace) -> int:
             body = json.loads(args.file.read_text())
         except ValueError as exc:
             raise CLIError(f"--file: {args.file} is not valid JSON ({exc})") from None
-        if not isinstance(body, dict) or not ({"create", "update", "keys"} & body.keys()):
-            raise CLIError(f'--file: {args.file}: expected {{"create": {{...}}}}, {{"update": {{"origin", "ops"}}}} '
-                           'or {"keys": {...}}')
+        if not isinstance(body, dict) or len(body) != 1 or next(iter(body)) not in JSON_KINDS:
+            raise CLIError(f"--file: {args.file}: expected one of " + ", ".join(f'{{"{k}": {{...}}}}'
+                                                                                 for k in JSON_KINDS))
         res = writer.dns(body)
         emit(args, res, _dns_line(res))
         return EXIT_OK
@@ -116,19 +117,35 @@ def cmd_dns_update(args: argparse.Namespace) -> int:
     ops = _build_ops(getattr(args, "ops", None) or [], args.ttl)
     if not args.create and not ops:
         raise CLIError("nothing to do: give --create and/or --add/--replace/--delete/--delete-name")
-    if args.create:
+    if args.create:  # one command: if a record is refused, no zone is created
         primary = args.primary_ns or f"ns1.{zone}"
         create = {"origin": zone, "primary_ns": primary, "admin": args.admin or f"hostmaster.{zone}",
                   "nameservers": args.ns or [primary], "ttl": args.ttl, "algorithm": args.algorithm,
-                  "presigned": args.presigned}
+                  "presigned": args.presigned, **({"ops": ops} if ops else {})}
         res = writer.dns({"create": create})
         results.append({"create": create, **res})
-        lines.append(_dns_line(res))
-    if ops:
+        lines.append(_dns_line(res, len(ops) if ops else None))
+    else:
         res = writer.dns({"update": {"origin": zone, "ops": ops}})
         results.append({"update": {"origin": zone, "ops": ops}, **res})
         lines.append(_dns_line(res, len(ops)))
     emit(args, results, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_dns_transfer(args: argparse.Namespace) -> int:
+    if bool(args.allow) == bool(args.deny):
+        raise CLIError("give exactly one of --allow KEY and --deny KEY")
+    if args.notify and not args.allow:
+        raise CLIError("--notify: only with --allow")
+    zone = args.zone if args.zone.endswith(".") else args.zone + "."
+    if args.allow:
+        body = {"allow_transfer": {"origin": zone, "key_name": args.allow, "notify": args.notify or []}}
+    else:
+        body = {"deny_transfer": {"origin": zone, "key_name": args.deny}}
+    res = writer_from_args(args).dns(body)
+    verb = "allowed" if args.allow else ("denied" if res.get("status") == "ok" else "was not allowed")
+    emit(args, res, f"{res.get('origin', zone)}: transfers with key {args.allow or args.deny} {verb}")
     return EXIT_OK
 
 
@@ -227,6 +244,16 @@ def register_dns_commands(sub: Any, leaf: argparse.ArgumentParser) -> None:
     p.add_argument("--file", type=Path, metavar="FILE", help="send this JSON body as is "
                    '({"create": {...}} or {"update": {"origin", "ops"}})')
     p.set_defaults(func=cmd_dns_update, ops=None)
+    p = ds.add_parser("transfer", parents=[leaf], help="let a secondary transfer a zone you own (AXFR/IXFR)",
+                      description="Zone transfers are refused unless the zone's owner allows a TSIG key name; a "
+                      "node then answers AXFR/IXFR signed with that key if its operator holds it for ZONE "
+                      "(`trustchain-cli dns tsig add KEY --zone ZONE`), and NOTIFYs --notify addresses on changes.")
+    p.add_argument("zone", metavar="ZONE")
+    p.add_argument("--allow", metavar="KEY", help="allow transfers signed with this TSIG key name")
+    p.add_argument("--deny", metavar="KEY", help="withdraw an allowed key name")
+    p.add_argument("--notify", action="append", metavar="IP[:PORT]",
+                   help="with --allow: the secondary's address for NOTIFY (repeatable, at most 4)")
+    p.set_defaults(func=cmd_dns_transfer)
     p = ds.add_parser("tlsa", parents=[leaf], help="publish a TLSA record (3 1 1) for a certificate's key",
                       description="Publish _PORT._PROTO.NAME TLSA 3 1 1 <SHA-256 of the certificate's "
                       "SubjectPublicKeyInfo> (RFC 6698 DANE-EE), replacing the RRset, in --zone.")

@@ -152,7 +152,7 @@ def _csr_der(pem: str) -> bytes:
 
 
 def _dns_payload(body: dict[str, Any]) -> bytes:
-    """The DNS command of a `{"create"}`, `{"update"}` or `{"keys"}` body (the JSON endpoint's form)."""
+    """The DNS command of a JSON body (`trustchain.dns.commands.command_from_json`, the JSON endpoint's form)."""
     try:
         return command_from_json(body)
     except ZoneUpdateError as exc:

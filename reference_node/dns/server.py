@@ -13,8 +13,8 @@ read directly, draining up to `UDP_BATCH` datagrams per readiness event and repl
 
 Scaling out: Python answers on one core per process. `start_udp(..., reuse_port=True)` sets
 SO_REUSEPORT (Linux, BSD), so several processes (one per core) can bind the same address and the
-kernel spreads clients across them by 4-tuple hash; each process loads the zone itself. `run()` runs
-a coroutine on uvloop when it is importable (`pip install uvloop`), else on the default loop.
+kernel spreads clients across them by 4-tuple hash; each process loads the zone itself. The node and
+`trustchain-cli dns serve` run on uvloop when it is installed (`reference_node.eventloop`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer, serve
@@ -41,25 +42,16 @@ from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_repl
 Transport = Literal["udp", "tcp", "doq"]
 Handler = Callable[[bytes, str, Transport], bytes]
 UpdateHandler = Callable[[bytes, str, Transport], Awaitable[bytes]]  # answers once the update is ordered
+TransferHandler = Callable[[bytes, str], AsyncIterator[bytes]]  # the messages of one AXFR/IXFR answer
 OPCODE_UPDATE = 5
 EDNS_UDP = 1232
 MAX_QUERY = 4096  # no legitimate query comes close; larger ones are counted as oversize and dropped
 DOQ_ALPN = "doq"
 DOQ_NO_ERROR, DOQ_INTERNAL_ERROR, DOQ_PROTOCOL_ERROR = 0x0, 0x1, 0x2  # RFC 9250 section 4.3
 UDP_BATCH = 64  # datagrams served per readiness event before yielding to other listeners
+BIND_ATTEMPTS = 32  # port 0: tries to find one port free for both UDP and TCP
 UDP_RCVBUF = 4 * 1024 * 1024  # absorbs bursts while the loop is busy (the kernel caps it at rmem_max)
-T = TypeVar("T")
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)`, on uvloop when it is installed (about twice the packet rate of the
-    default selector loop for small UDP answers)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    result: T = uvloop.run(main)
-    return result
+log = logging.getLogger("trustchain.node")
 
 
 @dataclass
@@ -80,6 +72,7 @@ class ListenerCounters:
     doq_protocol_errors: int = 0
     handler_errors: int = 0
     updates: int = 0
+    transfers: int = 0
 
 
 def authority_handler(authority: Authority | DNSApplication, clock: Callable[[], float] = time.time) -> Handler:
@@ -111,11 +104,16 @@ class DNSServer:
         max_tcp_clients: int = 512,
         clock: Callable[[], float] = time.monotonic,
         update_handler: UpdateHandler | None = None,
+        transfer_handler: TransferHandler | None = None,
+        is_transfer: Callable[[bytes], bool] | None = None,
     ) -> None:
         """`update_handler` takes RFC 2136 UPDATE messages (answered NOTIMP by `handler` without one); its
-        answer comes later, so a UDP update is answered from a task and a TCP connection waits for it."""
+        answer comes later, so a UDP update is answered from a task and a TCP connection waits for it.
+        `transfer_handler` answers the TCP queries `is_transfer` picks (AXFR, IXFR) with several messages."""
         self.handler = handler
         self.update_handler = update_handler
+        self.transfer_handler = transfer_handler
+        self.is_transfer = is_transfer
         self.rrl = rrl
         self.tcp_idle_timeout = tcp_idle_timeout
         self.max_tcp_clients = max_tcp_clients
@@ -174,6 +172,33 @@ class DNSServer:
         task = asyncio.get_running_loop().create_task(run())
         self._update_tasks.add(task)
         task.add_done_callback(self._update_tasks.discard)
+
+    # --- UDP and TCP on one port --------------------------------------------------------------------
+
+    async def start_udp_tcp(self, host: str, port: int, *, reuse_port: bool = False,
+                            attempts: int = BIND_ATTEMPTS) -> tuple[tuple[str, int], tuple[str, int]]:
+        """UDP and TCP on the same port, as DNS needs (a client retries a truncated UDP answer over TCP
+        there). With port 0 the kernel picks UDP's port, where TCP may find another program: then both are
+        bound again on a new port, up to `attempts` times. ListenError if they cannot be."""
+        for attempt in range(attempts):
+            socks, transports = len(self._udp_socks), len(self._udp)
+            udp = await self.start_udp(host, port, reuse_port=reuse_port)
+            try:
+                return udp, await self.start_tcp(host, udp[1])
+            except ListenError:
+                self._close_udp_from(socks, transports)
+                if port != 0 or attempt == attempts - 1:
+                    raise
+        raise AssertionError("not reached")
+
+    def _close_udp_from(self, socks: int, transports: int) -> None:
+        for sock in self._udp_socks[socks:]:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        for transport in self._udp[transports:]:
+            transport.close()
+        del self._udp_socks[socks:], self._udp[transports:]
 
     # --- UDP ----------------------------------------------------------------------------------------
 
@@ -285,6 +310,10 @@ class DNSServer:
                     return
                 body = await asyncio.wait_for(reader.readexactly(length), self.tcp_idle_timeout)
                 self.counters.tcp_queries += 1
+                if self.transfer_handler is not None and self.is_transfer is not None and self.is_transfer(body):
+                    if not await self._transfer(body, client, writer):
+                        return
+                    continue
                 if self._is_update(body):
                     response = await self._handle_update(body, client, "tcp")
                 else:
@@ -301,6 +330,25 @@ class DNSServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _transfer(self, body: bytes, client: str, writer: asyncio.StreamWriter) -> bool:
+        """Send every message of one zone transfer answer; False when nothing was (close the connection)."""
+        assert self.transfer_handler is not None
+        self.counters.transfers += 1
+        sent = 0
+        try:
+            async for message in self.transfer_handler(body, client):
+                writer.write(len(message).to_bytes(2, "big") + message)
+                await writer.drain()
+                sent += 1
+        except (ConnectionError, TimeoutError):
+            return False
+        except Exception:  # as in `_handle`: a bug costs one answer, never the listener
+            self.counters.handler_errors += 1
+            log.exception("zone transfer to %s failed", client, extra={"event": "dns_transfer_failed"})
+            return False
+        self.counters.responses += sent > 0
+        return sent > 0
 
     # --- DNS over QUIC ------------------------------------------------------------------------------
 
@@ -394,6 +442,12 @@ class _DoQProtocol(QuicConnectionProtocol):
         if len(data) < 2 or int.from_bytes(data[:2], "big") != len(data) - 2 or data[2:4] != b"\0\0":
             counters.doq_protocol_errors += 1  # bad length prefix, or message ID not 0 (RFC 9250 4.2.1)
             self._quic.close(error_code=DOQ_PROTOCOL_ERROR, reason_phrase="malformed DoQ query")
+            self.transmit()
+            return
+        if len(data) < 14 or data[4] & 0x80:  # no DNS header, or a response: not a query at all
+            counters.doq_protocol_errors += 1
+            counters.malformed += 1
+            self._quic.reset_stream(sid, DOQ_PROTOCOL_ERROR)
             self.transmit()
             return
         if self.server._is_update(data[2:]):

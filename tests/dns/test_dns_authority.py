@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dns.dnssec
 import dns.edns
 import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import pytest
 from dns_testutil import NOW, ORIGIN, make_zone, seed
@@ -210,3 +212,25 @@ def test_fuzz_mutated_queries_never_raise(base: bytes, flips: list[tuple[int, in
     out = AUTH.answer(wire, NOW, max_udp=1232)
     if out:
         dns.message.from_wire(out)  # always a parseable DNS message
+
+
+def test_an_rrsig_query_gets_one_signature_of_the_name_that_verifies() -> None:
+    """The NSEC bitmap says RRSIGs exist at www: the answer carries one (Knot DNS's choice: the first in
+    canonical order, so that RRSIG queries do not amplify), and it verifies over the RRset it covers."""
+    for do in (True, False):
+        r = ask(AUTH, "www.tc.example.", "RRSIG", do=do)
+        assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
+        [sig] = r.answer
+        assert sig.rdtype == T.RRSIG and len(sig) == 1 and sig[0].type_covered == T.A
+    covered = ask(AUTH, "www.tc.example.", "A").find_rrset(dns.message.ANSWER, dns.name.from_text("www.tc.example."),
+                                                           dns.rdataclass.IN, T.A)
+    keys = ask(AUTH, ORIGIN, "DNSKEY").find_rrset(dns.message.ANSWER, dns.name.from_text(ORIGIN), dns.rdataclass.IN,
+                                                  T.DNSKEY)
+    dns.dnssec.validate_rrsig(covered, sig[0], {dns.name.from_text(ORIGIN): keys}, now=NOW)
+    ent = ask(AUTH, "b.deep.tc.example.", "RRSIG")  # an empty non-terminal: no data, no signatures
+    assert ent.rcode() == dns.rcode.NOERROR and not ent.answer and ent.authority
+    assert ask(AUTH, "nope.tc.example.", "RRSIG").rcode() == dns.rcode.NXDOMAIN
+    unsigned = Authority()
+    unsigned.load(make_zone())
+    r = ask(unsigned, "www.tc.example.", "RRSIG")
+    assert r.rcode() == dns.rcode.NOERROR and not r.answer

@@ -3,6 +3,7 @@ subprocess queried with dig."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -74,6 +75,59 @@ def test_sign_errors_name_the_problem(tmp_path: Path, zonefile: Path, capsys: py
     assert main(["dns", "resolve", "www.cli.example.", "--validate", "--server", "127.0.0.1:1"]) == 2
 
 
+@pytest.mark.parametrize(("content", "error"), [
+    (b"", "empty.zone: not a zone file: it is empty"),
+    (b"\xff\xfe" + ZONE.encode(), "empty.zone: not a zone file: not UTF-8 text (byte 0)"),
+    ((ZONE + "@ IN SOA ns1 hostmaster 8 3600 600 1209600 300\n").encode(),
+     "empty.zone: line 8: a second SOA record (the first is on line 3): a zone has exactly one"),
+    ((ZONE + "www.elsewhere.example. IN A 192.0.2.9\n").encode(),
+     "empty.zone: line 8: www.elsewhere.example. is outside the zone cli.example."),
+    ((ZONE + "@ IN NS ns2\n").encode(), "empty.zone: line 8: NS ns2.cli.example. is inside the zone but has no A or"),
+    (ZONE.replace("$ORIGIN cli.example.\n", "").encode(),
+     "empty.zone: no $ORIGIN in the file, and no origin given (--origin)"),
+])
+def test_zone_files_named_checkzone_refuses_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         content: bytes, error: str) -> None:
+    """One line naming the file (and the line), exit 2, no traceback, nothing written."""
+    path = tmp_path / "empty.zone"
+    path.write_bytes(content)
+    assert main(["dns", "sign", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trustchain-cli: error: ") and error in err and err.count("\n") == 1, err
+    assert not (tmp_path / "empty.zone.signed").exists()
+    if shutil.which("named-checkzone") and content.startswith(b"$ORIGIN") and b"elsewhere" not in content:
+        out = subprocess.run(["named-checkzone", "cli.example", str(path)], capture_output=True, text=True,
+                             check=False)
+        assert out.returncode != 0, out.stdout  # the reference checker refuses the same file
+
+
+@pytest.mark.parametrize("now", ["100", "-5", str(2**32), "99999999999"])
+def test_sign_times_a_signature_cannot_carry_are_refused(zonefile: Path, capsys: pytest.CaptureFixture[str],
+                                                         now: str) -> None:
+    assert main(["dns", "sign", str(zonefile), "--now", now]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"trustchain-cli: error: --now: {now} is outside") and err.count("\n") == 1, err
+
+
+def test_serve_refuses_a_doq_certificate_or_key_that_is_not_one(tmp_path: Path, zonefile: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from tls_testutil import self_signed  # a real certificate and key, for the half that is right
+
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    cert, key = self_signed(tmp_path)
+    (tmp_path / "other").mkdir()
+    other_cert, _ = self_signed(tmp_path / "other")
+    for tls, error in (((junk, key), f"--tls-cert: {junk}: not a PEM certificate"),
+                       ((cert, junk), f"--tls-key: {junk}: not an unencrypted PEM private key"),
+                       ((other_cert, key), f"--tls-key: {key}: does not match the certificate in --tls-cert")):
+        argv = ["dns", "serve", "--zone", str(zonefile), "--listen", "127.0.0.1:0", "--doq", "127.0.0.1:0",
+                "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]), "--duration", "0.1"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == f"trustchain-cli: error: {error}\n", err
+
+
 def test_serve_and_resolve_in_process(zonefile: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`serve` for a few seconds in a thread; `resolve` validates against the DS written by `sign`."""
     assert main(["dns", "sign", str(zonefile)]) == 0
@@ -114,6 +168,8 @@ def test_serve_subprocess_end_to_end_with_dig(zonefile: Path) -> None:
         match = re.search(r"udp 127\.0\.0\.1:(\d+)", line)
         assert match, line + (proc.stderr.read() if proc.stderr else "")
         port = match.group(1)
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"  # the dns-fast extra, when installed
+        assert f"tcp 127.0.0.1:{port}" in line and line.rstrip().endswith(f"({loop})"), line
         out = subprocess.run(["dig", "@127.0.0.1", "-p", port, "+dnssec", "www.cli.example.", "A"],
                              capture_output=True, text=True, timeout=20, check=False).stdout
         assert "status: NOERROR" in out and "192.0.2.80" in out and "RRSIG\tA 15" in out

@@ -19,7 +19,7 @@ from dns_testutil import make_zone, seed
 from tls_testutil import self_signed
 
 from reference_node.dns.client import doq_connection, doq_query, tcp_exchange, udp_exchange
-from reference_node.dns.server import DNSServer, authority_handler
+from reference_node.dns.server import DOQ_PROTOCOL_ERROR, DNSServer, authority_handler
 from trustchain.dns.authority import Authority
 from trustchain.dns.dnssec import sign_zone
 from trustchain.dns.keys import KeySet
@@ -177,3 +177,79 @@ def test_rrl_limits_a_flooding_client() -> None:
     full, tc, server = asyncio.run(go())
     assert (full, tc) == (5, 17)  # a burst of 5, then every 2nd limited reply slips (TC=1)
     assert server.counters.rrl_dropped == 18 and server.counters.rrl_slipped == 17
+
+
+def test_port_zero_binds_udp_and_tcp_on_one_port_even_when_tcp_finds_it_taken() -> None:
+    """The first port the kernel gives UDP is taken for TCP by another program: both move to a new port."""
+    import socket as socketmod
+
+    from reference_node.listen import ListenError
+
+    server = DNSServer(lambda wire, client, transport: b"")
+    squatters: list[socketmod.socket] = []
+    real_start_tcp = server.start_tcp
+
+    async def start_tcp_after_a_squatter(host: str, port: int) -> tuple[str, int]:
+        if not squatters:  # someone else listens on TCP at exactly this port
+            squatter = socketmod.socket(socketmod.AF_INET, socketmod.SOCK_STREAM)
+            squatter.bind((host, port))
+            squatter.listen(1)
+            squatters.append(squatter)
+        return await real_start_tcp(host, port)
+
+    server.start_tcp = start_tcp_after_a_squatter  # type: ignore[method-assign]
+
+    async def run() -> tuple[tuple[str, int], tuple[str, int], int]:
+        udp, tcp = await server.start_udp_tcp("127.0.0.1", 0)
+        open_udp = len(server._udp_socks) + len(server._udp)
+        with pytest.raises(ListenError, match=r"cannot listen on 127\.0\.0\.1"):
+            await DNSServer(lambda wire, client, transport: b"").start_udp_tcp("127.0.0.1", tcp[1])  # a fixed port
+        await server.close()
+        return udp, tcp, open_udp
+
+    udp, tcp, open_udp = asyncio.run(run())
+    taken = squatters[0].getsockname()[1]
+    squatters[0].close()
+    assert udp[1] == tcp[1] != taken
+    assert open_udp == 1  # the UDP socket of the abandoned port was closed
+
+
+def test_doq_garbage_with_a_valid_length_is_a_protocol_error_on_that_stream(running: Running) -> None:
+    """RFC 9250 section 4.3: what is not a DNS query gets DOQ_PROTOCOL_ERROR (0x2), not DOQ_INTERNAL_ERROR;
+    the connection goes on serving."""
+    from aioquic.asyncio.client import connect
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.quic.events import QuicEvent, StreamReset
+
+    from reference_node.dns.client import doq_configuration
+
+    class Recorder(QuicConnectionProtocol):
+        resets: dict[int, int]
+
+        def quic_event_received(self, event: QuicEvent) -> None:
+            if isinstance(event, StreamReset):
+                self.resets[event.stream_id] = event.error_code
+            super().quic_event_received(event)
+
+    async def go() -> tuple[dict[int, int], bytes]:
+        async with connect("127.0.0.1", running.doq, configuration=doq_configuration(None, None),
+                           create_protocol=Recorder) as conn:
+            assert isinstance(conn, Recorder)
+            conn.resets = {}
+            for body in (b"\0\0" + b"\xff" * 18, b"\0\0\x01\x02\x03"):  # a response's QR bit; no full header
+                sid = conn._quic.get_next_available_stream_id()
+                conn._quic.send_stream_data(sid, len(body).to_bytes(2, "big") + body, end_stream=True)
+            conn.transmit()
+            for _ in range(100):
+                if len(conn.resets) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            return conn.resets, await doq_query(conn, dns.message.make_query("www.tc.example.", "A").to_wire())
+
+    before = running.server.counters.doq_protocol_errors
+    result = running.call(go())
+    assert isinstance(result, tuple)
+    resets, answer = result
+    assert sorted(resets.values()) == [DOQ_PROTOCOL_ERROR, DOQ_PROTOCOL_ERROR], resets
+    assert running.server.counters.doq_protocol_errors == before + 2
+    assert dns.message.from_wire(answer).rcode() == dns.rcode.NOERROR

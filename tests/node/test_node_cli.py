@@ -109,6 +109,22 @@ def test_dns_update_errors(cluster: Cluster, zone: str, capsys: pytest.CaptureFi
     body.write_text("{not json")
     code, _, err = run(capsys, "node", "--node", api, "dns", "update", "--file", str(body))
     assert code == 2 and f"--file: {body} is not valid JSON" in err
+    # --create with records is one command: a refused record leaves no zone behind
+    code, _, err = run(capsys, "node", "--node", api, "dns", "update", "atomic.example", "--create",
+                       "--add", "www A 192.0.2.1", "--add", "bad A 999.1.1.1")
+    assert code == 1 and "ops[1].values[0]" in err and "999.1.1.1" in err, err
+    assert "atomic.example." not in cluster.status(0)["dns"]["zones"]
+    code, out, err = run(capsys, "node", "--node", api, "dns", "update", "atomic.example", "--create",
+                         "--add", "www A 192.0.2.1")
+    assert code == 0 and out.strip() == "atomic.example.: 1 operation: created at serial 2", (out, err)
+    code, out, err = run(capsys, "node", "--node", api, "dns", "transfer", "atomic.example",
+                         "--allow", "xfr.atomic.example.", "--notify", "192.0.2.53:5353")
+    assert code == 0 and "transfers with key xfr.atomic.example. allowed" in out, (out, err)
+    code, _, err = run(capsys, "node", "--node", api, "dns", "transfer", "atomic.example", "--allow", "k.", "--notify",
+                       "ns1.example.com")
+    assert code == 1 and "allow_transfer.notify[0]" in err and "not an IP address" in err, err
+    code, _, err = run(capsys, "node", "--node", api, "dns", "transfer", "atomic.example")
+    assert code == 2 and "give exactly one of --allow KEY and --deny KEY" in err, err
 
 
 def test_certificate_lifecycle(cluster: Cluster, zone: str, capsys: pytest.CaptureFixture[str],

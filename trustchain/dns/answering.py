@@ -90,6 +90,11 @@ class Answer:
         synthesised = owner if owner != name else None
         if qtype == RdataType.ANY:
             qtype = types[0]  # RFC 8482 4.1: one RRset of the name's, not all
+        if qtype == RdataType.RRSIG and synthesised is None:
+            first = _first_rrsig(served, owner, types)
+            if first is not None:
+                answer.append(first)
+                return None
         if qtype in types:
             rrset = served.rrsets[(owner, qtype)]
             self.add(answer, rrset, owner=name if synthesised else None)
@@ -212,3 +217,15 @@ def _restyle(rrset: dns.rrset.RRset, owner: dns.name.Name | None, ttl: int | Non
     out.update(rrset)  # type: ignore[no-untyped-call]  # dnspython leaves update() untyped
     out.ttl = rrset.ttl if ttl is None else ttl
     return out
+
+
+def _first_rrsig(served: ServedZone, name: dns.name.Name, types: list[RdataType]) -> dns.rrset.RRset | None:
+    """The answer to an RRSIG query, as Knot DNS gives it: the name's first signature in canonical order
+    (the NSEC bitmap says RRSIGs exist there). One, not all, as RFC 8482 does for ANY: all of a name's
+    signatures would make a large answer from a small query."""
+    found = [(rdata.to_digestable(served.origin), rdata, sig) for sig in (served.sig((name, t)) for t in types)
+             if sig is not None for rdata in sig]
+    if not found:
+        return None
+    _, rdata, sig = min(found, key=lambda item: item[0])
+    return dns.rrset.from_rdata(name, sig.ttl, rdata)

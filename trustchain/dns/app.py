@@ -8,10 +8,11 @@ check the answer against the zone's DS.
 
 Wire format of an operation (the consensus payload): `encode(DNSCommand(op, encode(body)))`, the body
 type chosen by `op` (`CreateZone`, `UpdateZone`, `Tick`, `DelegateZone`, `RevokeDelegation`,
-`DelegatedUpdate`, `ZoneKeys`; see `trustchain.dns.commands`, whose names this module re-exports). A tick
-re-signs any zone whose signing epoch has passed and takes any key rollover step that is due
-(`trustchain.dns.rollover`); the node submits one when no update has arrived for a while, so signatures
-never run out and rollovers go on in a quiet zone.
+`DelegatedUpdate`, `ZoneKeys`, `AllowTransfer`, `DenyTransfer`; see `trustchain.dns.commands`, whose names
+this module re-exports). A tick re-signs any zone whose signing epoch has passed and takes any key rollover
+step that is due (`trustchain.dns.rollover`); the node submits one when no update has arrived for a while, so
+signatures never run out and rollovers go on in a quiet zone. New signatures or keys come with the next SOA
+serial, so secondaries (zone transfers: `trustchain.dns.transfer`) take them.
 
 Each zone is signed with the algorithm chosen at its creation (Ed25519 or ECDSA P-256), or is
 *presigned*: signed elsewhere, its DNSKEY, RRSIG and NSEC/NSEC3 records arrive in its updates and are
@@ -46,9 +47,11 @@ from trustchain.dns.commands import (
     KEY_ACTIONS,
     MAX_DETAIL,
     MAX_PAYLOAD,
+    OP_ALLOW_TRANSFER,
     OP_CREATE,
     OP_DELEGATE,
     OP_DELEGATED,
+    OP_DENY_TRANSFER,
     OP_KEYS,
     OP_TICK,
     OP_UNDELEGATE,
@@ -69,10 +72,12 @@ from trustchain.dns.commands import (
     Tick,
     UpdateZone,
     ZoneKeys,
+    allow_transfer_command,
     create_command,
     decode_result,
     delegate_command,
     delegated_update_command,
+    deny_transfer_command,
     keys_command,
     result_json,
     tick_command,
@@ -87,19 +92,22 @@ from trustchain.dns.keys import KeySet, Role, parse_algorithm
 from trustchain.dns.limits import EMPTY, ZoneLimits, ZoneSize, check_limit
 from trustchain.dns.records import parse_owner
 from trustchain.dns.rollover import KeySchedule, key_seed
+from trustchain.dns.transfer import AllowTransfer, DenyTransfer, Journal, Transfers
 from trustchain.dns.zone import RecordOp, Zone, ZoneUpdate, ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 
 __all__ = [
-    "OP_CREATE", "OP_DELEGATE", "OP_DELEGATED", "OP_KEYS", "OP_TICK", "OP_UNDELEGATE", "OP_UPDATE", "RCODE_FORMERR",
+    "OP_ALLOW_TRANSFER", "OP_CREATE", "OP_DELEGATE", "OP_DELEGATED", "OP_DENY_TRANSFER", "OP_KEYS", "OP_TICK",
+    "OP_UNDELEGATE", "OP_UPDATE", "RCODE_FORMERR",
     "RCODE_NOERROR", "RCODE_NOTAUTH", "RCODE_REFUSED", "SNAPSHOT_VERSION", "STATUS_ERROR", "STATUS_OK",
     "STATUS_UNCHANGED", "CreateZone", "DNSApplication", "DNSCommand", "DNSResult", "DelegateZone", "DelegatedUpdate",
-    "OutsideValidated", "RevokeDelegation", "Tick", "UpdateZone", "ZoneKeys", "create_command", "decode_result",
-    "delegate_command", "delegated_update_command", "keys_command", "result_json", "tick_command",
+    "OutsideValidated", "RevokeDelegation", "Tick", "UpdateZone", "ZoneKeys", "allow_transfer_command",
+    "create_command", "decode_result", "delegate_command", "delegated_update_command", "deny_transfer_command",
+    "keys_command", "result_json", "tick_command",
     "undelegate_command", "update_command", "zone_key_seeds",
 ]
 
-SNAPSHOT_VERSION = 4  # 2: zone owners; 3: delegations; 4: per-zone key schedules, presigned zones
+SNAPSHOT_VERSION = 5  # 2: zone owners; 3: delegations; 4: per-zone key schedules, presigned zones; 5: transfers
 OutsideValidated = Callable[[bytes, str], bool]
 
 
@@ -143,6 +151,7 @@ class DNSApplication:
         self.limits = limits or ZoneLimits()
         self.owners: dict[dns.name.Name, bytes] = {}
         self.delegations = Delegations()
+        self.transfers, self.journals = Transfers(), dict[dns.name.Name, Journal]()  # journals: not in snapshots
         self.master_seed = master_seed
         self.policy = policy or SigningPolicy()
         self.clock_offset_s = clock_offset_s
@@ -150,10 +159,7 @@ class DNSApplication:
         self._keys: dict[dns.name.Name, tuple[KeySchedule | None, KeySet]] = {}
         self.identity = ServerIdentity()
         self.authority = Authority()
-        self.applied = 0
-        self.rejected = 0
-        self.resigns = 0
-        self.last_time_s = 0
+        self.applied = self.rejected = self.resigns = self.last_time_s = 0
 
     # --- Application --------------------------------------------------------------------------------
 
@@ -183,6 +189,7 @@ class DNSApplication:
                 for origin, st in sorted(self.zones.items())
             ],
             "delegations": self.delegations.to_json(),
+            "transfers": self.transfers.to_json(),
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
@@ -202,6 +209,8 @@ class DNSApplication:
             if item.get("owner"):
                 owners[zone.origin] = bytes.fromhex(str(item["owner"]))
         delegations = Delegations.from_json(doc["delegations"], zones)
+        self.transfers = Transfers.from_json(doc["transfers"], zones)
+        self.journals = {}  # an IXFR from before the snapshot gets the whole zone (RFC 1995 section 4)
         self.zones = zones
         self.owners = owners
         self.delegations = delegations
@@ -375,6 +384,9 @@ class DNSApplication:
         if len(self.zones) >= self.limits.max_zones:
             raise ZoneUpdateError("limits.dns.max_zones", f"{self.limits.max_zones} zones exist already")
         owner = account if self.zone_policy is not None else None
+        if cmd.records:  # on the new zone alone: refused records leave no zone behind
+            self._check_names(account, zone.origin, cmd.records)
+            zone.apply(ZoneUpdate.from_records(cmd.origin, cmd.records))
         self._check_size(zone.origin, owner, EMPTY, zone.size())
         if owner is not None:
             self.owners[zone.origin] = owner
@@ -528,16 +540,39 @@ class DNSApplication:
             stale = st.signed.needs_resign(now)
             if origin not in changed and not stale:
                 continue
-            st.signed = self._sign_one(st.zone, st.schedule, now, st.signed)
+            old = st.signed
+            st.signed = self._sign_one(st.zone, st.schedule, now, old)
+            if st.schedule is not None and old.serial == st.zone.serial and not _same(old, st.signed):
+                st.zone.bump_serial()  # new signatures or keys, not new data: a new serial all the same
+                st.signed = self._sign_one(st.zone, st.schedule, now, st.signed)
             st.signed_at = now
             self.resigns += stale
             self.authority.load(st.zone, st.signed)
+            if self.transfers.for_zone(origin):  # signed diffs for IXFR, of the zones someone may transfer
+                self.journals.setdefault(origin, Journal()).record(old, st.signed)
+            else:
+                self.journals.pop(origin, None)
+
+    def _transfer_acl(self, account: bytes, cmd: AllowTransfer | DenyTransfer, now: int,
+                      changed: set[dns.name.Name]) -> DNSResult:
+        """The zone's owner grants (or withdraws) a TSIG key name's right to transfer the zone."""
+        op = OP_ALLOW_TRANSFER if isinstance(cmd, AllowTransfer) else OP_DENY_TRANSFER
+        origin, status = self._owned_zone(account, cmd.origin, op), STATUS_OK
+        if isinstance(cmd, AllowTransfer):
+            self.transfers.grant(origin, cmd.key_name, cmd.notify)
+        elif not self.transfers.revoke(origin, cmd.key_name):
+            status = STATUS_UNCHANGED
+        return DNSResult(status, op=op, origin=origin.to_text(), serial=self.zones[origin].zone.serial)
 
     def _sign_one(self, zone: Zone, schedule: KeySchedule | None, now: int, previous: SignedZone | None
                   ) -> SignedZone:
         if schedule is None:
             return presigned_view(zone)
         return sign_zone(zone, self._keyset(zone.origin, schedule), now, self.policy, previous=previous)
+
+
+def _same(a: SignedZone, b: SignedZone) -> bool:
+    return a.rrsets == b.rrsets and a.sigs == b.sigs
 
 
 def _error(op: str, detail: str, rcode: int = RCODE_NOERROR) -> DNSResult:
@@ -554,4 +589,6 @@ _OPS: dict[str, tuple[type[Any], _Handler]] = {
     OP_UNDELEGATE: (RevokeDelegation, DNSApplication._undelegate),
     OP_DELEGATED: (DelegatedUpdate, DNSApplication._delegated),
     OP_KEYS: (ZoneKeys, DNSApplication._zone_keys),
+    OP_ALLOW_TRANSFER: (AllowTransfer, DNSApplication._transfer_acl),
+    OP_DENY_TRANSFER: (DenyTransfer, DNSApplication._transfer_acl),
 }

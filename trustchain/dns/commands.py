@@ -14,16 +14,20 @@ from typing import Any
 import dns.rcode
 
 from trustchain.dns.dynamic_update import Prerequisite
+from trustchain.dns.transfer import AllowTransfer, DenyTransfer
 from trustchain.dns.zone import RecordOp, ZoneUpdate, ZoneUpdateError
 from trustchain.encoding import decode, encode
 
 __all__ = [
+    "JSON_KINDS",
     "KEY_ACTIONS",
     "MAX_DETAIL",
     "MAX_PAYLOAD",
+    "OP_ALLOW_TRANSFER",
     "OP_CREATE",
     "OP_DELEGATE",
     "OP_DELEGATED",
+    "OP_DENY_TRANSFER",
     "OP_KEYS",
     "OP_TICK",
     "OP_UNDELEGATE",
@@ -44,11 +48,13 @@ __all__ = [
     "Tick",
     "UpdateZone",
     "ZoneKeys",
+    "allow_transfer_command",
     "command_from_json",
     "create_command",
     "decode_result",
     "delegate_command",
     "delegated_update_command",
+    "deny_transfer_command",
     "keys_command",
     "result_json",
     "tick_command",
@@ -59,6 +65,7 @@ __all__ = [
 OP_CREATE, OP_UPDATE, OP_TICK = "create", "update", "tick"
 OP_DELEGATE, OP_UNDELEGATE, OP_DELEGATED = "delegate", "undelegate", "delegated_update"
 OP_KEYS = "keys"
+OP_ALLOW_TRANSFER, OP_DENY_TRANSFER = "allow_transfer", "deny_transfer"
 KEY_ACTIONS = ("roll", "complete", "lifetimes")
 STATUS_OK, STATUS_UNCHANGED, STATUS_ERROR = "ok", "unchanged", "error"
 RCODE_NOERROR, RCODE_FORMERR = int(dns.rcode.NOERROR), int(dns.rcode.FORMERR)
@@ -77,7 +84,8 @@ class DNSCommand:
 
 @dataclass(frozen=True)
 class CreateZone:
-    """A new zone with SOA and apex NS; names relative to `origin` unless they end in a dot."""
+    """A new zone with SOA and apex NS, and `records` applied to it in the same step: if they are
+    refused, no zone is created. Names relative to `origin` unless they end in a dot."""
 
     origin: str  # absolute
     primary_ns: str
@@ -86,6 +94,7 @@ class CreateZone:
     ttl: int = 3600
     algorithm: int = 15  # 15 ED25519 or 13 ECDSAP256SHA256 (trustchain.dns.keys.ALGORITHMS)
     presigned: bool = False  # signed elsewhere: carries its own DNSKEY/RRSIG/NSEC, served as given
+    records: tuple[RecordOp, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,8 @@ class DNSResult:
 
 
 def create_command(origin: str, *, primary_ns: str, admin: str, nameservers: Sequence[str],
-                   ttl: int = 3600, algorithm: int = 15, presigned: bool = False) -> bytes:
+                   ttl: int = 3600, algorithm: int = 15, presigned: bool = False,
+                   records: ZoneUpdate | None = None) -> bytes:
     """Raises ZoneUpdateError (naming the field) for what the wire cannot carry, e.g. a negative TTL."""
     for key, value in (("origin", origin), ("primary_ns", primary_ns), ("admin", admin)):
         if type(value) is not str:
@@ -175,7 +185,8 @@ def create_command(origin: str, *, primary_ns: str, admin: str, nameservers: Seq
         raise ZoneUpdateError("create.algorithm", "must be a DNSSEC algorithm number (13 or 15)")
     if type(presigned) is not bool:
         raise ZoneUpdateError("create.presigned", "must be true or false")
-    return _command(OP_CREATE, CreateZone(origin, primary_ns, admin, tuple(nameservers), ttl, algorithm, presigned))
+    return _command(OP_CREATE, CreateZone(origin, primary_ns, admin, tuple(nameservers), ttl, algorithm, presigned,
+                                          records.records() if records is not None else ()))
 
 
 def update_command(update: ZoneUpdate) -> bytes:
@@ -216,17 +227,28 @@ def keys_command(origin: str, action: str, role: str = "", *, zsk_lifetime_s: in
     return _command(OP_KEYS, ZoneKeys(origin, action, role, zsk_lifetime_s, ksk_lifetime_s))
 
 
+def allow_transfer_command(origin: str, key_name: str, notify: Sequence[str] = ()) -> bytes:
+    """The owner's transfer grant (`trustchain.dns.transfer.AllowTransfer`)."""
+    return _command(OP_ALLOW_TRANSFER, AllowTransfer(origin, key_name, tuple(notify)))
+
+
+def deny_transfer_command(origin: str, key_name: str) -> bytes:
+    return _command(OP_DENY_TRANSFER, DenyTransfer(origin, key_name))
+
+
 def _command(op: str, body: CreateZone | UpdateZone | Tick | DelegateZone | RevokeDelegation | DelegatedUpdate
-             | ZoneKeys) -> bytes:
+             | ZoneKeys | AllowTransfer | DenyTransfer) -> bytes:
     return encode(DNSCommand(op, encode(body)))
 
 
 def command_from_json(body: object) -> bytes:
     """The command of a JSON body as clients send it: `{"create": {origin, primary_ns, admin, nameservers,
-    ttl, algorithm, presigned}}`, `{"update": {origin, ops}}` or `{"keys": {origin, action, role,
-    zsk_lifetime_s, ksk_lifetime_s}}`; a malformed one raises ZoneUpdateError naming the field."""
-    if not isinstance(body, dict) or len(body) != 1 or not {"create", "update", "keys"} & body.keys():
-        raise ZoneUpdateError("body", 'expected {"create": {...}}, {"update": {"origin", "ops"}} or {"keys": {...}}')
+    ttl, algorithm, presigned, ops}}` (`ops` applied with the creation, atomically), `{"update": {origin,
+    ops}}`, `{"keys": {origin, action, role, zsk_lifetime_s, ksk_lifetime_s}}`, `{"allow_transfer": {origin,
+    key_name, notify}}` or `{"deny_transfer": {origin, key_name}}`; a malformed one raises ZoneUpdateError
+    naming the field."""
+    if not isinstance(body, dict) or len(body) != 1 or not set(JSON_KINDS) & body.keys():
+        raise ZoneUpdateError("body", "expected one of " + ", ".join(f'{{"{k}": {{...}}}}' for k in JSON_KINDS))
     kind, doc = next(iter(body.items()))
     if kind == "update":
         return update_command(ZoneUpdate.from_json(doc))
@@ -246,19 +268,29 @@ def command_from_json(body: object) -> bytes:
         nameservers = doc.get("nameservers", [doc["primary_ns"]])
         if not all(isinstance(n, str) for n in nameservers):
             raise ZoneUpdateError("create.nameservers", "must be a list of names")
+        records = ZoneUpdate.from_json({"origin": doc["origin"], "ops": doc["ops"]}) if "ops" in doc else None
         return create_command(doc["origin"], primary_ns=doc["primary_ns"], admin=doc["admin"],
                               nameservers=nameservers, ttl=doc.get("ttl", 3600), algorithm=doc.get("algorithm", 15),
-                              presigned=doc.get("presigned", False))
+                              presigned=doc.get("presigned", False), records=records)
+    if kind in (OP_ALLOW_TRANSFER, OP_DENY_TRANSFER):
+        notify = doc.get("notify", [])
+        if not all(isinstance(n, str) for n in notify):
+            raise ZoneUpdateError(f"{kind}.notify", "must be a list of addresses")
+        return (allow_transfer_command(doc["origin"], doc["key_name"], notify) if kind == OP_ALLOW_TRANSFER
+                else deny_transfer_command(doc["origin"], doc["key_name"]))
     return keys_command(doc["origin"], doc["action"], doc.get("role", ""), zsk_lifetime_s=doc.get("zsk_lifetime_s", 0),
                         ksk_lifetime_s=doc.get("ksk_lifetime_s", 0))
 
 
 _JSON_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     "create": {"origin": (str, True), "primary_ns": (str, True), "admin": (str, True), "nameservers": (list, False),
-               "ttl": (int, False), "algorithm": (int, False), "presigned": (bool, False)},
+               "ttl": (int, False), "algorithm": (int, False), "presigned": (bool, False), "ops": (list, False)},
     "keys": {"origin": (str, True), "action": (str, True), "role": (str, False), "zsk_lifetime_s": (int, False),
              "ksk_lifetime_s": (int, False)},
+    OP_ALLOW_TRANSFER: {"origin": (str, True), "key_name": (str, True), "notify": (list, False)},
+    OP_DENY_TRANSFER: {"origin": (str, True), "key_name": (str, True)},
 }
+JSON_KINDS = ("create", "update", "keys", OP_ALLOW_TRANSFER, OP_DENY_TRANSFER)
 _KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
 
 

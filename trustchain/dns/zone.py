@@ -216,6 +216,14 @@ class Zone:
         self._size = size
         return True
 
+    def bump_serial(self) -> None:
+        """The next SOA serial (RFC 1982), nothing else changed: the signed zone changed (a re-sign)."""
+        soa = self._nodes[self.origin][RdataType.SOA]
+        new_soa = self.soa.replace(serial=(self.serial + 1) % 2**32)
+        self._nodes = {**self._nodes, self.origin: {**self._nodes[self.origin],
+                       RdataType.SOA: _canonical_rrset(self.origin, RdataType.SOA, soa.ttl, [new_soa])}}
+        self._digest = None
+
     def _apply_op(self, work: dict[dns.name.Name, Node], op: object, field: str) -> None:
         if not isinstance(op, AddRecords | ReplaceRRset | DeleteRRset | DeleteRecords | DeleteName):
             raise ZoneUpdateError(field, "unknown operation")
