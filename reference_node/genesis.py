@@ -198,4 +198,5 @@ class Genesis:
             require_payment=False,
             node_domain=self.node_domain,
             validator_keys=validator_keys,
+            root=self.root_profile(),
         )
