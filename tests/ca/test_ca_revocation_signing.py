@@ -20,9 +20,9 @@ from cryptography.x509 import ocsp as xocsp
 from test_ca_signing_service import GROUP, PEERS, SIGNERS, issue_through_services, setup
 
 from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.ca import ca_snapshot, issuance, ocsp
 from trustchain.ca import commands as cacommands
 from trustchain.ca import consensus_time as catime
-from trustchain.ca import ca_snapshot, issuance, ocsp
 from trustchain.ca import records as carecords
 from trustchain.ca import signing_service as ss
 from trustchain.encoding import encode

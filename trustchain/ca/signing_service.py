@@ -59,6 +59,9 @@ from trustchain.crypto.signing import ED25519, Signer, Verifier
 from trustchain.encoding import DecodeError, decode, encode
 
 _DOMAIN = b"trustchain/ca/frost-signing/v1\x00"
+#: The root key's signing service (root CRL, OCSP for issuing CAs) signs its messages under this domain, so
+#: that no message of one service is ever taken for the other's.
+ROOT_DOMAIN = b"trustchain/ca/frost-signing/root/v1\x00"
 VERSION = 1
 EPOCH_SHIFT = 32
 
@@ -133,20 +136,21 @@ class SignedMessage:
     body: bytes
     signature: bytes
 
-    def signing_bytes(self) -> bytes:
-        return _DOMAIN + struct.pack(">QQQQ", self.version, self.kind, self.sender, self.receiver) + self.body
+    def signing_bytes(self, domain: bytes = _DOMAIN) -> bytes:
+        return domain + struct.pack(">QQQQ", self.version, self.kind, self.sender, self.receiver) + self.body
 
 
-def seal(signer: Signer, sender: int, receiver: int, message: Any) -> bytes:
+def seal(signer: Signer, sender: int, receiver: int, message: Any, domain: bytes = _DOMAIN) -> bytes:
     """Sign ``message`` from ``sender`` to ``receiver`` (the receiver is signed so a message cannot be
-    replayed to another validator)."""
+    replayed to another validator; ``domain`` names the key the service signs with)."""
     kind = int(_TYPE_KINDS[type(message)])
     unsigned = SignedMessage(VERSION, kind, sender, receiver, encode(message), b"")
-    return encode(SignedMessage(VERSION, kind, sender, receiver, unsigned.body, signer.sign(unsigned.signing_bytes())))
+    return encode(SignedMessage(VERSION, kind, sender, receiver, unsigned.body,
+                                signer.sign(unsigned.signing_bytes(domain))))
 
 
 def open_message(
-    data: bytes, peers: Mapping[int, bytes], receiver: int, verifier: Verifier = ED25519
+    data: bytes, peers: Mapping[int, bytes], receiver: int, verifier: Verifier = ED25519, domain: bytes = _DOMAIN
 ) -> tuple[int, Any]:
     """(sender, message) of authenticated bytes; raises ``DecodeError`` for anything else."""
     msg = decode(SignedMessage, data)
@@ -155,7 +159,7 @@ def open_message(
     if msg.receiver != receiver:
         raise DecodeError("SignedMessage.receiver: not addressed to this validator")
     key = peers.get(msg.sender)
-    if key is None or not verifier.verify(key, msg.signing_bytes(), msg.signature):
+    if key is None or not verifier.verify(key, msg.signing_bytes(domain), msg.signature):
         raise DecodeError(f"SignedMessage: bad signature or unknown sender {msg.sender}")
     try:
         cls = _KIND_TYPES[MsgKind(msg.kind)]
@@ -243,6 +247,7 @@ class SigningService:
         config: SigningConfig | None = None,
         epoch: int = 0,
         verifier: Verifier = ED25519,
+        domain: bytes = _DOMAIN,
     ) -> None:
         assert key.identifier in peers and peers[key.identifier] == signer.public_key
         assert set(public.verifying_shares) == set(peers)
@@ -253,6 +258,7 @@ class SigningService:
         self.public = public
         self.signer = signer
         self.verifier = verifier  # checks peers' signatures: the same scheme as the consensus keys
+        self.domain = domain
         self.peers = dict(peers)
         self.ids = sorted(peers)
         self.rand_bytes = rand_bytes
@@ -302,7 +308,7 @@ class SigningService:
 
     def on_message(self, data: bytes, now_us: int) -> list[Effect]:
         try:
-            sender, msg = open_message(data, self.peers, self.me, self.verifier)
+            sender, msg = open_message(data, self.peers, self.me, self.verifier, self.domain)
         except DecodeError:
             return []
         if sender == self.me:
@@ -538,4 +544,4 @@ class SigningService:
         return [SubmitFinalize(session.pending_id, signature, command)]
 
     def _send(self, to: int, message: Any) -> Send:
-        return Send(to, seal(self.signer, self.me, to, message))
+        return Send(to, seal(self.signer, self.me, to, message, self.domain))
