@@ -101,11 +101,13 @@ class Cluster:
             mine = [(d, values[d]) for d in self.app.ca.serials.assigned_to(v)]
             if mine:
                 self.run(self.write(signer, tcapp.CA, cacommands.serial_reveal_command(mine)))
-        tbs = self.app.ca.pending[pending.pending_id].tbs
+        stage = self.app.ca.pending_of(pending.pending_id)
+        assert stage is not None
+        tbs = stage.tbs
         signature = frost.sign_with_quorum({k: GROUP.key_packages[k] for k in (1, 2, 3)}, GROUP.public, tbs,
                                            random.Random(i).randbytes)
         done = cacommands.decode_result(self.run(self.write(
-            self.validators[i], tcapp.CA, cacommands.finalize_command(pending.pending_id, signature)))[0])
+            self.validators[i], tcapp.CA, cacommands.finalize_command(stage.pending_id, signature)))[0])
         assert done.status == cacommands.STATUS_OK, done
         return done.serial
 

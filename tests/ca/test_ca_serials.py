@@ -28,7 +28,7 @@ from trustchain.ca import commands as cacommands
 from trustchain.ca import frost, issuance
 from trustchain.ca import policy as capolicy
 from trustchain.ca import x509 as cax509
-from trustchain.ca.records import IssuedCertificate
+from trustchain.ca.records import IssuedCertificate, PendingIssuance
 
 GROUP = frost.trusted_dealer_keygen(5, 3, random.Random(11).randbytes)
 PROFILE = issuer_profile(ca_name("TrustChain Issuing E1"), GROUP.public.group_public_key)
@@ -90,9 +90,14 @@ class Harness:
             if self.app.serials.assigned_to(v):
                 assert self.reveal(v).ok
 
+    def stage(self, pending_id: int) -> PendingIssuance:
+        """The pending issuance answering request ``pending_id`` (recorded once its serial is fixed)."""
+        found = [p for p in self.app.pending.values() if p.request_id == pending_id]
+        assert len(found) == 1, found
+        return found[0]
+
     def serial(self, pending_id: int) -> int:
-        tbs = self.app.pending[pending_id].tbs
-        return int.from_bytes(self.app.pending[pending_id].serial, "big") if tbs else 0
+        return int.from_bytes(self.stage(pending_id).serial, "big")
 
 
 def test_a_request_waits_for_its_serial_and_gets_one_after_two_reveals() -> None:
@@ -105,12 +110,12 @@ def test_a_request_waits_for_its_serial_and_gets_one_after_two_reveals() -> None
     draw = h.app.serials.draws[pid]
     assert len(draw.slots) == 2 and len({s.validator for s in draw.slots}) == 2
     first, second = (s.validator for s in draw.slots)
-    assert h.reveal(first).ok and pid not in h.app.pending  # one reveal is not enough
-    assert h.reveal(second).ok and pid in h.app.pending
+    assert h.reveal(first).ok and not h.app.pending  # one reveal is not enough
+    assert h.reveal(second).ok and h.stage(pid).pending_id > pid
     serial = h.app.request_serial(pid)
-    assert serial is not None and serial == h.app.pending[pid].serial
+    assert serial is not None and serial == h.stage(pid).serial
     # the TBS the signers get carries exactly that serial
-    cert_serial = x509.load_der_x509_certificate(_fake_signed(h.app.pending[pid].tbs)).serial_number
+    cert_serial = x509.load_der_x509_certificate(_fake_signed(h.stage(pid).tbs)).serial_number
     assert cert_serial.to_bytes(len(serial), "big") == serial and 0 < cert_serial < 2**127
 
 
@@ -159,7 +164,7 @@ def test_reveals_before_the_set_is_fixed_or_not_matching_are_refused() -> None:
     other = h.run(h.validators[0], cacommands.serial_reveal_command([(slot.digest, h.values[slot.digest])]))
     assert other.ok and h.app.serials.draws[pid].slots[0].value == b""
     h.reveal_all()
-    assert pid in h.app.pending
+    assert h.stage(pid)
 
 
 def test_only_validators_commit_and_commitments_are_bounded() -> None:
@@ -193,9 +198,9 @@ def test_a_withheld_reveal_redraws_from_fresh_commitments_and_suspends_the_withh
     assert len(redrawn.slots) == 2
     late = h.run(h.validators[withholder], cacommands.serial_reveal_command(
         [(first[0].digest, h.values[first[0].digest])]))
-    assert late.ok and pid not in h.app.pending  # the withheld value no longer counts
+    assert late.ok and not h.app.pending  # the withheld value no longer counts
     h.reveal_all()
-    assert pid in h.app.pending
+    assert h.stage(pid)
 
 
 def test_serials_are_unique_and_use_the_top_bits() -> None:
@@ -215,11 +220,11 @@ def test_a_serial_already_taken_is_derived_again() -> None:
         h.commit_all()
     pid = plain.request().pending_id
     plain.reveal_all()
-    serial = plain.app.pending[pid].serial
+    serial = plain.stage(pid).serial
     taken.app.issued[serial] = IssuedCertificate(serial, b"", b"", (), T0_US + 10**12)
     assert taken.request().pending_id == pid
     taken.reveal_all()
-    assert taken.app.pending[pid].serial != serial and len(taken.app.pending[pid].serial) <= 16
+    assert taken.stage(pid).serial != serial and len(taken.stage(pid).serial) <= 16
 
 
 def test_state_survives_a_snapshot_and_both_replicas_agree() -> None:
@@ -234,7 +239,7 @@ def test_state_survives_a_snapshot_and_both_replicas_agree() -> None:
     assert len(ops) == 2
     for app in (h.app, restored):
         app.execute(ops, ExecutionContext(500, h.now + SECOND))
-    assert h.app.pending[pid] == restored.pending[pid]
+    assert [p for p in restored.pending.values() if p.request_id == pid] == [h.stage(pid)]
 
 
 def test_a_ca_without_validators_keeps_deriving_serials_from_the_request() -> None:

@@ -307,6 +307,8 @@ class CAApplication:
             return CAResult.error("issuer: the issuing CA certificate is revoked; a new issuer must be installed")
         request_bytes = cax509.request_digest(op.client, struct.pack(">QQ", op.timestamp, index), op.payload)
         if self.serials.enabled:  # the serial (and so the TBS) waits for the validators' reveals
+            # The answer's id names the request; the pending issuance gets a fresh id once its serial is fixed
+            # (``request_id`` links them), so the signing service sees ids in the order it must sign them.
             pending_id = self.next_pending_id
             awaiting = AwaitingSerial(req.csr_der, requested, op.client, node, int(lifetime / dt.timedelta(
                 microseconds=1)), ctx.time_us)
@@ -375,7 +377,8 @@ class CAApplication:
 
     def _record_draw(self, draw: Draw, output: bytes, now_us: int) -> int:
         """A draw's randomness is complete: fix the serial and the TBS, as a pending issuance under the
-        issuer current now (0 if that issuer was revoked meanwhile: the request is dropped)."""
+        issuer current now, answering the request ``draw.pending_id`` (0 if that issuer was revoked
+        meanwhile: the request is dropped)."""
         awaiting = decode(AwaitingSerial, draw.payload)
         issuer = self.current_issuer
         attempt = 0
@@ -394,16 +397,20 @@ class CAApplication:
             self.emit(PendingExpired(draw.pending_id))
             return 0
         self.serials.resolve(draw.pending_id, serial, now_us)
-        pending = PendingIssuance(draw.pending_id, tbs, issuer.public_key, serial, awaiting.account, awaiting.names,
-                                  now_us)
+        pending = PendingIssuance(self.allocate_pending_id(), tbs, issuer.public_key, serial, awaiting.account,
+                                  awaiting.names, now_us, draw.pending_id)
         self.pending[pending.pending_id] = pending
         self.emit(PendingRecorded(pending))
         return pending.pending_id
 
+    def pending_of(self, pending_id: int) -> PendingIssuance | None:
+        """The pending issuance answering the request ``pending_id`` (that of its current stage)."""
+        return next((p for p in self.pending.values() if pending_id in (p.pending_id, p.request_id)), None)
+
     def request_serial(self, pending_id: int) -> bytes | None:
         """The serial of the request answered with ``pending_id``, once its draw fixed it (None before)."""
-        found = next((p.serial for p in self.pending.values() if pending_id in (p.pending_id, p.request_id)), None)
-        return found if found is not None else self.serials.resolved.get(pending_id)
+        found = self.pending_of(pending_id)
+        return found.serial if found is not None else self.serials.resolved.get(pending_id)
 
     # -- finalize, revoke, install issuer ----------------------------------------------------------
 
