@@ -297,12 +297,19 @@ class API:
         return self._request_json(pid, serial)
 
     def _request_json(self, pid: int, serial: bytes | None) -> web.Response:
-        """201 with the certificate, or 202 pending (`serial` empty until the validators' reveals fixed it)."""
+        """201 with the certificate, or 202 pending (`serial` empty until the validators' reveals fixed it).
+        `serial_randomness` shows what the serial was drawn from, for anyone to check (`trustchain.ca.serials`)."""
         record = self.node.app.ca.issued.get(serial) if serial else None
+        drawn = self.node.app.ca.serials.resolved.get(pid)
+        audit = {} if drawn is None else {"serial_randomness": {
+            "request": drawn.request.hex(), "attempt": drawn.attempt,
+            "contributors": [{"validator": s.validator, "commitment": s.digest.hex(), "value": s.value.hex()}
+                             for s in drawn.slots]}}
         if record is None:
-            return web.json_response({"status": "pending", "pending_id": pid, "serial": (serial or b"").hex()},
-                                     status=202)
-        return web.json_response({"status": "issued", "pending_id": pid, **self._cert_json(record)}, status=201)
+            return web.json_response({"status": "pending", "pending_id": pid, "serial": (serial or b"").hex(),
+                                      **audit}, status=202)
+        return web.json_response({"status": "issued", "pending_id": pid, **self._cert_json(record), **audit},
+                                 status=201)
 
     async def cert_by_request(self, request: web.Request) -> web.Response:
         """`GET /api/v1/cert/request/{pending_id}`: a request's certificate once issued, else 202 pending."""

@@ -396,7 +396,7 @@ class CAApplication:
         except (cax509.CertificateError, ValueError):
             self.emit(PendingExpired(draw.pending_id))
             return 0
-        self.serials.resolve(draw.pending_id, serial, now_us)
+        self.serials.resolve(draw, serial, attempt, now_us)
         pending = PendingIssuance(self.allocate_pending_id(), tbs, issuer.public_key, serial, awaiting.account,
                                   awaiting.names, now_us, draw.pending_id)
         self.pending[pending.pending_id] = pending
@@ -410,7 +410,10 @@ class CAApplication:
     def request_serial(self, pending_id: int) -> bytes | None:
         """The serial of the request answered with ``pending_id``, once its draw fixed it (None before)."""
         found = self.pending_of(pending_id)
-        return found.serial if found is not None else self.serials.resolved.get(pending_id)
+        if found is not None:
+            return found.serial
+        resolved = self.serials.resolved.get(pending_id)
+        return resolved.serial if resolved is not None else None
 
     # -- finalize, revoke, install issuer ----------------------------------------------------------
 

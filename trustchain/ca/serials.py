@@ -46,6 +46,7 @@ __all__ = [
     "VALUE_SIZE",
     "Contributor",
     "Draw",
+    "Resolved",
     "SerialLimits",
     "SerialRandomness",
     "SerialsSnapshot",
@@ -133,10 +134,16 @@ class _Suspended:
 
 
 @dataclass(frozen=True)
-class _Resolved:
+class Resolved:
+    """A fixed serial and what it was drawn from, kept ``pending TTL`` so that anyone can check it:
+    ``serial_from_output(draw_output(request, reveals), attempt)``, each value matching its commitment."""
+
     pending_id: int
     serial: bytes
     at_us: int
+    request: bytes
+    slots: tuple[Slot, ...]
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -145,7 +152,7 @@ class SerialsSnapshot:
     unused: tuple[_Unused, ...]
     draws: tuple[Draw, ...]
     suspended: tuple[_Suspended, ...]
-    resolved: tuple[_Resolved, ...]
+    resolved: tuple[Resolved, ...]
 
 
 @dataclass
@@ -168,8 +175,7 @@ class SerialRandomness:
         self.unused: dict[int, list[bytes]] = {}  # validator -> its unused commitments, oldest first
         self.draws: dict[int, Draw] = {}  # pending id -> draw, in pending id order
         self.suspended: dict[int, int] = {}  # validator -> consensus time its suspension ends
-        self.resolved: dict[int, bytes] = {}  # pending id -> serial, kept pending TTL for lookups
-        self._resolved_at: dict[int, int] = {}
+        self.resolved: dict[int, Resolved] = {}  # pending id -> its serial, kept pending TTL for lookups
         self._reindex()
 
     @property
@@ -234,10 +240,9 @@ class SerialRandomness:
         self._assign(now_us)
         return None
 
-    def resolve(self, pending_id: int, serial: bytes, now_us: int) -> None:
-        """Remember the serial a draw produced (for lookups by pending id, until it expires)."""
-        self.resolved[pending_id] = serial
-        self._resolved_at[pending_id] = now_us
+    def resolve(self, draw: Draw, serial: bytes, attempt: int, now_us: int) -> None:
+        """Remember the serial a draw produced and its inputs (lookups and audits, until it expires)."""
+        self.resolved[draw.pending_id] = Resolved(draw.pending_id, serial, now_us, draw.request, draw.slots, attempt)
 
     def cancel(self, pending_id: int) -> None:
         self._remove(pending_id)
@@ -252,8 +257,8 @@ class SerialRandomness:
         dropped = [pid for pid, d in self.draws.items() if now_us - d.created_us > ttl_us]
         for pid in dropped:
             self._remove(pid)
-        for pid in [p for p, r in self._resolved_at.items() if now_us - r > ttl_us]:
-            del self.resolved[pid], self._resolved_at[pid]
+        for pid in [p for p, r in self.resolved.items() if now_us - r.at_us > ttl_us]:
+            del self.resolved[pid]
         overdue = [d for d in self.draws.values() if d.deadline_us and d.deadline_us <= now_us]
         for draw in overdue:
             for slot in draw.slots:
@@ -323,7 +328,7 @@ class SerialRandomness:
             tuple(_Unused(v, tuple(d)) for v, d in sorted(self.unused.items()) if d),
             tuple(self.draws[p] for p in sorted(self.draws)),
             tuple(_Suspended(v, u) for v, u in sorted(self.suspended.items())),
-            tuple(_Resolved(p, self.resolved[p], self._resolved_at[p]) for p in sorted(self.resolved)),
+            tuple(self.resolved[p] for p in sorted(self.resolved)),
         )
 
     def restore(self, snap: SerialsSnapshot) -> None:
@@ -332,8 +337,7 @@ class SerialRandomness:
         self.unused = {u.validator: list(u.digests) for u in snap.unused}
         self.draws = {d.pending_id: d for d in snap.draws}
         self.suspended = {s.validator: s.until_us for s in snap.suspended}
-        self.resolved = {r.pending_id: r.serial for r in snap.resolved}
-        self._resolved_at = {r.pending_id: r.at_us for r in snap.resolved}
+        self.resolved = {r.pending_id: r for r in snap.resolved}
         self._reindex()
 
 
