@@ -258,9 +258,11 @@ class Node:
                      "recovered_records": self.recovered_records, "transport": self.config.consensus.transport}})
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        self.serials.close()
+        tasks = list(self._tasks)  # done tasks leave `_tasks` as they finish
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         for h in list(self._timers.values()):

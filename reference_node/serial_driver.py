@@ -70,6 +70,11 @@ class SerialDriver:
         self._commit: asyncio.Task[None] | None = None
         self._reveal: asyncio.Task[None] | None = None
         self.commits = self.reveals = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """The node is stopping: order nothing more."""
+        self.closed = True
 
     @property
     def enabled(self) -> bool:
@@ -78,7 +83,7 @@ class SerialDriver:
     def sync(self) -> None:
         """After every execution: reveal what is due, top up commitments (values on disk first)."""
         node = self.node
-        if not self.enabled or node.halted is not None:
+        if not self.enabled or node.halted is not None or self.closed:
             return
         state = node.app.ca.serials
         known = len(self.contributor.values)
@@ -128,5 +133,6 @@ class SerialDriver:
                 self._commit = None
             else:
                 self._reveal = None
-            with contextlib.suppress(RuntimeError):
-                self.sync()
+            if not self.closed:
+                with contextlib.suppress(RuntimeError):
+                    self.sync()
