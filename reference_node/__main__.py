@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -130,7 +131,9 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
             from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler
             from reference_node.dns.tsig import Keyring, keyring_path
             from reference_node.dns.update import DynamicUpdates
+            from trustchain.dns.edns_options import ServerIdentity
 
+            node.app.dns.set_identity(ServerIdentity(nsid=cfg.dns.nsid.encode(), cookie_secret=os.urandom(32)))
             answer = authority_handler(node.app.dns)
             updates = DynamicUpdates(node, Keyring(keyring_path(cfg.storage.path)))
 
@@ -188,16 +191,19 @@ def cluster_main(argv: list[str]) -> int:
         p.add_argument("--nodes", type=int, default=5)
         p.add_argument("--threshold", type=int, default=3)
         p.add_argument("--transport", choices=cfgmod.TRANSPORTS, default="tcp")
+        p.add_argument("--pki-url", action="append", default=[], metavar="URL",
+                       help="base URL certificates name for CRLs, OCSP and issuer certificates (repeatable, the "
+                       "preferred first; default: every node's API)")
     a = p.parse_args(argv[1:] if action != "run" else argv)
     try:
         if action == "init":
-            configs = init_cluster(Path(a.dir), a.nodes, a.threshold, a.transport)
+            configs = init_cluster(Path(a.dir), a.nodes, a.threshold, a.transport, tuple(a.pki_url))
             print(f"{len(configs)} validators created in {a.dir}; start them with "
                   f"`python -m reference_node cluster start --dir {a.dir}`")
             return 0
         if action == "start":
             return start_cluster(Path(a.dir))
-        return run_cluster(Path(a.dir), a.nodes, a.threshold, a.transport)
+        return run_cluster(Path(a.dir), a.nodes, a.threshold, a.transport, tuple(a.pki_url))
     except ValueError as exc:
         print(f"reference_node: error: {exc}", file=sys.stderr)
         return 2

@@ -8,13 +8,17 @@ decides nothing: a node cannot make a request in a client's name, and any node c
 
 Served here without consensus: the directory, new nonces (they embed this node's clock, which every
 replica checks against consensus time) and renewal information (RFC 9773, from the replicated CA).
+A POST every replica would refuse whatever its state (no such resource, no JWS, a url for another
+resource) is answered here without ordering it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -45,7 +49,7 @@ from trustchain.encoding import DecodeError
 if TYPE_CHECKING:
     from reference_node.runtime import Node
 
-__all__ = ["ACMEFrontEnd", "register"]
+__all__ = ["ACMEFrontEnd", "is_acme", "openapi_paths", "rate_limited", "register"]
 
 log = logging.getLogger("trustchain.acme")
 JOSE = "application/jose+json"
@@ -54,9 +58,12 @@ PEM_CHAIN = "application/pem-certificate-chain"
 RETRY_AFTER_S = 1
 
 
-def register(app: web.Application, node: Node, intermediate_pem: bytes) -> None:
-    """Serve ACME under /acme on `app` (the node's API application)."""
-    front = ACMEFrontEnd(node, intermediate_pem)
+def register(app: web.Application, node: Node, intermediate_pem: bytes,
+             admit_registration: Callable[[web.Request], float] | None = None) -> None:
+    """Serve ACME under /acme on `app` (the node's API application). `admit_registration(request)`: 0, or
+    the seconds until this client may create another account (the node's per-IP registration limit,
+    which newAccount passes like a signed registration does)."""
+    front = ACMEFrontEnd(node, intermediate_pem, admit_registration)
     r = app.router
     r.add_get(paths.DIRECTORY, front.directory)
     r.add_get(paths.NEW_NONCE, front.new_nonce)  # and HEAD
@@ -68,17 +75,36 @@ def _base(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
+def is_acme(request: web.Request) -> bool:
+    return request.path == paths.PREFIX or request.path.startswith(paths.PREFIX + "/")
+
+
+def _headers(request: web.Request) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers["Replay-Nonce"] = acmejws.issue_nonce(now_us(), secrets.token_bytes(16))
+    headers["Cache-Control"] = "no-store"
+    headers.add("Link", f'<{_base(request)}{paths.DIRECTORY}>;rel="index"')
+    return headers
+
+
+def rate_limited(request: web.Request, wait_s: int, what: str = "requests") -> web.Response:
+    """The node's per-IP limiter refusing an ACME request: a `rateLimited` problem document with
+    Retry-After (RFC 8555 section 6.6) and a fresh nonce, as ACME clients expect of any error."""
+    p = problem(problems.RATE_LIMITED, f"rate: too many {what} from this address, retry in {wait_s} s")
+    headers = _headers(request)
+    headers["Retry-After"] = str(wait_s)
+    return web.json_response(views.problem_json(p), status=p.status, headers=headers, content_type=PROBLEM)
+
+
 class ACMEFrontEnd:
-    def __init__(self, node: Node, intermediate_pem: bytes) -> None:
+    def __init__(self, node: Node, intermediate_pem: bytes,
+                 admit_registration: Callable[[web.Request], float] | None = None) -> None:
         self.node = node
+        self.admit_registration = admit_registration
         self.intermediates = x509.load_pem_x509_certificates(intermediate_pem) if intermediate_pem else []
 
     def _headers(self, request: web.Request) -> CIMultiDict[str]:
-        headers: CIMultiDict[str] = CIMultiDict()
-        headers["Replay-Nonce"] = acmejws.issue_nonce(now_us(), secrets.token_bytes(16))
-        headers["Cache-Control"] = "no-store"
-        headers.add("Link", f'<{_base(request)}{paths.DIRECTORY}>;rel="index"')
-        return headers
+        return _headers(request)
 
     def _problem(self, request: web.Request, p: Problem, location: str = "") -> web.Response:
         headers = self._headers(request)
@@ -100,6 +126,13 @@ class ACMEFrontEnd:
         body = await request.content.read(acmejws.MAX_JWS_BYTES + 1)
         if len(body) > acmejws.MAX_JWS_BYTES:
             return self._problem(request, problem(problems.MALFORMED, f"body: larger than {acmejws.MAX_JWS_BYTES}"))
+        junk = _precheck(request.path, body)
+        if junk is not None:
+            return self._problem(request, junk)
+        if request.path == paths.NEW_ACCOUNT and self.admit_registration is not None:
+            wait = self.admit_registration(request)  # each may create an account, with quotas of its own
+            if wait:
+                return rate_limited(request, max(1, math.ceil(wait)), "account registrations")
         operation = tcapp.acme_operation(acme_request(request.path, body))
         try:
             raw = await self.node.submit(PRESIGNED, operation)
@@ -171,5 +204,53 @@ class ACMEFrontEnd:
                                  headers=headers)
 
 
+def _precheck(path: str, body: bytes) -> Problem | None:
+    """What every replica would refuse whatever its state (no such resource, a body that is no JWS, a
+    signed url for another resource), answered here so that junk never reaches consensus. The replicas
+    check all of it again, and the rest (signature, nonce, account) only they can."""
+    if paths.match(path) is None:
+        return problem(problems.NOT_FOUND, f"path: no ACME resource at {path[:100]!r}")
+    parsed = acmejws.parse(body)
+    if isinstance(parsed, Problem):
+        return parsed
+    if parsed.url_path != path:
+        return problem(problems.UNAUTHORIZED, "url: the signed url is not the URL this was posted to")
+    return None
+
+
 def _us(t: dt.datetime) -> int:
     return int(t.timestamp()) * 1_000_000
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The OpenAPI 3 entries for the ACME routes (merged into the node's document). Every POST is a JWS
+    (RFC 8555 section 6.2), ordered and checked by every replica; refusals are problem documents."""
+    problem_doc = {"description": "an ACME problem document (RFC 8555 section 6.7; 429: rateLimited, with "
+                   "Retry-After)", "content": {PROBLEM: {"schema": {"type": "object", "required": ["type"],
+                                                                      "properties": {"type": {"type": "string"},
+                                                                                     "detail": {"type": "string"},
+                                                                                     "status": {"type": "integer"}}}}}}
+    json_ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+
+    def get(summary: str, ok: dict[str, Any], param: str = "") -> dict[str, Any]:
+        o: dict[str, Any] = {"summary": summary, "responses": {"200": ok, "4XX": problem_doc}}
+        if param:
+            o["parameters"] = [{"name": param, "in": "path", "required": True, "schema": {"type": "string"}}]
+        return o
+
+    post = {"summary": "An ACME request (new-account, new-order, acct/..., order/..., authz/..., chall/..., "
+            "cert/..., revoke-cert, key-change): a flattened JWS, ordered as sent",
+            "parameters": [{"name": "resource", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {JOSE: {"schema": {
+                "type": "object", "required": ["protected", "payload", "signature"],
+                "properties": {"protected": {"type": "string"}, "payload": {"type": "string"},
+                               "signature": {"type": "string"}}}}}},
+            "responses": {"200": json_ok, "201": json_ok, "4XX": problem_doc,
+                          "503": {"description": "not ordered in time, or the node halted (a problem document)"}}}
+    return {
+        paths.DIRECTORY: {"get": get("ACME directory (RFC 8555 section 7.1.1)", json_ok)},
+        paths.NEW_NONCE: {"get": get("A fresh Replay-Nonce (204; HEAD answers 200)",
+                                     {"description": "a nonce in Replay-Nonce"})},
+        paths.RENEWAL_INFO + "/{cert_id}": {"get": get("Renewal information (RFC 9773)", json_ok, "cert_id")},
+        paths.PREFIX + "/{resource}": {"post": post},
+    }

@@ -32,6 +32,7 @@ from reference_node.genesis import ca_name, key_package_to_json, public_to_json,
 from reference_node.supervisor import ManagedNode, RestartPolicy, Supervisor
 from trustchain.ca import dkg, frost, sharebox
 from trustchain.ca import names as canames
+from trustchain.ca import urls as causrls
 from trustchain.ca import x509 as cax509
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct.loglist import ListedLog, log_list
@@ -143,14 +144,36 @@ DEV_REGISTRY_SUFFIXES = ("test", "example", "org")
 API_CERT_LIFETIME = dt.timedelta(days=90)
 
 
+def pki_bases(host: str, ports: list[NodePorts]) -> tuple[str, ...]:
+    """Every node's API as a base URL for CRLs, OCSP and issuer certificates, node 0 first.
+
+    Why every node, and not one name: a development cluster's nodes share one address and differ by
+    port, and a DNS name resolves to addresses, never ports; clients also resolve with the system's
+    resolver, not TrustChain's DNS. So certificates list each node: the CRL as further names of its one
+    distribution point (RFC 5280 4.2.1.13: each a way to the same CRL), OCSP and the issuer as further
+    access descriptions in priority order, and a client that tries the next URL when one fails is served
+    while any node is up. A deployment whose nodes share a port on different hosts passes one name
+    that resolves to all of them (`--pki-url http://pki.example.net`) instead."""
+    return tuple(f"http://{host}:{p.api}" for p in ports)
+
+
+def _profile(name: str, key: bytes, urls: dict[str, list[str]], group: str,
+             not_after: dt.datetime | None = None) -> cax509.IssuerProfile:
+    crl, ocsp, issuer = urls[f"{group}_crl"], urls["ocsp"], urls[f"{group}_issuer"]
+    return cax509.IssuerProfile(ca_name(name), key, crl[0], ocsp[0], issuer[0], not_after=not_after,
+                                mirrors=cax509.PKIMirrors(tuple(crl[1:]), tuple(ocsp[1:]), tuple(issuer[1:])))
+
+
 def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str = "127.0.0.1",
              network: str = "devnet", transport: str = "tcp", ports: list[NodePorts] | None = None,
              checkpoint_interval: int = 16, timeout: str = "2s", synchronous: str = "full",
              dns_listeners: bool = True, node_cert_lifetime: str = "24h",
              api_write_rate: float = 10.0, unsigned_writes: bool = True,
              dns_upstream: tuple[str, ...] = (), limits: dict[str, Any] | None = None,
-             acme_http01_port: int | None = None) -> list[Path]:
+             acme_http01_port: int | None = None, pki_urls: tuple[str, ...] = ()) -> list[Path]:
     """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths.
+    `pki_urls`: the base URLs certificates name for CRLs, OCSP and issuer certificates (the preferred
+    first); by default every node's API, in node order (see `pki_bases`).
     `limits`: the genesis resource policy (`trustchain.app.limits`); None keeps the defaults.
     `acme_http01_port`: validators fetch ACME http-01 challenges on this port, from any address (a test
     cluster whose web server listens on loopback)."""
@@ -169,12 +192,9 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
     signers = [Ed25519Signer(s) for s in seeds]
     root_keys, root_public = run_dkg(nodes, threshold, f"trustchain/{network}/root".encode())
     issuing_keys, issuing_public = run_dkg(nodes, threshold, f"trustchain/{network}/issuing".encode())
-    base = f"http://{host}:{ports[0].api}"
-    urls = {"ocsp": f"{base}/ocsp", "root_crl": f"{base}/crl/root.crl", "issuing_crl": f"{base}/crl/issuing.crl",
-            "root_issuer": f"{base}/ca/root.der", "issuing_issuer": f"{base}/ca/intermediate.der"}
+    urls = causrls.pki_urls(pki_urls or pki_bases(host, ports))
     root_name, issuing_name = "TrustChain Root R1", "TrustChain Issuing E1"
-    root_profile = cax509.IssuerProfile(ca_name(root_name), root_public.group_public_key, urls["root_crl"],
-                                        urls["ocsp"], urls["root_issuer"])
+    root_profile = _profile(root_name, root_public.group_public_key, urls, "root")
     root = cax509.issue(cax509.root_tbs(root_profile.name, root_profile.public_key, now),
                         frost_sign(root_keys, root_public, list(range(1, threshold + 1))), root_public.group_public_key)
     inter = cax509.issue(
@@ -208,9 +228,8 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
     write_private(genesis_path, json.dumps(genesis, indent=2, sort_keys=True).encode())
     # the monitors' view: certspotter -logs takes this file (or any node's https://.../ct/log-list.json)
     (directory / "ct-log-list.json").write_text(json.dumps(log_list(ct_logs, _rfc3339(now)), indent=2) + "\n")
-    issuing_profile = cax509.IssuerProfile(ca_name(issuing_name), issuing_public.group_public_key,
-                                           urls["issuing_crl"], urls["ocsp"], urls["issuing_issuer"],
-                                           not_after=inter.not_valid_after_utc)
+    issuing_profile = _profile(issuing_name, issuing_public.group_public_key, urls, "issuing",
+                               inter.not_valid_after_utc)
     validators = "\n".join(
         f'    {{ name = "node{i}", address = "{host}:{ports[i].consensus}", '
         f'public_key = "{signers[i].public_key.hex()}" }},'
@@ -301,13 +320,17 @@ http01_private_addresses = true
     return out
 
 
-def init_cluster(directory: Path, nodes: int, threshold: int, transport: str) -> list[Path]:
+def init_cluster(directory: Path, nodes: int, threshold: int, transport: str,
+                 pki_urls: tuple[str, ...] = ()) -> list[Path]:
     """Generate a new cluster in `directory`, refusing one that already holds a cluster: generating over
     it would pair the old data with new keys."""
     if (directory / "genesis.json").exists():
         raise ValueError(f"--dir: {directory} already holds a cluster (genesis.json); start it with "
                          f"`python -m reference_node cluster start --dir {directory}` or choose an empty directory")
-    return generate(directory, nodes, threshold, transport=transport)
+    for url in pki_urls:
+        if not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
+            raise ValueError(f"--pki-url: {url!r} is not an http:// or https:// base URL")
+    return generate(directory, nodes, threshold, transport=transport, pki_urls=pki_urls)
 
 
 def cluster_configs(directory: Path) -> list[Path]:
@@ -345,8 +368,8 @@ A node that crashes is restarted; Ctrl-C or SIGTERM stops all nodes.""", flush=T
     return Supervisor(nodes, policy or RestartPolicy()).run()
 
 
-def run_cluster(directory: Path, nodes: int, threshold: int, transport: str) -> int:
+def run_cluster(directory: Path, nodes: int, threshold: int, transport: str, pki_urls: tuple[str, ...] = ()) -> int:
     """`cluster --dir D`: create the cluster if D holds none, then start it."""
     if not (directory / "genesis.json").exists():
-        init_cluster(directory, nodes, threshold, transport)
+        init_cluster(directory, nodes, threshold, transport, pki_urls)
     return start_cluster(directory)

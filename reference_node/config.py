@@ -151,6 +151,7 @@ class DNSSection:
     upstream: tuple[str, ...] = ()
     cache_size: int = 64 * 1024 * 1024
     ttl_override: bool | int = False
+    nsid: str = ""  # RFC 5001 name server identifier sent when a query asks; empty: none
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,12 @@ def _ttl_override(value: Any) -> bool | int:
     raise ValueError(f"expected false, true or a TTL in seconds, got {value!r}")
 
 
+def _nsid(value: Any) -> str:
+    if not isinstance(value, str) or len(value.encode()) > 128 or not value.isprintable():
+        raise ValueError("expected printable text of at most 128 bytes")
+    return value
+
+
 def _upstream(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError("expected a list of resolver addresses")
@@ -406,13 +413,14 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
     if ca.ocsp_batch > MAX_OCSP_BATCH:
         raise ConfigError(file, "ca.ocsp_batch", f"must be at most {MAX_OCSP_BATCH} (the CA's per-command limit)")
 
-    d = r.section("dns", {"listen", "doq_listen", "upstream", "cache_size", "ttl_override"}, required=False)
+    d = r.section("dns", {"listen", "doq_listen", "upstream", "cache_size", "ttl_override", "nsid"}, required=False)
     dns = DNSSection(
         listen=r.get("dns", d, "listen", parse_address),
         doq_listen=r.get("dns", d, "doq_listen", parse_address),
         upstream=r.get("dns", d, "upstream", _upstream, ()),
         cache_size=r.get("dns", d, "cache_size", parse_size, 64 * 1024 * 1024),
         ttl_override=r.get("dns", d, "ttl_override", _ttl_override, None) or False,
+        nsid=r.get("dns", d, "nsid", _nsid, ""),
     )
 
     k = r.section("consensus", {"validators", "threshold", "timeout", "batch_size", "batch_delay",

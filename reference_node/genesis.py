@@ -128,6 +128,14 @@ def _ct_logs(doc: list[dict[str, Any]]) -> tuple[CTLogInfo, ...]:
                            int(d.get("mmd", 86400))) for d in doc)
 
 
+def _url_list(key: object, value: object) -> tuple[str, ...]:
+    """A genesis URL entry: one URL, or a non-empty list of them (the preferred first)."""
+    urls = [value] if isinstance(value, str) else value
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
+        raise ValueError(f"ca.urls.{key}: a URL or a non-empty list of URLs")
+    return tuple(urls)
+
+
 @dataclass(frozen=True)
 class Genesis:
     network: str
@@ -136,7 +144,7 @@ class Genesis:
     root_name: str
     issuing: frost.PublicKeyPackage
     issuing_name: str
-    urls: dict[str, str]
+    urls: dict[str, tuple[str, ...]]  # each document's URLs, the preferred first (trustchain.ca.urls)
     dns_master_seed: bytes
     ct_origin: str
     operators: tuple[bytes, ...]
@@ -146,6 +154,11 @@ class Genesis:
     issuing_not_after: dt.datetime | None = None  # the intermediate's notAfter: no leaf outlives it
     ct_logs: tuple[CTLogInfo, ...] = ()  # the validators' own CT logs, in replica order
     created: str = ""  # RFC 3339 time of the genesis ceremony
+
+    def __post_init__(self) -> None:
+        """A single URL given as a string is that document's only URL."""
+        urls = {k: v if isinstance(v, tuple) else _url_list(k, v) for k, v in self.urls.items()}
+        object.__setattr__(self, "urls", urls)
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
@@ -158,7 +171,7 @@ class Genesis:
                 root_name=str(doc["ca"]["root"]["common_name"]),
                 issuing=public_from_json(doc["ca"]["issuing"]),
                 issuing_name=str(doc["ca"]["issuing"]["common_name"]),
-                urls={str(k): str(v) for k, v in doc["ca"]["urls"].items()},
+                urls={str(k): _url_list(k, v) for k, v in doc["ca"]["urls"].items()},
                 dns_master_seed=bytes.fromhex(doc["dns"]["master_seed"]),
                 ct_origin=str(doc["ct"]["origin"]),
                 operators=tuple(bytes.fromhex(k) for k in doc["ca"].get("operators", [])),
@@ -178,13 +191,17 @@ class Genesis:
         return hashlib.sha256(b"trustchain/cluster/v1\0" + self.root.group_public_key + b"\0"
                               + self.network.encode() + b"\0" + self.ct_origin.encode()).digest()
 
+    def _profile(self, name: str, key: bytes, group: str, not_after: dt.datetime | None) -> cax509.IssuerProfile:
+        crl, ocsp, issuer = self.urls[f"{group}_crl"], self.urls["ocsp"], self.urls[f"{group}_issuer"]
+        mirrors = cax509.PKIMirrors(crl[1:], ocsp[1:], issuer[1:])
+        return cax509.IssuerProfile(ca_name(name), key, crl[0], ocsp[0], issuer[0], not_after=not_after,
+                                    mirrors=mirrors if mirrors != cax509.PKIMirrors() else None)
+
     def issuer_profile(self) -> cax509.IssuerProfile:
-        return cax509.IssuerProfile(ca_name(self.issuing_name), self.issuing.group_public_key, self.urls["issuing_crl"],
-                                    self.urls["ocsp"], self.urls["issuing_issuer"], not_after=self.issuing_not_after)
+        return self._profile(self.issuing_name, self.issuing.group_public_key, "issuing", self.issuing_not_after)
 
     def root_profile(self) -> cax509.IssuerProfile:
-        return cax509.IssuerProfile(ca_name(self.root_name), self.root.group_public_key, self.urls["root_crl"],
-                                    self.urls["ocsp"], self.urls["root_issuer"])
+        return self._profile(self.root_name, self.root.group_public_key, "root", None)
 
     def ca_policy(self, validator_keys: tuple[bytes, ...] = ()) -> capolicy.CAPolicy:
         """The CA policy; `validator_keys` (consensus keys in replica order) enable the node-name rule:
@@ -199,4 +216,6 @@ class Genesis:
             node_domain=self.node_domain,
             validator_keys=validator_keys,
             root=self.root_profile(),
+            account_limit=self.limits.ca.account_limit,
+            domain_limit=self.limits.ca.domain_limit,
         )

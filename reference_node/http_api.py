@@ -36,6 +36,7 @@ from reference_node.http_guard import (
     RateLimiter,
     client_ip,
     rate_limit_middleware,
+    retry_after_s,
     too_many,
 )
 from reference_node.runtime import PRESIGNED, Node, NodeHalted, SubmitTimeout
@@ -48,11 +49,13 @@ from trustchain.authorization import validator_votes as votes
 from trustchain.ca import commands as cacommands
 from trustchain.ca import ownership
 from trustchain.ca import records as carecords
+from trustchain.ca import urls as causrls
 from trustchain.ct import api as ctapi
 from trustchain.ct import app as ctapp
 from trustchain.dns import app as dnsapp
+from trustchain.dns.commands import command_from_json
 from trustchain.dns.validator import Validator, ZoneKeys
-from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
+from trustchain.dns.zone import ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 from trustchain.errors import TrustChainError
 
@@ -200,6 +203,11 @@ def _b64_field(doc: dict[str, Any], key: str) -> bytes:
         raise FieldError(key, "not valid base64") from None
 
 
+def _refusal(request: web.Request, wait: float) -> web.Response:
+    """A request over the per-IP limits: an ACME problem document under /acme, the API's JSON elsewhere."""
+    return acme_http.rate_limited(request, retry_after_s(wait)) if acme_http.is_acme(request) else too_many(wait)
+
+
 class API:
     def __init__(self, node: Node, root_pem: bytes = b"", intermediate_pem: bytes = b"",
                  guard_limits: GuardLimits | None = None) -> None:
@@ -211,7 +219,7 @@ class API:
         self.guard = ConnectionGuard(guard_limits)
         self.limiter = RateLimiter(guard_limits)
         self.app = web.Application(
-            middlewares=[self.guard.middleware(), rate_limit_middleware(self.limiter), self._middleware],
+            middlewares=[self.guard.middleware(), rate_limit_middleware(self.limiter, _refusal), self._middleware],
             client_max_size=MAX_BODY)
         r = self.app.router
         r.add_post("/api/v1/cert/challenge", self.cert_challenge)
@@ -235,13 +243,14 @@ class API:
         r.add_get("/api/v1/openapi.json", self.openapi)
         r.add_get("/ca/root.pem", self.ca_file)
         r.add_get("/ca/intermediate.pem", self.ca_file)
-        r.add_get("/ca/root.der", self.ca_file)
-        r.add_get("/ca/intermediate.der", self.ca_file)
+        r.add_get(causrls.ROOT_ISSUER, self.ca_file)  # the issuer URLs certificates name (trustchain.ca.urls)
+        r.add_get(causrls.ISSUING_ISSUER, self.ca_file)
         for topic in STREAMS:
             r.add_get(f"/stream/{topic}", self.stream)
         http_pki.register(self.app, node)  # /ocsp, /crl/<issuer>.crl
         http_validators.register(self.app, node)  # the operator's votes for the validator set's operations
-        acme_http.register(self.app, node, intermediate_pem)  # /acme/... (RFC 8555)
+        acme_http.register(self.app, node, intermediate_pem,  # /acme/... (RFC 8555)
+                           lambda request: self.limiter.admit_registration(client_ip(request)))
         ct_http.register(self.app, node)  # /ct/v1/* (RFC 6962), the log list
 
     @web.middleware
@@ -437,21 +446,7 @@ class API:
     async def dns_update(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
         try:
-            if "create" in doc:
-                c = doc["create"]
-                if not isinstance(c, dict):
-                    raise FieldError("create", "must be an object")
-                for k in ("origin", "primary_ns", "admin"):
-                    _str_field(c, k)
-                ns = c.get("nameservers", [c["primary_ns"]])
-                if not isinstance(ns, list):
-                    raise FieldError("create.nameservers", "must be a list of names")
-                payload = dnsapp.create_command(c["origin"], primary_ns=c["primary_ns"], admin=c["admin"],
-                                                nameservers=ns, ttl=_int_field(c, "ttl", 3600, 1))
-            elif "update" in doc:
-                payload = dnsapp.update_command(ZoneUpdate.from_json(doc["update"]))
-            else:
-                raise FieldError("body", "expected {\"create\": {...}} or {\"update\": {\"origin\", \"ops\"}}")
+            payload = command_from_json(doc)
         except ZoneUpdateError as exc:
             raise FieldError(exc.field, exc.reason) from None
         result = _typed(await self._submit_unsigned(tcapp.DNS, payload), dnsapp.decode_result)
@@ -620,7 +615,7 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/cert/renew": {"post": op("Renew: re-issue for the names of an existing serial", True)},
         "/api/v1/cert/revoke": {"post": op("Revoke by serial with a CRLReason", True)},
         "/api/v1/dns/resolve": {"get": op("Authoritative answer", params=["domain", "type", "dnssec"])},
-        "/api/v1/dns/update": {"post": op("Create a zone or apply a zone update", True)},
+        "/api/v1/dns/update": {"post": op("Create a zone, apply a zone update, or roll its keys", True)},
         "/api/v1/dns/dnssec/validate": {"get": op("Validate an answer DS->DNSKEY->RRSIG", params=["domain", "type"])},
         "/api/v1/ct/log": {"get": op("Signed checkpoint (and entries)", params=["tree_size", "start", "end"])},
         "/api/v1/ct/submit": {"post": op("Submit a certificate chain; returns this validator's SCT", True)},
@@ -641,6 +636,7 @@ def openapi_document() -> dict[str, Any]:
     paths.update(http_pki.openapi_paths())
     paths.update(http_validators.openapi_paths())
     paths.update(ct_http.openapi_paths())
+    paths.update(acme_http.openapi_paths())
     return {
         "openapi": "3.0.3",
         "info": {"title": "TrustChain node API", "version": "1.0.0"},

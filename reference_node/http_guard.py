@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-__all__ = ["ConnectionGuard", "GuardLimits", "RateLimiter", "TokenBucket", "client_ip", "rate_limit_middleware",
-           "too_many"]
+__all__ = ["ConnectionGuard", "GuardLimits", "RateLimiter", "Refusal", "TokenBucket", "client_ip",
+           "rate_limit_middleware", "retry_after_s", "too_many"]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -104,19 +104,30 @@ def client_ip(request: web.Request) -> str:
     return str(peer[0]) if peer else "?"
 
 
+def retry_after_s(wait: float) -> int:
+    """Whole seconds for Retry-After: never 0, so a client does not retry at once."""
+    return max(1, math.ceil(wait))
+
+
 def too_many(wait: float, what: str = "requests") -> web.Response:
     """The 429 answer for a client that must wait `wait` seconds."""
-    retry = max(1, math.ceil(wait))
+    retry = retry_after_s(wait)
     return web.json_response({"error": f"rate: too many {what} from this client, retry in {retry} s",
                               "field": "rate"}, status=429, headers={"Retry-After": str(retry)})
 
 
-def rate_limit_middleware(limiter: RateLimiter) -> Middleware:
+Refusal = Callable[[web.Request, float], web.Response]
+
+
+def rate_limit_middleware(limiter: RateLimiter, refusal: Refusal | None = None) -> Middleware:
+    """`refusal(request, wait)` answers a request over its limit, in the form its protocol expects (an ACME
+    problem document under /acme); by default `too_many`."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         wait = limiter.admit(client_ip(request), request.method in WRITE_METHODS)
         if wait:
-            return too_many(wait)
+            return refusal(request, wait) if refusal is not None else too_many(wait)
         return await handler(request)
 
     return middleware

@@ -27,6 +27,7 @@ from aiohttp import web
 from cryptography.x509 import ocsp as xocsp
 
 from trustchain.ca import ocsp
+from trustchain.ca import urls as causrls
 
 if TYPE_CHECKING:
     from reference_node.runtime import Node
@@ -41,10 +42,10 @@ HTTP_DATE = "%a, %d %b %Y %H:%M:%S GMT"
 
 def register(app: web.Application, node: Node) -> None:
     pki = PKI(node)
-    app.router.add_post("/ocsp", pki.ocsp_post)
-    app.router.add_post("/ocsp/", pki.ocsp_post)
-    app.router.add_get("/ocsp/{request:.+}", pki.ocsp_get)
-    app.router.add_get("/crl/{name}", pki.crl)
+    app.router.add_post(causrls.OCSP, pki.ocsp_post)  # the URLs certificates name (trustchain.ca.urls)
+    app.router.add_post(causrls.OCSP + "/", pki.ocsp_post)
+    app.router.add_get(causrls.OCSP + "/{request:.+}", pki.ocsp_get)
+    app.router.add_get("/crl/{name}", pki.crl)  # causrls.ISSUING_CRL, and the root's (not produced)
 
 
 class PKI:

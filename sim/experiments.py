@@ -66,7 +66,8 @@ def make_plan(quick: bool) -> Plan:
     if quick:
         return Plan(True, [4, 7], 1, 40, [10.0, 50.0], [1, 3], 1, [1, 10], 1, 120, 1, 1, 1,
                     [f for f in files if f in ("twins.yaml", "beyond-threshold.yaml")],
-                    [4, 7], 40, None, 0.02, {"recovery_requests": 100, "behaviour_requests": 60})
+                    [4, 7], 40, None, 0.02, {"recovery_requests": 100, "behaviour_requests": 60,
+                                             "observer_nodes": [100]})
     return Plan(False, [4, 7, 10, 16, 31, 64], 4, 100, [5.0, 10.0, 20.0, 50.0, 100.0, 200.0], [1, 2, 3, 5, 7], 3,
                 [1, 2, 5, 10, 20, 50, 100], 3, 1000, 10, 6, 8, files, [4, 10, 16, 31, 64], 100, (31, 1000), 0.3)
 
@@ -364,6 +365,29 @@ def measure_scale(data: Path, p: Plan, reuse: bool) -> ScaleResult:
     fits = {sig: scale.fit_largest_n([r for r in rows if r["signatures"] == sig and not r.get("direct")])
             for sig in ("real", "modelled")}
     return ScaleResult(rows, fits, reused)
+
+
+@dataclass
+class ObserverScaleResult:
+    """`sim.scale.measure_observers` rows: validators plus observers, by total node count."""
+
+    rows: list[dict[str, Any]]
+    reused: bool
+
+
+def measure_observer_scale(data: Path, p: Plan, reuse: bool) -> ObserverScaleResult:
+    from sim import scale
+
+    nodes = p.extra.get("observer_nodes", [100, 1000] if p.quick else [100, 1000, 10_000])
+    saved = data / "observer_scale.json"
+    if reuse and saved.exists():
+        rows = json.loads(saved.read_text())
+        if [r["nodes"] for r in rows] == nodes:
+            print("report: scale: reusing data/observer_scale.json (--reuse-scale)", file=sys.stderr)
+            return ObserverScaleResult(rows, True)
+    rows = scale.measure_observers(nodes)
+    saved.write_text(json.dumps(rows, indent=2) + "\n")
+    return ObserverScaleResult(rows, False)
 
 
 @dataclass

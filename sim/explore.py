@@ -27,6 +27,7 @@ from hypothesis.errors import NoSuchExample
 
 from sim.adversaries import BEHAVIOURS
 from sim.adversaries.clients import CLIENT_BEHAVIOURS
+from sim.apps import APPS
 from sim.checkers import Verdict
 from sim.params import ParamRule
 from sim.runner import RunResult, run
@@ -77,6 +78,12 @@ BASES: dict[str, dict[str, Any]] = {
         "latency": {"model": "uniform", "low_ms": 5, "high_ms": 40}, "gst_s": 6.0,
         "partitions": [{"start_s": 2.5, "heal_s": 6.0, "from": [1], "to": "others"}]},
         workload={"clients": 4, "mode": "open", "rate_per_s": 10, "requests": 80, "start_s": 0.5}),
+    # Outside-name validation (sim/apps/outside.py): one validator lies, lookups sometimes fail, the
+    # attacker abandons validations, which expire: open, ready, observe and expire all run.
+    "outside-dns": _base("outside-dns", application={"name": "outside_dns", "params": {
+        "attackers": 1, "names": 2, "unclaimed": 1, "lying": [1], "lookup_min_ms": 10, "lookup_max_ms": 100,
+        "lookup_failure": 0.05, "open_ttl_s": 4.0, "max_attempts": 20}},
+        workload={"clients": 4, "mode": "closed", "requests": 120, "think_ms": 150}),
 }
 
 Schedule = dict[str, Any]  # {"n": int, "events": [...], "byzantine": [...]}
@@ -385,7 +392,9 @@ class Exploration:
 COVERED_PATHS = ("view_change", "new_view_reproposal", "new_view_null_fill", "state_transfer_snapshot",
                  "state_transfer_reply", "checkpoint_stable", "crash_recovery", "storage_crash",
                  "torn_tail_dropped", "corrupt_disk_refused", "twins", "equivocation", "byzantine_client",
-                 "rejected_view_change", "rejected_new_view", "rejected_checkpoint", "rejected_state_transfer")
+                 "rejected_view_change", "rejected_new_view", "rejected_checkpoint", "rejected_state_transfer",
+                 "validation_open", "validation_ready", "validation_observe", "validation_validated",
+                 "validation_failed", "validation_expire")
 
 
 def _coverage(result: RunResult) -> Counter[str]:
@@ -566,9 +575,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def base_spare(base: dict[str, Any]) -> int:
-    """Faulty replicas the base already has, which schedules must leave room for."""
+    """Faulty replicas the base already has (crashed, Byzantine, or made faulty by the application's
+    params, e.g. lying validators), which schedules must leave room for."""
     crashed = {f["node"] for f in base.get("faults", []) if f.get("type") == "crash"}
-    return len(crashed | {b["node"] for b in base.get("byzantine", [])})
+    app = base.get("application", {})
+    faulty = APPS[app.get("name", "kv")].faulty_nodes(dict(app.get("params", {})))
+    return len(crashed | faulty | {b["node"] for b in base.get("byzantine", [])})
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:

@@ -65,6 +65,8 @@ def run(scenario: Scenario, seed: int | None = None, out_dir: Path | None = None
         world.done.callbacks.append(finish_after_drain)
         env.timeout(round(scenario.duration_s * 1e6)).callbacks.append(stop_once)
         env.run(until=stop)
+        if world.observers is not None:
+            trace.record(world.now, "observers", world.observers.digest())  # every observer's executions, in one event
     finally:
         if sink is not None:
             sink.close()
@@ -72,13 +74,19 @@ def run(scenario: Scenario, seed: int | None = None, out_dir: Path | None = None
 
     verdicts = [check(world) for check in SAFETY_CHECKS]
     verdicts.extend(world.app.checks())
-    liveness = check_liveness(world)
-    verdicts.append(liveness)
-    safety_ok = all(v.ok for v in verdicts[:-1])
+    liveness = [check_liveness(world)]
+    if world.observers is not None:
+        from sim.observer_checks import check_observers
+
+        observer_safety, observer_liveness = check_observers(world)
+        verdicts.extend(observer_safety)
+        liveness.append(observer_liveness)
+    safety_ok = all(v.ok for v in verdicts)
+    verdicts.extend(liveness)
     if scenario.expect.safety == "violation":
         met = not safety_ok
     else:
-        met = safety_ok and (liveness.ok or not scenario.expect.liveness)
+        met = safety_ok and (all(v.ok for v in liveness) or not scenario.expect.liveness)
 
     summary = _summarise(world, scenario, seed, verdicts, met, wall, trace)
     if out_dir is not None:
@@ -126,9 +134,68 @@ def _summarise(world: World, scenario: Scenario, seed: int, verdicts: list[Verdi
         "fault_log": [{"time_s": round(t / 1e6, 6), "node": n, "what": w} for t, n, w in world.fault_log],
         "checks": {v.name: {"ok": v.ok, "detail": v.detail, "first_violation": v.first_violation}
                    for v in verdicts},
+        "observers": observer_summary(world),
         "expect": {"safety": scenario.expect.safety, "liveness": scenario.expect.liveness},
         "expectation_met": met,
     }
+
+
+def observer_summary(world: World) -> dict[str, Any] | None:
+    """Per-node traffic (messages and bytes sent and received) of observers and validators."""
+    layer = world.observers
+    if layer is None:
+        return None
+    honest = layer.honest()
+
+    def per_node(names: list[str]) -> dict[str, float]:
+        if not names:
+            return {}
+        sent = [layer.sent[n] for n in names]
+        sent_b = [layer.sent_bytes[n] for n in names]
+        recv = [layer.received[n] for n in names]
+        recv_b = [layer.received_bytes[n] for n in names]
+        k = len(names)
+        return {"sent_mean": round(sum(sent) / k, 1), "sent_max": max(sent),
+                "sent_bytes_mean": round(sum(sent_b) / k), "sent_bytes_max": max(sent_b),
+                "received_mean": round(sum(recv) / k, 1), "received_max": max(recv),
+                "received_bytes_mean": round(sum(recv_b) / k), "received_bytes_max": max(recv_b)}
+
+    validators = [n for n in layer.validators if not world.nodes[n[1:]].byzantine]
+    consensus = [world.sent_by[n[1:]] for n in validators]
+    executed = [n.observer.last_executed for n in honest if n.observer is not None]
+    return {
+        "count": len(layer.nodes), "honest": len(honest), "byzantine": len(layer.nodes) - len(honest),
+        "partitioned": len(layer.isolated),
+        "last_executed": {"min": min(executed, default=0), "max": max(executed, default=0)},
+        "restored_from_snapshot": sum(1 for n in honest if n.restored),
+        "rejected": dict(sorted(layer.rejected().items())),
+        "certificates_verified": layer.certs.checked,
+        "signature_verifications": layer.certs.checker.verifications,
+        "feed_messages": sum(layer.sent.values()), "feed_bytes": sum(layer.sent_bytes.values()),
+        "dropped_by_partition": layer.dropped,
+        "by_kind": dict(sorted(layer.by_kind.items())),
+        "per_observer": per_node([n.name for n in honest]),
+        "per_validator_feed": per_node(validators),
+        "per_validator_consensus_sent_mean": round(sum(consensus) / len(consensus), 1) if consensus else 0,
+        "digest": layer.digest(),
+    }
+
+
+def _observer_lines(o: dict[str, Any] | None) -> list[str]:
+    if not o:
+        return []
+    po, pv = o["per_observer"], o["per_validator_feed"]
+    return [
+        f"  observers   {o['count']} ({o['byzantine']} Byzantine, {o['partitioned']} partitioned); executed to "
+        f"seq {o['last_executed']['min']}..{o['last_executed']['max']}; {o['restored_from_snapshot']} restored "
+        f"from a snapshot; {o['certificates_verified']} certificates verified once "
+        f"({o['signature_verifications']} signatures)",
+        f"  per node    observer sent {po.get('sent_mean', 0)} msgs / {po.get('sent_bytes_mean', 0)} B mean "
+        f"(max {po.get('sent_max', 0)}), received {po.get('received_mean', 0)} / {po.get('received_bytes_mean', 0)} B "
+        f"(max {po.get('received_max', 0)}); validator feed sent {pv.get('sent_mean', 0)} msgs / "
+        f"{pv.get('sent_bytes_mean', 0)} B mean",
+        "  refused     " + (", ".join(f"{k} {v}" for k, v in o["rejected"].items()) or "none"),
+    ]
 
 
 def format_summary(result: RunResult, replay: str) -> str:
@@ -151,6 +218,7 @@ def format_summary(result: RunResult, replay: str) -> str:
         "  faults      " + (", ".join(f"{k} {v}" for k, v in s["faults_injected"].items()) or "none"),
         "  rejected    " + (", ".join(f"{k} {v}" for k, v in s["rejected_by_honest_replicas"].items()) or "none"),
         f"  trace       {s['trace']['events']} events, digest {s['trace']['digest']}",
+        *_observer_lines(s.get("observers")),
         "  checks:",
     ]
     width = max([13, *(len(v.name) for v in result.verdicts)])

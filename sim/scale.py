@@ -100,7 +100,75 @@ def fit_largest_n(rows: list[dict[str, Any]], target_requests: int = 1000, budge
             "predicted_cpu_s": {str(r["n"]): round(a * target_requests * r["n"] ** k, 1) for r in rows}}
 
 
+# ---------------------------------------------------------------------------- observers
+
+OBSERVER_SCENARIO = "scenarios/scale-10k.yaml"
+
+
+def observer_scenario(nodes: int, path: str = OBSERVER_SCENARIO) -> dict[str, Any]:
+    """`scenarios/scale-10k.yaml` with `nodes` nodes in all: its validators, and observers for the rest
+    (Byzantine observers kept at the file's share)."""
+    from pathlib import Path
+
+    import yaml
+
+    d: dict[str, Any] = yaml.safe_load(Path(path).read_text())
+    validators = d["cluster"]["n"]
+    obs = d["observers"]
+    count = nodes - validators
+    assert count >= 1, f"{nodes} nodes leave no room for observers beside {validators} validators"
+    share = obs.get("byzantine", 0) / obs["count"]
+    d["observers"] = {**obs, "count": count, "byzantine": round(share * count)}
+    d["name"] = f"scale-{nodes}-nodes"
+    return d
+
+
+def measure_observers_one(nodes: int) -> dict[str, Any]:
+    """One observer scale point in this process: CPU and wall time, peak RSS, per-node traffic."""
+    from sim.runner import run
+    from sim.scenario import from_dict
+
+    scenario = from_dict(observer_scenario(nodes), f"<scale nodes={nodes}>")
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    result = run(scenario)
+    s = result.summary
+    o = s["observers"]
+    return {
+        "nodes": nodes, "validators": scenario.cluster.n, "observers": o["count"],
+        "byzantine_observers": o["byzantine"], "partitioned": o["partitioned"],
+        "wall_s": round(time.perf_counter() - t0, 3), "cpu_s": round(time.process_time() - cpu0, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "batches": s["commits"]["highest_seq"], "requests": s["requests"]["completed"],
+        "expectation_met": result.expectation_met,
+        "per_observer": o["per_observer"], "per_validator_feed": o["per_validator_feed"],
+        "per_validator_consensus_sent_mean": o["per_validator_consensus_sent_mean"],
+        "certificates_verified": o["certificates_verified"], "rejected": o["rejected"],
+    }
+
+
+def measure_observers(nodes: list[int]) -> list[dict[str, Any]]:
+    """Each point in a fresh single-use process (peak RSS per point)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    out = []
+    for n in nodes:
+        with ProcessPoolExecutor(max_workers=1, max_tasks_per_child=1) as pool:
+            out.append(pool.submit(measure_observers_one, n).result())
+        print(f"  scale {n:>6} nodes {out[-1]['cpu_s']:8.1f} s CPU", file=sys.stderr)
+    return out
+
+
 def cmd_scale(args: argparse.Namespace) -> int:
+    if args.nodes:
+        rows = measure_observers(args.nodes)
+        for r in rows:
+            print(json.dumps(r))
+        if args.save:
+            from pathlib import Path
+
+            Path(args.save).write_text(json.dumps(rows, indent=2) + "\n")
+        return 0 if all(r["expectation_met"] for r in rows) else 1
     points = [(n, args.requests, sig) for sig in args.signatures for n in args.n]
     rows = measure(points)
     for sig in args.signatures:
@@ -119,4 +187,7 @@ def register(sub: Any) -> None:
     p.add_argument("--signatures", nargs="+", choices=["real", "modelled"], default=["real", "modelled"])
     p.add_argument("--target-requests", type=int, default=1000)
     p.add_argument("--budget-s", type=float, default=600.0)
+    p.add_argument("--nodes", type=int, nargs="+",
+                   help="instead: validators plus observers, scenarios/scale-10k.yaml resized to this many nodes")
+    p.add_argument("--save", help="with --nodes: write the rows as JSON here (reports/data/observer_scale.json)")
     p.set_defaults(func=cmd_scale)

@@ -173,6 +173,33 @@ class ExpectSpec:
 
 
 @dataclass(frozen=True)
+class ObserverPartitionSpec:
+    """A share of the observers cut off from every other node (validators included) for a while."""
+
+    fraction: float
+    start_s: float
+    heal_s: float
+
+
+@dataclass(frozen=True)
+class ObserverSpec:
+    """Non-voting observers fed through the dissemination overlay (sim/observers.py)."""
+
+    count: int
+    trees: int = 3
+    fanout: int = 4
+    validator_fanout: int = 4
+    sync_interval_ms: float = 1000.0
+    byzantine: int = 0  # observers that withhold and forge
+    partition: ObserverPartitionSpec | None = None
+    liveness_bound_s: float = 30.0  # after the last request completed (or the partition healed)
+
+    @property
+    def partition_fraction(self) -> float:
+        return 0.0 if self.partition is None else self.partition.fraction
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     source: str
@@ -188,6 +215,7 @@ class Scenario:
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     byzantine_clients: tuple[ByzantineClientSpec, ...] = ()
+    observers: ObserverSpec | None = None
 
     def faulty_nodes(self) -> set[int]:
         """Replicas that count against f: Byzantine, and crashed (while down)."""
@@ -594,6 +622,8 @@ def _parse(source: str, data: Any) -> Scenario:
                 raise ScenarioError(source, f"byzantine[{i}].behaviours",
                                     f"{behaviour!r} needs application {APP_BEHAVIOURS[behaviour]!r}")
 
+    observers = _observers(top) if "observers" in top.data else None
+
     e = top.child("expect")
     expect = ExpectSpec(
         safety=e.get("safety", str, "hold", choices=("hold", "violation")),
@@ -604,12 +634,19 @@ def _parse(source: str, data: Any) -> Scenario:
     top.done()
 
     scenario = Scenario(name, source, seed, duration_s, cluster, network, tuple(faults), tuple(byz),
-                        workload, expect, application, description, data, tuple(byz_clients))
+                        workload, expect, application, description, data, tuple(byz_clients), observers)
     if expect.safety == "hold" and len({b.node for b in byz}) > cluster.f:
         raise ScenarioError(
             source, "byzantine",
             f"{len(byz)} Byzantine replicas exceed f={cluster.f} for n={n} "
             "(set expect.safety: violation to run beyond the threshold)",
+        )
+    app_faulty = {b.node for b in byz} | APPS[application.name].faulty_nodes(application.params)
+    if expect.safety == "hold" and len(app_faulty) > cluster.f:
+        raise ScenarioError(
+            source, "application.params",
+            f"{len(app_faulty)} faulty validators (Byzantine, or made faulty by the application's params) "
+            f"exceed f={cluster.f} for n={n} (set expect.safety: violation to run beyond the threshold)",
         )
     if expect.safety == "hold" and expect.liveness and len(scenario.faulty_nodes()) > cluster.f:
         raise ScenarioError(
@@ -618,6 +655,34 @@ def _parse(source: str, data: Any) -> Scenario:
             "for n={n}, so liveness cannot be expected (set expect.liveness: false)".replace("{n}", str(n)),
         )
     return scenario
+
+
+def _observers(top: _Reader) -> ObserverSpec:
+    o = top.child("observers")
+    count = o.get("count", int, minimum=1, maximum=1_000_000)
+    partition = None
+    if "partition" in o.data:
+        p = o.child("partition")
+        partition = ObserverPartitionSpec(
+            fraction=p.get("fraction", float, minimum=0, maximum=1),
+            start_s=p.get("start_s", float, minimum=0),
+            heal_s=p.get("heal_s", float, minimum=0),
+        )
+        p.done()
+        if partition.heal_s <= partition.start_s:
+            raise p.error("heal_s", f"must be after start_s ({partition.start_s})")
+    spec = ObserverSpec(
+        count=count,
+        trees=o.get("trees", int, 3, minimum=1, maximum=16),
+        fanout=o.get("fanout", int, 4, minimum=1, maximum=64),
+        validator_fanout=o.get("validator_fanout", int, 4, minimum=1, maximum=1024),
+        sync_interval_ms=o.get("sync_interval_ms", float, 1000.0, minimum=1),
+        byzantine=o.get("byzantine", int, 0, minimum=0, maximum=count),
+        partition=partition,
+        liveness_bound_s=o.get("liveness_bound_s", float, 30.0, minimum=0.001),
+    )
+    o.done()
+    return spec
 
 
 def _group(r: _Reader, index: int, value: Any, n: int) -> tuple[int, ...]:

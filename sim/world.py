@@ -24,6 +24,7 @@ from sim.apps import APPS
 from sim.checkers import EffectRecorder
 from sim.conflicts import SentVotes
 from sim.network import Network
+from sim.observers import ObserverLayer
 from sim.scenario import Scenario
 from sim.storage import STORAGE_CRASHES, ArmedCrash, SimStorage, StorageCorrupt
 from sim.trace import Trace
@@ -174,6 +175,7 @@ class World:
             params.setdefault("value_bytes", scenario.workload.value_bytes)
         self.app = APPS[app_spec.name](params, self, random.Random(f"{seed}/application"))
         self._build()
+        self.observers = ObserverLayer(self, scenario.observers) if scenario.observers is not None else None
 
     # ------------------------------------------------------------------ construction
 
@@ -266,6 +268,8 @@ class World:
                 b.start()
         for bc in self.byzantine_clients:
             bc.start()
+        if self.observers is not None:
+            self.observers.start()
 
     # ------------------------------------------------------------------ scheduling helpers
 
@@ -468,6 +472,8 @@ class World:
         if not node.up and not outgoing:
             return
         self._send(node, outgoing)
+        if self.observers is not None:
+            self.observers.on_validator_effects(node, effects[:stop])
         for e in executed:
             self.app.on_executed(node, e)
 
@@ -666,15 +672,27 @@ class World:
             return
         if sum(1 for r in self.requests.values() if r.completed_us is not None) >= self.scenario.workload.requests:
             self._settling = True
-            self._settle(self.now + self.app.settle_bound_us)
+            bound = self.app.settle_bound_us
+            if self.scenario.observers is not None:
+                bound = max(bound, round(self.scenario.observers.liveness_bound_s * 1e6))
+            self._settle(self.now + bound)
 
     def _settle(self, give_up_us: int) -> None:
         """Every client request completed: the run ends once the application's own work that those
         requests started (e.g. threshold signing) is done too, or at `give_up_us`."""
-        if self.app.settled() or self.now >= give_up_us:
+        if (self.app.settled() and self._observers_settled()) or self.now >= give_up_us:
             self.done.succeed()
         else:
             self.after(100_000, lambda: self._settle(give_up_us))
+
+
+    def _observers_settled(self) -> bool:
+        """Every honest observer executed as far as the honest validators did."""
+        if self.observers is None:
+            return True
+        target = max((n.replica.status.last_executed for n in self.nodes.values() if not n.byzantine and n.up),
+                     default=0)
+        return self.observers.settled(target)
 
 
 class ClientNode:

@@ -39,6 +39,7 @@ from reference_node.cli.ca_store import (
 )
 from reference_node.cluster import run_dkg
 from trustchain.ca import names, sharebox
+from trustchain.ca import urls as causrls
 from trustchain.ca import x509 as cax509
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.quorum import check_signing_threshold
@@ -134,8 +135,8 @@ def _build(tmp: Path, args: argparse.Namespace, operator_key: bytes, key_path: P
         "validators": n, "threshold": t, "ca_domain": names.normalize(args.ca_domain), "seq": 0, "crl_number": 0,
         "root_crl_number": 0, "root_revocations": {},
         "operator_key_id": key_id(operator_key), "operator_key_path": str(key_path),
-        "urls": {"ocsp": f"{base}/ocsp", "root_crl": f"{base}/root.crl", "issuing_crl": f"{base}/issuing.crl",
-                 "root_issuer": f"{base}/root.der", "issuing_issuer": f"{base}/issuing.der"},
+        # the node's layout (trustchain.ca.urls), so the same URLs work against a node or a copy of its files
+        "urls": {key: urls[0] for key, urls in causrls.pki_urls([base]).items()},
     }
     for group, cn in (("root", args.root_name), ("issuing", args.issuing_name)):
         keys, public = run_dkg(n, t, f"trustchain-cli/{group}".encode())

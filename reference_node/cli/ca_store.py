@@ -32,6 +32,7 @@ from cryptography.x509.oid import NameOID
 from reference_node.cli import EXIT_IO, EXIT_USAGE, CLIError
 from trustchain.ca import caa, frost, group, issuance, sharebox
 from trustchain.ca import policy as capolicy
+from trustchain.ca import urls as causrls
 from trustchain.ca import x509 as cax509
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.encoding import DecodeError
@@ -60,7 +61,6 @@ LEGACY_OPERATOR_KEY = "operator.key"
 OPERATOR_KEY_ENV = "TRUSTCHAIN_OPERATOR_KEY"
 GROUPS = ("root", "issuing")
 MAX_LEAF_LIFETIME = dt.timedelta(days=398)  # Baseline Requirements 6.3.2
-URL_KEYS = ("ocsp", "root_crl", "issuing_crl", "root_issuer", "issuing_issuer")
 
 
 def ca_name(cn: str) -> x509.Name:
@@ -156,7 +156,7 @@ def check_config(where: Path, config: Any) -> dict[str, Any]:
         if _field(where, config, key, int, 0) < 0:
             raise CLIError(f"--dir: {where}: field {key!r} must not be negative")
     urls = _field(where, config, "urls", dict)
-    for key in URL_KEYS:
+    for key in causrls.URL_KEYS:
         _field(where, urls, key, str)
     for g in GROUPS:
         entry = _field(where, config, g, dict)

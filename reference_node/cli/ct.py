@@ -210,11 +210,18 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         note.check_key_name(name)
     except note.NoteError as exc:
         raise CLIError(f"--name: {exc}") from None
+    vkey = note.verifier_key(name, signer.public_key)
+    recorded = d.meta.get("verifier_key")
+    if recorded is not None and recorded != vkey and not args.force:
+        # another key (or key name) than the log's: `ct verify` would fail its checkpoints, and one at this
+        # size would replace a checkpoint the recorded key signed
+        raise CLIError(f"--key {args.key}: signs as {vkey}, but the log's checkpoints are signed by {recorded}; "
+                       "use that key, or pass --force to sign with this one and record it as the log's key "
+                       "(checkpoints signed by the old key then no longer verify)")
     signed = d.log.checkpoint(signer, d.origin, name)
     d.cp_dir.mkdir(exist_ok=True)
     (d.cp_dir / f"{signed.checkpoint.size}.note").write_bytes(signed.encode())
-    vkey = note.verifier_key(name, signer.public_key)
-    if "verifier_key" not in d.meta:
+    if recorded != vkey:
         d.meta["verifier_key"] = vkey
         d.save_meta()
     _emit(args, {"tree_size": signed.checkpoint.size, "root_hash": b64(signed.checkpoint.root_hash),
@@ -222,27 +229,32 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _not_found(args: argparse.Namespace, field: str, reason: str) -> int:
+    """A negative answer (exit 1): one JSON document with --json, else one line."""
+    _emit(args, {"found": False, "field": field, "error": reason}, f"trustchain-cli: {field}: {reason}")
+    return EXIT_NEGATIVE
+
+
 def cmd_proof(args: argparse.Namespace) -> int:
     d = LogDir(args.log)
     api = CTAPI(d.log, d.origin)
     if d.log.size == 0:
         raise CLIError(f"--log {args.log}: the log is empty", EXIT_NEGATIVE)
+    asked = "--cert" if args.cert else "--leaf-hash"  # what the user gave, named in every answer about it
     if args.cert:
         certs = read_certificates(args.cert)
         index = d.log.find(X509Entry(certs[0]))
         if index is None:
-            print(f"trustchain-cli: {args.cert}: certificate is not in the log")
-            return EXIT_NEGATIVE
+            return _not_found(args, asked, f"{args.cert}: certificate is not in the log")
         leaf_hash = b64(d.log.leaf_hash(index))
     else:
         leaf_hash = args.leaf_hash
     try:
         result = api.get_proof_by_hash(leaf_hash, args.size)
     except APIError as exc:
-        field = {"hash": "--leaf-hash", "tree_size": "--size"}.get(exc.field, exc.field)
+        field = {"hash": asked, "tree_size": "--size"}.get(exc.field, exc.field)
         if exc.status == 404:
-            print(f"trustchain-cli: {field}: {exc.reason}")
-            return EXIT_NEGATIVE
+            return _not_found(args, field, exc.reason)
         raise CLIError(f"{field}: {exc.reason}") from None
     text = "\n".join([f"leaf index {result['leaf_index']} in tree size {result['tree_size']}",
                       f"leaf hash  {result['leaf_hash']}", f"root hash  {result['root_hash']}", "audit path:"]
@@ -356,6 +368,8 @@ def register(subparsers: Any) -> None:
                        description="Signs (origin, size, root) as a C2SP signed note and stores it.")
     p.add_argument("--key", required=True, metavar="FILE")
     p.add_argument("--name", help="key name (default: the origin)")
+    p.add_argument("--force", action="store_true",
+                   help="sign with a key other than the log's recorded one, and record it instead")
     p.set_defaults(func=cmd_checkpoint)
 
     p = sub.add_parser("proof", parents=[common, logp], help="inclusion proof for a certificate or leaf hash",

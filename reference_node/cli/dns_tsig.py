@@ -46,6 +46,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remove.set_defaults(func=cmd_remove)
 
 
+_ANY = ("0.0.0.0", "::", "")
+
+
+def _dns_listener(args: argparse.Namespace) -> tuple[str, str]:
+    """(address, port) of the node's DNS listener for a certbot credentials file; placeholders when unknown
+    (no --config, no `dns.listen`) or when it listens on every address (the client picks one)."""
+    host, port = "<this node's DNS address>", "<its DNS port>"
+    if args.config is not None:
+        listen = cfgmod.load(args.config).dns.listen
+        if listen is not None:
+            port = str(listen[1])
+            if listen[0] not in _ANY:
+                host = listen[0]
+    return host, port
+
+
 def _where(args: argparse.Namespace) -> tuple[Path, str]:
     """(keyring path, the node's validator account id in hex or "" when unknown)."""
     if args.data_dir is not None:
@@ -84,15 +100,18 @@ def cmd_add(args: argparse.Namespace) -> int:
     except TSIGError as exc:
         raise CLIError(str(exc)) from None
     doc = _describe(key, account, secret=True)
+    host, port = _dns_listener(args)
+    # certbot-dns-rfc2136's INI: its default algorithm is HMAC-MD5, which nodes refuse, so it is always named
+    doc["certbot_credentials"] = (f"dns_rfc2136_server = {host}\ndns_rfc2136_port = {port}\n"
+                                  f"dns_rfc2136_name = {key.name}\ndns_rfc2136_secret = {doc['secret']}\n"
+                                  f"dns_rfc2136_algorithm = {key.algorithm.upper()}\n")
     if args.json:
         print(json.dumps(doc, indent=1))
         return EXIT_OK
     print(f"TSIG key {key.name} ({key.algorithm}) for zone {key.zone} -> {path}")
     print(f"nsupdate:  {doc['nsupdate']}")
     print("certbot --dns-rfc2136 credentials (INI, mode 0600):")
-    print(f"  dns_rfc2136_server = <this node's DNS address>\n  dns_rfc2136_port = <its DNS port>\n"
-          f"  dns_rfc2136_name = {key.name}\n  dns_rfc2136_secret = {doc['secret']}\n"
-          f"  dns_rfc2136_algorithm = {key.algorithm.upper()}")
+    print("".join(f"  {line}\n" for line in doc["certbot_credentials"].splitlines()), end="")
     print("The zone's owner must still delegate to this node: DNS command `delegate` with key_name "
           f"{key.name}" + (f" and delegate {account}" if account else " and the node's validator account"))
     return EXIT_OK

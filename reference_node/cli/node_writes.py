@@ -44,7 +44,8 @@ from trustchain.app import trustchain as tcapp
 from trustchain.ca import commands as cacommands
 from trustchain.ca import ownership
 from trustchain.dns import app as dnsapp
-from trustchain.dns.zone import ZoneUpdate, ZoneUpdateError
+from trustchain.dns.commands import command_from_json
+from trustchain.dns.zone import ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 
 __all__ = ["VALIDITY_S", "SignedSession", "Writer", "account_key_from_args", "account_result", "cluster_id",
@@ -151,24 +152,9 @@ def _csr_der(pem: str) -> bytes:
 
 
 def _dns_payload(body: dict[str, Any]) -> bytes:
-    """The DNS command of a `{"create": {...}}` or `{"update": {...}}` body (the JSON endpoint's form)."""
+    """The DNS command of a `{"create"}`, `{"update"}` or `{"keys"}` body (the JSON endpoint's form)."""
     try:
-        if "create" in body:
-            c = body["create"]
-            if not isinstance(c, dict):
-                raise CLIError("create: must be an object")
-            for k in ("origin", "primary_ns", "admin"):
-                if not isinstance(c.get(k), str):
-                    raise CLIError(f"create.{k}: required, a string")
-            ns = c.get("nameservers", [c["primary_ns"]])
-            ttl = c.get("ttl", 3600)
-            if not isinstance(ns, list) or not all(isinstance(n, str) for n in ns):
-                raise CLIError("create.nameservers: must be a list of names")
-            if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 1:
-                raise CLIError("create.ttl: must be a positive integer")
-            return dnsapp.create_command(c["origin"], primary_ns=c["primary_ns"], admin=c["admin"],
-                                         nameservers=ns, ttl=ttl)
-        return dnsapp.update_command(ZoneUpdate.from_json(body.get("update")))
+        return command_from_json(body)
     except ZoneUpdateError as exc:
         raise CLIError(f"{exc.field}: {exc.reason}") from None
     except ValueError as exc:  # a name dnspython cannot parse

@@ -87,7 +87,7 @@ def authority_handler(authority: Authority | DNSApplication, clock: Callable[[],
     answers obey the EDNS limit (truncation makes clients retry over TCP)."""
 
     def handle(wire: bytes, client: str, transport: Transport) -> bytes:
-        return authority.answer(wire, int(clock()), max_udp=EDNS_UDP if transport == "udp" else None)
+        return authority.answer(wire, int(clock()), max_udp=EDNS_UDP if transport == "udp" else None, client=client)
 
     return handle
 

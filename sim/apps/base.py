@@ -39,6 +39,12 @@ class SimApp:
         reason), or None. Runs when the scenario loads, after each value was checked on its own."""
         return None
 
+    @classmethod
+    def faulty_nodes(cls, params: dict[str, Any]) -> set[int]:
+        """Replicas that `params` make faulty at the application level (e.g. validators that lie about
+        what they observe), which count against f like Byzantine ones."""
+        return set()
+
     def __init__(self, params: dict[str, Any], world: World, rng: random.Random) -> None:
         self.params = params
         self.world = world

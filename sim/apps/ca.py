@@ -142,8 +142,8 @@ def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage
 class BadShareService(ss.SigningService):
     """``ca_bad_shares``: every signature share this validator produces is off by one."""
 
-    def _make_share(self, nonces: frost.SigningNonces, msg: bytes, commitments: list[frost.SigningCommitment]) -> bytes:
-        return group.scalar_add(super()._make_share(nonces, msg, commitments), group.ONE)
+    def _make_share(self, nonces: frost.SigningNonces, ctx: frost.SigningContext) -> bytes:
+        return group.scalar_add(super()._make_share(nonces, ctx), group.ONE)
 
 
 @dataclass

@@ -55,8 +55,8 @@ class ForgingDNSApplication(_RecordingDNSApplication):
 
     forged_answers = 0
 
-    def answer(self, query_wire: bytes, now: int, *, max_udp: int | None) -> bytes:
-        wire = super().answer(query_wire, now, max_udp=max_udp)
+    def answer(self, query_wire: bytes, now: int, *, max_udp: int | None, client: str = "") -> bytes:
+        wire = super().answer(query_wire, now, max_udp=max_udp, client=client)
         try:
             msg = dns.message.from_wire(wire)
         except Exception:

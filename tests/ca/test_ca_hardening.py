@@ -248,7 +248,7 @@ def test_root_crl_and_root_signed_ocsp_for_the_intermediate(fresh: Path, tmp_pat
     assert isinstance(root_key, Ed25519PublicKey)
     # the intermediate's CRL distribution point is the root CRL
     dp = inter.extensions.get_extension_for_class(x509.CRLDistributionPoints).value[0].full_name
-    assert dp is not None and str(dp[0].value).endswith("/root.crl")
+    assert dp is not None and str(dp[0].value).endswith("/crl/root.crl")
     assert main(["ca", "crl", "--issuer", "root", "--dir", str(fresh), "--out", str(tmp_path / "root.crl")]) == 0
     root_crl = x509.load_pem_x509_crl((tmp_path / "root.crl").read_bytes())
     assert root_crl.issuer == root.subject

@@ -29,8 +29,8 @@ SECOND = 1_000_000
 
 
 class BadShareService(ss.SigningService):
-    def _make_share(self, nonces: frost.SigningNonces, msg: bytes, commitments: list[frost.SigningCommitment]) -> bytes:
-        return frost.group.scalar_add(super()._make_share(nonces, msg, commitments), frost.group.ONE)
+    def _make_share(self, nonces: frost.SigningNonces, ctx: frost.SigningContext) -> bytes:
+        return frost.group.scalar_add(super()._make_share(nonces, ctx), frost.group.ONE)
 
 
 @dataclass

@@ -25,8 +25,8 @@ PEERS = {i: s.public_key for i, s in SIGNERS.items()}
 class BadShareService(ss.SigningService):
     """Byzantine signer: answers every sign request with a share that does not verify."""
 
-    def _make_share(self, nonces: frost.SigningNonces, msg: bytes, commitments: list[frost.SigningCommitment]) -> bytes:
-        good = super()._make_share(nonces, msg, commitments)
+    def _make_share(self, nonces: frost.SigningNonces, ctx: frost.SigningContext) -> bytes:
+        good = super()._make_share(nonces, ctx)
         return frost.group.scalar_add(good, frost.group.ONE)
 
 
@@ -190,3 +190,32 @@ def test_signer_refuses_unrecorded_messages_and_nonce_reuse() -> None:
     req_unknown = ss.SignRequest(8, 2, req.commitments)
     assert s2.on_message(ss.seal(SIGNERS[1], 1, 2, req_unknown), T0_US) == []
     assert 8 in s2.early
+
+
+def test_one_message_per_signer_carries_a_whole_batch() -> None:
+    h, dns = setup(set(), set())
+    for k in range(10):  # ten issuances, as if ordered in one consensus batch
+        res = prove_and_request(h.app, dns, Client(bytes([0xB0 + k]) * 32), [f"h{k}.example.org"], 10 + 2 * k, h.now)
+        assert res.status == cacommands.STATUS_PENDING, res
+    pendings = [e.pending for e in h.app.take_events() if isinstance(e, caevents.PendingRecorded)]
+    assert len(pendings) == 10
+    items = {p.pending_id: p.tbs for p in pendings}
+    sent: list[tuple[int, int]] = []
+    requests: list[ss.SignRequests] = []
+    for i, s in h.services.items():  # every replica executed the batch; its service follows the pending set
+        effects = s.reconcile(items, h.now)
+        for e in effects:
+            if isinstance(e, ss.Send):
+                sent.append((i, e.to))
+                msg = ss.open_message(e.data, PEERS, e.to)[1]
+                assert not isinstance(msg, ss.SignRequest), "a lone sign request although several were due"
+                if isinstance(msg, ss.SignRequests):
+                    requests.append(msg)
+        h.apply(i, effects)
+    assert len(sent) == len(set(sent)), "more than one message from one aggregator to one signer"
+    assert sum(len(m.requests) for m in requests) == 10 * (GROUP.public.min_signers - 1)
+    h.run()
+    assert h.misbehaviour == []
+    for p in pendings:
+        cert = x509.load_der_x509_certificate(h.app.issued[p.serial].certificate_der)
+        assert frost.verify_signature(GROUP.public.group_public_key, p.tbs, cert.signature)

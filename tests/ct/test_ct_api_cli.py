@@ -246,3 +246,52 @@ def test_cli_help_in_a_subprocess() -> None:
     assert proc.returncode == 0
     for command in ("keygen", "add", "checkpoint", "proof", "consistency", "verify"):
         assert command in proc.stdout
+
+
+def test_checkpoint_with_another_key_is_refused_unless_forced(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    log, key, other = str(tmp_path / "log"), str(tmp_path / "key"), str(tmp_path / "other")
+    assert cli(capsys, "ct", "keygen", "--out", key)[0] == 0
+    assert cli(capsys, "ct", "keygen", "--out", other)[0] == 0
+    cert = tmp_path / "c.der"
+    cert.write_bytes(make_cert("x.example"))
+    assert cli(capsys, "ct", "add", "--log", log, str(cert))[0] == 0
+    code, signed, _ = cli(capsys, "ct", "checkpoint", "--log", log, "--key", key, "--json")
+    assert code == 0
+    note_file = tmp_path / "log" / "checkpoints" / "1.note"
+    before = note_file.read_bytes()
+
+    code, _, err = cli(capsys, "ct", "checkpoint", "--log", log, "--key", other)
+    assert code == 2 and "--key" in err and signed["verifier_key"] in err and "--force" in err, err
+    assert note_file.read_bytes() == before, "the checkpoint the log's key signed is untouched"
+    code, _, err = cli(capsys, "ct", "checkpoint", "--log", log, "--key", key, "--name", "renamed.example/ct")
+    assert code == 2 and "--force" in err, err  # the same key under another name would not verify either
+    assert cli(capsys, "ct", "verify", "--log", log, "--json")[1]["ok"]
+
+    code, forced, _ = cli(capsys, "ct", "checkpoint", "--log", log, "--key", other, "--force", "--json")
+    assert code == 0 and forced["verifier_key"] != signed["verifier_key"]
+    code, ver, _ = cli(capsys, "ct", "verify", "--log", log, "--json")
+    assert code == 0 and ver["ok"], ver  # the new key is the log's now, and it signed the stored checkpoint
+    assert cli(capsys, "ct", "checkpoint", "--log", log, "--key", key)[0] == 2  # and the old one is refused
+
+
+def test_proof_negative_answers_with_json_name_the_flag_given(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    log = str(tmp_path / "log")
+    certs = []
+    for i in range(3):
+        certs.append(tmp_path / f"c{i}.der")
+        certs[-1].write_bytes(make_cert(f"c{i}.example", serial=i + 1))
+    assert cli(capsys, "ct", "add", "--log", log, *map(str, certs))[0] == 0
+    absent = tmp_path / "absent.der"
+    absent.write_bytes(make_cert("absent.example", serial=9))
+
+    code, out, _ = cli(capsys, "ct", "proof", "--log", log, "--cert", str(absent), "--json")
+    assert code == 1 and out["found"] is False and out["field"] == "--cert" and "not in the log" in out["error"]
+    code, out, _ = cli(capsys, "ct", "proof", "--log", log, "--cert", str(certs[2]), "--size", "2", "--json")
+    assert code == 1 and out["found"] is False and out["field"] == "--cert", out  # logged after size 2
+    code, out, _ = cli(capsys, "ct", "proof", "--log", log, "--cert", str(certs[2]), "--size", "2")
+    assert code == 1 and out.startswith("trustchain-cli: --cert: ") and "--leaf-hash" not in out
+    code, out, _ = cli(capsys, "ct", "proof", "--log", log, "--leaf-hash", base64.b64encode(b"\x01" * 32).decode(),
+                       "--json")
+    assert code == 1 and out["found"] is False and out["field"] == "--leaf-hash"

@@ -108,7 +108,7 @@ def test_bad_commands_are_rejected_with_reason_and_change_nothing() -> None:
     assert results[2].detail.startswith("command: malformed (") and results[2].op == ""
     assert results[3].detail.startswith("command: malformed (")
     assert results[4].detail == ("op: must be one of create, update, tick, delegate, undelegate, delegated_update, "
-                                 "got 'delete'")
+                                 "keys, got 'delete'")
     assert results[5].detail.startswith("update: malformed (UpdateZone.origin: ") and results[5].op == OP_UPDATE
     assert results[6].detail == "update.origin: no such zone other.example."
     assert results[7].detail == "create.origin: zone app.example. already exists" and results[7].op == OP_CREATE
@@ -194,7 +194,7 @@ def test_malformed_command_bodies_name_the_field_and_change_nothing() -> None:
     before = app.digest(), sorted(app.zones)
     create = encode(CreateZone("new.example.", "ns1", "h", ("ns1",)))
     cases = {
-        raw_command(OP_CREATE, create[:-3]): "create: malformed (CreateZone.ttl: ",
+        raw_command(OP_CREATE, create[:-3]): "create: malformed (CreateZone.algorithm: ",
         raw_command(OP_CREATE, create + b"\x00"): "create: malformed (CreateZone: 1 trailing bytes)",
         raw_command(OP_TICK, b"\x01"): "tick: malformed (Tick: 1 trailing bytes)",
         raw_command(OP_UPDATE, encode(UpdateZone(ORIGIN, (RecordOp("rm", "www"),)))): "ops[0].kind: must be one of",

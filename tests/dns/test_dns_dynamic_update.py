@@ -92,16 +92,17 @@ def test_what_rfc_2136_ignores_is_dropped_and_the_apex_keeps_soa_and_ns() -> Non
     u = dns.update.UpdateMessage(ORIGIN)
     u.delete("@", "SOA")
     u.delete("@", "NS")
-    u.delete("x", "SRV")  # a type a TrustChain zone never holds: nothing to delete
+    u.delete("x", "HINFO")  # a type a TrustChain zone never holds: nothing to delete
     u.delete("@")  # every RRset at the apex: all but SOA and NS
     t = translate(parsed(u), ZONES)
     assert isinstance(t, Translated)
-    assert t.update.ops == tuple(DeleteRRset(ORIGIN, rtype) for rtype in ("A", "CNAME", "MX", "TXT", "AAAA", "CAA"))
+    assert t.update.ops == tuple(DeleteRRset(ORIGIN, rtype) for rtype in (
+        "A", "CNAME", "PTR", "MX", "TXT", "AAAA", "SRV", "NAPTR", "DNAME", "SSHFP", "TLSA", "SVCB", "HTTPS", "CAA"))
 
 
 @pytest.mark.parametrize(("build", "rcode"), [
     (lambda u: u.add("www.other.example.", 60, "A", "192.0.2.1"), NOTZONE),
-    (lambda u: u.add("srv", 60, "SRV", "0 0 443 www"), REFUSED),
+    (lambda u: u.add("hinfo", 60, "HINFO", '"pc" "unix"'), REFUSED),
     (lambda u: u.add("@", 60, "SOA", "ns1 hostmaster 99 1 1 1 1"), REFUSED),
     (lambda u: u.present("www.other.example."), NOTZONE),
 ])

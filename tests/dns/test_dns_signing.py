@@ -14,7 +14,7 @@ from dns_testutil import NOW, ORIGIN, make_zone, seed
 
 from trustchain.dns.denial import NSEC3Params, nsec3_digest, owner_digest
 from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
-from trustchain.dns.keys import KeySet, KeyState, Role
+from trustchain.dns.keys import ECDSAP256, ED25519, KeySet, KeyState, Role
 from trustchain.dns.zone import AddRecords, Zone, ZoneUpdate
 
 T = dns.rdatatype.RdataType
@@ -42,7 +42,8 @@ def test_every_rrset_signed_and_valid(zone: Zone, keys: KeySet, policy: SigningP
     assert signed.inception <= NOW - policy.skew // 2 and signed.expiration > NOW + policy.validity // 2
     for (_name, rdtype), sig in signed.sigs.items():
         signer_tags = {r.key_tag for r in sig}
-        expected = {k.tag for k in keys.signing(Role.KSK if rdtype == T.DNSKEY else Role.ZSK)}
+        by_ksk = rdtype in (T.DNSKEY, T.CDS, T.CDNSKEY)  # RFC 7344 4.1: CDS/CDNSKEY under the KSK
+        expected = {k.tag for k in keys.signing(Role.KSK if by_ksk else Role.ZSK)}
         assert signer_tags == expected
 
 
@@ -176,9 +177,30 @@ TOOLS = {
 }
 
 
-def _export(tmp_path: Path, policy: SigningPolicy, tamper: bool = False) -> Path:
+def _rich_zone() -> Zone:
+    """`make_zone` plus a signed and an unsigned delegation with glue, a wildcard, a DNAME and the newer
+    record types."""
     zone = make_zone()
-    keys = KeySet.initial(seed("ksk"), seed("zsk"))
+    zone.apply(ZoneUpdate(ORIGIN, (
+        AddRecords("sub", "NS", 300, ("ns1.sub", "ns.elsewhere.example.")),
+        AddRecords("ns1.sub", "A", 300, ("192.0.2.60",)),
+        AddRecords("sub", "DS", 300, ("12345 13 2 " + "ab" * 32,)),
+        AddRecords("unsigned.deep", "NS", 300, ("ns.elsewhere.example.",)),
+        AddRecords("*.wild", "A", 300, ("192.0.2.77",)),
+        AddRecords("old", "DNAME", 300, ("www.tc.example.",)),
+        AddRecords("_443._tcp.www", "TLSA", 300, ("3 1 1 " + "cd" * 32,)),
+        AddRecords("_sip._udp", "SRV", 300, ("0 5 5060 www",)),
+        AddRecords("1.2.0.192", "PTR", 300, ("www",)),
+        AddRecords("svc", "HTTPS", 300, ('1 . alpn="h2,h3"',)),
+        AddRecords("svc", "SSHFP", 300, ("4 2 " + "ef" * 32,)),
+        AddRecords("@", "NAPTR", 300, ('100 10 "S" "SIP+D2U" "" _sip._udp',)),
+    )))
+    return zone
+
+
+def _export(tmp_path: Path, policy: SigningPolicy, tamper: bool = False, rich: bool = False) -> Path:
+    zone = _rich_zone() if rich else make_zone()
+    keys = KeySet.initial(seed("ksk"), seed("zsk"), ECDSAP256 if rich else ED25519)
     signed = sign_zone(zone, keys, int(time.time()), policy)  # real clock: the tools check validity now
     text = signed.to_text()
     if tamper:
@@ -192,8 +214,9 @@ def _export(tmp_path: Path, policy: SigningPolicy, tamper: bool = False) -> Path
 
 @pytest.mark.parametrize("policy", [SigningPolicy(), NSEC3], ids=["nsec", "nsec3"])
 @pytest.mark.parametrize("tool", sorted(TOOLS))
-def test_external_tool_accepts_signed_zone(tmp_path: Path, tool: str, policy: SigningPolicy) -> None:
-    path = _export(tmp_path, policy)
+@pytest.mark.parametrize("rich", [False, True], ids=["plain", "delegations-wildcards-p256"])
+def test_external_tool_accepts_signed_zone(tmp_path: Path, tool: str, policy: SigningPolicy, rich: bool) -> None:
+    path = _export(tmp_path, policy, rich=rich)
     result = _run(tool, TOOLS[tool](path))
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,66 +1,25 @@
-"""What the ACME node tests share: a loopback "public DNS", an http-01 web server, a TrustChain client that
-signs its own writes (to own a zone and publish dns-01 records) and an `acme`-library client."""
+"""What the ACME node tests share: an http-01 web server, a TrustChain client that signs its own writes (to
+own a zone and publish dns-01 records) and an `acme`-library client; the loopback "public DNS" is
+`signed_client.PublicDNS`."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import http.server
-import socket
 import threading
-import time
+import urllib.request
 from typing import Any
 
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509 import ocsp
 from node_harness import Cluster
 from node_harness import http as api_call
+from signed_client import Client
 
-from reference_node.genesis import Genesis
-from trustchain.accounts import Ed25519AccountSigner, account_id
-from trustchain.app import trustchain as tcapp
-from trustchain.dns import app as dnsapp
-from trustchain.dns.zone import AddRecords, DeleteRRset, ZoneUpdate
-from trustchain.encoding import decode
-
-
-class PublicDNS:
-    """The "public DNS" the validators consult, on loopback: TXT records and A records a test sets."""
-
-    def __init__(self) -> None:
-        self.txt: dict[str, list[str]] = {}
-        self.a: dict[str, str] = {}
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                wire, peer = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            try:
-                self.sock.sendto(self._answer(wire), peer)
-            except Exception:  # a malformed query must not stop the server
-                continue
-
-    def _answer(self, wire: bytes) -> bytes:
-        query = dns.message.from_wire(wire)
-        response = dns.message.make_response(query)
-        question = query.question[0]
-        name = question.name.to_text(omit_final_dot=True).lower()
-        if question.rdtype == dns.rdatatype.TXT and name in self.txt:
-            response.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", "TXT",
-                                                            [f'"{v}"' for v in self.txt[name]]))
-        elif question.rdtype == dns.rdatatype.A and name in self.a:
-            response.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", "A", [self.a[name]]))
-        elif name not in self.txt and name not in self.a:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        return response.to_wire()
+from trustchain.accounts import Ed25519AccountSigner
 
 
 class ChallengeServer:
@@ -106,45 +65,74 @@ class ChallengeServer:
         return None
 
 
-class ZoneOwner:
+class ZoneOwner(Client):
     """A TrustChain account (Ed25519) that signs its own writes: it owns a zone and publishes records."""
 
     def __init__(self, cluster: Cluster, seed: bytes) -> None:
-        self.cluster = cluster
-        self.signer = Ed25519AccountSigner(hashlib.sha256(seed).digest())
-        self.id = Genesis.load(cluster.dir / "genesis.json").cluster_id
-        self.account = account_id(self.signer.key)
-        self.n = int(time.time() * 1000)
+        super().__init__(cluster, Ed25519AccountSigner(hashlib.sha256(seed).digest()))
 
-    def _nonce(self) -> bytes:
-        self.n += 1
-        return hashlib.sha256(self.account + self.n.to_bytes(8, "big")).digest()[:16]
 
-    def _post(self, operation: bytes, node: int = 0) -> tuple[int, Any]:
-        write = decode(tcapp.Routed, operation).payload
-        return api_call("POST", self.cluster.apis[node] + "/api/v1/write", {"write": base64.b64encode(write).decode()})
+# ------------------------------------------------------------------ what every node says about a certificate
 
-    def register(self) -> None:
-        code, res = self._post(tcapp.registration_operation(self.signer, self.id, nonce=self._nonce(),
-                                                            deadline_us=time.time_ns() // 1000 + 300_000_000))
-        assert code == 200, res
 
-    def write(self, target: str, payload: bytes, node: int = 0) -> tuple[int, Any]:
-        return self._post(tcapp.signed_operation(self.signer, self.account, self.id, target, payload,
-                                                 nonce=self._nonce(),
-                                                 deadline_us=time.time_ns() // 1000 + 300_000_000), node)
+def _rfc9162_root(leaf_hash: bytes, index: int, size: int, path: list[bytes]) -> bytes | None:
+    """The root an audit path leads to (RFC 9162 section 2.1.3.2), written from the RFC for the tests."""
+    if index >= size:
+        return None
+    fn, sn, r = index, size - 1, leaf_hash
+    for p in path:
+        if sn == 0:
+            return None
+        if fn % 2 == 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            if fn % 2 == 0:
+                while fn % 2 == 0 and fn != 0:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    return r if sn == 0 else None
 
-    def create_zone(self, origin: str) -> None:
-        create = dnsapp.create_command(origin, primary_ns=f"ns1.{origin}", admin=f"hostmaster.{origin}",
-                                       nameservers=[f"ns1.{origin}"])
-        code, res = self.write("dns", create)
-        assert code == 200, res
 
-    def publish_txt(self, origin: str, name: str, value: str) -> None:
-        update = ZoneUpdate(origin, (AddRecords(name, "TXT", 60, (f'"{value}"',)),))
-        code, res = self.write("dns", dnsapp.update_command(update))
-        assert code == 200, res
+def logged_and_proven(api: str, cert_der: bytes) -> int | None:
+    """The index of `cert_der`'s x509 entry in the node's RFC 6962 log, if its audit path leads to the
+    root of the node's signed tree head; None if it is not there (or the proof does not check)."""
+    code, sth = api_call("GET", api + "/ct/v1/get-sth")
+    assert code == 200, sth
+    size = sth["tree_size"]
+    index = leaf = None
+    for start in range(0, size, 256):
+        code, page = api_call("GET", f"{api}/ct/v1/get-entries?start={start}&end={min(size, start + 256) - 1}")
+        assert code == 200, page
+        for i, entry in enumerate(page["entries"]):
+            raw = base64.b64decode(entry["leaf_input"])
+            # MerkleTreeLeaf: version, leaf type, timestamp, entry type 0 (x509_entry), ASN.1Cert <1..2^24-1>
+            if raw[10:12] == b"\x00\x00" and raw[12:15] == len(cert_der).to_bytes(3, "big") \
+                    and raw[15:15 + len(cert_der)] == cert_der:
+                index, leaf = start + i, raw
+    if index is None or leaf is None:
+        return None
+    leaf_hash = hashlib.sha256(b"\x00" + leaf).digest()
+    query = base64.b64encode(leaf_hash).decode().replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    code, proof = api_call("GET", f"{api}/ct/v1/get-proof-by-hash?hash={query}&tree_size={size}")
+    assert code == 200, proof
+    path = [base64.b64decode(p) for p in proof["audit_path"]]
+    root = _rfc9162_root(leaf_hash, proof["leaf_index"], size, path)
+    return index if root == base64.b64decode(sth["sha256_root_hash"]) else None
 
-    def remove_txt(self, origin: str, name: str) -> None:
-        code, res = self.write("dns", dnsapp.update_command(ZoneUpdate(origin, (DeleteRRset(name, "TXT"),))))
-        assert code == 200, res
+
+def ocsp_status(api: str, cert: x509.Certificate, issuer: x509.Certificate) -> ocsp.OCSPCertStatus | None:
+    """The node's OCSP answer for `cert`, its signature checked under the issuer's key; None while the
+    node answers anything but a successful response (tryLater before the first batch is signed)."""
+    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
+    req = urllib.request.Request(api + "/ocsp", data=request.public_bytes(serialization.Encoding.DER),
+                                 headers={"content-type": "application/ocsp-request"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        answer = ocsp.load_der_ocsp_response(resp.read())
+    if answer.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        return None
+    key = issuer.public_key()
+    assert isinstance(key, ed25519.Ed25519PublicKey)
+    key.verify(answer.signature, answer.tbs_response_bytes)  # raises if the validators did not sign it
+    assert answer.serial_number == cert.serial_number
+    return answer.certificate_status

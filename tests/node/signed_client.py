@@ -19,6 +19,7 @@ from typing import Any
 
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -32,17 +33,18 @@ from trustchain.app import trustchain as tcapp
 from trustchain.ca import commands as cacommands
 from trustchain.ca import ownership
 from trustchain.dns import app as dnsapp
-from trustchain.dns.zone import AddRecords, ZoneUpdate
+from trustchain.dns.zone import AddRecords, DeleteRRset, ZoneUpdate
 from trustchain.encoding import decode
 
 
 class PublicDNS:
-    """The "public DNS" a validator consults, on loopback: TXT records a test publishes.
+    """The "public DNS" a validator consults, on loopback: TXT and A records a test publishes.
 
     `lie_with` makes it a poisoned or lying resolver: every TXT query is answered with those values."""
 
     def __init__(self) -> None:
         self.txt: dict[str, list[str]] = {}
+        self.a: dict[str, str] = {}
         self.lie_with: list[str] | None = None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -56,21 +58,23 @@ class PublicDNS:
             except OSError:
                 return
             try:
-                self._answer(wire, peer)
+                self.sock.sendto(self._answer(wire), peer)
             except Exception:  # a malformed query must not stop the server
                 continue
 
-    def _answer(self, wire: bytes, peer: tuple[str, int]) -> None:
+    def _answer(self, wire: bytes) -> bytes:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
-        name = query.question[0].name.to_text(omit_final_dot=True).lower()
-        values = self.lie_with if self.lie_with is not None else self.txt.get(name)
-        if values is None:
+        question = query.question[0]
+        name = question.name.to_text(omit_final_dot=True).lower()
+        txt = self.lie_with if self.lie_with is not None else self.txt.get(name)
+        if question.rdtype == dns.rdatatype.TXT and txt is not None:
+            response.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", "TXT", [f'"{v}"' for v in txt]))
+        elif question.rdtype == dns.rdatatype.A and name in self.a:
+            response.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", "A", [self.a[name]]))
+        elif txt is None and name not in self.a:
             response.set_rcode(dns.rcode.NXDOMAIN)
-        else:
-            response.answer.append(dns.rrset.from_text_list(
-                query.question[0].name, 60, "IN", "TXT", [f'"{v}"' for v in values]))
-        self.sock.sendto(response.to_wire(), peer)
+        return response.to_wire()
 
 
 def request(method: str, url: str, body: Any = None, source: str = "127.0.0.1",
@@ -125,10 +129,14 @@ class Client:
                                     deadline_us=time.time_ns() // 1000 + 300_000_000)
         return decode(tcapp.Routed, op).payload
 
-    def register(self) -> bytes:
+    def registration(self) -> bytes:
         op = tcapp.registration_operation(self.signer, self.id, nonce=self._nonce(),
                                           deadline_us=time.time_ns() // 1000 + 300_000_000)
         return decode(tcapp.Routed, op).payload
+
+    def register(self, node: int = 0) -> None:
+        code, res = self.post(self.registration(), node)
+        assert code == 200 and res["result"]["status"] == "ok", res
 
     def post(self, write: bytes, node: int = 0, *, retry: bool = True) -> tuple[int, Any]:
         body = {"write": base64.b64encode(write).decode()}
@@ -156,6 +164,9 @@ class Client:
     def publish_txt(self, origin: str, name: str, value: str, node: int = 0) -> None:
         update = ZoneUpdate(origin, (AddRecords(name, "TXT", 60, (f'"{value}"',)),))
         self.write("dns", dnsapp.update_command(update), node)
+
+    def remove_txt(self, origin: str, name: str, node: int = 0) -> None:
+        self.write("dns", dnsapp.update_command(ZoneUpdate(origin, (DeleteRRset(name, "TXT"),))), node)
 
     def challenge(self, *names: str, node: int = 0) -> list[dict[str, Any]]:
         res = self.write("ca", cacommands.challenge_command(list(names)), node)

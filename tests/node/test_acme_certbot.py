@@ -1,5 +1,7 @@
 """certbot against a real cluster's ACME server: obtain (dns-01 published into TrustChain's own DNS by
-a signed write in certbot's --manual-auth-hook), renew with --force-renewal, and revoke."""
+a signed write in certbot's --manual-auth-hook), renew with --force-renewal, and revoke; and http-01 with
+--webroot for a name outside TrustChain, which every validator fetches from the test's web server (the
+nodes' upstream DNS is a loopback stub resolving the name to 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from acme_helpers import ZoneOwner
+from acme_helpers import ChallengeServer, ZoneOwner, logged_and_proven, ocsp_status
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
 from node_harness import REPO, Cluster, http
+from signed_client import PublicDNS
 
 from reference_node.genesis import Genesis
 
@@ -51,8 +56,19 @@ with urllib.request.urlopen(request, timeout=60) as response:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with Cluster(tmp_path_factory.mktemp("certbot"), 4, 3, unsigned_writes=False, dns_listeners=False) as c:
+def public_dns() -> PublicDNS:
+    return PublicDNS()
+
+
+@pytest.fixture(scope="module")
+def web() -> ChallengeServer:
+    return ChallengeServer()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, public_dns: PublicDNS, web: ChallengeServer) -> Iterator[Cluster]:
+    with Cluster(tmp_path_factory.mktemp("certbot"), 4, 3, unsigned_writes=False, dns_listeners=False,
+                 dns_upstream=(public_dns.address,), acme_http01_port=web.port) as c:
         yield c
 
 
@@ -104,3 +120,41 @@ def test_certbot_obtains_renews_and_revokes(cluster: Cluster, tmp_path: Path) ->
     assert code == 200 and cert["revoked"] is True and cert["revocation_reason"] == 4, cert
     code, cert = http("GET", f"{cluster.apis[2]}/api/v1/cert/{first}")
     assert code == 200 and cert["revoked"] is False, cert
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_certbot_webroot_http01_for_an_outside_name(cluster: Cluster, public_dns: PublicDNS, web: ChallengeServer,
+                                                    tmp_path: Path) -> None:
+    """certbot --webroot writes the token into the web server's root; each validator fetches it on its own
+    and a quorum of their observations validates the name. Obtained through node2: every node logs it and
+    answers OCSP for it."""
+    name = "www.certbot-outside.net"
+    public_dns.a[name] = "127.0.0.1"
+    root = tmp_path / "www"
+    root.mkdir()
+    web.root = str(root)
+    server = cluster.apis[2] + "/acme/directory"
+    run = certbot("certonly", "--webroot", "-w", str(root), "-d", name, "--server", server,
+                  "--register-unsafely-without-email", "--agree-tos", workdir=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    live = tmp_path / "config" / "live" / name
+    verify = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", str(cluster.dir / "root.pem"),
+                             "-untrusted", str(live / "chain.pem"), str(live / "cert.pem")],
+                            capture_output=True, text=True, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert not list((root / ".well-known" / "acme-challenge").glob("*")), "certbot removed its token"
+    cert = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+    issuer = x509.load_pem_x509_certificate((live / "chain.pem").read_bytes())
+    der = cert.public_bytes(serialization.Encoding.DER)
+    for i in range(4):
+        cluster.wait_for(lambda i=i: logged_and_proven(cluster.apis[i], der) is not None, timeout=60,
+                         what=f"the certificate in node{i}'s CT log")
+        cluster.wait_for(lambda i=i: ocsp_status(cluster.apis[i], cert, issuer) == ocsp.OCSPCertStatus.GOOD,
+                         timeout=90, what=f"node{i}'s OCSP answering good")
+    # a name whose web server does not serve the token is refused, and certbot says so
+    public_dns.a["www.certbot-nobody.net"] = "127.0.0.1"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = certbot("certonly", "--webroot", "-w", str(empty), "-d", "www.certbot-nobody.net",
+                  "--server", server, "--register-unsafely-without-email", "--agree-tos", workdir=tmp_path)
+    assert run.returncode != 0 and "www.certbot-nobody.net" in run.stdout + run.stderr, run.stdout + run.stderr

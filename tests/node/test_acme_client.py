@@ -20,11 +20,12 @@ import josepy as jose
 import pytest
 from acme import challenges, client, crypto_util, errors, messages
 from acme import jws as acme_jws
-from acme_helpers import ChallengeServer, PublicDNS, ZoneOwner
+from acme_helpers import ChallengeServer, ZoneOwner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from node_harness import Cluster, http
+from signed_client import PublicDNS
 
 ZONE = "shop.test."
 
@@ -256,3 +257,31 @@ def test_key_change_revocation_by_certificate_key_renewal_info_and_deactivation(
     assert status == 200 and doc["status"] == "deactivated", doc
     status, _, doc = _post(order_url, _jws(b"", new_key, order_url, _nonce(cluster), kid))
     assert status == 403 and doc["type"] == "urn:ietf:params:acme:error:unauthorized", doc
+
+
+def test_a_renewal_reuses_the_accounts_valid_authorization(cluster: Cluster) -> None:
+    """A second order for a name the account validated is ready at once, with the same authorization
+    (valid for the reuse window); another account's order for the name gets a pending one of its own."""
+    acme = acme_client(cluster, node=1)
+    first = acme.poll_and_finalize(_ready_order(cluster, acme, "reuse.shop.test"), deadline())
+    assert first.body.status == messages.STATUS_VALID
+    (used,) = first.authorizations
+    assert used.body.expires - dt.datetime.now(dt.UTC) > dt.timedelta(days=29)  # kept for reuse
+
+    again = acme.new_order(crypto_util.make_csr(certificate_key_pem(), ["reuse.shop.test"]))
+    assert again.body.status == messages.STATUS_READY
+    assert [a.uri for a in again.authorizations] == [used.uri]
+    assert again.authorizations[0].body.status == messages.STATUS_VALID
+    renewed = acme.finalize_order(again, deadline())
+    assert renewed.fullchain_pem != first.fullchain_pem
+
+    other = acme_client(cluster, node=2)
+    theirs = other.new_order(crypto_util.make_csr(certificate_key_pem(), ["reuse.shop.test"]))
+    assert theirs.body.status == messages.STATUS_PENDING
+    assert theirs.authorizations[0].uri != used.uri
+    assert theirs.authorizations[0].body.status == messages.STATUS_PENDING
+
+    # once deactivated, it is not reused: the next order needs a new challenge
+    acme.deactivate_authorization(used)
+    fresh = acme.new_order(crypto_util.make_csr(certificate_key_pem(), ["reuse.shop.test"]))
+    assert fresh.body.status == messages.STATUS_PENDING and fresh.authorizations[0].uri != used.uri

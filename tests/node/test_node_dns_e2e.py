@@ -7,6 +7,7 @@ missing is a skip, not a failure."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -15,9 +16,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.edns
+import dns.message
+import dns.query
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from node_harness import Cluster, http
 
+from reference_node.cli import main as cli_main
 from trustchain.ca import names as canames
 
 ZONE = "e2e.example."
@@ -142,3 +149,57 @@ def test_repeated_queries_show_in_the_cache_hit_ratio(cluster: Cluster) -> None:
         assert reply.rcode() == dns.rcode.NXDOMAIN and reply.authority, reply
     after = ratio()
     assert after > before and after > 0.5  # 19 of the 20 identical queries came from the answer cache
+
+
+def _anchor_conf(cluster: Cluster, zone: str, path: Path) -> Path:
+    code, res = http("GET", cluster.apis[0] + f"/api/v1/dns/dnssec/validate?domain={zone}&type=SOA")
+    assert code == 200 and res["secure"] is True, res
+    lines = []
+    for line in res["trust_anchor"]:
+        name, _ttl, _cls, _t, tag, alg, dtype, digest = line.split()
+        lines.append(f'  {name} static-ds {tag} {alg} {dtype} "{digest.upper()}";')
+    path.write_text("trust-anchors {\n" + "\n".join(lines) + "\n};\n")
+    return path
+
+
+def test_cli_publishes_tlsa_for_a_trustchain_certificate_and_delv_validates_it(cluster: Cluster,
+                                                                                 tmp_path: Path) -> None:
+    cert = cluster.dir / "root.pem"  # a TrustChain certificate; any PEM certificate works the same
+    assert cli_main(["node", "--node", cluster.apis[0], "dns", "tlsa", "--cert", str(cert), "--port", "443",
+                     "--name", f"www.{ZONE}"]) == 0
+    spki = x509.load_pem_x509_certificate(cert.read_bytes()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashlib.sha256(spki).hexdigest()
+    ln = listeners(cluster, 2)
+    cluster.wait_for(lambda: digest[:16] in tool("dig", "@127.0.0.1", "-p", str(ln.udp), "+short",
+                                                 f"_443._tcp.www.{ZONE}", "TLSA").lower(), what="TLSA on node2")
+    anchors = _anchor_conf(cluster, ZONE, tmp_path / "anchors.conf")
+    out = tool("delv", "@127.0.0.1", "-p", str(ln.udp), "-a", str(anchors), f"+root={ZONE}",
+               f"_443._tcp.www.{ZONE}", "TLSA")
+    assert "fully validated" in out and "3 1 1" in out and digest[:16].upper() in out.upper().replace(" ", ""), out
+
+
+def test_p256_zone_with_a_wildcard_validates_and_the_listener_sends_cookies(cluster: Cluster,
+                                                                             tmp_path: Path) -> None:
+    zone = "p256.e2e.example."
+    code, res = http("POST", cluster.apis[0] + "/api/v1/dns/update", {"create": {
+        "origin": zone, "primary_ns": f"ns1.{zone}", "admin": f"hostmaster.{zone}", "algorithm": 13}})
+    assert code == 200 and res["status"] == "ok", res
+    code, res = http("POST", cluster.apis[0] + "/api/v1/dns/update", {"update": {"origin": zone, "ops": [
+        {"op": "add", "name": f"*.wild.{zone}", "type": "A", "ttl": 300, "values": ["192.0.2.99"]}]}})
+    assert code == 200 and res["status"] == "ok", res
+    code, res = http("POST", cluster.apis[0] + "/api/v1/dns/update", {"create": {
+        "origin": "bad.e2e.example.", "primary_ns": "ns1.bad.e2e.example.", "admin": "h.e2e.example.",
+        "algorithm": 8}})
+    assert code == 422 and res["field"] == "create.algorithm", res  # refused by the replicas, naming the field
+    ln = listeners(cluster, 3)
+    cluster.wait_for(lambda: "192.0.2.99" in tool("dig", "@127.0.0.1", "-p", str(ln.udp), "+short",
+                                                  f"x.wild.{zone}", "A"), what="wildcard on node3")
+    anchors = _anchor_conf(cluster, zone, tmp_path / "p256.conf")
+    out = tool("delv", "@127.0.0.1", "-p", str(ln.udp), "-a", str(anchors), f"+root={zone}", f"x.wild.{zone}", "A")
+    assert "fully validated" in out and "192.0.2.99" in out, out
+    query = dns.message.make_query(f"x.wild.{zone}", "A", use_edns=0,
+                                   options=[dns.edns.CookieOption(b"\x01" * 8, b"")])
+    reply = dns.query.udp(query, "127.0.0.1", port=ln.udp, timeout=5)
+    cookie = next(o for o in reply.options if isinstance(o, dns.edns.CookieOption))
+    assert cookie.client == b"\x01" * 8 and len(cookie.server) == 16

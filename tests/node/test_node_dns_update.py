@@ -21,6 +21,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dns.message
@@ -30,6 +31,10 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 import pytest
+from acme_helpers import logged_and_proven, ocsp_status
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
 from node_harness import REPO, Cluster, http
 
 from reference_node.genesis import Genesis, load_seed
@@ -183,18 +188,65 @@ def test_certbot_rfc2136_client_publishes_and_removes_a_challenge(cluster: tuple
     c.wait_for(lambda: txt(c, 2, f"_acme-challenge.api.{ZONE}") == [], what="the TXT gone on node2")
 
 
-@pytest.mark.skip(reason="needs the node's ACME server (certbot's directory); see docs/node.md, dynamic updates")
-def test_certbot_dns_rfc2136_obtains_a_certificate(cluster: tuple[Cluster, dict[str, str]]) -> None:
-    """certbot certonly --dns-rfc2136 against the node's ACME directory, publishing through node1.
+def certbot(*args: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    dirs = ["--config-dir", str(workdir / "config"), "--work-dir", str(workdir / "work"),
+            "--logs-dir", str(workdir / "logs")]
+    return subprocess.run([sys.executable, "-c", "import sys; from certbot.main import main; sys.exit(main())",
+                           *args, *dirs, "-n"], capture_output=True, text=True, timeout=300, check=False)
 
-    What it needs: `pip install certbot certbot-dns-rfc2136`; an ACME directory URL on a node (the ACME
-    server); a credentials file as `trustchain-cli dns tsig add` prints (dns_rfc2136_server = 127.0.0.1,
-    dns_rfc2136_port = node1's DNS port, name/secret/algorithm HMAC-SHA256), mode 0600; and the ACME
-    account the ACME server maps certbot to must be able to answer the dns-01 challenge the CA reads from
-    the replicated zone, which node1 writes under Alice's delegation. Then:
 
-        certbot certonly --non-interactive --agree-tos -m a@alice.example --server <directory>
-          --dns-rfc2136 --dns-rfc2136-credentials creds.ini --dns-rfc2136-propagation-seconds 1
-          --config-dir D --work-dir D --logs-dir D -d www.alice.example
-    """
-    raise AssertionError("not reached")
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_certbot_dns_rfc2136_obtains_renews_and_revokes(cluster: tuple[Cluster, dict[str, str]],
+                                                        tmp_path: Path) -> None:
+    """certbot certonly --dns-rfc2136 against node0's ACME directory, publishing through node1's listener
+    under Alice's delegation, with nothing TrustChain-specific on the client: the credentials file is what
+    `trustchain-cli dns tsig add` printed. The certificate is then in every node's CT log and OCSP;
+    renew --force-renewal and revoke follow."""
+    pytest.importorskip("certbot_dns_rfc2136")
+    c, key = cluster
+    name = f"shop.{ZONE.rstrip('.')}"
+    creds = tmp_path / "rfc2136.ini"
+    creds.write_text(key["certbot_credentials"])
+    creds.chmod(0o600)
+    assert f"dns_rfc2136_port = {dns_port(c, 1)}" in creds.read_text(), creds.read_text()
+    server = c.apis[0] + "/acme/directory"
+    common = ["--server", server, "--register-unsafely-without-email", "--agree-tos"]
+    run = certbot("certonly", "--dns-rfc2136", "--dns-rfc2136-credentials", str(creds),
+                  "--dns-rfc2136-propagation-seconds", "1", "-d", name, *common, workdir=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    live = tmp_path / "config" / "live" / name
+    verify = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", str(c.dir / "root.pem"),
+                             "-untrusted", str(live / "chain.pem"), str(live / "cert.pem")],
+                            capture_output=True, text=True, check=False)
+    assert verify.returncode == 0 and "cert.pem: OK" in verify.stdout, verify.stdout + verify.stderr
+    first = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+    issuer = x509.load_pem_x509_certificate((live / "chain.pem").read_bytes())
+    assert first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == [name]
+    # certbot's cleanup deleted its challenge record again, through the same delegation
+    c.wait_for(lambda: txt(c, 2, f"_acme-challenge.{name}.") == [], what="the challenge removed on node2")
+
+    # issued through node0, the certificate is in every node's log (with a proof to its signed tree head)
+    # and every node answers OCSP for it with the validators' signature
+    der = first.public_bytes(serialization.Encoding.DER)
+    for i in range(4):
+        c.wait_for(lambda i=i: logged_and_proven(c.apis[i], der) is not None, timeout=60,
+                   what=f"the certificate in node{i}'s CT log")
+        c.wait_for(lambda i=i: ocsp_status(c.apis[i], first, issuer) == ocsp.OCSPCertStatus.GOOD, timeout=90,
+                   what=f"node{i}'s OCSP answering good")
+
+    run = certbot("renew", "--force-renewal", "--no-random-sleep-on-renew", workdir=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    second = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+    assert second.serial_number != first.serial_number, "renewal issued a new certificate"
+
+    run = certbot("revoke", "--cert-path", str(live / "cert.pem"), "--reason", "keycompromise",
+                  "--no-delete-after-revoke", "--server", server, workdir=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    serial = format(second.serial_number, "x")
+    code, cert = http("GET", f"{c.apis[3]}/api/v1/cert/{serial}")
+    assert code == 200 and cert["revoked"] is True and cert["revocation_reason"] == 1, cert
+    for i in range(4):
+        c.wait_for(lambda i=i: ocsp_status(c.apis[i], second, issuer) == ocsp.OCSPCertStatus.REVOKED, timeout=90,
+                   what=f"node{i}'s OCSP answering revoked")
+    assert ocsp_status(c.apis[1], first, issuer) == ocsp.OCSPCertStatus.GOOD

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from unittest.mock import MagicMock
 
 import aiohttp
 from aiohttp import web
@@ -137,3 +140,40 @@ async def _slowloris() -> None:
     finally:
         server.close()
         await runner.cleanup()
+
+
+def test_acme_paths_over_the_limit_get_an_acme_problem_with_retry_after(tmp_path: Path) -> None:
+    """ACME clients act on problem documents: the node's per-IP limits answer /acme with `rateLimited`,
+    Retry-After and a fresh nonce; the rest of the API keeps its JSON form. newAccount also spends the
+    per-IP registration bucket, as a signed registration does."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from reference_node.http_api import API
+
+    async def go() -> None:
+        limits = GuardLimits(read_rate=0.001, read_burst=0, write_rate=0.001, write_burst=1,
+                             registration_rate=0.001, registration_burst=0)
+        # refusals never reach the node (its metrics count them; the operator token is written at startup)
+        node = SimpleNamespace(config=SimpleNamespace(storage=SimpleNamespace(path=tmp_path)), metrics=MagicMock())
+        api = API(node=node, guard_limits=limits)  # type: ignore[arg-type]
+        async with TestClient(TestServer(api.app)) as client:
+            resp = await client.get("/acme/directory")
+            assert resp.status == 429 and resp.content_type == "application/problem+json"
+            doc = await resp.json(content_type=None)
+            assert doc["type"] == "urn:ietf:params:acme:error:rateLimited" and doc["status"] == 429
+            assert int(resp.headers["Retry-After"]) >= 1 and resp.headers["Replay-Nonce"]
+
+            jose = {"content-type": "application/jose+json"}
+            resp = await client.post("/acme/new-account", data=b"{}", headers=jose)  # the write burst's one token
+            assert resp.status == 429 and resp.content_type == "application/problem+json"
+            doc = await resp.json(content_type=None)
+            assert doc["type"].endswith(":rateLimited") and "account registrations" in doc["detail"], doc
+            resp = await client.post("/acme/new-order", data=b"{}", headers=jose)
+            assert resp.status == 429 and (await resp.json(content_type=None))["type"].endswith(":rateLimited")
+            assert int(resp.headers["Retry-After"]) >= 1
+
+            resp = await client.post("/api/v1/kv", json={"op": "get", "key": "k"})
+            assert resp.status == 429 and resp.content_type == "application/json"
+            assert (await resp.json())["field"] == "rate"
+
+    asyncio.run(go())

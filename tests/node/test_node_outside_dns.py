@@ -77,8 +77,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, knot: Knot) -> Iterator[Cl
 def test_a_name_validated_in_knotd_is_created_and_an_unpublished_one_is_not(cluster: Cluster, knot: Knot) -> None:
     alice = Client(cluster, Ed25519AccountSigner(hashlib.sha256(b"alice").digest()), source="127.0.0.2")
     mallory = Client(cluster, Ed25519AccountSigner(hashlib.sha256(b"mallory").digest()), source="127.0.0.3")
-    alice.post(alice.register())
-    mallory.post(mallory.register(), node=1)
+    alice.register()
+    mallory.register(node=1)
     opened = alice.write("validate", validation.open_command("alice-corp.net"), node=1)
     knot.publish_txt("alice-corp.net", opened["record_name"], opened["expected"])  # in the public DNS
     alice.write("validate", validation.ready_command(opened["validation_id"]), node=2)

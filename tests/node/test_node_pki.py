@@ -16,6 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as xocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID as AIA
 from node_harness import Cluster, http
 from test_node_cluster import _issue
 
@@ -125,3 +126,22 @@ def test_revocation_reaches_ocsp_and_crl_on_every_node(tmp_path: Path) -> None:
         # the root's CRL (signed with the root shares) lists no issuing CA: none was revoked
         c.wait_for(lambda: _fetch(api[0] + "/crl/root.crl")[0] == 200, what="root CRL")
         assert len(x509.load_der_x509_crl(_fetch(api[0] + "/crl/root.crl")[2])) == 0
+
+        # the certificate's own pointers name every node, so they still answer with node0 down
+        (dp,) = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        assert dp.full_name is not None
+        crl_urls = [str(n.value) for n in dp.full_name]
+        ocsp_urls = [str(d.access_location.value) for d in aia if d.access_method == AIA.OCSP]
+        issuer_urls = [str(d.access_location.value) for d in aia if d.access_method == AIA.CA_ISSUERS]
+        assert crl_urls == [a + "/crl/issuing.crl" for a in api] and ocsp_urls == [a + "/ocsp" for a in api]
+        c.kill(0)
+        for url in crl_urls[1:]:
+            assert _fetch(url)[2] == crl_der
+        for url in ocsp_urls[1:]:
+            code, _, body = _fetch(url, req_der, "application/ocsp-request")
+            assert code == 200 and _status(xocsp.load_der_ocsp_response(body)) == "REVOKED"
+        for url in issuer_urls[1:]:
+            assert _fetch(url)[2] == inter.public_bytes(serialization.Encoding.DER)
+        with pytest.raises(urllib.error.URLError):
+            _fetch(crl_urls[0])  # node0 is down: the first pointer no longer answers

@@ -92,6 +92,13 @@ class AcmeLimits:
     max_identifiers: int = 100
     max_authorizations: int = 500_000  # kept records of every account together
     max_revocation_nonces_per_certificate: int = 16
+    # a valid authorization is reused by the account's later orders for this long after it was validated
+    # (as Boulder does), while the account holds fewer than the first bound of such reusable
+    # authorizations and everyone together fewer than the second; past them a validation is not kept
+    # for reuse, which costs the next order a new challenge and nobody a refusal
+    authz_reuse_us: int = 30 * 86400 * 1_000_000
+    max_reusable_authzs_per_account: int = 1000
+    max_reusable_authzs: int = 100_000
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,10 @@ class OrderBook:
         authz_ids = []
         for name in names:
             base, wildcard = name.removeprefix("*."), name.startswith("*.")
+            reused = self._reusable(account, base, wildcard, expires)
+            if reused is not None:
+                authz_ids.append(reused.authz_id)
+                continue
             kinds = (DNS01,) if wildcard else (HTTP01, DNS01)
             challenges = tuple(Challenge(kind, _token(seed, account, name, kind)) for kind in kinds)
             authz = Authorization(self.next_authz_id, order_id, account, base, wildcard, PENDING, expires, challenges)
@@ -145,7 +149,27 @@ class OrderBook:
             self.next_authz_id += 1
         order = Order(order_id, account, names, tuple(authz_ids), PENDING, now_us, expires)
         self.orders[order_id] = order
-        return order
+        self._settle_order(order_id, now_us)  # ready at once if every authorization was reused
+        return self.orders[order_id]
+
+    def _reusable(self, account: bytes, name: str, wildcard: bool, until_us: int) -> Authorization | None:
+        """The account's valid authorization for `name` that outlives an order ending at `until_us`."""
+        found = [a for a in self.authzs.values() if a.account == account and a.name == name
+                 and a.wildcard == wildcard and a.status == VALID and a.expires_us >= until_us]
+        return max(found, key=lambda a: (a.expires_us, a.authz_id)) if found else None
+
+    def _keep_for_reuse(self, authz: Authorization, now_us: int) -> Authorization:
+        """Extend a just validated authorization to the reuse window, within the bounds on held ones."""
+        lim = self.limits
+        if lim.authz_reuse_us <= lim.order_lifetime_us:
+            return authz
+        horizon = now_us + lim.order_lifetime_us
+        kept = [a.account for a in self.authzs.values() if a.status == VALID and a.expires_us > horizon]
+        if len(kept) >= lim.max_reusable_authzs or kept.count(authz.account) >= lim.max_reusable_authzs_per_account:
+            return authz
+        extended = dataclasses.replace(authz, expires_us=max(authz.expires_us, now_us + lim.authz_reuse_us))
+        self.authzs[authz.authz_id] = extended
+        return extended
 
     def _identifiers(self, raw: object) -> tuple[str, ...] | Problem:
         if not isinstance(raw, list) or not 1 <= len(raw) <= self.limits.max_identifiers:
@@ -229,6 +253,8 @@ class OrderBook:
                 self._by_validation.pop(c.validation_id, None)
         authz = dataclasses.replace(authz, status=status, challenges=challenges)
         self.authzs[authz.authz_id] = authz
+        if status == VALID:
+            authz = self._keep_for_reuse(authz, now_us)
         self._settle_order(authz.order_id, now_us)
         return authz
 
@@ -278,6 +304,9 @@ class OrderBook:
             return order
         if order.status != READY:
             return problem(problems.ORDER_NOT_READY, f"order: is {order.status}, not ready")
+        if any(self.authzs[a].status != VALID if a in self.authzs else True for a in order.authz_ids):
+            # a reused authorization deactivated since the order became ready
+            return problem(problems.UNAUTHORIZED, "authorizations: one is no longer valid")
         raw = doc.get("csr")
         der = acmejws.b64decode(raw) if isinstance(raw, str) else None
         if der is None:
@@ -405,10 +434,12 @@ class OrderBook:
         horizon = now_us - self.limits.retention_us
         for order in [o for o in self.orders.values() if o.expires_us < horizon]:
             del self.orders[order.order_id]
-            for authz_id in order.authz_ids:
-                self.authzs.pop(authz_id, None)
             if order.pending_id:
                 self._by_pending.pop(order.pending_id, None)
+        # an authorization outlives its order when it is kept for reuse; no live order refers to one past
+        # this horizon, since only authorizations outliving the new order are reused
+        for authz_id in [a.authz_id for a in self.authzs.values() if a.expires_us < horizon]:
+            del self.authzs[authz_id]
         for serial in [s for s, used in self.revocation_nonces.items() if all(e < now_us for e in used.values())]:
             del self.revocation_nonces[serial]
 

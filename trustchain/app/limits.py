@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from trustchain.accounts import AccountLimits
+from trustchain.ca.policy import CALimits
 from trustchain.ct.quota import CTQuota
 from trustchain.dns.limits import ZoneLimits
 from trustchain.errors import TrustChainError
@@ -66,6 +67,7 @@ class ResourceLimits:
     kv: KVLimits = field(default_factory=KVLimits)
     dns: ZoneLimits = field(default_factory=ZoneLimits)
     ct: CTQuota = field(default_factory=CTQuota)
+    ca: CALimits = field(default_factory=CALimits)
 
     def storage_bound(self) -> StorageBound:
         accounts = self.accounts.max_accounts
@@ -109,12 +111,13 @@ def limits_from_json(doc: object, path: str = "limits") -> ResourceLimits:
         return ResourceLimits()
     if not isinstance(doc, Mapping):
         raise LimitsError(f"{path}: must be an object")
-    unknown = sorted(set(doc) - {"accounts", "kv", "dns", "ct"})
+    unknown = sorted(set(doc) - {"accounts", "kv", "dns", "ct", "ca"})
     if unknown:
-        raise LimitsError(f"{path}.{unknown[0]}: unknown section (known: accounts, kv, dns, ct)")
+        raise LimitsError(f"{path}.{unknown[0]}: unknown section (known: accounts, kv, dns, ct, ca)")
     return ResourceLimits(
         accounts=_section(doc, "accounts", AccountLimits, path),
         kv=_section(doc, "kv", KVLimits, path),
         dns=_section(doc, "dns", ZoneLimits, path),
         ct=_section(doc, "ct", CTQuota, path),
+        ca=_section(doc, "ca", CALimits, path),
     )

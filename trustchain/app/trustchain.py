@@ -44,7 +44,12 @@ from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.app.kvstore import KVStore
 from trustchain.app.limits import ResourceLimits
 from trustchain.app.validation import VALIDATE, ValidationApp
-from trustchain.authorization.observations import VALIDATED, ExternalValidations, ValidationsSnapshot
+from trustchain.authorization.observations import (
+    VALIDATED,
+    ExternalValidations,
+    ValidationLimits,
+    ValidationsSnapshot,
+)
 from trustchain.authorization.validator_votes import VOTES, Passed, ValidatorVotes, VotesSnapshot
 from trustchain.authorization.zones import VALIDATORS, ZonePolicy, default_public_suffixes
 from trustchain.ca import caa
@@ -122,7 +127,6 @@ class _SnapshotV2:
     dns: bytes
     kv: bytes
     certificates_logged: int
-    scts: bytes
 
 
 def route(target: str, payload: bytes) -> bytes:
@@ -250,10 +254,12 @@ class TrustChainApplication:
                  dns_clock_offset_s: int = 0, limits: ResourceLimits | None = None,
                  ct_accepted_roots: tuple[bytes, ...] | None = None,
                  registry_suffixes: tuple[str, ...] = (), ct_log_signer: P256LogSigner | None = None,
-                 ca_chain: tuple[bytes, ...] = (), ct_log_keys: tuple[bytes, ...] = ()) -> None:
+                 ca_chain: tuple[bytes, ...] = (), ct_log_keys: tuple[bytes, ...] = (),
+                 validation_limits: ValidationLimits | None = None) -> None:
         """`cluster` names this cluster in every signed write (no replay across clusters);
         `validator_keys` are the validators' Ed25519 consensus keys in replica order, their accounts;
-        `limits` the replicated resource policy from genesis (`trustchain.app.limits`).
+        `limits` the replicated resource policy from genesis (`trustchain.app.limits`);
+        `validation_limits` bound outside-name validations (genesis policy, the same on every replica).
         `ct_log_signer` is this validator's P-256 CT log key; `ca_chain` the genesis issuing certificate
         and the root (DER), logged as extra data with the CA's certificates; `ct_log_keys` every
         validator's P-256 log key (DER SPKI) in replica order, which the SCTs a certificate embeds are
@@ -271,8 +277,8 @@ class TrustChainApplication:
                                         serial_contributors=(n - 1) // 3 + 1 if n else 0, quorum_account=VALIDATORS,
                                         issuer_certificate=ca_chain[0] if ca_chain else ca_policy.issuer_certificate)
         self.votes = ValidatorVotes(max(n, 1), _quorum_operation_problem)
-        self.validation = ValidationApp(ExternalValidations(n, quorum_size(n)) if n >= 4 else
-                                        ExternalValidations(4, 3))
+        self.validation = ValidationApp(ExternalValidations(n, quorum_size(n), validation_limits) if n >= 4 else
+                                        ExternalValidations(4, 3, validation_limits))
         self.dns = DNSApplication(dns_master_seed, clock_offset_s=dns_clock_offset_s,
                                   zone_policy=ZonePolicy(default_public_suffixes(), registry_suffixes),
                                   validated=self.validation.validated,
@@ -304,7 +310,9 @@ class TrustChainApplication:
 
         self.validation.tick(context.time_us)
         for gone in self.scts.expire(context.time_us, self.ca.policy.pending_ttl_us):
-            self._events.append(PendingExpired(gone.pending.pending_id))
+            expired = PendingExpired(gone.pending.pending_id, gone.pending.request_id)
+            self._events.append(expired)
+            self.acme.on_pending_expired(expired.request_id or expired.pending_id)
         for index, op in enumerate(operations):
             routed = unroute(op.payload)
             if routed is not None and routed.target == ACME:
@@ -385,9 +393,11 @@ class TrustChainApplication:
                 self.ct.append(X509Entry(event.certificate_der), context.time_us // 1000,
                                chain=self._issuer_chain(event.certificate_der))
                 self.certificates_logged += 1
+                # an ACME order waits on the pending id its request was answered with (a drawn serial's or a
+                # precertificate's stage has its own): it learns the serial only now
                 self.acme.on_issued(event.request_id or event.pending_id, event.serial)
             elif isinstance(event, PendingExpired):
-                self.acme.on_pending_expired(event.pending_id)
+                self.acme.on_pending_expired(event.request_id or event.pending_id)
         self._events.extend(events)
 
     def _log_precertificate(self, event: PrecertSigned, context: ExecutionContext) -> None:

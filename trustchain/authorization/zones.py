@@ -12,6 +12,7 @@ Zones owned by the validator set (the nodes' own zone) change only by validator 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -30,9 +31,11 @@ VALIDATORS = b"validators"  # the owner of zones that only the validator set may
 PublicSuffixes = Callable[[str], bool]
 
 
+@functools.cache
 def default_public_suffixes() -> PublicSuffixes:
     """The Public Suffix List as shipped by the `publicsuffixlist` package. Every replica must use the
-    same list version (it is part of the policy the cluster agrees on at genesis)."""
+    same list version (it is part of the policy the cluster agrees on at genesis). Parsed once per
+    process: the list is immutable, and parsing it takes about a second."""
     from publicsuffixlist import PublicSuffixList
 
     psl = PublicSuffixList()

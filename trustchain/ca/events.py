@@ -49,6 +49,7 @@ class Revoked:
 @dataclass(frozen=True)
 class PendingExpired:
     pending_id: int
+    request_id: int = 0  # the pending id the request was answered with, if not `pending_id`
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,26 @@ randomness arrives as bytes or via a ``rand_bytes(n)`` callable (see ``group.Ran
 
 Nonce discipline is the caller's job: a ``SigningNonces`` value must be used for exactly one
 ``sign`` call and then destroyed; reusing it across two messages reveals the signing share.
+
+Cost. What one signature needs is 2t base-point multiplications (the nonce commitments), the group
+commitment (t variable-base multiplications) and one final verification. ``SigningContext`` computes the
+per-(message, commitment list) values once, so a party that signs and aggregates (or a quorum in one
+process, ``sign_with_quorum``) does not repeat them; a commitment's elements are checked once where they
+are used (libsodium's variable-base multiplication itself rejects points outside the prime-order
+subgroup, so only the hiding commitments need a separate check); and the aggregate is verified first,
+individual shares only when it fails, to name the culprit. libsodium offers no multi-scalar
+multiplication beyond the double-base one inside Ed25519 verification, which the final check uses.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import nacl.bindings as sodium
 import nacl.exceptions
-import nacl.signing
 
 from trustchain.ca import group
 from trustchain.ca.group import Element, RandBytes, Scalar
@@ -33,10 +43,13 @@ class FrostError(TrustChainError, ValueError):
 
 @dataclass(frozen=True)
 class SigningNonces:
-    """Secret round-one state of one signer for one signing session."""
+    """Secret round-one state of one signer for one signing session. ``commitment`` is the
+    (hiding, binding) pair published for these nonces, kept so that ``sign`` can recognise its own
+    commitment without recomputing two base-point multiplications (empty: recomputed)."""
 
     hiding: Scalar
     binding: Scalar
+    commitment: tuple[Element, Element] | tuple[()] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,12 @@ def nonce_generate(secret: Scalar, random_bytes: bytes) -> Scalar:
 
 
 def derive_interpolating_value(participants: Sequence[int], identifier: int) -> Scalar:
+    return _interpolating_value(tuple(participants), identifier)
+
+
+@functools.lru_cache(maxsize=1024)
+def _interpolating_value(participants: tuple[int, ...], identifier: int) -> Scalar:
+    """Cached: a quorum signs many messages, and the value depends on the quorum only."""
     if identifier not in participants:
         raise FrostError(f"identifier {identifier} not among participants")
     if len(set(participants)) != len(participants):
@@ -153,8 +172,14 @@ def participants_from_commitment_list(commitments: Sequence[SigningCommitment]) 
     return [c.identifier for c in commitments]
 
 
-def validate_commitment_list(commitments: Sequence[SigningCommitment]) -> None:
-    """Sorted, unique, and every element a valid prime-order point; a bad entry is attributed."""
+def validate_commitment_list(
+    commitments: Sequence[SigningCommitment], checked: Collection[int] = (), hiding_only: bool = False
+) -> None:
+    """Sorted, unique, and every element a valid prime-order point; a bad entry is attributed.
+
+    ``checked``: identifiers whose elements the caller produced or already checked (skipped).
+    ``hiding_only``: leave the binding elements to ``compute_group_commitment``, whose multiplication
+    checks them anyway."""
     if not commitments:
         raise FrostError("empty commitment list")
     ids = participants_from_commitment_list(commitments)
@@ -163,13 +188,48 @@ def validate_commitment_list(commitments: Sequence[SigningCommitment]) -> None:
     bad = []
     for c in commitments:
         identifier_scalar(c.identifier)
+        if c.identifier in checked:
+            continue
         try:
             group.deserialize_element(c.hiding)
-            group.deserialize_element(c.binding)
+            if not hiding_only:
+                group.deserialize_element(c.binding)
         except group.GroupError:
             bad.append(c.identifier)
     if bad:
         raise FrostError("invalid commitment element", bad)
+
+
+@dataclass(frozen=True)
+class SigningContext:
+    """What every signer and the aggregator derive alike from (group key, commitment list, message):
+    computed once per party and signature, then shared by its ``sign`` and ``aggregate`` calls."""
+
+    group_public_key: Element
+    commitments: tuple[SigningCommitment, ...]
+    msg: bytes
+    binding_factors: Mapping[int, Scalar]
+    group_commitment: Element
+    challenge: Scalar
+
+    @property
+    def participants(self) -> list[int]:
+        return participants_from_commitment_list(self.commitments)
+
+
+def signing_context(
+    group_public_key: Element,
+    commitments: Sequence[SigningCommitment],
+    msg: bytes,
+    checked: Collection[int] = (),
+) -> SigningContext:
+    """Validate the list (skipping ``checked`` identifiers) and compute binding factors, group
+    commitment and challenge. Raises ``FrostError`` naming any signer whose commitment is invalid."""
+    validate_commitment_list(commitments, checked, hiding_only=True)
+    binding_factors = compute_binding_factors(group_public_key, commitments, msg)
+    group_commitment = compute_group_commitment(commitments, binding_factors)
+    challenge = compute_challenge(group_commitment, group_public_key, msg)
+    return SigningContext(group_public_key, tuple(commitments), msg, binding_factors, group_commitment, challenge)
 
 
 def binding_factor_inputs(
@@ -189,10 +249,18 @@ def compute_binding_factors(
 def compute_group_commitment(
     commitments: Sequence[SigningCommitment], binding_factors: Mapping[int, Scalar]
 ) -> Element:
+    """sum(D_i + rho_i * E_i). The multiplication rejects an E_i outside the prime-order subgroup and
+    names its signer; D_i must have been checked by the caller (``validate_commitment_list``)."""
     terms: list[Element] = []
     for c in commitments:
         terms.append(c.hiding)
-        terms.append(group.point_mult(binding_factors[c.identifier], c.binding))
+        rho = binding_factors[c.identifier]
+        try:
+            if group.is_zero(rho):
+                group.deserialize_element(c.binding)
+            terms.append(group.point_mult(rho, c.binding))
+        except group.GroupError as exc:
+            raise FrostError("invalid commitment element", [c.identifier]) from exc
     r = group.point_sum(terms)
     if r == group.IDENTITY:
         raise FrostError("group commitment is the identity")
@@ -212,8 +280,8 @@ def commit_with_randomness(
     """``commit`` with the 2x32 random bytes supplied explicitly (test vectors, replayable simulation)."""
     hiding = nonce_generate(signing_share, hiding_randomness)
     binding = nonce_generate(signing_share, binding_randomness)
-    nonces = SigningNonces(hiding, binding)
-    return nonces, SigningCommitment(identifier, group.base_mult(hiding), group.base_mult(binding))
+    hiding_c, binding_c = group.base_mult(hiding), group.base_mult(binding)
+    return SigningNonces(hiding, binding, (hiding_c, binding_c)), SigningCommitment(identifier, hiding_c, binding_c)
 
 
 def commit(
@@ -222,25 +290,36 @@ def commit(
     return commit_with_randomness(identifier, signing_share, rand_bytes(32), rand_bytes(32))
 
 
+def _own_commitment(nonces: SigningNonces) -> tuple[Element, Element]:
+    if nonces.commitment:
+        return nonces.commitment
+    return group.base_mult(nonces.hiding), group.base_mult(nonces.binding)
+
+
 def sign(
     key: KeyPackage, nonces: SigningNonces, msg: bytes, commitments: Sequence[SigningCommitment]
 ) -> SignatureShare:
-    validate_commitment_list(commitments)
+    """RFC ``sign``; ``sign_with_context`` is the same with the per-signature values precomputed."""
     own = [c for c in commitments if c.identifier == key.identifier]
+    checked = (key.identifier,) if len(own) == 1 and (own[0].hiding, own[0].binding) == _own_commitment(nonces) else ()
+    return sign_with_context(key, nonces, signing_context(key.group_public_key, commitments, msg, checked))
+
+
+def sign_with_context(key: KeyPackage, nonces: SigningNonces, ctx: SigningContext) -> SignatureShare:
+    own = [c for c in ctx.commitments if c.identifier == key.identifier]
     if len(own) != 1:
         raise FrostError(f"signer {key.identifier} is not in the commitment list")
     # A coordinator that swaps our commitment would otherwise get a share over nonces we never used.
-    if own[0].hiding != group.base_mult(nonces.hiding) or own[0].binding != group.base_mult(nonces.binding):
+    if (own[0].hiding, own[0].binding) != _own_commitment(nonces):
         raise FrostError("commitment list does not contain this signer's commitment")
-    if len(commitments) < key.min_signers:
-        raise FrostError(f"need at least {key.min_signers} signers, got {len(commitments)}")
-    binding_factors = compute_binding_factors(key.group_public_key, commitments, msg)
-    group_commitment = compute_group_commitment(commitments, binding_factors)
-    lambda_i = derive_interpolating_value(participants_from_commitment_list(commitments), key.identifier)
-    challenge = compute_challenge(group_commitment, key.group_public_key, msg)
+    if len(ctx.commitments) < key.min_signers:
+        raise FrostError(f"need at least {key.min_signers} signers, got {len(ctx.commitments)}")
+    if ctx.group_public_key != key.group_public_key:
+        raise FrostError("signing context is for another group key")
+    lambda_i = derive_interpolating_value(ctx.participants, key.identifier)
     z = group.scalar_add(
-        group.scalar_add(nonces.hiding, group.scalar_mul(nonces.binding, binding_factors[key.identifier])),
-        group.scalar_mul(group.scalar_mul(lambda_i, key.signing_share), challenge),
+        group.scalar_add(nonces.hiding, group.scalar_mul(nonces.binding, ctx.binding_factors[key.identifier])),
+        group.scalar_mul(group.scalar_mul(lambda_i, key.signing_share), ctx.challenge),
     )
     return SignatureShare(key.identifier, z)
 
@@ -252,11 +331,13 @@ def aggregate(
     sig_shares: Sequence[SignatureShare],
 ) -> bytes:
     """RFC ``aggregate``: no share checks; use ``aggregate_verified`` to attribute failures."""
-    validate_commitment_list(commitments)
-    if sorted(s.identifier for s in sig_shares) != participants_from_commitment_list(commitments):
+    return _aggregate(signing_context(group_public_key, commitments, msg), sig_shares)
+
+
+def _aggregate(ctx: SigningContext, sig_shares: Sequence[SignatureShare]) -> bytes:
+    if sorted(s.identifier for s in sig_shares) != ctx.participants:
         raise FrostError("signature shares do not match the commitment list")
-    binding_factors = compute_binding_factors(group_public_key, commitments, msg)
-    group_commitment = compute_group_commitment(commitments, binding_factors)
+    group_commitment = ctx.group_commitment
     z = group.ZERO
     for s in sig_shares:
         try:
@@ -275,8 +356,11 @@ def verify_signature_share(
     msg: bytes,
 ) -> bool:
     """RFC ``verify_signature_share``; the signer's commitment is looked up in ``commitments``."""
-    validate_commitment_list(commitments)
-    own = [c for c in commitments if c.identifier == identifier]
+    return _verify_share(identifier, verifying_share, sig_share, signing_context(group_public_key, commitments, msg))
+
+
+def _verify_share(identifier: int, verifying_share: Element, sig_share: Scalar, ctx: SigningContext) -> bool:
+    own = [c for c in ctx.commitments if c.identifier == identifier]
     if len(own) != 1:
         return False
     try:
@@ -284,15 +368,10 @@ def verify_signature_share(
         group.deserialize_element(verifying_share)
     except group.GroupError:
         return False
-    binding_factors = compute_binding_factors(group_public_key, commitments, msg)
-    group_commitment = compute_group_commitment(commitments, binding_factors)
-    comm_share = group.point_add(own[0].hiding, group.point_mult(binding_factors[identifier], own[0].binding))
-    challenge = compute_challenge(group_commitment, group_public_key, msg)
-    lambda_i = derive_interpolating_value(participants_from_commitment_list(commitments), identifier)
+    comm_share = group.point_add(own[0].hiding, group.point_mult(ctx.binding_factors[identifier], own[0].binding))
+    lambda_i = derive_interpolating_value(ctx.participants, identifier)
     lhs = group.base_mult(z)
-    rhs = group.point_add(
-        comm_share, group.point_mult(group.scalar_mul(challenge, lambda_i), verifying_share)
-    )
+    rhs = group.point_add(comm_share, group.point_mult(group.scalar_mul(ctx.challenge, lambda_i), verifying_share))
     return lhs == rhs
 
 
@@ -303,12 +382,16 @@ def identify_cheaters(
     sig_shares: Sequence[SignatureShare],
 ) -> list[int]:
     """Identifiers whose share fails verification, so the coordinator can exclude them and retry."""
+    return _identify_cheaters(signing_context(public.group_public_key, commitments, msg), public, sig_shares)
+
+
+def _identify_cheaters(
+    ctx: SigningContext, public: PublicKeyPackage, sig_shares: Sequence[SignatureShare]
+) -> list[int]:
     bad = []
     for s in sorted(sig_shares, key=lambda s: s.identifier):
         vs = public.verifying_shares.get(s.identifier)
-        if vs is None or not verify_signature_share(
-            s.identifier, vs, s.share, commitments, public.group_public_key, msg
-        ):
+        if vs is None or not _verify_share(s.identifier, vs, s.share, ctx):
             bad.append(s.identifier)
     return bad
 
@@ -324,16 +407,27 @@ def aggregate_verified(
     Checking the final signature first keeps the honest path to one verification instead of t."""
     if len(commitments) < public.min_signers:
         raise FrostError(f"need at least {public.min_signers} signers, got {len(commitments)}")
+    return aggregate_with_context(signing_context(public.group_public_key, commitments, msg), public, sig_shares)
+
+
+def aggregate_with_context(
+    ctx: SigningContext, public: PublicKeyPackage, sig_shares: Sequence[SignatureShare]
+) -> bytes:
+    """``aggregate_verified`` reusing a context the aggregator already computed (as one of the signers)."""
+    if len(ctx.commitments) < public.min_signers:
+        raise FrostError(f"need at least {public.min_signers} signers, got {len(ctx.commitments)}")
+    if ctx.group_public_key != public.group_public_key:
+        raise FrostError("signing context is for another group key")
     try:
-        sig = aggregate(commitments, msg, public.group_public_key, sig_shares)
+        sig = _aggregate(ctx, sig_shares)
     except FrostError as exc:
         if exc.culprits:
             raise
         sig = b""
-    if sig and verify_signature(public.group_public_key, msg, sig):
+    if sig and verify_signature(public.group_public_key, ctx.msg, sig):
         return sig
-    culprits = identify_cheaters(commitments, msg, public, sig_shares)
-    missing = set(participants_from_commitment_list(commitments)) - {s.identifier for s in sig_shares}
+    culprits = _identify_cheaters(ctx, public, sig_shares)
+    missing = set(ctx.participants) - {s.identifier for s in sig_shares}
     raise FrostError("aggregate signature invalid", [*culprits, *missing])
 
 
@@ -342,7 +436,7 @@ def verify_signature(group_public_key: Element, msg: bytes, signature: bytes) ->
     if len(group_public_key) != 32 or len(signature) != 64:
         return False
     try:
-        nacl.signing.VerifyKey(group_public_key).verify(msg, signature)
+        sodium.crypto_sign_open(signature + msg, group_public_key)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
         return False
     return True
@@ -437,5 +531,7 @@ def sign_with_quorum(
     for i in sorted(keys):
         nonces[i], c = commit(i, keys[i].signing_share, rand_bytes)
         commitments.append(c)
-    shares = [sign(keys[i], nonces[i], msg, commitments) for i in sorted(keys)]
-    return aggregate_verified(commitments, msg, public, shares)
+    # One process made every commitment, so none needs checking, and one context serves all signers.
+    ctx = signing_context(public.group_public_key, commitments, msg, checked=set(keys))
+    shares = [sign_with_context(keys[i], nonces[i], ctx) for i in sorted(keys)]
+    return aggregate_with_context(ctx, public, shares)

@@ -121,7 +121,10 @@ def point_add(p: Element, q: Element) -> Element:
 
 
 def point_sum(points: list[Element]) -> Element:
-    acc = IDENTITY
-    for p in points:
+    """n-1 additions (not n: starting from the identity would cost one more)."""
+    if not points:
+        return IDENTITY
+    acc = points[0]
+    for p in points[1:]:
         acc = point_add(acc, p)
     return acc

@@ -16,6 +16,7 @@ encoded ``commands.CAResult``; ``execute`` never raises on bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import struct
 from collections.abc import Callable, Sequence
@@ -150,11 +151,8 @@ class CAApplication:
         cert = x509.load_der_x509_certificate(self.issuer_certificates[-1])
         key = cert.public_key()
         assert isinstance(key, ed25519.Ed25519PublicKey)
-        base = self.policy.issuer
-        return cax509.IssuerProfile(
-            cert.subject, key.public_bytes_raw(), base.crl_url, base.ocsp_url, base.ca_issuers_url, base.policies,
-            cert.not_valid_after_utc,
-        )
+        return dataclasses.replace(self.policy.issuer, name=cert.subject, public_key=key.public_bytes_raw(),
+                                   not_after=cert.not_valid_after_utc)
 
     def status(self, serial: int) -> IssuedCertificate | None:
         return self.issued.get(serial_bytes(serial)) if serial > 0 else None
@@ -225,8 +223,8 @@ class CAApplication:
         for key in [k for k, c in self.challenges.items() if now_us - c.created_us > self.policy.challenge_ttl_us]:
             del self.challenges[key]
         for pid in [p for p, v in sorted(self.pending.items()) if now_us - v.created_us > self.policy.pending_ttl_us]:
-            del self.pending[pid]
-            self.emit(PendingExpired(pid))
+            gone = self.pending.pop(pid)
+            self.emit(PendingExpired(pid, gone.request_id))
         self.revocation.expire(now_us)
         self.root.expire(now_us)
         for pid in self.serials.expire(now_us, self.policy.pending_ttl_us):

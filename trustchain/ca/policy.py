@@ -24,6 +24,32 @@ def _any_payment(reference: str, account: bytes) -> bool:
 
 ACCOUNT_LIMIT = Limit(50, 3_600_000_000)  # 50 requests per account per hour
 DOMAIN_LIMIT = Limit(50, 7 * 86_400_000_000)  # 50 certificates per registered domain per week
+
+
+@dataclass(frozen=True)
+class CALimits:
+    """The CA's issuance rates, part of the replicated genesis policy (`limits.ca` in genesis.json,
+    `trustchain.app.limits`): every replica counts the same requests in consensus time. The defaults
+    are the safe ones (``ACCOUNT_LIMIT``, ``DOMAIN_LIMIT``); a load-test cluster raises them in its own
+    genesis, never by a switch a running node could flip."""
+
+    requests_per_account: int = ACCOUNT_LIMIT.count
+    account_window_us: int = ACCOUNT_LIMIT.window_us
+    certificates_per_domain: int = DOMAIN_LIMIT.count
+    domain_window_us: int = DOMAIN_LIMIT.window_us
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+
+    @property
+    def account_limit(self) -> Limit:
+        return Limit(self.requests_per_account, self.account_window_us)
+
+    @property
+    def domain_limit(self) -> Limit:
+        return Limit(self.certificates_per_domain, self.domain_window_us)
 MIN_LIFETIME = dt.timedelta(minutes=1)
 NODE_MIN_LIFETIME = dt.timedelta(seconds=10)  # node certificates may be short-lived (tests, fast rotation)
 

@@ -42,131 +42,52 @@ that missed a session deadline is *suspect*: every aggregation picks it last unt
 again, so a crashed signer is not chosen over and over for each issuance.
 
 All messages are Ed25519-signed by the sending validator over a domain-separated encoding.
+
+Batching. Everything one input makes a validator send to one peer leaves as one message: the sign
+requests for all the issuances a consensus batch recorded go to a signer together (``SignRequests``),
+and its shares come back together (``Shares``), so the per-message costs (one Ed25519 signature and
+one verification, one transport frame) are paid per batch, not per certificate. Each party derives a
+session's ``frost.SigningContext`` once: the aggregator signs its own share and aggregates with it.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from trustchain.ca import commands as cacommands
 from trustchain.ca import frost
 from trustchain.ca.group import RandBytes
+from trustchain.ca.signing_messages import (
+    DOMAIN,
+    EPOCH_SHIFT,
+    MAX_BATCH,
+    ROOT_DOMAIN,
+    VERSION,
+    CommitmentRequest,
+    Commitments,
+    MsgKind,
+    PublishedCommitment,
+    SessionCommitment,
+    Share,
+    Shares,
+    SignedMessage,
+    SignRequest,
+    SignRequests,
+    coalesce,
+    open_message,
+    seal,
+)
 from trustchain.crypto.signing import ED25519, Signer, Verifier
-from trustchain.encoding import DecodeError, decode, encode
+from trustchain.encoding import DecodeError
 
-_DOMAIN = b"trustchain/ca/frost-signing/v1\x00"
-#: The root key's signing service (root CRL, OCSP for issuing CAs) signs its messages under this domain, so
-#: that no message of one service is ever taken for the other's.
-ROOT_DOMAIN = b"trustchain/ca/frost-signing/root/v1\x00"
-VERSION = 1
-EPOCH_SHIFT = 32
-
-
-# --- wire messages ------------------------------------------------------------------------------
-
-
-class MsgKind(IntEnum):
-    COMMITMENTS = 1
-    SIGN_REQUEST = 2
-    SHARE = 3
-    COMMITMENT_REQUEST = 4
-
-
-@dataclass(frozen=True)
-class PublishedCommitment:
-    """A round-1 commitment pre-published by its signer to one aggregator, named by ``nonce_id``."""
-
-    nonce_id: int
-    hiding: bytes
-    binding: bytes
-
-
-@dataclass(frozen=True)
-class Commitments:
-    commitments: tuple[PublishedCommitment, ...]
-
-
-@dataclass(frozen=True)
-class CommitmentRequest:
-    count: int
-
-
-@dataclass(frozen=True)
-class SessionCommitment:
-    identifier: int
-    nonce_id: int
-    hiding: bytes
-    binding: bytes
-
-
-@dataclass(frozen=True)
-class SignRequest:
-    pending_id: int
-    session: int
-    commitments: tuple[SessionCommitment, ...]
-
-
-@dataclass(frozen=True)
-class Share:
-    pending_id: int
-    session: int
-    share: bytes
-    replenish: tuple[PublishedCommitment, ...]
-
-
-_KIND_TYPES: dict[MsgKind, type] = {
-    MsgKind.COMMITMENTS: Commitments,
-    MsgKind.SIGN_REQUEST: SignRequest,
-    MsgKind.SHARE: Share,
-    MsgKind.COMMITMENT_REQUEST: CommitmentRequest,
-}
-_TYPE_KINDS = {v: k for k, v in _KIND_TYPES.items()}
-
-
-@dataclass(frozen=True)
-class SignedMessage:
-    version: int
-    kind: int
-    sender: int
-    receiver: int
-    body: bytes
-    signature: bytes
-
-    def signing_bytes(self, domain: bytes = _DOMAIN) -> bytes:
-        return domain + struct.pack(">QQQQ", self.version, self.kind, self.sender, self.receiver) + self.body
-
-
-def seal(signer: Signer, sender: int, receiver: int, message: Any, domain: bytes = _DOMAIN) -> bytes:
-    """Sign ``message`` from ``sender`` to ``receiver`` (the receiver is signed so a message cannot be
-    replayed to another validator; ``domain`` names the key the service signs with)."""
-    kind = int(_TYPE_KINDS[type(message)])
-    unsigned = SignedMessage(VERSION, kind, sender, receiver, encode(message), b"")
-    return encode(SignedMessage(VERSION, kind, sender, receiver, unsigned.body,
-                                signer.sign(unsigned.signing_bytes(domain))))
-
-
-def open_message(
-    data: bytes, peers: Mapping[int, bytes], receiver: int, verifier: Verifier = ED25519, domain: bytes = _DOMAIN
-) -> tuple[int, Any]:
-    """(sender, message) of authenticated bytes; raises ``DecodeError`` for anything else."""
-    msg = decode(SignedMessage, data)
-    if msg.version != VERSION:
-        raise DecodeError(f"SignedMessage.version: unsupported {msg.version}")
-    if msg.receiver != receiver:
-        raise DecodeError("SignedMessage.receiver: not addressed to this validator")
-    key = peers.get(msg.sender)
-    if key is None or not verifier.verify(key, msg.signing_bytes(domain), msg.signature):
-        raise DecodeError(f"SignedMessage: bad signature or unknown sender {msg.sender}")
-    try:
-        cls = _KIND_TYPES[MsgKind(msg.kind)]
-    except ValueError:
-        raise DecodeError(f"SignedMessage.kind: unknown {msg.kind}") from None
-    return msg.sender, decode(cls, msg.body)
-
+__all__ = [
+    "DOMAIN", "EPOCH_SHIFT", "MAX_BATCH", "ROOT_DOMAIN", "VERSION",
+    "CommitmentRequest", "Commitments", "Effect", "Misbehaviour", "MsgKind",
+    "PublishedCommitment", "Send", "SessionCommitment", "SetTimer", "Share", "Shares", "SignRequest", "SignRequests",
+    "SignedMessage", "SigningConfig", "SigningService", "SubmitFinalize", "TimerKey", "open_message", "seal",
+]
 
 # --- effects ------------------------------------------------------------------------------------
 
@@ -231,6 +152,18 @@ class _Session:
     commitments: list[frost.SigningCommitment]
     shares: dict[int, frost.SignatureShare] = field(default_factory=dict)
     done: bool = False
+    context: frost.SigningContext | None = None  # set when our own share computed it
+
+
+@dataclass(frozen=True)
+class _Out:
+    """A message to send, before ``_flush`` coalesces one input's messages per receiver."""
+
+    to: int
+    message: Any
+
+
+_Internal = Effect | _Out
 
 
 class SigningService:
@@ -247,7 +180,7 @@ class SigningService:
         config: SigningConfig | None = None,
         epoch: int = 0,
         verifier: Verifier = ED25519,
-        domain: bytes = _DOMAIN,
+        domain: bytes = DOMAIN,
     ) -> None:
         assert key.identifier in peers and peers[key.identifier] == signer.public_key
         assert set(public.verifying_shares) == set(peers)
@@ -282,24 +215,28 @@ class SigningService:
 
     def start(self, now_us: int) -> list[Effect]:
         """Pre-publish a pool of round-1 commitments to every aggregator (including ourselves)."""
-        effects: list[Effect] = []
+        effects: list[_Internal] = []
         for agg in self.ids:
             fresh = self._new_commitments(agg, self.config.pool_size)
             if agg == self.me:
                 self._add_to_pool(self.me, fresh)
             else:
                 effects.append(self._send(agg, Commitments(fresh)))
-        return effects
+        return _flush(self, effects)
 
     def aggregator(self, pending_id: int, attempt: int) -> int:
         return self.ids[(pending_id + attempt) % len(self.ids)]
 
     def on_pending(self, pending_id: int, tbs: bytes, now_us: int) -> list[Effect]:
         """Our replica recorded ``events.PendingRecorded``: arm the attempt timer, maybe aggregate."""
+        return _flush(self, self._on_pending(pending_id, tbs, now_us))
+
+    def _on_pending(self, pending_id: int, tbs: bytes, now_us: int) -> list[_Internal]:
         if pending_id in self.pending or self._done(pending_id):
             return []
         self.pending[pending_id] = _Pending(tbs, now_us)
-        effects: list[Effect] = [SetTimer(TimerKey("attempt", pending_id, 1), now_us + self.config.attempt_timeout_us)]
+        timer = SetTimer(TimerKey("attempt", pending_id, 1), now_us + self.config.attempt_timeout_us)
+        effects: list[_Internal] = [timer]
         if self.aggregator(pending_id, 0) == self.me:
             effects += self._start_session(pending_id, now_us)
         for sender, req in self.early.pop(pending_id, []):
@@ -307,6 +244,9 @@ class SigningService:
         return effects
 
     def on_message(self, data: bytes, now_us: int) -> list[Effect]:
+        return _flush(self, self._on_message(data, now_us))
+
+    def _on_message(self, data: bytes, now_us: int) -> list[_Internal]:
         try:
             sender, msg = open_message(data, self.peers, self.me, self.verifier, self.domain)
         except DecodeError:
@@ -329,23 +269,39 @@ class SigningService:
                 del self.nonces[(sender, nid)]
             return [self._send(sender, Commitments(self._new_commitments(sender, count)))]
         if isinstance(msg, SignRequest):
-            if self._done(msg.pending_id):
-                return []
-            if msg.pending_id not in self.pending:  # our replica has not executed it yet
-                queue = self.early.setdefault(msg.pending_id, [])
-                if len(queue) < len(self.ids) * 4:
-                    queue.append((sender, msg))
-                return []
-            return self._on_sign_request(sender, msg)
+            return self._on_sign_request_or_hold(sender, msg)
+        if isinstance(msg, SignRequests):
+            effects: list[_Internal] = []
+            for req in msg.requests[:MAX_BATCH]:
+                effects += self._on_sign_request_or_hold(sender, req)
+            return effects
+        if isinstance(msg, Shares):
+            effects = []
+            for share in msg.shares[:MAX_BATCH]:
+                effects += self._on_share(sender, share, now_us)
+            return effects
         assert isinstance(msg, Share)
         return self._on_share(sender, msg, now_us)
 
+    def _on_sign_request_or_hold(self, sender: int, msg: SignRequest) -> list[_Internal]:
+        if self._done(msg.pending_id):
+            return []
+        if msg.pending_id not in self.pending:  # our replica has not executed it yet
+            queue = self.early.setdefault(msg.pending_id, [])
+            if len(queue) < len(self.ids) * 4:
+                queue.append((sender, msg))
+            return []
+        return self._on_sign_request(sender, msg)
+
     def on_timer(self, key: TimerKey, now_us: int) -> list[Effect]:
+        return _flush(self, self._on_timer(key, now_us))
+
+    def _on_timer(self, key: TimerKey, now_us: int) -> list[_Internal]:
         p = self.pending.get(key.pending_id)
         if p is None:
             return []
         if key.kind == "attempt":
-            effects: list[Effect] = [
+            effects: list[_Internal] = [
                 SetTimer(TimerKey("attempt", key.pending_id, key.value + 1), now_us + self.config.attempt_timeout_us)
             ]
             if self.aggregator(key.pending_id, key.value) == self.me:
@@ -378,12 +334,12 @@ class SigningService:
         transfer or recovery emits no events), stop work on the ones that are gone. Pending ids are
         assigned in increasing order, so every id below the smallest pending one is done: the
         ``finalized`` set is compacted to that bound and stays small."""
-        effects: list[Effect] = []
+        effects: list[_Internal] = []
         for pid in sorted(set(self.pending) - set(pending)):
             effects += self.on_finalized(pid)
         for pid in sorted(pending):
             if pid not in self.pending and not self._done(pid):
-                effects += self.on_pending(pid, pending[pid], now_us)
+                effects += self._on_pending(pid, pending[pid], now_us)
         seen = max([*self.finalized, *self.pending, self.done_below - 1])
         floor = min(pending) if pending else seen + 1
         if floor > self.done_below:
@@ -391,7 +347,7 @@ class SigningService:
             self.finalized = {p for p in self.finalized if p >= floor}
             for pid in [p for p in self.early if p < floor]:
                 del self.early[pid]
-        return effects
+        return _flush(self, effects)
 
     def _done(self, pending_id: int) -> bool:
         return pending_id < self.done_below or pending_id in self.finalized
@@ -408,10 +364,10 @@ class SigningService:
             out.append(PublishedCommitment(nid, c.hiding, c.binding))
         return tuple(out)
 
-    def _make_share(self, nonces: frost.SigningNonces, msg: bytes, commitments: list[frost.SigningCommitment]) -> bytes:
-        return frost.sign(self.key, nonces, msg, commitments).share
+    def _make_share(self, nonces: frost.SigningNonces, ctx: frost.SigningContext) -> bytes:
+        return frost.sign_with_context(self.key, nonces, ctx).share
 
-    def _sign(self, aggregator: int, req: SignRequest) -> bytes | None:
+    def _sign(self, aggregator: int, req: SignRequest) -> tuple[bytes, frost.SigningContext] | None:
         p = self.pending.get(req.pending_id)
         own = [c for c in req.commitments if c.identifier == self.me]
         if p is None or len(own) != 1:
@@ -422,15 +378,17 @@ class SigningService:
             return None
         commitments = [frost.SigningCommitment(c.identifier, c.hiding, c.binding) for c in req.commitments]
         try:
-            return self._make_share(nonces, p.tbs, commitments)
+            # our own commitment is checked against the nonces by ``sign_with_context``, not re-validated
+            ctx = frost.signing_context(self.public.group_public_key, commitments, p.tbs, checked=(self.me,))
+            return self._make_share(nonces, ctx), ctx
         except frost.FrostError:
             return None
 
-    def _on_sign_request(self, sender: int, req: SignRequest) -> list[Effect]:
-        share = self._sign(sender, req)
-        if share is None:
+    def _on_sign_request(self, sender: int, req: SignRequest) -> list[_Internal]:
+        signed = self._sign(sender, req)
+        if signed is None:
             return []
-        return [self._send(sender, Share(req.pending_id, req.session, share, self._new_commitments(sender, 1)))]
+        return [self._send(sender, Share(req.pending_id, req.session, signed[0], self._new_commitments(sender, 1)))]
 
     # -- aggregator side ---------------------------------------------------------------------------
 
@@ -447,8 +405,8 @@ class SigningService:
                 break
             pool.setdefault(c.nonce_id, frost.SigningCommitment(signer, c.hiding, c.binding))
 
-    def _retry_waiting(self, now_us: int) -> list[Effect]:
-        effects: list[Effect] = []
+    def _retry_waiting(self, now_us: int) -> list[_Internal]:
+        effects: list[_Internal] = []
         for pid in sorted(k for k, v in self.pending.items() if v.waiting):
             if pid in self.pending and self.pending[pid].waiting:
                 effects += self._start_session(pid, now_us)
@@ -460,10 +418,10 @@ class SigningService:
         usable = [i for i in self.ids if i not in self.cheaters and i not in p.slow and self.pools[i]]
         return sorted(usable, key=lambda i: (i != self.me, i in self.suspect, i))
 
-    def _start_session(self, pending_id: int, now_us: int) -> list[Effect]:
+    def _start_session(self, pending_id: int, now_us: int) -> list[_Internal]:
         p = self.pending[pending_id]
         p.waiting = False
-        effects: list[Effect] = []
+        effects: list[_Internal] = []
         for i in self.ids:
             if i == self.me or i in self.cheaters or len(self.pools[i]) >= 2:
                 continue
@@ -498,15 +456,16 @@ class SigningService:
         effects.append(SetTimer(TimerKey("session", pending_id, sid), now_us + self.config.session_timeout_us))
         for i in chosen:
             if i == self.me:
-                share = self._sign(self.me, req)
+                signed = self._sign(self.me, req)
                 self._add_to_pool(self.me, self._new_commitments(self.me, 1))
-                if share is not None:
-                    session.shares[self.me] = frost.SignatureShare(self.me, share)
+                if signed is not None:
+                    session.shares[self.me] = frost.SignatureShare(self.me, signed[0])
+                    session.context = signed[1]
             else:
                 effects.append(self._send(i, req))
         return effects + self._try_aggregate(sid, now_us)
 
-    def _on_share(self, sender: int, msg: Share, now_us: int) -> list[Effect]:
+    def _on_share(self, sender: int, msg: Share, now_us: int) -> list[_Internal]:
         self._add_to_pool(sender, msg.replenish[:1])
         self.suspect.discard(sender)
         session = self.sessions.get(msg.session)
@@ -517,7 +476,7 @@ class SigningService:
         session.shares[sender] = frost.SignatureShare(sender, msg.share)
         return self._try_aggregate(msg.session, now_us)
 
-    def _try_aggregate(self, sid: int, now_us: int) -> list[Effect]:
+    def _try_aggregate(self, sid: int, now_us: int) -> list[_Internal]:
         session = self.sessions[sid]
         if len(session.shares) < len(session.commitments):
             return []
@@ -527,9 +486,12 @@ class SigningService:
             return []
         shares = [session.shares[i] for i in sorted(session.shares)]
         try:
-            signature = frost.aggregate_verified(session.commitments, p.tbs, self.public, shares)
+            if session.context is not None:
+                signature = frost.aggregate_with_context(session.context, self.public, shares)
+            else:
+                signature = frost.aggregate_verified(session.commitments, p.tbs, self.public, shares)
         except frost.FrostError as exc:
-            effects: list[Effect] = []
+            effects: list[_Internal] = []
             for culprit in exc.culprits:
                 reason = f"invalid signature share for pending issuance {session.pending_id}"
                 self.cheaters.setdefault(culprit, reason)
@@ -543,5 +505,21 @@ class SigningService:
         command = cacommands.finalize_command(session.pending_id, signature)
         return [SubmitFinalize(session.pending_id, signature, command)]
 
-    def _send(self, to: int, message: Any) -> Send:
-        return Send(to, seal(self.signer, self.me, to, message, self.domain))
+    def _send(self, to: int, message: Any) -> _Out:
+        return _Out(to, message)
+
+
+def _flush(service: SigningService, effects: list[_Internal]) -> list[Effect]:
+    """One input's effects with its messages coalesced: one sealed message per receiver and kind,
+    sign requests into ``SignRequests``, shares into ``Shares``, commitments into one ``Commitments``."""
+    out: list[Effect] = []
+    queued: dict[int, dict[type, list[Any]]] = {}
+    for e in effects:
+        if isinstance(e, _Out):
+            queued.setdefault(e.to, {}).setdefault(type(e.message), []).append(e.message)
+        else:
+            out.append(e)
+    for to, kinds in queued.items():
+        for cls, items in kinds.items():
+            out += [Send(to, seal(service.signer, service.me, to, m, service.domain)) for m in coalesce(cls, items)]
+    return out

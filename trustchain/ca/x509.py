@@ -50,12 +50,24 @@ class CertificateError(TrustChainError, ValueError):
 
 
 @dataclass(frozen=True)
+class PKIMirrors:
+    """Further URLs of an issuer's CRL, OCSP responder and certificate (see `IssuerProfile`)."""
+
+    crl: tuple[str, ...] = ()
+    ocsp: tuple[str, ...] = ()
+    ca_issuers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class IssuerProfile:
     """What a CA puts into the certificates it issues: its name, key, and revocation endpoints.
 
     For the CA/B Forum BRs the name needs C, O and CN, and the URLs must be public (http) names.
     ``not_after`` is the issuer certificate's own notAfter: nothing it signs may outlive it (RFC 5280
-    6.1.3 would reject the tail of such a certificate), so issued validity is clamped to it."""
+    6.1.3 would reject the tail of such a certificate), so issued validity is clamped to it.
+    ``mirrors``: more servers of the same documents, after the preferred URLs above, e.g. every other
+    validator (the CRL's as further names of its one distribution point, RFC 5280 4.2.1.13; OCSP and
+    issuer URLs as further access descriptions in priority order)."""
 
     name: x509.Name
     public_key: bytes
@@ -64,6 +76,19 @@ class IssuerProfile:
     ca_issuers_url: str
     policies: tuple[x509.ObjectIdentifier, ...] = field(default=(DOMAIN_VALIDATED,))
     not_after: dt.datetime | None = None
+    mirrors: PKIMirrors | None = None
+
+    @property
+    def crl_urls(self) -> tuple[str, ...]:
+        return (self.crl_url, *(self.mirrors.crl if self.mirrors else ()))
+
+    @property
+    def ocsp_urls(self) -> tuple[str, ...]:
+        return (self.ocsp_url, *(self.mirrors.ocsp if self.mirrors else ()))
+
+    @property
+    def ca_issuers_urls(self) -> tuple[str, ...]:
+        return (self.ca_issuers_url, *(self.mirrors.ca_issuers if self.mirrors else ()))
 
     def ed25519_key(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(self.public_key)
@@ -152,22 +177,17 @@ def _issued_by(builder: x509.CertificateBuilder, issuer: IssuerProfile) -> x509.
         )
         .add_extension(
             x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(issuer.crl_url)], None, None, None)]
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(u) for u in issuer.crl_urls], None, None,
+                                        None)]
             ),
             critical=False,
         )
         .add_extension(
             x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP,
-                        x509.UniformResourceIdentifier(issuer.ocsp_url),
-                    ),
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS,
-                        x509.UniformResourceIdentifier(issuer.ca_issuers_url),
-                    ),
-                ]
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u))
+                 for u in issuer.ocsp_urls]
+                + [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(u))
+                   for u in issuer.ca_issuers_urls]
             ),
             critical=False,
         )

@@ -29,6 +29,7 @@ __all__ = [
     "InvalidMessage",
     "SignatureChecker",
     "check_checkpoint_proof",
+    "check_commit_certificate",
     "check_committed",
     "check_pre_prepare",
     "check_prepared",
@@ -137,6 +138,28 @@ def check_prepared(checker: SignatureChecker, cert: PreparedCertificate) -> PreP
 def check_committed(checker: SignatureChecker, entry: CommittedEntry) -> PrePrepare:
     """A pre-prepare plus a quorum of commits from distinct replicas in the same view."""
     pp = check_pre_prepare(checker, entry.pre_prepare)
+    voters = _distinct_votes(checker, entry.commits, Kind.COMMIT, pp.view, pp.seq, pp.batch_digest)
+    if len(voters) < checker.config.quorum:
+        raise InvalidMessage("committed_without_quorum", f"{len(voters)} commits for seq {pp.seq}")
+    return pp
+
+
+def check_commit_certificate(checker: SignatureChecker, entry: CommittedEntry) -> PrePrepare:
+    """What an observer checks of a committed batch: a quorum of commit signatures from distinct
+    validators over (view, seq, batch digest), and the batch hashing to that digest.
+
+    Neither the primary's pre-prepare signature nor the clients' request signatures are verified: the
+    quorum's commits bind the digest, the digest binds the batch and its timestamp, and honest
+    validators checked the requests before committing. That leaves 2f+1 verifications per batch,
+    whatever its size."""
+    try:
+        pp = entry.pre_prepare.open()
+    except DecodeError as exc:
+        raise InvalidMessage("malformed", str(exc)) from None
+    if entry.pre_prepare.kind != Kind.PRE_PREPARE or not isinstance(pp, PrePrepare):
+        raise InvalidMessage("wrong_kind", "a commit certificate must carry a pre-prepare")
+    if PrePrepare.compute_digest(pp.timestamp_us, pp.batch) != pp.batch_digest:
+        raise InvalidMessage("bad_digest", f"batch does not hash to its digest at seq {pp.seq}")
     voters = _distinct_votes(checker, entry.commits, Kind.COMMIT, pp.view, pp.seq, pp.batch_digest)
     if len(voters) < checker.config.quorum:
         raise InvalidMessage("committed_without_quorum", f"{len(voters)} commits for seq {pp.seq}")

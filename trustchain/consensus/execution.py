@@ -7,13 +7,12 @@ log with it without producing replies or votes; `_execute` is the live path arou
 
 from __future__ import annotations
 
-from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.consensus.apply import apply_batch, encode_state, restore_state
 from trustchain.consensus.core import TIMER_VIEW_CHANGE, ReplicaCore
 from trustchain.consensus.effects import Executed, PersistExecuted
 from trustchain.consensus.fair_queue import request_key
 from trustchain.consensus.messages import CommittedEntry, PrePrepare, Request
-from trustchain.consensus.replica_state import ClientRecord, Phase, ReplicaSnapshot
-from trustchain.encoding import decode, encode
+from trustchain.consensus.replica_state import ClientRecord, Phase
 
 __all__ = ["Execution"]
 
@@ -46,28 +45,11 @@ class Execution(ReplicaCore):
 
     def _apply_batch(self, entry: CommittedEntry, pp: PrePrepare) -> tuple[list[Request], list[ClientRecord]]:
         assert pp.seq == self._last_executed + 1, "execution must follow sequence order"
-        # Exactly once and in timestamp order per client: a request runs only if its timestamp is newer
-        # than the client's last executed one, counting those earlier in this same batch (a client with
-        # several requests in flight must not run one twice or move its record backwards).
-        fresh: list[Request] = []
-        newest_in_batch: dict[bytes, int] = {}
-        for req in pp.batch:
-            record = self._client_table.get(req.client)
-            last = newest_in_batch.get(req.client, -1 if record is None else record.timestamp)
-            if req.timestamp > last:
-                fresh.append(req)
-                newest_in_batch[req.client] = req.timestamp
-        time_us = max(pp.timestamp_us, self._last_time_us)
-        ctx = ExecutionContext(pp.seq, time_us)
-        ops = [Operation(r.client, r.timestamp, r.operation) for r in fresh]
-        results = self._app.execute(ops, ctx) if ops else []
-        assert len(results) == len(fresh), "an application must return one result per operation"
+        outcome = apply_batch(self._app, self._client_table, self._last_time_us, pp)
         self._last_executed = pp.seq
-        self._last_time_us = time_us
+        self._last_time_us = outcome.time_us
         self._cp.committed_log[pp.seq] = entry
-        records = [ClientRecord(req.client, req.timestamp, result) for req, result in zip(fresh, results, strict=True)]
-        for record in records:
-            self._client_table[record.client] = record
+        fresh, records = list(outcome.fresh), list(outcome.records)
         for req in pp.batch:
             self._drop_pending(request_key(req))
         return fresh, records
@@ -84,11 +66,7 @@ class Execution(ReplicaCore):
     # ------------------------------------------------------------------ the replicated state
 
     def _snapshot(self) -> bytes:
-        clients = tuple(self._client_table[c] for c in sorted(self._client_table))
-        return encode(ReplicaSnapshot(self._app.snapshot(), clients, self._last_time_us))
+        return encode_state(self._app, self._client_table, self._last_time_us)
 
     def _restore(self, snapshot: bytes) -> None:
-        snap = decode(ReplicaSnapshot, snapshot)
-        self._app.restore(snap.app)
-        self._client_table = {c.client: c for c in snap.clients}
-        self._last_time_us = snap.last_time_us
+        self._client_table, self._last_time_us = restore_state(self._app, snapshot)

@@ -8,9 +8,14 @@ check the answer against the zone's DS.
 
 Wire format of an operation (the consensus payload): `encode(DNSCommand(op, encode(body)))`, the body
 type chosen by `op` (`CreateZone`, `UpdateZone`, `Tick`, `DelegateZone`, `RevokeDelegation`,
-`DelegatedUpdate`; build them with the `*_command` functions). A tick re-signs any zone whose signing
-epoch has passed; the node submits one when no update has arrived for a while, so signatures never run
-out in a quiet zone.
+`DelegatedUpdate`, `ZoneKeys`; see `trustchain.dns.commands`, whose names this module re-exports). A tick
+re-signs any zone whose signing epoch has passed and takes any key rollover step that is due
+(`trustchain.dns.rollover`); the node submits one when no update has arrived for a while, so signatures
+never run out and rollovers go on in a quiet zone.
+
+Each zone is signed with the algorithm chosen at its creation (Ed25519 or ECDSA P-256), or is
+*presigned*: signed elsewhere, its DNSKEY, RRSIG and NSEC/NSEC3 records arrive in its updates and are
+served as they are.
 
 Dynamic updates (RFC 2136): a zone's owner delegates a scope of its zone to one validator
 (`trustchain.dns.delegation`); that validator's DNS listener turns TSIG-signed UPDATE messages into
@@ -27,174 +32,81 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import dns.name
-import dns.rcode
+import dns.rdatatype
 import dns.rrset
 
 from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.authorization.zones import VALIDATORS, ZonePolicy
 from trustchain.dns.authority import Authority
+from trustchain.dns.commands import (
+    KEY_ACTIONS,
+    MAX_DETAIL,
+    MAX_PAYLOAD,
+    OP_CREATE,
+    OP_DELEGATE,
+    OP_DELEGATED,
+    OP_KEYS,
+    OP_TICK,
+    OP_UNDELEGATE,
+    OP_UPDATE,
+    RCODE_FORMERR,
+    RCODE_NOERROR,
+    RCODE_NOTAUTH,
+    RCODE_REFUSED,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_UNCHANGED,
+    CreateZone,
+    DelegatedUpdate,
+    DelegateZone,
+    DNSCommand,
+    DNSResult,
+    RevokeDelegation,
+    Tick,
+    UpdateZone,
+    ZoneKeys,
+    create_command,
+    decode_result,
+    delegate_command,
+    delegated_update_command,
+    keys_command,
+    result_json,
+    tick_command,
+    undelegate_command,
+    update_command,
+)
 from trustchain.dns.delegation import Delegations, check_scope, new_delegation
-from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
-from trustchain.dns.dynamic_update import Prerequisite, UpdateRefused, check_prerequisites
-from trustchain.dns.keys import KeySet
+from trustchain.dns.dnssec import SignedZone, SigningPolicy, presigned_view, sign_zone
+from trustchain.dns.dynamic_update import UpdateRefused, check_prerequisites
+from trustchain.dns.edns_options import ServerIdentity
+from trustchain.dns.keys import KeySet, Role, parse_algorithm
 from trustchain.dns.limits import EMPTY, ZoneLimits, ZoneSize, check_limit
 from trustchain.dns.records import parse_owner
+from trustchain.dns.rollover import KeySchedule, key_seed
 from trustchain.dns.zone import RecordOp, Zone, ZoneUpdate, ZoneUpdateError
 from trustchain.encoding import DecodeError, decode, encode
 
-OP_CREATE, OP_UPDATE, OP_TICK = "create", "update", "tick"
-OP_DELEGATE, OP_UNDELEGATE, OP_DELEGATED = "delegate", "undelegate", "delegated_update"
-STATUS_OK, STATUS_UNCHANGED, STATUS_ERROR = "ok", "unchanged", "error"
-RCODE_NOERROR, RCODE_FORMERR = int(dns.rcode.NOERROR), int(dns.rcode.FORMERR)
-RCODE_REFUSED, RCODE_NOTAUTH = int(dns.rcode.REFUSED), int(dns.rcode.NOTAUTH)
-SNAPSHOT_VERSION = 3  # 2: zone owners; 3: delegations
-MAX_PAYLOAD = 64 * 1024
-MAX_DETAIL = 512
+__all__ = [
+    "OP_CREATE", "OP_DELEGATE", "OP_DELEGATED", "OP_KEYS", "OP_TICK", "OP_UNDELEGATE", "OP_UPDATE", "RCODE_FORMERR",
+    "RCODE_NOERROR", "RCODE_NOTAUTH", "RCODE_REFUSED", "SNAPSHOT_VERSION", "STATUS_ERROR", "STATUS_OK",
+    "STATUS_UNCHANGED", "CreateZone", "DNSApplication", "DNSCommand", "DNSResult", "DelegateZone", "DelegatedUpdate",
+    "OutsideValidated", "RevokeDelegation", "Tick", "UpdateZone", "ZoneKeys", "create_command", "decode_result",
+    "delegate_command", "delegated_update_command", "keys_command", "result_json", "tick_command",
+    "undelegate_command", "update_command", "zone_key_seeds",
+]
+
+SNAPSHOT_VERSION = 4  # 2: zone owners; 3: delegations; 4: per-zone key schedules, presigned zones
 OutsideValidated = Callable[[bytes, str], bool]
 
 
-@dataclass(frozen=True)
-class DNSCommand:
-    """The envelope every replica decodes first; `body` is `encode()` of the type `_OPS[op]` names."""
-
-    op: str
-    body: bytes
-
-
-@dataclass(frozen=True)
-class CreateZone:
-    """A new zone with SOA and apex NS; names relative to `origin` unless they end in a dot."""
-
-    origin: str  # absolute
-    primary_ns: str
-    admin: str  # the SOA RNAME in name form (hostmaster.example.)
-    nameservers: tuple[str, ...]
-    ttl: int = 3600
-
-
-@dataclass(frozen=True)
-class UpdateZone:
-    """A `ZoneUpdate` in wire form, applied all-or-nothing."""
-
-    origin: str
-    ops: tuple[RecordOp, ...]
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Nothing to carry: executing any batch re-signs the zones whose signing epoch has passed."""
-
-
-@dataclass(frozen=True)
-class DelegateZone:
-    """The owner of `origin` lets validator account `delegate` apply updates within `names` (patterns,
-    `*` labels match one or more labels) and `types`, received signed with TSIG key `key_name`, until
-    `expires_s` (consensus seconds since the epoch). Replaces an earlier one with the same three keys."""
-
-    origin: str
-    delegate: bytes
-    key_name: str
-    names: tuple[str, ...]
-    types: tuple[str, ...]
-    expires_s: int
-
-
-@dataclass(frozen=True)
-class RevokeDelegation:
-    origin: str
-    delegate: bytes
-    key_name: str
-
-
-@dataclass(frozen=True)
-class DelegatedUpdate:
-    """An RFC 2136 update a validator received signed with TSIG key `key_name`: prerequisites, then ops."""
-
-    origin: str
-    key_name: str
-    prerequisites: tuple[Prerequisite, ...]
-    ops: tuple[RecordOp, ...]
-
-
-@dataclass(frozen=True)
-class DNSResult:
-    """The deterministic answer of every honest replica: which command, and the zone's serial after it."""
-
-    status: str
-    detail: str = ""  # for errors: "<field>: <reason>"
-    op: str = ""  # the command answered ("" if it did not decode)
-    origin: str = ""  # the zone created or updated, absolute and lower-case
-    serial: int = 0  # its SOA serial afterwards
-    rcode: int = 0  # a delegated update's RFC 2136 response code (0, NOERROR, for everything else)
-
-    @property
-    def ok(self) -> bool:
-        return self.status != STATUS_ERROR
-
-
-def create_command(origin: str, *, primary_ns: str, admin: str, nameservers: Sequence[str],
-                   ttl: int = 3600) -> bytes:
-    """Raises ZoneUpdateError (naming the field) for what the wire cannot carry, e.g. a negative TTL."""
-    for key, value in (("origin", origin), ("primary_ns", primary_ns), ("admin", admin)):
-        if type(value) is not str:
-            raise ZoneUpdateError(f"create.{key}", "must be a string")
-    if isinstance(nameservers, str) or not all(type(ns) is str for ns in nameservers):
-        raise ZoneUpdateError("create.nameservers", "must be a list of names")
-    if type(ttl) is not int or not 0 <= ttl < 2**64:
-        raise ZoneUpdateError("create.ttl", f"bad TTL {ttl!r}: must be an unsigned 64-bit integer")
-    return _command(OP_CREATE, CreateZone(origin, primary_ns, admin, tuple(nameservers), ttl))
-
-
-def update_command(update: ZoneUpdate) -> bytes:
-    """Raises ZoneUpdateError (naming the field) for what the wire cannot carry, e.g. a negative TTL."""
-    if type(update.origin) is not str:
-        raise ZoneUpdateError("update.origin", "must be a string")
-    return _command(OP_UPDATE, UpdateZone(update.origin, update.records()))
-
-
-def tick_command() -> bytes:
-    return _command(OP_TICK, Tick())
-
-
-def delegate_command(origin: str, delegate: bytes, key_name: str, *, names: Sequence[str], types: Sequence[str],
-                     expires_s: int) -> bytes:
-    """The owner's grant (see `DelegateZone`); what the replicas would refuse is refused when executed."""
-    return _command(OP_DELEGATE, DelegateZone(origin, delegate, key_name, tuple(names), tuple(types), expires_s))
-
-
-def undelegate_command(origin: str, delegate: bytes, key_name: str) -> bytes:
-    return _command(OP_UNDELEGATE, RevokeDelegation(origin, delegate, key_name))
-
-
-def delegated_update_command(key_name: str, prerequisites: Sequence[Prerequisite], update: ZoneUpdate) -> bytes:
-    """What a validator orders for an RFC 2136 update it received signed with TSIG key `key_name`."""
-    return _command(OP_DELEGATED, DelegatedUpdate(update.origin, key_name, tuple(prerequisites), update.records()))
-
-
-def _command(op: str, body: CreateZone | UpdateZone | Tick | DelegateZone | RevokeDelegation | DelegatedUpdate
-             ) -> bytes:
-    return encode(DNSCommand(op, encode(body)))
-
-
-def decode_result(data: bytes) -> DNSResult:
-    return decode(DNSResult, data)
-
-
-def result_json(result: DNSResult) -> dict[str, Any]:
-    return asdict(result)
-
-
 def zone_key_seeds(master_seed: bytes, origin: dns.name.Name) -> tuple[bytes, bytes]:
-    """(KSK seed, ZSK seed) for `origin`: one master seed yields independent keys per zone, and the
-    same keys on every validator."""
-    label = origin.canonicalize().to_text().encode()
-    ksk = hashlib.sha256(b"trustchain/dns/ksk\0" + master_seed + b"\0" + label).digest()
-    zsk = hashlib.sha256(b"trustchain/dns/zsk\0" + master_seed + b"\0" + label).digest()
-    return ksk, zsk
+    """(KSK seed, ZSK seed) of a zone's first keys: one master seed yields independent keys per zone, and
+    the same keys on every validator (later generations: `trustchain.dns.rollover.key_seed`)."""
+    return key_seed(master_seed, origin, Role.KSK, 0), key_seed(master_seed, origin, Role.ZSK, 0)
 
 
 @dataclass
@@ -202,6 +114,7 @@ class _ZoneState:
     zone: Zone
     signed: SignedZone
     signed_at: int  # consensus seconds of the last signing; re-signing at it restores the same bytes
+    schedule: KeySchedule | None  # None: presigned, its keys are the outside signer's
 
 
 class DNSApplication:
@@ -234,7 +147,8 @@ class DNSApplication:
         self.policy = policy or SigningPolicy()
         self.clock_offset_s = clock_offset_s
         self.zones: dict[dns.name.Name, _ZoneState] = {}
-        self._keys: dict[dns.name.Name, KeySet] = {}
+        self._keys: dict[dns.name.Name, tuple[KeySchedule | None, KeySet]] = {}
+        self.identity = ServerIdentity()
         self.authority = Authority()
         self.applied = 0
         self.rejected = 0
@@ -248,8 +162,14 @@ class DNSApplication:
         self.last_time_s = max(self.last_time_s, now)
         changed: set[dns.name.Name] = set()
         results = [encode(self._apply(op.client, op.payload, now, changed)) for op in operations]
+        self._advance_keys(now, changed)
         self._sign(now, changed)
         return results
+
+    def set_identity(self, identity: ServerIdentity) -> None:
+        """This node's NSID and DNS cookie secret (node-local, never replicated)."""
+        self.identity = identity
+        self.authority.identity = identity
 
     def snapshot(self) -> bytes:
         doc = {
@@ -258,7 +178,8 @@ class DNSApplication:
             "rejected": self.rejected,
             "last_time_s": self.last_time_s,
             "zones": [
-                {"text": st.zone.to_text(), "signed_at": st.signed_at, "owner": self.owners.get(origin, b"").hex()}
+                {"text": st.zone.to_text(), "signed_at": st.signed_at, "owner": self.owners.get(origin, b"").hex(),
+                 "keys": st.schedule.to_json() if st.schedule is not None else None}
                 for origin, st in sorted(self.zones.items())
             ],
             "delegations": self.delegations.to_json(),
@@ -276,7 +197,8 @@ class DNSApplication:
         for item in doc["zones"]:
             zone = Zone.restore(str(item["text"]).encode("ascii"))
             signed_at = int(item["signed_at"])
-            zones[zone.origin] = _ZoneState(zone, self._sign_one(zone, signed_at, None), signed_at)
+            schedule = None if zone.presigned else KeySchedule.from_json(item["keys"])
+            zones[zone.origin] = _ZoneState(zone, self._sign_one(zone, schedule, signed_at, None), signed_at, schedule)
             if item.get("owner"):
                 owners[zone.origin] = bytes.fromhex(str(item["owner"]))
         delegations = Delegations.from_json(doc["delegations"], zones)
@@ -285,26 +207,39 @@ class DNSApplication:
         self.delegations = delegations
         self.applied, self.rejected = int(doc["applied"]), int(doc["rejected"])
         self.last_time_s = int(doc["last_time_s"])
-        self.authority = Authority()
+        self._keys = {}
+        self.authority = Authority(identity=self.identity)
         for st in zones.values():
             self.authority.load(st.zone, st.signed)
 
     # --- queries ------------------------------------------------------------------------------------
 
-    def answer(self, query_wire: bytes, now: int, *, max_udp: int | None) -> bytes:
+    def answer(self, query_wire: bytes, now: int, *, max_udp: int | None, client: str = "") -> bytes:
         """Serve a DNS query from the replicated zones (see `Authority.answer`)."""
-        return self.authority.answer(query_wire, now, max_udp=max_udp)
+        return self.authority.answer(query_wire, now, max_udp=max_udp, client=client)
 
     def keys_for(self, origin: dns.name.Name) -> KeySet:
-        keys = self._keys.get(origin)
-        if keys is None:
-            keys = self._keys[origin] = KeySet.initial(*zone_key_seeds(self.master_seed, origin))
-        return keys
+        """The zone's current keys, derived from the master seed and its replicated key schedule (a zone
+        not created yet: the first Ed25519 keys it would get)."""
+        st = self.zones.get(origin)
+        return self._keyset(origin, st.schedule if st is not None else None)
+
+    def _keyset(self, origin: dns.name.Name, schedule: KeySchedule | None) -> KeySet:
+        memo = self._keys.get(origin)
+        if memo is None or memo[0] != schedule:
+            keys = (schedule.keyset(self.master_seed, origin) if schedule is not None
+                    else KeySet.initial(*zone_key_seeds(self.master_seed, origin)))
+            memo = self._keys[origin] = (schedule, keys)
+        return memo[1]
 
     def ds(self, origin: str | dns.name.Name) -> dns.rrset.RRset:
-        """DS RRset of a zone, for its parent or as a validator's trust anchor."""
-        name = dns.name.from_text(origin) if isinstance(origin, str) else origin
-        return self.keys_for(name.canonicalize()).ds_records(name.canonicalize())
+        """DS RRset of a zone, for its parent or as a validator's trust anchor (a presigned zone: of its
+        DNSKEYs with the SEP flag)."""
+        name = (dns.name.from_text(origin) if isinstance(origin, str) else origin).canonicalize()
+        st = self.zones.get(name)
+        if st is not None and st.schedule is None:
+            return st.signed.ds()
+        return self.keys_for(name).ds_records(name)
 
     def digest(self) -> bytes:
         """SHA-256 over every zone's digest in canonical order: replicas compare this."""
@@ -428,8 +363,12 @@ class DNSApplication:
     def _create(self, account: bytes, cmd: CreateZone, now: int, changed: set[dns.name.Name]) -> DNSResult:
         if not cmd.origin.endswith("."):
             raise ZoneUpdateError("create.origin", "must be absolute (end with a dot)")
+        try:
+            algorithm = parse_algorithm(cmd.algorithm, "create.algorithm")
+        except ValueError as exc:
+            raise ZoneUpdateError("create.algorithm", str(exc).partition(": ")[2]) from None
         zone = Zone.create(cmd.origin, primary_ns=cmd.primary_ns, admin=cmd.admin, nameservers=cmd.nameservers,
-                           ttl=cmd.ttl)
+                           ttl=cmd.ttl, presigned=cmd.presigned)
         if zone.origin in self.zones:
             raise ZoneUpdateError("create.origin", f"zone {zone.origin} already exists")
         self._check_create(account, zone.origin)
@@ -439,7 +378,8 @@ class DNSApplication:
         self._check_size(zone.origin, owner, EMPTY, zone.size())
         if owner is not None:
             self.owners[zone.origin] = owner
-        self.zones[zone.origin] = _ZoneState(zone, self._sign_one(zone, now, None), now)
+        schedule = None if cmd.presigned else KeySchedule.initial(now, algorithm)
+        self.zones[zone.origin] = _ZoneState(zone, self._sign_one(zone, schedule, now, None), now, schedule)
         changed.add(zone.origin)
         return DNSResult(STATUS_OK, op=OP_CREATE, origin=zone.origin.to_text(), serial=zone.serial)
 
@@ -466,6 +406,34 @@ class DNSApplication:
 
     def _tick(self, account: bytes, cmd: Tick, now: int, changed: set[dns.name.Name]) -> DNSResult:
         return DNSResult(STATUS_OK, op=OP_TICK)
+
+    def _zone_keys(self, account: bytes, cmd: ZoneKeys, now: int, changed: set[dns.name.Name]) -> DNSResult:
+        """The owner's key operations: start a rollover, complete a KSK rollover, set key lifetimes."""
+        try:
+            origin = dns.name.from_text(cmd.origin).canonicalize()
+        except Exception as exc:  # dnspython raises several exception types on bad names
+            raise ZoneUpdateError("keys.origin", f"malformed name {cmd.origin[:64]!r}") from exc
+        st = self.zones.get(origin)
+        if st is None:
+            raise ZoneUpdateError("keys.origin", f"no such zone {origin}")
+        self._check_update(account, origin)
+        if st.schedule is None:
+            raise ZoneUpdateError("keys.origin", f"{origin} is presigned: its keys are its signer's")
+        if cmd.action not in KEY_ACTIONS:
+            raise ZoneUpdateError("keys.action", f"must be one of {', '.join(KEY_ACTIONS)}")
+        if cmd.action == "lifetimes":
+            schedule = st.schedule.with_lifetimes(cmd.zsk_lifetime_s, cmd.ksk_lifetime_s)
+        elif cmd.role not in ("ksk", "zsk") or (cmd.action == "complete" and cmd.role != "ksk"):
+            raise ZoneUpdateError("keys.role", "must be ksk or zsk (complete: ksk)")
+        elif cmd.action == "roll":
+            schedule = st.schedule.start(Role(cmd.role), now, self.master_seed, origin)
+        else:
+            schedule = st.schedule.complete_ksk(now, self.policy.dnskey_ttl)
+        status = STATUS_OK if schedule != st.schedule else STATUS_UNCHANGED
+        if schedule.entries != st.schedule.entries:
+            changed.add(origin)
+        st.schedule = schedule
+        return DNSResult(status, op=OP_KEYS, origin=origin.to_text(), serial=st.zone.serial)
 
     # --- delegations and dynamic updates ---------------------------------------------------------------
 
@@ -528,20 +496,48 @@ class DNSApplication:
 
     # --- signing ------------------------------------------------------------------------------------
 
+    def _advance_keys(self, now: int, changed: set[dns.name.Name]) -> None:
+        """Once per batch, at its consensus time: take every key rollover step that is due (a zone whose
+        keys change is re-signed in the same batch)."""
+        for origin, st in sorted(self.zones.items()):
+            schedule = st.schedule
+            if schedule is None or not (schedule.zsk_lifetime_s or schedule.ksk_lifetime_s
+                                        or schedule.rolling(Role.ZSK) or schedule.rolling(Role.KSK)):
+                continue
+            max_ttl = max((r.ttl for r in st.zone.rrsets()), default=0)
+            advanced = schedule.advance(now, self.policy.dnskey_ttl, max(max_ttl, self.policy.dnskey_ttl), origin,
+                                        self._parent_ds(origin), self.master_seed)
+            if advanced.entries != schedule.entries:
+                changed.add(origin)
+            st.schedule = advanced
+
+    def _parent_ds(self, origin: dns.name.Name) -> dns.rrset.RRset | None:
+        """The DS RRset for `origin` in its parent zone, when that parent is served here."""
+        name = origin
+        while len(name) > 1:
+            name = name.parent()
+            parent = self.zones.get(name)
+            if parent is not None:
+                return parent.zone.get(origin, dns.rdatatype.RdataType.DS)
+        return None
+
     def _sign(self, now: int, changed: set[dns.name.Name]) -> None:
-        """Once per batch: re-sign zones that changed, and any whose signing epoch has passed."""
+        """Once per batch: re-sign zones that changed (data or keys), and any whose signing epoch has
+        passed. Re-signing at the same time as a signing in this batch reuses every signature."""
         for origin, st in sorted(self.zones.items()):
             stale = st.signed.needs_resign(now)
             if origin not in changed and not stale:
                 continue
-            if stale or not st.signed.is_current(st.zone):  # else: created in this batch, signed already
-                st.signed = self._sign_one(st.zone, now, st.signed)
-                st.signed_at = now
-                self.resigns += stale
+            st.signed = self._sign_one(st.zone, st.schedule, now, st.signed)
+            st.signed_at = now
+            self.resigns += stale
             self.authority.load(st.zone, st.signed)
 
-    def _sign_one(self, zone: Zone, now: int, previous: SignedZone | None) -> SignedZone:
-        return sign_zone(zone, self.keys_for(zone.origin), now, self.policy, previous=previous)
+    def _sign_one(self, zone: Zone, schedule: KeySchedule | None, now: int, previous: SignedZone | None
+                  ) -> SignedZone:
+        if schedule is None:
+            return presigned_view(zone)
+        return sign_zone(zone, self._keyset(zone.origin, schedule), now, self.policy, previous=previous)
 
 
 def _error(op: str, detail: str, rcode: int = RCODE_NOERROR) -> DNSResult:
@@ -557,4 +553,5 @@ _OPS: dict[str, tuple[type[Any], _Handler]] = {
     OP_DELEGATE: (DelegateZone, DNSApplication._delegate),
     OP_UNDELEGATE: (RevokeDelegation, DNSApplication._undelegate),
     OP_DELEGATED: (DelegatedUpdate, DNSApplication._delegated),
+    OP_KEYS: (ZoneKeys, DNSApplication._zone_keys),
 }

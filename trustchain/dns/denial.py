@@ -116,8 +116,10 @@ def nsec3_chain(
     types_by_name: Mapping[dns.name.Name, frozenset[RdataType]],
     params: NSEC3Params,
     ttl: int,
+    unsigned: frozenset[dns.name.Name] = frozenset(),
 ) -> list[dns.rrset.RRset]:
-    """One NSEC3 per name, empty non-terminals included, ordered by hash."""
+    """One NSEC3 per name, empty non-terminals included, ordered by hash. Names in `unsigned` (delegations
+    without DS) hold no signed RRset, so their bitmap has no RRSIG (RFC 5155 7.1)."""
     all_names = with_empty_non_terminals(origin, types_by_name)
     hashed = sorted((nsec3_digest(name, params), name) for name in all_names)
     digests = [d for d, _ in hashed]
@@ -126,7 +128,7 @@ def nsec3_chain(
     for i, (digest, name) in enumerate(hashed):
         nxt = digests[(i + 1) % len(digests)]
         types = set(all_names[name])
-        if types:
+        if types and name not in unsigned:
             types.add(RdataType.RRSIG)
         rdata = dns.rdtypes.ANY.NSEC3.NSEC3(  # type: ignore[no-untyped-call]  # dnspython rdata constructors are untyped
             dns.rdataclass.IN,

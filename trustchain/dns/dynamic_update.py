@@ -62,7 +62,7 @@ _FAILS_WITH: dict[str, Rcode] = {
 }
 MAX_PREREQUISITES = 64  # bounds the work every replica does for one update
 #: what "delete every RRset at the apex" removes: everything but the SOA and NS (RFC 2136 section 3.4.2.3)
-_APEX_DELETABLE = tuple(sorted((t for t in UPDATABLE_TYPES if t != RdataType.NS), key=int))
+_APEX_DELETABLE = tuple(sorted((t for t in UPDATABLE_TYPES if t not in (RdataType.NS, RdataType.DS)), key=int))
 
 
 class UpdateRefused(ZoneUpdateError):

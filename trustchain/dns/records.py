@@ -17,18 +17,30 @@ import dns.rdatatype
 from trustchain.errors import TrustChainError
 
 __all__ = [
-    "MAX_TTL", "UPDATABLE_TYPES", "ZONE_TYPES", "ZoneUpdateError", "check_ttl", "is_valid_label", "parse_owner",
-    "parse_rdata", "parse_type",
+    "APEX_ONLY_TYPES", "MAX_TTL", "PRESIGNED_TYPES", "UPDATABLE_TYPES", "ZONE_TYPES", "ZoneUpdateError", "check_ttl",
+    "is_valid_label", "parse_owner", "parse_rdata", "parse_type",
 ]
 
 RdataType = dns.rdatatype.RdataType
 
-#: Types an update may write. SOA is owned by the zone itself (serial); DNSSEC types by the signer.
-UPDATABLE_TYPES: frozenset[RdataType] = frozenset(
-    {RdataType.A, RdataType.AAAA, RdataType.TXT, RdataType.MX, RdataType.CNAME, RdataType.CAA, RdataType.NS}
-)
-#: Types an unsigned zone may contain at all.
-ZONE_TYPES: frozenset[RdataType] = UPDATABLE_TYPES | {RdataType.SOA}
+#: Types an update may write. SOA is owned by the zone itself (serial); DNSSEC types by the signer. NS below
+#: the apex is a delegation and DS sits only beside it (`trustchain.dns.zone_rules`).
+UPDATABLE_TYPES: frozenset[RdataType] = frozenset({
+    RdataType.A, RdataType.AAAA, RdataType.TXT, RdataType.MX, RdataType.CNAME, RdataType.CAA, RdataType.NS,
+    RdataType.DS, RdataType.TLSA, RdataType.SRV, RdataType.PTR, RdataType.HTTPS, RdataType.SVCB, RdataType.SSHFP,
+    RdataType.NAPTR, RdataType.DNAME,
+})
+#: What a zone signed elsewhere ("presigned") also carries, served as given and never re-signed.
+PRESIGNED_TYPES: frozenset[RdataType] = frozenset({
+    RdataType.DNSKEY, RdataType.RRSIG, RdataType.NSEC, RdataType.NSEC3, RdataType.NSEC3PARAM, RdataType.CDS,
+    RdataType.CDNSKEY,
+})
+#: Types that only the apex may hold.
+APEX_ONLY_TYPES: frozenset[RdataType] = frozenset({
+    RdataType.SOA, RdataType.DNSKEY, RdataType.NSEC3PARAM, RdataType.CDS, RdataType.CDNSKEY,
+})
+#: Types any zone may contain at all (DNSSEC ones only when presigned).
+ZONE_TYPES: frozenset[RdataType] = UPDATABLE_TYPES | PRESIGNED_TYPES | {RdataType.SOA}
 
 #: RFC 2181 section 8: TTLs are 31-bit unsigned.
 MAX_TTL = 2**31 - 1
@@ -62,9 +74,11 @@ def parse_owner(text: object, origin: dns.name.Name, field: str) -> dns.name.Nam
     name = name.canonicalize()
     if not name.is_subdomain(origin):
         raise ZoneUpdateError(field, f"name {name} is out of zone {origin}")
-    for label in name.relativize(origin).labels:
+    for i, label in enumerate(name.relativize(origin).labels):
         if label == b"*":
-            raise ZoneUpdateError(field, f"malformed name {text!r}: wildcards are not supported")
+            if i == 0:
+                continue  # a wildcard owner (RFC 4592): '*' as the leftmost label only
+            raise ZoneUpdateError(field, f"malformed name {text!r}: '*' is a wildcard only as the leftmost label")
         if not _LABEL_RE.match(label):
             raise ZoneUpdateError(
                 field, f"malformed name {text!r}: label {label!r} must be letters, digits, '-' or '_'"
@@ -72,19 +86,20 @@ def parse_owner(text: object, origin: dns.name.Name, field: str) -> dns.name.Nam
     return name
 
 
-def parse_type(text: object, field: str) -> RdataType:
-    """Map a type mnemonic to an updatable type."""
+def parse_type(text: object, field: str, *, presigned: bool = False) -> RdataType:
+    """Map a type mnemonic to an updatable type (a presigned zone's updates may also carry DNSSEC types)."""
     if not isinstance(text, str):
         raise ZoneUpdateError(field, "unknown type: must be a string such as 'A'")
     try:
         rdtype = dns.rdatatype.from_text(text)
     except dns.exception.DNSException as exc:
         raise ZoneUpdateError(field, f"unknown type {text!r}") from exc
-    if rdtype not in UPDATABLE_TYPES:
-        raise ZoneUpdateError(
-            field, f"unknown type {text!r}: updatable types are A, AAAA, TXT, MX, CNAME, CAA, NS"
-        )
-    return rdtype
+    if rdtype in UPDATABLE_TYPES or (presigned and rdtype in PRESIGNED_TYPES):
+        return rdtype
+    allowed = ", ".join(sorted(t.name for t in UPDATABLE_TYPES))
+    if rdtype in PRESIGNED_TYPES:
+        raise ZoneUpdateError(field, f"type {text!r}: DNSSEC records are the signer's, except in a presigned zone")
+    raise ZoneUpdateError(field, f"unknown type {text!r}: updatable types are {allowed}")
 
 
 def check_ttl(ttl: object, field: str) -> int:
