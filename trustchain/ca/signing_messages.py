@@ -14,16 +14,12 @@ from trustchain.crypto.signing import ED25519, Signer, Verifier
 from trustchain.encoding import DecodeError, decode, encode
 
 __all__ = [
-    "DOMAIN", "EPOCH_SHIFT", "MAX_BATCH", "ROOT_DOMAIN", "VERSION",
-    "CommitmentRequest", "Commitments", "MsgKind", "PublishedCommitment",
+    "EPOCH_SHIFT", "MAX_BATCH", "VERSION", "CommitmentRequest", "Commitments", "MsgKind", "PublishedCommitment",
     "SessionCommitment", "Share", "Shares", "SignRequest", "SignRequests", "SignedMessage", "coalesce",
     "open_message", "seal",
 ]
 
-DOMAIN = _DOMAIN = b"trustchain/ca/frost-signing/v1\x00"
-#: The root key's signing service (root CRL, OCSP for issuing CAs) signs its messages under this domain, so
-#: that no message of one service is ever taken for the other's.
-ROOT_DOMAIN = b"trustchain/ca/frost-signing/root/v1\x00"
+_DOMAIN = b"trustchain/ca/frost-signing/v1\x00"
 VERSION = 1
 EPOCH_SHIFT = 32
 
@@ -113,21 +109,20 @@ class SignedMessage:
     body: bytes
     signature: bytes
 
-    def signing_bytes(self, domain: bytes = _DOMAIN) -> bytes:
-        return domain + struct.pack(">QQQQ", self.version, self.kind, self.sender, self.receiver) + self.body
+    def signing_bytes(self) -> bytes:
+        return _DOMAIN + struct.pack(">QQQQ", self.version, self.kind, self.sender, self.receiver) + self.body
 
 
-def seal(signer: Signer, sender: int, receiver: int, message: Any, domain: bytes = _DOMAIN) -> bytes:
+def seal(signer: Signer, sender: int, receiver: int, message: Any) -> bytes:
     """Sign ``message`` from ``sender`` to ``receiver`` (the receiver is signed so a message cannot be
-    replayed to another validator; ``domain`` names the key the service signs with)."""
+    replayed to another validator)."""
     kind = int(_TYPE_KINDS[type(message)])
     unsigned = SignedMessage(VERSION, kind, sender, receiver, encode(message), b"")
-    return encode(SignedMessage(VERSION, kind, sender, receiver, unsigned.body,
-                                signer.sign(unsigned.signing_bytes(domain))))
+    return encode(SignedMessage(VERSION, kind, sender, receiver, unsigned.body, signer.sign(unsigned.signing_bytes())))
 
 
 def open_message(
-    data: bytes, peers: Mapping[int, bytes], receiver: int, verifier: Verifier = ED25519, domain: bytes = _DOMAIN
+    data: bytes, peers: Mapping[int, bytes], receiver: int, verifier: Verifier = ED25519
 ) -> tuple[int, Any]:
     """(sender, message) of authenticated bytes; raises ``DecodeError`` for anything else."""
     msg = decode(SignedMessage, data)
@@ -136,7 +131,7 @@ def open_message(
     if msg.receiver != receiver:
         raise DecodeError("SignedMessage.receiver: not addressed to this validator")
     key = peers.get(msg.sender)
-    if key is None or not verifier.verify(key, msg.signing_bytes(domain), msg.signature):
+    if key is None or not verifier.verify(key, msg.signing_bytes(), msg.signature):
         raise DecodeError(f"SignedMessage: bad signature or unknown sender {msg.sender}")
     try:
         cls = _KIND_TYPES[MsgKind(msg.kind)]
