@@ -15,6 +15,7 @@ from trustchain.app.interface import ExecutionContext, Operation
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as appmod
 from trustchain.ct.app import CTApplication, CTResult, decode_result
+from trustchain.ct.entry import PrecertEntry, X509Entry
 from trustchain.ct.quota import CTQuota
 from trustchain.encoding import DecodeError
 
@@ -71,8 +72,9 @@ def test_stored_bytes_per_account_exactly_at_the_cap_and_one_more_refused() -> N
 def test_a_precertificate_counts_its_tbs_and_issuer_key_hash() -> None:
     tbs = tbs_of(CERTS[0])
     app = _app(max_account_bytes=len(tbs) + 32)
-    assert _submit(app, ALICE, appmod.add_pre_chain(tbs, b"\x01" * 32)).status == "ok"
-    _refused(_submit(app, ALICE, appmod.add_pre_chain(tbs, b"\x02" * 32)), "max_account_bytes")
+    assert app.append(PrecertEntry(b"\x01" * 32, tbs), 1, account=ALICE).status == "ok"  # exactly at the cap
+    refused = app.append(PrecertEntry(b"\x02" * 32, tbs), 2, account=ALICE)
+    assert refused.status == "error" and "max_account_bytes" in refused.detail, refused
 
 
 def test_total_bytes_bound_every_account_together() -> None:
@@ -86,7 +88,7 @@ def test_the_cas_own_appends_are_exempt() -> None:
     app = _app(max_total_bytes=len(CERTS[0]))
     assert _submit(app, ALICE, appmod.add_chain(CERTS[0])).status == "ok"
     _refused(_submit(app, ALICE, appmod.add_chain(CERTS[1])), "max_total_bytes")
-    assert app.append(appmod.CTCommand(appmod.OP_ADD_CHAIN, CERTS[1]), 20_000).status == "ok"
+    assert app.append(X509Entry(CERTS[1]), 20_000).status == "ok"
     assert app.size == 2
 
 

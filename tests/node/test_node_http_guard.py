@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import MagicMock
 
 import aiohttp
 from aiohttp import web
+from jwcrypto import jwk, jws
 
 from reference_node.health import VIEW_CHANGE_GRACE_S, HealthMonitor
 from reference_node.http_guard import ConnectionGuard, GuardLimits, RateLimiter, rate_limit_middleware
@@ -162,9 +164,16 @@ def test_acme_paths_over_the_limit_get_an_acme_problem_with_retry_after(tmp_path
             doc = await resp.json(content_type=None)
             assert doc["type"] == "urn:ietf:params:acme:error:rateLimited" and doc["status"] == 429
             assert int(resp.headers["Retry-After"]) >= 1 and resp.headers["Replay-Nonce"]
+            nonce = resp.headers["Replay-Nonce"]
 
             jose = {"content-type": "application/jose+json"}
-            resp = await client.post("/acme/new-account", data=b"{}", headers=jose)  # the write burst's one token
+            key = jwk.JWK.generate(kty="EC", crv="P-256")
+            signed = jws.JWS(b"{}")
+            url = str(client.make_url("/acme/new-account"))
+            signed.add_signature(key, None, json.dumps({"alg": "ES256", "jwk": key.export_public(as_dict=True),
+                                                        "nonce": nonce, "url": url}))
+            resp = await client.post("/acme/new-account", data=signed.serialize().encode(),  # a well-formed JWS:
+                                     headers=jose)  # junk is answered before any limit is spent
             assert resp.status == 429 and resp.content_type == "application/problem+json"
             doc = await resp.json(content_type=None)
             assert doc["type"].endswith(":rateLimited") and "account registrations" in doc["detail"], doc
