@@ -92,7 +92,7 @@ class NodeClient:
         detail = str(doc.get("error", "")) if isinstance(doc, dict) else str(doc)[:200]
         where = f"node {self.base}: {method} {path}: HTTP {status}"
         fields = doc if isinstance(doc, dict) else {}
-        if status == 403 and fields.get("field") == "authorization":
+        if status == 403 and fields.get("field") == "authorization" and "/api/v1/write" in detail:  # unsigned
             raise Refused(f"{where}: {detail}; {UNSIGNED_REFUSED_HINT}", EXIT_USAGE, status, fields)
         if status in (400, 413):
             raise Refused(f"{where}: {detail}", EXIT_USAGE, status, fields)
