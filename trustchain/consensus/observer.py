@@ -21,9 +21,9 @@ children in the overlay and answers observers' catch-up requests.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from trustchain.app.interface import Application
 from trustchain.consensus.apply import apply_batch, encode_state, restore_state
@@ -47,12 +47,21 @@ from trustchain.consensus.messages import Envelope, digest
 from trustchain.consensus.replica_state import ClientRecord
 from trustchain.encoding import DecodeError, decode
 
+
+class SeededRandom(Protocol):
+    """The seeded generator the driver passes in (`random.Random(seed)` in the simulator and the node):
+    the observer draws pull peers from it and never from a global or OS source."""
+
+    def randrange(self, stop: int, /) -> int: ...
+
+
 __all__ = [
     "TIMER_SYNC",
     "Observer",
     "ObserverEffect",
     "ObserverParams",
     "ObserverStatus",
+    "SeededRandom",
     "SendToPeer",
     "ValidatorFeed",
 ]
@@ -163,7 +172,7 @@ class Observer:
     generator handed in; `certs` may be shared by observers in one process."""
 
     def __init__(self, config: ClusterConfig, name: str, app: Application, certs: CertificateCache,
-                 children: Sequence[str], validators: Sequence[str], peers: Sequence[str], rng: random.Random,
+                 children: Sequence[str], validators: Sequence[str], peers: Sequence[str], rng: SeededRandom,
                  params: ObserverParams = ObserverParams()) -> None:
         assert len(validators) == config.n, "one overlay name per validator"
         self.config = config
