@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from reference_node.http_json import error_response as _error
 from trustchain.app import trustchain as tcapp
 from trustchain.ct import api as ctapi
 from trustchain.ct import app as ctapp
@@ -68,10 +69,6 @@ def register(app: web.Application, node: Node) -> CTHTTP:
     r.add_get("/tile/{path:.+}", ct.tile)
     r.add_get("/issuer/{fingerprint}", ct.issuer)
     return ct
-
-
-def _error(field: str, reason: str, status: int = 400) -> web.Response:
-    return web.json_response({"error": f"{field}: {reason}", "field": field, "reason": reason}, status=status)
 
 
 def _body_field(detail: str) -> tuple[str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 import logging
 import time
@@ -39,6 +38,8 @@ from reference_node.http_guard import (
     retry_after_s,
     too_many,
 )
+from reference_node.http_json import error_response as _error
+from reference_node.http_json import jsonable as _jsonable
 from reference_node.runtime import PRESIGNED, Node, NodeHalted, SubmitTimeout
 from trustchain.accounts import ACCOUNTS, AccountResult, SignedWrite
 from trustchain.app import kvstore, validation
@@ -70,10 +71,6 @@ class FieldError(TrustChainError):
     def __init__(self, field: str, reason: str, status: int = 400) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason, self.status = field, reason, status
-
-
-def _error(field: str, reason: str, status: int) -> web.Response:
-    return web.json_response({"error": f"{field}: {reason}", "field": field, "reason": reason}, status=status)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -182,17 +179,6 @@ RESULT_DECODERS: dict[str, Callable[[bytes], Any]] = {
     VALIDATE: validation.decode_result,
     votes.VOTES: votes.decode_result,
 }
-
-
-def _jsonable(value: Any) -> Any:
-    """A typed result as JSON: bytes in base64, nested dataclasses as objects."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _b64_field(doc: dict[str, Any], key: str) -> bytes:

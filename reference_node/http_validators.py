@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hmac
 import ipaddress
 import json
@@ -31,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from reference_node.genesis import write_private
+from reference_node.http_json import error_response as _error
+from reference_node.http_json import jsonable as _jsonable
 from trustchain.app import trustchain as tcapp
 from trustchain.app.gate import command_op
 from trustchain.authorization import validator_votes as votes
@@ -59,22 +60,6 @@ def register(app: web.Application, node: Node) -> None:
     app.router.add_post("/api/v1/validators/propose", endpoints.propose)
     app.router.add_get("/api/v1/validators/proposals", endpoints.proposals)
     app.on_startup.append(endpoints.write_token)
-
-
-def _error(field: str, reason: str, http_status: int, extra: dict[str, Any] | None = None) -> web.Response:
-    """A 4xx/5xx naming the field; `extra` carries the vote's typed result when there is one."""
-    return web.json_response({**(extra or {}), "error": f"{field}: {reason}", "field": field, "reason": reason},
-                             status=http_status)
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 class _Validators:
