@@ -146,6 +146,13 @@ class Client:
                 return code, res
             time.sleep(float(headers.get("retry-after", "1")))
 
+    def send(self, target: str, payload: bytes, node: int = 0) -> tuple[int, Any]:
+        """One signed write, answered as it is (a 429 included)."""
+        return self.post(self.signed(target, payload), node, retry=False)
+
+    def send_registration(self, node: int = 0) -> tuple[int, Any]:
+        return self.post(self.registration(), node, retry=False)
+
     def write(self, target: str, payload: bytes, node: int = 0) -> Any:
         """A write that must succeed: its typed result as JSON."""
         code, res = self.post(self.signed(target, payload), node)

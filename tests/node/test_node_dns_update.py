@@ -22,7 +22,6 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import dns.message
 import dns.query
@@ -36,43 +35,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 from node_harness import REPO, Cluster, http
+from signed_client import Client
 
-from reference_node.genesis import Genesis, load_seed
-from trustchain.accounts import Ed25519AccountSigner, account_id
-from trustchain.app import trustchain as tcapp
+from reference_node.genesis import load_seed
+from trustchain.accounts import Ed25519AccountSigner
 from trustchain.dns import app as dnsapp
 from trustchain.dns.zone import AddRecords, ZoneUpdate
-from trustchain.encoding import decode
 
 ZONE = "alice.example."
 KEY = "certbot.alice.example."
 CHALLENGE = f"_acme-challenge.www.{ZONE}"
 ALICE = Ed25519AccountSigner(hashlib.sha256(b"alice dynamic update").digest())
-
-
-class Writer:
-    """Signs writes as one account (a client's, or a validator's from its key file) and posts them."""
-
-    def __init__(self, cluster: Cluster, signer: Ed25519AccountSigner) -> None:
-        self.cluster, self.signer, self.account = cluster, signer, account_id(signer.key)
-        self.cluster_id = Genesis.load(cluster.dir / "genesis.json").cluster_id
-        self.n = 0
-
-    def _nonce(self) -> bytes:
-        self.n += 1
-        return hashlib.sha256(self.account + self.n.to_bytes(8, "big") + os.urandom(8)).digest()[:16]
-
-    def post(self, target: str, payload: bytes, node: int = 0) -> tuple[int, Any]:
-        op = tcapp.signed_operation(self.signer, self.account, self.cluster_id, target, payload,
-                                    nonce=self._nonce(), deadline_us=time.time_ns() // 1000 + 300_000_000)
-        write = base64.b64encode(decode(tcapp.Routed, op).payload).decode()
-        return http("POST", self.cluster.apis[node] + "/api/v1/write", {"write": write})
-
-    def register(self) -> tuple[int, Any]:
-        op = tcapp.registration_operation(self.signer, self.cluster_id, nonce=self._nonce(),
-                                          deadline_us=time.time_ns() // 1000 + 300_000_000)
-        write = base64.b64encode(decode(tcapp.Routed, op).payload).decode()
-        return http("POST", self.cluster.apis[0] + "/api/v1/write", {"write": write})
 
 
 def dns_port(c: Cluster, i: int) -> int:
@@ -89,9 +62,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
     if shutil.which("nsupdate") is None:
         pytest.skip("nsupdate not installed (apt: bind9-dnsutils)")
     with Cluster(tmp_path_factory.mktemp("dns-update"), 4, 3, unsigned_writes=False) as c:
-        alice = Writer(c, ALICE)
-        assert alice.register()[0] == 200
-        code, res = alice.post("dns", dnsapp.create_command(ZONE, primary_ns=f"ns1.{ZONE}", admin=f"hostmaster.{ZONE}",
+        alice = Client(c, ALICE)
+        assert alice.send_registration()[0] == 200
+        code, res = alice.send("dns", dnsapp.create_command(ZONE, primary_ns=f"ns1.{ZONE}", admin=f"hostmaster.{ZONE}",
                                                             nameservers=[f"ns1.{ZONE}"]))
         assert code == 200 and res["result"]["status"] == "ok", res
         out = subprocess.run([sys.executable, "-m", "reference_node.cli", "dns", "tsig", "add", KEY, "--zone", ZONE,
@@ -99,7 +72,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
                              cwd=str(REPO), env=dict(os.environ, PYTHONPATH=str(REPO)))
         key = json.loads(out.stdout)
         assert key["delegate"] == c.status(1)["account"], key
-        code, res = alice.post("dns", dnsapp.delegate_command(
+        code, res = alice.send("dns", dnsapp.delegate_command(
             ZONE, bytes.fromhex(key["delegate"]), KEY, names=["_acme-challenge", "_acme-challenge.*"],
             types=["TXT"], expires_s=int(time.time()) + 3600))
         assert code == 200 and res["result"]["status"] == "ok", res
@@ -162,15 +135,15 @@ def test_out_of_scope_wrong_key_and_unsigned_updates_are_refused(cluster: tuple[
 
 def test_replicas_refuse_a_validator_acting_beyond_the_delegation(cluster: tuple[Cluster, dict[str, str]]) -> None:
     c, _ = cluster
-    node1 = Writer(c, Ed25519AccountSigner(load_seed(c.configs[1].parent / "consensus.key")))
-    node2 = Writer(c, Ed25519AccountSigner(load_seed(c.configs[2].parent / "consensus.key")))
+    node1 = Client(c, Ed25519AccountSigner(load_seed(c.configs[1].parent / "consensus.key")))
+    node2 = Client(c, Ed25519AccountSigner(load_seed(c.configs[2].parent / "consensus.key")))
     challenge = ZoneUpdate(ZONE, (AddRecords(CHALLENGE, "TXT", 60, ('"byzantine"',)),))
-    code, res = node2.post("dns", dnsapp.delegated_update_command(KEY, (), challenge), node=2)
+    code, res = node2.send("dns", dnsapp.delegated_update_command(KEY, (), challenge), node=2)
     assert code == 422 and res["field"] == "delegated_update.authorization", res
     www = ZoneUpdate(ZONE, (AddRecords(f"www.{ZONE}", "A", 60, ("203.0.113.66",)),))
-    code, res = node1.post("dns", dnsapp.delegated_update_command(KEY, (), www), node=1)
+    code, res = node1.send("dns", dnsapp.delegated_update_command(KEY, (), www), node=1)
     assert code == 422 and res["field"] == "ops[0]", res
-    code, res = node1.post("dns", dnsapp.update_command(www), node=1)  # nor as the zone's owner
+    code, res = node1.send("dns", dnsapp.update_command(www), node=1)  # nor as the zone's owner
     assert code == 422 and res["field"] == "update.authorization", res
     for i in range(4):
         assert txt(c, i, CHALLENGE) == []

@@ -8,27 +8,24 @@ of each kind still succeed. One address registering accounts in bulk through a n
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import load_pem_x509_certificates
-from node_harness import Cluster, http
+from node_harness import Cluster
+from signed_client import Client
 
 from reference_node.cluster import frost_sign, node_certificate
 from reference_node.genesis import Genesis, load_key_package
-from trustchain.accounts import Ed25519AccountSigner, account_id
+from trustchain.accounts import Ed25519AccountSigner
 from trustchain.app import kvstore
-from trustchain.app import trustchain as tcapp
 from trustchain.ct import app as ctapp
 from trustchain.dns import app as dnsapp
 from trustchain.dns.zone import AddRecords, ZoneUpdate
-from trustchain.encoding import decode
 
 LIMITS = {
     "kv": {"max_account_bytes": 4096},
@@ -44,30 +41,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
 
 
-class Client:
-    def __init__(self, cluster: Cluster, label: str) -> None:
-        self.cluster = cluster
-        self.signer = Ed25519AccountSigner(hashlib.sha256(label.encode()).digest())
-        self.cluster_id = Genesis.load(cluster.dir / "genesis.json").cluster_id
-        self.account = account_id(self.signer.key)
-        self.n = 0
-
-    def _nonce(self) -> bytes:
-        self.n += 1
-        return hashlib.sha256(self.account + self.n.to_bytes(8, "big")).digest()[:16]
-
-    def _post(self, op: bytes, node: int) -> tuple[int, Any]:
-        write = decode(tcapp.Routed, op).payload
-        return http("POST", self.cluster.apis[node] + "/api/v1/write", {"write": base64.b64encode(write).decode()})
-
-    def register(self, node: int = 0) -> tuple[int, Any]:
-        return self._post(tcapp.registration_operation(self.signer, self.cluster_id, nonce=self._nonce(),
-                                                       deadline_us=time.time_ns() // 1000 + 300_000_000), node)
-
-    def write(self, target: str, payload: bytes, node: int = 0) -> tuple[int, Any]:
-        return self._post(tcapp.signed_operation(self.signer, self.account, self.cluster_id, target, payload,
-                                                 nonce=self._nonce(),
-                                                 deadline_us=time.time_ns() // 1000 + 300_000_000), node)
+def _client(cluster: Cluster, label: str) -> Client:
+    return Client(cluster, Ed25519AccountSigner(hashlib.sha256(label.encode()).digest()))
 
 
 def _ok(reply: tuple[int, Any]) -> None:
@@ -93,42 +68,42 @@ def _certificates(cluster: Cluster, count: int) -> tuple[list[bytes], bytes]:
 
 
 def test_one_account_filling_its_storage_is_refused_while_another_still_writes(cluster: Cluster) -> None:
-    mallory, alice = Client(cluster, "quota mallory"), Client(cluster, "quota alice")
-    _ok(mallory.register(0))
-    _ok(alice.register(1))
+    mallory, alice = _client(cluster, "quota mallory"), _client(cluster, "quota alice")
+    _ok(mallory.send_registration(0))
+    _ok(alice.send_registration(1))
 
     # key-value: 4096 bytes per account
-    _ok(mallory.write("kv", kvstore.put(b"m/1", b"x" * 4000)))
-    _ok(mallory.write("kv", kvstore.put(b"m/2", b"x" * 90)))  # keys and values: 3 + 4000 + 3 + 90 = 4096
-    _refused(mallory.write("kv", kvstore.put(b"m/3", b"")), "limits.kv.max_account_bytes")
-    _ok(alice.write("kv", kvstore.put(b"a/1", b"x" * 4000), node=2))
+    _ok(mallory.send("kv", kvstore.put(b"m/1", b"x" * 4000)))
+    _ok(mallory.send("kv", kvstore.put(b"m/2", b"x" * 90)))  # keys and values: 3 + 4000 + 3 + 90 = 4096
+    _refused(mallory.send("kv", kvstore.put(b"m/3", b"")), "limits.kv.max_account_bytes")
+    _ok(alice.send("kv", kvstore.put(b"a/1", b"x" * 4000), node=2))
 
     # zones: 6 records per zone (SOA and NS are two of them)
     for who, origin in ((mallory, "mallory-quota.test."), (alice, "alice-quota.test.")):
-        _ok(who.write("dns", dnsapp.create_command(origin, primary_ns=f"ns1.{origin}", admin=f"hostmaster.{origin}",
+        _ok(who.send("dns", dnsapp.create_command(origin, primary_ns=f"ns1.{origin}", admin=f"hostmaster.{origin}",
                                                     nameservers=[f"ns1.{origin}"])))
     five = ZoneUpdate("mallory-quota.test.", tuple(AddRecords(f"r{i}", "TXT", 60, (f'"{i}"',)) for i in range(5)))
-    _refused(mallory.write("dns", dnsapp.update_command(five)), "limits.dns.max_records_per_zone")  # nothing applied
+    _refused(mallory.send("dns", dnsapp.update_command(five)), "limits.dns.max_records_per_zone")  # nothing applied
     four = ZoneUpdate("mallory-quota.test.", five.ops[:4])
-    _ok(mallory.write("dns", dnsapp.update_command(four)))  # exactly 6
+    _ok(mallory.send("dns", dnsapp.update_command(four)))  # exactly 6
     one_more = ZoneUpdate("mallory-quota.test.", (AddRecords("r9", "TXT", 60, ('"9"',)),))
-    _refused(mallory.write("dns", dnsapp.update_command(one_more)), "limits.dns.max_records_per_zone")
-    _ok(alice.write("dns", dnsapp.update_command(ZoneUpdate("alice-quota.test.", five.ops[:4])), node=3))
+    _refused(mallory.send("dns", dnsapp.update_command(one_more)), "limits.dns.max_records_per_zone")
+    _ok(alice.send("dns", dnsapp.update_command(ZoneUpdate("alice-quota.test.", five.ops[:4])), node=3))
 
     # CT: 2000 bytes of submitted entries per account
     leaves, inter = _certificates(cluster, 6)
     assert all(400 < len(leaf) < 2000 for leaf in leaves)  # at least one fits in the quota
     fit = next(k for k in range(len(leaves)) if sum(map(len, leaves[:k + 1])) > 2000)  # leaves[:fit] fill it
     for leaf in leaves[:fit]:
-        _ok(mallory.write("ct", ctapp.add_chain(leaf, (inter,))))
-    _refused(mallory.write("ct", ctapp.add_chain(leaves[fit], (inter,))), "limits.ct.max_account_bytes")
-    _ok(alice.write("ct", ctapp.add_chain(leaves[fit], (inter,)), node=1))
-    _ok(mallory.write("ct", ctapp.add_chain(leaves[0], (inter,))))  # a duplicate stores nothing new
+        _ok(mallory.send("ct", ctapp.add_chain(leaf, (inter,))))
+    _refused(mallory.send("ct", ctapp.add_chain(leaves[fit], (inter,))), "limits.ct.max_account_bytes")
+    _ok(alice.send("ct", ctapp.add_chain(leaves[fit], (inter,)), node=1))
+    _ok(mallory.send("ct", ctapp.add_chain(leaves[0], (inter,))))  # a duplicate stores nothing new
 
 
 def test_one_address_registering_in_bulk_through_a_node_gets_429(cluster: Cluster) -> None:
-    codes = [Client(cluster, f"bulk {i}").register(node=3)[0] for i in range(11)]
+    codes = [_client(cluster, f"bulk {i}").send_registration(node=3)[0] for i in range(11)]
     assert codes[:10] == [200] * 10, codes  # api.registrations_per_hour = 10: the burst
     assert codes[10] == 429, codes
-    code, _ = Client(cluster, "bulk elsewhere").register(node=2)  # another node has its own buckets
+    code, _ = _client(cluster, "bulk elsewhere").send_registration(node=2)  # another node has its own buckets
     assert code == 200
