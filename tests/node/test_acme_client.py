@@ -31,16 +31,6 @@ ZONE = "shop.test."
 
 
 @pytest.fixture(scope="module")
-def public_dns() -> PublicDNS:
-    return PublicDNS()
-
-
-@pytest.fixture(scope="module")
-def web() -> ChallengeServer:
-    return ChallengeServer()
-
-
-@pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, public_dns: PublicDNS, web: ChallengeServer) -> Iterator[Cluster]:
     with Cluster(tmp_path_factory.mktemp("acme"), 4, 3, unsigned_writes=False, dns_listeners=False,
                  dns_upstream=(public_dns.address,), acme_http01_port=web.port) as c:

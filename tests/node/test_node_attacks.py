@@ -36,11 +36,6 @@ NODES = 5
 
 
 @pytest.fixture(scope="module")
-def public_dns() -> PublicDNS:
-    return PublicDNS()
-
-
-@pytest.fixture(scope="module")
 def lying_dns() -> PublicDNS:
     return PublicDNS()
 

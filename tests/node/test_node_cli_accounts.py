@@ -27,11 +27,6 @@ ZONE = "alice.example."
 
 
 @pytest.fixture(scope="module")
-def public_dns() -> PublicDNS:
-    return PublicDNS()
-
-
-@pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, public_dns: PublicDNS) -> Iterator[Cluster]:
     with Cluster(tmp_path_factory.mktemp("cli-accounts"), nodes=4, threshold=3, timeout="1s", dns_listeners=False,
                  unsigned_writes=False, dns_upstream=(public_dns.address,)) as c:
