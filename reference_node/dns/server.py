@@ -37,6 +37,7 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataRecei
 from reference_node.listen import ListenError, bind_socket
 from trustchain.dns.app import DNSApplication
 from trustchain.dns.authority import Authority
+from trustchain.dns.edns_options import has_valid_cookie
 from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_reply
 
 Transport = Literal["udp", "tcp", "doq"]
@@ -65,6 +66,7 @@ class ListenerCounters:
     oversize: int = 0
     rrl_dropped: int = 0
     rrl_slipped: int = 0
+    rrl_exempt: int = 0  # answered outside the limit: the query carried a valid server cookie
     tcp_connections: int = 0
     tcp_rejected: int = 0
     tcp_timeouts: int = 0
@@ -83,6 +85,16 @@ def authority_handler(authority: Authority | DNSApplication, clock: Callable[[],
         return authority.answer(wire, int(clock()), max_udp=EDNS_UDP if transport == "udp" else None, client=client)
 
     return handle
+
+
+def cookie_exemption(authority: Authority | DNSApplication,
+                     clock: Callable[[], float] = time.time) -> Callable[[bytes, str], bool]:
+    """RRL exemption for queries carrying a valid server cookie of this server (its identity's secret)."""
+
+    def exempt(wire: bytes, client: str) -> bool:
+        return has_valid_cookie(authority.identity.cookie_secret, wire, client, int(clock()))
+
+    return exempt
 
 
 def _response_class(response: bytes) -> str:
@@ -106,15 +118,18 @@ class DNSServer:
         update_handler: UpdateHandler | None = None,
         transfer_handler: TransferHandler | None = None,
         is_transfer: Callable[[bytes], bool] | None = None,
+        rrl_exempt: Callable[[bytes, str], bool] | None = None,
     ) -> None:
         """`update_handler` takes RFC 2136 UPDATE messages (answered NOTIMP by `handler` without one); its
         answer comes later, so a UDP update is answered from a task and a TCP connection waits for it.
-        `transfer_handler` answers the TCP queries `is_transfer` picks (AXFR, IXFR) with several messages."""
+        `transfer_handler` answers the TCP queries `is_transfer` picks (AXFR, IXFR) with several messages.
+        `rrl_exempt(query, client)` picks UDP queries that RRL lets through uncounted (`cookie_exemption`)."""
         self.handler = handler
         self.update_handler = update_handler
         self.transfer_handler = transfer_handler
         self.is_transfer = is_transfer
         self.rrl = rrl
+        self.rrl_exempt = rrl_exempt
         self.tcp_idle_timeout = tcp_idle_timeout
         self.max_tcp_clients = max_tcp_clients
         self.clock = clock
@@ -259,6 +274,9 @@ class DNSServer:
         if not response:
             return b""
         if self.rrl is not None:
+            if self.rrl_exempt is not None and self.rrl_exempt(data, addr[0]):
+                counters.rrl_exempt += 1
+                return response
             action = self.rrl.check(addr[0], self.clock(), _response_class(response))
             if action is Action.DROP:
                 counters.rrl_dropped += 1
