@@ -42,6 +42,7 @@ class Setup:
             AddRecords("*.alias", "CNAME", 300, ("www",)),
             AddRecords("old", "DNAME", 300, ("new",)),
             AddRecords("www.new", "A", 300, ("192.0.2.90",)),
+            AddRecords("far", "DNAME", 300, ("a" * 60 + "." + "b" * 60 + "." + "c" * 60 + ".example.",)),
         )))
         self.signed: SignedZone = sign_zone(zone, KeySet.initial(seed("wc-ksk"), seed("wc-zsk")), NOW, policy)
         self.auth = Authority()
@@ -75,6 +76,11 @@ def setup(request: pytest.FixtureRequest) -> Setup:
     ("www.old.wc.example.", "A", dns.rcode.NOERROR, "192.0.2.90"),  # DNAME, synthesised CNAME, target
     ("nothere.old.wc.example.", "A", dns.rcode.NXDOMAIN, ""),  # DNAME, then a proven NXDOMAIN
     ("old.wc.example.", "DNAME", dns.rcode.NOERROR, "new.wc.example."),
+    ("www.old.wc.example.", "CNAME", dns.rcode.NOERROR, "www.new.wc.example."),  # the synthesised CNAME asked
+    ("www.old.wc.example.", "DNAME", dns.rcode.NOERROR, ""),  # rewritten, then NODATA at www.new
+    ("x.alias.wc.example.", "CNAME", dns.rcode.NOERROR, "www.wc.example."),
+    ("x.alias.wc.example.", "TXT", dns.rcode.NOERROR, ""),  # wildcard CNAME, then NODATA at the target
+    ("x" * 60 + "." + "y" * 60 + ".far.wc.example.", "A", dns.rcode.YXDOMAIN, "DNAME"),  # rewrite > 255 octets
 ])
 def test_honest_answers_are_secure(setup: Setup, qname: str, qtype: str, rcode: int, expect: str) -> None:
     response = setup.ask(qname, qtype)
@@ -183,6 +189,13 @@ def test_cname_that_does_not_follow_from_the_dname_is_bogus(setup: Setup) -> Non
     assert setup.validate(target).secure
     result = setup.validate(forged)
     assert result.failure is Failure.DNAME_MISMATCH and "www.wc.example." in result.detail, result.detail
+
+
+def test_yxdomain_only_when_the_rewrite_is_too_long(setup: Setup) -> None:
+    response = setup.ask("www.old.wc.example.", "A")
+    response.set_rcode(dns.rcode.YXDOMAIN)
+    response.answer = [r for r in response.answer if T.DNAME in (r.rdtype, r.covers)]
+    assert not setup.validate(response).secure  # www.new.wc.example. fits: the claim is false
 
 
 def test_dname_needs_its_signature(setup: Setup) -> None:

@@ -139,19 +139,20 @@ class Validator:
         current, qtype = question.name, question.rdtype
         expansions: list[tuple[dns.name.Name, dns.name.Name]] = []  # (expanded owner, wildcard's parent)
         for _ in range(MAX_CNAME_CHAIN):
+            dname = _dname_above(response.answer, current)  # nothing lives below it: any CNAME is synthesised
+            if dname is not None:
+                target = _follow_dname(response, dname, current, trusted, now)
+                done = qtype == RdataType.CNAME and _find(response.answer, current, RdataType.CNAME) is not None
+                if target is None or done:  # YXDOMAIN (the rewrite is too long), or the CNAME was asked for
+                    _check_expansions(response, expansions, trusted, now)
+                    return
+                current = target
+                continue
             answer = _find(response.answer, current, qtype)
             if answer is not None:
                 _note(expansions, current, _verify(answer, _find_sig(response.answer, current, qtype), trusted, now))
                 _check_expansions(response, expansions, trusted, now)
                 return
-            dname = _dname_above(response.answer, current)
-            if dname is not None:
-                target = _follow_dname(response, dname, current, trusted, now)
-                if target is None:  # YXDOMAIN: the rewrite is longer than a name may be
-                    _check_expansions(response, expansions, trusted, now)
-                    return
-                current = target
-                continue
             cname = _find(response.answer, current, RdataType.CNAME) if qtype != RdataType.CNAME else None
             if cname is None:
                 break
