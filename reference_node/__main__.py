@@ -130,11 +130,12 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     dns_server = None
     if cfg.dns.listen is not None or cfg.dns.doq_listen is not None:
         try:
-            from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler
+            from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler, cookie_exemption
             from reference_node.dns.tsig import Keyring, keyring_path
             from reference_node.dns.update import DynamicUpdates
             from reference_node.dns.xfr import ZoneTransfers, is_transfer
             from trustchain.dns.edns_options import ServerIdentity
+            from trustchain.dns.ratelimit import ResponseRateLimiter
 
             node.app.dns.set_identity(ServerIdentity(nsid=cfg.dns.nsid.encode(), cookie_secret=os.urandom(32)))
             answer = authority_handler(node.app.dns)
@@ -152,8 +153,9 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
                     return signed or response
                 return response
 
+            rrl = ResponseRateLimiter(cfg.dns.rrl_rate, slip=cfg.dns.rrl_slip) if cfg.dns.rrl_rate > 0 else None
             dns_server = DNSServer(handle, update_handler=updates.handle, transfer_handler=transfers.handle,
-                                   is_transfer=is_transfer)
+                                   is_transfer=is_transfer, rrl=rrl, rrl_exempt=cookie_exemption(node.app.dns))
             transfers.start()
             if cfg.dns.listen is not None:
                 await dns_server.start_udp_tcp(*cfg.dns.listen)

@@ -75,6 +75,12 @@ def _positive_rate(value: object) -> float:
     return float(value)
 
 
+def _rate_or_off(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e9:
+        raise ValueError(f"must be a number of responses per second (0: off), got {value!r}")
+    return float(value)
+
+
 def _per_hour(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1e9:
         raise ValueError(f"must be a positive number per hour, got {value!r}")
@@ -152,6 +158,8 @@ class DNSSection:
     cache_size: int = 64 * 1024 * 1024
     ttl_override: bool | int = False
     nsid: str = ""  # RFC 5001 name server identifier sent when a query asks; empty: none
+    rrl_rate: float = 0.0  # UDP responses/s per client /24 (/56) and answer class; 0: no rate limiting
+    rrl_slip: int = 2  # every N-th limited response goes out truncated (TC=1); 0: none
 
 
 @dataclass(frozen=True)
@@ -413,7 +421,8 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
     if ca.ocsp_batch > MAX_OCSP_BATCH:
         raise ConfigError(file, "ca.ocsp_batch", f"must be at most {MAX_OCSP_BATCH} (the CA's per-command limit)")
 
-    d = r.section("dns", {"listen", "doq_listen", "upstream", "cache_size", "ttl_override", "nsid"}, required=False)
+    d = r.section("dns", {"listen", "doq_listen", "upstream", "cache_size", "ttl_override", "nsid", "rrl_rate",
+                          "rrl_slip"}, required=False)
     dns = DNSSection(
         listen=r.get("dns", d, "listen", parse_address),
         doq_listen=r.get("dns", d, "doq_listen", parse_address),
@@ -421,6 +430,8 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         cache_size=r.get("dns", d, "cache_size", parse_size, 64 * 1024 * 1024),
         ttl_override=r.get("dns", d, "ttl_override", _ttl_override, None) or False,
         nsid=r.get("dns", d, "nsid", _nsid, ""),
+        rrl_rate=r.get("dns", d, "rrl_rate", _rate_or_off, 0.0),
+        rrl_slip=r.get("dns", d, "rrl_slip", _int(0), 2),
     )
 
     k = r.section("consensus", {"validators", "threshold", "timeout", "batch_size", "batch_delay",

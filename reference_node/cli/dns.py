@@ -26,11 +26,12 @@ from cryptography.hazmat.primitives import serialization
 from reference_node import eventloop
 from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError, dns_tsig
 from reference_node.dns.client import drive, random_id
-from reference_node.dns.server import DNSServer, authority_handler
+from reference_node.dns.server import DNSServer, authority_handler, cookie_exemption
 from reference_node.listen import ListenError
 from trustchain.dns.authority import Authority
 from trustchain.dns.denial import NSEC3Params
 from trustchain.dns.dnssec import SignedZone, SigningPolicy, sign_zone
+from trustchain.dns.edns_options import ServerIdentity
 from trustchain.dns.keys import KeySet
 from trustchain.dns.ratelimit import ResponseRateLimiter
 from trustchain.dns.resolver import Resolver, Source, Upstream
@@ -66,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--tls-cert", type=Path, help="certificate (PEM) for --doq")
     serve.add_argument("--tls-key", type=Path, help="private key (PEM) for --doq")
     serve.add_argument("--rrl-rate", type=float, default=0.0,
-                       help="response rate limit per client /24 (v4) or /56 (v6), per second; 0: off")
+                       help="response rate limit per client /24 (v4) or /56 (v6), per second; 0: off. "
+                       "Queries with a valid DNS cookie from this server are exempt")
     serve.add_argument("--rrl-slip", type=int, default=2, help="every N-th limited response is truncated")
     serve.add_argument("--duration", type=float, help=argparse.SUPPRESS)  # tests: stop after N seconds
     serve.set_defaults(func=cmd_serve)
@@ -220,11 +222,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tuple[str, int],
                  doq: tuple[str, int] | None) -> int:
-    authority = Authority()
+    authority = Authority(identity=ServerIdentity(cookie_secret=os.urandom(32)))  # DNS cookies (RFC 7873)
     signed = _sign(zone, keys, int(time.time()), args.nsec3)
     authority.load(zone, signed)
     rrl = ResponseRateLimiter(args.rrl_rate, slip=args.rrl_slip) if args.rrl_rate > 0 else None
-    server = DNSServer(authority_handler(authority), rrl=rrl)
+    server = DNSServer(authority_handler(authority), rrl=rrl, rrl_exempt=cookie_exemption(authority))
     try:
         udp, tcp = await server.start_udp_tcp(*listen)
         where = [f"udp {udp[0]}:{udp[1]}", f"tcp {tcp[0]}:{tcp[1]}"]

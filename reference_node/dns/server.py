@@ -25,7 +25,7 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataRecei
 from reference_node.listen import ListenError, bind_socket
 from trustchain.dns.app import DNSApplication
 from trustchain.dns.authority import Authority
+from trustchain.dns.edns_options import has_valid_cookie
 from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_reply
 
 Transport = Literal["udp", "tcp", "doq"]
@@ -65,6 +66,7 @@ class ListenerCounters:
     oversize: int = 0
     rrl_dropped: int = 0
     rrl_slipped: int = 0
+    rrl_exempt: int = 0  # answered outside the limit: the query carried a valid server cookie
     tcp_connections: int = 0
     tcp_rejected: int = 0
     tcp_timeouts: int = 0
@@ -83,6 +85,16 @@ def authority_handler(authority: Authority | DNSApplication, clock: Callable[[],
         return authority.answer(wire, int(clock()), max_udp=EDNS_UDP if transport == "udp" else None, client=client)
 
     return handle
+
+
+def cookie_exemption(authority: Authority | DNSApplication,
+                     clock: Callable[[], float] = time.time) -> Callable[[bytes, str], bool]:
+    """RRL exemption for queries carrying a valid server cookie of this server (its identity's secret)."""
+
+    def exempt(wire: bytes, client: str) -> bool:
+        return has_valid_cookie(authority.identity.cookie_secret, wire, client, int(clock()))
+
+    return exempt
 
 
 def _response_class(response: bytes) -> str:
@@ -106,15 +118,19 @@ class DNSServer:
         update_handler: UpdateHandler | None = None,
         transfer_handler: TransferHandler | None = None,
         is_transfer: Callable[[bytes], bool] | None = None,
+        rrl_exempt: Callable[[bytes, str], bool] | None = None,
     ) -> None:
         """`update_handler` takes RFC 2136 UPDATE messages (answered NOTIMP by `handler` without one); its
         answer comes later, so a UDP update is answered from a task and a TCP connection waits for it.
-        `transfer_handler` answers the TCP queries `is_transfer` picks (AXFR, IXFR) with several messages."""
+        `transfer_handler` answers the TCP and DoQ queries `is_transfer` picks (AXFR, IXFR) with several
+        messages.
+        `rrl_exempt(query, client)` picks UDP queries that RRL lets through uncounted (`cookie_exemption`)."""
         self.handler = handler
         self.update_handler = update_handler
         self.transfer_handler = transfer_handler
         self.is_transfer = is_transfer
         self.rrl = rrl
+        self.rrl_exempt = rrl_exempt
         self.tcp_idle_timeout = tcp_idle_timeout
         self.max_tcp_clients = max_tcp_clients
         self.clock = clock
@@ -169,7 +185,11 @@ class DNSServer:
                 except OSError:
                     self.counters.udp_send_errors += 1
 
-        task = asyncio.get_running_loop().create_task(run())
+        self._spawn(run())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run an answer that comes later (an update, a DoQ transfer); `close` cancels what is left."""
+        task = asyncio.get_running_loop().create_task(coro)
         self._update_tasks.add(task)
         task.add_done_callback(self._update_tasks.discard)
 
@@ -259,6 +279,9 @@ class DNSServer:
         if not response:
             return b""
         if self.rrl is not None:
+            if self.rrl_exempt is not None and self.rrl_exempt(data, addr[0]):
+                counters.rrl_exempt += 1
+                return response
             action = self.rrl.check(addr[0], self.clock(), _response_class(response))
             if action is Action.DROP:
                 counters.rrl_dropped += 1
@@ -450,8 +473,12 @@ class _DoQProtocol(QuicConnectionProtocol):
             self._quic.reset_stream(sid, DOQ_PROTOCOL_ERROR)
             self.transmit()
             return
-        if self.server._is_update(data[2:]):
-            self.server._spawn_update(data[2:], self._client(), "doq", functools.partial(self._reply, sid))
+        server = self.server
+        if server.transfer_handler is not None and server.is_transfer is not None and server.is_transfer(data[2:]):
+            server._spawn(self._transfer(sid, data[2:]))  # XoQ: the same TSIG and grant checks as over TCP
+            return
+        if server._is_update(data[2:]):
+            server._spawn_update(data[2:], self._client(), "doq", functools.partial(self._reply, sid))
             return
         response = self.server._handle(data[2:], self._client(), "doq")
         if not response:
@@ -460,6 +487,31 @@ class _DoQProtocol(QuicConnectionProtocol):
             counters.responses += 1
             self._quic.send_stream_data(sid, len(response).to_bytes(2, "big") + response, end_stream=True)
         self.transmit()
+
+    async def _transfer(self, sid: int, query: bytes) -> None:
+        """RFC 9250 4.2: every message of an AXFR/IXFR answer on the query's stream, each with its length;
+        the stream ends after the last. Nothing to send (or a failure midway): the stream is reset."""
+        server = self.server
+        assert server.transfer_handler is not None
+        server.counters.transfers += 1
+        sent = 0
+        try:
+            async for message in server.transfer_handler(query, self._client()):
+                self._quic.send_stream_data(sid, len(message).to_bytes(2, "big") + message)
+                self.transmit()
+                sent += 1
+        except Exception:  # as in `_handle`: a bug or a vanished peer costs this stream, never the listener
+            server.counters.handler_errors += 1
+            log.exception("zone transfer over DoQ to %s failed", self._client(),
+                          extra={"event": "dns_transfer_failed"})
+            sent = 0
+        with contextlib.suppress(Exception):  # the connection may be gone by now
+            if sent:
+                self._quic.send_stream_data(sid, b"", end_stream=True)
+                server.counters.responses += 1
+            else:
+                self._quic.reset_stream(sid, DOQ_INTERNAL_ERROR)
+            self.transmit()
 
     def _reply(self, sid: int, response: bytes) -> None:
         self._quic.send_stream_data(sid, len(response).to_bytes(2, "big") + response, end_stream=True)

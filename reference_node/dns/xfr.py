@@ -1,4 +1,4 @@
-"""Zone transfers out (AXFR, IXFR) on the node's TCP listener, and NOTIFY to the zones' secondaries.
+"""Zone transfers out (AXFR, IXFR) on the node's TCP and DoQ listeners, and NOTIFY to the zones' secondaries.
 
 The rules are in `trustchain.dns.transfer`; this module does the I/O around them. A transfer is answered
 only when its TSIG verifies with a key of the node-local keyring (`<storage.path>/tsig-keys.json`, the

@@ -23,7 +23,7 @@ from reference_node.cli import main as cli_main
 from trustchain.dns.authority import Authority
 from trustchain.dns.denial import NSEC3Params
 from trustchain.dns.dnssec import SigningPolicy, sign_zone
-from trustchain.dns.edns_options import ServerIdentity
+from trustchain.dns.edns_options import ServerIdentity, has_valid_cookie
 from trustchain.dns.keys import KeySet
 from trustchain.dns.zone import AddRecords, ZoneUpdate
 
@@ -118,6 +118,34 @@ def test_nsid_and_cookies() -> None:
     plain = Authority()
     plain.load(make_zone())
     assert ask(plain, f"www.{ORIGIN}", "A", options=[dns.edns.CookieOption(b"c" * 8, b"")]).options == ()
+
+
+def test_only_a_fresh_cookie_issued_to_this_address_exempts_from_rate_limiting() -> None:
+    """The RRL exemption judges the query alone: a server cookie this server handed to this address,
+    younger than an hour; anything else (none, client part only, another address, stale, altered, another
+    server's secret, a server without cookies) earns no exemption."""
+    auth = _authority()
+    first = ask(auth, f"www.{ORIGIN}", "A", options=[dns.edns.CookieOption(b"c" * 8, b"")])
+    (cookie,) = [o for o in first.options if isinstance(o, dns.edns.CookieOption)]
+
+    def wire(option: dns.edns.Option | None) -> bytes:
+        options = [] if option is None else [option]
+        return dns.message.make_query(f"www.{ORIGIN}", "A", use_edns=0, options=options).to_wire()
+
+    assert has_valid_cookie(SECRET, wire(cookie), "192.0.2.9", NOW + 20)
+    altered = dns.edns.CookieOption(cookie.client, bytes(cookie.server[:-1]) + bytes([cookie.server[-1] ^ 1]))
+    for query, client, now, secret in [
+        (wire(None), "192.0.2.9", NOW + 20, SECRET),
+        (wire(dns.edns.CookieOption(b"c" * 8, b"")), "192.0.2.9", NOW + 20, SECRET),
+        (wire(cookie), "192.0.2.10", NOW + 20, SECRET),
+        (wire(cookie), "192.0.2.9", NOW + 7200, SECRET),
+        (wire(altered), "192.0.2.9", NOW + 20, SECRET),
+        (wire(dns.edns.CookieOption(b"d" * 8, cookie.server)), "192.0.2.9", NOW + 20, SECRET),
+        (wire(cookie), "192.0.2.9", NOW + 20, b"t" * 32),
+        (wire(cookie), "192.0.2.9", NOW + 20, b""),
+        (b"\x00\x0a\x00" * 10, "192.0.2.9", NOW + 20, SECRET),  # not a message at all
+    ]:
+        assert not has_valid_cookie(secret, query, client, now)
 
 
 def test_tlsa_helper_publishes_the_spki_digest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -210,3 +210,50 @@ def test_malformed_command_bodies_name_the_field_and_change_nothing() -> None:
     for result, prefix in zip(results, cases.values(), strict=True):
         assert result.status == STATUS_ERROR and result.detail.startswith(prefix), (result, prefix)
     assert app.rejected == len(cases) and (app.digest(), sorted(app.zones)) == before
+
+
+def test_replicated_changes_keep_in_zone_name_servers_reachable() -> None:
+    """As named-checkzone refuses a zone file whose in-zone NS has no address, the replicas refuse a change
+    that leaves one without: the error names the NS record, and the zone (digest, snapshot) is unchanged."""
+    app = fresh()
+    zone = app.zones[dns.name.from_text(ORIGIN)].zone
+    before = (app.digest(), zone.serial, zone.to_text())
+    no_glue = update_command(ZoneUpdate(ORIGIN, (AddRecords("sub", "NS", 300, ("ns.sub",)),)))
+    drop_address = update_command(ZoneUpdate(ORIGIN, (DeleteRRset("ns1", "A"),)))
+    drop_name = update_command(ZoneUpdate(ORIGIN, (DeleteName("ns1"),)))
+    new_apex_ns = update_command(ZoneUpdate(ORIGIN, (ReplaceRRset("@", "NS", 3600, ("ns2",)),)))
+    results = run(app, no_glue, drop_address, drop_name, new_apex_ns)
+    assert [r.detail for r in results] == [
+        "zone[sub.app.example.]: NS ns.sub.app.example. at sub.app.example. is inside the zone but has no A or "
+        "AAAA record (glue): add the address in the same update",
+        *["zone[app.example.]: NS ns1.app.example. at app.example. is inside the zone but has no A or AAAA "
+          "record (glue): add the address in the same update"] * 2,
+        "zone[app.example.]: NS ns2.app.example. at app.example. is inside the zone but has no A or AAAA "
+        "record (glue): add the address in the same update",
+    ]
+    assert all(r.status == STATUS_ERROR for r in results) and app.rejected == 4
+    assert (app.digest(), zone.serial, zone.to_text()) == before
+    assert query(app, "sub.app.example.", "NS").rcode() == dns.rcode.NXDOMAIN
+    with_glue = update_command(ZoneUpdate(ORIGIN, (AddRecords("sub", "NS", 300, ("ns.sub", "ns.elsewhere.example.")),
+                                                  AddRecords("ns.sub", "AAAA", 300, ("2001:db8::53",)))))
+    moved = update_command(ZoneUpdate(ORIGIN, (ReplaceRRset("@", "NS", 3600, ("ns2",)),
+                                              AddRecords("ns2", "A", 300, ("192.0.2.54",)),
+                                              DeleteName("ns1"))))
+    assert [r.status for r in run(app, with_glue, moved, seq=3)] == [STATUS_OK, STATUS_OK]
+    referral = query(app, "host.sub.app.example.", "A")
+    assert [r.to_text() for r in referral.additional] == ["ns.sub.app.example. 300 IN AAAA 2001:db8::53"]
+
+
+def test_a_created_zone_is_checked_as_a_whole() -> None:
+    """Records given with a create are refused with it: no zone is left behind. A bare create's own apex NS
+    (the create carries no addresses for it) is accepted, and later changes that do not touch it too."""
+    app = DNSApplication(seed("master"), POLICY)
+    bad = create_command(ORIGIN, primary_ns="ns1", admin="h", nameservers=["ns1"],
+                         records=ZoneUpdate(ORIGIN, (AddRecords("ns1", "A", 300, ("192.0.2.53",)),
+                                                     AddRecords("kid", "NS", 300, ("ns1.kid",)))))
+    (result,) = run(app, bad, seq=1)
+    assert result.status == STATUS_ERROR and result.detail.startswith("zone[kid.app.example.]: NS ns1.kid.app.example.")
+    assert not app.zones
+    bare = create_command(ORIGIN, primary_ns="ns1", admin="h", nameservers=["ns1"])
+    unrelated = update_command(ZoneUpdate(ORIGIN, (AddRecords("www", "A", 300, ("192.0.2.1",)),)))
+    assert [r.status for r in run(app, bare, unrelated, seq=2)] == [STATUS_OK, STATUS_OK]

@@ -30,6 +30,7 @@ from trustchain.dns.authority import Authority
 from trustchain.dns.denial import NSEC3Params
 from trustchain.dns.dnssec import SigningPolicy, sign_zone
 from trustchain.dns.keys import ECDSAP256, KeySet
+from trustchain.dns.validator import Validator, ZoneKeys
 from trustchain.dns.zone import AddRecords, Zone, ZoneUpdate
 
 PARENT, CHILD, INSECURE, BAD = "tc.example.", "child.tc.example.", "insecure.tc.example.", "bad.tc.example."
@@ -239,3 +240,24 @@ def test_unbound_insecure_child_and_bogus_child(unbound: int) -> None:
     reply = _resolve(unbound, f"www.{BAD}", "A")
     assert reply.rcode() == dns.rcode.SERVFAIL, reply.to_text()  # its DS matches no key of the child
     assert re.search(r"192\.0\.2\.101", reply.to_text()) is None
+
+
+@pytest.mark.parametrize(("qname", "qtype", "rcode", "expect"), [
+    (f"x.wild.{PARENT}", "A", dns.rcode.NOERROR, "192.0.2.77"),
+    (f"a.b.wild.{PARENT}", "TXT", dns.rcode.NOERROR, "synthesised"),
+    (f"x.wild.{PARENT}", "MX", dns.rcode.NOERROR, ""),
+    (f"x.nowild.{PARENT}", "A", dns.rcode.NXDOMAIN, ""),
+    (f"www.old.{PARENT}", "A", dns.rcode.NOERROR, "192.0.2.90"),
+    (f"_443._tcp.www.{PARENT}", "TLSA", dns.rcode.NOERROR, TLSA.split()[-1][:16]),
+])
+def test_our_validator_agrees_with_delv_and_unbound(
+    served: Served, qname: str, qtype: str, rcode: dns.rcode.Rcode, expect: str
+) -> None:
+    """The very answers delv and unbound validate above, fetched the same way, are secure here too."""
+    keys = _query(served.port, PARENT, "DNSKEY")
+    dnskey = next(r for r in keys.answer if r.rdtype == dns.rdatatype.DNSKEY)
+    sigs = next(r for r in keys.answer if r.rdtype == dns.rdatatype.RRSIG)
+    reply = _query(served.port, qname, qtype)
+    assert reply.rcode() == rcode and expect.lower() in reply.to_text().lower(), reply.to_text()
+    result = Validator(served.anchor).validate(reply, [ZoneKeys(dnskey, sigs)], int(time.time()))
+    assert result.secure, result.detail

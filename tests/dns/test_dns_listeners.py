@@ -253,3 +253,55 @@ def test_doq_garbage_with_a_valid_length_is_a_protocol_error_on_that_stream(runn
     assert sorted(resets.values()) == [DOQ_PROTOCOL_ERROR, DOQ_PROTOCOL_ERROR], resets
     assert running.server.counters.doq_protocol_errors == before + 2
     assert dns.message.from_wire(answer).rcode() == dns.rcode.NOERROR
+
+
+def test_rrl_exempts_clients_with_a_valid_server_cookie() -> None:
+    """Knot and BIND let a client that returns our server cookie through RRL: it has shown it is at its
+    source address. The same address without a cookie, or with a forged one, is still limited."""
+    import os
+
+    import dns.edns
+
+    from reference_node.dns.server import cookie_exemption
+    from trustchain.dns.edns_options import ServerIdentity
+
+    zone = make_zone()
+    auth = Authority(identity=ServerIdentity(cookie_secret=os.urandom(32)))
+    auth.load(zone, sign_zone(zone, KeySet.initial(seed("ksk"), seed("zsk")), int(time.time())))
+    client_cookie = b"\x11" * 8
+
+    def query(server_cookie: bytes | None) -> bytes:
+        options = [] if server_cookie is None else [dns.edns.CookieOption(client_cookie, server_cookie)]
+        return dns.message.make_query("www.tc.example.", "A", use_edns=0, options=options).to_wire()
+
+    async def burst(port: int, wire: bytes, n: int) -> tuple[int, int]:
+        full = tc = 0
+        for _ in range(n):
+            try:
+                reply = dns.message.from_wire(await udp_exchange("127.0.0.1", port, wire, 0.1))
+            except TimeoutError:
+                continue
+            tc += bool(reply.flags & dns.flags.TC)
+            full += not reply.flags & dns.flags.TC
+        return full, tc
+
+    async def go() -> tuple[list[tuple[int, int]], DNSServer]:
+        server = DNSServer(authority_handler(auth), rrl=ResponseRateLimiter(rate=5, slip=2), clock=lambda: 0.0,
+                           rrl_exempt=cookie_exemption(auth))
+        _, port = await server.start_udp("127.0.0.1", 0)
+        first = dns.message.from_wire(await udp_exchange("127.0.0.1", port, query(b""), 1.0))  # learn the cookie
+        (cookie,) = [o for o in first.options if isinstance(o, dns.edns.CookieOption)]
+        assert len(cookie.server) == 16
+        results = [
+            await burst(port, query(bytes(cookie.server)), 30),  # valid cookie: never limited
+            await burst(port, query(None), 20),  # the same address without one: 4 tokens left
+            await burst(port, query(bytes(cookie.server[:8]) + b"\0" * 8), 10),  # forged: limited
+            await burst(port, query(bytes(cookie.server)), 10),  # and the valid one still passes
+        ]
+        await server.close()
+        return results, server
+
+    results, server = asyncio.run(go())
+    assert results == [(30, 0), (4, 8), (0, 5), (10, 0)]
+    assert server.counters.rrl_exempt == 40
+    assert server.counters.rrl_slipped == 13 and server.counters.rrl_dropped == 13

@@ -154,6 +154,7 @@ def test_ksk_rollover_completes_when_the_parent_served_here_holds_the_new_ds_alo
     create = create_command(parent, primary_ns="ns1.keys.example.", admin="h", nameservers=["ns1.keys.example."])
     old_ds = [r.to_text() for r in reps.apps[0].ds(ORIGIN)]
     delegate = update_command(ZoneUpdate(parent, (AddRecords("keys", "NS", 300, ("ns1.keys",)),
+                                                  AddRecords("ns1.keys", "A", 300, ("192.0.2.53",)),  # glue
                                                   AddRecords("keys", "DS", 300, tuple(old_ds)))))
     assert [r.status for r in reps.run(create, delegate, t=NOW + 10)] == [STATUS_OK, STATUS_OK]
     reps.run(keys_command(ORIGIN, "roll", "ksk"), t=NOW + 100)

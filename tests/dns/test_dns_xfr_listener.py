@@ -1,11 +1,15 @@
-"""AXFR/IXFR on the node's TCP listener and NOTIFY, without a cluster: a local DNSApplication plays the
-replicated zones; requests come from dnspython's client (`dns.query.inbound_xfr`), which checks every
-message's TSIG. Unsigned, wrongly signed and ungranted requests are refused and get no records."""
+"""AXFR/IXFR on the node's TCP and DoQ listeners and NOTIFY, without a cluster: a local DNSApplication
+plays the replicated zones; requests come from dnspython's client (`dns.query.inbound_xfr`), kdig +quic
+and our aioquic client, each checking every message's TSIG. Unsigned, wrongly signed and ungranted
+requests are refused and get no records, over TCP and over QUIC alike."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +28,9 @@ import dns.xfr
 import dns.zone
 import pytest
 from dns_testutil import seed
+from tls_testutil import self_signed
 
+from reference_node.dns.client import doq_connection
 from reference_node.dns.server import DNSServer
 from reference_node.dns.tsig import Keyring, add_key, keyring_path
 from reference_node.dns.xfr import ZoneTransfers, is_transfer
@@ -58,6 +64,8 @@ class Served:
         self.server = DNSServer(lambda wire, client, transport: self.app.answer(wire, int(time.time()), max_udp=None),
                                 transfer_handler=self.transfers.handle, is_transfer=is_transfer)
         self.port = self.loop.run_until_complete(self.server.start_tcp("127.0.0.1", 0))[1]
+        cert, key = self_signed(tmp)
+        self.doq = self.loop.run_until_complete(self.server.start_doq("127.0.0.1", 0, str(cert), str(key)))[1]
 
     def run(self, payload: bytes) -> None:
         self.n += 1
@@ -150,7 +158,7 @@ def test_a_granted_key_transfers_the_signed_zone_by_axfr_then_ixfr(served: Serve
     assert content(full) == content(zone)
 
 
-@pytest.mark.parametrize(("zone", "key", "secret", "rcode"), [
+REFUSALS = [
     (ZONE, None, SECRET, dns.rcode.REFUSED),  # unsigned
     (ZONE, KEY, WRONG, dns.rcode.NOTAUTH),  # wrong secret
     (ZONE, "unknown.alice.example.", SECRET, dns.rcode.NOTAUTH),
@@ -158,17 +166,90 @@ def test_a_granted_key_transfers_the_signed_zone_by_axfr_then_ixfr(served: Serve
     (OTHER, KEY, SECRET, dns.rcode.REFUSED),  # granted by bob.example.'s owner, but the key is for alice.example.
     (OTHER, BOBS, SECRET, dns.rcode.REFUSED),  # bob's own key, which bob's owner did not grant
     ("carol.example.", KEY, SECRET, dns.rcode.NOTAUTH),  # not served here
-])
-@pytest.mark.parametrize("rdtype", ["AXFR", "IXFR"])
-def test_refused_transfers_leak_nothing(served: Served, zone: str, key: str | None, secret: bytes, rcode: int,
-                                        rdtype: str) -> None:
-    query = dns.message.make_query(zone, rdtype)
+]
+
+
+def _request(zone: str, rdtype: str, key: str | None, secret: bytes, msg_id: int | None = None) -> bytes:
+    query = dns.message.make_query(zone, rdtype, id=msg_id)
     if rdtype == "IXFR":
         query.authority.append(dns.rrset.from_text(zone, 0, "IN", "SOA", f"ns1.{zone} h.{zone} 1 1 1 1 1"))
     if key:
         query.use_tsig(keyring(key, secret), algorithm=dns.tsig.HMAC_SHA256)
-    assert raw_rcode(served, query.to_wire()) == (rcode, 0)
+    return query.to_wire()
+
+
+@pytest.mark.parametrize(("zone", "key", "secret", "rcode"), REFUSALS)
+@pytest.mark.parametrize("rdtype", ["AXFR", "IXFR"])
+def test_refused_transfers_leak_nothing(served: Served, zone: str, key: str | None, secret: bytes, rcode: int,
+                                        rdtype: str) -> None:
+    assert raw_rcode(served, _request(zone, rdtype, key, secret)) == (rcode, 0)
     assert served.transfers.counters.axfr == served.transfers.counters.ixfr == 0
+
+
+def doq_messages(s: Served, wire: bytes) -> list[bytes]:
+    """Every message on the request's DoQ stream (RFC 9250 4.2: each with its 2-byte length), to its end."""
+    async def ask() -> bytes:
+        async with doq_connection("127.0.0.1", s.doq) as protocol:
+            reader, writer = await protocol.create_stream()
+            writer.write(len(wire).to_bytes(2, "big") + wire)
+            writer.write_eof()
+            return await asyncio.wait_for(reader.read(), 10)
+
+    data = s.loop.run_until_complete(ask())
+    out = []
+    while data:
+        length = int.from_bytes(data[:2], "big")
+        assert len(data) >= 2 + length
+        out.append(data[2:2 + length])
+        data = data[2 + length:]
+    return out
+
+
+@pytest.mark.parametrize(("zone", "key", "secret", "rcode"), REFUSALS)
+@pytest.mark.parametrize("rdtype", ["AXFR", "IXFR"])
+def test_refused_transfers_over_doq_leak_nothing(served: Served, zone: str, key: str | None, secret: bytes,
+                                                 rcode: int, rdtype: str) -> None:
+    (only,) = doq_messages(served, _request(zone, rdtype, key, secret, msg_id=0))  # RFC 9250: ID 0
+    response = dns.message.from_wire(only, keyring=False)
+    assert (response.rcode(), sum(len(r) for r in response.answer)) == (rcode, 0)
+    assert served.transfers.counters.axfr == served.transfers.counters.ixfr == 0
+
+
+def test_axfr_over_doq_every_message_signed(served: Served) -> None:
+    query = dns.message.make_query(ZONE, "AXFR", id=0)  # RFC 9250 4.2.1: message ID 0
+    query.use_tsig(keyring(), algorithm=dns.tsig.HMAC_SHA256)
+    messages = doq_messages(served, query.to_wire())
+    assert len(messages) >= 2  # 50 signed hosts do not fit one message
+    ctx, records = None, []
+    for i, wire in enumerate(messages):  # the TSIG chain of RFC 8945 5.3.1, checked by dnspython
+        response = dns.message.from_wire(wire, keyring=keyring(), request_mac=query.mac if i == 0 else b"",
+                                         tsig_ctx=ctx, multi=True)
+        ctx = response.tsig_ctx
+        assert response.rcode() == dns.rcode.NOERROR and response.id == 0
+        records += [r for rrset in response.answer for r in rrset.to_text().splitlines()]
+    assert records[0].split()[3] == "SOA" and records[-1].split()[3] == "SOA"
+    assert f"h49.{ZONE} 300 IN A 192.0.2.49" in records
+    assert served.transfers.counters.axfr == 1 and served.server.counters.transfers == 1
+
+
+def kdig(s: Served, *args: str) -> str:
+    if shutil.which("kdig") is None:
+        pytest.skip("kdig not installed (apt: knot-dnsutils)")
+    cmd = ["kdig", "@127.0.0.1", "-p", str(s.doq), "+quic", *args]
+    out = s.loop.run_until_complete(s.loop.run_in_executor(
+        None, lambda: subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)))
+    return out.stdout + out.stderr
+
+
+def test_kdig_axfr_over_quic_with_tsig(served: Served) -> None:
+    out = kdig(served, "-y", f"hmac-sha256:{KEY}:{base64.b64encode(SECRET).decode()}", ZONE, "AXFR")
+    assert ";; ERROR" not in out and f"h49.{ZONE}" in out and "192.0.2.49" in out, out
+    assert served.transfers.counters.axfr == 1
+    refused = kdig(served, ZONE, "AXFR")  # no TSIG: refused, no records
+    assert "REFUSED" in refused and "192.0.2.49" not in refused, refused
+    wrong = kdig(served, "-y", f"hmac-sha256:{KEY}:{base64.b64encode(WRONG).decode()}", ZONE, "AXFR")
+    assert "NOTAUTH" in wrong and "192.0.2.49" not in wrong, wrong
+    assert served.transfers.counters.axfr == 1
 
 
 def test_notify_goes_to_the_granted_address_signed_and_again_on_each_new_serial(served: Served) -> None:

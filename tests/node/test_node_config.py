@@ -36,6 +36,14 @@ def test_generated_config_loads(generated: Path) -> None:
     assert cfg.storage.path == generated.parent / "data"  # relative to the file
 
 
+def test_dns_rate_limiting_is_off_unless_configured(generated: Path, tmp_path: Path) -> None:
+    cfg = cfgmod.load(generated, environ={})
+    assert (cfg.dns.rrl_rate, cfg.dns.rrl_slip) == (0.0, 2)
+    path = _edit(generated, tmp_path, "ttl_override = false", "ttl_override = false\nrrl_rate = 20\nrrl_slip = 3")
+    cfg = cfgmod.load(path, environ={})
+    assert (cfg.dns.rrl_rate, cfg.dns.rrl_slip) == (20.0, 3)
+
+
 def test_env_overrides_network_and_role(generated: Path) -> None:
     cfg = cfgmod.load(generated, environ={"TRUSTCHAIN_NETWORK": "testnet"})
     assert cfg.trustchain.network == "testnet"
@@ -54,6 +62,8 @@ def test_env_overrides_network_and_role(generated: Path) -> None:
     ('transport = "tcp"', 'transport = "carrier-pigeon"', "consensus.transport", "must be one of tcp, quic"),
     ('cache_size = "64MB"', "cache_size = -1", "dns.cache_size", "expected a size"),
     ('ttl_override = false', 'ttl_override = "sometimes"', "dns.ttl_override", "expected false, true"),
+    ('ttl_override = false', "ttl_override = false\nrrl_rate = -5", "dns.rrl_rate", "responses per second"),
+    ('ttl_override = false', "ttl_override = false\nrrl_slip = -1", "dns.rrl_slip", "must be >= 0"),
 ])
 def test_errors_name_file_key_reason(generated: Path, tmp_path: Path, old: str, new: str, key: str,
                                      reason: str) -> None:

@@ -198,6 +198,8 @@ def test_p256_zone_with_a_wildcard_validates_and_the_listener_sends_cookies(clus
     anchors = _anchor_conf(cluster, zone, tmp_path / "p256.conf")
     out = tool("delv", "@127.0.0.1", "-p", str(ln.udp), "-a", str(anchors), f"+root={zone}", f"x.wild.{zone}", "A")
     assert "fully validated" in out and "192.0.2.99" in out, out
+    code, res = http("GET", cluster.apis[3] + f"/api/v1/dns/dnssec/validate?domain=x.wild.{zone}&type=A")
+    assert code == 200 and res["secure"] is True, res  # the node's own validator agrees with delv
     query = dns.message.make_query(f"x.wild.{zone}", "A", use_edns=0,
                                    options=[dns.edns.CookieOption(b"\x01" * 8, b"")])
     reply = dns.query.udp(query, "127.0.0.1", port=ln.udp, timeout=5)

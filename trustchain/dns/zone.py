@@ -39,7 +39,7 @@ from trustchain.dns.records import (
     parse_rdata,
     parse_type,
 )
-from trustchain.dns.zone_rules import check_zone, delegation_cuts
+from trustchain.dns.zone_rules import check_glue, check_zone, delegation_cuts
 
 RdataType = dns.rdatatype.RdataType
 Node = dict[RdataType, dns.rrset.RRset]
@@ -185,7 +185,8 @@ class Zone:
     def apply(self, update: ZoneUpdate, check: Callable[[ZoneSize], None] | None = None) -> bool:
         """Apply `update` atomically. Returns whether the zone changed; if so the SOA serial is bumped by
         one (RFC 1982 arithmetic). `check` sees the zone's size after the update before anything is
-        applied and may refuse it by raising ZoneUpdateError. On ZoneUpdateError the zone is untouched."""
+        applied and may refuse it by raising ZoneUpdateError. On ZoneUpdateError the zone is untouched. An
+        update that leaves an in-zone NS target without an address is refused (`zone_rules.check_glue`)."""
         if not isinstance(update, ZoneUpdate):
             raise ZoneUpdateError("update", "not a ZoneUpdate")
         try:
@@ -200,6 +201,7 @@ class Zone:
         for i, op in enumerate(update.ops):
             self._apply_op(work, op, f"ops[{i}]")
         check_zone(self.origin, work, self.presigned)
+        check_glue(self.origin, self._nodes, work)
         if _content(work) == _content(self._nodes):
             return False
         soa_rrset = work[self.origin][RdataType.SOA]

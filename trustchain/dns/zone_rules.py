@@ -4,6 +4,10 @@ Kept apart from the zone model: these are the DNS rules that tie RRsets at diffe
 delegations and their glue (RFC 1034 4.2.1), DS only at a cut (RFC 4035 2.4), DNAME's empty subtree
 (RFC 6672 2.4), CNAME alone (RFC 2181 10.1), wildcard owners (RFC 4592 4) — and which DNSSEC records
 only a presigned zone may hold.
+
+Glue (`check_glue`): an NS whose target lies inside the zone needs an A or AAAA record there, or no resolver
+can reach that server (named-checkzone refuses such a zone file). It is judged per change: a change may not
+leave an NS target without addresses that had them (or was not an NS target) before it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import dns.rrset
 
 from trustchain.dns.records import APEX_ONLY_TYPES, PRESIGNED_TYPES, ZoneUpdateError
 
-__all__ = ["GLUE_TYPES", "check_zone", "delegation_cuts", "is_wildcard"]
+__all__ = ["GLUE_TYPES", "check_glue", "check_zone", "delegation_cuts", "is_wildcard", "missing_glue"]
 
 RdataType = dns.rdatatype.RdataType
 NodeMap = Mapping[dns.name.Name, Mapping[RdataType, dns.rrset.RRset]]
@@ -86,3 +90,29 @@ def check_zone(origin: dns.name.Name, nodes: NodeMap, presigned: bool) -> None:
         dname = _below(name, dnames, origin) if dnames and not types <= _HASHED else None
         if dname is not None:
             raise ZoneUpdateError(field, f"nothing may live below the DNAME at {dname} (RFC 6672 2.4)")
+
+
+def missing_glue(origin: dns.name.Name, nodes: NodeMap) -> frozenset[tuple[dns.name.Name, dns.name.Name]]:
+    """(NS owner, target) for every NS record (at the apex or a delegation) whose target is inside the
+    zone and holds no address record."""
+    out = set()
+    for name, node in nodes.items():
+        ns = node.get(RdataType.NS)
+        if ns is None:
+            continue
+        for rdata in ns:
+            target = rdata.target
+            if target.is_subdomain(origin) and not GLUE_TYPES & set(nodes.get(target, {})):
+                out.add((name, target))
+    return frozenset(out)
+
+
+def check_glue(origin: dns.name.Name, before: NodeMap, after: NodeMap) -> None:
+    """Raise ZoneUpdateError naming the NS record if the change from `before` to `after` leaves an in-zone
+    NS target without an address that was not already missing one. Zones that already lacked glue stay
+    loadable and updatable; what a change breaks or adds is refused."""
+    new = missing_glue(origin, after) - missing_glue(origin, before)
+    if new:
+        owner, target = min(new)
+        raise ZoneUpdateError(f"zone[{owner}]", f"NS {target} at {owner} is inside the zone but has no A or AAAA "
+                              f"record (glue): add the address in the same update")
