@@ -212,6 +212,7 @@ class API:
         r.add_post("/api/v1/cert/request", self.cert_request)
         r.add_post("/api/v1/cert/renew", self.cert_renew)
         r.add_post("/api/v1/cert/revoke", self.cert_revoke)
+        r.add_get("/api/v1/cert/request/{pending_id}", self.cert_by_request)
         r.add_get("/api/v1/cert/{id}", self.cert_get)
         r.add_get("/api/v1/dns/resolve", self.dns_resolve)
         r.add_post("/api/v1/dns/update", self.dns_update)
@@ -283,13 +284,38 @@ class API:
                                     _int_field(doc, "lifetime_s", 0))
         raw = await self._submit_unsigned(tcapp.CA, cacommands.request_command(req))
         res = _ca_result(raw, cacommands.STATUS_PENDING)
-        pid, serial = res.pending_id, res.serial
-        if serial not in self.node.app.ca.issued and wait_s > 0:
-            await self.node.wait_certificate(pid, float(wait_s))
-        record = self.node.app.ca.issued.get(serial)
+        pid = res.pending_id
+        serial = res.serial or self.node.app.ca.request_serial(pid)  # the validators' randomness fixes it
+        if (serial is None or serial not in self.node.app.ca.issued) and wait_s > 0:
+            done = await self.node.wait_certificate(pid, float(wait_s))
+            serial = done.serial if done is not None else self.node.app.ca.request_serial(pid)
+        return self._request_json(pid, serial)
+
+    def _request_json(self, pid: int, serial: bytes | None) -> web.Response:
+        """201 with the certificate, or 202 pending (`serial` empty until the validators' reveals fixed it).
+        `serial_randomness` shows what the serial was drawn from, for anyone to check (`trustchain.ca.serials`)."""
+        record = self.node.app.ca.issued.get(serial) if serial else None
+        drawn = self.node.app.ca.serials.resolved.get(pid)
+        audit = {} if drawn is None else {"serial_randomness": {
+            "request": drawn.request.hex(), "attempt": drawn.attempt,
+            "contributors": [{"validator": s.validator, "commitment": s.digest.hex(), "value": s.value.hex()}
+                             for s in drawn.slots]}}
         if record is None:
-            return web.json_response({"status": "pending", "pending_id": pid, "serial": serial.hex()}, status=202)
-        return web.json_response({"status": "issued", "pending_id": pid, **self._cert_json(record)}, status=201)
+            return web.json_response({"status": "pending", "pending_id": pid, "serial": (serial or b"").hex(),
+                                      **audit}, status=202)
+        return web.json_response({"status": "issued", "pending_id": pid, **self._cert_json(record), **audit},
+                                 status=201)
+
+    async def cert_by_request(self, request: web.Request) -> web.Response:
+        """`GET /api/v1/cert/request/{pending_id}`: a request's certificate once issued, else 202 pending."""
+        try:
+            pid = int(request.match_info["pending_id"])
+        except ValueError:
+            raise FieldError("pending_id", "a decimal pending id") from None
+        serial = self.node.app.ca.request_serial(pid)
+        if serial is None and not self.node.app.issuance_in_progress(pid):
+            raise FieldError("pending_id", "no request with this pending id is known (or it expired)", 404)
+        return self._request_json(pid, serial)
 
     def _cert_json(self, rec: carecords.IssuedCertificate) -> dict[str, Any]:
         cert = x509.load_der_x509_certificate(rec.certificate_der)
@@ -569,6 +595,9 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/cert/challenge": {"post": op("Order a dns-01 challenge for names", True)},
         "/api/v1/cert/request": {"post": op("Request a certificate (CSR, names, proofs)", True)},
         "/api/v1/cert/{id}": {"get": op("Certificate by serial (hex)", params=["id"])},
+        "/api/v1/cert/request/{pending_id}": {"get": op("Certificate of a request by its pending id (202 while "
+                                                         "its serial or signature is pending)",
+                                                         params=["pending_id"])},
         "/api/v1/cert/renew": {"post": op("Renew: re-issue for the names of an existing serial", True)},
         "/api/v1/cert/revoke": {"post": op("Revoke by serial with a CRLReason", True)},
         "/api/v1/dns/resolve": {"get": op("Authoritative answer", params=["domain", "type", "dnssec"])},

@@ -192,15 +192,15 @@ class Writer:
         req = cacommands.IssueRequest(_csr_der(body["csr"]), tuple(names), tuple(body["proofs"]), "", "",
                                       int(body.get("lifetime_s", 0)))
         res = self._ca(cacommands.request_command(req), "cert request", cacommands.STATUS_PENDING)
-        serial, deadline = res.serial.hex(), time.monotonic() + float(body.get("wait_s", 0))
-        while True:
-            code, doc = self.client.call("GET", f"/api/v1/cert/{serial}", ok=(200, 202))
-            if code == 200 or time.monotonic() >= deadline:
+        deadline = time.monotonic() + float(body.get("wait_s", 0))
+        while True:  # the serial is known only once the validators' randomness fixed it: ask by pending id
+            code, doc = self.client.call("GET", f"/api/v1/cert/request/{res.pending_id}", ok=(201, 202))
+            if code == 201 or time.monotonic() >= deadline:
                 break
             time.sleep(POLL_S)
-        if code == 200:
-            return 201, {"status": "issued", "pending_id": res.pending_id, **doc}
-        return 202, {"status": "pending", "pending_id": res.pending_id, "serial": serial}
+        if code == 201:
+            return 201, {**doc, "status": "issued", "pending_id": res.pending_id}
+        return 202, {"status": "pending", "pending_id": res.pending_id, "serial": doc.get("serial", "")}
 
     def revoke(self, serial: str, reason: int) -> dict[str, Any]:
         if self.session is None:
