@@ -180,10 +180,10 @@ def test_mallory_cannot_use_alices_rate_limit(alice: Client, mallory: Client) ->
     mallory.write("dns", dnsapp.update_command(update), node=2)
     used = 0
     for i, n in enumerate(names):
-        code, res = mallory.request_certificate((n,), (proofs[n],), node=i % NODES)
+        code, res = mallory.request_certificate((n,), (proofs[n],), node=i % NODES, wait_s=0)
         if code == 422 and res["field"] == "rate":
             break
-        assert code == 200 and res["result"]["status"] == cacommands.STATUS_PENDING, res
+        assert code in (201, 202) and res["result"]["status"] == cacommands.STATUS_PENDING, res
         used += 1
     # Earlier tests may have spent some of her requests; the limit is hers either way.
     mallory.create_zone("mallory2.example.", node=3)

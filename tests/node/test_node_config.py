@@ -36,6 +36,12 @@ def test_generated_config_loads(generated: Path) -> None:
     assert cfg.storage.path == generated.parent / "data"  # relative to the file
 
 
+def test_certificate_answers_wait_a_few_seconds_unless_configured(generated: Path, tmp_path: Path) -> None:
+    assert cfgmod.load(generated, environ={}).api.issue_wait_us == 5_000_000
+    path = _edit(generated, tmp_path, "unsigned_writes = true", 'unsigned_writes = true\nissue_wait = "0s"')
+    assert cfgmod.load(path, environ={}).api.issue_wait_us == 0  # answer 202 at once: clients poll
+
+
 def test_env_overrides_network_and_role(generated: Path) -> None:
     cfg = cfgmod.load(generated, environ={"TRUSTCHAIN_NETWORK": "testnet"})
     assert cfg.trustchain.network == "testnet"
@@ -54,6 +60,8 @@ def test_env_overrides_network_and_role(generated: Path) -> None:
     ('transport = "tcp"', 'transport = "carrier-pigeon"', "consensus.transport", "must be one of tcp, quic"),
     ('cache_size = "64MB"', "cache_size = -1", "dns.cache_size", "expected a size"),
     ('ttl_override = false', 'ttl_override = "sometimes"', "dns.ttl_override", "expected false, true"),
+    ("unsigned_writes = true", 'unsigned_writes = true\nissue_wait = "10m"', "api.issue_wait",
+     "must be between 0s and 60s"),
 ])
 def test_errors_name_file_key_reason(generated: Path, tmp_path: Path, old: str, new: str, key: str,
                                      reason: str) -> None:
