@@ -14,6 +14,7 @@ import json
 import shutil
 import struct
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as xocsp
 from node_harness import Cluster, http, issued_from
-from test_node_cluster import _csr, _issue
+from signed_client import request
+from test_node_cluster import _csr, _issue, _prove
 
 from trustchain.ca import commands as cacommands
 
@@ -98,6 +100,29 @@ def test_serials_are_drawn_from_two_validators_committed_randomness(cluster: Clu
     status = [cluster.status(i)["ca"] for i in range(4)]
     assert sum(s["serial_reveals_ordered"] for s in status) >= 3 * 2
     assert all(s["serial_commits_ordered"] >= 1 and s["serial_commitments_unused"] > 0 for s in status)
+
+
+def test_an_answer_that_may_not_wait_says_where_to_poll(cluster: Cluster) -> None:
+    api = cluster.apis[2]
+    proof = _prove(api, "poll.example.org")
+    code, res, headers = request("POST", api + "/api/v1/cert/request", {
+        "csr": _csr(["poll.example.org"]), "names": ["poll.example.org"], "proofs": [proof], "wait_s": 0})
+    assert code == 202 and res["status"] == "pending", res  # the reveals are ordered after the request
+    where = f"/api/v1/cert/request/{res['pending_id']}"
+    assert headers["location"] == res["location"] == where and int(headers["retry-after"]) >= 1, headers
+    deadline = time.monotonic() + 60
+    while (polled := request("GET", api + where))[0] == 202:
+        assert polled[2]["location"] == where and time.monotonic() < deadline, polled
+        time.sleep(0.2)
+    code, doc, _ = polled
+    assert code == 200 and doc["status"] == "issued" and doc["pending_id"] == res["pending_id"], doc
+    cert = x509.load_pem_x509_certificate(doc["certificate"].encode())
+    assert f"{cert.serial_number:032x}" == doc["serial"].rjust(32, "0")
+    # a pending id nobody was answered with, and one that is no number
+    code, doc, _ = request("GET", api + f"/api/v1/cert/request/{res['pending_id'] + 10_000}")
+    assert code == 404 and doc["field"] == "pending_id", doc
+    code, doc, _ = request("GET", api + "/api/v1/cert/request/-1")
+    assert code == 400 and doc["field"] == "pending_id", doc
 
 
 def _pem_crl(der: bytes, path: Path) -> Path:
