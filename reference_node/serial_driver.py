@@ -5,7 +5,10 @@ too few of ours, and our values for commitments assigned to requests whose draw 
 carries that out: values come from the OS CSPRNG, are written to `<storage.path>/serial-values.json`
 (mode 0600, fsynced, replaced atomically) *before* their commitments are ordered, so that a restarted node
 can still reveal them, and commitments and reveals are ordered as this validator's signed writes (only
-validators may order them). One command of each kind is in flight at a time. While a draw is past its
+validators may order them). One command of each kind is in flight at a time, and each carries everything
+that is due when it is sent (up to 64 values): under load one reveal command serves many draws. The file is
+rewritten only with fresh values, not after each reveal (values already revealed or burnt are public or
+useless, so keeping them on disk a little longer costs nothing). While a draw is past its
 reveal deadline the node orders an empty commitment, so that the replicated CA redraws it even when
 nothing else is being ordered.
 """
@@ -86,7 +89,6 @@ class SerialDriver:
         if not self.enabled or node.halted is not None or self.closed:
             return
         state = node.app.ca.serials
-        known = len(self.contributor.values)
         self.contributor.forget(state)
         if self._reveal is None:
             due = self.contributor.reveals(state)
@@ -94,9 +96,8 @@ class SerialDriver:
                 self._reveal = self._spawn(self._order(cacommands.serial_reveal_command(due), "reveal"))
         if self._commit is None:
             fresh = self.contributor.new_commitments(state)
-            if fresh or len(self.contributor.values) != known:
+            if fresh:  # durable before ordered; the file drops forgotten values then too (they are public or dead)
                 _store(self.path, self.contributor.values)
-            if fresh:
                 self._commit = self._spawn(self._order(cacommands.serial_commit_command(fresh), "commit"))
 
     async def ticker(self) -> None:
