@@ -81,12 +81,14 @@ async def prepare(session: aiohttp.ClientSession, nodes: list[nb.Node], total: i
 
 
 async def _send(session: aiohttp.ClientSession, apis: list[str], job: nb.Job, timeout_s: float) -> str:
-    body = {"csr": job.csr, "names": [job.name], "proofs": [job.proof], "wait_s": int(timeout_s)}
+    body = {"csr": job.csr, "names": [job.name], "proofs": [job.proof]}
+    t0 = time.monotonic()
     async with session.post(apis[job.node] + "/api/v1/cert/request", json=body) as r:
         doc = await r.json(content_type=None)
-        if r.status not in (201, 202) or doc.get("status") != "issued":
+        if r.status not in (201, 202):
             return f"HTTP {r.status}: {str(doc)[:120]}"
-    return ""
+    doc = await nb.until_issued(session, apis[job.node], doc, timeout_s - (time.monotonic() - t0))
+    return "" if doc.get("status") == "issued" else f"not issued: {str(doc)[:120]}"
 
 
 def _open_worker(args: tuple[list[str], list[tuple[float, nb.Job]], float, float]) -> list[Outcome]:

@@ -4,8 +4,9 @@ Starts `python -m reference_node` processes from `reference_node.cluster.generat
 3-of-5 FROST issuing key, TCP transport, SQLite synchronous=FULL unless told otherwise), then measures
 through the HTTP API:
 
-- certificate issuance: POST /api/v1/cert/request -> 201 with the certificate, i.e. ordering of the
-  request through PBFT, 3-of-5 FROST signing among the validators, ordering of `finalize`, CT append.
+- certificate issuance: POST /api/v1/cert/request -> 201 with the certificate (or 202, then polled until
+  issued), i.e. ordering of the request through PBFT, the validators' reveals of serial randomness,
+  3-of-5 FROST signing among the validators, ordering of `finalize`, CT append.
   First one at a time (latency without load), then `--concurrency` requests in flight spread over all
   nodes (throughput, latency under load). The dns-01 challenges are ordered and published beforehand
   and are not timed; CSR keys are generated beforehand.
@@ -57,6 +58,7 @@ from reference_node import cluster as clustermod  # noqa: E402
 
 CLAIMS = {"generation_ms": 35.0, "throughput_per_s": 10_000.0, "dns_ms": 50.0}
 PER_ACCOUNT_LIMIT = 50
+POLL_S = 0.05  # how often a pending certificate request is polled
 PER_DOMAIN = 40
 LOAD_TEST_LIMITS: dict[str, Any] = {"ca": {"requests_per_account": 10_000_000, "certificates_per_domain": 10_000_000},
                                      "dns": {"max_zones_per_owner": 1000}}
@@ -81,6 +83,7 @@ class Results:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     memory_source: str = ""
     failures: list[str] = field(default_factory=list)
+    serial_commands: dict[str, int] = field(default_factory=dict)  # commit and reveal commands, all validators
 
 
 def pct(values: list[float], p: float) -> float:
@@ -214,10 +217,26 @@ async def prepare(session: aiohttp.ClientSession, nodes: list[Node], total: int)
     return jobs
 
 
+async def until_issued(session: aiohttp.ClientSession, api: str, doc: dict[str, Any],
+                       timeout_s: float) -> dict[str, Any]:
+    """A certificate request's answer once issued: the node answers 201 within its `api.issue_wait`, else
+    202 with a location, polled here every POLL_S (finer than its Retry-After, so as to time the issuance)."""
+    deadline = time.perf_counter() + timeout_s
+    while doc.get("status") == "pending" and time.perf_counter() < deadline:
+        await asyncio.sleep(POLL_S)
+        async with session.get(api + doc["location"]) as r:
+            doc = await r.json(content_type=None)
+            if r.status not in (200, 202):
+                raise RuntimeError(f"GET {doc.get('location')}: HTTP {r.status}: {doc}")
+    return doc
+
+
 async def issue(session: aiohttp.ClientSession, nodes: list[Node], job: Job) -> float:
     t0 = time.perf_counter()
-    res = await post(session, nodes[job.node].api + "/api/v1/cert/request",
-                     {"csr": job.csr, "names": [job.name], "proofs": [job.proof], "wait_s": 60}, ok=(201, 202))
+    api = nodes[job.node].api
+    res = await post(session, api + "/api/v1/cert/request",
+                     {"csr": job.csr, "names": [job.name], "proofs": [job.proof]}, ok=(201, 202))
+    res = await until_issued(session, api, res, 60.0)
     elapsed = time.perf_counter() - t0
     if res.get("status") != "issued":
         raise RuntimeError(f"{job.name}: not issued within 60 s ({res})")
@@ -284,6 +303,11 @@ async def bench(args: argparse.Namespace, directory: Path) -> Results:
             await asyncio.gather(*(one(j) for j in conc_jobs))
             res.concurrent_wall_s = time.perf_counter() - t0
             print(f"concurrent: {len(res.concurrent_ms)} issued", file=sys.stderr, flush=True)
+            for n in nodes:  # how many commands the serial randomness cost (several draws share one)
+                async with session.get(n.api + "/api/v1/status") as r:
+                    ca = (await r.json()).get("ca", {})
+                for kind in ("commits", "reveals"):
+                    res.serial_commands[kind] = res.serial_commands.get(kind, 0) + ca.get(f"serial_{kind}_ordered", 0)
             await run_dns(session, nodes, args.dns_queries, res)
         res.peak_rss_mb, res.memory_source = peak_memory(nodes)
     finally:
@@ -308,6 +332,7 @@ def report(args: argparse.Namespace, res: Results) -> dict[str, Any]:
                     "queries_per_s": len(res.dns_api_ms) / res.dns_api_wall_s if res.dns_api_wall_s else None},
         "dns_udp": {"count": len(res.dns_udp_ms), "p50_ms": pct(res.dns_udp_ms, 50),
                     "p99_ms": pct(res.dns_udp_ms, 99)},
+        "serial_commands": {**res.serial_commands, "certificates": len(res.sequential_ms) + len(res.concurrent_ms)},
         "peak_memory_mb": res.peak_rss_mb, "memory_source": res.memory_source,
         "failures": res.failures[:20], "claims": CLAIMS,
     }
@@ -331,13 +356,17 @@ def print_table(doc: dict[str, Any]) -> None:
         (f"DNS query via UDP listener p50 ({u['count']})", f"{u['p50_ms']:.2f} ms", ""),
         ("DNS query via UDP listener p99", f"{u['p99_ms']:.2f} ms", ""),
     ]
+    serial = doc["serial_commands"]
+    if serial.get("reveals"):
+        rows.append(("serial reveal commands per certificate (all validators)",
+                     f"{serial['reveals'] / max(1, serial['certificates']):.2f}", ""))
     rows += [(f"peak memory {name}", f"{mb:.1f} MB", "") for name, mb in sorted(doc["peak_memory_mb"].items())]
     for metric, measured, claim in rows:
         print(f"{metric:<52} {measured:>14} {claim:>14}")
     print(f"memory: {doc['memory_source']}")
     if doc["failures"]:
         print(f"failures ({len(doc['failures'])} shown): " + "; ".join(doc["failures"]))
-    print("Issuance is timed from POST /api/v1/cert/request to the 201 carrying the signed certificate "
+    print("Issuance is timed from POST /api/v1/cert/request to the answer carrying the signed certificate "
           "(challenge publication excluded). This is a closed loop (a fixed number in flight): see "
           "benchmarks/load_gen.py for throughput against offered load.")
     if c.get("profile") == "default":

@@ -27,6 +27,7 @@ TRANSPORTS = ("tcp", "quic")
 SYNC_MODES = ("full", "normal")
 LOG_FORMATS = ("text", "json")
 MAX_OCSP_BATCH = 256  # trustchain.ca.policy.CAPolicy.ocsp_batch_max
+MAX_ISSUE_WAIT_US = 60_000_000  # api.issue_wait: the longest a certificate request's answer may wait
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _DURATION_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
@@ -200,6 +201,10 @@ class APISection:
     # The JSON write endpoints act for one account shared by every caller of this node; off unless an
     # operator turns it on (a development cluster). Clients sign their own writes: POST /api/v1/write.
     unsigned_writes: bool = False
+    # How long a certificate request's answer waits for the certificate (its serial is drawn from the
+    # validators' reveals, then it is threshold-signed) before it is answered 202 with a pending id to
+    # poll; a client's `wait_s` may shorten it, never lengthen it
+    issue_wait_us: int = 5_000_000
     # HTTPS listener for the same API (CT log lists and monitors fetch over https); its certificate and
     # key default to the node certificate (consensus.tls_cert / tls_key)
     tls_listen: tuple[str, int] | None = None
@@ -486,7 +491,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
 
     a = r.section("api", {"listen", "request_timeout", "read_rate", "write_rate", "global_write_rate",
                           "registrations_per_hour", "max_connections_per_ip", "header_timeout", "unsigned_writes",
-                          "tls_listen", "tls_cert", "tls_key"}, required=False)
+                          "issue_wait", "tls_listen", "tls_cert", "tls_key"}, required=False)
     api = APISection(
         listen=r.get("api", a, "listen", parse_address, ("127.0.0.1", 8443)),
         request_timeout_us=r.get("api", a, "request_timeout", parse_duration_us, 30_000_000),
@@ -497,10 +502,13 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         max_connections_per_ip=r.get("api", a, "max_connections_per_ip", _positive_int, 32),
         header_timeout_us=r.get("api", a, "header_timeout", parse_duration_us, 10_000_000),
         unsigned_writes=r.get("api", a, "unsigned_writes", _boolean, False),
+        issue_wait_us=r.get("api", a, "issue_wait", parse_duration_us, 5_000_000),
         tls_listen=r.get("api", a, "tls_listen", parse_address),
         tls_cert=r.get("api", a, "tls_cert", r.path, cons.tls_cert),
         tls_key=r.get("api", a, "tls_key", r.path, cons.tls_key),
     )
+    if not 0 <= api.issue_wait_us <= MAX_ISSUE_WAIT_US:  # a waiting answer holds a connection
+        raise ConfigError(file, "api.issue_wait", f"must be between 0s and {MAX_ISSUE_WAIT_US // 1_000_000}s")
     if api.tls_listen is not None and (api.tls_cert is None or api.tls_key is None):
         raise ConfigError(file, "api.tls_cert", "required (or consensus.tls_cert and tls_key) with api.tls_listen")
     ct_table = r.section("ct", {"log_key"}, required=False)

@@ -215,6 +215,7 @@ class Genesis:
             require_payment=False,
             node_domain=self.node_domain,
             validator_keys=validator_keys,
+            root=self.root_profile(),
             account_limit=self.limits.ca.account_limit,
             domain_limit=self.limits.ca.domain_limit,
         )

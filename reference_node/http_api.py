@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from reference_node import acme_http, ct_http, http_pki, http_validators
+from reference_node import acme_http, ct_http, http_certs, http_pki, http_validators
 from reference_node.health import PEER_SILENCE_S, HealthMonitor
 from reference_node.http_guard import (
     ConnectionGuard,
@@ -40,6 +40,7 @@ from reference_node.http_guard import (
 )
 from reference_node.http_json import error_response as _error
 from reference_node.http_json import jsonable as _jsonable
+from reference_node.http_openapi import STREAMS, openapi_document
 from reference_node.runtime import PRESIGNED, Node, NodeHalted, SubmitTimeout
 from trustchain.accounts import ACCOUNTS, AccountResult, SignedWrite
 from trustchain.app import kvstore, validation
@@ -62,7 +63,6 @@ from trustchain.errors import TrustChainError
 
 log = logging.getLogger("trustchain.api")
 R = TypeVar("R")
-STREAMS = ("certificates", "dns", "ct", "consensus")
 MAX_BODY = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -140,6 +140,16 @@ def _csr_der(text: str) -> bytes:
     return csr.public_bytes(serialization.Encoding.DER)
 
 
+def _wait_field(doc: dict[str, Any]) -> float | None:
+    """A client's `wait_s`: how long it lets a certificate request's answer wait (capped by `api.issue_wait`)."""
+    v = doc.get("wait_s")
+    if v is None:
+        return None
+    if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= 86_400:
+        raise FieldError("wait_s", f"expected a number of seconds between 0 and 86400, got {v!r}")
+    return float(v)
+
+
 def _ca_result(raw: bytes, *expected: str) -> cacommands.CAResult:
     """The CA's typed result for a routed CA command, if its status is one of `expected`. A rejection becomes a 422
     naming the CA's field; a router error, an undecodable result or another status is this node's fault
@@ -201,6 +211,7 @@ class API:
         self.node = node
         self.root_pem = root_pem
         self.intermediate_pem = intermediate_pem
+        self.issuance = http_certs.Issuance(node, [intermediate_pem.decode(), root_pem.decode()])
         self.health_monitor = HealthMonitor()
         self.guard = ConnectionGuard(guard_limits)
         self.limiter = RateLimiter(guard_limits)
@@ -212,6 +223,7 @@ class API:
         r.add_post("/api/v1/cert/request", self.cert_request)
         r.add_post("/api/v1/cert/renew", self.cert_renew)
         r.add_post("/api/v1/cert/revoke", self.cert_revoke)
+        r.add_get("/api/v1/cert/request/{pending_id}", self.issuance.by_request)
         r.add_get("/api/v1/cert/{id}", self.cert_get)
         r.add_get("/api/v1/dns/resolve", self.dns_resolve)
         r.add_post("/api/v1/dns/update", self.dns_update)
@@ -277,31 +289,14 @@ class API:
         proofs = _str_list(doc, "proofs")
         if len(proofs) != len(names):
             raise FieldError("proofs", f"{len(proofs)} proofs for {len(names)} names (one per name)")
-        wait_s = _int_field(doc, "wait_s", 20)
+        wait_s = self.issuance.wait_s(_wait_field(doc))
         req = cacommands.IssueRequest(csr, tuple(names), tuple(proofs), _str_field(doc, "identity", required=False),
                                     _str_field(doc, "payment_ref", required=False),
                                     _int_field(doc, "lifetime_s", 0))
         raw = await self._submit_unsigned(tcapp.CA, cacommands.request_command(req))
         res = _ca_result(raw, cacommands.STATUS_PENDING)
-        pid, serial = res.pending_id, res.serial
-        if serial not in self.node.app.ca.issued and wait_s > 0:
-            await self.node.wait_certificate(pid, float(wait_s))
-        record = self.node.app.ca.issued.get(serial)
-        if record is None:
-            return web.json_response({"status": "pending", "pending_id": pid, "serial": serial.hex()}, status=202)
-        return web.json_response({"status": "issued", "pending_id": pid, **self._cert_json(record)}, status=201)
-
-    def _cert_json(self, rec: carecords.IssuedCertificate) -> dict[str, Any]:
-        cert = x509.load_der_x509_certificate(rec.certificate_der)
-        return {
-            "serial": rec.serial.hex(),
-            "names": list(rec.names),
-            "not_after": cert.not_valid_after_utc.isoformat(),
-            "revoked": rec.revoked_us is not None,
-            "revocation_reason": rec.reason,
-            "certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
-            "chain": [self.intermediate_pem.decode(), self.root_pem.decode()],
-        }
+        serial = await self.issuance.settle(res.pending_id, res.serial, wait_s)
+        return self.issuance.answer(res.pending_id, serial)
 
     async def cert_request(self, request: web.Request) -> web.Response:
         doc = await _json_body(request)
@@ -343,7 +338,7 @@ class API:
                                           "serial": serial.hex()}, status=202)
             raise FieldError("id", "no certificate with this serial", 404)
         return web.json_response({"status": "revoked" if rec.revoked_us is not None else "issued",
-                                  **self._cert_json(rec)})
+                                  **self.issuance.cert_json(rec)})
 
     async def ca_file(self, request: web.Request) -> web.Response:
         pem = self.root_pem if "root" in request.path else self.intermediate_pem
@@ -487,6 +482,7 @@ class API:
             wait = self.limiter.admit_registration(client_ip(request))
             if wait:
                 return too_many(wait, "account registrations")
+        wait_s = self.issuance.wait_s(_wait_field(doc))
         encoded = await self.node.submit(PRESIGNED, encode(tcapp.Routed(SIGNED, raw)))
         result = _typed(encoded, decoder)
         answer = {"target": write.target, "result": _jsonable(result),
@@ -495,6 +491,9 @@ class API:
             field, _, reason = result.detail.partition(": ")
             return web.json_response({"error": result.detail, "field": field, "reason": reason, **answer},
                                      status=422)
+        if write.target == tcapp.CA and http_certs.is_certificate_request(result):  # 201 issued, 202 to poll
+            serial = await self.issuance.settle(result.pending_id, result.serial, wait_s)
+            return self.issuance.answer(result.pending_id, serial, extra=answer)
         return web.json_response(answer)
 
     # ------------------------------------------------------------------ status
@@ -548,58 +547,3 @@ class API:
             if reader is not None:
                 reader.cancel()
         return ws
-
-
-def openapi_document() -> dict[str, Any]:
-    def op(summary: str, body: bool = False, params: list[str] | None = None) -> dict[str, Any]:
-        o: dict[str, Any] = {"summary": summary, "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
-            "400": {"$ref": "#/components/responses/BadRequest"},
-            "422": {"description": "rejected by the replicated application"},
-            "504": {"description": "not executed within the request timeout"}}}
-        if body:
-            o["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
-        if params:
-            o["parameters"] = [{"name": p, "in": "path" if p in ("id", "hash", "path") else "query",
-                                "required": p in ("id", "hash", "path", "domain"), "schema": {"type": "string"}}
-                               for p in params]
-        return o
-
-    paths = {
-        "/api/v1/cert/challenge": {"post": op("Order a dns-01 challenge for names", True)},
-        "/api/v1/cert/request": {"post": op("Request a certificate (CSR, names, proofs)", True)},
-        "/api/v1/cert/{id}": {"get": op("Certificate by serial (hex)", params=["id"])},
-        "/api/v1/cert/renew": {"post": op("Renew: re-issue for the names of an existing serial", True)},
-        "/api/v1/cert/revoke": {"post": op("Revoke by serial with a CRLReason", True)},
-        "/api/v1/dns/resolve": {"get": op("Authoritative answer", params=["domain", "type", "dnssec"])},
-        "/api/v1/dns/update": {"post": op("Create a zone, apply a zone update, or roll its keys", True)},
-        "/api/v1/dns/dnssec/validate": {"get": op("Validate an answer DS->DNSKEY->RRSIG", params=["domain", "type"])},
-        "/api/v1/ct/log": {"get": op("Signed checkpoint (and entries)", params=["tree_size", "start", "end"])},
-        "/api/v1/ct/submit": {"post": op("Submit a certificate chain; returns this validator's SCT", True)},
-        "/api/v1/ct/proof/{hash}": {"get": op("Inclusion proof by leaf hash (hex or base64)", params=["hash"])},
-        "/api/v1/ct/tile/{path}": {"get": op("tlog-tiles static path", params=["path"])},
-        "/api/v1/kv": {"post": op("Key-value command (demo application)", True)},
-        "/api/v1/write": {"post": op("A write signed by the client's own account, forwarded as is", True)},
-        "/api/v1/status": {"get": op("Node and consensus status")},
-        "/api/v1/health": {"get": op("Health (503 when failing)")},
-        "/api/v1/openapi.json": {"get": op("This OpenAPI 3 document")},
-        "/api/v1/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
-            "200": {"description": "text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-    }
-    for ca_path in ("/ca/root.pem", "/ca/intermediate.pem", "/ca/root.der", "/ca/intermediate.der"):
-        ctype = "application/pkix-cert" if ca_path.endswith(".der") else "application/x-pem-file"
-        paths[ca_path] = {"get": {"summary": "CA certificate", "responses": {
-            "200": {"description": "certificate", "content": {ctype: {"schema": {"type": "string"}}}}}}}
-    paths.update(http_pki.openapi_paths())
-    paths.update(http_validators.openapi_paths())
-    paths.update(ct_http.openapi_paths())
-    paths.update(acme_http.openapi_paths())
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "TrustChain node API", "version": "1.0.0"},
-        "paths": paths,
-        "components": {"responses": {"BadRequest": {"description": "invalid request", "content": {
-            "application/json": {"schema": {"type": "object", "required": ["error", "field"], "properties": {
-                "error": {"type": "string"}, "field": {"type": "string"}}}}}}}},
-        "x-websocket-streams": [f"/stream/{t}" for t in STREAMS],
-    }

@@ -9,8 +9,10 @@ and a client may ask any of them:
   its nextUpdate), or an unsigned error: `malformedRequest`, `unauthorized` (not a serial this CA
   answers for), `tryLater` (known serial whose response is being signed, e.g. just after a revocation).
 - `GET /crl/issuing.crl` (also `intermediate.crl`): the latest CRL of the issuing CA, DER
-  (`application/pkix-crl`). 404 until the first one is signed, and for the root, whose CRL this node
-  does not produce.
+  (`application/pkix-crl`); `GET /crl/root.crl`: the latest CRL of the root, which lists revoked issuing
+  CAs, signed with the root's FROST shares. 404 until the first one is signed.
+- OCSP for an issuing CA's certificate (a CertID naming the root as its issuer) is answered from the
+  root-signed responses; any other CertID from the issuing CA's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
 MAX_OCSP_REQUEST = 8192
 ISSUING_CRL_NAMES = ("issuing", "intermediate")
+ROOT_CRL_NAMES = ("root",)
 HTTP_DATE = "%a, %d %b %Y %H:%M:%S GMT"
 
 
@@ -51,7 +54,11 @@ class PKI:
 
     def _answer(self, request_der: bytes) -> web.Response:
         ca = self.node.app.ca
-        body = ocsp.serve(ca.current_issuer, request_der, ca.ocsp_response, ca.ocsp_known)
+        root, parsed_request = ca.policy.root, ocsp.load_request(request_der)
+        if root is not None and parsed_request is not None and ocsp.issued_by(root, parsed_request):
+            body = ocsp.serve(root, request_der, ca.root.ocsp_response, ca.root.ocsp_known)
+        else:
+            body = ocsp.serve(ca.current_issuer, request_der, ca.ocsp_response, ca.ocsp_known)
         headers = {"Cache-Control": "no-store"}
         parsed = xocsp.load_der_ocsp_response(body)
         if parsed.response_status == xocsp.OCSPResponseStatus.SUCCESSFUL and parsed.next_update_utc is not None:
@@ -91,9 +98,10 @@ class PKI:
         if not name.endswith(".crl"):
             raise web.HTTPNotFound(text="CRLs are at /crl/<issuer>.crl")
         stem = name.removesuffix(".crl")
-        if stem not in ISSUING_CRL_NAMES:
-            raise web.HTTPNotFound(text=f"no CRL for {stem!r} (this node serves {', '.join(ISSUING_CRL_NAMES)})")
-        signed = self.node.app.ca.crl
+        if stem not in ISSUING_CRL_NAMES + ROOT_CRL_NAMES:
+            raise web.HTTPNotFound(text=f"no CRL for {stem!r} (this node serves "
+                                        f"{', '.join(ISSUING_CRL_NAMES + ROOT_CRL_NAMES)})")
+        signed = self.node.app.ca.crl if stem in ISSUING_CRL_NAMES else self.node.app.ca.root.crl
         if signed is None:
             raise web.HTTPNotFound(text="no CRL has been signed yet")
         next_update = dt.datetime.fromtimestamp(signed.next_update_us / 1e6, dt.UTC)
@@ -122,7 +130,8 @@ def openapi_paths() -> dict[str, Any]:
         "/ocsp/": {"post": post},
         "/ocsp/{request}": {"get": binary("OCSP request as URL-encoded base64 DER (RFC 6960 A.1)", OCSP_RESPONSE,
                                           ("request",))},
-        "/crl/{name}": {"get": {**binary("Latest FROST-signed CRL of the issuing CA (issuing.crl)",
+        "/crl/{name}": {"get": {**binary("Latest FROST-signed CRL of the issuing CA (issuing.crl) or of the root "
+                                         "(root.crl)",
                                          "application/pkix-crl", ("name",)),
                                 "responses": {
                                     "200": {"description": "DER CRL", "content": {"application/pkix-crl": {

@@ -113,12 +113,15 @@ class NodeCertificates:
         res = tcapp.decode_routed(result, cacommands.decode_result)
         if isinstance(res, tcapp.RouteError) or res.status != cacommands.STATUS_PENDING:
             raise RuntimeError(f"node certificate request refused: {res.detail}")
-        pending_id, serial = res.pending_id, res.serial
+        pending_id = res.pending_id
+        done = await node.wait_certificate(pending_id, max(0.1, deadline - time.monotonic()))
+        # the serial is fixed by the validators' randomness after the request; a finalize executed before we
+        # started waiting is found by the request's pending id
+        serial = done.serial if done is not None else (res.serial or node.app.ca.request_serial(pending_id) or b"")
         serial_hex = serial.hex()
-        await node.wait_certificate(pending_id, max(0.1, deadline - time.monotonic()))
-        issued = node.app.ca.issued.get(serial)  # also covers a finalize executed before we started waiting
+        issued = node.app.ca.issued.get(serial)
         if issued is None:
-            raise RuntimeError(f"node certificate {serial_hex} not signed within {timeout_s:.0f} s")
+            raise RuntimeError(f"node certificate for request {pending_id} not signed within {timeout_s:.0f} s")
         cert = x509.load_der_x509_certificate(issued.certificate_der)
         if node.app.ca.issuer_certificates:
             chain = [x509.load_der_x509_certificate(node.app.ca.issuer_certificates[-1])]

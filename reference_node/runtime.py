@@ -14,7 +14,11 @@ matching replies).
 
 CRLs and OCSP responses: on the `[ca]` cadences the node asks its replicated CA whether a CRL or an OCSP
 batch is due and, if so, orders `sign_crl` / `sign_ocsp_batch`; the signing service signs the pending
-TBS like a certificate and the finalized bytes land in replicated state, which `http_pki` serves.
+TBS like a certificate and the finalized bytes land in replicated state, which `http_pki` serves. With
+its share of the root key (`ca.root_key`) it also orders `sign_root` when the root CRL or an issuing CA's
+OCSP response is due, signed by a second service holding the root shares.
+
+Serials: `serial_driver` orders this validator's commitments to serial randomness and its reveals.
 
 Beside this module: `signing_driver` (the FROST signing service's effects), `node_cert` (renewal of the
 TLS node certificate), `node_metrics` (what is exported to Prometheus) and `pubsub` (the event streams).
@@ -44,9 +48,10 @@ from reference_node.node_cert import NodeCertificates, newest_pair, renewed_path
 from reference_node.node_metrics import NodeMetrics
 from reference_node.observer import OutsideObserver
 from reference_node.pubsub import PubSub
-from reference_node.signing_driver import SigningDriver, next_signing_epoch
+from reference_node.serial_driver import SerialDriver
+from reference_node.signing_driver import ROOT_EPOCH_FILE, SigningDriver, next_signing_epoch
 from reference_node.storage import Storage, StorageFull
-from reference_node.transport import PeerTransport
+from reference_node.transport import CHANNEL_ROOT_SIGNING, PeerTransport
 from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, TCPTransport
 from trustchain.accounts import MAX_VALIDITY_US, NONCE_SIZE, Ed25519AccountSigner, account_id
 from trustchain.app import trustchain as tcapp
@@ -54,6 +59,7 @@ from trustchain.app.embedded_scts import sct_command
 from trustchain.ca import commands as cacommands
 from trustchain.ca import events as caevents
 from trustchain.ca import signing_service as ss
+from trustchain.ca.frost import KeyPackage as frost_KeyPackage
 from trustchain.consensus.config import ClusterConfig
 from trustchain.consensus.durability import Sync, with_syncs
 from trustchain.consensus.effects import (
@@ -143,12 +149,21 @@ class Node:
         self.app.take_events()  # replayed history: the signing service is synced from state below
         self.app.validation.take_events()  # replayed: not observed again (an open one expires, then is reopened)
         self.signing: SigningDriver | None = None
+        self.root_signing: SigningDriver | None = None
+        peers = {i + 1: k for i, k in enumerate(keys)}
         if config.ca.intermediate_key is not None:
-            kp = load_key_package(config.ca.intermediate_key)
-            peers = {i + 1: k for i, k in enumerate(keys)}
+            kp = _share(config.ca.intermediate_key, genesis.issuing.group_public_key, "ca.intermediate_key")
             epoch = next_signing_epoch(config.storage.path)
             self.signing = SigningDriver(self, ss.SigningService(kp, genesis.issuing, self.signer, peers,
                                                                  secrets.token_bytes, epoch=epoch), epoch)
+        if config.ca.root_key is not None:
+            rkp = _share(config.ca.root_key, genesis.root.group_public_key, "ca.root_key")
+            repoch = next_signing_epoch(config.storage.path, ROOT_EPOCH_FILE)
+            self.root_signing = SigningDriver(
+                self, ss.SigningService(rkp, genesis.root, self.signer, peers, secrets.token_bytes, epoch=repoch,
+                                        domain=ss.ROOT_DOMAIN), repoch,
+                channel=CHANNEL_ROOT_SIGNING, items=lambda: self.app.ca.root_pending_items())
+        self.serials = SerialDriver(self)
         self.transport = transport
         self.clients = [Ed25519Signer(hashlib.sha256(b"trustchain/node-client/%d/" % i + self.seed).digest())
                         for i in range(CLIENT_POOL)]
@@ -215,10 +230,12 @@ class Node:
             self._free.put_nowait(i)
         await self.transport.start(self._on_peer, self._on_link)
         self._apply(self.replica.start(now_us()))
-        if self.signing is not None:
-            self.signing.start()
-            self.signing.sync()
+        for driver in self._signing_drivers():
+            driver.start()
+            driver.sync()
         self._tasks.append(asyncio.create_task(self._ticker(), name="dns-tick"))
+        self._tasks.append(asyncio.create_task(self.serials.ticker(), name="serial-randomness"))
+        self.serials.sync()
         self._order_sct()  # precertificates recovered from storage that still wait for this log's SCT
         if self.signing is not None:
             ca = self.config.ca
@@ -227,6 +244,9 @@ class Node:
             self._tasks.append(asyncio.create_task(self._pki_ticker(
                 ca.ocsp_interval_us, self.app.ca.ocsp_due, lambda: cacommands.sign_ocsp_batch_command(ca.ocsp_batch)),
                 name="ocsp"))
+        if self.root_signing is not None:
+            self._tasks.append(asyncio.create_task(self._pki_ticker(
+                self.config.ca.crl_interval_us, self.app.ca.root.due, cacommands.sign_root_command), name="root"))
         if self.certificates.paths() is not None:
             self._tasks.append(asyncio.create_task(self.certificates.renewer(), name="node-cert"))
         log.info("node %s (replica %d) started: view %d, executed %d, %d records recovered",
@@ -238,21 +258,31 @@ class Node:
                      "recovered_records": self.recovered_records, "transport": self.config.consensus.transport}})
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        self.serials.close()
+        tasks = list(self._tasks)  # done tasks leave `_tasks` as they finish
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         for h in list(self._timers.values()):
             h.cancel()
-        if self.signing is not None:
-            self.signing.cancel_timers()
+        for driver in self._signing_drivers():
+            driver.cancel_timers()
         await self.transport.close()
         self.storage.close()
 
     def background(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` as a task the node cancels on `stop`."""
         self._tasks.append(asyncio.create_task(coro))
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Cancel `task` on `stop`; forget it once done."""
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    def _signing_drivers(self) -> list[SigningDriver]:
+        return [d for d in (self.signing, self.root_signing) if d is not None]
 
     async def _ticker(self) -> None:
         """Quiet zones still need fresh RRSIGs: the primary orders a DNS TICK now and then."""
@@ -281,6 +311,8 @@ class Node:
             self._apply(self.replica.receive(data, now_us()))
         elif channel == CHANNEL_SIGNING and self.signing is not None:
             self.signing.on_message(data)
+        elif channel == CHANNEL_ROOT_SIGNING and self.root_signing is not None:
+            self.root_signing.on_message(data)
 
     def _on_link(self, peer: int) -> None:
         """Our link to `peer` came up: tell it how far we got (it may have restarted into an idle network)."""
@@ -364,8 +396,8 @@ class Node:
         log.error("node halted: %s", reason, extra={"event": "halted", "fields": {"reason": reason}})
         for h in list(self._timers.values()):
             h.cancel()
-        if self.signing is not None:
-            self.signing.cancel_timers()
+        for driver in self._signing_drivers():
+            driver.cancel_timers()
         for sub in list(self._waiting.values()):
             if not sub.future.done():
                 sub.future.set_exception(NodeHalted(reason))
@@ -438,8 +470,9 @@ class Node:
                                                      "serial": event.pending.serial.hex()})
         self.observer.on_events(list(self.app.validation.take_events()))
         self._resolve_from_snapshot()
-        if self.signing is not None:
-            self.signing.sync()
+        for driver in self._signing_drivers():
+            driver.sync()
+        self.serials.sync()
 
     def _order_sct(self) -> None:
         """This validator's log signs an SCT for every logged precertificate still short of SCTs that
@@ -563,7 +596,11 @@ class Node:
             "ca": {"issued": len(self.app.ca.issued), "pending": len(self.app.ca.pending),
                    "threshold": self.genesis.issuing.min_signers,
                    "crl_number": self.app.ca.crl.number if self.app.ca.crl is not None else 0,
-                   "ocsp_responses": len(self.app.ca.ocsp), "signatures_pending": len(self.app.ca.signatures)},
+                   "ocsp_responses": len(self.app.ca.ocsp), "signatures_pending": len(self.app.ca.signatures),
+                   "root_crl_number": self.app.ca.root.crl.number if self.app.ca.root.crl is not None else 0,
+                   "serial_draws_open": len(self.app.ca.serials.draws),
+                   "serial_commitments_unused": self.app.ca.serials.unused_count(self.id),
+                   "serial_commits_ordered": self.serials.commits, "serial_reveals_ordered": self.serials.reveals},
             "ct": {"tree_size": self.app.ct.size, "origin": self.genesis.ct_origin},
             "dns": {"zones": sorted(z.to_text() for z in self.app.dns.zones),
                     "delegations": len(self.app.dns.delegations)},
@@ -591,6 +628,14 @@ def bind_to_genesis(storage: Storage, cluster_id: bytes, path: Path) -> None:
         raise GenesisError(f"storage.path {path} holds the data of another cluster (cluster id "
                            f"{recorded.hex()[:16]}…, this genesis is {cluster_id.hex()[:16]}…): point storage.path "
                            "at an empty directory, or trustchain.genesis at that cluster's genesis")
+
+
+def _share(path: Path, group_key: bytes, field: str) -> frost_KeyPackage:
+    """This validator's FROST key package at `path`, refused unless it belongs to the genesis group key."""
+    kp = load_key_package(path)
+    if kp.group_public_key != group_key:
+        raise GenesisError(f"{path}: {field} is a share of another key than the genesis one")
+    return kp
 
 
 def build_node(config: NodeConfig) -> Node:

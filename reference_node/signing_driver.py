@@ -5,6 +5,10 @@ timer firings and the replicated pending set, and returns effects. This module c
 `Send` goes to a peer on `CHANNEL_SIGNING`, `SetTimer` becomes a `loop.call_later` handle (re-arming
 replaces), `SubmitFinalize` orders the finalize command through consensus like any API write, and
 `Misbehaviour` is logged and kept for the operator.
+
+A node runs two: one with its share of the issuing key (certificates, the issuing CRL, OCSP for leaves) on
+`CHANNEL_SIGNING`, one with its share of the root key (the root CRL, OCSP for issuing CAs) on
+`CHANNEL_ROOT_SIGNING`; each follows its own part of the replicated pending set.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
@@ -25,18 +30,19 @@ from trustchain.ca import signing_service as ss
 if TYPE_CHECKING:
     from reference_node.runtime import Node
 
-__all__ = ["EPOCH_FILE", "SigningDriver", "next_signing_epoch"]
+__all__ = ["EPOCH_FILE", "ROOT_EPOCH_FILE", "SigningDriver", "next_signing_epoch"]
 
 log = logging.getLogger("trustchain.node")
 
 EPOCH_FILE = "signing.epoch"
+ROOT_EPOCH_FILE = "root-signing.epoch"
 
 
-def next_signing_epoch(storage_dir: Path) -> int:
+def next_signing_epoch(storage_dir: Path, name: str = EPOCH_FILE) -> int:
     """A signing-service epoch larger than every earlier incarnation's (their nonce ids may still sit in
     peers' pools): one more than the persisted one, and at least the wall-clock second, so that a
     node whose storage directory was lost still moves forward. Written and fsynced before use."""
-    path = storage_dir / EPOCH_FILE
+    path = storage_dir / name
     previous = 0
     with contextlib.suppress(OSError, ValueError):
         previous = int(path.read_text().strip())
@@ -53,10 +59,14 @@ def next_signing_epoch(storage_dir: Path) -> int:
 class SigningDriver:
     """Feeds `service` and performs its effects for `node` (whose id, transport and submit it uses)."""
 
-    def __init__(self, node: Node, service: ss.SigningService, epoch: int) -> None:
+    def __init__(self, node: Node, service: ss.SigningService, epoch: int, *, channel: int = CHANNEL_SIGNING,
+                 items: Callable[[], dict[int, bytes]] | None = None) -> None:
+        """`items` is the replicated pending set this service signs (default: the issuing key's)."""
         self.node = node
         self.service = service
         self.epoch = epoch
+        self.channel = channel
+        self.items = items or (lambda: node.app.ca.pending_items())
         self.misbehaviour: list[tuple[int, str]] = []
         self._synced_at = -1
         self._timers: dict[ss.TimerKey, asyncio.TimerHandle] = {}
@@ -82,7 +92,7 @@ class SigningDriver:
         if last_executed == self._synced_at:
             return
         self._synced_at = last_executed
-        effects = self.service.reconcile(node.app.ca.pending_items(), now_us())
+        effects = self.service.reconcile(self.items(), now_us())
         if effects:
             self.apply(effects)
 
@@ -92,7 +102,7 @@ class SigningDriver:
             match e:
                 case ss.Send():
                     if e.to - 1 != self.node.id:
-                        self.node.transport.send(e.to - 1, CHANNEL_SIGNING, e.data)
+                        self.node.transport.send(e.to - 1, self.channel, e.data)
                 case ss.SetTimer():
                     old = self._timers.pop(e.key, None)
                     if old is not None:

@@ -160,8 +160,9 @@ def _issue(args: argparse.Namespace, writer: Writer, path: str, names: list[str]
         if published and not args.keep_challenge:
             _cleanup(writer, published)
     if status == 202:
-        emit(args, res, f"pending: serial {res['serial']} (pending id {res['pending_id']}) is waiting for "
-                         f"threshold signatures; fetch it with `trustchain-cli node cert get {res['serial']}`")
+        emit(args, res, f"pending: request {res['pending_id']} is waiting for its serial (the validators' "
+                         f"reveals) or its threshold signature; fetch it with "
+                         f"`trustchain-cli node cert get --request {res['pending_id']}`")
         return EXIT_OK
     if args.out:
         args.out.write_text(res["certificate"] + ("".join(res["chain"]) if args.with_chain else ""))
@@ -192,7 +193,8 @@ def cmd_cert_renew(args: argparse.Namespace) -> int:
 
 def _describe(res: dict[str, Any]) -> str:
     if res.get("status") == "pending":
-        return f"serial {res['serial']}: pending (pending id {res['pending_id']}), not yet signed"
+        serial = f"serial {res['serial']}" if res.get("serial") else "serial not drawn yet"
+        return f"request {res['pending_id']} ({serial}): pending, not yet signed"
     state = res["status"]
     if res.get("revoked"):
         reason = carecords.REVOCATION_REASONS.get(res.get("revocation_reason") or 0, "unspecified")
@@ -202,7 +204,10 @@ def _describe(res: dict[str, Any]) -> str:
 
 
 def cmd_cert_get(args: argparse.Namespace) -> int:
-    res = client_from_args(args).get(f"/api/v1/cert/{args.serial}", ok=(200, 202))
+    if (args.serial is None) == (args.request is None):
+        raise CLIError("give exactly one of SERIAL or --request PENDING_ID")
+    path = f"/api/v1/cert/{args.serial}" if args.serial is not None else f"/api/v1/cert/request/{args.request}"
+    res = client_from_args(args).get(path, ok=(200, 202))
     text = _describe(res)
     if args.out and "certificate" in res:
         args.out.write_text(res["certificate"] + ("".join(res["chain"]) if args.with_chain else ""))
@@ -443,7 +448,9 @@ def _issue_args(p: argparse.ArgumentParser) -> None:
                    "(default: the longest matching zone the network serves)")
     p.add_argument("--keep-challenge", action="store_true", help="leave the challenge TXT records in place")
     p.add_argument("--wait", type=int, default=30, metavar="S",
-                   help="seconds the node waits for threshold signing before answering 'pending' (default 30)")
+                   help="seconds to wait for the certificate (its serial is drawn, then it is threshold-signed) "
+                   "before answering 'pending'; the node waits up to its api.issue_wait, then the CLI polls "
+                   "(default 30)")
     p.add_argument("--lifetime", type=positive_int, metavar="S", help="requested validity in seconds")
 
 
@@ -477,8 +484,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("names", nargs="+", metavar="NAME", help="DNS names for the certificate")
     _issue_args(p)
     p.set_defaults(func=cmd_cert_request)
-    p = cs.add_parser("get", parents=[leaf], help="show (or save) a certificate by serial")
-    p.add_argument("serial", type=serial_arg, metavar="SERIAL")
+    p = cs.add_parser("get", parents=[leaf], help="show (or save) a certificate by serial, or by the pending "
+                      "id its request was answered with")
+    p.add_argument("serial", type=serial_arg, nargs="?", metavar="SERIAL")
+    p.add_argument("--request", type=positive_int, metavar="PENDING_ID",
+                   help="the pending id a certificate request was answered with (before its serial is known)")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the certificate (PEM) here")
     p.add_argument("--with-chain", action="store_true", help="append the intermediate and root to --out")
     p.set_defaults(func=cmd_cert_get)

@@ -57,6 +57,12 @@ def cmd_validators_revoke(args: argparse.Namespace) -> int:
                  f"revoke {args.serial} ({carecords.REVOCATION_REASONS[args.reason]})")
 
 
+def cmd_validators_revoke_issuer(args: argparse.Namespace) -> int:
+    command = cacommands.revoke_issuer_command(int(args.serial, 16), args.reason)
+    return _vote(args, {"target": "ca", "command": base64.b64encode(command).decode()},
+                 f"revoke issuing CA {args.serial} ({carecords.REVOCATION_REASONS[args.reason]})")
+
+
 def cmd_validators_dns(args: argparse.Namespace) -> int:
     zone = args.zone if args.zone.endswith(".") else args.zone + "."
     ops = _build_ops(getattr(args, "ops", None) or [], args.ttl)
@@ -102,6 +108,12 @@ def register_validators_commands(sub: Any, leaf: argparse.ArgumentParser) -> Non
     p.add_argument("--reason", type=reason_arg, default=1, metavar="REASON",
                    help="CRLReason name or code (default keyCompromise)")
     p.set_defaults(func=cmd_validators_revoke)
+    p = vs.add_parser("revoke-issuer", parents=[leaf, token],
+                      help="vote to revoke the issuing CA certificate SERIAL (root CRL and OCSP)")
+    p.add_argument("serial", type=serial_arg, metavar="SERIAL")
+    p.add_argument("--reason", type=reason_arg, default=2, metavar="REASON",
+                   help="CRLReason name or code (default cACompromise)")
+    p.set_defaults(func=cmd_validators_revoke_issuer)
     p = vs.add_parser("dns", parents=[leaf, token], help="vote to create or change a zone of the nodes' domain")
     p.add_argument("zone", metavar="ZONE")
     add_zone_arguments(p, "create ZONE (SOA, NS, DNSSEC keys)")

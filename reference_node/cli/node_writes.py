@@ -83,10 +83,16 @@ class SignedSession:
         return os.urandom(NONCE_SIZE), time.time_ns() // 1000 + VALIDITY_S * 1_000_000
 
     def write(self, target: str, payload: bytes, decoder: Callable[[bytes], R], what: str) -> R:
+        return self.answer(target, payload, decoder, what)[2]
+
+    def answer(self, target: str, payload: bytes, decoder: Callable[[bytes], R], what: str,
+               extra: dict[str, Any] | None = None) -> tuple[int, dict[str, Any], R]:
+        """(HTTP status, the answer, its typed result) of a signed write; `extra` goes beside it in the body
+        (`wait_s` of a certificate request)."""
         nonce, deadline = self._fresh()
         signed = sign_write(self.key.signer, self.key.account, self.cluster, target, payload, nonce=nonce,
                             deadline_us=deadline)
-        return self.post(encode(signed), decoder, what)
+        return self.send(encode(signed), decoder, what, extra)
 
     def register(self, contact: str) -> AccountResult:
         nonce, deadline = self._fresh()
@@ -98,8 +104,15 @@ class SignedSession:
     def post(self, raw: bytes, decoder: Callable[[bytes], R], what: str) -> R:
         """The typed result of the signed write `raw`; a refusal (typed or by the write gate) raises a
         CLIError naming the field and the reason."""
+        return self.send(raw, decoder, what)[2]
+
+    def send(self, raw: bytes, decoder: Callable[[bytes], R], what: str,
+             extra: dict[str, Any] | None = None) -> tuple[int, dict[str, Any], R]:
+        """`post`, with the HTTP status and the whole answer: 201 or 202 for a certificate request, whose
+        answer carries the certificate, or where to poll for it, under `issuance`."""
         try:
-            _, doc = self.client.post("/api/v1/write", {"write": base64.b64encode(raw).decode()})
+            status, doc = self.client.post("/api/v1/write", {**(extra or {}), "write": base64.b64encode(raw).decode()},
+                                           ok=(200, 201, 202))
         except Refused as exc:
             if exc.status != 422:
                 raise
@@ -114,7 +127,7 @@ class SignedSession:
             raise CLIError(f"node {self.client.base}: {what}: the answer carries no typed result", EXIT_IO) from None
         if isinstance(result, tcapp.RouteError):  # the node answers these with 422; never expected here
             raise CLIError(f"{what}: refused by the network: {result.detail}", EXIT_NEGATIVE)
-        return result
+        return status, dict(doc), result
 
 
 def cluster_id(client: NodeClient, genesis: Path | None) -> bytes:
@@ -185,22 +198,24 @@ class Writer:
         return dnsapp.result_json(res)
 
     def issue(self, path: str, body: dict[str, Any], names: list[str]) -> tuple[int, dict[str, Any]]:
-        """(201, the certificate) or (202, pending), as the JSON endpoint `path` answers."""
+        """(201, the certificate) or (202, pending) once `body["wait_s"]` seconds passed: the node answers
+        within its own `api.issue_wait`, then the request's location is polled."""
+        deadline = time.monotonic() + float(body.get("wait_s", 0))
         if self.session is None:
             status, doc = self.client.post(path, body, ok=(201, 202))
-            return status, dict(doc)
-        req = cacommands.IssueRequest(_csr_der(body["csr"]), tuple(names), tuple(body["proofs"]), "", "",
-                                      int(body.get("lifetime_s", 0)))
-        res = self._ca(cacommands.request_command(req), "cert request", cacommands.STATUS_PENDING)
-        serial, deadline = res.serial.hex(), time.monotonic() + float(body.get("wait_s", 0))
-        while True:
-            code, doc = self.client.call("GET", f"/api/v1/cert/{serial}", ok=(200, 202))
-            if code == 200 or time.monotonic() >= deadline:
-                break
+        else:
+            req = cacommands.IssueRequest(_csr_der(body["csr"]), tuple(names), tuple(body["proofs"]), "", "",
+                                          int(body.get("lifetime_s", 0)))
+            status, answer, res = self.session.answer(tcapp.CA, cacommands.request_command(req),
+                                                      cacommands.decode_result, "cert request",
+                                                      {"wait_s": body.get("wait_s", 0)})
+            _expect(res, "cert request", cacommands.STATUS_PENDING)
+            doc = answer.get("issuance") or {"status": "pending", "pending_id": res.pending_id, "serial": "",
+                                             "location": f"/api/v1/cert/request/{res.pending_id}"}
+        while status == 202 and time.monotonic() < deadline:  # the serial, then the signature, are awaited
             time.sleep(POLL_S)
-        if code == 200:
-            return 201, {"status": "issued", "pending_id": res.pending_id, **doc}
-        return 202, {"status": "pending", "pending_id": res.pending_id, "serial": serial}
+            status, doc = self.client.call("GET", str(doc["location"]), ok=(200, 202))
+        return (201 if status in (200, 201) else 202), dict(doc)
 
     def revoke(self, serial: str, reason: int) -> dict[str, Any]:
         if self.session is None:
@@ -212,12 +227,15 @@ class Writer:
 
     def _ca(self, payload: bytes, what: str, *expected: str) -> cacommands.CAResult:
         assert self.session is not None
-        res = self.session.write(tcapp.CA, payload, cacommands.decode_result, what)
-        if not res.ok:
-            raise CLIError(f"{what}: refused by the network: {res.field}: {res.reason}", EXIT_NEGATIVE)
-        if res.status not in expected:
-            raise CLIError(f"{what}: the CA answered {res.status!r} ({res.detail})", EXIT_IO)
-        return res
+        return _expect(self.session.write(tcapp.CA, payload, cacommands.decode_result, what), what, *expected)
+
+
+def _expect(res: cacommands.CAResult, what: str, *expected: str) -> cacommands.CAResult:
+    if not res.ok:
+        raise CLIError(f"{what}: refused by the network: {res.field}: {res.reason}", EXIT_NEGATIVE)
+    if res.status not in expected:
+        raise CLIError(f"{what}: the CA answered {res.status!r} ({res.detail})", EXIT_IO)
+    return res
 
 
 def writer_from_args(args: argparse.Namespace, client: NodeClient | None = None) -> Writer:

@@ -43,6 +43,7 @@ from trustchain.ca import commands as cacommands
 from trustchain.ca import ownership
 from trustchain.ca import x509 as cax509
 from trustchain.ca.policy import CAPolicy
+from trustchain.ca.records import AwaitingSerial
 from trustchain.dns import app as dnsapp
 from trustchain.dns.zone import AddRecords, ZoneUpdate
 from trustchain.encoding import decode, encode
@@ -232,6 +233,9 @@ class AuthzSimApp(SimApp):
         checked = 0
         for name, app in self._honest_apps().items():
             records = [(p.account, p.names) for p in app.ca.pending.values()]
+            # approved requests whose serial waits for the validators' reveals (nobody reveals here)
+            awaiting = [decode(AwaitingSerial, d.payload) for d in app.ca.serials.draws.values()]
+            records += [(w.account, w.names) for w in awaiting]
             records += [(r.account, r.names) for r in app.ca.issued.values()]
             for account, names in records:
                 checked += 1

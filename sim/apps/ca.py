@@ -21,6 +21,12 @@ verify, a name the client does not own, or a domain whose CAA names another CA o
 account), or a revocation of one of its issued certificates (``revoke_fraction``, default 0.1). Every
 request's expected decision is known when it is generated.
 
+Serials: every serial carries the randomness of f+1 validators (``trustchain.ca.serials``). Each
+validator has a ``Contributor`` (seeded from the world seed; its values survive restarts, as on a node's
+disk) whose commitments and reveals are ordered as that validator's own requests after each executed
+batch, resent while the replicated state still asks for them, and an empty commitment is ordered once a
+reveal deadline passed so that the draw is redrawn even when nothing else is ordered.
+
 Signing: one ``SigningService`` per replica node, fed the events its replica's application emits after
 each executed batch; its effects travel through ``World.send_side`` (Send), ``World.after`` (SetTimer,
 dropped when the node crashed or restarted since), ``World.submit_as`` (SubmitFinalize, a request signed
@@ -58,7 +64,7 @@ from cryptography.x509.oid import NameOID
 from sim.apps.base import SimApp
 from sim.params import DURATION, PROBABILITY, ParamRule, count
 from trustchain.app.interface import Application
-from trustchain.ca import caa, dkg, frost, group, issuance, ownership
+from trustchain.ca import caa, dkg, frost, group, issuance, ownership, serials
 from trustchain.ca import commands as cacommands
 from trustchain.ca import consensus_time as catime
 from trustchain.ca import events as caevents
@@ -167,12 +173,14 @@ class _Expectation:
 
 @dataclass
 class _Creation:
-    """The honest executions of the request that created a pending issuance."""
+    """The honest executions of the request that created a pending issuance; its serial once the
+    validators' reveals fixed it."""
 
     request: bytes
-    serial: bytes
     pending_id: int
     time_us: int
+    account: int | None
+    serial: bytes = b""
     executions: list[tuple[str, int, bytes, Any]] = field(default_factory=list)  # node, seq, batch, cert
 
 
@@ -218,7 +226,9 @@ class CASimApp(SimApp):
         self.caa_records: dict[str, list[caa.CAARecord]] = {}
         self.txt_records: dict[str, list[str]] = {}
         self.dns = caa.StaticDNS(self.caa_records, self.txt_records)
-        self.policy = capolicy.CAPolicy(self.issuing_profile, CA_DOMAIN, root_keys=(self.root_public.group_public_key,))
+        self.policy = capolicy.CAPolicy(self.issuing_profile, CA_DOMAIN, root_keys=(self.root_public.group_public_key,),
+                                        validator_keys=tuple(world.signers[rid].public_key for rid in range(n)),
+                                        serial_contributors=f + 1)
         self.accounts: list[_Account] = []
         for c in range(sc.workload.clients):
             key = world.client_signer(c).public_key
@@ -235,7 +245,7 @@ class CASimApp(SimApp):
         self.expect: dict[tuple[bytes, int], _Expectation] = {}
         self.results: dict[bytes, bytes] = {}  # request digest -> first honest result
         self.result_conflicts: list[str] = []
-        self.creations: dict[bytes, _Creation] = {}  # serial -> creating request
+        self.creations: dict[int, _Creation] = {}  # pending id -> creating request
         self.issued_us: dict[bytes, int] = {}  # serial -> first honest Finalized
         self.revoked_us: dict[bytes, int] = {}
         self.finalize_rejected: list[tuple[str, int, bytes]] = []
@@ -246,6 +256,11 @@ class CASimApp(SimApp):
         self.submit_ts: dict[str, int] = {}
         self.finalize_submissions = 0
         self.accusations: list[tuple[int, str, int, str]] = []  # time, accuser node, accused FROST id, reason
+        # serial randomness: one contributor per validator (its values outlive restarts, as on disk)
+        self.contributors = {rid: serials.Contributor(rid, random.Random(f"{world.seed}/ca/serials/{rid}").randbytes)
+                             for rid in range(n)}
+        self.randomness_sent: dict[tuple[str, str], tuple[bytes, int]] = {}  # (node, kind) -> (payload, time)
+        self.deadline_checks: set[tuple[str, int]] = set()
 
     # ------------------------------------------------------------------ genesis
 
@@ -378,11 +393,10 @@ class CASimApp(SimApp):
                 exp = self.expect.get((req.client, req.timestamp))
                 decoded = _decoded(result)
                 if decoded is not None and decoded.status == cacommands.STATUS_PENDING:
-                    pid, serial = decoded.pending_id, decoded.serial
-                    cr = self.creations.setdefault(serial, _Creation(req.digest, serial, pid, w.now))
+                    pid = decoded.pending_id
+                    account = exp.account if exp is not None and exp.kind == "valid" else None
+                    cr = self.creations.setdefault(pid, _Creation(req.digest, pid, w.now, account))
                     cr.executions.append((node.name, event.seq, event.batch_digest, event.certificate))
-                    if exp is not None and exp.kind == "valid" and serial not in self.accounts[exp.account].serials:
-                        self.accounts[exp.account].serials.append(serial)
             if node.replica.status.last_executed == event.seq:  # a later batch of the same step changes the state
                 self.state_digests.setdefault(event.seq, {})[node.name] = _state_digest(app)
         events = app.take_events()
@@ -394,6 +408,11 @@ class CASimApp(SimApp):
         for ev in events:
             if isinstance(ev, caevents.PendingRecorded):
                 effects += svc.on_pending(ev.pending.pending_id, ev.pending.tbs, now)
+                created = self.creations.get(ev.pending.request_id or ev.pending.pending_id)
+                if honest and created is not None and not created.serial:
+                    created.serial = ev.pending.serial
+                    if created.account is not None:
+                        self.accounts[created.account].serials.append(created.serial)
             elif isinstance(ev, caevents.Finalized):
                 effects += svc.on_finalized(ev.pending_id)
                 if honest:
@@ -409,6 +428,54 @@ class CASimApp(SimApp):
         # no events: the service follows the replicated pending set itself.
         effects += svc.reconcile(app.pending_items(), now)
         self._apply(node, svc, effects)
+        self._randomness(node)
+
+    # ------------------------------------------------------------------ serial randomness
+
+    def _randomness(self, node: ReplicaNode) -> None:
+        """Order this validator's reveals and commitments the replicated state asks for (resent after a
+        second without effect), and an empty commitment once a reveal deadline passed."""
+        if not node.up:
+            return
+        app = node.replica.app
+        assert isinstance(app, issuance.CAApplication)
+        state, contributor, now = app.serials, self.contributors[node.replica_id], self.world.local_now(node)
+        contributor.forget(state)
+        reveals = contributor.reveals(state)
+        if reveals:
+            self._order_randomness(node, "reveal", cacommands.serial_reveal_command(reveals))
+        fresh = contributor.new_commitments(state) if (node.name, "commit") not in self.randomness_sent else ()
+        if fresh:
+            self._order_randomness(node, "commit", cacommands.serial_commit_command(fresh))
+        elif state.unused_count(node.replica_id) >= contributor.low:
+            self.randomness_sent.pop((node.name, "commit"), None)
+        deadline = state.next_deadline()
+        if deadline is not None and (node.name, deadline) not in self.deadline_checks:
+            self.deadline_checks.add((node.name, deadline))
+            self.world.after(max(0, deadline - now) + 100_000,
+                             functools.partial(self._deadline_passed, node, node.incarnation, deadline))
+
+    def _order_randomness(self, node: ReplicaNode, kind: str, payload: bytes) -> None:
+        now = self.world.now
+        sent = self.randomness_sent.get((node.name, kind))
+        if sent is not None and sent[0] == payload and now - sent[1] < 1_000_000:
+            return
+        self.randomness_sent[(node.name, kind)] = (payload, now)
+        ts = self.submit_ts.get(node.name, 0) + 1
+        self.submit_ts[node.name] = ts
+        self.world.submit_as(node, pack(Request.create(node.signer, ts, payload)))
+        self.world.after(1_100_000, functools.partial(self._retry_randomness, node, node.incarnation))
+
+    def _retry_randomness(self, node: ReplicaNode, incarnation: int) -> None:
+        if node.up and node.incarnation == incarnation:
+            self.randomness_sent.pop((node.name, "commit"), None)
+            self._randomness(node)
+
+    def _deadline_passed(self, node: ReplicaNode, incarnation: int, deadline: int) -> None:
+        app = node.replica.app
+        assert isinstance(app, issuance.CAApplication)
+        if node.up and node.incarnation == incarnation and app.serials.next_deadline() == deadline:
+            self._order_randomness(node, "tick", cacommands.serial_commit_command([]))
 
     # ------------------------------------------------------------------ signing services
 
@@ -431,6 +498,7 @@ class CASimApp(SimApp):
         app = node.replica.app
         assert isinstance(app, issuance.CAApplication)
         self._apply(node, svc, effects + svc.reconcile(app.pending_items(), now))  # recovered state: keep signing
+        self._randomness(node)
         return svc
 
     def _live(self, node: ReplicaNode, svc: ss.SigningService) -> bool:
@@ -491,9 +559,10 @@ class CASimApp(SimApp):
 
     def settled(self) -> bool:
         """Every approved issuance is finalized, and no honest replica that is up still holds one."""
-        if any(serial not in self.issued_us for serial in self.creations):
+        if any(cr.serial not in self.issued_us for cr in self.creations.values()):
             return False
-        return all(not app.pending for name, app in self.honest_apps().items() if self.world.nodes[name].up)
+        return all(not app.pending and not app.serials.draws for name, app in self.honest_apps().items()
+                   if self.world.nodes[name].up)
 
     def checks(self) -> list[Verdict]:
         return [self._check_decisions(), self._check_chain(), self._check_approval(), self._check_agreement(),
@@ -562,8 +631,9 @@ class CASimApp(SimApp):
         verified: set[tuple[int, bytes]] = set()
         issued = self.issued_certificates()
         kinds = self.request_kinds()
+        by_serial = {cr.serial: cr for cr in self.creations.values() if cr.serial}
         for serial in issued:
-            cr = self.creations.get(serial)
+            cr = by_serial.get(serial)
             if cr is None:
                 return Verdict("ca_approval", False, f"certificate {serial.hex()}: no honest replica executed a "
                                "request that approved it")
@@ -583,10 +653,10 @@ class CASimApp(SimApp):
                     return Verdict("ca_approval", False, f"certificate {serial.hex()}: the commit certificate at seq "
                                    f"{seq} is not for the batch holding its request")
                 verified.add((seq, batch_digest))
-        rejected_pending = [s for s, cr in sorted(self.creations.items()) if kinds.get(cr.request) != "valid"]
+        rejected_pending = [p for p, cr in sorted(self.creations.items()) if kinds.get(cr.request) != "valid"]
         if rejected_pending:
             return Verdict("ca_approval", False, f"an invalid request created pending issuance "
-                           f"{rejected_pending[0].hex()}")
+                           f"{rejected_pending[0]}")
         return Verdict("ca_approval", True, f"{len(issued)} certificates each approved by a request executed under "
                        f"a valid 2f+1 commit certificate ({len(verified)} certificates, {checker.verifications} "
                        "signatures); no rejected request created a pending issuance", checked=len(issued))
@@ -650,9 +720,9 @@ class CASimApp(SimApp):
         now = self.world.now
         late: list[tuple[int, _Creation, int | None]] = []
         waiting, lat = 0, []
-        for serial, cr in sorted(self.creations.items(), key=lambda kv: kv[1].time_us):
+        for _, cr in sorted(self.creations.items(), key=lambda kv: kv[1].time_us):
             deadline = max(cr.time_us, gst) + self.bound_us
-            done = self.issued_us.get(serial)
+            done = self.issued_us.get(cr.serial) if cr.serial else None
             if done is None:
                 if now > deadline:
                     late.append((deadline, cr, None))

@@ -89,13 +89,25 @@ class Cluster:
                .sign(key, hashes.SHA256()))
         request = cacommands.request_command(cacommands.IssueRequest(csr.public_bytes(Encoding.DER), (name,), ("",),
                                                                      "node", "", 3600))
+        values = {}
+        for v, signer in enumerate(self.validators):  # serial randomness: every validator commits ahead
+            value = hashlib.sha256(b"serial value %d %d" % (v, self.seq)).digest()
+            digest = hashlib.sha256(b"trustchain/ca/serial-commitment/v1\0" + v.to_bytes(8, "big") + value).digest()
+            values[digest] = value
+            self.run(self.write(signer, tcapp.CA, cacommands.serial_commit_command([digest])))
         pending = cacommands.decode_result(self.run(self.write(self.validators[i], tcapp.CA, request))[0])
         assert pending.status == cacommands.STATUS_PENDING, pending
-        tbs = self.app.ca.pending[pending.pending_id].tbs
+        for v, signer in enumerate(self.validators):  # then the f+1 drawn for the request reveal
+            mine = [(d, values[d]) for d in self.app.ca.serials.assigned_to(v)]
+            if mine:
+                self.run(self.write(signer, tcapp.CA, cacommands.serial_reveal_command(mine)))
+        stage = self.app.ca.pending_of(pending.pending_id)
+        assert stage is not None
+        tbs = stage.tbs
         signature = frost.sign_with_quorum({k: GROUP.key_packages[k] for k in (1, 2, 3)}, GROUP.public, tbs,
                                            random.Random(i).randbytes)
         done = cacommands.decode_result(self.run(self.write(
-            self.validators[i], tcapp.CA, cacommands.finalize_command(pending.pending_id, signature)))[0])
+            self.validators[i], tcapp.CA, cacommands.finalize_command(stage.pending_id, signature)))[0])
         assert done.status == cacommands.STATUS_OK, done
         return done.serial
 

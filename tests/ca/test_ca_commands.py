@@ -28,6 +28,10 @@ SAMPLES: list[cacommands.Command] = [
     cacommands.InstallIssuerCommand(b"\x30\x00"),
     cacommands.SignCRLCommand(True),
     cacommands.SignOCSPBatchCommand(12),
+    cacommands.RevokeIssuerCommand(b"\x0c", 2),
+    cacommands.SignRootCommand(False),
+    cacommands.SerialCommitCommand((b"\x01" * 32,)),
+    cacommands.SerialRevealCommand((cacommands.SerialReveal(b"\x01" * 32, b"\x02" * 32),)),
 ]
 
 

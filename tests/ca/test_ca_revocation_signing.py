@@ -20,9 +20,9 @@ from cryptography.x509 import ocsp as xocsp
 from test_ca_signing_service import GROUP, PEERS, SIGNERS, issue_through_services, setup
 
 from trustchain.app.interface import ExecutionContext, Operation
+from trustchain.ca import ca_snapshot, issuance, ocsp
 from trustchain.ca import commands as cacommands
 from trustchain.ca import consensus_time as catime
-from trustchain.ca import issuance, ocsp
 from trustchain.ca import records as carecords
 from trustchain.ca import signing_service as ss
 from trustchain.encoding import encode
@@ -218,7 +218,7 @@ def test_snapshot_is_deterministic_and_restores_pending_signatures() -> None:
     assert list(restored.ocsp) == list(a.app.ocsp) and restored.crl == a.app.crl
     assert not restored.ocsp_due(T0_US + 24_000_000) and not restored.crl_due(T0_US + 24_000_000)
     # a version-1 snapshot (before CRL/OCSP state) still restores
-    v1 = encode(issuance._SnapshotV1(1, 5, (), (), (), tuple(a.app.issued.values()), (), (), ()))
+    v1 = encode(ca_snapshot._SnapshotV1(1, 5, (), (), (), tuple(a.app.issued.values()), (), (), ()))
     old = issuance.CAApplication(a.app.policy, a.app.lookup)
     old.restore(v1)
     assert old.issued == a.app.issued and old.crl is None and old.crl_due(T0_US)

@@ -11,6 +11,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,30 @@ def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tupl
     except urllib.error.HTTPError as exc:
         raw, status, ctype = exc.read(), exc.code, exc.headers.get("content-type", "")
     return status, (json.loads(raw) if "json" in ctype else raw.decode(errors="replace"))
+
+
+def until_issued(get: Callable[[str], tuple[int, Any]], code: int, res: Any, timeout: float = 120.0) -> dict[str, Any]:
+    """The issued certificate's JSON from a certificate request's answer (or a poll's): the answer itself
+    when it is 201 (200 to a poll), else (202) what polling its location with `get(path)` answers once that
+    is 200. A signed write's answer carries it under `issuance`."""
+    doc = res.get("issuance", res) if isinstance(res, dict) else res
+    if code in (200, 201):
+        return doc  # type: ignore[no-any-return]
+    assert code == 202 and doc["status"] == "pending" and doc["location"], (code, res)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        code, polled = get(doc["location"])
+        if code == 200:
+            assert polled["status"] == "issued" and polled["pending_id"] == doc["pending_id"], polled
+            return polled  # type: ignore[no-any-return]
+        assert code == 202, (code, polled)
+    raise AssertionError(f"request {doc['pending_id']} not issued within {timeout} s")
+
+
+def issued_from(api: str, code: int, res: Any, timeout: float = 120.0) -> dict[str, Any]:
+    """`until_issued` polling the node at `api`."""
+    return until_issued(lambda path: http("GET", api + path), code, res, timeout)
 
 
 class Cluster:

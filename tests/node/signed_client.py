@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
-from node_harness import Cluster
+from node_harness import Cluster, until_issued
 
 from reference_node.genesis import Genesis
 from trustchain.accounts import Ed25519AccountSigner, account_id
@@ -138,8 +138,10 @@ class Client:
         code, res = self.post(self.registration(), node)
         assert code == 200 and res["result"]["status"] == "ok", res
 
-    def post(self, write: bytes, node: int = 0, *, retry: bool = True) -> tuple[int, Any]:
-        body = {"write": base64.b64encode(write).decode()}
+    def post(self, write: bytes, node: int = 0, *, retry: bool = True, wait_s: float | None = None) -> tuple[int, Any]:
+        body: dict[str, Any] = {"write": base64.b64encode(write).decode()}
+        if wait_s is not None:  # how long a certificate request's answer may wait for the certificate
+            body["wait_s"] = wait_s
         while True:
             code, res, headers = request("POST", self.cluster.apis[node] + "/api/v1/write", body, self.source)
             if code != 429 or not retry:
@@ -181,9 +183,11 @@ class Client:
         return list(res["challenges"])
 
     def request_certificate(self, names: tuple[str, ...], proofs: tuple[str, ...], node: int = 0,
-                            csr: bytes | None = None) -> tuple[int, Any]:
+                            csr: bytes | None = None, wait_s: float | None = None) -> tuple[int, Any]:
+        """A signed certificate request: 201 issued or 202 pending (the node waits at most `wait_s`, capped
+        by its `api.issue_wait`), or a refusal."""
         req = cacommands.IssueRequest(csr or new_csr(*names), names, proofs, "test", "paid")
-        return self.post(self.signed("ca", cacommands.request_command(req)), node)
+        return self.post(self.signed("ca", cacommands.request_command(req)), node, wait_s=wait_s)
 
     def obtain(self, origin: str, *names: str, node: int = 0, timeout: float = 120.0) -> str:
         """Challenge, publish the dns-01 records in the client's own zone, request, wait: the serial (hex)."""
@@ -193,13 +197,6 @@ class Client:
                              ownership.dns01_txt(c["key_authorization"]), node)
             proofs.append(c["key_authorization"])
         code, res = self.request_certificate(tuple(names), tuple(proofs), node)
-        assert code == 200 and res["result"]["status"] == cacommands.STATUS_PENDING, res
-        serial = base64.b64decode(res["result"]["serial"]).hex()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code, _ = self.get(f"/api/v1/cert/{serial}", node)
-            if code == 200:
-                return serial
-            time.sleep(0.3)
-        raise AssertionError(f"certificate {serial} not issued within {timeout} s")
-
+        assert code in (201, 202) and res["result"]["status"] == cacommands.STATUS_PENDING, res
+        issued = until_issued(lambda path: self.get(path, node), code, res, timeout)
+        return str(issued["serial"])

@@ -95,9 +95,9 @@ def test_request_executed_inside_a_snapshot_is_answered(tmp_path: Path) -> None:
 
 
 def test_certificate_finalized_inside_a_snapshot_wakes_its_waiter(tmp_path: Path) -> None:
-    """Node 3 orders its own node-certificate renewal, then hears nothing while the peers sign, finalize and
-    pass two checkpoints. It catches up from a snapshot that holds the finalized certificate (no Finalized
-    event): the renewal completes then, not when its 60 s wait runs out."""
+    """Node 3 orders its own node-certificate renewal (its serial drawn), then hears nothing while the peers
+    sign, finalize and pass two checkpoints. It catches up from a snapshot that holds the finalized
+    certificate (no Finalized event): the renewal completes then, not when its 60 s wait runs out."""
 
     async def body(nodes: list[Node]) -> None:
         deaf = nodes[3]
@@ -106,8 +106,9 @@ def test_certificate_finalized_inside_a_snapshot_wakes_its_waiter(tmp_path: Path
             _drop_on_receipt(n, channels)
         restored = _count_snapshot_restores(deaf)
         renewal = asyncio.create_task(deaf.certificates.renew(timeout_s=60))
-        await _until(lambda: bool(deaf._cert_waiters))  # node 3 executed its request
-        assert deaf._cert_waiters and deaf.app.ca.pending
+        # node 3 executed its request and the validators' reveals that drew its serial: the TBS waits for FROST
+        await _until(lambda: bool(deaf._cert_waiters) and bool(deaf.app.ca.pending))
+        assert deaf._cert_waiters and deaf.app.ca.pending and not deaf.app.ca.serials.draws
         for channels in dropped:
             channels.clear()
         dropped[3].add(CHANNEL_CONSENSUS)

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from node_harness import Cluster, http
+from node_harness import Cluster, http, issued_from
 
 from reference_node import cluster as cluster_mod
 
@@ -25,7 +25,8 @@ def _csr(names: list[str]) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _issue(c: Cluster, api: str, name: str) -> dict:
+def _prove(api: str, name: str) -> str:
+    """A dns-01 challenge for `name` (in example.org.) with its TXT record published: its proof."""
     code, ch = http("POST", api + "/api/v1/cert/challenge", {"names": [name]})
     assert code == 200, ch
     chal = ch["challenges"][0]
@@ -33,10 +34,13 @@ def _issue(c: Cluster, api: str, name: str) -> dict:
         {"op": "add", "name": chal["txt_name"], "type": "TXT", "ttl": 300, "values": [f'"{chal["txt_value"]}"']}]}
     code, res = http("POST", api + "/api/v1/dns/update", {"update": update})
     assert code == 200, res
-    code, res = http("POST", api + "/api/v1/cert/request",
-                     {"csr": _csr([name]), "names": [name], "proofs": [chal["key_authorization"]], "wait_s": 30})
-    assert code == 201, res
-    return res
+    return str(chal["key_authorization"])
+
+
+def _issue(c: Cluster, api: str, name: str) -> dict:
+    proof = _prove(api, name)
+    code, res = http("POST", api + "/api/v1/cert/request", {"csr": _csr([name]), "names": [name], "proofs": [proof]})
+    return issued_from(api, code, res)  # 201 within api.issue_wait, else 202 and polled
 
 
 def test_cluster_end_to_end(tmp_path: Path) -> None:

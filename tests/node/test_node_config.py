@@ -44,6 +44,12 @@ def test_dns_rate_limiting_is_off_unless_configured(generated: Path, tmp_path: P
     assert (cfg.dns.rrl_rate, cfg.dns.rrl_slip) == (20.0, 3)
 
 
+def test_certificate_answers_wait_a_few_seconds_unless_configured(generated: Path, tmp_path: Path) -> None:
+    assert cfgmod.load(generated, environ={}).api.issue_wait_us == 5_000_000
+    path = _edit(generated, tmp_path, "unsigned_writes = true", 'unsigned_writes = true\nissue_wait = "0s"')
+    assert cfgmod.load(path, environ={}).api.issue_wait_us == 0  # answer 202 at once: clients poll
+
+
 def test_env_overrides_network_and_role(generated: Path) -> None:
     cfg = cfgmod.load(generated, environ={"TRUSTCHAIN_NETWORK": "testnet"})
     assert cfg.trustchain.network == "testnet"
@@ -64,6 +70,8 @@ def test_env_overrides_network_and_role(generated: Path) -> None:
     ('ttl_override = false', 'ttl_override = "sometimes"', "dns.ttl_override", "expected false, true"),
     ('ttl_override = false', "ttl_override = false\nrrl_rate = -5", "dns.rrl_rate", "responses per second"),
     ('ttl_override = false', "ttl_override = false\nrrl_slip = -1", "dns.rrl_slip", "must be >= 0"),
+    ("unsigned_writes = true", 'unsigned_writes = true\nissue_wait = "10m"', "api.issue_wait",
+     "must be between 0s and 60s"),
 ])
 def test_errors_name_file_key_reason(generated: Path, tmp_path: Path, old: str, new: str, key: str,
                                      reason: str) -> None:

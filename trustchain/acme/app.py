@@ -320,8 +320,8 @@ class AcmeApplication:
     def on_decided(self, validation_id: int, validated: bool, now_us: int) -> None:
         self.book.on_decided(validation_id, validated, now_us)
 
-    def on_issued(self, pending_id: int) -> None:
-        self.book.on_issued(pending_id)
+    def on_issued(self, pending_id: int, serial: bytes = b"") -> None:
+        self.book.on_issued(pending_id, serial)
 
     def on_pending_expired(self, pending_id: int) -> None:
         self.book.on_pending_expired(pending_id)

@@ -330,12 +330,15 @@ class OrderBook:
         self._by_pending[result.pending_id] = order_id
         return processing
 
-    def on_issued(self, pending_id: int) -> None:
+    def on_issued(self, pending_id: int, serial: bytes = b"") -> None:
+        """The certificate of the request answered with `pending_id` is issued (its serial is known only
+        now: the validators' randomness fixed it after the request)."""
         order_id = self._by_pending.pop(pending_id, None)
         order = self.orders.get(order_id) if order_id is not None else None
         if order is not None and order.status == PROCESSING:
             self.orders[order.order_id] = dataclasses.replace(order, status=transition(ORDER_TRANSITIONS, PROCESSING,
-                                                                                       "issued"))
+                                                                                       "issued"),
+                                                              serial=serial or order.serial)
 
     def on_pending_expired(self, pending_id: int) -> None:
         order_id = self._by_pending.pop(pending_id, None)

@@ -41,6 +41,8 @@ OBSERVE = "observe"  # routing target of a validator's outside-DNS observation
 VALIDATOR_ONLY: frozenset[tuple[str, str]] = frozenset({
     ("ca", "finalize"),
     ("ca", "sign_ocsp_batch"),
+    ("ca", "serial_commit"),  # a validator's commitments to serial randomness (`trustchain.ca.serials`)
+    ("ca", "serial_reveal"),  # its values for them, checked against the commitments
     ("ct", "checkpoint"),
     ("ct", "sct"),  # a validator's own log's SCT for a logged precertificate (`embedded_scts`)
     ("dns", "tick"),

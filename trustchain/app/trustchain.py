@@ -73,10 +73,11 @@ WRITE_TARGETS = (*TARGETS, ACCOUNTS, VALIDATE, OBSERVE, VOTES)  # what a signed 
 SNAPSHOT_VERSION = 4  # 2: accounts; 3: validator votes; 4: ACME and SCTs awaited for precertificates
 #: What the validator set may do as a whole, by a passed vote (`trustchain.authorization.validator_votes`),
 #: for the pseudo-account `VALIDATORS`: revoke any certificate with any reason, install an issuer or force
-#: a CRL (the CA counts the validator set as an operator), and create or change zones (only it may, under
-#: the nodes' own domain).
+#: a CRL (the CA counts the validator set as an operator), revoke an issuing CA (only it may), and create
+#: or change zones (only it may, under the nodes' own domain).
 QUORUM_OPERATIONS: frozenset[tuple[str, str]] = frozenset({
-    (CA, "revoke"), (CA, "install_issuer"), (CA, "sign_crl"), (DNS, "create"), (DNS, "update"),
+    (CA, "revoke"), (CA, "install_issuer"), (CA, "sign_crl"), (CA, "revoke_issuer"), (CA, "sign_root"),
+    (DNS, "create"), (DNS, "update"),
 })
 R = TypeVar("R")
 
@@ -269,9 +270,12 @@ class TrustChainApplication:
         self.gate = WriteGate(self.accounts)
         ids = self.accounts.validator_ids
         operators = tuple(account_id(AccountKey(ED25519, k)) for k in ca_policy.operators)
-        ca_policy = dataclasses.replace(ca_policy, validator_keys=ids if ca_policy.validator_keys else (),
-                                        operators=(*operators, VALIDATORS))
         n = len(validator_keys)
+        # every serial carries the randomness of f+1 validators (`trustchain.ca.serials`); only the validator
+        # set as a whole may revoke an issuing CA
+        ca_policy = dataclasses.replace(ca_policy, validator_keys=ids, operators=(*operators, VALIDATORS),
+                                        serial_contributors=(n - 1) // 3 + 1 if n else 0, quorum_account=VALIDATORS,
+                                        issuer_certificate=ca_chain[0] if ca_chain else ca_policy.issuer_certificate)
         self.votes = ValidatorVotes(max(n, 1), _quorum_operation_problem)
         self.validation = ValidationApp(ExternalValidations(n, quorum_size(n), validation_limits) if n >= 4 else
                                         ExternalValidations(4, 3, validation_limits))
@@ -389,8 +393,9 @@ class TrustChainApplication:
                 self.ct.append(X509Entry(event.certificate_der), context.time_us // 1000,
                                chain=self._issuer_chain(event.certificate_der))
                 self.certificates_logged += 1
-                # an ACME order waits on the pending id its request was answered with: the precertificate's
-                self.acme.on_issued(event.request_id or event.pending_id)
+                # an ACME order waits on the pending id its request was answered with (a drawn serial's or a
+                # precertificate's stage has its own): it learns the serial only now
+                self.acme.on_issued(event.request_id or event.pending_id, event.serial)
             elif isinstance(event, PendingExpired):
                 self.acme.on_pending_expired(event.request_id or event.pending_id)
         self._events.extend(events)
@@ -424,7 +429,8 @@ class TrustChainApplication:
 
     def issuance_in_progress(self, pending_id: int) -> bool:
         """Is the request answered with `pending_id` still being signed, logged or awaiting SCTs?"""
-        return (pending_id in self.ca.pending or self.scts.waiting_for(pending_id)
+        return (pending_id in self.ca.pending or pending_id in self.ca.serials.draws
+                or self.scts.waiting_for(pending_id)
                 or any(p.request_id == pending_id for p in self.ca.pending.values()))
 
     def _issuer_chain(self, certificate_der: bytes) -> tuple[bytes, ...]:

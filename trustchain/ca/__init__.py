@@ -11,7 +11,9 @@ approve/reject -> pending TBS -> *finalize* verified under the group key; revoca
 ``commands`` (ordered commands, typed results), the request checks in ``approval``, its ``policy``,
 state ``records``, node ``events`` and ``consensus_time``, with ``names`` (host names, the validator
 node-name rule), ``caa`` (RFC 8659), ``ownership`` (dns-01-style proof) and ``ratelimit``;
-``revocation`` (CRL/OCSP signing state); ``signing_service`` (the sans-I/O FROST coordinator beside
+``revocation`` (CRL/OCSP signing state); ``root`` (issuing CA certificates, their revocation by the
+validator set, the root CRL and root OCSP); ``serials`` (serial numbers from validator commit-reveal);
+``ca_snapshot`` (the versioned snapshot); ``signing_service`` (the sans-I/O FROST coordinator beside
 each replica, outside ``execute``); ``crl`` and ``ocsp`` (threshold-signed revocation status);
 ``rotation`` (renewal planning, root/intermediate rollover, proactive re-sharing of the group key).
 

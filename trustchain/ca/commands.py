@@ -93,8 +93,48 @@ class SignOCSPBatchCommand:
     limit: int = 0
 
 
+@dataclass(frozen=True)
+class RevokeIssuerCommand:
+    """Revoke an issuing CA certificate (by its serial) in the root's CRL and OCSP: only a validator quorum."""
+
+    OP: ClassVar[str] = "revoke_issuer"
+    serial: bytes
+    reason: int
+
+
+@dataclass(frozen=True)
+class SignRootCommand:
+    """Record the root CRL and root OCSP responses for issuing certificates that are due."""
+
+    OP: ClassVar[str] = "sign_root"
+    force: bool = False  # a new root CRL even if the current one is fresh (operators only)
+
+
+@dataclass(frozen=True)
+class SerialCommitCommand:
+    """A validator's commitments to serial randomness (``serials.commitment``), ordered ahead of use."""
+
+    OP: ClassVar[str] = "serial_commit"
+    commitments: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class SerialReveal:
+    commitment: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class SerialRevealCommand:
+    """A validator's values for its commitments assigned to requests (their draws are complete)."""
+
+    OP: ClassVar[str] = "serial_reveal"
+    reveals: tuple[SerialReveal, ...]
+
+
 Command = (ChallengeCommand | IssueRequest | FinalizeCommand | RevokeCommand | InstallIssuerCommand
-           | SignCRLCommand | SignOCSPBatchCommand)
+           | SignCRLCommand | SignOCSPBatchCommand | RevokeIssuerCommand | SignRootCommand | SerialCommitCommand
+           | SerialRevealCommand)
 
 
 def encode_command(command: Command) -> bytes:
@@ -130,11 +170,28 @@ def sign_ocsp_batch_command(limit: int = 0) -> bytes:
     return encode_command(SignOCSPBatchCommand(limit))
 
 
+def revoke_issuer_command(serial: int, reason: int) -> bytes:
+    return encode_command(RevokeIssuerCommand(serial_bytes(serial), reason))
+
+
+def sign_root_command(force: bool = False) -> bytes:
+    return encode_command(SignRootCommand(force))
+
+
+def serial_commit_command(commitments: Sequence[bytes]) -> bytes:
+    return encode_command(SerialCommitCommand(tuple(commitments)))
+
+
+def serial_reveal_command(reveals: Sequence[tuple[bytes, bytes]]) -> bytes:
+    return encode_command(SerialRevealCommand(tuple(SerialReveal(c, v) for c, v in reveals)))
+
+
 # --- results ---------------------------------------------------------------------------------------
 
 STATUS_OK = "ok"  # done: a certificate issued or revoked, an issuer installed, a CRL or OCSP response stored
 STATUS_CHALLENGE = "challenge"  # challenges recorded (``challenges``)
-STATUS_PENDING = "pending"  # request approved: the certificate waits for FROST (``pending_id``, ``serial``)
+STATUS_PENDING = "pending"  # request approved: the certificate waits for its serial's randomness and FROST
+# (``pending_id``; ``serial`` is empty until the validators' reveals fixed it, see ``serials``)
 STATUS_SIGNING = "signing"  # CRL or OCSP TBS recorded: they wait for FROST (``pending_ids``)
 STATUS_UNCHANGED = "unchanged"  # nothing to do: already revoked, CRL/OCSP current or already being signed
 STATUS_STALE = "stale"  # an OCSP signature verified, but the certificate was revoked meanwhile: not stored

@@ -20,7 +20,7 @@ import dataclasses
 import datetime as dt
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from trustchain.app.interface import ExecutionContext, Operation
-from trustchain.ca import approval, caa, names, ownership
+from trustchain.ca import approval, ca_snapshot, caa, names, ownership
 from trustchain.ca import x509 as cax509
 from trustchain.ca.commands import (
     KIND_CERTIFICATE,
@@ -46,8 +46,12 @@ from trustchain.ca.commands import (
     InstallIssuerCommand,
     IssueRequest,
     RevokeCommand,
+    RevokeIssuerCommand,
+    SerialCommitCommand,
+    SerialRevealCommand,
     SignCRLCommand,
     SignOCSPBatchCommand,
+    SignRootCommand,
 )
 from trustchain.ca.consensus_time import consensus_datetime, datetime_us
 from trustchain.ca.crl import CRLError
@@ -66,6 +70,7 @@ from trustchain.ca.ratelimit import SlidingWindow
 from trustchain.ca.records import (
     KEY_COMPROMISE,
     OPERATOR_REASONS,
+    AwaitingSerial,
     IssuedCertificate,
     PendingIssuance,
     PendingSignature,
@@ -76,55 +81,9 @@ from trustchain.ca.records import (
     serial_bytes,
 )
 from trustchain.ca.revocation import RevocationState
+from trustchain.ca.root import RootState
+from trustchain.ca.serials import Draw, SerialRandomness, serial_from_output
 from trustchain.encoding import DecodeError, decode, encode
-
-# --- snapshot --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Count:
-    key: bytes
-    value: int
-
-
-@dataclass(frozen=True)
-class _Window:
-    key: str
-    times: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class _SnapshotV1:
-    version: int
-    next_pending_id: int
-    issuer_certificates: tuple[bytes, ...]
-    challenges: tuple[StoredChallenge, ...]
-    pending: tuple[PendingIssuance, ...]
-    issued: tuple[IssuedCertificate, ...]
-    spent_payments: tuple[str, ...]
-    windows: tuple[_Window, ...]
-    bad_finalizers: tuple[_Count, ...]
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """Version 2 adds CRL/OCSP state. ``ocsp`` is in refresh order (oldest first) and ``ocsp_dirty`` in
-    the order serials became dirty: both orders are replicated state, since batches follow them."""
-
-    version: int
-    next_pending_id: int
-    issuer_certificates: tuple[bytes, ...]
-    challenges: tuple[StoredChallenge, ...]
-    pending: tuple[PendingIssuance, ...]
-    issued: tuple[IssuedCertificate, ...]
-    spent_payments: tuple[str, ...]
-    windows: tuple[_Window, ...]
-    bad_finalizers: tuple[_Count, ...]
-    signatures: tuple[PendingSignature, ...]
-    crl: SignedCRL | None
-    next_crl_number: int
-    ocsp: tuple[SignedOCSP, ...]
-    ocsp_dirty: tuple[bytes, ...]
 
 
 class CAApplication:
@@ -143,6 +102,9 @@ class CAApplication:
         self.bad_finalizers: dict[bytes, int] = {}
         self._events: list[Event] = []
         self.revocation = RevocationState(self)
+        self.root = RootState(self)
+        assert not policy.serial_contributors or len(policy.validator_keys) >= policy.serial_contributors
+        self.serials = SerialRandomness(len(policy.validator_keys), policy.serial_contributors)
 
     # -- Application interface ---------------------------------------------------------------------
 
@@ -158,52 +120,10 @@ class CAApplication:
         return results
 
     def snapshot(self) -> bytes:
-        rev = self.revocation
-        snap = _Snapshot(
-            version=2,
-            next_pending_id=self.next_pending_id,
-            issuer_certificates=tuple(self.issuer_certificates),
-            challenges=tuple(self.challenges[k] for k in sorted(self.challenges)),
-            pending=tuple(self.pending[k] for k in sorted(self.pending)),
-            issued=tuple(self.issued[k] for k in sorted(self.issued)),
-            spent_payments=tuple(sorted(self.spent_payments)),
-            windows=tuple(_Window(k, v) for k, v in self.rate.items()),
-            bad_finalizers=tuple(_Count(k, self.bad_finalizers[k]) for k in sorted(self.bad_finalizers)),
-            signatures=tuple(rev.signatures[k] for k in sorted(rev.signatures)),
-            crl=rev.crl,
-            next_crl_number=rev.next_crl_number,
-            ocsp=tuple(rev.ocsp.values()),
-            ocsp_dirty=tuple(rev.ocsp_dirty),
-        )
-        return encode(snap)
+        return ca_snapshot.capture(self)
 
     def restore(self, snapshot: bytes) -> None:
-        version = int.from_bytes(snapshot[:8], "big") if len(snapshot) >= 8 else -1
-        if version == 1:  # before CRL/OCSP state: restore it empty
-            old = decode(_SnapshotV1, snapshot)
-            snap = _Snapshot(2, old.next_pending_id, old.issuer_certificates, old.challenges, old.pending,
-                             old.issued, old.spent_payments, old.windows, old.bad_finalizers, (), None, 1, (), ())
-        elif version == 2:
-            snap = decode(_Snapshot, snapshot)
-        else:
-            raise DecodeError(f"CA snapshot version {version} unsupported")
-        self.next_pending_id = snap.next_pending_id
-        self.issuer_certificates = list(snap.issuer_certificates)
-        self.challenges = {(c.account, c.name): c for c in snap.challenges}
-        self.pending = {p.pending_id: p for p in snap.pending}
-        self.issued = {c.serial: c for c in snap.issued}
-        self.spent_payments = set(snap.spent_payments)
-        self.rate = SlidingWindow()
-        self.rate.events = {w.key: list(w.times) for w in snap.windows}
-        self.bad_finalizers = {c.key: c.value for c in snap.bad_finalizers}
-        rev = self.revocation = RevocationState(self)
-        rev.signatures = {p.pending_id: p for p in snap.signatures}
-        rev.crl = snap.crl
-        rev.next_crl_number = snap.next_crl_number
-        rev.ocsp = {r.serial: r for r in snap.ocsp}
-        rev.ocsp_dirty = dict.fromkeys(snap.ocsp_dirty)
-        rev.reindex()
-        self._events = []
+        ca_snapshot.load(self, snapshot)
 
     # -- what the revocation state reads (``revocation.Host``) ---------------------------------------
 
@@ -306,6 +226,9 @@ class CAApplication:
             gone = self.pending.pop(pid)
             self.emit(PendingExpired(pid, gone.request_id))
         self.revocation.expire(now_us)
+        self.root.expire(now_us)
+        for pid in self.serials.expire(now_us, self.policy.pending_ttl_us):
+            self.emit(PendingExpired(pid))
 
     def _challenge(self, cmd: ChallengeCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
         if not cmd.names or len(cmd.names) > self.policy.max_names:
@@ -378,7 +301,21 @@ class CAApplication:
         ctx.view: a batch committed at one seq can carry different views on different replicas (those
         that committed before a view change and those that committed its re-proposal after it)."""
         issuer = self.current_issuer
+        if self.root.revoked_key(issuer.public_key):
+            return CAResult.error("issuer: the issuing CA certificate is revoked; a new issuer must be installed")
         request_bytes = cax509.request_digest(op.client, struct.pack(">QQ", op.timestamp, index), op.payload)
+        if self.serials.enabled:  # the serial (and so the TBS) waits for the validators' reveals
+            # The answer's id names the request; the pending issuance gets a fresh id once its serial is fixed
+            # (``request_id`` links them), so the signing service sees ids in the order it must sign them.
+            pending_id = self.next_pending_id
+            awaiting = AwaitingSerial(req.csr_der, requested, op.client, node, int(lifetime / dt.timedelta(
+                microseconds=1)), ctx.time_us)
+            problem = self.serials.start(pending_id, request_bytes, encode(awaiting), ctx.time_us)
+            if problem:
+                return CAResult.error(problem)
+            self.allocate_pending_id()
+            self._approved(req, op, ctx, requested, node, domains)
+            return CAResult(STATUS_PENDING, "awaiting serial randomness", KIND_CERTIFICATE, (pending_id,))
         try:
             # Node certificates carry their name in CN too (non-critical SAN): GnuTLS-based DoQ clients
             # (kdig) refuse the empty-subject profile.
@@ -389,15 +326,9 @@ class CAApplication:
         except cax509.CertificateError as exc:
             return CAResult.error(f"names: {exc}")
         serial = serial_bytes(cax509.serial_number(cax509.request_digest(b"leaf", request_bytes), ctx.seq))
-        if serial in self.issued or any(p.serial == serial for p in self.pending.values()):
+        if self._serial_taken(serial):
             return CAResult.error("serial: collision, resubmit")
-        self.rate.record(approval.account_key(op.client), ctx.time_us)
-        for d in domains:
-            self.rate.record(d, ctx.time_us)
-        if self.policy.require_payment and not node:
-            self.spent_payments.add(req.payment_ref)
-        for name in requested:
-            self.challenges.pop((op.client, name.removeprefix("*.")), None)
+        self._approved(req, op, ctx, requested, node, domains)
         pending = PendingIssuance(
             self.allocate_pending_id(), tbs, issuer.public_key, serial, op.client, requested, ctx.time_us
         )
@@ -405,12 +336,90 @@ class CAApplication:
         self.emit(PendingRecorded(pending))
         return CAResult(STATUS_PENDING, "", KIND_CERTIFICATE, (pending.pending_id,), serial)
 
+    def _approved(self, req: IssueRequest, op: Operation, ctx: ExecutionContext, requested: tuple[str, ...],
+                  node: bool, domains: Sequence[str]) -> None:
+        """An approved request counts against the rate limits and uses up its payment and challenges."""
+        self.rate.record(approval.account_key(op.client), ctx.time_us)
+        for d in domains:
+            self.rate.record(d, ctx.time_us)
+        if self.policy.require_payment and not node:
+            self.spent_payments.add(req.payment_ref)
+        for name in requested:
+            self.challenges.pop((op.client, name.removeprefix("*.")), None)
+
+    def _serial_taken(self, serial: bytes) -> bool:
+        return serial in self.issued or serial in self.root.issuers or any(
+            p.serial == serial for p in self.pending.values())
+
+    # -- serial randomness (``serials``): validators' commitments and reveals -------------------------
+
+    def _validator_index(self, client: bytes) -> int | None:
+        keys = self.policy.validator_keys
+        return keys.index(client) if client in keys else None
+
+    def _serial_commit(self, cmd: SerialCommitCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
+        if not self.serials.enabled:
+            return CAResult.error("op: this CA draws no serial randomness")
+        validator = self._validator_index(op.client)
+        out = self.serials.commit(-1 if validator is None else validator, cmd.commitments, ctx.time_us)
+        return CAResult.error(out.problem) if out.problem else CAResult(STATUS_OK, f"{len(cmd.commitments)} committed")
+
+    def _serial_reveal(self, cmd: SerialRevealCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
+        validator = self._validator_index(op.client)
+        out = self.serials.reveal(-1 if validator is None else validator,
+                                  tuple((r.commitment, r.value) for r in cmd.reveals), ctx.time_us)
+        if out.problem:
+            return CAResult.error(out.problem)
+        ids = tuple(self._record_draw(draw, output, ctx.time_us) for draw, output in out.completed)
+        return CAResult(STATUS_OK, f"{len(ids)} serials fixed", KIND_CERTIFICATE, tuple(p for p in ids if p))
+
+    def _record_draw(self, draw: Draw, output: bytes, now_us: int) -> int:
+        """A draw's randomness is complete: fix the serial and the TBS, as a pending issuance under the
+        issuer current now, answering the request ``draw.pending_id`` (0 if that issuer was revoked
+        meanwhile: the request is dropped)."""
+        awaiting = decode(AwaitingSerial, draw.payload)
+        issuer = self.current_issuer
+        attempt = 0
+        serial = serial_bytes(serial_from_output(output))
+        while self._serial_taken(serial):  # never seen at 127 bits; derived again, chosen by nobody
+            attempt += 1
+            serial = serial_bytes(serial_from_output(output, attempt))
+        try:
+            if self.root.revoked_key(issuer.public_key):
+                raise cax509.CertificateError("the issuing CA certificate is revoked")
+            csr = x509.load_der_x509_csr(awaiting.csr_der)
+            tbs = cax509.leaf_tbs(csr.public_key(), awaiting.names, issuer, consensus_datetime(awaiting.requested_us),
+                                  0, b"", dt.timedelta(microseconds=awaiting.lifetime_us), common_name=awaiting.node,
+                                  precertificate=self.policy.embed_scts, serial=int.from_bytes(serial, "big"))
+        except (cax509.CertificateError, ValueError):
+            self.emit(PendingExpired(draw.pending_id))
+            return 0
+        self.serials.resolve(draw, serial, attempt, now_us)
+        pending = PendingIssuance(self.allocate_pending_id(), tbs, issuer.public_key, serial, awaiting.account,
+                                  awaiting.names, now_us, draw.pending_id)
+        self.pending[pending.pending_id] = pending
+        self.emit(PendingRecorded(pending))
+        return pending.pending_id
+
+    def pending_of(self, pending_id: int) -> PendingIssuance | None:
+        """The pending issuance answering the request ``pending_id`` (that of its current stage)."""
+        return next((p for p in self.pending.values() if pending_id in (p.pending_id, p.request_id)), None)
+
+    def request_serial(self, pending_id: int) -> bytes | None:
+        """The serial of the request answered with ``pending_id``, once its draw fixed it (None before)."""
+        found = self.pending_of(pending_id)
+        if found is not None:
+            return found.serial
+        resolved = self.serials.resolved.get(pending_id)
+        return resolved.serial if resolved is not None else None
+
     # -- finalize, revoke, install issuer ----------------------------------------------------------
 
     def _finalize(self, cmd: FinalizeCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
-        if cmd.pending_id in self.revocation.signatures:
+        if cmd.pending_id in self.revocation.signatures or cmd.pending_id in self.root.signatures:
+            state = self.revocation if cmd.pending_id in self.revocation.signatures else self.root
             try:
-                return self.revocation.finalize(cmd.pending_id, cmd.signature)
+                return state.finalize(cmd.pending_id, cmd.signature)
             except (CRLError, OCSPError) as exc:  # attributed like a bad certificate signature
                 return self._reject_finalize(cmd.pending_id, op.client, exc)
         pending = self.pending.get(cmd.pending_id)
@@ -501,6 +510,9 @@ class CAApplication:
             return CAResult.error("certificate: not a CA")
         if not any(cax509.verify_signature(cert, root) for root in self.policy.root_keys):
             return CAResult.error("certificate: not signed by a trusted root key")
+        problem = self.root.add(cmd.certificate_der)
+        if problem:
+            return CAResult.error(problem)
         self.issuer_certificates.append(cmd.certificate_der)
         return CAResult(STATUS_OK, "", KIND_ISSUER, issuer_key=key.public_bytes_raw())
 
@@ -512,6 +524,24 @@ class CAApplication:
     def _sign_ocsp_batch(self, cmd: SignOCSPBatchCommand, op: Operation, ctx: ExecutionContext,
                          index: int) -> CAResult:
         return self.revocation.sign_ocsp_batch(cmd.limit, ctx.time_us)
+
+    # -- the root's side (``root``): issuing CA revocation, root CRL and OCSP -------------------------
+
+    def _revoke_issuer(self, cmd: RevokeIssuerCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
+        quorum = bool(self.policy.quorum_account) and op.client == self.policy.quorum_account
+        result = self.root.revoke(cmd.serial, cmd.reason, quorum, ctx.time_us)
+        if result.status == STATUS_OK:  # nothing more is signed under a revoked issuing key
+            for pid in [p for p, v in sorted(self.pending.items()) if self.root.revoked_key(v.issuer_key)]:
+                del self.pending[pid]
+                self.emit(PendingExpired(pid))
+        return result
+
+    def _sign_root(self, cmd: SignRootCommand, op: Operation, ctx: ExecutionContext, index: int) -> CAResult:
+        return self.root.sign(cmd.force, op.client in self.policy.operators, ctx.time_us)
+
+    def root_pending_items(self) -> dict[int, bytes]:
+        """What the root-key signing service must sign: root CRLs and OCSP responses for issuers."""
+        return self.root.items()
 
 
 def _is_precertificate(cert: x509.Certificate) -> bool:
@@ -532,6 +562,10 @@ HANDLERS: dict[str, tuple[type[Any], _Handler]] = {
     InstallIssuerCommand.OP: (InstallIssuerCommand, CAApplication._install_issuer),
     SignCRLCommand.OP: (SignCRLCommand, CAApplication._sign_crl),
     SignOCSPBatchCommand.OP: (SignOCSPBatchCommand, CAApplication._sign_ocsp_batch),
+    RevokeIssuerCommand.OP: (RevokeIssuerCommand, CAApplication._revoke_issuer),
+    SignRootCommand.OP: (SignRootCommand, CAApplication._sign_root),
+    SerialCommitCommand.OP: (SerialCommitCommand, CAApplication._serial_commit),
+    SerialRevealCommand.OP: (SerialRevealCommand, CAApplication._serial_reveal),
 }
 """The one dispatch table: op -> (command body type, handler). Every handler takes the decoded body, the
 ordered operation, the execution context and the operation's index in the batch."""

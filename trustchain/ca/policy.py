@@ -84,3 +84,13 @@ class CAPolicy:
     # Precertificate first (RFC 6962 section 3.1): the certificate is issued only once the validators' CT
     # logs have answered with enough SCTs, which it then embeds (``trustchain.app.embedded_scts``).
     embed_scts: bool = False
+    # The root (name, key, URLs) and the genesis issuing certificate it signed (DER): the CA then keeps
+    # the issuing certificates' revocation and signs the root CRL and their OCSP responses (``root``).
+    root: cax509.IssuerProfile | None = None
+    issuer_certificate: bytes = b""
+    # Validators whose committed randomness goes into every serial (``serials``): f+1 in a replicated
+    # CA (the router sets it); 0 only for a CA without validators (single-process tools and tests),
+    # whose serials are then a hash of the ordered request.
+    serial_contributors: int = 0
+    # The account the router runs validator-quorum operations as: the only one that may revoke an issuer.
+    quorum_account: bytes = b""

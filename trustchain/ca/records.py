@@ -115,3 +115,16 @@ class SignedOCSP:
     produced_us: int
     next_update_us: int
     revoked: bool
+
+
+@dataclass(frozen=True)
+class AwaitingSerial:
+    """An approved request whose serial waits for the validators' reveals (``serials``): what its TBS is
+    built from once the serial is known (the issuer then current, the consensus time of the request)."""
+
+    csr_der: bytes
+    names: tuple[str, ...]
+    account: bytes
+    node: bool
+    lifetime_us: int
+    requested_us: int

@@ -14,12 +14,16 @@ from trustchain.crypto.signing import ED25519, Signer, Verifier
 from trustchain.encoding import DecodeError, decode, encode
 
 __all__ = [
-    "EPOCH_SHIFT", "MAX_BATCH", "VERSION", "CommitmentRequest", "Commitments", "MsgKind", "PublishedCommitment",
+    "DOMAIN", "EPOCH_SHIFT", "MAX_BATCH", "ROOT_DOMAIN", "VERSION",
+    "CommitmentRequest", "Commitments", "MsgKind", "PublishedCommitment",
     "SessionCommitment", "Share", "Shares", "SignRequest", "SignRequests", "SignedMessage", "coalesce",
     "open_message", "seal",
 ]
 
-_DOMAIN = b"trustchain/ca/frost-signing/v1\x00"
+DOMAIN = _DOMAIN = b"trustchain/ca/frost-signing/v1\x00"
+#: The root key's signing service (root CRL, OCSP for issuing CAs) signs its messages under this domain, so
+#: that no message of one service is ever taken for the other's.
+ROOT_DOMAIN = b"trustchain/ca/frost-signing/root/v1\x00"
 VERSION = 1
 EPOCH_SHIFT = 32
 
@@ -109,20 +113,21 @@ class SignedMessage:
     body: bytes
     signature: bytes
 
-    def signing_bytes(self) -> bytes:
-        return _DOMAIN + struct.pack(">QQQQ", self.version, self.kind, self.sender, self.receiver) + self.body
+    def signing_bytes(self, domain: bytes = _DOMAIN) -> bytes:
+        return domain + struct.pack(">QQQQ", self.version, self.kind, self.sender, self.receiver) + self.body
 
 
-def seal(signer: Signer, sender: int, receiver: int, message: Any) -> bytes:
+def seal(signer: Signer, sender: int, receiver: int, message: Any, domain: bytes = _DOMAIN) -> bytes:
     """Sign ``message`` from ``sender`` to ``receiver`` (the receiver is signed so a message cannot be
-    replayed to another validator)."""
+    replayed to another validator; ``domain`` names the key the service signs with)."""
     kind = int(_TYPE_KINDS[type(message)])
     unsigned = SignedMessage(VERSION, kind, sender, receiver, encode(message), b"")
-    return encode(SignedMessage(VERSION, kind, sender, receiver, unsigned.body, signer.sign(unsigned.signing_bytes())))
+    return encode(SignedMessage(VERSION, kind, sender, receiver, unsigned.body,
+                                signer.sign(unsigned.signing_bytes(domain))))
 
 
 def open_message(
-    data: bytes, peers: Mapping[int, bytes], receiver: int, verifier: Verifier = ED25519
+    data: bytes, peers: Mapping[int, bytes], receiver: int, verifier: Verifier = ED25519, domain: bytes = _DOMAIN
 ) -> tuple[int, Any]:
     """(sender, message) of authenticated bytes; raises ``DecodeError`` for anything else."""
     msg = decode(SignedMessage, data)
@@ -131,7 +136,7 @@ def open_message(
     if msg.receiver != receiver:
         raise DecodeError("SignedMessage.receiver: not addressed to this validator")
     key = peers.get(msg.sender)
-    if key is None or not verifier.verify(key, msg.signing_bytes(), msg.signature):
+    if key is None or not verifier.verify(key, msg.signing_bytes(domain), msg.signature):
         raise DecodeError(f"SignedMessage: bad signature or unknown sender {msg.sender}")
     try:
         cls = _KIND_TYPES[MsgKind(msg.kind)]

@@ -60,8 +60,10 @@ from trustchain.ca import commands as cacommands
 from trustchain.ca import frost
 from trustchain.ca.group import RandBytes
 from trustchain.ca.signing_messages import (
+    DOMAIN,
     EPOCH_SHIFT,
     MAX_BATCH,
+    ROOT_DOMAIN,
     VERSION,
     CommitmentRequest,
     Commitments,
@@ -81,7 +83,8 @@ from trustchain.crypto.signing import ED25519, Signer, Verifier
 from trustchain.encoding import DecodeError
 
 __all__ = [
-    "EPOCH_SHIFT", "MAX_BATCH", "VERSION", "CommitmentRequest", "Commitments", "Effect", "Misbehaviour", "MsgKind",
+    "DOMAIN", "EPOCH_SHIFT", "MAX_BATCH", "ROOT_DOMAIN", "VERSION",
+    "CommitmentRequest", "Commitments", "Effect", "Misbehaviour", "MsgKind",
     "PublishedCommitment", "Send", "SessionCommitment", "SetTimer", "Share", "Shares", "SignRequest", "SignRequests",
     "SignedMessage", "SigningConfig", "SigningService", "SubmitFinalize", "TimerKey", "open_message", "seal",
 ]
@@ -177,6 +180,7 @@ class SigningService:
         config: SigningConfig | None = None,
         epoch: int = 0,
         verifier: Verifier = ED25519,
+        domain: bytes = DOMAIN,
     ) -> None:
         assert key.identifier in peers and peers[key.identifier] == signer.public_key
         assert set(public.verifying_shares) == set(peers)
@@ -187,6 +191,7 @@ class SigningService:
         self.public = public
         self.signer = signer
         self.verifier = verifier  # checks peers' signatures: the same scheme as the consensus keys
+        self.domain = domain
         self.peers = dict(peers)
         self.ids = sorted(peers)
         self.rand_bytes = rand_bytes
@@ -243,7 +248,7 @@ class SigningService:
 
     def _on_message(self, data: bytes, now_us: int) -> list[_Internal]:
         try:
-            sender, msg = open_message(data, self.peers, self.me, self.verifier)
+            sender, msg = open_message(data, self.peers, self.me, self.verifier, self.domain)
         except DecodeError:
             return []
         if sender == self.me:
@@ -516,5 +521,5 @@ def _flush(service: SigningService, effects: list[_Internal]) -> list[Effect]:
             out.append(e)
     for to, kinds in queued.items():
         for cls, items in kinds.items():
-            out += [Send(to, seal(service.signer, service.me, to, m)) for m in coalesce(cls, items)]
+            out += [Send(to, seal(service.signer, service.me, to, m, service.domain)) for m in coalesce(cls, items)]
     return out

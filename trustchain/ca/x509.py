@@ -271,6 +271,7 @@ def leaf_tbs(
     common_name: bool = False,
     ip_addresses: Sequence[str] = (),
     precertificate: bool = False,
+    serial: int | None = None,
 ) -> bytes:
     """TLS end-entity certificate. ``request`` is the ordered request's bytes (e.g. the CSR DER plus
     the batch hash); names must already be validated (CAA, ownership) by the issuance layer.
@@ -279,7 +280,9 @@ def leaf_tbs(
     ``common_name=True`` copies the first name into CN for legacy clients. ``ip_addresses`` adds iPAddress
     names (the genesis ceremony's certificates for a node's HTTPS API on a bare address; the replicated CA
     never issues them). ``precertificate`` adds the critical CT poison extension last (RFC 6962 section
-    3.1): the extension the SCT list later takes the place of."""
+    3.1): the extension the SCT list later takes the place of. ``serial`` is the replicated CA's, drawn
+    from the validators' randomness (``serials``); without it one is derived from ``request`` and
+    ``sequence`` (genesis and single-process use)."""
     if not dns_names:
         raise CertificateError("at least one DNS name is required")
     names = [n.lower().rstrip(".") for n in dns_names]
@@ -289,7 +292,8 @@ def leaf_tbs(
         if not n or not n.isascii() or " " in n:
             raise CertificateError(f"DNS name {n!r} must be a non-empty A-label")
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])] if common_name else [])
-    serial = serial_number(request_digest(b"leaf", request), sequence)
+    if serial is None:
+        serial = serial_number(request_digest(b"leaf", request), sequence)
     builder = _issued_by(
         _base(subject, issuer.name, public_key, serial, consensus_time, lifetime, with_ski=False,
               issuer_not_after=issuer.not_after)
