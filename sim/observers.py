@@ -39,7 +39,7 @@ from trustchain.consensus.effects import (
 from trustchain.consensus.feed import FEED_BATCH, CertificateCache, feed_header, is_feed_packet, pack_feed
 from trustchain.consensus.messages import PROTOCOL_VERSION, Commit, CommittedEntry, Envelope, Kind, PrePrepare, seal
 from trustchain.consensus.observer import Observer, ObserverEffect, ObserverParams, SendToPeer, ValidatorFeed
-from trustchain.consensus.overlay import build_overlay
+from trustchain.consensus.overlay import build_overlay, overlay_salt
 from trustchain.crypto.signing import Ed25519Signer, Signer
 from trustchain.encoding import decode, encode
 
@@ -119,7 +119,8 @@ class ObserverLayer:
         byz = set(rng.sample(range(spec.count), spec.byzantine))
         cut = rng.sample(range(spec.count), round(spec.partition_fraction * spec.count)) if spec.partition else []
         self.isolated = frozenset(names[i] for i in cut)
-        salt = hashlib.sha256(f"trustchain-sim/{world.seed}/overlay".encode()).digest()
+        # the simulated cluster's genesis digest: the run's seed names the cluster, as a genesis does
+        salt = overlay_salt(hashlib.sha256(f"trustchain-sim/{world.seed}/genesis".encode()).digest())
         self.overlay = build_overlay(self.validators, names, salt, spec.trees, spec.fanout, spec.validator_fanout)
         self.certs = CertificateCache(world.config, world.verifier)
         self.params = ObserverParams(sync_interval_us=round(spec.sync_interval_ms * 1000))
