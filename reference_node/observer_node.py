@@ -42,7 +42,7 @@ from reference_node.transport import CHANNEL_FEED, PeerTransport
 from reference_node.transport_tcp import TCPTransport
 from trustchain.accounts import Ed25519AccountSigner, account_id
 from trustchain.ca import events as caevents
-from trustchain.consensus.effects import Executed, PersistExecuted, PersistStable, Rejected
+from trustchain.consensus.effects import Executed, PersistExecuted, PersistStable, Rejected, StateRestored
 from trustchain.consensus.feed import CertificateCache
 from trustchain.consensus.observer import Observer, ObserverEffect, ObserverParams, SendToPeer
 from trustchain.consensus.replica_state import ClientRecord, Phase, ReplicaStatus
@@ -88,6 +88,7 @@ class ObserverNode(Node):
         self.recovered_records = len(self._records)
         self._persisted_stable = 0
         self._recovering = False
+        self.snapshots_installed = 0  # certified snapshots installed (catching up, or recovering from disk)
         self.signing = None
         self.feed = None
         self.transport = transport
@@ -160,6 +161,10 @@ class ObserverNode(Node):
                     continue
                 if isinstance(e, Executed) and not self._recovering:
                     self.storage.append(PersistExecuted(e.seq, e.certificate))
+                if isinstance(e, StateRestored):
+                    self.snapshots_installed += 1
+                    log.info("installed the certified snapshot at %d", e.seq,
+                             extra={"event": "observer_snapshot", "fields": {"seq": e.seq}})
                 if isinstance(e, Rejected):
                     self.metrics.failures.inc(kind=f"observer_{e.reason}")
                     log.info("observer refused a packet: %s (%s)", e.reason, e.detail,
@@ -212,7 +217,7 @@ class ObserverNode(Node):
             "observer": {"parents": list(self.membership.overlay[self.name].parents),
                          "children": list(self.follower.children), "held": s.held,
                          "received": dict(self.follower.received), "rejected": dict(self.follower.rejected),
-                         "duplicates": self.follower.duplicates},
+                         "duplicates": self.follower.duplicates, "snapshots_installed": self.snapshots_installed},
             "halted": self.halted,
             "uptime_s": round(time.time() - self.started_at, 3),
         }
