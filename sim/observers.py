@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from sim.modelled import ModelledSigner
+from sim.observer_reads import ReadTimes
 from sim.scenario import ObserverSpec
 from trustchain.app.interface import Application
 from trustchain.consensus.effects import (
@@ -141,6 +142,7 @@ class ObserverLayer:
         self.received_bytes: Counter[str] = Counter()
         self.by_kind: Counter[str] = Counter()
         self.dropped = 0
+        self.reads = ReadTimes()  # commit-to-observer times, for reads at an observer
         self._start_rng = random.Random(f"{world.seed}/observer-start")
 
     def _application(self) -> Application:
@@ -168,6 +170,10 @@ class ObserverLayer:
         feed = self.feeds[node.replica_id]
         sends = feed.on_effects(effects)
         src = validator_name(node.replica_id)
+        if not node.byzantine:
+            for e in effects:
+                if isinstance(e, Executed):
+                    self.reads.validator_executed(e.seq, self.world.now)
         if node.byzantine:
             for e in effects:
                 if isinstance(e, Executed):
@@ -246,6 +252,7 @@ class ObserverLayer:
                 node.timer_token += 1
             elif isinstance(e, Executed):
                 node.executed.append((e.seq, e.batch_digest))
+                self.reads.observer_executed(e.seq, self.world.now)
             elif isinstance(e, StateRestored):
                 node.restored.append(e.seq)
             else:
