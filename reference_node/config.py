@@ -555,7 +555,8 @@ def _check_observer(cfg: NodeConfig) -> None:
     """An observer votes in nothing and holds no CA share: it must not be configured as if it did."""
     file, t = cfg.file, cfg.trustchain
     if cfg.replica_id >= 0:
-        raise ConfigError(file, "trustchain.node_id", f"{t.node_id!r} is a validator's name; an observer has its own")
+        raise ConfigError(file, "trustchain.node_id", f"{t.node_id!r} is a validator's name; observers have "
+                          "names of their own (consensus.observers)")
     if t.node_id not in {o.name for o in cfg.consensus.observers}:
         raise ConfigError(file, "trustchain.node_id", f"{t.node_id!r} is not one of consensus.observers' names")
     if t.key_file is None:

@@ -44,3 +44,12 @@ def test_observer_misconfigurations(generated: list[Path], tmp_path: Path, old: 
     with pytest.raises(cfgmod.ConfigError) as e:
         cfgmod.load(bad, environ={})
     assert e.value.key == key, e.value
+
+
+def test_launcher_creates_observers_and_starts_them_after_the_validators(tmp_path: Path) -> None:
+    configs = cluster.init_cluster(tmp_path / "c", 4, 3, "tcp", observers=2)
+    assert [p.parent.name for p in cluster.cluster_configs(tmp_path / "c")] == [p.parent.name for p in configs] == [
+        "node0", "node1", "node2", "node3", "observer0", "observer1"]
+    assert (tmp_path / "c" / "observer1" / "node.key").stat().st_mode & 0o077 == 0
+    with pytest.raises(ValueError, match="--observers"):
+        cluster.init_cluster(tmp_path / "q", 4, 3, "quic", observers=1)
