@@ -88,6 +88,7 @@ class ObserverNode(Node):
         self.recovered_records = len(self._records)
         self._persisted_stable = 0
         self._recovering = False
+        self.view = 0  # the view of the newest batch executed: whose primary the validators follow
         self.snapshots_installed = 0  # certified snapshots installed (catching up, or recovering from disk)
         self.signing = None
         self.feed = None
@@ -159,8 +160,10 @@ class ObserverNode(Node):
                 if isinstance(e, SendToPeer):
                     self.transport.send(self.membership.id_of(e.peer), CHANNEL_FEED, e.data)
                     continue
-                if isinstance(e, Executed) and not self._recovering:
-                    self.storage.append(PersistExecuted(e.seq, e.certificate))
+                if isinstance(e, Executed):
+                    self.view = max(self.view, e.view)
+                    if not self._recovering:
+                        self.storage.append(PersistExecuted(e.seq, e.certificate))
                 if isinstance(e, StateRestored):
                     self.snapshots_installed += 1
                     log.info("installed the certified snapshot at %d", e.seq,
@@ -188,9 +191,10 @@ class ObserverNode(Node):
 
     def replica_status(self) -> ReplicaStatus:
         s = self.follower.status
-        return ReplicaStatus(replica_id=-1, view=0, primary=-1, phase=Phase.NORMAL, last_executed=s.last_executed,
-                             low_watermark=s.stable_seq, last_time_us=s.last_time_us, pending=len(self._waiting),
-                             next_seq=0, peer_executed=s.last_executed, state_transfer=s.held > 0)
+        return ReplicaStatus(replica_id=-1, view=self.view, primary=self.cluster.primary(self.view),
+                             phase=Phase.NORMAL, last_executed=s.last_executed, low_watermark=s.stable_seq,
+                             last_time_us=s.last_time_us, pending=len(self._waiting), next_seq=0,
+                             peer_executed=s.last_executed, state_transfer=s.held > 0)
 
     def _send_request(self, packet: bytes) -> None:
         """A write taken by this observer goes to every validator (as a PBFT client sends it); the answer
@@ -208,6 +212,8 @@ class ObserverNode(Node):
             "replica": -1,
             "validators": self.cluster.n,
             "f": self.cluster.f,
+            "view": self.view,
+            "primary": self.cluster.primary(self.view),
             "status": "catching_up" if s.held else "following",
             "last_executed": s.last_executed,
             "stable_checkpoint": s.stable_seq,

@@ -155,6 +155,7 @@ def test_observers_serve_what_the_validators_serve(cluster: Cluster) -> None:
         assert code == 200, health
         st = c.status(i)
         assert st["role"] == "observer" and st["observer"]["rejected"] == {}, st
+        assert (st["view"], st["primary"]) == (c.status(0)["view"], c.status(0)["primary"])  # of its last batch
 
 
 def test_write_sent_to_an_observer_reaches_the_validators(cluster: Cluster) -> None:
