@@ -17,6 +17,7 @@ import struct
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -119,7 +120,9 @@ def test_observers_serve_what_the_validators_serve(cluster: Cluster) -> None:
     assert code == 200 and sth["tree_size"] == 2  # the precertificate and the certificate
     leaf_hash = base64.b64decode(sub["leaf_hash"]).hex()
     _, proof = _fetch(api[0] + f"/api/v1/ct/proof/{leaf_hash}")
-    _, rfc_proof = _fetch(api[0] + f"/ct/v1/get-proof-by-hash?hash={sub['leaf_hash']}&tree_size=2")
+    rfc_query = "/ct/v1/get-proof-by-hash?" + urllib.parse.urlencode({"hash": sub["leaf_hash"], "tree_size": 2})
+    code, rfc_proof = _fetch(api[0] + rfc_query)
+    assert code == 200, rfc_proof
     _, tile = _fetch(api[0] + "/api/v1/ct/tile/0/000.p/2")
     _, entries = _fetch(api[0] + "/ct/v1/get-entries?start=0&end=1")
     for i in observers:
@@ -127,7 +130,7 @@ def test_observers_serve_what_the_validators_serve(cluster: Cluster) -> None:
         assert code == 200 and (got["tree_size"], got["root_hash"]) == (sth["tree_size"], sth["root_hash"])
         assert got["checkpoint"] != sth["checkpoint"] and f"/observer{i - VALIDATORS} " in got["checkpoint"]
         assert _fetch(api[i] + f"/api/v1/ct/proof/{leaf_hash}") == (200, proof)
-        assert _fetch(api[i] + f"/ct/v1/get-proof-by-hash?hash={sub['leaf_hash']}&tree_size=2") == (200, rfc_proof)
+        assert _fetch(api[i] + rfc_query) == (200, rfc_proof)
         assert _fetch(api[i] + "/api/v1/ct/tile/0/000.p/2") == (200, tile)
         assert _fetch(api[i] + "/ct/v1/get-entries?start=0&end=1") == (200, entries)
         code, err = http("GET", api[i] + "/ct/v1/get-sth")  # an observer runs no RFC 6962 log of its own
