@@ -11,6 +11,7 @@ node that serves it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
 import struct
@@ -33,6 +34,8 @@ from cryptography.x509 import ocsp as xocsp
 from node_harness import Cluster, http
 from test_node_cluster import _issue
 
+from reference_node.dns.client import doq_connection, doq_query
+from trustchain.ca import names as canames
 from trustchain.consensus.messages import Commit, CommittedEntry, PrePrepare, seal
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.encoding import encode
@@ -89,6 +92,23 @@ def _dns(c: Cluster, i: int, name: str, rdtype: str, tcp: bool = False) -> dns.m
     return (dns.query.tcp if tcp else dns.query.udp)(q, host, port=port, timeout=5)
 
 
+def _doq(c: Cluster, i: int, name: str, rdtype: str) -> dns.message.Message:
+    """A DoQ query to observer `i`, its TLS certificate verified against the TrustChain root."""
+    host, port = _address(_doq_listen(c, i))
+    server_name = f"observer-{i - VALIDATORS}.{canames.NODE_DOMAIN}"
+    query = dns.message.make_query(name, dns.rdatatype.from_text(rdtype), want_dnssec=True).to_wire()
+
+    async def ask() -> bytes:
+        async with doq_connection(host, port, str(c.dir / "root.pem"), server_name) as conn:
+            return await doq_query(conn, query)
+
+    return dns.message.from_wire(asyncio.run(ask()))
+
+
+def _doq_listen(c: Cluster, i: int) -> str:
+    return str(_doc(c, i)["dns"]["doq_listen"])
+
+
 def _sections(m: dns.message.Message) -> tuple[object, ...]:
     """Header flags, rcode and every RRset of the answer and authority sections as wire bytes, each RRset's
     records sorted: an RRset is unordered (RFC 2181 5), and replicas may emit its records in another order."""
@@ -109,13 +129,14 @@ def test_observers_serve_what_the_validators_serve(cluster: Cluster) -> None:
     _caught_up(c)
     observers = range(VALIDATORS, VALIDATORS + OBSERVERS)
 
-    # DNS over UDP and TCP: the same answer, DNSSEC signatures included, byte for byte
+    # DNS over UDP, TCP and DoQ: the same answer, DNSSEC signatures included, byte for byte
     for name, rdtype in (("example.org.", "SOA"), ("example.org.", "DNSKEY"), ("nope.example.org.", "A")):
         want = _dns(c, 0, name, rdtype)
         assert want.rcode() in (0, 3) and (want.answer or want.authority)
         for i in observers:
             for tcp in (False, True):
                 assert _sections(_dns(c, i, name, rdtype, tcp)) == _sections(want), (i, name, rdtype, tcp)
+            assert _sections(_doq(c, i, name, rdtype)) == _sections(want), (i, name, rdtype, "doq")
 
     # CT: the same tree (size, root hash); each checkpoint is signed by, and names, the node serving it
     code, sth = http("GET", api[0] + "/api/v1/ct/log")
