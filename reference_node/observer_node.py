@@ -170,7 +170,7 @@ class ObserverNode(Node):
                              extra={"event": "observer_snapshot", "fields": {"seq": e.seq}})
                 if isinstance(e, Rejected):
                     self.metrics.failures.inc(kind=f"observer_{e.reason}")
-                    log.info("observer refused a packet: %s (%s)", e.reason, e.detail,
+                    log.debug("observer refused a packet: %s (%s)", e.reason, e.detail,  # counted; no log flood
                              extra={"event": "observer_rejected", "fields": {"reason": e.reason}})
                     continue
                 self._perform(e)
