@@ -95,5 +95,6 @@ def render_observer_reads(rows: list[dict[str, Any]]) -> list[str]:
         "and the partitioned third catching up, all included). Writes still go through the validators "
         "(request latency, client to f+1 matching replies).", "",
         *table, "",
-        "Read latency does not grow with the node count; staleness grows with the overlay's depth "
-        "(log₄ of the observer count), and its tail is the partition.", ""]
+        "Read latency does not depend on the node count (each point draws the same seeded round trips from the "
+        "same network model); staleness grows with the overlay's depth (log₄ of the observer count), and its "
+        "tail is the partitioned third catching up.", ""]
