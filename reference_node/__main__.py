@@ -1,4 +1,4 @@
-"""`python -m reference_node --config node.toml` runs one validator;
+"""`python -m reference_node --config node.toml` runs one validator or observer (`trustchain.role`);
 `python -m reference_node cluster --nodes 5 --dir DIR` generates and runs a local network."""
 
 from __future__ import annotations
@@ -200,6 +200,8 @@ def cluster_main(argv: list[str]) -> int:
     p.add_argument("--dir", required=True, help="the cluster directory (genesis.json and one node<i>/ per node)")
     if action != "start":
         p.add_argument("--nodes", type=int, default=5)
+        p.add_argument("--observers", type=int, default=0,
+                       help="non-voting replicas serving reads (observer<i>/, fed by the validators)")
         p.add_argument("--threshold", type=int, default=3)
         p.add_argument("--transport", choices=cfgmod.TRANSPORTS, default="tcp")
         p.add_argument("--pki-url", action="append", default=[], metavar="URL",
@@ -208,13 +210,13 @@ def cluster_main(argv: list[str]) -> int:
     a = p.parse_args(argv[1:] if action != "run" else argv)
     try:
         if action == "init":
-            configs = init_cluster(Path(a.dir), a.nodes, a.threshold, a.transport, tuple(a.pki_url))
-            print(f"{len(configs)} validators created in {a.dir}; start them with "
+            init_cluster(Path(a.dir), a.nodes, a.threshold, a.transport, tuple(a.pki_url), a.observers)
+            print(f"{a.nodes} validators and {a.observers} observers created in {a.dir}; start them with "
                   f"`python -m reference_node cluster start --dir {a.dir}`")
             return 0
         if action == "start":
             return start_cluster(Path(a.dir))
-        return run_cluster(Path(a.dir), a.nodes, a.threshold, a.transport, tuple(a.pki_url))
+        return run_cluster(Path(a.dir), a.nodes, a.threshold, a.transport, tuple(a.pki_url), a.observers)
     except ValueError as exc:
         print(f"reference_node: error: {exc}", file=sys.stderr)
         return 2

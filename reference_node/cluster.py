@@ -112,13 +112,15 @@ def frost_sign(keys: dict[int, frost.KeyPackage], public: frost.PublicKeyPackage
 
 def node_certificate(sign: cax509.SignFunction, issuer: cax509.IssuerProfile, index: int, now: dt.datetime,
                      lifetime: dt.timedelta, node_domain: str = canames.NODE_DOMAIN, *,
-                     ip_addresses: tuple[str, ...] = ()) -> tuple[ed25519.Ed25519PrivateKey, x509.Certificate]:
+                     ip_addresses: tuple[str, ...] = (),
+                     name: str | None = None) -> tuple[ed25519.Ed25519PrivateKey, x509.Certificate]:
     """Validator `index`'s genesis TLS node certificate: a fresh Ed25519 key, SAN
     `validator-<index>.<node_domain>`, EKU serverAuth+clientAuth, issued by the TrustChain
     intermediate through FROST (the same profile `CAApplication` uses when the node renews it: the name
-    also in CN, SAN non-critical)."""
+    also in CN, SAN non-critical). An observer's certificate passes its own `name`
+    (`observer-<i>.<node_domain>`), which no validator rule covers."""
     key = ed25519.Ed25519PrivateKey.generate()
-    name = canames.node_name(index, node_domain)
+    name = name or canames.node_name(index, node_domain)
     tbs = cax509.leaf_tbs(key.public_key(), [name], issuer, now, 0,
                           cax509.request_digest(b"genesis-node", name.encode(), key.public_key().public_bytes_raw()),
                           lifetime, common_name=True, ip_addresses=ip_addresses)
@@ -170,8 +172,10 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
              dns_listeners: bool = True, node_cert_lifetime: str = "24h",
              api_write_rate: float = 10.0, unsigned_writes: bool = True,
              dns_upstream: tuple[str, ...] = (), limits: dict[str, Any] | None = None,
-             acme_http01_port: int | None = None, pki_urls: tuple[str, ...] = ()) -> list[Path]:
-    """Write genesis, keys, certificates and one node.toml per validator; return the node.toml paths.
+             acme_http01_port: int | None = None, pki_urls: tuple[str, ...] = (),
+             observers: int = 0) -> list[Path]:
+    """Write genesis, keys, certificates and one node.toml per validator, then per observer; return the
+    node.toml paths (validators first, `node<i>/`, then observers, `observer<i>/`).
     `pki_urls`: the base URLs certificates name for CRLs, OCSP and issuer certificates (the preferred
     first); by default every node's API, in node order (see `pki_bases`).
     `limits`: the genesis resource policy (`trustchain.app.limits`); None keeps the defaults.
@@ -184,9 +188,13 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
         raise ValueError(f"--threshold: {problem}")
     node_lifetime = dt.timedelta(microseconds=parse_duration_us(node_cert_lifetime))
     directory.mkdir(parents=True, exist_ok=True)
+    if observers < 0:
+        raise ValueError("--observers: must be >= 0")
     if ports is None:
         flat = free_ports(5 * nodes, host)
         ports = [NodePorts(*flat[5 * i: 5 * i + 5]) for i in range(nodes)]
+    flat = free_ports(4 * observers, host) if observers else []
+    observer_ports = [NodePorts(*flat[4 * i: 4 * i + 4]) for i in range(observers)]
     now = dt.datetime.now(dt.UTC)
     seeds = [secrets.token_bytes(32) for _ in range(nodes)]
     signers = [Ed25519Signer(s) for s in seeds]
@@ -234,6 +242,9 @@ def generate(directory: Path, nodes: int = 5, threshold: int = 3, *, host: str =
         f'    {{ name = "node{i}", address = "{host}:{ports[i].consensus}", '
         f'public_key = "{signers[i].public_key.hex()}" }},'
         for i in range(nodes))
+    observer_list = "\n".join(f'    {{ name = "observer{i}", address = "{host}:{observer_ports[i].consensus}" }},'
+                              for i in range(observers))
+    observer_lines = f"observers = [\n{observer_list}\n]\n" if observers else ""
     out = []
     for i in range(nodes):
         nd = directory / f"node{i}"
@@ -292,7 +303,7 @@ tls_key = "tls.key"
 batch_size = 16
 batch_delay = "2ms"
 checkpoint_interval = {checkpoint_interval}
-
+{observer_lines}
 [storage]
 path = "data"
 max_size = "1GB"
@@ -317,11 +328,85 @@ http01_private_addresses = true
 """
         (nd / "node.toml").write_text(toml)
         out.append(nd / "node.toml")
+    common = _Common(network, host, threshold, timeout, checkpoint_interval, synchronous, api_write_rate,
+                     unsigned_writes, dns_listeners, validators, observer_lines)
+    sign = frost_sign(issuing_keys, issuing_public, list(range(1, threshold + 1)))
+    for i in range(observers):
+        tkey, tcert = node_certificate(sign, issuing_profile, -1, now, node_lifetime,
+                                       name=f"observer-{i}.{canames.NODE_DOMAIN}")
+        out.append(_write_observer(directory / f"observer{i}", i, observer_ports[i], common,
+                                   pem_key(tkey), pem_chain(tcert, inter)))
     return out
 
 
+@dataclass(frozen=True)
+class _Common:
+    """What every node.toml of a generated cluster shares."""
+
+    network: str
+    host: str
+    threshold: int
+    timeout: str
+    checkpoint_interval: int
+    synchronous: str
+    api_write_rate: float
+    unsigned_writes: bool
+    dns_listeners: bool
+    validators: str
+    observer_lines: str
+
+
+def _write_observer(nd: Path, i: int, ports: NodePorts, c: _Common, tls_key: bytes, tls_chain: bytes) -> Path:
+    """An observer's directory: its own node key (listed nowhere: it is trusted for nothing), a TLS
+    certificate for DoQ, and a node.toml without FROST shares or a CT log key."""
+    nd.mkdir(exist_ok=True)
+    write_private(nd / "node.key", secrets.token_bytes(32).hex().encode() + b"\n")
+    write_private(nd / "tls.key", tls_key)
+    (nd / "tls.crt").write_bytes(tls_chain)
+    dns_lines = (f'listen = "{c.host}:{ports.dns}"\ndoq_listen = "{c.host}:{ports.doq}"\n' if c.dns_listeners else "")
+    toml = f"""# TrustChain observer{i}: a non-voting replica (generated by `python -m reference_node cluster`)
+[trustchain]
+node_id = "observer{i}"
+network = "{c.network}"
+role = "observer"
+key_file = "node.key"
+genesis = "../genesis.json"
+
+[ca]
+root_cert = "../root.pem"
+intermediate_cert = "../intermediate.pem"
+
+[dns]
+{dns_lines}cache_size = "64MB"
+
+[consensus]
+validators = [
+{c.validators}
+]
+threshold = {c.threshold}
+timeout = "{c.timeout}"
+listen = "{c.host}:{ports.consensus}"
+transport = "tcp"
+tls_cert = "tls.crt"
+tls_key = "tls.key"
+checkpoint_interval = {c.checkpoint_interval}
+{c.observer_lines}
+[storage]
+path = "data"
+max_size = "1GB"
+synchronous = "{c.synchronous}"
+
+[api]
+listen = "{c.host}:{ports.api}"
+write_rate = {c.api_write_rate!r}
+unsigned_writes = {str(c.unsigned_writes).lower()}
+"""
+    (nd / "node.toml").write_text(toml)
+    return nd / "node.toml"
+
+
 def init_cluster(directory: Path, nodes: int, threshold: int, transport: str,
-                 pki_urls: tuple[str, ...] = ()) -> list[Path]:
+                 pki_urls: tuple[str, ...] = (), observers: int = 0) -> list[Path]:
     """Generate a new cluster in `directory`, refusing one that already holds a cluster: generating over
     it would pair the old data with new keys."""
     if (directory / "genesis.json").exists():
@@ -330,15 +415,19 @@ def init_cluster(directory: Path, nodes: int, threshold: int, transport: str,
     for url in pki_urls:
         if not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
             raise ValueError(f"--pki-url: {url!r} is not an http:// or https:// base URL")
-    return generate(directory, nodes, threshold, transport=transport, pki_urls=pki_urls)
+    if observers and transport != "tcp":
+        raise ValueError("--observers: observers are fed over --transport tcp in this version")
+    return generate(directory, nodes, threshold, transport=transport, pki_urls=pki_urls, observers=observers)
 
 
 def cluster_configs(directory: Path) -> list[Path]:
-    """The node.toml of every node of the cluster in `directory`, in node order."""
+    """The node.toml of every node of the cluster in `directory`: validators in node order, then observers."""
     if not (directory / "genesis.json").exists():
         raise ValueError(f"--dir: {directory} holds no cluster (no genesis.json); create one with "
                          f"`python -m reference_node cluster init --dir {directory}`")
     configs = sorted(directory.glob("node*/node.toml"), key=lambda p: int(p.parent.name.removeprefix("node") or 0))
+    configs += sorted(directory.glob("observer*/node.toml"),
+                      key=lambda p: int(p.parent.name.removeprefix("observer") or 0))
     if not configs:
         raise ValueError(f"--dir: {directory} has a genesis.json but no node*/node.toml")
     return configs
@@ -352,7 +441,8 @@ def start_cluster(directory: Path, policy: RestartPolicy | None = None) -> int:
     nodes = [ManagedNode(c.parent.name, [sys.executable, "-m", "reference_node", "--config", str(c)],
                          c.parent / "node.log") for c in configs]
     apis = [tomllib.loads(c.read_text())["api"]["listen"] for c in configs]
-    print(f"{len(configs)} validators started from {directory}:")
+    watchers = sum(c.parent.name.startswith("observer") for c in configs)
+    print(f"{len(configs) - watchers} validators and {watchers} observers started from {directory}:")
     for c, api in zip(configs, apis, strict=True):
         print(f"  {c.parent.name}: API http://{api}/api/v1/status, config {c}, log {c.parent}/node.log")
     print(f"""
@@ -368,8 +458,9 @@ A node that crashes is restarted; Ctrl-C or SIGTERM stops all nodes.""", flush=T
     return Supervisor(nodes, policy or RestartPolicy()).run()
 
 
-def run_cluster(directory: Path, nodes: int, threshold: int, transport: str, pki_urls: tuple[str, ...] = ()) -> int:
+def run_cluster(directory: Path, nodes: int, threshold: int, transport: str, pki_urls: tuple[str, ...] = (),
+                observers: int = 0) -> int:
     """`cluster --dir D`: create the cluster if D holds none, then start it."""
     if not (directory / "genesis.json").exists():
-        init_cluster(directory, nodes, threshold, transport, pki_urls)
+        init_cluster(directory, nodes, threshold, transport, pki_urls, observers)
     return start_cluster(directory)

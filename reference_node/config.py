@@ -129,6 +129,14 @@ class Validator:
 
 
 @dataclass(frozen=True)
+class ObserverPeer:
+    """A non-voting replica of the overlay (`consensus.observers`): its name and consensus address."""
+
+    name: str
+    address: tuple[str, int]
+
+
+@dataclass(frozen=True)
 class TrustChainSection:
     node_id: str
     network: str = "mainnet"
@@ -178,6 +186,8 @@ class ConsensusSection:
     tls_key: Path | None = None
     tls_ca: Path | None = None  # trust anchor for peers' node certificates (default: ca.root_cert)
     send_queue: int = 4096
+    #: the observers every node of the cluster knows (the overlay's membership); not in genesis
+    observers: tuple[ObserverPeer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -366,6 +376,29 @@ def _validators(value: Any) -> tuple[Validator, ...]:
     return tuple(out)
 
 
+def _observers(value: Any) -> tuple[ObserverPeer, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of {name, address} tables")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ValueError(f"[{i}]: expected a table {{name, address}} (got {item!r})")
+        unknown = set(item) - {"name", "address"}
+        if unknown:
+            raise ValueError(f"[{i}].{sorted(unknown)[0]}: unknown key")
+        for k in ("name", "address"):
+            if not isinstance(item.get(k), str) or not item[k]:
+                raise ValueError(f"[{i}].{k}: required string")
+        try:
+            address = parse_address(item["address"])
+        except ValueError as exc:
+            raise ValueError(f"[{i}].address: {exc}") from None
+        out.append(ObserverPeer(item["name"], address))
+    if len({o.name for o in out}) != len(out):
+        raise ValueError("observer names must be distinct")
+    return tuple(out)
+
+
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> NodeConfig:
     file = str(path)
     env = os.environ if environ is None else environ
@@ -392,10 +425,6 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
     if role_raw not in ROLES:
         key = "TRUSTCHAIN_ROLE (environment)" if env.get("TRUSTCHAIN_ROLE") else "trustchain.role"
         raise ConfigError(file, key, f"must be one of {', '.join(ROLES)}, got {role_raw!r}")
-    if role_raw == "observer":  # refused rather than silently run as a voting validator
-        key = "TRUSTCHAIN_ROLE (environment)" if env.get("TRUSTCHAIN_ROLE") else "trustchain.role"
-        raise ConfigError(file, key, "observers (non-voting replicas) are not available in this version; "
-                          "only \"validator\" runs")
     trust = TrustChainSection(
         node_id=r.get("trustchain", t, "node_id", _str, required=True),
         network=network,
@@ -441,7 +470,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
 
     k = r.section("consensus", {"validators", "threshold", "timeout", "batch_size", "batch_delay",
                                 "checkpoint_interval", "watermark_window", "listen", "transport", "tls_cert",
-                                "tls_key", "tls_ca", "send_queue"})
+                                "tls_key", "tls_ca", "send_queue", "observers"})
     validators = r.get("consensus", k, "validators", _validators, required=True)
     if len(validators) < 4:
         raise ConfigError(file, "consensus.validators", f"PBFT needs at least 4 validators (n = 3f+1), got "
@@ -469,7 +498,14 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         tls_key=r.get("consensus", k, "tls_key", r.path),
         tls_ca=r.get("consensus", k, "tls_ca", r.path, ca.root_cert),
         send_queue=r.get("consensus", k, "send_queue", _int(1), 4096),
+        observers=r.get("consensus", k, "observers", _observers, ()),
     )
+    clash = {o.name for o in cons.observers} & {v.name for v in validators}
+    if clash:
+        raise ConfigError(file, "consensus.observers", f"{sorted(clash)[0]!r} is also a validator's name")
+    if cons.observers and transport != "tcp":
+        raise ConfigError(file, "consensus.observers", "observers are fed over consensus.transport = \"tcp\" in "
+                          "this version")
     if cons.timeout_us <= 0:
         raise ConfigError(file, "consensus.timeout", "must be > 0")
     if transport == "quic":
@@ -529,4 +565,28 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
             raise ConfigError(file, "trustchain.key_file", "required for a validator (its consensus signing key)")
         if cons.listen is None:
             raise ConfigError(file, "consensus.listen", "required for a validator")
+    else:
+        _check_observer(cfg)
     return cfg
+
+
+def _check_observer(cfg: NodeConfig) -> None:
+    """An observer votes in nothing and holds no CA share: it must not be configured as if it did."""
+    file, t = cfg.file, cfg.trustchain
+    if cfg.replica_id >= 0:
+        raise ConfigError(file, "trustchain.node_id", f"{t.node_id!r} is a validator's name; observers have "
+                          "names of their own (consensus.observers)")
+    if t.node_id not in {o.name for o in cfg.consensus.observers}:
+        raise ConfigError(file, "trustchain.node_id", f"{t.node_id!r} is not one of consensus.observers' names")
+    if t.key_file is None:
+        raise ConfigError(file, "trustchain.key_file", "required for an observer (its own node key, not a "
+                          "validator's)")
+    if cfg.consensus.listen is None:
+        raise ConfigError(file, "consensus.listen", "required for an observer (peers feed it there)")
+    if cfg.consensus.transport != "tcp":
+        raise ConfigError(file, "consensus.transport", "an observer runs over \"tcp\" in this version")
+    for key in ("root_key", "intermediate_key"):
+        if getattr(cfg.ca, key) is not None:
+            raise ConfigError(file, f"ca.{key}", "an observer holds no FROST share: remove it")
+    if cfg.ct.log_key is not None:
+        raise ConfigError(file, "ct.log_key", "an observer runs no CT log of its own: remove it")

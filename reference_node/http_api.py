@@ -505,7 +505,7 @@ class API:
         n = self.node
         heard = getattr(n.transport, "peers_heard_within", None)
         alive = len(heard(PEER_SILENCE_S)) if heard is not None else n.cluster.n - 1
-        st = n.replica.status
+        st = n.replica_status()
         report = self.health_monitor.evaluate(
             halted=n.halted, n=n.cluster.n, quorum=n.cluster.quorum, peers_alive=alive,
             in_view_change=st.in_view_change, view=st.view, last_executed=st.last_executed,

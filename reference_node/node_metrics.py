@@ -34,9 +34,9 @@ class NodeMetrics(Registry):
         self.ct = r.counter("trustchain_ct_submissions_total", "CT entries appended (submissions and issuance).")
         r.gauge("trustchain_storage_usage_bytes", "Bytes used by the node database (with WAL).",
                 lambda: float(node.storage.usage_bytes()))
-        r.gauge("trustchain_consensus_view", "Current PBFT view.", lambda: float(node.replica.status.view))
+        r.gauge("trustchain_consensus_view", "Current PBFT view.", lambda: float(node.replica_status().view))
         r.gauge("trustchain_consensus_last_executed", "Last executed sequence number.",
-                lambda: float(node.replica.status.last_executed))
+                lambda: float(node.replica_status().last_executed))
         self.sent_dropped = r.gauge("trustchain_transport_dropped_total", "Messages dropped by full send queues.",
                                     lambda: float(node.transport.stats.dropped))
         self.commit_latency = r.histogram("trustchain_request_latency_seconds",

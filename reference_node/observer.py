@@ -32,6 +32,8 @@ class OutsideObserver:
         self.observed = 0
 
     def on_events(self, events: list[object]) -> None:
+        if self.node.config.trustchain.role != "validator":
+            return  # an observer (non-voting replica) has no validator account to report with
         upstreams = self.node.config.dns.upstream
         for event in events:
             if not isinstance(event, ValidationOpened):

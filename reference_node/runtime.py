@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import serialization
 
 from reference_node.clock import now_us
 from reference_node.config import NodeConfig
+from reference_node.feed_driver import ValidatorFeedDriver, membership_of
 from reference_node.genesis import Genesis, GenesisError, load_key_package, load_seed
 from reference_node.node_cert import NodeCertificates, newest_pair, renewed_paths
 from reference_node.node_metrics import NodeMetrics
@@ -51,7 +52,7 @@ from reference_node.pubsub import PubSub
 from reference_node.serial_driver import SerialDriver
 from reference_node.signing_driver import ROOT_EPOCH_FILE, SigningDriver, next_signing_epoch
 from reference_node.storage import Storage, StorageFull
-from reference_node.transport import CHANNEL_ROOT_SIGNING, PeerTransport
+from reference_node.transport import CHANNEL_FEED, CHANNEL_ROOT_SIGNING, PeerTransport
 from reference_node.transport_tcp import CHANNEL_CONSENSUS, CHANNEL_SIGNING, TCPTransport
 from trustchain.accounts import MAX_VALIDITY_US, NONCE_SIZE, Ed25519AccountSigner, account_id
 from trustchain.app import trustchain as tcapp
@@ -78,6 +79,7 @@ from trustchain.consensus.effects import (
 )
 from trustchain.consensus.messages import Request, pack
 from trustchain.consensus.replica import Replica
+from trustchain.consensus.replica_state import ClientRecord, ReplicaStatus
 from trustchain.crypto.signing import Ed25519Signer
 from trustchain.ct import app as ctapp
 from trustchain.ct.logkey import LogKeyError, P256LogSigner, load_private_pem
@@ -122,23 +124,13 @@ class Node:
         self.signer = Ed25519Signer(self.seed)
         self.write_signer = Ed25519AccountSigner(self.seed)  # the validator's account: same key
         self.account_id = account_id(self.write_signer.key)
-        # the one account every node's unsigned JSON endpoints act for (development clusters): derived from
-        # genesis, so a zone created through one node can be changed through another, as before accounts
-        self.api_signer = Ed25519AccountSigner(hashlib.sha256(
-            b"trustchain/unsigned-api-account/" + genesis.cluster_id + genesis.dns_master_seed).digest())
+        self.api_signer = api_account_signer(genesis)
         self.api_account_id = account_id(self.api_signer.key)
         self._api_account_registered = False
         keys = tuple(v.public_key for v in cons.validators)
         if keys[self.id] != self.signer.public_key:
             raise ValueError(f"{config.trustchain.key_file}: key does not match consensus.validators[{self.id}]")
-        self.cluster = ClusterConfig(
-            keys,
-            batch_size=cons.batch_size,
-            batch_delay_us=cons.batch_delay_us,
-            checkpoint_interval=cons.checkpoint_interval,
-            watermark_window=cons.watermark_window,
-            view_change_timeout_us=cons.timeout_us,
-        )
+        self.cluster = cluster_config(config)
         self.storage = Storage(config.storage.path, max_size=config.storage.max_size,
                                prune_age_us=config.storage.prune_age_us, synchronous=config.storage.synchronous)
         bind_to_genesis(self.storage, genesis.cluster_id, config.storage.path)
@@ -165,6 +157,9 @@ class Node:
                 channel=CHANNEL_ROOT_SIGNING, items=lambda: self.app.ca.root_pending_items())
         self.serials = SerialDriver(self)
         self.transport = transport
+        # the observers' overlay: this validator feeds its children and answers their catch-up requests
+        self.feed = (ValidatorFeedDriver(membership_of(config, genesis.cluster_id), self.id, transport)
+                     if cons.observers else None)
         self.clients = [Ed25519Signer(hashlib.sha256(b"trustchain/node-client/%d/" % i + self.seed).digest())
                         for i in range(CLIENT_POOL)]
         self._last_ts = {c.public_key: self._executed_ts(c.public_key)
@@ -218,8 +213,16 @@ class Node:
         return signer
 
     def _executed_ts(self, client: bytes) -> int:
-        rec = self.replica.client_record(client)
+        rec = self.client_record(client)
         return rec.timestamp if rec is not None else 0
+
+    def client_record(self, client: bytes) -> ClientRecord | None:
+        """The last request of `client` this node executed."""
+        return self.replica.client_record(client)
+
+    def replica_status(self) -> ReplicaStatus:
+        """What health checks and metrics read of this node's replica."""
+        return self.replica.status
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -313,10 +316,14 @@ class Node:
             self.signing.on_message(data)
         elif channel == CHANNEL_ROOT_SIGNING and self.root_signing is not None:
             self.root_signing.on_message(data)
+        elif channel == CHANNEL_FEED and self.feed is not None:
+            request = self.feed.receive(sender, data, now_us())  # an observer's pull, or a write it forwards
+            if request is not None:
+                self._apply(self.replica.receive(request, now_us()))
 
     def _on_link(self, peer: int) -> None:
         """Our link to `peer` came up: tell it how far we got (it may have restarted into an idle network)."""
-        if self.halted is None:
+        if self.halted is None and peer < self.cluster.n:  # observers get no STATUS: they pull
             self._apply(self.replica.link_up(peer, now_us()))
 
     def _fire(self, name: str, at_us: int) -> None:
@@ -348,6 +355,8 @@ class Node:
         except StorageFull as exc:
             self._halt(str(exc))
             return
+        if self.feed is not None:  # after the flush: observers never see a batch before it is durable here
+            self.feed.on_effects(effects)
         self._after_execution()
 
     def _perform(self, e: Effect) -> None:
@@ -440,7 +449,7 @@ class Node:
         self._snapshot_installed = False
         now = time.perf_counter()
         for client, timestamp in list(self._waiting):
-            record = self.replica.client_record(client)
+            record = self.client_record(client)
             if record is not None and record.timestamp == timestamp:
                 self._resolve(client, timestamp, record.result, now)
         for pending_id in [p for p in self._cert_waiters if not self.app.issuance_in_progress(p)]:
@@ -551,8 +560,7 @@ class Node:
         backoff = RETRANSMIT_S
         try:
             while True:
-                self._perform(Broadcast(packet))
-                self._apply(self.replica.receive(packet, now_us()))
+                self._send_request(packet)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.metrics.failures.inc(kind="submit_timeout")
@@ -563,6 +571,11 @@ class Node:
                     backoff = min(backoff * 2, 8.0)
         finally:
             self._waiting.pop((signer.public_key, ts), None)
+
+    def _send_request(self, packet: bytes) -> None:
+        """Hand a PBFT request to every replica, ours included (as a PBFT client broadcasts it)."""
+        self._perform(Broadcast(packet))
+        self._apply(self.replica.receive(packet, now_us()))
 
     async def wait_certificate(self, pending_id: int, timeout_s: float) -> caevents.Finalized | None:
         """The Finalized event for `pending_id`; None on timeout (it may still finalize later) or when the
@@ -593,6 +606,16 @@ class Node:
             "stable_checkpoint": r.low_watermark,
             "consensus_time_us": r.last_time_us,
             "pending_requests": r.pending,
+            **self.state_status(),
+            "account": self.account_id.hex(),  # this validator's account: zone owners delegate updates to it
+            "observers": len(self.config.consensus.observers),
+            "halted": self.halted,
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
+
+    def state_status(self) -> dict[str, Any]:
+        """The replicated state's part of the status document (the same on a validator and an observer)."""
+        return {
             "ca": {"issued": len(self.app.ca.issued), "pending": len(self.app.ca.pending),
                    "threshold": self.genesis.issuing.min_signers,
                    "crl_number": self.app.ca.crl.number if self.app.ca.crl is not None else 0,
@@ -604,13 +627,30 @@ class Node:
             "ct": {"tree_size": self.app.ct.size, "origin": self.genesis.ct_origin},
             "dns": {"zones": sorted(z.to_text() for z in self.app.dns.zones),
                     "delegations": len(self.app.dns.delegations)},
-            "account": self.account_id.hex(),  # this validator's account: zone owners delegate updates to it
             "kv": {"keys": len(self.app.kv.data)},
             "storage": {"path": str(self.storage.path), "usage_bytes": self.storage.usage_bytes(),
                         "max_size": self.storage.max_size, "records": self.storage.count()},
-            "halted": self.halted,
-            "uptime_s": round(time.time() - self.started_at, 3),
         }
+
+
+def api_account_signer(genesis: Genesis) -> Ed25519AccountSigner:
+    """The one account every node's unsigned JSON endpoints act for (development clusters), derived from
+    genesis, so a zone created through one node can be changed through another."""
+    return Ed25519AccountSigner(hashlib.sha256(
+        b"trustchain/unsigned-api-account/" + genesis.cluster_id + genesis.dns_master_seed).digest())
+
+
+def cluster_config(config: NodeConfig) -> ClusterConfig:
+    """The PBFT configuration every node derives from its [consensus] section."""
+    cons = config.consensus
+    return ClusterConfig(
+        tuple(v.public_key for v in cons.validators),
+        batch_size=cons.batch_size,
+        batch_delay_us=cons.batch_delay_us,
+        checkpoint_interval=cons.checkpoint_interval,
+        watermark_window=cons.watermark_window,
+        view_change_timeout_us=cons.timeout_us,
+    )
 
 
 CLUSTER_ID_KEY = "cluster_id"  # storage meta key: the genesis this data directory belongs to
@@ -645,6 +685,10 @@ def build_node(config: NodeConfig) -> Node:
     if genesis.network != config.trustchain.network:
         raise GenesisError(f"{config.file}: trustchain.network is {config.trustchain.network!r} but the genesis "
                            f"{config.trustchain.genesis} is for network {genesis.network!r}")
+    if config.trustchain.role == "observer":
+        from reference_node.observer_node import build_observer
+
+        return build_observer(config, genesis)
     if config.replica_id < 0:
         raise GenesisError(f"{config.file}: trustchain.node_id {config.trustchain.node_id!r} is not among "
                            "consensus.validators")
@@ -660,6 +704,6 @@ def build_node(config: NodeConfig) -> Node:
         transport = QUICTransport.from_config(config, genesis.node_domain)
     else:
         assert cons.listen is not None
-        transport = TCPTransport(config.replica_id, cons.listen, {v.id: v.address for v in cons.validators},
+        transport = TCPTransport(config.replica_id, cons.listen, membership_of(config, genesis.cluster_id).addresses,
                                  cons.send_queue)
     return Node(config, genesis, transport)

@@ -33,6 +33,7 @@ LinkUp = Callable[[int], None]  # (peer id): our link to it just came up
 log = logging.getLogger("trustchain.transport")
 
 CHANNEL_CONSENSUS, CHANNEL_SIGNING, CHANNEL_ROOT_SIGNING, CHANNEL_KEEPALIVE, CHANNEL_HELLO = 0, 1, 2, 254, 255
+CHANNEL_FEED = 3  # the observers' overlay: certified batches, checkpoints, catch-up, forwarded writes
 KEEPALIVE_S = 1.0  # every peer hears from us at least this often, so liveness is known when idle
 MAX_FRAME = 1 << 27
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0

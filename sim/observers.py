@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from sim.modelled import ModelledSigner
+from sim.observer_reads import ReadTimes
 from sim.scenario import ObserverSpec
 from trustchain.app.interface import Application
 from trustchain.consensus.effects import (
@@ -39,7 +40,7 @@ from trustchain.consensus.effects import (
 from trustchain.consensus.feed import FEED_BATCH, CertificateCache, feed_header, is_feed_packet, pack_feed
 from trustchain.consensus.messages import PROTOCOL_VERSION, Commit, CommittedEntry, Envelope, Kind, PrePrepare, seal
 from trustchain.consensus.observer import Observer, ObserverEffect, ObserverParams, SendToPeer, ValidatorFeed
-from trustchain.consensus.overlay import build_overlay
+from trustchain.consensus.overlay import build_overlay, overlay_salt
 from trustchain.crypto.signing import Ed25519Signer, Signer
 from trustchain.encoding import decode, encode
 
@@ -119,7 +120,8 @@ class ObserverLayer:
         byz = set(rng.sample(range(spec.count), spec.byzantine))
         cut = rng.sample(range(spec.count), round(spec.partition_fraction * spec.count)) if spec.partition else []
         self.isolated = frozenset(names[i] for i in cut)
-        salt = hashlib.sha256(f"trustchain-sim/{world.seed}/overlay".encode()).digest()
+        # the simulated cluster's genesis digest: the run's seed names the cluster, as a genesis does
+        salt = overlay_salt(hashlib.sha256(f"trustchain-sim/{world.seed}/genesis".encode()).digest())
         self.overlay = build_overlay(self.validators, names, salt, spec.trees, spec.fanout, spec.validator_fanout)
         self.certs = CertificateCache(world.config, world.verifier)
         self.params = ObserverParams(sync_interval_us=round(spec.sync_interval_ms * 1000))
@@ -140,6 +142,7 @@ class ObserverLayer:
         self.received_bytes: Counter[str] = Counter()
         self.by_kind: Counter[str] = Counter()
         self.dropped = 0
+        self.reads = ReadTimes()  # commit-to-observer times, for reads at an observer
         self._start_rng = random.Random(f"{world.seed}/observer-start")
 
     def _application(self) -> Application:
@@ -167,6 +170,10 @@ class ObserverLayer:
         feed = self.feeds[node.replica_id]
         sends = feed.on_effects(effects)
         src = validator_name(node.replica_id)
+        if not node.byzantine:
+            for e in effects:
+                if isinstance(e, Executed):
+                    self.reads.validator_executed(e.seq, self.world.now)
         if node.byzantine:
             for e in effects:
                 if isinstance(e, Executed):
@@ -245,6 +252,7 @@ class ObserverLayer:
                 node.timer_token += 1
             elif isinstance(e, Executed):
                 node.executed.append((e.seq, e.batch_digest))
+                self.reads.observer_executed(e.seq, self.world.now)
             elif isinstance(e, StateRestored):
                 node.restored.append(e.seq)
             else:

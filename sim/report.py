@@ -50,6 +50,7 @@ from sim.experiments import (
     measure_wan,
     med,
 )
+from sim.observer_reads import render_observer_reads
 from sim.sweep import default_cache_dir
 
 __all__ = ["Report", "cmd_report", "generate", "register"]
@@ -164,6 +165,7 @@ class Report:
         observers = measure_observer_scale(self.data, self.plan, self.reuse_scale)
         self.observer_rows = observers.rows
         self.md += self.render_observer_scale(observers)
+        self.md += render_observer_reads(observers.rows)
 
     def loopback(self) -> None:
         result = measure_loopback(self.out)

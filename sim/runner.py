@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sim.checkers import SAFETY_CHECKS, Verdict, check_liveness, honest_nodes
+from sim.observer_reads import read_summary
 from sim.scenario import Scenario
 from sim.trace import Trace
 from sim.world import World
@@ -177,6 +178,7 @@ def observer_summary(world: World) -> dict[str, Any] | None:
         "per_observer": per_node([n.name for n in honest]),
         "per_validator_feed": per_node(validators),
         "per_validator_consensus_sent_mean": round(sum(consensus) / len(consensus), 1) if consensus else 0,
+        "reads": read_summary(world),
         "digest": layer.digest(),
     }
 

@@ -144,6 +144,7 @@ def measure_observers_one(nodes: int) -> dict[str, Any]:
         "per_observer": o["per_observer"], "per_validator_feed": o["per_validator_feed"],
         "per_validator_consensus_sent_mean": o["per_validator_consensus_sent_mean"],
         "certificates_verified": o["certificates_verified"], "rejected": o["rejected"],
+        "reads": o["reads"], "write_latency_ms": s["requests"]["latency_ms"],
     }
 
 

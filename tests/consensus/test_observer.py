@@ -11,7 +11,7 @@ import pytest
 from tests.consensus.consensus_harness import Cluster, key_seed
 from trustchain.app.kvstore import KVStore, put
 from trustchain.consensus.certificates import InvalidMessage
-from trustchain.consensus.effects import Executed, PersistStable, StateRestored
+from trustchain.consensus.effects import Executed, Persist, PersistStable, StateRestored
 from trustchain.consensus.feed import (
     FEED_BATCH,
     FEED_CHECKPOINT,
@@ -204,3 +204,38 @@ def test_cache_verifies_each_packet_once(cluster: Cluster) -> None:
         certs.batch(packet)
     assert certs.checked == 1
     assert encode(decode(Envelope, encode(cluster.executed[0][0].certificate.commits[0])))
+
+
+def test_validator_feed_takes_a_stable_checkpoint_still_wrapped_in_its_persist(cluster: Cluster) -> None:
+    """A driver hands the replica's effects as they come: the stable checkpoint inside a Persist."""
+    stable = _stable(cluster)
+    feed = ValidatorFeed(("o1", "o2"))
+    sends = feed.on_effects([Persist(stable)])
+    assert [(s.peer, s.data[0]) for s in sends] == [("o1", FEED_CHECKPOINT), ("o2", FEED_CHECKPOINT)]
+    assert feed.log.stable_seq == stable.seq and feed.log.stable_snapshot == stable.snapshot
+
+
+def test_recovers_from_persisted_records_and_verifies_them(cluster: Cluster) -> None:
+    stable = _stable(cluster)
+    after = [e.certificate for e in cluster.executed[0] if e.seq > stable.seq]
+    obs = _observer(cluster)
+    effects = obs.recover(stable, after)
+    assert [e.seq for e in effects if isinstance(e, StateRestored)] == [stable.seq]
+    assert [e.seq for e in effects if isinstance(e, Executed)] == [e.seq for e in cluster.executed[0]
+                                                                    if e.seq > stable.seq]
+    assert obs.app.data == cluster.apps[0].data  # type: ignore[attr-defined]
+    client = cluster.executed[0][-1].requests[0].client
+    record = obs.client_record(client)
+    assert record is not None and record == cluster.replicas[0].client_record(client)
+
+
+def test_recovery_refuses_a_tampered_snapshot_and_a_forged_batch(cluster: Cluster) -> None:
+    stable = _stable(cluster)
+    tampered = replace(stable, snapshot=stable.snapshot[:-1] + bytes([stable.snapshot[-1] ^ 1]))
+    first, _ = _first_entry(cluster)
+    short = replace(first, commits=first.commits[:cluster.config.quorum - 1])
+    obs = _observer(cluster)
+    effects = obs.recover(tampered, [short])
+    assert not any(isinstance(e, StateRestored | Executed) for e in effects)
+    assert obs.rejected == {"checkpoint_mismatch": 1, "committed_without_quorum": 1}, obs.rejected
+    assert obs.last_executed == 0 and obs.status.held == 0

@@ -66,7 +66,7 @@ class Cluster:
         for c in self.configs:
             doc = tomllib.loads(c.read_text())
             self.apis.append("http://" + doc["api"]["listen"])
-        self.procs: list[subprocess.Popen[bytes] | None] = [None] * nodes
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(self.configs)  # observers too
 
     def start(self, i: int, *args: str, log_level: str = "WARNING") -> None:
         log = open(self.configs[i].parent / "node.log", "ab")  # noqa: SIM115

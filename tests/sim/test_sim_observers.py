@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sim.observer_checks import check_observers
+from sim.observer_reads import render_observer_reads
 from sim.runner import RunResult, run
 from sim.scenario import ScenarioError, from_dict
 
@@ -88,3 +89,17 @@ def test_run_with_an_output_directory_writes_the_observer_summary(tmp_path: Path
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["observers"]["count"] == 30
     assert '"observers"' in (tmp_path / "trace.jsonl").read_text().splitlines()[-1]
+
+
+def test_reads_at_an_observer_are_one_round_trip_and_staleness_is_recorded(result: RunResult) -> None:
+    """A read at an observer costs one client round trip (two one-way delays of the 20 ms-median model,
+    no consensus step); every batch an honest observer executed left a staleness sample, and the
+    partitioned third's catching up makes the tail longer than a round trip."""
+    reads = result.summary["observers"]["reads"]
+    rtt, stale = reads["read_latency_ms"], reads["staleness_ms"]
+    assert rtt["count"] > 1000 and 20 < rtt["p50"] < 80 and rtt["p99"] < 200, rtt
+    assert stale["count"] > 0 and 0 < stale["p50"] <= stale["p99"] <= stale["max"], stale
+    assert stale["max"] > 1000 * (1.8 - 0.8) / 2, stale  # some observers waited out the partition
+    text = "\n".join(render_observer_reads([{"nodes": 124, "reads": reads,
+                                             "write_latency_ms": result.summary["requests"]["latency_ms"]}]))
+    assert "### Reads at an observer" in text and "| 124 |" in text

@@ -29,7 +29,15 @@ from trustchain.app.interface import Application
 from trustchain.consensus.apply import apply_batch, encode_state, restore_state
 from trustchain.consensus.certificates import InvalidMessage
 from trustchain.consensus.config import ClusterConfig
-from trustchain.consensus.effects import CancelTimer, Executed, PersistStable, Rejected, SetTimer, StateRestored
+from trustchain.consensus.effects import (
+    CancelTimer,
+    Executed,
+    Persist,
+    PersistStable,
+    Rejected,
+    SetTimer,
+    StateRestored,
+)
 from trustchain.consensus.feed import (
     FEED_BATCH,
     FEED_CHECKPOINT,
@@ -43,7 +51,7 @@ from trustchain.consensus.feed import (
     feed_header,
     pack_feed,
 )
-from trustchain.consensus.messages import Envelope, digest
+from trustchain.consensus.messages import CommittedEntry, Envelope, digest
 from trustchain.consensus.replica_state import ClientRecord
 from trustchain.encoding import DecodeError, decode
 
@@ -64,6 +72,7 @@ __all__ = [
     "SeededRandom",
     "SendToPeer",
     "ValidatorFeed",
+    "entry_seq",
 ]
 
 TIMER_SYNC = "observer-sync"
@@ -101,6 +110,15 @@ class ObserverStatus:
     stable_seq: int
     held: int
     last_time_us: int
+
+
+def entry_seq(entry: CommittedEntry) -> int:
+    """The sequence number a committed entry claims (checked against its certificate when verified)."""
+    try:
+        pp = entry.pre_prepare.open()
+    except DecodeError:
+        return -1
+    return int(getattr(pp, "seq", -1))
 
 
 def _weak_validators(validators: Sequence[str], f: int, start: int) -> list[str]:
@@ -147,7 +165,9 @@ class ValidatorFeed:
 
     def on_effects(self, effects: Sequence[object]) -> list[SendToPeer]:
         out: list[SendToPeer] = []
-        for e in effects:
+        for effect in effects:
+            # a driver may hand the stable checkpoint still wrapped in the Persist that makes it durable
+            e = effect.record if isinstance(effect, Persist) else effect
             if isinstance(e, Executed):
                 packet = pack_feed(FEED_BATCH, e.seq, e.certificate)
                 self.log.executed(e.seq, packet)
@@ -256,6 +276,33 @@ class Observer:
         order it; the observer executes it when its committed batch arrives."""
         start = self.rng.randrange(self.config.n)
         return [SendToPeer(v, request_packet) for v in _weak_validators(self.validators, self.config.f, start)]
+
+    def client_record(self, client: bytes) -> ClientRecord | None:
+        """The last request of `client` this observer executed (drivers answer waiting writers from it)."""
+        return self._clients.get(client)
+
+    def recover(self, stable: PersistStable | None, entries: Sequence[CommittedEntry]) -> list[ObserverEffect]:
+        """Resume from what this observer persisted: its last stable checkpoint, then the committed
+        batches above it. Both are verified again (a checkpoint's proof over the snapshot's digest, each
+        batch's commit certificate), so a damaged or planted data directory cannot inject state; what
+        does not verify is dropped and fetched from peers instead."""
+        self._out = []
+        try:
+            if stable is not None and stable.seq > self.log.last_executed:
+                self.certs.proof(stable.seq, stable.proof, digest(stable.snapshot))
+                self._install(stable.seq, stable.snapshot, stable.proof)
+        except InvalidMessage as exc:
+            self._reject(exc.reason, f"persisted checkpoint: {exc}")
+        for entry in entries:
+            seq = entry_seq(entry)
+            if seq <= self.log.last_executed or seq > self.log.last_executed + self.params.window:
+                continue
+            try:
+                self._held[seq] = self.certs.batch(pack_feed(FEED_BATCH, seq, entry))
+            except InvalidMessage as exc:
+                self._reject(exc.reason, f"persisted batch {seq}: {exc}")
+        self._execute_ready()
+        return self._take()
 
     def state_digest(self) -> bytes:
         """The digest a checkpoint at our execution point would carry."""

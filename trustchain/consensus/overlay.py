@@ -12,7 +12,9 @@ parent withholds only one of `trees` copies), the roots of each tree are spread 
 and an observer that stops making progress pulls from peers drawn at random from the validators and
 from all observers (`observer`), so a node eclipsed in every tree still catches up. The salt must
 not be under an attacker's control (a genesis or checkpoint digest), or a Byzantine node could grind
-its name to sit above a victim in every tree.
+its name to sit above a victim in every tree. `overlay_salt` derives it from the genesis' digest (the
+cluster id), which every node has and nobody can choose after the fact; `build_overlay` refuses a salt
+that is not such a 32-byte digest.
 """
 
 from __future__ import annotations
@@ -22,13 +24,23 @@ from dataclasses import dataclass
 
 import blake3
 
-__all__ = ["Neighbours", "build_overlay"]
+__all__ = ["SALT_SIZE", "Neighbours", "build_overlay", "overlay_salt"]
+
+SALT_SIZE = 32
 
 
 @dataclass(frozen=True)
 class Neighbours:
     parents: tuple[str, ...]
     children: tuple[str, ...]
+
+
+def overlay_salt(genesis_digest: bytes) -> bytes:
+    """The overlay salt of the cluster whose genesis has digest `genesis_digest` (its cluster id):
+    fixed before any observer picks its name, and the same at every node."""
+    if len(genesis_digest) < 16:
+        raise ValueError("the overlay salt comes from a genesis digest of at least 16 bytes")
+    return blake3.blake3(b"trustchain/overlay/v1\0" + genesis_digest).digest()
 
 
 def _order(observers: Sequence[str], salt: bytes, tree: int) -> list[str]:
@@ -43,6 +55,8 @@ def build_overlay(validators: Sequence[str], observers: Sequence[str], salt: byt
         raise ValueError("trees, fanout and validator_fanout must be >= 1")
     if not validators:
         raise ValueError("an overlay needs validators")
+    if len(salt) != SALT_SIZE:
+        raise ValueError(f"the salt must be the {SALT_SIZE}-byte overlay_salt of a genesis digest")
     names = [*validators, *observers]
     if len(set(names)) != len(names):
         raise ValueError("node names must be distinct across validators and observers")
