@@ -25,8 +25,26 @@ def _replay_command(args: argparse.Namespace, seed: int) -> str:
     return cmd
 
 
+def _run_reconfiguration(args: argparse.Namespace) -> int:
+    from sim.reconfig.run import format_result, run_reconfiguration
+    from sim.reconfig.scenario import ReconfigScenarioError, load_reconfiguration
+
+    try:
+        scenario = load_reconfiguration(args.scenario)
+    except ReconfigScenarioError as exc:
+        print(f"invalid scenario: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    result = run_reconfiguration(scenario, args.seed)
+    print(format_result(result))
+    return 0 if result.ok else EXIT_CHECK_FAILED
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from sim.reconfig.scenario import is_reconfiguration
     from sim.runner import format_summary, run
+
+    if is_reconfiguration(args.scenario):
+        return _run_reconfiguration(args)
 
     try:
         scenario = load(args.scenario)

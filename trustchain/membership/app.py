@@ -65,6 +65,8 @@ class _Snapshot:
     group: GroupRecord
     holders: ValidatorSet
     dealings: tuple[ReshareDealing, ...]  # accepted for the share-holding set's successor, in order
+    completed: tuple[GroupRecord, ...]  # the group before the last re-sharing, if there was one
+    completed_dealings: tuple[ReshareDealing, ...]  # that re-sharing's quorum of dealings
     inner: bytes
 
 
@@ -79,6 +81,9 @@ class MembershipApplication:
         self.group = group
         self.holders = genesis  # the set holding the shares of `group` (FROST identifier = index + 1)
         self.reshare: ReshareTally | None = None
+        # The dealings that made `group` (None at genesis): kept in the replicated state so that a
+        # holder that catches up later can still open its boxes and derive its share.
+        self.completed: ReshareTally | None = None
         self.membership.gate = self._reshare_pending
 
     # ------------------------------------------------------------------ reading
@@ -89,6 +94,13 @@ class MembershipApplication:
     def next_set(self, epoch: int) -> ValidatorSet | None:
         """The set that follows `epoch`, once a change fixed it."""
         return self.membership.configuration(epoch + 1)
+
+    @staticmethod
+    def next_set_in(snapshot: bytes, epoch: int) -> ValidatorSet | None:
+        """The set following `epoch` as recorded in an application snapshot, without installing it
+        (raises DecodeError for a malformed snapshot)."""
+        m = decode(_Snapshot, snapshot).membership
+        return next((s for s in (m.current, *m.pending) if s.epoch == epoch + 1), None)
 
     # ------------------------------------------------------------------ Application
 
@@ -141,16 +153,19 @@ class MembershipApplication:
         if tally.done:
             nxt = self.membership.configuration(tally.epoch)
             assert nxt is not None, "the re-shared set is the pending or the current one"
-            self.group, self.holders, self.reshare = tally.new_group(), nxt, None
+            self.group, self.holders, self.reshare, self.completed = tally.new_group(), nxt, None, tally
             return DealingResult(True, complete=True)
         return DealingResult(True)
 
     # ------------------------------------------------------------------ snapshot
 
     def snapshot(self) -> bytes:
-        tally = self.reshare
+        tally, done = self.reshare, self.completed
         dealings = () if tally is None else tuple(tally.accepted[d] for d in sorted(tally.accepted))
-        return encode(_Snapshot(self.membership.snapshot(), self.group, self.holders, dealings, self.inner.snapshot()))
+        completed = () if done is None else (done.old,)
+        done_dealings = () if done is None else tuple(done.accepted[d] for d in sorted(done.accepted))
+        return encode(_Snapshot(self.membership.snapshot(), self.group, self.holders, dealings, completed,
+                                done_dealings, self.inner.snapshot()))
 
     def restore(self, snapshot: bytes) -> None:
         snap = decode(_Snapshot, snapshot)
@@ -166,4 +181,14 @@ class MembershipApplication:
                     raise DecodeError("snapshot.dealings: a dealing the tally refuses")
         elif snap.dealings:
             raise DecodeError("snapshot.dealings: dealings without a re-sharing")
+        self.completed = None
+        if snap.completed:
+            done = ReshareTally(snap.completed[0], snap.group.epoch, len(snap.group.verifying_shares),
+                                snap.group.threshold)
+            for d in snap.completed_dealings:
+                if done.offer(d) is not None:
+                    raise DecodeError("snapshot.completed_dealings: a dealing the tally refuses")
+            if not done.done or done.new_group() != snap.group:
+                raise DecodeError("snapshot.completed_dealings: they do not make the group")
+            self.completed = done
         self.inner.restore(snap.inner)
