@@ -132,6 +132,7 @@ class ReconfigWorld:
         self.retired_packages: dict[int, tuple[int, frost.KeyPackage]] = {}  # validator -> (epoch, last old share)
         self.bogus_dealings = 0
         self._timer_token = 0
+        self._logged: set[int] = set()
 
     def _client_config(self, s: ValidatorSet) -> ClusterConfig:
         return ClusterConfig(replicas=s.keys, epoch=s.epoch, base_seq=s.base_seq,
@@ -302,9 +303,13 @@ class ReconfigWorld:
             self._apply(node, node.er.on_timer(name, self.now))
 
     def reference(self) -> int:
-        return next(n.sid for n in self.nodes if not n.byzantine and n.er is not None)
+        """An honest validator of the current set: the simulator's view of the replicated state."""
+        return next(n.sid for n in self.nodes if not n.byzantine and n.er is not None and n.er.replica is not None)
 
     def _log_votes(self, e: Executed) -> None:
+        if e.seq in self._logged:
+            return  # the reference moved to another validator, which executes what was logged already
+        self._logged.add(e.seq)
         for req, result in zip(e.requests, e.results, strict=True):
             if req.operation[:1] == vote_operation(b"")[:1]:
                 self.vote_log.append((e.seq, req.client, decode(VoteResult, result)))
