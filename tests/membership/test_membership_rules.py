@@ -35,6 +35,8 @@ def test_signing_threshold_keeps_byzantine_out_and_honest_in(n: int) -> None:
     assert t > f  # any t signers include an honest one
     assert t <= n - f  # the honest ones can sign without the Byzantine
     assert 2 * t > n  # a majority: two disjoint signing groups cannot both exist
+    if n >= 2:
+        assert f + 1 < t  # a removed validator's retained share plus all f Byzantine ones: still short
 
 
 def test_signing_threshold_table() -> None:
