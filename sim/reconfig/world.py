@@ -105,7 +105,7 @@ class ReconfigWorld:
         self.group_key = dealer.public.group_public_key
         group = GroupRecord(0, self.group_key, tuple(dealer.public.verifying_shares[i] for i in range(1, sc.n + 1)),
                             signing_threshold(sc.n))
-        self.genesis = genesis
+        self.genesis, self.genesis_group = genesis, group
         self.nodes: list[_Node] = []
         for i in range(sc.total):
             app = MembershipApplication(KVStore(), genesis, group, sc.checkpoint_interval)

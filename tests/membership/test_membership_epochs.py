@@ -16,10 +16,13 @@ import pytest
 from sim.reconfig.run import run_reconfiguration
 from sim.reconfig.scenario import ChangeSpec, ReconfigScenario
 from sim.scenario import LatencySpec, NetworkSpec
+from trustchain.app.kvstore import KVStore
 from trustchain.consensus.certificates import InvalidMessage, SignatureChecker
 from trustchain.consensus.config import ClusterConfig
 from trustchain.consensus.messages import Prepare, seal
 from trustchain.crypto.signing import ED25519, Ed25519Signer
+from trustchain.membership.app import MembershipApplication
+from trustchain.membership.epochs import ConfigurationChanged, EpochReplica, Handoff
 
 _BASE = ReconfigScenario(
     name="property", description="", seed=1, duration_s=8.0, n=4, total=4, checkpoint_interval=5,
@@ -66,3 +69,33 @@ def test_an_envelope_of_one_epoch_never_verifies_in_another() -> None:
             assert exc.reason in ("wrong_epoch", "bad_signature")
         else:
             raise AssertionError("an old-epoch vote verified in the new epoch")
+
+
+def test_a_new_validator_takes_only_a_handoff_certified_by_the_old_set() -> None:
+    sc = dataclasses.replace(_BASE, n=4, total=5, changes=(ChangeSpec(1.0, "add", 4),), seed=3)
+    world = run_reconfiguration(sc).world
+    genuine = world.nodes[0].er.handoffs[0] if world.nodes[0].er else None
+    assert genuine is not None and genuine.seq > 0
+    joiner = world.nodes[4]
+
+    def fresh() -> EpochReplica:
+        app = MembershipApplication(KVStore(), world.genesis, world.genesis_group, sc.checkpoint_interval)
+        er = EpochReplica(world.template, joiner.signer, app, world.genesis)
+        er.start(0)
+        return er
+
+    def switched(er: EpochReplica, h: Handoff) -> bool:
+        out = er.receive(h.packet(), world.nodes[0].signer.public_key, 10_000_000)
+        return any(isinstance(e, ConfigurationChanged) for e in out)
+
+    quorum = -(-(4 + 1 + 1) // 2)  # ceil((n + f + 1) / 2) at n = 4
+    short = dataclasses.replace(genuine, proof=genuine.proof[:quorum - 1])
+    assert not switched(fresh(), short)
+    tampered = dataclasses.replace(genuine, snapshot=genuine.snapshot + b"\0")
+    assert not switched(fresh(), tampered)
+    wrong_seq = dataclasses.replace(genuine, seq=genuine.seq - sc.checkpoint_interval)
+    assert not switched(fresh(), wrong_seq)
+    er = fresh()
+    assert switched(er, genuine)
+    assert er.epoch == 1 and er.replica is not None
+    assert er.replica.status.last_executed == genuine.seq and er.replica.config.n == 5

@@ -96,6 +96,10 @@ class Handoff:
     snapshot: bytes
     proof: tuple[Envelope, ...]
 
+    def packet(self) -> bytes:
+        """The handoff as a peer sends it."""
+        return bytes([_HANDOFF]) + encode(self)
+
 
 @dataclass(frozen=True)
 class _HandoffRequest:
@@ -279,7 +283,7 @@ class EpochReplica:
         if len(self._served) > 4 * 64 * HANDOFF_KEEP:
             self._served.clear()
         self._served[(peer, epoch)] = now
-        self._out.append(SendToKey(peer, bytes([_HANDOFF]) + encode(handoff)))
+        self._out.append(SendToKey(peer, handoff.packet()))
 
     def _on_handoff_request(self, body: bytes, src: bytes, now: int) -> None:
         try:
