@@ -156,6 +156,8 @@ class ReconfigWorld:
         self._schedule_workload()
         for ch in self.sc.changes:
             self.at(round(ch.at_s * 1e6), lambda ch=ch: self._propose_change(ch.op, ch.validator))
+        for part in self.sc.network.partitions:
+            self.at(round(part.heal_s * 1e6), self._links_up)
         every = round(self.sc.certificate_every_s * 1e6)
         for t in range(every, round(self.sc.duration_s * 1e6), every):
             self.at(t, self._issue_certificate)
@@ -167,6 +169,15 @@ class ReconfigWorld:
             c = self.clients[k % len(self.clients)]
             op = app_operation(encode(KVCommand("put", f"k{k % 50}".encode(), f"v{k}".encode())))
             self.at(round(500_000 + k * gap), lambda c=c, op=op: self._enqueue(c, op))
+
+    def _links_up(self) -> None:
+        """A partition healed: every connection comes back, as a node's transport reports it."""
+        for node in self.nodes:
+            if node.er is None:
+                continue
+            for peer in self.nodes:
+                if peer is not node and peer.er is not None:
+                    self._apply(node, node.er.link_up(peer.signer.public_key, self.now))
 
     # ------------------------------------------------------------------ clients
 

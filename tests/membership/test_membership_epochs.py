@@ -15,7 +15,7 @@ import pytest
 
 from sim.reconfig.run import run_reconfiguration
 from sim.reconfig.scenario import ChangeSpec, ReconfigScenario
-from sim.scenario import LatencySpec, NetworkSpec
+from sim.scenario import LatencySpec, NetworkSpec, PartitionSpec
 from trustchain.app.kvstore import KVStore
 from trustchain.consensus.certificates import InvalidMessage, SignatureChecker
 from trustchain.consensus.config import ClusterConfig
@@ -99,3 +99,17 @@ def test_a_new_validator_takes_only_a_handoff_certified_by_the_old_set() -> None
     assert switched(er, genuine)
     assert er.epoch == 1 and er.replica is not None
     assert er.replica.status.last_executed == genuine.seq and er.replica.config.n == 5
+
+
+def test_a_validator_cut_off_across_two_changes_catches_up_one_epoch_at_a_time() -> None:
+    cut = NetworkSpec(latency=LatencySpec(model="lognormal", median_ms=5.0, sigma=0.2),
+                      partitions=(PartitionSpec(0.5, 9.0, ((0, 1, 3, 4), (2,))),))
+    sc = dataclasses.replace(_BASE, n=4, total=5, network=cut, duration_s=16.0, requests=60,
+                             changes=(ChangeSpec(1.0, "add", 4), ChangeSpec(4.0, "remove", 1)))
+    result = run_reconfiguration(sc)
+    assert all(c.ok for c in result.checks), [c for c in result.checks if not c.ok]
+    lagger = result.world.nodes[2].er
+    assert lagger is not None and lagger.epoch == 2 and lagger.handoffs_installed == 2
+    # It switched to each epoch at the same boundary as everyone else.
+    bases = {(e, base) for sid, e, base, *_ in result.world.switches if sid == 2}
+    assert bases == {(e, base) for sid, e, base, *_ in result.world.switches if sid == 0}

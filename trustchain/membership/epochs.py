@@ -290,7 +290,15 @@ class EpochReplica:
             req = decode(_HandoffRequest, body)
         except DecodeError:
             return
-        self._serve_handoff(src, req.epoch, now)
+        if req.epoch < self.epoch:
+            self._serve_handoff(src, req.epoch, now)
+        elif req.epoch == self.epoch and self.replica is not None:
+            # The asker just entered our epoch: tell it how far we got, so that it catches up inside it.
+            index = self.current_set.index(src)
+            last = self._served.get((src, req.epoch))
+            if index is not None and (last is None or now - last >= self.template.catchup_delay_us):
+                self._served[(src, req.epoch)] = now
+                self._take(self.replica, self.replica.link_up(index, now))
 
     def _ask_handoff(self, now: int, peer: bytes | None = None) -> None:
         if self._asked_at >= 0 and now - self._asked_at < self.template.catchup_delay_us:
@@ -321,6 +329,9 @@ class EpochReplica:
             return  # a certified checkpoint, but not the one closing this epoch
         self.handoffs_installed += 1
         self._close(handoff, now, nxt)
+        # We were behind: ask the next set where it is (a later handoff, or its members' progress).
+        self._asked_at = -1
+        self._ask_handoff(now)
 
     # ------------------------------------------------------------------ effects
 
