@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from sim.reconfig.checks import Check, check_all
@@ -21,6 +22,19 @@ class ReconfigResult:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
+
+    @property
+    def digest(self) -> str:
+        """What two runs of the same scenario and seed must agree on: every execution, switch and signature."""
+        w = self.world
+        h = hashlib.sha256()
+        for sid, seq, d in w.executed:
+            h.update(b"x%d/%d/" % (sid, seq) + d)
+        for sid, epoch, base, keys, member in w.switches:
+            h.update(b"s%d/%d/%d/%d/" % (sid, epoch, base, member) + b"".join(keys))
+        for c in w.certificates:
+            h.update(b"c%d/" % c.at_us + c.message + c.signature)
+        return h.hexdigest()
 
 
 def run_reconfiguration(sc: ReconfigScenario, seed: int | None = None) -> ReconfigResult:
