@@ -25,8 +25,50 @@ def _replay_command(args: argparse.Namespace, seed: int) -> str:
     return cmd
 
 
+def _run_reconfiguration(args: argparse.Namespace) -> int:
+    from sim.reconfig.run import format_result, run_reconfiguration
+    from sim.reconfig.scenario import ReconfigScenarioError, load_reconfiguration
+
+    try:
+        scenario = load_reconfiguration(args.scenario)
+    except ReconfigScenarioError as exc:
+        print(f"invalid scenario: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if getattr(args, "out", None) or args.mutant:
+        print("--out and --mutant apply to consensus scenarios, not to kind: reconfiguration", file=sys.stderr)
+        return EXIT_INVALID
+    result = run_reconfiguration(scenario, args.seed)
+    if args.command == "digest":
+        print(result.digest)
+        return EXIT_OK
+    if args.json:
+        print(json.dumps({"scenario": scenario.name, "seed": result.seed, "ok": result.ok, "digest": result.digest,
+                          "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks]},
+                         indent=2, sort_keys=True))
+    else:
+        print(format_result(result))
+    code = EXIT_OK if result.ok else EXIT_CHECK_FAILED
+    if args.check_determinism:
+        digests = [result.digest]
+        for hashseed in ("1", "2"):
+            proc = subprocess.run([sys.executable, "-m", "sim", "digest", args.scenario, "--seed", str(result.seed)],
+                                  capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED=hashseed),
+                                  check=False)
+            digests.append(proc.stdout.strip() or f"error: {proc.stderr.strip()[-200:]}")
+        same = len(set(digests)) == 1
+        print(f"  determinism: {'identical' if same else 'DIFFERENT'} digests across 3 processes: "
+              f"{', '.join(d[:16] for d in digests)}")
+        if not same:
+            code = EXIT_CHECK_FAILED
+    return code
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from sim.reconfig.scenario import is_reconfiguration
     from sim.runner import format_summary, run
+
+    if is_reconfiguration(args.scenario):
+        return _run_reconfiguration(args)
 
     try:
         scenario = load(args.scenario)
@@ -59,6 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
+    from sim.reconfig.scenario import is_reconfiguration
+
+    if is_reconfiguration(args.scenario):
+        return _run_reconfiguration(args)
     """Print only the trace digest (used by --check-determinism in a separate process)."""
     from sim.runner import run
 

@@ -18,6 +18,7 @@ checkers catch it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -121,10 +122,11 @@ class _EntriesUnverified(Replica):
 class _ForgetVotesOnRecovery(Replica):
     @classmethod
     def recover(cls, config: ClusterConfig, replica_id: int, signer: Signer, app: Application,
-                records: list[PersistRecord], verifier: Verifier = ED25519) -> Self:
+                records: list[PersistRecord], verifier: Verifier = ED25519,
+                epoch_end: Callable[[], int | None] | None = None) -> Self:
         # Rebuilds state from checkpoints and executed entries but ignores the replica's own votes.
         kept: list[PersistRecord] = [r for r in records if not isinstance(r, PersistVote)]
-        return super().recover(config, replica_id, signer, app, kept, verifier)
+        return super().recover(config, replica_id, signer, app, kept, verifier, epoch_end)
 
 
 class _CommitNotPersisted(Replica):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from consensus_harness import Cluster
 
 from trustchain.app.kvstore import STATUS_OK, KVResult, decode_result, get, put
@@ -162,3 +163,13 @@ def test_messages_just_above_a_lagging_window_are_held_until_the_window_moves() 
     c.run()
     # It executed 5..8 itself from the held messages (timers never fired here: no state transfer).
     assert [e.seq for e in c.executed[3]] == list(range(1, 9)) and not r3.internals.ahead
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_clusters_below_four_replicas_order_with_f_zero(n: int) -> None:
+    """With f = 0 a quorum is a majority-plus (1 of 1, 2 of 2, 2 of 3): a set shrunk by a change still orders."""
+    c = Cluster(n, clients=1, batch_delay_us=0)
+    c.submit(0, put(b"a", b"1"))
+    c.run()
+    assert [decode_result(e.result) for e in c.completed] == [KVResult(STATUS_OK, size=1)]
+    assert all(app.data == {b"a": b"1"} for app in c.apps)

@@ -148,8 +148,10 @@ def test_truncated_messages_raise_decode_error_only() -> None:
 
 def test_config_rejects_bad_parameters_with_reasons() -> None:
     config, _ = make_config(4)
-    with pytest.raises(ValueError, match="at least 4 replicas"):
-        ClusterConfig(config.replicas[:3])
+    with pytest.raises(ValueError, match="at least one replica"):
+        ClusterConfig(())
+    with pytest.raises(ValueError, match="not a checkpoint"):
+        ClusterConfig(config.replicas, checkpoint_interval=10, watermark_window=20, base_seq=15)
     with pytest.raises(ValueError, match="watermark_window"):
         ClusterConfig(config.replicas, checkpoint_interval=10, watermark_window=5)
     with pytest.raises(ValueError, match="distinct"):

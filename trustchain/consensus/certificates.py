@@ -61,6 +61,9 @@ class SignatureChecker:
             self._cache.popitem(last=False)
 
     def envelope(self, env: Envelope) -> None:
+        if env.epoch != self.config.epoch:
+            raise InvalidMessage("wrong_epoch", f"envelope of epoch {env.epoch}, this configuration is "
+                                                f"epoch {self.config.epoch}")
         if not 0 <= env.sender < self.config.n:
             raise InvalidMessage("unknown_sender", f"sender {env.sender} not in 0..{self.config.n - 1}")
         key = env.digest + env.signature
@@ -170,8 +173,8 @@ def check_checkpoint_proof(
     checker: SignatureChecker, proof: tuple[Envelope, ...], seq: int, state_digest: bytes | None
 ) -> bytes:
     """A quorum of distinct signed checkpoints for `seq` agreeing on one state digest; returns that digest."""
-    if seq == 0 and not proof:
-        return b""
+    if seq == checker.config.base_seq and not proof:
+        return b""  # genesis, or the boundary this epoch starts from: every member holds it
     senders: set[int] = set()
     digest = state_digest
     for env in proof:

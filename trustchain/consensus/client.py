@@ -31,16 +31,28 @@ class Client:
     ) -> None:
         self.config = config
         self.signer = signer
+        self.verifier = verifier
         self.checker = SignatureChecker(config, verifier)
+        # Every configuration this client has been given, by epoch: replies are checked against the
+        # validator set that signed them, and f+1 of them must agree within one epoch.
+        self._checkers: dict[int, SignatureChecker] = {config.epoch: self.checker}
         self.retransmit_us = retransmit_us
         self.max_retransmit_us = max_retransmit_us
         self.timestamp = 0
         self.outstanding: Request | None = None
         self.sent_at_us = 0
         self._backoff = retransmit_us
-        self._replies: dict[int, bytes] = {}
+        self._replies: dict[tuple[int, int], bytes] = {}
         self.rejected = 0
         self.retransmissions = 0
+
+    def learn_config(self, config: ClusterConfig) -> None:
+        """A later validator set (learnt from a certified configuration change): the newest one is
+        used from now on, and replies signed under it are accepted."""
+        if config.epoch not in self._checkers:
+            self._checkers[config.epoch] = SignatureChecker(config, self.verifier)
+        if config.epoch > self.config.epoch:
+            self.config, self.checker = config, self._checkers[config.epoch]
 
     @property
     def id(self) -> bytes:
@@ -62,7 +74,10 @@ class Client:
             env = unpack(data)
             if not isinstance(env, Envelope):
                 raise InvalidMessage("unexpected", "clients only take replies")
-            reply: Reply = self.checker.open(env, Kind.REPLY)
+            checker = self._checkers.get(env.epoch)
+            if checker is None:
+                raise InvalidMessage("unknown_epoch", f"reply of epoch {env.epoch}")
+            reply: Reply = checker.open(env, Kind.REPLY)
         except (DecodeError, InvalidMessage):
             self.rejected += 1
             return []
@@ -71,9 +86,9 @@ class Client:
         if reply.replica != env.sender:
             self.rejected += 1
             return []
-        self._replies.setdefault(env.sender, reply.result)
-        matching = sum(1 for r in self._replies.values() if r == reply.result)
-        if matching < self.config.weak_quorum:
+        self._replies.setdefault((env.epoch, env.sender), reply.result)
+        matching = sum(1 for (e, _), r in self._replies.items() if e == env.epoch and r == reply.result)
+        if matching < checker.config.weak_quorum:
             return []
         self.outstanding = None
         return [CancelTimer(TIMER_RETRANSMIT), RequestCompleted(req.timestamp, reply.result)]

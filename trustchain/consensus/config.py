@@ -12,7 +12,12 @@ __all__ = ["ClusterConfig"]
 @dataclass(frozen=True)
 class ClusterConfig:
     """`replicas[i]` is the Ed25519 public key of replica i. Times are integer microseconds so that
-    every replica and every replay computes the same values."""
+    every replica and every replay computes the same values.
+
+    `epoch` numbers the validator set (0 at genesis; each replicated change makes the next one) and
+    is signed into every envelope; `base_seq` is the checkpoint the epoch starts from (0 at genesis,
+    else the boundary checkpoint of the previous epoch), which every member holds without a proof of
+    this epoch (see `trustchain.consensus.epochs`)."""
 
     replicas: tuple[bytes, ...]
     batch_size: int = 16
@@ -24,11 +29,17 @@ class ClusterConfig:
     max_clock_skew_us: int = 5_000_000
     catchup_delay_us: int = 500_000
     state_reply_max_entries: int = 64
+    epoch: int = 0
+    base_seq: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.replicas)
-        if n < 4:
-            raise ValueError(f"PBFT needs at least 4 replicas (n = 3f+1 with f >= 1), got {n}")
+        if n < 1:
+            raise ValueError("a cluster needs at least one replica")
+        if self.epoch < 0 or self.base_seq < 0:
+            raise ValueError("epoch and base_seq must be >= 0")
+        if self.base_seq % self.checkpoint_interval:
+            raise ValueError(f"base_seq {self.base_seq} is not a checkpoint (multiple of {self.checkpoint_interval})")
         if len(set(self.replicas)) != n:
             raise ValueError("replica public keys must be distinct")
         if self.batch_size < 1:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Callable
 
 from trustchain.app.interface import Application
 from trustchain.consensus.certificates import SignatureChecker
@@ -66,6 +67,7 @@ class ReplicaCore(ABC):
         signer: Signer,
         app: Application,
         verifier: Verifier = ED25519,
+        epoch_end: Callable[[], int | None] | None = None,
     ) -> None:
         if not 0 <= replica_id < config.n:
             raise ValueError(f"replica_id {replica_id} not in 0..{config.n - 1}")
@@ -76,6 +78,9 @@ class ReplicaCore(ABC):
         self._signer = signer
         self._app = app
         self._checker = SignatureChecker(config, verifier)
+        # The last sequence number of this configuration once the replicated state decided one (a
+        # validator-set change executed): nothing above it is proposed or executed in this epoch.
+        self._epoch_end = epoch_end
 
         # Where this replica is.
         self._view = 0
@@ -161,7 +166,7 @@ class ReplicaCore(ABC):
         self._emit(Persist(record))
 
     def _sign_and_broadcast(self, message: object) -> Envelope:
-        env = seal(self._signer, self._id, message)
+        env = seal(self._signer, self._id, message, self._config.epoch)
         self._persist(PersistVote(env))  # durable before it leaves: a restart never votes twice
         self._emit(Broadcast(pack(env)))
         return env
@@ -173,6 +178,14 @@ class ReplicaCore(ABC):
         if slot is None:
             slot = self._slots[seq] = Slot()
         return slot
+
+    def _ceiling(self) -> int | None:
+        """The epoch's last sequence number, if the replicated state has fixed it (else None)."""
+        return None if self._epoch_end is None else self._epoch_end()
+
+    def _above_ceiling(self, seq: int) -> bool:
+        ceiling = self._ceiling()
+        return ceiling is not None and seq > ceiling
 
     def _in_window(self, seq: int) -> bool:
         low = self._cp.low_watermark

@@ -22,7 +22,7 @@ class Execution(ReplicaCore):
 
     def _try_execute(self, now: int) -> None:
         progressed = False
-        while True:
+        while not self._above_ceiling(self._last_executed + 1):
             slot = self._slots.get(self._last_executed + 1)
             if slot is None or slot.committed is None or slot.committed_pp is None:
                 break

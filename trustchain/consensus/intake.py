@@ -51,7 +51,7 @@ class RequestIntake(ReplicaCore):
 
     def _send_reply(self, client: bytes, record: ClientRecord) -> None:
         reply = Reply(self._view, client, record.timestamp, self._id, record.result)
-        self._emit(SendToClient(client, pack(seal(self._signer, self._id, reply))))
+        self._emit(SendToClient(client, pack(seal(self._signer, self._id, reply, self._config.epoch))))
 
     def _drop_pending(self, key: bytes) -> None:
         req = self._pending.pop(key, None)
@@ -74,6 +74,8 @@ class RequestIntake(ReplicaCore):
         while self._unproposed:
             if not self._in_window(self._next_seq):
                 return  # pipeline full: resumes when a checkpoint becomes stable
+            if self._above_ceiling(self._next_seq):
+                return  # this configuration ends below: the next one orders what waits
             if len(self._unproposed) < size and not flush and self._config.batch_delay_us > 0:
                 if TIMER_BATCH not in self._timers:
                     self._set_timer(TIMER_BATCH, now + self._config.batch_delay_us)

@@ -46,6 +46,10 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 _ENVELOPE_DOMAIN = b"trustchain/pbft/envelope/v1\x00"
+# Envelopes of a later configuration (epoch > 0) sign their epoch too, under their own domain: a vote
+# signed for one validator set can never be replayed as a vote of the next, even by the same key at
+# the same index. Epoch 0 keeps the original bytes, so records persisted before stay valid.
+_EPOCH_ENVELOPE_DOMAIN = b"trustchain/pbft/envelope/v1/epoch\x00"
 _REQUEST_DOMAIN = b"trustchain/pbft/request/v1\x00"
 
 
@@ -108,9 +112,13 @@ class Envelope:
     sender: int
     body: bytes
     signature: bytes
+    epoch: int = 0  # the configuration (validator set) the sender signed for; `sender` indexes its list
 
     def signing_bytes(self) -> bytes:
-        return _ENVELOPE_DOMAIN + struct.pack(">QQQ", self.version, self.kind, self.sender) + self.body
+        if self.epoch == 0:
+            return _ENVELOPE_DOMAIN + struct.pack(">QQQ", self.version, self.kind, self.sender) + self.body
+        return (_EPOCH_ENVELOPE_DOMAIN + struct.pack(">QQQQ", self.version, self.kind, self.sender, self.epoch)
+                + self.body)
 
     @property
     def digest(self) -> bytes:
@@ -125,11 +133,11 @@ class Envelope:
         return decode(cls, self.body)
 
 
-def seal(signer: Signer, sender: int, message: Any) -> Envelope:
+def seal(signer: Signer, sender: int, message: Any, epoch: int = 0) -> Envelope:
     kind = TYPE_KINDS[type(message)]
     body = encode(message)
-    unsigned = Envelope(PROTOCOL_VERSION, int(kind), sender, body, b"")
-    return Envelope(PROTOCOL_VERSION, int(kind), sender, body, signer.sign(unsigned.signing_bytes()))
+    unsigned = Envelope(PROTOCOL_VERSION, int(kind), sender, body, b"", epoch)
+    return Envelope(PROTOCOL_VERSION, int(kind), sender, body, signer.sign(unsigned.signing_bytes()), epoch)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class NormalCase(ReplicaCore):
         return True
 
     def _on_pre_prepare(self, env: Envelope, pp: PrePrepare, now: int) -> None:
+        if self._above_ceiling(pp.seq):
+            raise InvalidMessage("beyond_epoch", f"seq {pp.seq} is past this configuration's last sequence")
         if not self._normal_case_gate(env, pp):
             return
         if abs(pp.timestamp_us - now) > self._config.max_clock_skew_us:

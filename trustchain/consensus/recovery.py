@@ -8,6 +8,7 @@ signed before the crash. It then catches up by state transfer; `Replica.start` a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Self
 
 from trustchain.app.interface import Application
@@ -34,15 +35,34 @@ class Recovery(ReplicaCore):
         app: Application,
         records: list[PersistRecord],
         verifier: Verifier = ED25519,
+        epoch_end: Callable[[], int | None] | None = None,
     ) -> Self:
         """Rebuild a replica from its persisted records: the last stable checkpoint, the executed
         entries after it (re-executed, without replies) and its own votes, so that it never
         contradicts a message it signed before the crash."""
-        r = cls(config, replica_id, signer, app, verifier)
+        r = cls(config, replica_id, signer, app, verifier, epoch_end)
         r._reload_state(records)
         r._reload_votes(records)
         assert not r._out, "recovery rebuilds state and emits nothing"
         return r
+
+    @classmethod
+    def at_boundary(
+        cls,
+        config: ClusterConfig,
+        replica_id: int,
+        signer: Signer,
+        app: Application,
+        snapshot: bytes,
+        verifier: Verifier = ED25519,
+        epoch_end: Callable[[], int | None] | None = None,
+    ) -> Self:
+        """A member of a new configuration, starting from the state at its base checkpoint (the
+        previous configuration's last, certified by that configuration's quorum). Within this epoch
+        the base needs no proof: every member starts there."""
+        assert config.base_seq > 0, "genesis replicas start with the constructor"
+        return cls.recover(config, replica_id, signer, app, [PersistStable(config.base_seq, snapshot, ())],
+                           verifier, epoch_end)
 
     def _reload_state(self, records: list[PersistRecord]) -> None:
         stable = [rec for rec in records if isinstance(rec, PersistStable)]

@@ -104,7 +104,7 @@ class StateTransfer(ReplicaCore):
         self._catchup_rotation += 1
         request = StateRequest(self._last_executed, self._cp.low_watermark, self._view,
                                self._phase is Phase.VIEW_CHANGE)
-        env = seal(self._signer, self._id, request)
+        env = seal(self._signer, self._id, request, self._config.epoch)
         self._emit(SendToReplica(peer, pack(env)))
         self._transfer_requested = True
         self._set_timer(TIMER_CATCHUP, now + self._config.catchup_delay_us)
@@ -114,7 +114,7 @@ class StateTransfer(ReplicaCore):
         if peer == self._id or not 0 <= peer < self._config.n:
             return
         status = Status(self._view, self._last_executed, self._cp.low_watermark, self._phase is Phase.NORMAL)
-        self._emit(SendToReplica(peer, pack(seal(self._signer, self._id, status))))
+        self._emit(SendToReplica(peer, pack(seal(self._signer, self._id, status, self._config.epoch))))
 
     def _on_status(self, sender: int, status: Status, now: int) -> None:
         """A peer's own claim of progress: one report among the f+1 that make us count ourselves behind."""
@@ -130,7 +130,7 @@ class StateTransfer(ReplicaCore):
             self._vc.current_new_view, cp.stable_proof, cp.stable_snapshot, cp.committed_log,
             self._config.state_reply_max_entries))
         if reply is not None:
-            self._emit(SendToReplica(sender, pack(seal(self._signer, self._id, reply))))
+            self._emit(SendToReplica(sender, pack(seal(self._signer, self._id, reply, self._config.epoch))))
 
     def _on_state_reply(self, reply: StateReply, now: int) -> None:
         if TIMER_CATCHUP not in self._timers:

@@ -186,7 +186,7 @@ class ViewChanging(ReplicaCore):
             return
         chosen = [vcs[s] for s in sorted(vcs)][: self._config.quorum]
         min_s, pps = self._new_view_pre_prepares(v, chosen)
-        pp_envs = tuple(seal(self._signer, self._id, pp) for pp in pps)
+        pp_envs = tuple(seal(self._signer, self._id, pp, self._config.epoch) for pp in pps)
         nv = NewView(v, tuple(c.envelope for c in chosen), pp_envs)
         self._vc.new_view_sent.add(v)
         env = self._sign_and_broadcast(nv)
