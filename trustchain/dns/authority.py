@@ -6,6 +6,7 @@ the same signed data, so any of them can answer; a client can check the answer w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.edns
@@ -19,6 +20,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from trustchain.dns.answer_cache import DEFAULT_MAX_BYTES, AnswerCache, StatsDelta
+from trustchain.dns.answer_table import AnswerTable
 from trustchain.dns.answering import MAX_CNAME_HOPS, Answer
 from trustchain.dns.dnssec import SignedZone
 from trustchain.dns.edns_options import ServerIdentity, check_cookie
@@ -55,30 +57,69 @@ class Authority:
     `load`/`unload` (a zone change or re-sign) and bypassed once any served signature has expired.
     `identity`: this server's NSID and cookie secret (node-local, `trustchain.dns.edns_options`)."""
 
-    def __init__(self, answer_cache_bytes: int = DEFAULT_MAX_BYTES, identity: ServerIdentity | None = None) -> None:
+    def __init__(self, answer_cache_bytes: int = DEFAULT_MAX_BYTES, identity: ServerIdentity | None = None,
+                 *, answer_table: bool = True) -> None:
+        """`answer_table`: answer plain queries from precomputed wire answers (`AnswerTable`), the
+        listeners' fast path; it and the answer cache share `answer_cache_bytes` (0: neither)."""
         self._zones: dict[dns.name.Name, ServedZone] = {}
         self.identity = identity or ServerIdentity()
         self.stats = AuthorityStats()
         self.cache = AnswerCache(answer_cache_bytes) if answer_cache_bytes > 0 else None
+        self.table = AnswerTable(self._render_canonical, answer_cache_bytes) \
+            if answer_cache_bytes > 0 and answer_table else None
         self._cache_valid_until = NEVER  # cached answers are valid while now <= this
+        self.on_change: list[Callable[[], None]] = []  # told after every load/unload (e.g. to copy the table)
 
     def load(self, zone: Zone, signed: SignedZone | None = None) -> None:
         """(Re)load a zone; `signed` must be the signature of exactly this zone content."""
         if signed is not None and not signed.is_current(zone):
             raise ValueError("signed zone does not match the zone content; re-sign first")
+        added = zone.origin not in self._zones
         self._zones[zone.origin] = ServedZone(zone, signed)
-        self._zones_changed()
+        self._zones_changed(zone.origin, added)
 
     def unload(self, origin: dns.name.Name) -> None:
-        self._zones.pop(origin, None)
-        self._zones_changed()
+        if self._zones.pop(origin, None) is not None:
+            self._zones_changed(origin, True)
 
-    def _zones_changed(self) -> None:
+    def _zones_changed(self, origin: dns.name.Name, zone_set_changed: bool) -> None:
         if self.cache is not None:
             self.cache.clear()
         self._cache_valid_until = min(
             (s.signed.expiration for s in self._zones.values() if s.signed is not None), default=NEVER
         )
+        table = self.table
+        if table is not None:
+            table.valid_until = self._cache_valid_until
+            if origin in self._zones:
+                table.zone_changed(origin.to_digestable(), self._questions(origin), all_zones=zone_set_changed)
+            else:
+                table.zone_removed(origin.to_digestable())
+            if zone_set_changed:
+                table.requeue((o.to_digestable(), self._questions(o)) for o in self._zones if o != origin)
+        for listener in self.on_change:
+            listener()
+
+    def _questions(self, origin: dns.name.Name) -> list[tuple[bytes, int]]:
+        """The (name, type) pairs the zone holds data for and answers itself (not another zone served here)."""
+        served = self._zones[origin]
+        return [(name.to_digestable(), int(rdtype)) for name, types in served.types.items() for rdtype in types
+                if self._zone_for(name, rdtype) is served]
+
+    def precompute(self, budget: int = 1 << 62) -> int:
+        """Render up to `budget` queued (name, type) answers into the answer table; returns how many remain.
+        Drivers call it after a change, in slices (consensus execution never waits for it)."""
+        return self.table.precompute(budget) if self.table is not None else 0
+
+    def _render_canonical(self, query_wire: bytes) -> bytes:
+        """The full path for the answer table's canonical query, without touching the counters."""
+        stats, self.stats = self.stats, AuthorityStats()
+        try:
+            return self._answer(query_wire, 0, None, "")
+        except Exception:  # as in `answer`: such a question is left to the full path, which reports it
+            return b""
+        finally:
+            self.stats = stats
 
     def serves(self, qname: dns.name.Name) -> bool:
         """Whether `qname` falls in one of our zones (a resolver answers those locally)."""
@@ -90,6 +131,13 @@ class Authority:
         which its DNS cookie is bound to."""
         stats = self.stats
         stats.queries += 1
+        table = self.table
+        if table is not None:
+            response = table.lookup(query_wire, max_udp, now)
+            if response is not None:
+                if response[3] & 0x0F == 3:
+                    stats.nxdomain += 1
+                return response
         cache = self.cache
         use_cache = cache is not None and now <= self._cache_valid_until
         if use_cache:
