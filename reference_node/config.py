@@ -27,6 +27,7 @@ TRANSPORTS = ("tcp", "quic")
 SYNC_MODES = ("full", "normal")
 LOG_FORMATS = ("text", "json")
 MAX_OCSP_BATCH = 256  # trustchain.ca.policy.CAPolicy.ocsp_batch_max
+MAX_DNS_WORKERS = 64  # reference_node.dns.workers.MAX_WORKERS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _DURATION_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
@@ -152,6 +153,7 @@ class DNSSection:
     cache_size: int = 64 * 1024 * 1024
     ttl_override: bool | int = False
     nsid: str = ""  # RFC 5001 name server identifier sent when a query asks; empty: none
+    workers: int = 1  # processes answering UDP on `listen` (SO_REUSEPORT); the node is one of them
 
 
 @dataclass(frozen=True)
@@ -309,6 +311,12 @@ def _ttl_override(value: Any) -> bool | int:
     raise ValueError(f"expected false, true or a TTL in seconds, got {value!r}")
 
 
+def _workers(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DNS_WORKERS:
+        raise ValueError(f"expected a number of processes, 1 to {MAX_DNS_WORKERS}")
+    return value
+
+
 def _nsid(value: Any) -> str:
     if not isinstance(value, str) or len(value.encode()) > 128 or not value.isprintable():
         raise ValueError("expected printable text of at most 128 bytes")
@@ -413,7 +421,8 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
     if ca.ocsp_batch > MAX_OCSP_BATCH:
         raise ConfigError(file, "ca.ocsp_batch", f"must be at most {MAX_OCSP_BATCH} (the CA's per-command limit)")
 
-    d = r.section("dns", {"listen", "doq_listen", "upstream", "cache_size", "ttl_override", "nsid"}, required=False)
+    d = r.section("dns", {"listen", "doq_listen", "upstream", "cache_size", "ttl_override", "nsid",
+                                      "workers"}, required=False)
     dns = DNSSection(
         listen=r.get("dns", d, "listen", parse_address),
         doq_listen=r.get("dns", d, "doq_listen", parse_address),
@@ -421,6 +430,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         cache_size=r.get("dns", d, "cache_size", parse_size, 64 * 1024 * 1024),
         ttl_override=r.get("dns", d, "ttl_override", _ttl_override, None) or False,
         nsid=r.get("dns", d, "nsid", _nsid, ""),
+        workers=r.get("dns", d, "workers", _workers, 1),
     )
 
     k = r.section("consensus", {"validators", "threshold", "timeout", "batch_size", "batch_delay",

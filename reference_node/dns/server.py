@@ -41,6 +41,7 @@ from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_repl
 
 Transport = Literal["udp", "tcp", "doq"]
 Handler = Callable[[bytes, str, Transport], bytes]
+FastHandler = Callable[[bytes, int], "bytes | None"]  # (UDP query, now in s) -> precomputed answer, or None
 UpdateHandler = Callable[[bytes, str, Transport], Awaitable[bytes]]  # answers once the update is ordered
 TransferHandler = Callable[[bytes, str], AsyncIterator[bytes]]  # the messages of one AXFR/IXFR answer
 OPCODE_UPDATE = 5
@@ -85,6 +86,16 @@ def authority_handler(authority: Authority | DNSApplication, clock: Callable[[],
     return handle
 
 
+def fast_handler(source: Callable[[], Authority]) -> FastHandler:
+    """The UDP fast path over `source()`'s answer table (looked up per query: the replicated DNS
+    application replaces its authority on restore)."""
+
+    def fast(wire: bytes, now: int) -> bytes | None:
+        return source().fast_answer(wire, now, EDNS_UDP)
+
+    return fast
+
+
 def _response_class(response: bytes) -> str:
     """RRL accounting class, as Knot does: by rcode, and for positive answers by the question name
     (so one popular name cannot starve others for the same client prefix)."""
@@ -106,11 +117,19 @@ class DNSServer:
         update_handler: UpdateHandler | None = None,
         transfer_handler: TransferHandler | None = None,
         is_transfer: Callable[[bytes], bool] | None = None,
+        fast: FastHandler | None = None,
+        count_fast: Callable[[int], None] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         """`update_handler` takes RFC 2136 UPDATE messages (answered NOTIMP by `handler` without one); its
         answer comes later, so a UDP update is answered from a task and a TCP connection waits for it.
-        `transfer_handler` answers the TCP queries `is_transfer` picks (AXFR, IXFR) with several messages."""
+        `transfer_handler` answers the TCP queries `is_transfer` picks (AXFR, IXFR) with several messages.
+        `fast`: the UDP fast path (`fast_handler`), tried first for each datagram when there is no RRL
+        (anything it declines goes to `handler`); `count_fast` is told how many it answered per burst."""
         self.handler = handler
+        self.fast = fast
+        self.count_fast = count_fast
+        self.wall = wall
         self.update_handler = update_handler
         self.transfer_handler = transfer_handler
         self.is_transfer = is_transfer
@@ -233,13 +252,25 @@ class DNSServer:
     def _udp_readable(self, sock: socket.socket) -> None:
         """Serve up to UDP_BATCH queued datagrams: one loop callback for a whole burst."""
         recvfrom, sendto, reply = sock.recvfrom, sock.sendto, self._udp_reply
+        fast = self.fast if self.rrl is None else None
+        now = int(self.wall())
+        answered = failed = 0
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(MAX_QUERY + 1)  # anything longer arrives cut, and counts as oversize
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:  # e.g. ICMP errors reported for an earlier reply: nothing to do
                 continue
+            if fast is not None:
+                response = fast(data, now)
+                if response is not None:
+                    try:
+                        sendto(response, addr)
+                        answered += 1
+                    except OSError:  # includes BlockingIOError: full buffer, drop as UDP allows
+                        failed += 1
+                    continue
             if self._is_update(data):
                 self.counters.udp_queries += 1
                 self._spawn_update(data, addr[0], "udp", functools.partial(_sendto, sock, addr))
@@ -249,8 +280,15 @@ class DNSServer:
                 try:
                     sendto(response, addr)
                     self.counters.responses += 1
-                except OSError:  # includes BlockingIOError: full buffer, drop as UDP allows
+                except OSError:
                     self.counters.udp_send_errors += 1
+        if answered or failed:
+            counters = self.counters
+            counters.udp_queries += answered + failed
+            counters.responses += answered
+            counters.udp_send_errors += failed
+            if self.count_fast is not None:
+                self.count_fast(answered + failed)
 
     def _udp_reply(self, data: bytes, addr: Any) -> bytes:
         counters = self.counters
@@ -269,6 +307,18 @@ class DNSServer:
                 if not response:
                     return b""
         return response
+
+    def answer_forwarded(self, data: bytes, client: str, send: Callable[[bytes], None]) -> None:
+        """A datagram a UDP worker process passed on (`reference_node.dns.workers`): answered as one of
+        our own, `send` called with the response."""
+        if self._is_update(data):
+            self.counters.udp_queries += 1
+            self._spawn_update(data, client, "udp", send)
+            return
+        response = self._udp_reply(data, (client, 0))
+        if response:
+            self.counters.responses += 1
+            send(response)
 
     def _on_datagram(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
         if self._is_update(data):

@@ -44,6 +44,9 @@ _SLOW_TYPES = frozenset((255, 252, 251, 253, 254, 250, 249, 41))
 #: The OPT record of a response to a canonical query: root owner, payload 1232, version 0, no options.
 _OPT_PLAIN = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
 _OPT_DO = b"\x00\x00\x29\x04\xd0\x00\x00\x80\x00\x00\x00"
+_OPT_HEAD = b"\x00\x00\x29"  # root owner, TYPE OPT
+_PLAIN_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QD 1, AN 0, NS 0, AR 0
+_EDNS_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QD 1, AN 0, NS 0, AR 1 (the OPT)
 
 #: Per variant (index: RD bit | EDNS << 1): (header bytes 2..11, bytes after the question) or None when
 #: the variant cannot occur (DO without EDNS); then the response code.
@@ -161,27 +164,40 @@ class AnswerTable:
     def lookup(self, wire: bytes, max_udp: int | None, now: int) -> bytes | None:
         """The response to `wire`, or None when the full path must answer (see module docstring).
         `max_udp`: the transport's UDP limit, None for stream transports; `now` in seconds, checked
-        against `valid_until` (expired signatures are the full path's to refuse)."""
-        parsed = question_key(wire) if now <= self.valid_until else None
-        if parsed is None:
+        against `valid_until` (expired signatures are the full path's to refuse).
+
+        The name is delimited by the first zero byte: when that prefix is a key, it is a valid name in
+        wire form, so walking the labels would have ended at the same byte. Only a miss walks them."""
+        n = len(wire)
+        z = wire.find(0, 12)
+        end = z + 5
+        if now > self.valid_until or z < 0 or n > _MAX_QUERY or wire[2] & 0xF8 or wire[end - 2 : end] != _IN:
             self.stats.slow += 1
             return None
-        key, end, payload = parsed
+        counts = wire[4:12]
+        if end == n and counts == _PLAIN_COUNTS:
+            payload, do = -1, b"\x00"
+        elif end + 11 == n and counts == _EDNS_COUNTS and wire[end : end + 3] == _OPT_HEAD \
+                and wire[end + 5 : end + 7] == b"\x00\x00" and wire[n - 2 :] == b"\x00\x00":
+            payload, do = (wire[end + 3] << 8) | wire[end + 4], (b"\x01" if wire[end + 7] & 0x80 else b"\x00")
+        else:
+            self.stats.slow += 1
+            return None
+        key = wire[12 : z + 1].lower() + do + wire[z + 1 : z + 3]
         entry = self.entries.get(key)
         if entry is None:
-            if self.render is None:
+            parsed = question_key(wire) if self.render is not None else None
+            if parsed is None or parsed[0] != key:
                 self.stats.slow += 1
                 return None
             entry = self._learn(key)
             self.stats.misses += 1
-        variant = entry[0][(wire[2] & 1) | (2 if payload >= 0 else 0)]
+        variant = entry[0][(wire[2] & 1) | (0 if payload < 0 else 2)]
         if variant is None:
             self.stats.slow += 1
             return None
         head, tail = variant
-        if max_udp is not None and end + len(tail) > (
-            512 if payload < 0 else max(512, min(max_udp, payload))
-        ):
+        if max_udp is not None and end + len(tail) > (512 if payload < 0 else max(512, min(max_udp, payload))):
             self.stats.too_big += 1
             return None
         self.stats.hits += 1

@@ -125,19 +125,26 @@ class Authority:
         """Whether `qname` falls in one of our zones (a resolver answers those locally)."""
         return self._zone_for(qname) is not None
 
+    def fast_answer(self, query_wire: bytes, now: int, max_udp: int | None) -> bytes | None:
+        """The answer table's response (see `answer`), or None when only the full path can answer."""
+        table = self.table
+        response = table.lookup(query_wire, max_udp, now) if table is not None else None
+        if response is not None:
+            stats = self.stats
+            stats.queries += 1
+            if response[3] & 0x0F == 3:
+                stats.nxdomain += 1
+        return response
+
     def answer(self, query_wire: bytes, now: int, *, max_udp: int | None, client: str = "") -> bytes:
         """Response wire for `query_wire`, or b"" when nothing must be sent back. `max_udp` is the
         transport's UDP limit (None for stream transports: TCP, DoQ); `client` the querier's address,
         which its DNS cookie is bound to."""
+        response = self.fast_answer(query_wire, now, max_udp)
+        if response is not None:
+            return response
         stats = self.stats
         stats.queries += 1
-        table = self.table
-        if table is not None:
-            response = table.lookup(query_wire, max_udp, now)
-            if response is not None:
-                if response[3] & 0x0F == 3:
-                    stats.nxdomain += 1
-                return response
         cache = self.cache
         use_cache = cache is not None and now <= self._cache_valid_until
         if use_cache:
