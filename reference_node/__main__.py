@@ -134,7 +134,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
     dns_pool: WorkerPool | None = None
     if cfg.dns.listen is not None or cfg.dns.doq_listen is not None:
         try:
-            from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler, fast_handler
+            from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler
             from reference_node.dns.tsig import Keyring, keyring_path
             from reference_node.dns.update import DynamicUpdates
             from reference_node.dns.workers import TableDriver, WorkerPool
@@ -161,8 +161,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
                 node.metrics.dns_queries.inc(n, transport="udp")
 
             dns_server = DNSServer(handle, update_handler=updates.handle, transfer_handler=transfers.handle,
-                                   is_transfer=is_transfer, fast=fast_handler(lambda: node.app.dns.authority),
-                                   count_fast=count_fast)
+                                   is_transfer=is_transfer, count_fast=count_fast)
             transfers.start()
             if cfg.dns.listen is not None:
                 udp, _ = await dns_server.start_udp_tcp(*cfg.dns.listen, reuse_port=cfg.dns.workers > 1)
@@ -170,7 +169,7 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
                     dns_pool = WorkerPool(cfg.dns.workers - 1, udp[0], udp[1], lambda: node.app.dns.authority.table,
                                           dns_server.answer_forwarded, on_answered=count_fast)
                     await dns_pool.start()
-            driver = TableDriver(lambda: node.app.dns.authority, dns_pool)
+            driver = TableDriver(lambda: node.app.dns.authority, dns_pool, dns_server)
             node.app.dns.zone_listeners.append(driver.changed)
             driver.changed()  # the zones loaded before the listener started
             node_tls = node.certificates.paths()  # the newest node certificate (renewed ones in the data directory)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import os
 import signal
 import ssl
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from reference_node import eventloop
 from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError, dns_tsig
 from reference_node.dns.client import drive, random_id
-from reference_node.dns.server import EDNS_UDP, DNSServer, authority_handler
+from reference_node.dns.server import DNSServer, authority_handler
 from reference_node.dns.workers import MAX_WORKERS, TableDriver, WorkerPool
 from reference_node.listen import ListenError
 from trustchain.dns.authority import Authority
@@ -232,14 +231,14 @@ async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tup
     authority.precompute()
     rrl = ResponseRateLimiter(args.rrl_rate, slip=args.rrl_slip) if args.rrl_rate > 0 else None
     server = DNSServer(authority_handler(authority), rrl=rrl,
-                       fast=functools.partial(authority.fast_answer, max_udp=EDNS_UDP))
+                       fast=authority.table.lookup if authority.table is not None else None)
     pool: WorkerPool | None = None
     try:
         udp, tcp = await server.start_udp_tcp(*listen, reuse_port=args.workers > 1)
         if args.workers > 1:
             pool = WorkerPool(args.workers - 1, udp[0], udp[1], lambda: authority.table, server.answer_forwarded)
             await pool.start()
-        authority.on_change.append(TableDriver(lambda: authority, pool).changed)
+        authority.on_change.append(TableDriver(lambda: authority, pool, server).changed)
         where = [f"udp {udp[0]}:{udp[1]}", f"tcp {tcp[0]}:{tcp[1]}"]
         if doq:
             quic = await server.start_doq(doq[0], doq[1], str(args.tls_cert), str(args.tls_key))

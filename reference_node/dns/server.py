@@ -41,7 +41,8 @@ from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_repl
 
 Transport = Literal["udp", "tcp", "doq"]
 Handler = Callable[[bytes, str, Transport], bytes]
-FastHandler = Callable[[bytes, int], "bytes | None"]  # (UDP query, now in s) -> precomputed answer, or None
+#: (UDP query, UDP limit, now in s) -> precomputed answer or None: `AnswerTable.lookup` of the authority served
+FastHandler = Callable[[bytes, int, int], "bytes | None"]
 UpdateHandler = Callable[[bytes, str, Transport], Awaitable[bytes]]  # answers once the update is ordered
 TransferHandler = Callable[[bytes, str], AsyncIterator[bytes]]  # the messages of one AXFR/IXFR answer
 OPCODE_UPDATE = 5
@@ -86,16 +87,6 @@ def authority_handler(authority: Authority | DNSApplication, clock: Callable[[],
     return handle
 
 
-def fast_handler(source: Callable[[], Authority]) -> FastHandler:
-    """The UDP fast path over `source()`'s answer table (looked up per query: the replicated DNS
-    application replaces its authority on restore)."""
-
-    def fast(wire: bytes, now: int) -> bytes | None:
-        return source().fast_answer(wire, now, EDNS_UDP)
-
-    return fast
-
-
 def _response_class(response: bytes) -> str:
     """RRL accounting class, as Knot does: by rcode, and for positive answers by the question name
     (so one popular name cannot starve others for the same client prefix)."""
@@ -124,8 +115,9 @@ class DNSServer:
         """`update_handler` takes RFC 2136 UPDATE messages (answered NOTIMP by `handler` without one); its
         answer comes later, so a UDP update is answered from a task and a TCP connection waits for it.
         `transfer_handler` answers the TCP queries `is_transfer` picks (AXFR, IXFR) with several messages.
-        `fast`: the UDP fast path (`fast_handler`), tried first for each datagram when there is no RRL
-        (anything it declines goes to `handler`); `count_fast` is told how many it answered per burst."""
+        `fast`: the UDP fast path (the served authority's `AnswerTable.lookup`; the node's driver rebinds it
+        when the authority is replaced), tried first for each datagram when there is no RRL (anything it
+        declines goes to `handler`); `count_fast` is told how many it answered per burst."""
         self.handler = handler
         self.fast = fast
         self.count_fast = count_fast
@@ -263,7 +255,7 @@ class DNSServer:
             except OSError:  # e.g. ICMP errors reported for an earlier reply: nothing to do
                 continue
             if fast is not None:
-                response = fast(data, now)
+                response = fast(data, EDNS_UDP, now)
                 if response is not None:
                     try:
                         sendto(response, addr)

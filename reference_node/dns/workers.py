@@ -31,10 +31,13 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustchain.dns.answer_table import AnswerTable
 from trustchain.dns.authority import Authority
+
+if TYPE_CHECKING:
+    from reference_node.dns.server import DNSServer
 
 __all__ = ["MAX_PENDING", "MAX_RESTARTS", "MAX_WORKERS", "TableDriver", "WorkerPool", "WorkerStats", "worker_main"]
 
@@ -327,16 +330,20 @@ class WorkerPool:
 
 class TableDriver:
     """Keeps an authority's answer table precomputed after every change, in slices between other work,
-    and the workers' copies current: `changed` is the authority's change listener."""
+    the workers' copies current and `server`'s UDP fast path bound to the current authority's table:
+    `changed` is the authority's change listener."""
 
     def __init__(self, authority: Callable[[], Authority], pool: WorkerPool | None = None,
-                 slice_size: int = 128) -> None:
-        self.authority, self.pool, self.slice_size = authority, pool, slice_size
+                 server: DNSServer | None = None, slice_size: int = 128) -> None:
+        self.authority, self.pool, self.server, self.slice_size = authority, pool, server, slice_size
         self._loop = asyncio.get_running_loop()
         self._scheduled = False
 
     def changed(self) -> None:
         """Synchronous, inside the change: workers stop using their copy now; the precompute follows."""
+        if self.server is not None:
+            table = self.authority().table
+            self.server.fast = table.lookup if table is not None else None
         if self.pool is not None:
             self.pool.invalidate()
         if not self._scheduled:

@@ -54,6 +54,8 @@ def test_env_overrides_network_and_role(generated: Path) -> None:
     ('transport = "tcp"', 'transport = "carrier-pigeon"', "consensus.transport", "must be one of tcp, quic"),
     ('cache_size = "64MB"', "cache_size = -1", "dns.cache_size", "expected a size"),
     ('ttl_override = false', 'ttl_override = "sometimes"', "dns.ttl_override", "expected false, true"),
+    ('ttl_override = false', 'ttl_override = false\nworkers = 0', "dns.workers", "expected a number of processes"),
+    ('ttl_override = false', 'ttl_override = false\nworkers = true', "dns.workers", "expected a number of processes"),
 ])
 def test_errors_name_file_key_reason(generated: Path, tmp_path: Path, old: str, new: str, key: str,
                                      reason: str) -> None:

@@ -223,6 +223,8 @@ class DNSApplication:
         self.authority.on_change = self.zone_listeners
         for st in zones.values():
             self.authority.load(st.zone, st.signed)
+        for listener in self.zone_listeners:  # a new authority, even without zones
+            listener()
 
     # --- queries ------------------------------------------------------------------------------------
 
