@@ -26,7 +26,8 @@ class NodeMetrics(Registry):
         self.issued = r.counter("trustchain_certificates_issued_total", "Certificates finalized (FROST-signed).")
         self.revoked = r.counter("trustchain_certificates_revoked_total", "Certificates revoked.")
         self.dns_queries = r.counter("trustchain_dns_queries_total", "DNS queries answered (API and listeners).")
-        r.gauge("trustchain_dns_cache_hit_ratio", "Share of authoritative DNS answers served precomputed or from the answer cache.",
+        r.gauge("trustchain_dns_cache_hit_ratio",
+                "Share of authoritative DNS answers served precomputed or from the answer cache.",
                 self._dns_cache_hit_ratio)
         self.rounds = r.counter("trustchain_consensus_rounds_total", "Batches executed by this replica.")
         self.failures = r.counter("trustchain_consensus_failures_total",
