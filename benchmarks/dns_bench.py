@@ -1,24 +1,22 @@
-"""DNS benchmark (a script, not a test): our UDP listener vs knotd serving the same signed zone.
+"""DNS benchmark (a script, not a test): our UDP listeners vs knotd serving the same signed zone.
 
-    python benchmarks/dns_bench.py [--seconds 8] [--clients 8] [--repeat 2] [--workers 2]
+    python benchmarks/dns_bench.py [--seconds 8] [--clients 8] [--repeat 3] [--workers 2] [--no-node] [--extras]
 
-Prints dnsperf query rates and their ratio to knotd, p50/p99 latency (sequential queries from
-Python, same client for every server), DoQ queries per second (aioquic client, one connection, many
-concurrent streams), and resolution latency through the resolver state machine (cold with DNSSEC
-validation, and warm from cache). Needs apt packages dnsperf and knot (knotd).
+Configurations, each measured by dnsperf against knotd in the same run, alternating (ours then knotd,
+then knotd then ours...) so that load from other processes hits both alike, with the plain mix (no
+EDNS) and the DNSSEC mix (dnsperf -D: EDNS with DO, answers carry RRSIGs and NSEC proofs) separately;
+the query mix is A, AAAA and NXDOMAIN names, a third each:
 
-Our server is measured in three configurations, each against knotd in the same run, alternating
-(ours, knotd, ours, knotd...) so that load from other processes hits both alike:
+* ``node``: a real validator's DNS listener (node0 of a 4-validator cluster on this machine, one DNS
+  process). The zone is created and filled through the node's HTTP API and consensus; knotd serves
+  the same signed zone, read back from the node (every RRset with its RRSIGs, along the NSEC chain).
+* ``dns serve``: `trustchain-cli dns serve`, one process: the same listener and answer table code.
+* ``dns serve xN``: `--workers N`, N processes sharing the port with SO_REUSEPORT, against knotd with
+  N UDP threads.
 
-* ``cached``: the shipped `trustchain-cli dns serve` (answer cache on, default event loop). After
-  the first pass over the query file every answer is an answer-cache hit.
-* ``uncached``: the same code with the answer cache disabled: every query parsed and rendered by
-  dnspython (the authoritative path as it was before the cache).
-* ``cached xN``: N processes sharing the port with SO_REUSEPORT, on uvloop if installed (the
-  one-process-per-core deployment); knotd uses its default of one UDP thread per CPU.
-
-The machine's CPUs are shared by dnsperf, the server under test and anything else running: the load
-average is printed with each figure.
+knotd runs with one UDP worker (`udp-workers: 1`) for the one-process configurations. Prints each
+pair's q/s and ratio (ours / knotd) with the load average, then the median ratios. `--extras` adds
+sequential latency, DoQ and resolution figures. Needs apt packages dnsperf and knot (knotd).
 """
 
 from __future__ import annotations
@@ -67,15 +65,6 @@ def write_zone(directory: Path) -> Path:
     return path
 
 
-def write_queries(directory: Path) -> Path:
-    lines = []
-    for i in range(NAMES):
-        lines += [f"host{i}.{ORIGIN} A", f"host{i}.{ORIGIN} AAAA", f"nx{i}.{ORIGIN} A"]
-    path = directory / "queries.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def wait_udp(port: int, deadline: float = 15.0) -> None:
     wire = dns.message.make_query(f"host1.{ORIGIN}", "A").to_wire()
     end = time.monotonic() + deadline
@@ -89,16 +78,6 @@ def wait_udp(port: int, deadline: float = 15.0) -> None:
             except TimeoutError:
                 continue
     raise RuntimeError(f"no server answering on port {port}")
-
-
-def dnsperf(port: int, queries: Path, seconds: int, clients: int) -> tuple[float, float]:
-    out = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
-                          "-c", str(clients), "-D"], capture_output=True, text=True, check=False).stdout
-    qps = re.search(r"Queries per second:\s+([\d.]+)", out)
-    lat = re.search(r"Average Latency \(s\):\s+([\d.]+)", out)
-    if not qps or not lat:
-        raise RuntimeError("could not parse dnsperf output:\n" + out)
-    return float(qps.group(1)), float(lat.group(1)) * 1000
 
 
 def latencies(port: int, n: int = 2000) -> tuple[float, float]:
