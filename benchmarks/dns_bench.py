@@ -65,7 +65,7 @@ def write_zone(directory: Path) -> Path:
     return path
 
 
-def wait_udp(port: int, deadline: float = 15.0) -> None:
+def wait_udp(port: int, deadline: float = 180.0) -> None:
     wire = dns.message.make_query(f"host1.{ORIGIN}", "A").to_wire()
     end = time.monotonic() + deadline
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -140,12 +140,15 @@ def entry_from_response(qname: bytes, do: bool, response: bytes) -> Entry | None
 class AnswerTable:
     """(lower-cased name, type, DO) -> rendered answer, filled from `render` (see module docstring)."""
 
-    def __init__(self, render: Render | None, max_lazy_bytes: int) -> None:
-        """`render`: the full path for a canonical query (None: a copy that only serves what it is
-        given by `install`)."""
+    def __init__(self, render: Render | None, max_lazy_bytes: int,
+                 zones: Callable[[], Iterable[bytes]] = tuple,
+                 questions: Callable[[bytes], list[tuple[bytes, int]]] = lambda origin: []) -> None:
+        """`render`: the full path for a canonical query (None: a copy that only serves what it is given
+        by `install`); `zones`: the origins served (wire form); `questions`: a zone's (name, type) pairs
+        to precompute."""
         if max_lazy_bytes <= 0:
             raise ValueError("max_lazy_bytes must be positive")
-        self.render = render
+        self.render, self.zones, self.questions = render, zones, questions
         self.max_lazy_bytes = max_lazy_bytes
         self.stats = TableStats()
         self.valid_until = 2**63  # the earliest signature expiration of the zones served
@@ -154,7 +157,8 @@ class AnswerTable:
         self._zone_keys: dict[bytes, set[bytes]] = {}  # origin (wire) -> its precomputed keys
         self._lazy: dict[bytes, int] = {}  # lazily rendered keys, oldest first -> charged size
         self._lazy_used = 0
-        self._pending: list[tuple[bytes, list[tuple[bytes, int]]]] = []  # (origin, (name, type) to render)
+        # (origin, (name, type) pairs left to render, None: not listed yet)
+        self._pending: list[tuple[bytes, list[tuple[bytes, int]] | None]] = []
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -226,57 +230,54 @@ class AnswerTable:
 
     # --- zone changes -------------------------------------------------------------------------------
 
-    def zone_changed(self, origin: bytes, names: Iterable[tuple[bytes, int]], *, all_zones: bool) -> None:
-        """Drop what the change may have made stale and queue the zone's (name, type) pairs for
-        `precompute`. `all_zones`: the set of served zones changed (a name may now belong to another
-        zone), so every entry goes; otherwise only this zone's and the lazily rendered ones."""
+    def zone_changed(self, origin: bytes, *, all_zones: bool) -> None:
+        """Drop what the change may have made stale and queue the zone for `precompute`. `all_zones`: the
+        set of served zones changed (a name may now belong to another zone), so every entry goes and
+        every zone in `served` is queued; otherwise only this zone's entries and the lazily rendered ones.
+        Cheap: the zone's (name, type) pairs are listed by `precompute`, never inside the change."""
         self.stats.invalidations += 1
         self.version += 1
         if all_zones:
             self.entries.clear()
             self._zone_keys.clear()
+            self._pending = [(o, None) for o in self.zones()]  # `origin` too, if it is still served
         else:
             for key in self._zone_keys.pop(origin, set()):
                 self.entries.pop(key, None)
+            self._pending = [(o, work) for o, work in self._pending if o != origin] + [(origin, None)]
         for key in self._lazy:
             self.entries.pop(key, None)
         self._lazy.clear()
         self._lazy_used = 0
-        self._pending = [(o, work) for o, work in self._pending if o != origin and not all_zones]
-        self._pending.append((origin, list(names)))
-
-    def zone_removed(self, origin: bytes) -> None:
-        self.zone_changed(origin, (), all_zones=True)
-        self._pending = [(o, work) for o, work in self._pending if o != origin]
-
-    def requeue(self, origins: Iterable[tuple[bytes, Iterable[tuple[bytes, int]]]]) -> None:
-        """Queue other zones again (after `zone_changed(..., all_zones=True)`)."""
-        for origin, names in origins:
-            self._pending.append((origin, list(names)))
 
     @property
     def pending(self) -> int:
-        """(name, type) pairs still to precompute."""
-        return sum(len(work) for _, work in self._pending)
+        """Work left for `precompute`: (name, type) pairs, a zone not listed yet counting one."""
+        return sum(1 if work is None else len(work) for _, work in self._pending)
 
     def precompute(self, budget: int) -> int:
-        """Render up to `budget` queued (name, type) pairs, both DO variants each; returns how many remain.
+        """Render up to `budget` queued (name, type) pairs, both DO variants each; returns `pending`.
         An entry already rendered on demand is moved from the lazy part into the zone's own."""
         while budget > 0 and self._pending:
             origin, work = self._pending[-1]
+            if work is None:
+                work = self.questions(origin)
+                self._pending[-1] = (origin, work)
+                budget -= 1
             keys = self._zone_keys.setdefault(origin, set())
             while budget > 0 and work:
                 qname, qtype = work.pop()
                 budget -= 1
                 for do in (False, True):
                     key = qname.lower() + (b"\x01" if do else b"\x00") + qtype.to_bytes(2, "big")
+                    entry = self.entries.get(key) or self._render(qname, qtype, do)
+                    if entry is _SLOW or entry is None:
+                        continue
                     if key in self._lazy:
                         self._lazy_used -= self._lazy.pop(key)
-                    entry = self.entries.get(key) or self._render(qname, qtype, do)
-                    if entry is not None and entry is not _SLOW:
-                        self.entries[key] = entry
-                        keys.add(key)
-                        self.stats.precomputed += 1
+                    self.entries[key] = entry
+                    keys.add(key)
+                    self.stats.precomputed += 1
             if not work:
                 self._pending.pop()
         self.version += 1

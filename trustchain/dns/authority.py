@@ -65,7 +65,7 @@ class Authority:
         self.identity = identity or ServerIdentity()
         self.stats = AuthorityStats()
         self.cache = AnswerCache(answer_cache_bytes) if answer_cache_bytes > 0 else None
-        self.table = AnswerTable(self._render_canonical, answer_cache_bytes) \
+        self.table = AnswerTable(self._render_canonical, answer_cache_bytes, self._origins, self._questions) \
             if answer_cache_bytes > 0 and answer_table else None
         self._cache_valid_until = NEVER  # cached answers are valid while now <= this
         self.on_change: list[Callable[[], None]] = []  # told after every load/unload (e.g. to copy the table)
@@ -88,21 +88,20 @@ class Authority:
         self._cache_valid_until = min(
             (s.signed.expiration for s in self._zones.values() if s.signed is not None), default=NEVER
         )
-        table = self.table
-        if table is not None:
-            table.valid_until = self._cache_valid_until
-            if origin in self._zones:
-                table.zone_changed(origin.to_digestable(), self._questions(origin), all_zones=zone_set_changed)
-            else:
-                table.zone_removed(origin.to_digestable())
-            if zone_set_changed:
-                table.requeue((o.to_digestable(), self._questions(o)) for o in self._zones if o != origin)
+        if self.table is not None:
+            self.table.valid_until = self._cache_valid_until
+            self.table.zone_changed(origin.to_digestable(), all_zones=zone_set_changed)
         for listener in self.on_change:
             listener()
 
-    def _questions(self, origin: dns.name.Name) -> list[tuple[bytes, int]]:
-        """The (name, type) pairs the zone holds data for and answers itself (not another zone served here)."""
-        served = self._zones[origin]
+    def _origins(self) -> list[bytes]:
+        return [origin.to_digestable() for origin in self._zones]
+
+    def _questions(self, origin_wire: bytes) -> list[tuple[bytes, int]]:
+        """The (name, type) pairs a zone holds data for and answers itself (not another zone served here)."""
+        served = next((s for o, s in self._zones.items() if o.to_digestable() == origin_wire), None)
+        if served is None:
+            return []
         return [(name.to_digestable(), int(rdtype)) for name, types in served.types.items() for rdtype in types
                 if self._zone_for(name, rdtype) is served]
 
