@@ -211,6 +211,7 @@ class WorkerPool:
         handle.conn = parent
         handle.ready = loop.create_future()
         loop.add_reader(parent.fileno(), self._readable, handle)
+        os.set_blocking(parent.fileno(), True)  # libuv makes a watched fd non-blocking; pipe messages need whole writes
 
     def _readable(self, handle: _Handle) -> None:
         conn = handle.conn
