@@ -47,8 +47,11 @@ MAX_QUERY = 4096
 BATCH = 64
 MAX_PENDING = 1024  # datagrams a worker has passed on and waits for; the oldest is forgotten beyond this
 MAX_RESTARTS = 5  # per minute, per worker
+MAX_LEARNT_ENTRIES = 65536  # entries a worker takes between two tables (answers its node rendered on demand)
+LEARNT_S = 1.0  # how often entries the serving process rendered on demand are passed on
 MAX_WORKERS = 64  # processes per listener (config and CLI limit)
 REPORT_S = 1.0
+MEMO_BYTES = 8 * 1024 * 1024  # a worker's memo of exact queries (`AnswerTable.lookup`)
 Forward = Callable[[bytes, str, Callable[[bytes], None]], None]  # (datagram, client, send) in the server
 
 
@@ -78,9 +81,10 @@ def worker_main(conn: multiprocessing.connection.Connection, host: str, port: in
 class _Worker:
     def __init__(self, conn: multiprocessing.connection.Connection, sock: socket.socket) -> None:
         self.conn, self.sock = conn, sock
-        self.table = AnswerTable(None, 1)
+        self.table = AnswerTable(None, MEMO_BYTES, memo_limit=EDNS_UDP)
         self.table.valid_until = -1  # nothing is served before the first table arrives
         self.pending: dict[int, Any] = {}
+        self.limit = 0  # entries held at most: the table given plus MAX_LEARNT_ENTRIES learnt later
         self.token = 0
         self.answered = self.forwarded = self.dropped = 0
 
@@ -108,6 +112,9 @@ class _Worker:
                 kind = msg[0]
                 if kind == "table":
                     self.table.install(msg[1], msg[2])
+                    self.limit = len(msg[1]) + MAX_LEARNT_ENTRIES
+                elif kind == "add":
+                    self.table.add(msg[1], self.limit)
                 elif kind == "answer":
                     addr = self.pending.pop(msg[1], None)
                     if addr is not None:
@@ -273,9 +280,20 @@ class WorkerPool:
 
     # --- supervision --------------------------------------------------------------------------------
 
+    def share_learned(self) -> None:
+        """Pass on the answers the serving process rendered on demand (NXDOMAIN, NODATA...) since the last
+        call, so that workers stop forwarding those questions."""
+        table = self.table()
+        learned = table.take_learned() if table is not None else {}
+        if learned:
+            blob = pickle.dumps(("add", learned))
+            for handle in self._workers:
+                self._send(handle, (), blob)
+
     async def _supervise(self) -> None:
         while not self._closing:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(LEARNT_S)
+            self.share_learned()
             for handle in self._workers:
                 if handle.given_up or handle.process is None or handle.process.is_alive() or self._closing:
                     continue

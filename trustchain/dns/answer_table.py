@@ -34,6 +34,7 @@ __all__ = [
     "ENTRY_OVERHEAD", "AnswerTable", "Entry", "TableStats", "canonical_query", "entry_from_response", "question_key",
 ]
 
+MAX_LEARNED = 4096  # keys remembered for `take_learned` between two takes
 ENTRY_OVERHEAD = 200  # bytes charged per lazily kept entry for dict slot, tuples and bytes headers
 _OPT = 41
 _MAX_QUERY = 512  # a plain query is far shorter; longer ones take the full path
@@ -142,16 +143,22 @@ class AnswerTable:
 
     def __init__(self, render: Render | None, max_lazy_bytes: int,
                  zones: Callable[[], Iterable[bytes]] = tuple,
-                 questions: Callable[[bytes], list[tuple[bytes, int]]] = lambda origin: []) -> None:
+                 questions: Callable[[bytes], list[tuple[bytes, int]]] = lambda origin: [],
+                 memo_limit: int | None = 1232) -> None:
         """`render`: the full path for a canonical query (None: a copy that only serves what it is given
         by `install`); `zones`: the origins served (wire form); `questions`: a zone's (name, type) pairs
-        to precompute."""
+        to precompute; `memo_limit`: the UDP limit whose answers are memoised by exact query bytes (the
+        listeners' EDNS limit; None: stream transports)."""
         if max_lazy_bytes <= 0:
             raise ValueError("max_lazy_bytes must be positive")
         self.render, self.zones, self.questions = render, zones, questions
         self.max_lazy_bytes = max_lazy_bytes
         self.stats = TableStats()
         self.valid_until = 2**63  # the earliest signature expiration of the zones served
+        self.memo_limit: int | None = memo_limit
+        self._memo: dict[bytes, bytes] = {}
+        self._memo_used = 0
+        self.learned: list[bytes] = []  # keys rendered on demand since a driver last took them (`take_learned`)
         self.version = 0  # bumped on every change of the entries a worker copy must mirror
         self.entries: dict[bytes, Entry] = {}  # precomputed and lazily rendered, one dict for one lookup
         self._zone_keys: dict[bytes, set[bytes]] = {}  # origin (wire) -> its precomputed keys
@@ -171,7 +178,27 @@ class AnswerTable:
         against `valid_until` (expired signatures are the full path's to refuse).
 
         The name is delimited by the first zero byte: when that prefix is a key, it is a valid name in
-        wire form, so walking the labels would have ended at the same byte. Only a miss walks them."""
+        wire form, so walking the labels would have ended at the same byte. Only a miss walks them.
+
+        In front of that, for the UDP limit `memo_limit`: a memo of exact query bytes after the ID to the
+        response after the ID (the answer depends on nothing else), so a client repeating a query costs
+        one dictionary lookup. Emptied with the entries; when its budget is spent it is emptied too."""
+        if max_udp == self.memo_limit and now <= self.valid_until:
+            hit = self._memo.get(wire[2:])
+            if hit is not None:
+                self.stats.hits += 1
+                return wire[:2] + hit
+        response = self._lookup(wire, max_udp, now)
+        if response is not None and max_udp == self.memo_limit:
+            size = len(wire) + len(response) + ENTRY_OVERHEAD
+            if self._memo_used + size > self.max_lazy_bytes:
+                self._memo.clear()
+                self._memo_used = 0
+            self._memo[wire[2:]] = response[2:]
+            self._memo_used += size
+        return response
+
+    def _lookup(self, wire: bytes, max_udp: int | None, now: int) -> bytes | None:
         n = len(wire)
         z = wire.find(0, 12)
         end = z + 5
@@ -220,6 +247,8 @@ class AnswerTable:
             self.stats.evictions += 1
         self.entries[key] = entry
         self._lazy[key] = size
+        if len(self.learned) < MAX_LEARNED:
+            self.learned.append(key)
         self._lazy_used += size
         self.stats.lazy_inserts += 1
         return entry
@@ -237,6 +266,9 @@ class AnswerTable:
         Cheap: the zone's (name, type) pairs are listed by `precompute`, never inside the change."""
         self.stats.invalidations += 1
         self.version += 1
+        self._memo.clear()
+        self._memo_used = 0
+        self.learned = []
         if all_zones:
             self.entries.clear()
             self._zone_keys.clear()
@@ -290,10 +322,23 @@ class AnswerTable:
         Remembered full-path questions are left out: a worker passes anything it lacks to the node."""
         return {k: v for k, v in self.entries.items() if v is not _SLOW}
 
+    def take_learned(self) -> dict[bytes, Entry]:
+        """The entries rendered on demand since the last take (and still held), for worker copies."""
+        out = {k: e for k in self.learned if (e := self.entries.get(k)) is not None and e is not _SLOW}
+        self.learned = []
+        return out
+
+    def add(self, entries: dict[bytes, Entry], limit: int) -> None:
+        """A worker copy takes entries its node learnt, while it holds fewer than `limit`."""
+        if len(self.entries) + len(entries) <= limit:
+            self.entries.update(entries)
+
     def install(self, entries: dict[bytes, Entry], valid_until: int) -> None:
         """Serve exactly `entries` (a worker's copy of the node's table)."""
         self.entries = entries
         self.valid_until = valid_until
+        self._memo.clear()
+        self._memo_used = 0
         self._zone_keys.clear()
         self._lazy.clear()
         self._lazy_used = 0
