@@ -11,10 +11,16 @@ read directly, draining up to `UDP_BATCH` datagrams per readiness event and repl
 (Windows proactor) use an ordinary `DatagramProtocol`. A reply the kernel will not take right away
 (full socket buffer) is dropped and counted, as any UDP server under overload does.
 
+Fast path: with `fast` (the served authority's `AnswerTable.lookup`) each UDP datagram is first looked
+up in the precomputed wire answers (`trustchain.dns.answer_table`): no dnspython parse or render, just
+the header and question bytes, a dictionary lookup and the ID and flags patched in; whatever it
+declines (cookies, TSIG, updates, truncation...) takes the handler as before.
+
 Scaling out: Python answers on one core per process. `start_udp(..., reuse_port=True)` sets
 SO_REUSEPORT (Linux, BSD), so several processes (one per core) can bind the same address and the
-kernel spreads clients across them by 4-tuple hash; each process loads the zone itself. The node and
-`trustchain-cli dns serve` run on uvloop when it is installed (`reference_node.eventloop`).
+kernel spreads clients across them by 4-tuple hash: `reference_node.dns.workers` starts them, fed with
+the answer table. The node and `trustchain-cli dns serve` run on uvloop when it is installed
+(`reference_node.eventloop`).
 """
 
 from __future__ import annotations

@@ -52,9 +52,11 @@ class AuthorityStats:
 class Authority:
     """Serves any number of zones keyed by origin; the most specific origin wins.
 
-    Rendered answers are memoised in an `AnswerCache` (`answer_cache_bytes=0` disables it): a hit is
-    byte-identical to a fresh render apart from the message ID, and the cache is emptied on every
-    `load`/`unload` (a zone change or re-sign) and bypassed once any served signature has expired.
+    Plain queries are answered from precomputed wire answers (`AnswerTable`: filled by `precompute`
+    after each change, and on demand); the rest of the rendered answers are memoised in an `AnswerCache`
+    (`answer_cache_bytes=0` disables both). A hit is byte-identical to a fresh render apart from the
+    message ID; both are emptied on every `load`/`unload` (a zone change or re-sign) and bypassed once
+    any served signature has expired; `on_change` listeners are told after each change.
     `identity`: this server's NSID and cookie secret (node-local, `trustchain.dns.edns_options`)."""
 
     def __init__(self, answer_cache_bytes: int = DEFAULT_MAX_BYTES, identity: ServerIdentity | None = None,
