@@ -17,7 +17,7 @@ import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -25,6 +25,9 @@ from reference_node import config as cfgmod
 from reference_node import eventloop, log_filters
 from reference_node.genesis import GenesisError
 from reference_node.listen import bind_socket
+
+if TYPE_CHECKING:
+    from reference_node.dns.workers import WorkerPool
 
 log = logging.getLogger("trustchain.node")
 
@@ -128,11 +131,13 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
         api.guard.factory(runner.server), sock=bind_socket("api.listen", *cfg.api.listen))
     https_server = await _start_https(cfg, node, api.guard.factory(runner.server))
     dns_server = None
+    dns_pool: WorkerPool | None = None
     if cfg.dns.listen is not None or cfg.dns.doq_listen is not None:
         try:
             from reference_node.dns.server import EDNS_UDP, DNSServer, Transport, authority_handler, cookie_exemption
             from reference_node.dns.tsig import Keyring, keyring_path
             from reference_node.dns.update import DynamicUpdates
+            from reference_node.dns.workers import TableDriver, WorkerPool
             from reference_node.dns.xfr import ZoneTransfers, is_transfer
             from trustchain.dns.edns_options import ServerIdentity
             from trustchain.dns.ratelimit import ResponseRateLimiter
@@ -153,12 +158,23 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
                     return signed or response
                 return response
 
+            def count_fast(n: int) -> None:
+                node.metrics.dns_queries.inc(n, transport="udp")
+
             rrl = ResponseRateLimiter(cfg.dns.rrl_rate, slip=cfg.dns.rrl_slip) if cfg.dns.rrl_rate > 0 else None
             dns_server = DNSServer(handle, update_handler=updates.handle, transfer_handler=transfers.handle,
-                                   is_transfer=is_transfer, rrl=rrl, rrl_exempt=cookie_exemption(node.app.dns))
+                                   is_transfer=is_transfer, rrl=rrl, rrl_exempt=cookie_exemption(node.app.dns),
+                                   count_fast=count_fast)
             transfers.start()
             if cfg.dns.listen is not None:
-                await dns_server.start_udp_tcp(*cfg.dns.listen)
+                udp, _ = await dns_server.start_udp_tcp(*cfg.dns.listen, reuse_port=cfg.dns.workers > 1)
+                if cfg.dns.workers > 1:
+                    dns_pool = WorkerPool(cfg.dns.workers - 1, udp[0], udp[1], lambda: node.app.dns.authority.table,
+                                          dns_server.answer_forwarded, on_answered=count_fast)
+                    await dns_pool.start()
+            driver = TableDriver(lambda: node.app.dns.authority, dns_pool, dns_server)
+            node.app.dns.zone_listeners.append(driver.changed)
+            driver.changed()  # the zones loaded before the listener started
             node_tls = node.certificates.paths()  # the newest node certificate (renewed ones in the data directory)
             if cfg.dns.doq_listen is not None and node_tls is not None:
                 await dns_server.start_doq(cfg.dns.doq_listen[0], cfg.dns.doq_listen[1], str(node_tls[0]),
@@ -178,6 +194,9 @@ async def serve(cfg: cfgmod.NodeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping", extra={"event": "stopping"})
+    if dns_pool is not None:
+        with contextlib.suppress(Exception):
+            await dns_pool.close()
     if dns_server is not None:
         with contextlib.suppress(Exception):
             await transfers.close()

@@ -28,6 +28,7 @@ SYNC_MODES = ("full", "normal")
 LOG_FORMATS = ("text", "json")
 MAX_OCSP_BATCH = 256  # trustchain.ca.policy.CAPolicy.ocsp_batch_max
 MAX_ISSUE_WAIT_US = 60_000_000  # api.issue_wait: the longest a certificate request's answer may wait
+MAX_DNS_WORKERS = 64  # reference_node.dns.workers.MAX_WORKERS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _DURATION_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
@@ -169,6 +170,7 @@ class DNSSection:
     nsid: str = ""  # RFC 5001 name server identifier sent when a query asks; empty: none
     rrl_rate: float = 0.0  # UDP responses/s per client /24 (/56) and answer class; 0: no rate limiting
     rrl_slip: int = 2  # every N-th limited response goes out truncated (TC=1); 0: none
+    workers: int = 1  # processes answering UDP on `listen` (SO_REUSEPORT); the node is one of them
 
 
 @dataclass(frozen=True)
@@ -332,6 +334,12 @@ def _ttl_override(value: Any) -> bool | int:
     raise ValueError(f"expected false, true or a TTL in seconds, got {value!r}")
 
 
+def _workers(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DNS_WORKERS:
+        raise ValueError(f"expected a number of processes, 1 to {MAX_DNS_WORKERS}")
+    return value
+
+
 def _nsid(value: Any) -> str:
     if not isinstance(value, str) or len(value.encode()) > 128 or not value.isprintable():
         raise ValueError("expected printable text of at most 128 bytes")
@@ -456,7 +464,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         raise ConfigError(file, "ca.ocsp_batch", f"must be at most {MAX_OCSP_BATCH} (the CA's per-command limit)")
 
     d = r.section("dns", {"listen", "doq_listen", "upstream", "cache_size", "ttl_override", "nsid", "rrl_rate",
-                          "rrl_slip"}, required=False)
+                          "rrl_slip", "workers"}, required=False)
     dns = DNSSection(
         listen=r.get("dns", d, "listen", parse_address),
         doq_listen=r.get("dns", d, "doq_listen", parse_address),
@@ -466,6 +474,7 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         nsid=r.get("dns", d, "nsid", _nsid, ""),
         rrl_rate=r.get("dns", d, "rrl_rate", _rate_or_off, 0.0),
         rrl_slip=r.get("dns", d, "rrl_slip", _int(0), 2),
+        workers=r.get("dns", d, "workers", _workers, 1),
     )
 
     k = r.section("consensus", {"validators", "threshold", "timeout", "batch_size", "batch_delay",

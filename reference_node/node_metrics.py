@@ -26,7 +26,8 @@ class NodeMetrics(Registry):
         self.issued = r.counter("trustchain_certificates_issued_total", "Certificates finalized (FROST-signed).")
         self.revoked = r.counter("trustchain_certificates_revoked_total", "Certificates revoked.")
         self.dns_queries = r.counter("trustchain_dns_queries_total", "DNS queries answered (API and listeners).")
-        r.gauge("trustchain_dns_cache_hit_ratio", "Share of authoritative DNS answers served from the answer cache.",
+        r.gauge("trustchain_dns_cache_hit_ratio",
+                "Share of authoritative DNS answers served precomputed or from the answer cache.",
                 self._dns_cache_hit_ratio)
         self.rounds = r.counter("trustchain_consensus_rounds_total", "Batches executed by this replica.")
         self.failures = r.counter("trustchain_consensus_failures_total",
@@ -45,7 +46,11 @@ class NodeMetrics(Registry):
         self.persist_latency = r.histogram("trustchain_storage_commit_seconds", "Durable commit (fsync) latency.")
 
     def _dns_cache_hit_ratio(self) -> float:
-        cache = self.node.app.dns.authority.cache  # the authority is replaced on restore: look it up each time
-        if cache is None or cache.stats.hits + cache.stats.misses == 0:
-            return 0.0
-        return cache.stats.hits / (cache.stats.hits + cache.stats.misses)
+        """Answers from the precomputed table or the answer cache, over all answers those two saw."""
+        authority = self.node.app.dns.authority  # replaced on restore: looked up each time
+        hits = misses = 0
+        if authority.table is not None:
+            hits, misses = authority.table.stats.hits, authority.table.stats.misses
+        if authority.cache is not None:
+            hits, misses = hits + authority.cache.stats.hits, misses + authority.cache.stats.misses
+        return hits / (hits + misses) if hits + misses else 0.0

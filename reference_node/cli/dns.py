@@ -27,6 +27,7 @@ from reference_node import eventloop
 from reference_node.cli import EXIT_IO, EXIT_NEGATIVE, EXIT_OK, CLIError, dns_tsig
 from reference_node.dns.client import drive, random_id
 from reference_node.dns.server import DNSServer, authority_handler, cookie_exemption
+from reference_node.dns.workers import MAX_WORKERS, TableDriver, WorkerPool
 from reference_node.listen import ListenError
 from trustchain.dns.authority import Authority
 from trustchain.dns.denial import NSEC3Params
@@ -70,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="response rate limit per client /24 (v4) or /56 (v6), per second; 0: off. "
                        "Queries with a valid DNS cookie from this server are exempt")
     serve.add_argument("--rrl-slip", type=int, default=2, help="every N-th limited response is truncated")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="processes answering UDP on the same port (SO_REUSEPORT), one per core (default 1)")
     serve.add_argument("--duration", type=float, help=argparse.SUPPRESS)  # tests: stop after N seconds
     serve.set_defaults(func=cmd_serve)
 
@@ -215,6 +218,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CLIError(f"{opt}: {path}: no such file")
     if doq:
         check_tls_pair(args.tls_cert, args.tls_key)
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise CLIError(f"--workers: must be 1..{MAX_WORKERS}")
     zone = load_zone(args.zone, args.origin)
     keys = load_keys(args, args.zone, zone.origin)
     return eventloop.run(_serve(args, zone, keys, (host, port), doq))
@@ -225,21 +230,29 @@ async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tup
     authority = Authority(identity=ServerIdentity(cookie_secret=os.urandom(32)))  # DNS cookies (RFC 7873)
     signed = _sign(zone, keys, int(time.time()), args.nsec3)
     authority.load(zone, signed)
+    authority.precompute()
     rrl = ResponseRateLimiter(args.rrl_rate, slip=args.rrl_slip) if args.rrl_rate > 0 else None
-    server = DNSServer(authority_handler(authority), rrl=rrl, rrl_exempt=cookie_exemption(authority))
+    server = DNSServer(authority_handler(authority), rrl=rrl, rrl_exempt=cookie_exemption(authority),
+                       fast=authority.table.lookup if authority.table is not None else None)
+    pool: WorkerPool | None = None
     try:
-        udp, tcp = await server.start_udp_tcp(*listen)
+        udp, tcp = await server.start_udp_tcp(*listen, reuse_port=args.workers > 1)
+        if args.workers > 1:
+            pool = WorkerPool(args.workers - 1, udp[0], udp[1], lambda: authority.table, server.answer_forwarded)
+            await pool.start()
+        authority.on_change.append(TableDriver(lambda: authority, pool, server).changed)
         where = [f"udp {udp[0]}:{udp[1]}", f"tcp {tcp[0]}:{tcp[1]}"]
         if doq:
             quic = await server.start_doq(doq[0], doq[1], str(args.tls_cert), str(args.tls_key))
             where.append(f"doq {quic[0]}:{quic[1]}")
     except ListenError as exc:
-        await server.close()
+        await _close(server, pool)
         raise CLIError(str(exc).replace("dns.listen", "--listen", 1), EXIT_IO) from None
-    except OSError as exc:
-        await server.close()
-        raise CLIError(f"cannot listen: {exc.strerror or exc}", EXIT_IO) from exc
-    print(f"serving {zone.origin} serial {zone.serial} on " + ", ".join(where) + f" ({eventloop.loop_name()})",
+    except (OSError, TimeoutError) as exc:
+        await _close(server, pool)
+        raise CLIError(f"cannot listen: {getattr(exc, 'strerror', None) or exc}", EXIT_IO) from exc
+    procs = f", {args.workers} processes" if args.workers > 1 else ""
+    print(f"serving {zone.origin} serial {zone.serial} on " + ", ".join(where) + f" ({eventloop.loop_name()}{procs})",
           flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -259,11 +272,17 @@ async def _serve(args: argparse.Namespace, zone: Zone, keys: KeySet, listen: tup
                 signed = sign_zone(zone, keys, now, signed.policy, previous=signed)
                 authority.load(zone, signed)
     finally:
-        await server.close()
+        await _close(server, pool)
     c = server.counters
     print(f"stopped: {c.udp_queries} udp, {c.tcp_queries} tcp, {c.doq_queries} doq queries; "
           f"{c.malformed} malformed, {c.oversize} oversize, {c.rrl_dropped} rate-limited", flush=True)
     return EXIT_OK
+
+
+async def _close(server: DNSServer, pool: WorkerPool | None) -> None:
+    if pool is not None:
+        await pool.close()
+    await server.close()
 
 
 def check_tls_pair(cert: Path, key: Path) -> None:

@@ -11,10 +11,16 @@ read directly, draining up to `UDP_BATCH` datagrams per readiness event and repl
 (Windows proactor) use an ordinary `DatagramProtocol`. A reply the kernel will not take right away
 (full socket buffer) is dropped and counted, as any UDP server under overload does.
 
+Fast path: with `fast` (the served authority's `AnswerTable.lookup`) each UDP datagram is first looked
+up in the precomputed wire answers (`trustchain.dns.answer_table`): no dnspython parse or render, just
+the header and question bytes, a dictionary lookup and the ID and flags patched in; whatever it
+declines (cookies, TSIG, updates, truncation...) takes the handler as before.
+
 Scaling out: Python answers on one core per process. `start_udp(..., reuse_port=True)` sets
 SO_REUSEPORT (Linux, BSD), so several processes (one per core) can bind the same address and the
-kernel spreads clients across them by 4-tuple hash; each process loads the zone itself. The node and
-`trustchain-cli dns serve` run on uvloop when it is installed (`reference_node.eventloop`).
+kernel spreads clients across them by 4-tuple hash: `reference_node.dns.workers` starts them, fed with
+the answer table. The node and `trustchain-cli dns serve` run on uvloop when it is installed
+(`reference_node.eventloop`).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from trustchain.dns.ratelimit import Action, ResponseRateLimiter, truncated_repl
 
 Transport = Literal["udp", "tcp", "doq"]
 Handler = Callable[[bytes, str, Transport], bytes]
+#: (UDP query, UDP limit, now in s) -> precomputed answer or None: `AnswerTable.lookup` of the authority served
+FastHandler = Callable[[bytes, int, int], "bytes | None"]
 UpdateHandler = Callable[[bytes, str, Transport], Awaitable[bytes]]  # answers once the update is ordered
 TransferHandler = Callable[[bytes, str], AsyncIterator[bytes]]  # the messages of one AXFR/IXFR answer
 OPCODE_UPDATE = 5
@@ -119,13 +127,22 @@ class DNSServer:
         transfer_handler: TransferHandler | None = None,
         is_transfer: Callable[[bytes], bool] | None = None,
         rrl_exempt: Callable[[bytes, str], bool] | None = None,
+        fast: FastHandler | None = None,
+        count_fast: Callable[[int], None] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         """`update_handler` takes RFC 2136 UPDATE messages (answered NOTIMP by `handler` without one); its
         answer comes later, so a UDP update is answered from a task and a TCP connection waits for it.
         `transfer_handler` answers the TCP and DoQ queries `is_transfer` picks (AXFR, IXFR) with several
         messages.
-        `rrl_exempt(query, client)` picks UDP queries that RRL lets through uncounted (`cookie_exemption`)."""
+        `rrl_exempt(query, client)` picks UDP queries that RRL lets through uncounted (`cookie_exemption`).
+        `fast`: the UDP fast path (the served authority's `AnswerTable.lookup`; the node's driver rebinds it
+        when the authority is replaced), tried first for each datagram when there is no RRL (anything it
+        declines goes to `handler`); `count_fast` is told how many it answered per burst."""
         self.handler = handler
+        self.fast = fast
+        self.count_fast = count_fast
+        self.wall = wall
         self.update_handler = update_handler
         self.transfer_handler = transfer_handler
         self.is_transfer = is_transfer
@@ -253,13 +270,25 @@ class DNSServer:
     def _udp_readable(self, sock: socket.socket) -> None:
         """Serve up to UDP_BATCH queued datagrams: one loop callback for a whole burst."""
         recvfrom, sendto, reply = sock.recvfrom, sock.sendto, self._udp_reply
+        fast = self.fast if self.rrl is None else None
+        now = int(self.wall())
+        answered = failed = 0
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(MAX_QUERY + 1)  # anything longer arrives cut, and counts as oversize
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:  # e.g. ICMP errors reported for an earlier reply: nothing to do
                 continue
+            if fast is not None:
+                response = fast(data, EDNS_UDP, now)
+                if response is not None:
+                    try:
+                        sendto(response, addr)
+                        answered += 1
+                    except OSError:  # includes BlockingIOError: full buffer, drop as UDP allows
+                        failed += 1
+                    continue
             if self._is_update(data):
                 self.counters.udp_queries += 1
                 self._spawn_update(data, addr[0], "udp", functools.partial(_sendto, sock, addr))
@@ -269,8 +298,15 @@ class DNSServer:
                 try:
                     sendto(response, addr)
                     self.counters.responses += 1
-                except OSError:  # includes BlockingIOError: full buffer, drop as UDP allows
+                except OSError:
                     self.counters.udp_send_errors += 1
+        if answered or failed:
+            counters = self.counters
+            counters.udp_queries += answered + failed
+            counters.responses += answered
+            counters.udp_send_errors += failed
+            if self.count_fast is not None:
+                self.count_fast(answered + failed)
 
     def _udp_reply(self, data: bytes, addr: Any) -> bytes:
         counters = self.counters
@@ -292,6 +328,18 @@ class DNSServer:
                 if not response:
                     return b""
         return response
+
+    def answer_forwarded(self, data: bytes, client: str, send: Callable[[bytes], None]) -> None:
+        """A datagram a UDP worker process passed on (`reference_node.dns.workers`): answered as one of
+        our own, `send` called with the response."""
+        if self._is_update(data):
+            self.counters.udp_queries += 1
+            self._spawn_update(data, client, "udp", send)
+            return
+        response = self._udp_reply(data, (client, 0))
+        if response:
+            self.counters.responses += 1
+            send(response)
 
     def _on_datagram(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
         if self._is_update(data):

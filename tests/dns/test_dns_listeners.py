@@ -4,6 +4,7 @@ DoQ (and our aioquic client), delv validating against our DS. Hostile input is c
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import threading
@@ -49,8 +50,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     signed = sign_zone(zone, KeySet.initial(seed("ksk"), seed("zsk")), int(time.time()))
     auth = Authority()
     auth.load(zone, signed)
+    auth.precompute()
+    assert auth.table is not None
     cert, key = self_signed(tmp_path_factory.mktemp("tls"))
-    server = DNSServer(authority_handler(auth), tcp_idle_timeout=2.0)
+    server = DNSServer(authority_handler(auth), tcp_idle_timeout=2.0, fast=auth.table.lookup)
     loop = asyncio.new_event_loop()
     ready: dict[str, int] = {}
     started = threading.Event()
@@ -84,6 +87,25 @@ def test_dig_udp_and_tcp(running: Running) -> None:
     assert "status: NOERROR" in out and "192.0.2.1" in out and "RRSIG" in out and " aa" in out
     out = run_tool("dig", "@127.0.0.1", "-p", str(running.tcp), "+tcp", "nope.tc.example.", "A")
     assert "status: NXDOMAIN" in out
+
+
+def test_kdig_sees_correct_answers_from_the_answer_table(running: Running) -> None:
+    table = running.server.fast.__self__  # type: ignore[union-attr]  # the bound AnswerTable.lookup
+    hits = table.stats.hits
+    udp = ("kdig", "@127.0.0.1", "-p", str(running.udp), "+norec")
+    def flags(out: str) -> list[str]:
+        return out.split("Flags:", 1)[1].split(";", 1)[0].split()
+
+    out = run_tool(*udp, "+dnssec", "www.tc.example.", "A")
+    assert "NOERROR" in out and "192.0.2.1" in out and "192.0.2.2" in out and flags(out) == ["qr", "aa"], out
+    assert re.search(r"RRSIG\s+A 15 3 300", out) and "flags: do" in out, out
+    out = run_tool(*udp, "+noedns", "WwW.Tc.ExAmPlE.", "AAAA")
+    assert "NOERROR" in out and "2001:db8::1" in out and "EDNS" not in out, out
+    out = run_tool(*udp, "+dnssec", "nothing.tc.example.", "TXT")
+    assert "NXDOMAIN" in out and "NSEC" in out and "SOA" in out, out
+    out = run_tool(*udp, "+dnssec", "+bufsize=512", "+ignore", "big.tc.example.", "TXT")  # the table declines: TC
+    assert "tc" in flags(out), out
+    assert table.stats.hits >= hits + 3
 
 
 def test_dig_truncation_falls_back_to_tcp(running: Running) -> None:

@@ -72,6 +72,8 @@ def test_env_overrides_network_and_role(generated: Path) -> None:
     ('ttl_override = false', "ttl_override = false\nrrl_slip = -1", "dns.rrl_slip", "must be >= 0"),
     ("unsigned_writes = true", 'unsigned_writes = true\nissue_wait = "10m"', "api.issue_wait",
      "must be between 0s and 60s"),
+    ('ttl_override = false', 'ttl_override = false\nworkers = 0', "dns.workers", "expected a number of processes"),
+    ('ttl_override = false', 'ttl_override = false\nworkers = true', "dns.workers", "expected a number of processes"),
 ])
 def test_errors_name_file_key_reason(generated: Path, tmp_path: Path, old: str, new: str, key: str,
                                      reason: str) -> None:

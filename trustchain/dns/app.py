@@ -158,7 +158,9 @@ class DNSApplication:
         self.zones: dict[dns.name.Name, _ZoneState] = {}
         self._keys: dict[dns.name.Name, tuple[KeySchedule | None, KeySet]] = {}
         self.identity = ServerIdentity()
+        self.zone_listeners: list[Callable[[], None]] = []  # told of every served change (drivers: the table)
         self.authority = Authority()
+        self.authority.on_change = self.zone_listeners
         self.applied = self.rejected = self.resigns = self.last_time_s = 0
 
     # --- Application --------------------------------------------------------------------------------
@@ -218,8 +220,11 @@ class DNSApplication:
         self.last_time_s = int(doc["last_time_s"])
         self._keys = {}
         self.authority = Authority(identity=self.identity)
+        self.authority.on_change = self.zone_listeners
         for st in zones.values():
             self.authority.load(st.zone, st.signed)
+        for listener in self.zone_listeners:  # a new authority, even without zones
+            listener()
 
     # --- queries ------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ the same signed data, so any of them can answer; a client can check the answer w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.edns
@@ -19,6 +20,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from trustchain.dns.answer_cache import DEFAULT_MAX_BYTES, AnswerCache, StatsDelta
+from trustchain.dns.answer_table import AnswerTable
 from trustchain.dns.answering import MAX_CNAME_HOPS, Answer
 from trustchain.dns.dnssec import SignedZone
 from trustchain.dns.edns_options import ServerIdentity, check_cookie
@@ -50,44 +52,98 @@ class AuthorityStats:
 class Authority:
     """Serves any number of zones keyed by origin; the most specific origin wins.
 
-    Rendered answers are memoised in an `AnswerCache` (`answer_cache_bytes=0` disables it): a hit is
-    byte-identical to a fresh render apart from the message ID, and the cache is emptied on every
-    `load`/`unload` (a zone change or re-sign) and bypassed once any served signature has expired.
+    Plain queries are answered from precomputed wire answers (`AnswerTable`: filled by `precompute`
+    after each change, and on demand); the rest of the rendered answers are memoised in an `AnswerCache`
+    (`answer_cache_bytes=0` disables both). A hit is byte-identical to a fresh render apart from the
+    message ID; both are emptied on every `load`/`unload` (a zone change or re-sign) and bypassed once
+    any served signature has expired; `on_change` listeners are told after each change.
     `identity`: this server's NSID and cookie secret (node-local, `trustchain.dns.edns_options`)."""
 
-    def __init__(self, answer_cache_bytes: int = DEFAULT_MAX_BYTES, identity: ServerIdentity | None = None) -> None:
+    def __init__(self, answer_cache_bytes: int = DEFAULT_MAX_BYTES, identity: ServerIdentity | None = None,
+                 *, answer_table: bool = True) -> None:
+        """`answer_table`: answer plain queries from precomputed wire answers (`AnswerTable`), the
+        listeners' fast path; it and the answer cache share `answer_cache_bytes` (0: neither)."""
         self._zones: dict[dns.name.Name, ServedZone] = {}
         self.identity = identity or ServerIdentity()
         self.stats = AuthorityStats()
         self.cache = AnswerCache(answer_cache_bytes) if answer_cache_bytes > 0 else None
+        self.table = AnswerTable(self._render_canonical, answer_cache_bytes, self._origins, self._questions) \
+            if answer_cache_bytes > 0 and answer_table else None
         self._cache_valid_until = NEVER  # cached answers are valid while now <= this
+        self.on_change: list[Callable[[], None]] = []  # told after every load/unload (e.g. to copy the table)
 
     def load(self, zone: Zone, signed: SignedZone | None = None) -> None:
         """(Re)load a zone; `signed` must be the signature of exactly this zone content."""
         if signed is not None and not signed.is_current(zone):
             raise ValueError("signed zone does not match the zone content; re-sign first")
+        added = zone.origin not in self._zones
         self._zones[zone.origin] = ServedZone(zone, signed)
-        self._zones_changed()
+        self._zones_changed(zone.origin, added)
 
     def unload(self, origin: dns.name.Name) -> None:
-        self._zones.pop(origin, None)
-        self._zones_changed()
+        if self._zones.pop(origin, None) is not None:
+            self._zones_changed(origin, True)
 
-    def _zones_changed(self) -> None:
+    def _zones_changed(self, origin: dns.name.Name, zone_set_changed: bool) -> None:
         if self.cache is not None:
             self.cache.clear()
         self._cache_valid_until = min(
             (s.signed.expiration for s in self._zones.values() if s.signed is not None), default=NEVER
         )
+        if self.table is not None:
+            self.table.valid_until = self._cache_valid_until
+            self.table.zone_changed(origin.to_digestable(), all_zones=zone_set_changed)
+        for listener in self.on_change:
+            listener()
+
+    def _origins(self) -> list[bytes]:
+        return [origin.to_digestable() for origin in self._zones]
+
+    def _questions(self, origin_wire: bytes) -> list[tuple[bytes, int]]:
+        """The (name, type) pairs a zone holds data for and answers itself (not another zone served here)."""
+        served = next((s for o, s in self._zones.items() if o.to_digestable() == origin_wire), None)
+        if served is None:
+            return []
+        return [(name.to_digestable(), int(rdtype)) for name, types in served.types.items() for rdtype in types
+                if self._zone_for(name, rdtype) is served]
+
+    def precompute(self, budget: int = 1 << 62) -> int:
+        """Render up to `budget` queued (name, type) answers into the answer table; returns how many remain.
+        Drivers call it after a change, in slices (consensus execution never waits for it)."""
+        return self.table.precompute(budget) if self.table is not None else 0
+
+    def _render_canonical(self, query_wire: bytes) -> bytes:
+        """The full path for the answer table's canonical query, without touching the counters."""
+        stats, self.stats = self.stats, AuthorityStats()
+        try:
+            return self._answer(query_wire, 0, None, "")
+        except Exception:  # as in `answer`: such a question is left to the full path, which reports it
+            return b""
+        finally:
+            self.stats = stats
 
     def serves(self, qname: dns.name.Name) -> bool:
         """Whether `qname` falls in one of our zones (a resolver answers those locally)."""
         return self._zone_for(qname) is not None
 
+    def fast_answer(self, query_wire: bytes, now: int, max_udp: int | None) -> bytes | None:
+        """The answer table's response (see `answer`), or None when only the full path can answer."""
+        table = self.table
+        response = table.lookup(query_wire, max_udp, now) if table is not None else None
+        if response is not None:
+            stats = self.stats
+            stats.queries += 1
+            if response[3] & 0x0F == 3:
+                stats.nxdomain += 1
+        return response
+
     def answer(self, query_wire: bytes, now: int, *, max_udp: int | None, client: str = "") -> bytes:
         """Response wire for `query_wire`, or b"" when nothing must be sent back. `max_udp` is the
         transport's UDP limit (None for stream transports: TCP, DoQ); `client` the querier's address,
         which its DNS cookie is bound to."""
+        response = self.fast_answer(query_wire, now, max_udp)
+        if response is not None:
+            return response
         stats = self.stats
         stats.queries += 1
         cache = self.cache
