@@ -408,17 +408,19 @@ def load_scenario_dict(path: str | Path) -> dict[str, Any]:
 def sweep(base: dict[str, Any], params: dict[str, list[Any]], seeds: Iterable[int], *, source: str = "<sweep>",
           jobs: int | None = None, executor: str | None = None, cache_dir: Path | None = None,
           scale_clients: bool = False, progress: bool = True, label: str = "sweep",
-          on_record: Callable[[dict[str, Any]], None] | None = None) -> SweepResult:
+          on_record: Callable[[dict[str, Any]], None] | None = None,
+          variants: list[tuple[dict[str, Any], dict[str, Any]]] | None = None) -> SweepResult:
     """Runs every grid point x seed not already in the cache; returns every record (cached or new) in grid
-    order. `executed` counts runs actually carried out now (the rest came from the cache)."""
+    order. `executed` counts runs actually carried out now (the rest came from the cache). `variants`,
+    (point, scenario) pairs, replaces the grid when the points differ in more than a product of params."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     seeds = list(seeds)
     order: list[str] = []
     records: dict[str, dict[str, Any]] = {}
     tasks: list[dict[str, Any]] = []
-    for point in grid(params):
-        scenario = apply_params(base, point, scale_clients)
+    points = variants if variants is not None else [(p, apply_params(base, p, scale_clients)) for p in grid(params)]
+    for point, scenario in points:
         scheme = scenario.get("cluster", {}).get("signatures", "ed25519")
         signatures = "real" if scheme == "ed25519" else scheme  # "real": the cache-key spelling of Ed25519
         for seed in seeds:

@@ -20,6 +20,7 @@ speed) are labelled as such.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -78,6 +79,7 @@ class Report(SimSections, ScaleSections, CapacitySection, ClaimsTable):
         self.loopback_data = None
         self.capacity_result = None
         self.fixed_costs = False  # the capacity section: FIXED_COSTS instead of calibrating in this run
+        self.costs_file: Path | None = None  # ...or a cost table saved earlier (data/capacity_costs.json)
 
     # -------------------------------------------------------------- plumbing
 
@@ -109,10 +111,19 @@ class Report(SimSections, ScaleSections, CapacitySection, ClaimsTable):
     def capacity(self) -> None:
         from sim.calibrate import calibrate
         from sim.capacity import measure_capacity
-        from sim.cpu import FIXED_COSTS
+        from sim.cpu import FIXED_COSTS, CostTable
 
-        costs = FIXED_COSTS if self.fixed_costs else calibrate(50 if self.plan.quick else 400)
-        self.capacity_result = measure_capacity(self.lab, self.plan.quick, costs, not self.fixed_costs)
+        if self.costs_file is not None:
+            costs = CostTable(**json.loads(self.costs_file.read_text()))
+            source = f"from `{self.costs_file.name}`, calibrated earlier by `python -m sim calibrate --json`"
+        elif self.fixed_costs:
+            costs, source = FIXED_COSTS, "the fixed table (`sim/cpu.py` FIXED_COSTS)"
+        else:
+            costs = calibrate(50 if self.plan.quick else 400)
+            source = ("calibrated in this run (`sim/calibrate.py`: process CPU time of the real library calls, "
+                      "medians)")
+        (self.data / "capacity_costs.json").write_text(json.dumps(costs.as_dict(), indent=2) + "\n")
+        self.capacity_result = measure_capacity(self.lab, self.plan.quick, costs, source)
         self.md += self.render_capacity(self.capacity_result)
 
     def recovery(self) -> None:
@@ -171,12 +182,13 @@ class Report(SimSections, ScaleSections, CapacitySection, ClaimsTable):
 
 def generate(out: Path, quick: bool = False, jobs: int | None = None, cache: Path | None = None,
              executor: str | None = None, progress: bool = True, sections: list[str] | None = None,
-             reuse_scale: bool = False, loopback: bool = True, fixed_costs: bool = False) -> Path:
+             reuse_scale: bool = False, loopback: bool = True, fixed_costs: bool = False,
+             costs_file: Path | None = None) -> Path:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     info = machine()
     rep = Report(out, make_plan(quick), jobs, cache or default_cache_dir(), executor, progress)
-    rep.reuse_scale, rep.fixed_costs = reuse_scale, fixed_costs
+    rep.reuse_scale, rep.fixed_costs, rep.costs_file = reuse_scale, fixed_costs, costs_file
     order = [("micro", rep.micro), ("scaling", rep.scaling), ("wan", rep.wan), ("batch", rep.batch),
              ("capacity", rep.capacity), ("recovery", rep.recovery), ("adversaries", rep.adversaries),
              ("scale", rep.scale)]
@@ -191,7 +203,8 @@ def generate(out: Path, quick: bool = False, jobs: int | None = None, cache: Pat
 def cmd_report(args: argparse.Namespace) -> int:
     path = generate(Path(args.out), quick=args.quick, jobs=args.jobs, cache=Path(args.cache) if args.cache else None,
                     executor=args.executor, progress=not args.quiet, reuse_scale=args.reuse_scale,
-                    loopback=not args.no_loopback, sections=args.sections, fixed_costs=args.fixed_costs)
+                    loopback=not args.no_loopback, sections=args.sections, fixed_costs=args.fixed_costs,
+                    costs_file=Path(args.costs) if args.costs else None)
     print(f"wrote {path}")
     return 0
 
@@ -213,4 +226,7 @@ def register(sub: Any) -> None:
                    help=f"only these sections ({', '.join(SECTIONS)}); the claims table uses what ran")
     p.add_argument("--fixed-costs", action="store_true",
                    help="capacity section: the fixed CPU cost table (sim/cpu.py) instead of calibrating now")
+    p.add_argument("--costs", metavar="FILE",
+                   help="capacity section: this cost table (JSON, as `python -m sim calibrate --json` prints or an "
+                        "earlier report saved in data/capacity_costs.json) instead of calibrating now")
     p.set_defaults(func=cmd_report)
