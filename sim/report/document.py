@@ -200,7 +200,25 @@ def generate(out: Path, quick: bool = False, jobs: int | None = None, cache: Pat
     return rep.write(started, info)
 
 
+def _costs_problem(path: Path) -> str | None:
+    """What is wrong with a --costs file, or None: a JSON object giving every operation of the cost table
+    a finite number of microseconds >= 0."""
+    from sim.cpu import COST_NAMES
+
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"cannot read it as JSON: {exc}"
+    if not isinstance(table, dict) or set(table) != set(COST_NAMES):
+        return f"expected a JSON object with exactly the operations {', '.join(COST_NAMES)}"
+    bad = [k for k, v in table.items() if type(v) not in (int, float) or not 0 <= v < float("inf")]
+    return f"{bad[0]}: expected a finite number of microseconds >= 0" if bad else None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.costs and (problem := _costs_problem(Path(args.costs))) is not None:
+        print(f"python -m sim report: --costs {args.costs}: {problem}", file=sys.stderr)
+        return 2
     path = generate(Path(args.out), quick=args.quick, jobs=args.jobs, cache=Path(args.cache) if args.cache else None,
                     executor=args.executor, progress=not args.quiet, reuse_scale=args.reuse_scale,
                     loopback=not args.no_loopback, sections=args.sections, fixed_costs=args.fixed_costs,

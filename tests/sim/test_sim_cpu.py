@@ -142,3 +142,28 @@ def test_bad_cpu_sections_are_named(cpu: dict[str, Any], field: str, reason: str
     with pytest.raises(ScenarioError) as err:
         from_dict(scenario(cpu=cpu))
     assert err.value.path == field and reason in err.value.reason
+
+
+def test_a_capacity_point_meets_the_target_only_below_full_utilisation() -> None:
+    from dataclasses import replace
+
+    from sim.capacity import CapacityPoint
+
+    p = CapacityPoint(cores=2, offered=1000, requests=400, completed=400, throughput=900, p50_ms=250, p99_ms=400,
+                      cpu_us_per_request=1900, safe=True)
+    assert p.meets and p.utilisation == pytest.approx(0.95) and p.capacity == pytest.approx(2e6 / 1900)
+    assert not replace(p, offered=1100).meets  # 1,100/s x 1.9 ms = 2.09 cores' worth on 2 cores
+    assert not replace(p, p99_ms=1001).meets
+    assert not replace(p, completed=399).meets
+    assert not replace(p, safe=False).meets
+
+
+def test_a_sweep_runs_a_list_of_distinct_scenarios(tmp_path: Any) -> None:
+    from sim.sweep import sweep
+
+    small = scenario(workload={"clients": 2, "mode": "closed", "requests": 10})
+    variants = [({"cores": c}, {**small, "cpu": {"cores": c}}) for c in (1, 4)]
+    res = sweep({}, {}, [1], variants=variants, cache_dir=tmp_path, jobs=1, progress=False)
+    assert [r["params"] for r in res.records] == [{"cores": 1}, {"cores": 4}]
+    assert [r["cores"] for r in res.records] == [1, 4] and all(r["status"] == "ok" for r in res.records)
+    assert res.records[0]["cpu_us_per_request"] > 0
