@@ -153,7 +153,8 @@ class SimSections(ReportBase):
                 f"n = 7, 200 closed-loop clients (enough outstanding requests to fill batches of 100), "
                 f"{p.batch_requests} key-value requests, lognormal 20 ms links, {p.batch_seeds} seeds. Throughput "
                 "is completed requests per **simulated** second from first submission to last completion. The "
-                "simulator charges no CPU time, so this is what the protocol and network allow; the purple line "
+                "simulator charges no CPU time here (the capacity section does), so this is what the protocol and "
+                "network allow; the purple line "
                 "is the single-core CPU ceiling for certificate signing from the microbenchmarks (wall time).", "",
                 *rows, "", f"![throughput vs batch]({f1})", ""]
 
