@@ -15,7 +15,7 @@ from sim.scenario import ScenarioError, load
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INVALID = 0, 1, 2
 
 #: Further subcommands, each a module of `sim` with `register(subparsers)` (run/digest/bench are here).
-COMMAND_MODULES: tuple[str, ...] = ("explore", "mutants_cli", "sweep", "report", "scale")
+COMMAND_MODULES: tuple[str, ...] = ("explore", "mutants_cli", "sweep", "report", "scale", "calibrate")
 
 
 def _replay_command(args: argparse.Namespace, seed: int) -> str:

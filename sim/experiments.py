@@ -147,9 +147,10 @@ class Lab:
         self.runs_cached = 0
 
     def run_sweep(self, label: str, base: dict[str, Any], params: dict[str, list[Any]], seeds: int,
-                  source: str = "<report>") -> list[dict[str, Any]]:
+                  source: str = "<report>",
+                  variants: list[tuple[dict[str, Any], dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
         res = sweep(base, params, range(1, seeds + 1), source=source, jobs=self.jobs, executor=self.executor,
-                    cache_dir=self.cache, progress=self.progress, label=label)
+                    cache_dir=self.cache, progress=self.progress, label=label, variants=variants)
         self.runs_executed += res.executed
         self.runs_cached += res.cached
         write_outputs(res.records, self.data / f"{label}.jsonl")

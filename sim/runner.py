@@ -97,8 +97,8 @@ def run(scenario: Scenario, seed: int | None = None, out_dir: Path | None = None
 
 def _summarise(world: World, scenario: Scenario, seed: int, verdicts: list[Verdict], met: bool, wall: float,
                trace: Trace) -> dict[str, Any]:
-    latencies = [(r.completed_us - r.submitted_us) / 1000 for r in world.requests.values()
-                 if r.completed_us is not None]
+    latencies = [(r.completed_us - (r.submitted_us if r.arrived_us is None else r.arrived_us)) / 1000
+                 for r in world.requests.values() if r.completed_us is not None]
     honest = honest_nodes(world)
     executed_by = Counter(rec.node for rec in world.executions if rec.node in honest)
     rejected: Counter[str] = Counter()
@@ -136,6 +136,7 @@ def _summarise(world: World, scenario: Scenario, seed: int, verdicts: list[Verdi
         "checks": {v.name: {"ok": v.ok, "detail": v.detail, "first_violation": v.first_violation}
                    for v in verdicts},
         "observers": observer_summary(world),
+        "cpu": world.cpu.summary(world.now) if world.cpu is not None else None,
         "expect": {"safety": scenario.expect.safety, "liveness": scenario.expect.liveness},
         "expectation_met": met,
     }

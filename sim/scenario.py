@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from sim.cpu import COST_NAMES, PROFILES, CpuSpec
 from sim.params import NODE_IDS, ParamRule, ParamSchema
 from trustchain.errors import TrustChainError
 
@@ -42,6 +43,11 @@ STRUCTURAL_BEHAVIOURS: dict[str, ParamSchema] = {"twins": {"peers_a": NODE_IDS, 
 #: byte for byte; FN-DSA-1024 signs deterministically from the seeded RNG. "modelled" is a cheap HMAC
 #: stand-in for scale runs (sim/scale.py): it models the cost of signatures, not their security.
 SIGNATURE_SCHEMES = ("ed25519", "fn-dsa-1024", "modelled")
+#: closed: each client sends its next request when the last one completed; open: Poisson arrivals handed
+#: round robin to the clients (a busy client queues them and counts latency from sending); poisson: open
+#: loop for capacity runs, Poisson arrivals whatever completes, taken by an idle client or queued, with
+#: latency counted from the arrival
+WORKLOAD_MODES = ("closed", "open", "poisson")
 WAN_REGIONS = ("us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-northeast", "sa-east")
 
 
@@ -216,6 +222,7 @@ class Scenario:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     byzantine_clients: tuple[ByzantineClientSpec, ...] = ()
     observers: ObserverSpec | None = None
+    cpu: CpuSpec | None = None  # None: no CPU is charged (sim/cpu.py)
 
     def faulty_nodes(self) -> set[int]:
         """Replicas that count against f: Byzantine, and crashed (while down)."""
@@ -594,7 +601,7 @@ def _parse(source: str, data: Any) -> Scenario:
     w = top.child("workload")
     workload = WorkloadSpec(
         clients=w.get("clients", int, 4, minimum=1, maximum=100_000),
-        mode=w.get("mode", str, "closed", choices=("closed", "open")),
+        mode=w.get("mode", str, "closed", choices=WORKLOAD_MODES),
         requests=w.get("requests", int, 100, minimum=1),
         rate_per_s=w.get("rate_per_s", float, 50.0, minimum=0.001),
         think_ms=w.get("think_ms", float, 0.0, minimum=0),
@@ -623,6 +630,7 @@ def _parse(source: str, data: Any) -> Scenario:
                                     f"{behaviour!r} needs application {APP_BEHAVIOURS[behaviour]!r}")
 
     observers = _observers(top) if "observers" in top.data else None
+    cpu = _cpu(top) if "cpu" in top.data else None
 
     e = top.child("expect")
     expect = ExpectSpec(
@@ -634,7 +642,7 @@ def _parse(source: str, data: Any) -> Scenario:
     top.done()
 
     scenario = Scenario(name, source, seed, duration_s, cluster, network, tuple(faults), tuple(byz),
-                        workload, expect, application, description, data, tuple(byz_clients), observers)
+                        workload, expect, application, description, data, tuple(byz_clients), observers, cpu)
     if expect.safety == "hold" and len({b.node for b in byz}) > cluster.f:
         raise ScenarioError(
             source, "byzantine",
@@ -655,6 +663,24 @@ def _parse(source: str, data: Any) -> Scenario:
             "for n={n}, so liveness cannot be expected (set expect.liveness: false)".replace("{n}", str(n)),
         )
     return scenario
+
+
+def _cpu(top: _Reader) -> CpuSpec:
+    c = top.child("cpu")
+    costs_us = c.get("costs_us", dict, {})
+    for key, value in costs_us.items():
+        if key not in COST_NAMES:
+            raise c.error(f"costs_us.{key}", f"unknown operation; known: {', '.join(COST_NAMES)}")
+        if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+            raise c.error(f"costs_us.{key}", f"expected a finite number of microseconds >= 0, got {_describe(value)}")
+    spec = CpuSpec(
+        cores=c.get("cores", int, 1, minimum=1, maximum=4096),
+        costs=c.get("costs", str, "fixed", choices=("fixed", "calibrated")),
+        costs_us={k: float(v) for k, v in costs_us.items()},
+        profile=c.get("profile", str, "kv", choices=PROFILES),
+    )
+    c.done()
+    return spec
 
 
 def _observers(top: _Reader) -> ObserverSpec:

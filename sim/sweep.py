@@ -22,7 +22,8 @@ Parameters (`--param NAME=V1,V2,...`; unknown names are rejected):
 - `regions` -> network.latency.regions: an integer k, the first k WAN regions; the model becomes `wan`
 - `loss` -> network.loss; `jitter` -> network.jitter_ms
 - `clients` -> workload.clients; `requests` -> workload.requests; `rate` -> workload.rate_per_s;
-  `mode` -> workload.mode (closed/open)
+  `mode` -> workload.mode (closed/open/poisson)
+- `cores` -> cpu.cores; `profile` -> cpu.profile (kv/certificate): charge CPU per node (sim/cpu.py)
 - `duration` -> duration_s
 - `signatures` -> cluster.signatures: `real`/`ed25519`, `modelled` (HMAC cost model, sim/scale.py) or
   `fn-dsa-1024`
@@ -54,7 +55,7 @@ import yaml
 from trustchain.errors import TrustChainError
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_VERSION = 1  # bump when the record layout changes
+SCHEMA_VERSION = 2  # bump when the record layout changes
 
 
 class SweepError(TrustChainError, ValueError):
@@ -87,7 +88,9 @@ PARAMS: dict[str, Param] = {
     "clients": Param(("workload", "clients"), int, "clients"),
     "requests": Param(("workload", "requests"), int, "total requests"),
     "rate": Param(("workload", "rate_per_s"), float, "open-loop arrival rate (requests/s)"),
-    "mode": Param(("workload", "mode"), str, "workload mode", ("closed", "open")),
+    "mode": Param(("workload", "mode"), str, "workload mode", ("closed", "open", "poisson")),
+    "cores": Param(("cpu", "cores"), int, "cores per validator (adds a CPU model, sim/cpu.py)"),
+    "profile": Param(("cpu", "profile"), str, "application CPU work per request", ("kv", "certificate")),
     "duration": Param(("duration_s",), float, "simulated-time limit (s)"),
     "signatures": Param(("cluster", "signatures"), str, "replica signature scheme",
                         ("real", "ed25519", "modelled", "fn-dsa-1024")),
@@ -180,9 +183,11 @@ def apply_params(base: dict[str, Any], point: dict[str, Any], scale_clients: boo
 _CODE_VERSION: str | None = None
 
 
-#: Measurement tooling that does not change what a simulation computes (the record layout is versioned by
-#: SCHEMA_VERSION instead), so editing it does not invalidate the cache.
-NOT_SIMULATED = frozenset({"sim/sweep.py", "sim/report.py", "sim/experiments.py", "sim/scale.py", "sim/bench.py",
+#: Measurement tooling (files, or packages such as sim/report) that does not change what a simulation
+#: computes (the record layout is versioned by SCHEMA_VERSION instead), so editing it does not invalidate
+#: the cache.
+NOT_SIMULATED = frozenset({"sim/sweep.py", "sim/report", "sim/experiments.py", "sim/scale.py", "sim/bench.py",
+                           "sim/capacity.py",
                            "sim/__main__.py", "sim/explore.py", "sim/mutants.py"})
 
 
@@ -196,7 +201,8 @@ def code_version() -> str:
         h = hashlib.sha256()
         for pkg in ("trustchain", "sim"):
             for path in sorted((ROOT / pkg).rglob("*.py")):
-                if str(path.relative_to(ROOT)) in NOT_SIMULATED:
+                rel = path.relative_to(ROOT)
+                if str(rel) in NOT_SIMULATED or str(rel.parent) in NOT_SIMULATED:
                     continue
                 h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
         _CODE_VERSION = h.hexdigest()[:16]
@@ -230,7 +236,8 @@ def measure(result: Any) -> dict[str, Any]:
     world = result.world
     sc = result.scenario
     done = sorted(r.completed_us / 1e6 for r in world.requests.values() if r.completed_us is not None)
-    first_submit = min((r.submitted_us / 1e6 for r in world.requests.values()), default=0.0)
+    first_submit = min(((r.submitted_us if r.arrived_us is None else r.arrived_us) / 1e6
+                        for r in world.requests.values()), default=0.0)
     completed = s["requests"]["completed"]
     span = (done[-1] - first_submit) if done else 0.0
     gaps = [b - a for a, b in itertools.pairwise(done)]
@@ -262,10 +269,32 @@ def measure(result: Any) -> dict[str, Any]:
         "simulated_s": s["simulated_seconds"], "wall_s": s["wall_seconds"], "trace_events": s["trace"]["events"],
         "events_per_wall_s": round(s["trace"]["events"] / s["wall_seconds"]) if s["wall_seconds"] else 0,
         "max_stall_s": round(max(gaps, default=0.0), 6), "recovery": recovery,
+        "requested": sc.workload.requests,
+        "offered_rps": sc.workload.rate_per_s if sc.workload.mode != "closed" else None,
+        "throughput_mid_rps": _interdecile_rate(done),
+        **_cpu_fields(s.get("cpu"), completed),
         "checks": checks, "safety_ok": all(ok for name, ok in checks.items() if name != "liveness"),
         "liveness_ok": checks.get("liveness", False), "expect_safety": sc.expect.safety,
         "expectation_met": result.expectation_met, "trace_digest": result.trace_digest,
     }
+
+
+def _interdecile_rate(done: list[float]) -> float | None:
+    """Completions per simulated second between the 10th and the 90th percentile completion: the rate
+    the system kept up while it was loaded, without the ramp-up at the start and the drain at the end."""
+    if len(done) < 10:
+        return None
+    lo, hi = round(0.1 * (len(done) - 1)), round(0.9 * (len(done) - 1))
+    return round((hi - lo) / (done[hi] - done[lo]), 3) if done[hi] > done[lo] else None
+
+
+def _cpu_fields(cpu: dict[str, Any] | None, completed: int) -> dict[str, Any]:
+    """With a CPU model (sim/cpu.py): cores, and the busiest validator's core time in all and per request."""
+    if not cpu:
+        return {"cores": None, "cpu_busy_s_max": None, "cpu_us_per_request": None}
+    busy = max((v["busy_s"] for v in cpu["nodes"].values()), default=0.0)
+    return {"cores": cpu["cores"], "cpu_busy_s_max": busy,
+            "cpu_us_per_request": round(busy * 1e6 / completed, 1) if completed else None}
 
 
 def run_point(task: dict[str, Any]) -> dict[str, Any]:
@@ -379,17 +408,19 @@ def load_scenario_dict(path: str | Path) -> dict[str, Any]:
 def sweep(base: dict[str, Any], params: dict[str, list[Any]], seeds: Iterable[int], *, source: str = "<sweep>",
           jobs: int | None = None, executor: str | None = None, cache_dir: Path | None = None,
           scale_clients: bool = False, progress: bool = True, label: str = "sweep",
-          on_record: Callable[[dict[str, Any]], None] | None = None) -> SweepResult:
+          on_record: Callable[[dict[str, Any]], None] | None = None,
+          variants: list[tuple[dict[str, Any], dict[str, Any]]] | None = None) -> SweepResult:
     """Runs every grid point x seed not already in the cache; returns every record (cached or new) in grid
-    order. `executed` counts runs actually carried out now (the rest came from the cache)."""
+    order. `executed` counts runs actually carried out now (the rest came from the cache). `variants`,
+    (point, scenario) pairs, replaces the grid when the points differ in more than a product of params."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     seeds = list(seeds)
     order: list[str] = []
     records: dict[str, dict[str, Any]] = {}
     tasks: list[dict[str, Any]] = []
-    for point in grid(params):
-        scenario = apply_params(base, point, scale_clients)
+    points = variants if variants is not None else [(p, apply_params(base, p, scale_clients)) for p in grid(params)]
+    for point, scenario in points:
         scheme = scenario.get("cluster", {}).get("signatures", "ed25519")
         signatures = "real" if scheme == "ed25519" else scheme  # "real": the cache-key spelling of Ed25519
         for seed in seeds:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
@@ -23,6 +23,7 @@ from sim.adversaries import BEHAVIOURS, Behaviour, ByzantineClient, Coalition, O
 from sim.apps import APPS
 from sim.checkers import EffectRecorder
 from sim.conflicts import SentVotes
+from sim.cpu import CpuModel, resolve_costs
 from sim.network import Network
 from sim.observers import ObserverLayer
 from sim.scenario import Scenario
@@ -78,6 +79,7 @@ class RequestRecord:
     digest: bytes
     submitted_us: int
     completed_us: int | None = None
+    arrived_us: int | None = None  # open-loop (poisson) arrival, when it differs from the submission
     result: bytes | None = None  # what the client accepted
     completed_trace_index: int = -1
 
@@ -174,6 +176,12 @@ class World:
         if app_spec.name == "kv":
             params.setdefault("value_bytes", scenario.workload.value_bytes)
         self.app = APPS[app_spec.name](params, self, random.Random(f"{seed}/application"))
+        self.cpu = CpuModel(self, scenario.cpu, resolve_costs(scenario.cpu)) if scenario.cpu is not None else None
+        #: poisson workload: arrival times, the clients free to take one, and the arrivals waiting for one
+        self.arrivals: list[int] = []
+        self.completed = 0  # client requests completed (counted as they complete: the check runs per completion)
+        self.idle_clients: deque[ClientNode] = deque()
+        self.waiting: deque[int] = deque()
         self._build()
         self.observers = ObserverLayer(self, scenario.observers) if scenario.observers is not None else None
 
@@ -384,10 +392,17 @@ class World:
         if node.paused:
             node.paused_inbox.append((src, data))
             return
+        if self.cpu is not None:  # handled when one of the node's cores is free
+            self.cpu.submit(node, functools.partial(self._handle, node, src, data),
+                            functools.partial(node.paused_inbox.append, (src, data)))
+            return
+        self._handle(node, src, data)
+
+    def _handle(self, node: ReplicaNode, src: str, data: bytes) -> None:
         self.trace.record(self.now, "recv", node.name, src, len(data), hashlib.blake2b(data, digest_size=6).hexdigest())
         for b in node.behaviours:
             b.incoming(data, self.now)
-        self._step(node, lambda: node.replica.receive(data, self.local_now(node)))
+        self._step(node, lambda: node.replica.receive(data, self.local_now(node)), len(data))
 
     def fire_timer(self, node: ReplicaNode, name: str) -> None:
         if not node.up:
@@ -395,8 +410,15 @@ class World:
         if node.paused:
             node.deferred_timers.append(name)
             return
+        if self.cpu is not None:
+            self.cpu.submit(node, functools.partial(self._on_timer, node, name),
+                            functools.partial(node.deferred_timers.append, name))
+            return
+        self._on_timer(node, name)
+
+    def _on_timer(self, node: ReplicaNode, name: str) -> None:
         self.trace.record(self.now, "timer", node.name, name)
-        self._step(node, lambda: node.replica.on_timer(name, self.local_now(node)))
+        self._step(node, lambda: node.replica.on_timer(name, self.local_now(node)), 0)
 
     def transmit(self, src: str, dst_node: str, data: bytes, extra_delay_us: int = 0) -> None:
         kind = peek_kind(data)
@@ -583,17 +605,30 @@ class World:
 
         self.after(delay, fire)
 
-    def _step(self, node: ReplicaNode, step: Callable[[], list[Effect]]) -> None:
-        """One input to a replica. An exception escaping the replica is a bug in it (it must reject bad
-        input, not raise): it is recorded as a broken invariant and the replica is taken down, as a
-        real process would be, so the run can go on and the checkers can report it."""
+    def _step(self, node: ReplicaNode, step: Callable[[], list[Effect]], in_bytes: int) -> None:
+        """One input (of `in_bytes` bytes; 0 for a timer) to a replica. An exception escaping the replica
+        is a bug in it (it must reject bad input, not raise): it is recorded as a broken invariant and the
+        replica is taken down, as a real process would be, so the run can go on and the checkers can
+        report it. With a CPU model, the step's effects are carried out once its cost has elapsed."""
+        verified = node.replica.counters.signature_verifications if self.cpu is not None else 0
         try:
             effects = step()
         except Exception as exc:  # any escape is the finding
             self.violate("invariants", node, f"replica raised {type(exc).__name__}: {exc}")
             self.crash(node, f"replica raised {type(exc).__name__}")
             return
-        self.apply(node, effects)
+        if self.cpu is None:
+            self.apply(node, effects)
+            return
+        verified = node.replica.counters.signature_verifications - verified
+        cost = self.cpu.step_cost(node, in_bytes, verified, effects)
+        incarnation = node.incarnation
+
+        def release() -> None:
+            if node.incarnation == incarnation and node.up:
+                self.apply(node, effects)
+
+        self.cpu.charge(node, cost, release)
 
     def violate(self, kind: str, node: ReplicaNode, detail: str) -> None:
         if node.byzantine or any(v.kind == kind and v.node == node.name for v in self.violations):
@@ -658,6 +693,17 @@ class World:
             for c, count in zip(clients, per, strict=True):
                 c.remaining = count
                 c.next_request()
+        elif w.mode == "poisson":
+            self.idle_clients.extend(clients)
+            gap_us = 1e6 / w.rate_per_s
+            arrivals = random.Random(f"{self.seed}/arrivals")  # its own stream: nothing else draws from it
+            for _ in range(w.requests):
+                yield self.env.timeout(max(1, round(arrivals.expovariate(1.0) * gap_us)))
+                self.arrivals.append(self.now)
+                if self.idle_clients:
+                    self.idle_clients.popleft().submit_one(self.now)
+                else:
+                    self.waiting.append(self.now)
         else:
             gap_us = 1e6 / w.rate_per_s
             for i in range(w.requests):
@@ -673,7 +719,7 @@ class World:
     def request_completed(self) -> None:
         if self._settling or self.done.triggered:
             return
-        if sum(1 for r in self.requests.values() if r.completed_us is not None) >= self.scenario.workload.requests:
+        if self.completed >= self.scenario.workload.requests:
             self._settling = True
             bound = self.app.settle_bound_us
             if self.scenario.observers is not None:
@@ -710,19 +756,25 @@ class ClientNode:
         self.timer_token = 0
 
     def next_request(self) -> None:
+        w = self.world
         if self.remaining > 0:
             self.remaining -= 1
             self.submit_one()
         elif self.backlog > 0:
             self.backlog -= 1
             self.submit_one()
+        elif w.scenario.workload.mode == "poisson":
+            if w.waiting:
+                self.submit_one(w.waiting.popleft())
+            else:
+                w.idle_clients.append(self)
 
-    def submit_one(self) -> None:
+    def submit_one(self, arrived_us: int | None = None) -> None:
         w = self.world
         effects = self.client.submit(w.app.next_operation(self.index), w.now)
         req = self.client.outstanding
         assert req is not None
-        w.requests[req.digest] = RequestRecord(self.name, req.timestamp, req.digest, w.now)
+        w.requests[req.digest] = RequestRecord(self.name, req.timestamp, req.digest, w.now, arrived_us=arrived_us)
         w.request_index[(self.name, req.timestamp)] = req.digest
         w.trace.record(w.now, "submit", self.name, req.timestamp)
         self.apply(effects)
@@ -746,6 +798,8 @@ class ClientNode:
                     self.timer_token += 1
                 case RequestCompleted():
                     rec = w.requests[w.request_index[(self.name, e.timestamp)]]
+                    if rec.completed_us is None:
+                        w.completed += 1
                     rec.completed_us, rec.result = w.now, e.result
                     rec.completed_trace_index = w.trace.record(w.now, "done", self.name, e.timestamp)
                     w.request_completed()

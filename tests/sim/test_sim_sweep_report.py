@@ -132,7 +132,7 @@ def test_report_quick_writes_readme_and_plots(tmp_path: Path) -> None:
                     "## Finality and cost against cluster",
                     "## Finality against the network model", "## Throughput against batch size",
                     "## Recovery after a primary crash", "## Safety and liveness against each adversary",
-                    "## Simulator scale", "## Scaling with observers",
+                    "## Simulator scale", "## Scaling with observers", "## Capacity with CPU",
                     "not yet measured", "- commit:", "- machine:", "- date:", "simulated"):
         assert section in text, section
     for claim in ("Certificate generation", "DNS resolution", "Certificate validation", "Consensus finality",
@@ -142,7 +142,7 @@ def test_report_quick_writes_readme_and_plots(tmp_path: Path) -> None:
     assert pngs >= {"finality_vs_n.png", "finality_vs_latency.png", "finality_vs_wan_regions.png",
                     "throughput_vs_batch.png", "messages_per_request_vs_n.png", "bytes_per_request_vs_n.png",
                     "recovery.png", "adversaries.png", "simulator_scale.png",
-                    "observer_scale.png"}
+                    "observer_scale.png", "capacity_with_cpu.png"}
     for png in pngs:
         assert f"({png})" in text
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
