@@ -28,6 +28,7 @@ SAMPLES: list[cacommands.Command] = [
     cacommands.InstallIssuerCommand(b"\x30\x00"),
     cacommands.SignCRLCommand(True),
     cacommands.SignOCSPBatchCommand(12),
+    cacommands.FinalizeBatchCommand((cacommands.FinalizeCommand(1, b"\x02" * 64),)),
 ]
 
 
