@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import shutil
 import signal
@@ -173,6 +174,20 @@ def knee(rows: list[dict[str, Any]], slo_s: float) -> float | None:
     return max(ok) if ok else None
 
 
+def node_cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds consumed so far by the node processes (Linux /proc; 0 elsewhere).
+    CPU per certificate is robust against other load on the machine, wall-clock throughput is not."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
 def run_open(apis: list[str], jobs: list[nb.Job], rate: float, duration: float, procs: int, seed: int,
              timeout_s: float) -> dict[str, Any]:
     arrivals = poisson_schedule(rate, duration, random.Random(seed))
@@ -223,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--transport", choices=("tcp", "quic"), default="tcp")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--keep", action="store_true", help="keep the cluster directory (node logs) afterwards")
     args = p.parse_args(argv)
     rates = [float(x) for x in args.rates.split(",") if x]
     if not rates or min(rates) <= 0 or args.duration <= 0 or args.procs < 1:
@@ -238,28 +254,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         jobs = asyncio.run(_setup(args, nodes, total))
         apis = [n.api for n in nodes]
+        pids = [n.proc.pid for n in nodes]
         offset = 0
         for k, (rate, n) in enumerate(zip(rates, need, strict=True)):
+            cpu0 = node_cpu_s(pids)
             row = run_open(apis, jobs[offset:offset + n], rate, args.duration, args.procs, args.seed + k, args.timeout)
+            row["node_cpu_s"] = node_cpu_s(pids) - cpu0
+            row["cpu_ms_per_cert"] = 1000 * row["node_cpu_s"] / row["completed"] if row["completed"] else float("nan")
             offset += n
             rows.append(row)
             print(f"offered {rate:7.1f}/s  achieved {row['throughput_per_s']:7.1f}/s  p50 {row['p50_ms']:8.1f} ms  "
-                  f"p99 {row['p99_ms']:8.1f} ms  failures {row['failures']} {row['failure_examples'][:1]}",
+                  f"p99 {row['p99_ms']:8.1f} ms  cpu {row['cpu_ms_per_cert']:6.1f} ms/cert  "
+                  f"failures {row['failures']} {row['failure_examples'][:1]}",
                   file=sys.stderr, flush=True)
             time.sleep(2.0)  # let the previous rate's backlog drain
         if args.closed:
             closed = run_closed(apis, jobs[offset:offset + args.closed_certs], args.closed, args.procs, args.timeout)
     finally:
         nb.stop_cluster(nodes)
-        shutil.rmtree(directory, ignore_errors=True)
+        if args.keep:
+            print(f"cluster directory kept: {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
     doc = {"cluster": {"nodes": args.nodes, "threshold": args.threshold, "transport": args.transport,
                        "synchronous": args.synchronous, "profile": "load-test", "generator_procs": args.procs,
                        "duration_s": args.duration},
            "open_loop": rows, "knee_per_s": knee(rows, args.slo), "slo_p99_s": args.slo, "closed_loop": closed}
-    print(f"{'offered/s':>10} {'achieved/s':>11} {'p50 ms':>9} {'p99 ms':>9} {'sent':>6} {'failed':>7}")
+    print(f"{'offered/s':>10} {'achieved/s':>11} {'p50 ms':>9} {'p99 ms':>9} {'sent':>6} {'failed':>7} "
+          f"{'cpu ms/cert':>12}")
     for r in rows:
         print(f"{r['offered_per_s']:>10.1f} {r['throughput_per_s']:>11.1f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
-              f"{r['sent']:>6} {r['failures']:>7}")
+              f"{r['sent']:>6} {r['failures']:>7} {r['cpu_ms_per_cert']:>12.1f}")
     print(f"knee (>= 90 % of offered, p99 <= {args.slo:g} s, no failures): {doc['knee_per_s']}")
     if closed:
         print(f"closed loop, {closed['in_flight']} in flight: {closed['throughput_per_s']:.1f}/s, "

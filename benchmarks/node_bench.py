@@ -104,7 +104,11 @@ def start_cluster(directory: Path, nodes: int, threshold: int, synchronous: str,
     out = []
     env = dict(os.environ, PYTHONPATH=str(REPO))
     for cfg in configs:
-        doc = tomllib.loads(cfg.read_text())
+        # every request comes from one address, and an open-loop generator holds one connection per
+        # request in flight: the default 32 per address would reset the rest
+        text = cfg.read_text().replace("[api]\n", "[api]\nmax_connections_per_ip = 4096\n", 1)
+        cfg.write_text(text)
+        doc = tomllib.loads(text)
         log = open(cfg.parent / "node.log", "ab")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen([sys.executable, "-m", "reference_node", "--config", str(cfg), "--log-level",
                                  "WARNING"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))

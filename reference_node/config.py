@@ -180,6 +180,8 @@ class ConsensusSection:
     timeout_us: int = 5_000_000
     batch_size: int = 16
     batch_delay_us: int = 2_000
+    max_in_flight: int = 4  # adaptive batching (`trustchain.consensus.config.ClusterConfig`); 0 = off
+    max_batch_size: int = 256
     checkpoint_interval: int = 16
     watermark_window: int = 64
     listen: tuple[str, int] | None = None
@@ -478,8 +480,8 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
     )
 
     k = r.section("consensus", {"validators", "threshold", "timeout", "batch_size", "batch_delay",
-                                "checkpoint_interval", "watermark_window", "listen", "transport", "tls_cert",
-                                "tls_key", "tls_ca", "send_queue", "observers"})
+                                "max_in_flight", "max_batch_size", "checkpoint_interval", "watermark_window",
+                                "listen", "transport", "tls_cert", "tls_key", "tls_ca", "send_queue", "observers"})
     validators = r.get("consensus", k, "validators", _validators, required=True)
     if len(validators) < 4:
         raise ConfigError(file, "consensus.validators", f"PBFT needs at least 4 validators (n = 3f+1), got "
@@ -499,6 +501,8 @@ def parse(doc: Mapping[str, Any], file: str, base: Path, env: Mapping[str, str])
         timeout_us=r.get("consensus", k, "timeout", parse_duration_us, 5_000_000),
         batch_size=r.get("consensus", k, "batch_size", _int(1), 16),
         batch_delay_us=r.get("consensus", k, "batch_delay", parse_duration_us, 2_000),
+        max_in_flight=r.get("consensus", k, "max_in_flight", _int(0), 4),
+        max_batch_size=r.get("consensus", k, "max_batch_size", _int(1), 256),
         checkpoint_interval=interval,
         watermark_window=window,
         listen=r.get("consensus", k, "listen", parse_address),

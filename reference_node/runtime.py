@@ -171,6 +171,10 @@ class Node:
         # Set by a StateRestored effect: the snapshot's requests and issuances announced nothing
         self._snapshot_installed = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._sync_owed = False  # records appended that must be committed before `_deferred` leaves
+        self._deferred: list[Effect] = []
+        self._commit_scheduled = False
+        self._feed_owed: list[Effect] = []  # effects the observers are told of once the owed commit is done
         self._cert_waiters: dict[int, list[asyncio.Future[caevents.Finalized | None]]] = {}
         self._scts_ordered: set[int] = set()  # CT log entries whose SCT this node has ordered
         self.pubsub = PubSub()
@@ -344,19 +348,47 @@ class Node:
         self.metrics.persist_latency.observe(time.perf_counter() - t0)
 
     def _apply(self, effects: list[Effect]) -> None:
+        """Group commit: records are appended at once, but the commit (one fsync) is owed until the
+        inputs already queued on the loop have been handled, and every effect after the first `Sync`
+        waits for it, in order. So everything the peers' messages of one loop iteration make durable
+        shares one transaction, and still nothing leaves the node before the records it depends on."""
         try:
             for e in with_syncs(effects):  # a Persist is durable before the effects that depend on it
                 if isinstance(e, Sync):
-                    self._flush()
+                    self._sync_owed = True
                 elif isinstance(e, Persist):
                     self.storage.append(e.record)
+                elif self._sync_owed:
+                    self._deferred.append(e)
                 else:
                     self._perform(e)
         except StorageFull as exc:
             self._halt(str(exc))
             return
-        if self.feed is not None:  # after the flush: observers never see a batch before it is durable here
+        if self._sync_owed:
+            if self.feed is not None:
+                self._feed_owed.extend(effects)
+            if not self._commit_scheduled:
+                self._commit_scheduled = True
+                self._loop.call_soon(self._group_commit)
+            return
+        if self.feed is not None:
             self.feed.on_effects(effects)
+        self._after_execution()
+
+    def _group_commit(self) -> None:
+        """The owed commit, then the effects that waited for it and what execution announced."""
+        self._commit_scheduled = False
+        if self.halted is not None or not self._sync_owed:
+            return
+        self._flush()
+        self._sync_owed = False
+        deferred, self._deferred = self._deferred, []
+        for e in deferred:
+            self._perform(e)
+        if self.feed is not None:  # after the flush: observers never see a batch before it is durable here
+            owed, self._feed_owed = self._feed_owed, []
+            self.feed.on_effects(owed)
         self._after_execution()
 
     def _perform(self, e: Effect) -> None:
@@ -647,6 +679,8 @@ def cluster_config(config: NodeConfig) -> ClusterConfig:
         tuple(v.public_key for v in cons.validators),
         batch_size=cons.batch_size,
         batch_delay_us=cons.batch_delay_us,
+        max_in_flight=cons.max_in_flight,
+        max_batch_size=cons.max_batch_size,
         checkpoint_interval=cons.checkpoint_interval,
         watermark_window=cons.watermark_window,
         view_change_timeout_us=cons.timeout_us,

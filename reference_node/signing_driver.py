@@ -3,7 +3,8 @@
 The service is a sans-I/O state machine like the replica: it gets peer messages on the signing channel,
 timer firings and the replicated pending set, and returns effects. This module carries them out:
 `Send` goes to a peer on `CHANNEL_SIGNING`, `SetTimer` becomes a `loop.call_later` handle (re-arming
-replaces), `SubmitFinalize` orders the finalize command through consensus like any API write, and
+replaces), `SubmitFinalize` orders the signature through consensus like any API write (those of one loop
+iteration together, as one `finalize_batch`), and
 `Misbehaviour` is logged and kept for the operator.
 
 A node runs two: one with its share of the issuing key (certificates, the issuing CRL, OCSP for leaves) on
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, assert_never
 from reference_node.clock import now_us
 from reference_node.transport import CHANNEL_SIGNING
 from trustchain.app import trustchain as tcapp
+from trustchain.ca import commands as cacommands
 from trustchain.ca import signing_service as ss
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ class SigningDriver:
         self.misbehaviour: list[tuple[int, str]] = []
         self._synced_at = -1
         self._timers: dict[ss.TimerKey, asyncio.TimerHandle] = {}
+        self._finalizing: list[tuple[int, bytes]] = []  # aggregated this loop iteration, ordered together
 
     def start(self) -> None:
         self.apply(self.service.start(now_us()))
@@ -110,13 +113,23 @@ class SigningDriver:
                     delay = max(0.0, (e.at_us - now_us()) / 1e6)
                     self._timers[e.key] = loop.call_later(delay, self._fire, e.key)
                 case ss.SubmitFinalize():
-                    self.node.background(self._submit_quietly(tcapp.CA, e.command))
+                    if not self._finalizing:
+                        loop.call_soon(self._submit_finalize)
+                    self._finalizing.append((e.pending_id, e.signature))
                 case ss.Misbehaviour():
                     self.misbehaviour.append((e.accused, e.reason))
                     log.warning("validator %d misbehaved: %s", e.accused, e.reason,
                                 extra={"event": "misbehaviour", "fields": {"accused": e.accused, "reason": e.reason}})
                 case _:
                     assert_never(e)
+
+    def _submit_finalize(self) -> None:
+        """The signatures aggregated during one loop iteration, ordered as one `finalize_batch`: the
+        per-request costs (two signatures, their checks on every replica) are paid once for all."""
+        items, self._finalizing = self._finalizing, []
+        if self.node.halted is None:
+            for command in cacommands.finalize_batch_commands(items):
+                self.node.background(self._submit_quietly(tcapp.CA, command))
 
     def _fire(self, key: ss.TimerKey) -> None:
         self._timers.pop(key, None)

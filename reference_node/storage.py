@@ -44,6 +44,7 @@ CREATE INDEX IF NOT EXISTS records_seq ON records(seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 DB_NAME = "node.sqlite3"
+MEASURE_EVERY = 64
 _KINDS: dict[str, type[PersistVote] | type[PersistExecuted] | type[PersistStable]] = {
     "vote": PersistVote,
     "executed": PersistExecuted,
@@ -70,6 +71,7 @@ class Storage:
         self.commits = 0
         self.appended = 0
         self.full = False
+        self._estimate = self.usage_bytes()
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -82,7 +84,12 @@ class Storage:
         now_us = time.time_ns() // 1000 if now_us is None else now_us
         kind = {PersistVote: "vote", PersistExecuted: "executed", PersistStable: "stable"}[type(record)]
         data = encode(record)
-        if self.usage_bytes() + len(data) > self.max_size:
+        # The size on disk is measured every MEASURE_EVERY appends, or sooner when the estimate (the last
+        # measurement plus what was appended since) would exceed the limit: measuring costs two queries
+        # and a stat, too much for every append. (WAL pages can grow faster than the rows written.)
+        if self._estimate + len(data) > self.max_size or self.appended % MEASURE_EVERY == 0:
+            self._estimate = self.usage_bytes()
+        if self._estimate + len(data) > self.max_size:
             self.full = True
             raise StorageFull(f"storage.max_size ({self.max_size} bytes) reached at {self.path}: refusing to write "
                               f"a {kind} record; free space or raise the limit")
@@ -96,6 +103,7 @@ class Storage:
         self.db.execute("INSERT INTO records(kind, seq, created_us, data) VALUES (?, ?, ?, ?)",
                         (kind, seq, now_us, data))
         self.appended += 1
+        self._estimate += len(data) + 64  # a row's overhead, generously
 
     def _prune_unsequenced(self, now_us: int) -> None:
         """View-change and new-view votes older than prune_age, except the newest one."""

@@ -103,7 +103,13 @@ def check_consensus_proof(cert: x509.Certificate, proof_path: Path, cluster: con
     for req in pp.batch:
         try:
             cmd = decode(cacommands.CACommand, req.operation)
-            if cmd.op == "finalize" and decode(cacommands.FinalizeCommand, cmd.body).signature == cert.signature:
+            if cmd.op == "finalize":
+                items: tuple[cacommands.FinalizeCommand, ...] = (decode(cacommands.FinalizeCommand, cmd.body),)
+            elif cmd.op == "finalize_batch":
+                items = decode(cacommands.FinalizeBatchCommand, cmd.body).items
+            else:
+                continue
+            if any(item.signature == cert.signature for item in items):
                 return pp.seq
         except DecodeError:
             continue

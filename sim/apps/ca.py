@@ -414,7 +414,7 @@ class CASimApp(SimApp):
                     if created.account is not None:
                         self.accounts[created.account].serials.append(created.serial)
             elif isinstance(ev, caevents.Finalized):
-                effects += svc.on_finalized(ev.pending_id)
+                effects += svc.on_finalized(ev.pending_id, now)
                 if honest:
                     self.issued_us.setdefault(ev.serial, w.now)
             elif isinstance(ev, caevents.PendingExpired):
@@ -507,18 +507,20 @@ class CASimApp(SimApp):
 
     def _apply(self, node: ReplicaNode, svc: ss.SigningService, effects: list[ss.Effect]) -> None:
         w = self.world
+        finalizing = [e for e in effects if isinstance(e, ss.SubmitFinalize)]
+        for command in cacommands.finalize_batch_commands([(e.pending_id, e.signature) for e in finalizing]):
+            # one input's signatures in one ordered request (``finalize_batch``), as the node does
+            ts = self.submit_ts.get(node.name, 0) + 1
+            self.submit_ts[node.name] = ts
+            w.submit_as(node, pack(Request.create(node.signer, ts, command)))
+        for f in finalizing:
+            self.finalize_submissions += 1
+            w.trace.record(w.now, "ca_finalize", node.name, f.pending_id, self.submit_ts[node.name])
         for e in effects:
             if isinstance(e, ss.Send):
                 w.send_side(node, e.to - 1, functools.partial(self._on_message, data=e.data))
             elif isinstance(e, ss.SetTimer):
                 w.after(e.at_us - w.local_now(node), functools.partial(self._on_timer, node, svc, e.key))
-            elif isinstance(e, ss.SubmitFinalize):
-                ts = self.submit_ts.get(node.name, 0) + 1
-                self.submit_ts[node.name] = ts
-                req = Request.create(node.signer, ts, e.command)
-                self.finalize_submissions += 1
-                w.trace.record(w.now, "ca_finalize", node.name, e.pending_id, ts)
-                w.submit_as(node, pack(req))
             elif isinstance(e, ss.Misbehaviour):
                 self.accusations.append((w.now, node.name, e.accused, e.reason))
                 w.trace.record(w.now, "ca_accuse", node.name, e.accused)

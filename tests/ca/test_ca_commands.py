@@ -32,6 +32,7 @@ SAMPLES: list[cacommands.Command] = [
     cacommands.SignRootCommand(False),
     cacommands.SerialCommitCommand((b"\x01" * 32,)),
     cacommands.SerialRevealCommand((cacommands.SerialReveal(b"\x01" * 32, b"\x02" * 32),)),
+    cacommands.FinalizeBatchCommand((cacommands.FinalizeCommand(1, b"\x02" * 64),)),
 ]
 
 

@@ -99,6 +99,31 @@ def test_bad_finalize_signature_is_rejected_and_attributed() -> None:
     assert run(app, Operation(b"\x01" * 32, 1, cacommands.finalize_command(pid, good)), 4, T0_US).status == "ok"
 
 
+def test_finalize_batch_records_the_good_items_and_attributes_the_bad_one() -> None:
+    app, dns = make_app()
+    pids = [pending_of(prove_and_request(app, dns, Client(ALICE), [f"h{k}.example.org"], 1 + k, T0_US))
+            for k in range(3)]
+    sigs = [SIGN(app.pending[p].tbs) for p in pids]
+    forged = bytes([sigs[1][0] ^ 1]) + sigs[1][1:]
+    submitter = b"\x01" * 32
+    [command] = cacommands.finalize_batch_commands([(pids[0], sigs[0]), (pids[1], forged), (pids[2], sigs[2])])
+    out = run(app, Operation(submitter, 1, command), 10, T0_US + 2_000_000)
+    assert out.status == "ok" and out.pending_ids == (pids[0], pids[2])
+    assert pids[1] in app.pending and pids[0] not in app.pending and pids[2] not in app.pending
+    assert len(app.issued) == 2 and app.bad_finalizers == {submitter: 1}
+    finalized = [e.pending_id for e in app.take_events() if isinstance(e, caevents.Finalized)]
+    assert finalized == [pids[0], pids[2]]
+
+
+def test_finalize_batch_refuses_an_empty_or_oversized_batch() -> None:
+    app, _ = make_app()
+    empty = cacommands.encode_command(cacommands.FinalizeBatchCommand(()))
+    assert run(app, Operation(b"\x01" * 32, 1, empty), 1, T0_US).field == "items"
+    many = cacommands.FinalizeBatchCommand(tuple(cacommands.FinalizeCommand(k, b"\x00" * 64) for k in range(257)))
+    assert run(app, Operation(b"\x01" * 32, 2, cacommands.encode_command(many)), 2, T0_US).field == "items"
+    assert not app.bad_finalizers
+
+
 @pytest.mark.parametrize(
     ("names", "field"),
     [

@@ -10,9 +10,9 @@ genesis; the operations only they may make are listed in `VALIDATOR_ONLY`.
 Each operation in `VALIDATOR_ONLY` is one a single validator may order on its own, because it decides
 nothing a Byzantine validator could abuse:
 
-* `ca finalize` carries a FROST signature that every replica verifies under the group key: the
-  signature itself is the threshold's agreement, and a bad one is refused and counted against its
-  submitter;
+* `ca finalize` (and `ca finalize_batch`, many of them) carries a FROST signature that every replica
+  verifies under the group key: the signature itself is the threshold's agreement, and a bad one is
+  refused and counted against its submitter;
 * `ca sign_ocsp_batch` and `ct checkpoint` only derive pending OCSP TBS / the current tree head from
   replicated state (at most one batch is pending, so repeats are no-ops);
 * `dns tick` only lets the batch re-sign zones whose signing epoch passed, which any batch does;
@@ -40,6 +40,7 @@ OBSERVE = "observe"  # routing target of a validator's outside-DNS observation
 #: (target, op) pairs only a validator account may order: the signing pipeline and housekeeping.
 VALIDATOR_ONLY: frozenset[tuple[str, str]] = frozenset({
     ("ca", "finalize"),
+    ("ca", "finalize_batch"),  # many finalize items, each checked like its own finalize
     ("ca", "sign_ocsp_batch"),
     ("ca", "serial_commit"),  # a validator's commitments to serial randomness (`trustchain.ca.serials`)
     ("ca", "serial_reveal"),  # its values for them, checked against the commitments

@@ -58,6 +58,20 @@ class FinalizeCommand:
     signature: bytes
 
 
+MAX_FINALIZE_BATCH = 256  # signatures in one FinalizeBatchCommand; a longer one is refused whole
+
+
+@dataclass(frozen=True)
+class FinalizeBatchCommand:
+    """Many ``FinalizeCommand`` in one ordered request: the request's own costs (client signatures, one
+    slot in a consensus batch) are paid once for every signature an aggregator completed together.
+    Each item is checked and recorded exactly as a ``finalize`` of its own; one bad item rejects
+    only itself."""
+
+    OP: ClassVar[str] = "finalize_batch"
+    items: tuple[FinalizeCommand, ...]
+
+
 @dataclass(frozen=True)
 class RevokeCommand:
     OP: ClassVar[str] = "revoke"
@@ -132,9 +146,9 @@ class SerialRevealCommand:
     reveals: tuple[SerialReveal, ...]
 
 
-Command = (ChallengeCommand | IssueRequest | FinalizeCommand | RevokeCommand | InstallIssuerCommand
-           | SignCRLCommand | SignOCSPBatchCommand | RevokeIssuerCommand | SignRootCommand | SerialCommitCommand
-           | SerialRevealCommand)
+Command = (ChallengeCommand | IssueRequest | FinalizeCommand | FinalizeBatchCommand | RevokeCommand
+           | InstallIssuerCommand | SignCRLCommand | SignOCSPBatchCommand | RevokeIssuerCommand | SignRootCommand
+           | SerialCommitCommand | SerialRevealCommand)
 
 
 def encode_command(command: Command) -> bytes:
@@ -152,6 +166,15 @@ def request_command(req: IssueRequest) -> bytes:
 
 def finalize_command(pending_id: int, signature: bytes) -> bytes:
     return encode_command(FinalizeCommand(pending_id, signature))
+
+
+def finalize_batch_commands(items: Sequence[tuple[int, bytes]]) -> list[bytes]:
+    """``(pending_id, signature)`` pairs as few commands as possible: a lone one as ``finalize``, more as
+    ``finalize_batch`` commands of at most ``MAX_FINALIZE_BATCH``."""
+    if len(items) == 1:
+        return [finalize_command(*items[0])]
+    chunks = [items[k:k + MAX_FINALIZE_BATCH] for k in range(0, len(items), MAX_FINALIZE_BATCH)]
+    return [encode_command(FinalizeBatchCommand(tuple(FinalizeCommand(p, s) for p, s in chunk))) for chunk in chunks]
 
 
 def revoke_command(serial: int, reason: int, key_proof: bytes = b"") -> bytes:

@@ -34,6 +34,7 @@ from trustchain.ca import x509 as cax509
 from trustchain.ca.commands import (
     KIND_CERTIFICATE,
     KIND_ISSUER,
+    MAX_FINALIZE_BATCH,
     STATUS_CHALLENGE,
     STATUS_OK,
     STATUS_PENDING,
@@ -42,6 +43,7 @@ from trustchain.ca.commands import (
     CAResult,
     ChallengeCommand,
     ChallengeToken,
+    FinalizeBatchCommand,
     FinalizeCommand,
     InstallIssuerCommand,
     IssueRequest,
@@ -443,6 +445,16 @@ class CAApplication:
         self.emit(Finalized(cmd.pending_id, pending.serial, der_bytes, pending.request_id))
         return CAResult(STATUS_OK, "", KIND_CERTIFICATE, (cmd.pending_id,), pending.serial, certificate_der=der_bytes)
 
+    def _finalize_batch(self, cmd: FinalizeBatchCommand, op: Operation, ctx: ExecutionContext,
+                        index: int) -> CAResult:
+        """Each item as its own ``finalize`` (a bad signature is attributed and rejects only its item);
+        ``pending_ids`` are the items recorded."""
+        if not 1 <= len(cmd.items) <= MAX_FINALIZE_BATCH:
+            return CAResult.error(f"items: need 1..{MAX_FINALIZE_BATCH} signatures")
+        done = [item.pending_id for item in cmd.items
+                if self._finalize(item, op, ctx, index).status == STATUS_OK]
+        return CAResult(STATUS_OK, f"{len(done)} of {len(cmd.items)} finalized", pending_ids=tuple(done))
+
     def record_final(self, precert: PendingIssuance, tbs: bytes, now_us: int) -> PendingIssuance:
         """The certificate a signed precertificate stands for, with its SCTs in `tbs`: to be signed like
         any pending issuance, answering the request `precert` was recorded for."""
@@ -558,6 +570,7 @@ HANDLERS: dict[str, tuple[type[Any], _Handler]] = {
     ChallengeCommand.OP: (ChallengeCommand, CAApplication._challenge),
     IssueRequest.OP: (IssueRequest, CAApplication._request),
     FinalizeCommand.OP: (FinalizeCommand, CAApplication._finalize),
+    FinalizeBatchCommand.OP: (FinalizeBatchCommand, CAApplication._finalize_batch),
     RevokeCommand.OP: (RevokeCommand, CAApplication._revoke),
     InstallIssuerCommand.OP: (InstallIssuerCommand, CAApplication._install_issuer),
     SignCRLCommand.OP: (SignCRLCommand, CAApplication._sign_crl),

@@ -131,10 +131,15 @@ Effect = Send | SetTimer | SubmitFinalize | Misbehaviour
 
 @dataclass(frozen=True)
 class SigningConfig:
+    """``attempt_timeout_us`` and ``session_timeout_us`` are the floors of the adaptive timeouts (see
+    ``SigningService.session_timeout``): under load they grow with the latencies observed, so waiting
+    signers and aggregators are not mistaken for dead ones and their work is not started over."""
+
     pool_size: int = 8
     max_pool: int = 64
     attempt_timeout_us: int = 2_000_000
     session_timeout_us: int = 1_000_000
+    max_backoff: int = 4  # the adaptive timeouts stay within this many times their floors
 
 
 @dataclass
@@ -150,6 +155,7 @@ class _Pending:
 class _Session:
     pending_id: int
     commitments: list[frost.SigningCommitment]
+    started_us: int = 0
     shares: dict[int, frost.SignatureShare] = field(default_factory=dict)
     done: bool = False
     context: frost.SigningContext | None = None  # set when our own share computed it
@@ -210,6 +216,10 @@ class SigningService:
         self.suspect: set[int] = set()  # missed a session deadline and not heard from since
         self.finalized: set[int] = set()
         self.done_below = 0  # every pending id below this is finalized or expired (see ``reconcile``)
+        # smoothed latencies observed here (0: none yet): a session, start to last share; an issuance,
+        # recorded to finalized (ordering the finalize included)
+        self.session_us = 0
+        self.finalize_us = 0
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -227,6 +237,25 @@ class SigningService:
     def aggregator(self, pending_id: int, attempt: int) -> int:
         return self.ids[(pending_id + attempt) % len(self.ids)]
 
+    def session_timeout(self) -> int:
+        """How long an aggregator waits for a session's shares: the configured floor, or three times the
+        smoothed session latency when that is longer (a loaded signer is slow, not gone: restarting
+        the session with others would only add work), at most ``max_backoff`` times the floor."""
+        floor = self.config.session_timeout_us
+        return min(max(floor, 3 * self.session_us), floor * max(1, self.config.max_backoff))
+
+    def attempt_timeout(self, attempt: int) -> int:
+        """When the next validator in the rotation takes over issuance ``attempt``'s aggregation: the
+        floor, or three times the smoothed issuance latency, doubled per attempt, at most ``max_backoff``
+        times the floor (so a crashed aggregator still costs a bounded wait)."""
+        floor = self.config.attempt_timeout_us
+        base = max(floor, 3 * self.finalize_us) << min(max(0, attempt - 1), 8)
+        return min(base, floor * max(1, self.config.max_backoff))
+
+    @staticmethod
+    def _smooth(old: int, sample: int) -> int:
+        return sample if old == 0 else (7 * old + max(0, sample)) // 8
+
     def on_pending(self, pending_id: int, tbs: bytes, now_us: int) -> list[Effect]:
         """Our replica recorded ``events.PendingRecorded``: arm the attempt timer, maybe aggregate."""
         return _flush(self, self._on_pending(pending_id, tbs, now_us))
@@ -235,7 +264,7 @@ class SigningService:
         if pending_id in self.pending or self._done(pending_id):
             return []
         self.pending[pending_id] = _Pending(tbs, now_us)
-        timer = SetTimer(TimerKey("attempt", pending_id, 1), now_us + self.config.attempt_timeout_us)
+        timer = SetTimer(TimerKey("attempt", pending_id, 1), now_us + self.attempt_timeout(1))
         effects: list[_Internal] = [timer]
         if self.aggregator(pending_id, 0) == self.me:
             effects += self._start_session(pending_id, now_us)
@@ -301,9 +330,9 @@ class SigningService:
         if p is None:
             return []
         if key.kind == "attempt":
-            effects: list[_Internal] = [
-                SetTimer(TimerKey("attempt", key.pending_id, key.value + 1), now_us + self.config.attempt_timeout_us)
-            ]
+            nxt = key.value + 1
+            timer = SetTimer(TimerKey("attempt", key.pending_id, nxt), now_us + self.attempt_timeout(nxt))
+            effects: list[_Internal] = [timer]
             if self.aggregator(key.pending_id, key.value) == self.me:
                 p.submitted = False
                 effects += self._start_session(key.pending_id, now_us)
@@ -319,9 +348,12 @@ class SigningService:
         self.suspect |= missing - {self.me}
         return self._start_session(key.pending_id, now_us)
 
-    def on_finalized(self, pending_id: int) -> list[Effect]:
-        """Our replica recorded the certificate (or the pending expired): stop working on it."""
-        self.pending.pop(pending_id, None)
+    def on_finalized(self, pending_id: int, now_us: int | None = None) -> list[Effect]:
+        """Our replica recorded the certificate (or the pending expired): stop working on it. With
+        ``now_us``, its latency feeds the attempt timeout."""
+        p = self.pending.pop(pending_id, None)
+        if p is not None and now_us is not None:
+            self.finalize_us = self._smooth(self.finalize_us, now_us - p.recorded_us)
         self.early.pop(pending_id, None)
         self.finalized.add(pending_id)
         for sid in [s for s, v in self.sessions.items() if v.pending_id == pending_id]:
@@ -336,7 +368,7 @@ class SigningService:
         ``finalized`` set is compacted to that bound and stays small."""
         effects: list[_Internal] = []
         for pid in sorted(set(self.pending) - set(pending)):
-            effects += self.on_finalized(pid)
+            effects += self.on_finalized(pid, now_us)
         for pid in sorted(pending):
             if pid not in self.pending and not self._done(pid):
                 effects += self._on_pending(pid, pending[pid], now_us)
@@ -449,11 +481,12 @@ class SigningService:
             c = self.pools[i].pop(nonce_id)
             session_commitments.append(SessionCommitment(i, nonce_id, c.hiding, c.binding))
         session = _Session(
-            pending_id, [frost.SigningCommitment(c.identifier, c.hiding, c.binding) for c in session_commitments]
+            pending_id, [frost.SigningCommitment(c.identifier, c.hiding, c.binding) for c in session_commitments],
+            now_us,
         )
         self.sessions[sid] = session
         req = SignRequest(pending_id, sid, tuple(session_commitments))
-        effects.append(SetTimer(TimerKey("session", pending_id, sid), now_us + self.config.session_timeout_us))
+        effects.append(SetTimer(TimerKey("session", pending_id, sid), now_us + self.session_timeout()))
         for i in chosen:
             if i == self.me:
                 signed = self._sign(self.me, req)
@@ -481,6 +514,7 @@ class SigningService:
         if len(session.shares) < len(session.commitments):
             return []
         session.done = True
+        self.session_us = self._smooth(self.session_us, now_us - session.started_us)
         p = self.pending.get(session.pending_id)
         if p is None:
             return []

@@ -31,6 +31,12 @@ class ClusterConfig:
     state_reply_max_entries: int = 64
     epoch: int = 0
     base_seq: int = 0
+    #: Adaptive batching (0 = off: fixed ``batch_size`` batches, the batch timer when short). When set, the
+    #: primary keeps at most this many proposed batches unexecuted; a batch takes everything waiting up to
+    #: ``max_batch_size``, so batches grow with the queue while the pipeline is busy, and a request that
+    #: arrives at an idle primary is proposed at once.
+    max_in_flight: int = 0
+    max_batch_size: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.replicas)
@@ -44,6 +50,8 @@ class ClusterConfig:
             raise ValueError("replica public keys must be distinct")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_in_flight < 0 or self.max_batch_size < 0:
+            raise ValueError("max_in_flight and max_batch_size must be >= 0")
         if self.checkpoint_interval < 1:
             raise ValueError(f"checkpoint_interval must be >= 1, got {self.checkpoint_interval}")
         if self.watermark_window < self.checkpoint_interval:

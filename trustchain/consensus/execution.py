@@ -56,6 +56,8 @@ class Execution(ReplicaCore):
 
     def _after_progress(self, now: int) -> None:
         self._vc.postponed = False
+        if self._config.max_in_flight and self.is_primary:
+            self._try_propose(now, flush=False)  # a batch left the pipeline: the queue may follow
         if self._phase is Phase.NORMAL:
             if self._pending:
                 self._set_timer(TIMER_VIEW_CHANGE, now + self._vc_timeout())

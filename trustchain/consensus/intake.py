@@ -4,7 +4,10 @@ pre-prepares.
 Every replica keeps the requests it knows and has not executed (`_pending`): a backup's request timer
 runs while it holds one, and the next primary re-proposes them after a view change. The primary takes
 them into batches round-robin by client (`fair_queue`), proposing while the next sequence number is
-inside the window and either a full batch is waiting or the batch timer fired.
+inside the window and either a full batch is waiting or the batch timer fired. With adaptive batching
+(`ClusterConfig.max_in_flight`) it also keeps at most that many batches unexecuted, and each batch takes
+everything waiting up to `max_batch_size`: per-batch costs (signatures, votes, one fsync per replica)
+are then shared by more requests the longer the queue is.
 """
 
 from __future__ import annotations
@@ -70,13 +73,20 @@ class RequestIntake(ReplicaCore):
     def _try_propose(self, now: int, flush: bool) -> None:
         if self._phase is not Phase.NORMAL or not self.is_primary:
             return
-        size = self._config.batch_size
+        config = self._config
+        size = config.batch_size
         while self._unproposed:
             if not self._in_window(self._next_seq):
                 return  # pipeline full: resumes when a checkpoint becomes stable
             if self._above_ceiling(self._next_seq):
                 return  # this configuration ends below: the next one orders what waits
-            if len(self._unproposed) < size and not flush and self._config.batch_delay_us > 0:
+            if config.max_in_flight:
+                in_flight = self._next_seq - 1 - self._last_executed
+                if in_flight >= config.max_in_flight:
+                    return  # resumes when a batch executes (`Execution._after_progress`)
+                size = max(size, config.max_batch_size)
+                flush = flush or in_flight == 0  # idle: nothing to wait for
+            if len(self._unproposed) < config.batch_size and not flush and config.batch_delay_us > 0:
                 if TIMER_BATCH not in self._timers:
                     self._set_timer(TIMER_BATCH, now + self._config.batch_delay_us)
                 return
