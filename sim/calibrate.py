@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.cpu import CostTable
+from sim.cpu import FIXED_COSTS, CostTable, CpuSpec
 
-__all__ = ["calibrate", "calibrated", "register"]
+__all__ = ["calibrate", "calibrated", "register", "resolve_costs"]
 
 _CACHED: CostTable | None = None
 
@@ -178,7 +178,6 @@ def calibrated() -> CostTable:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from sim.cpu import FIXED_COSTS
 
     table = calibrate(args.rounds)
     if args.json:
@@ -197,3 +196,9 @@ def register(sub: Any) -> None:
     p.add_argument("--rounds", type=int, default=200, help="timed calls per operation (default 200)")
     p.add_argument("--json", action="store_true", help="print the table as JSON (usable as cpu.costs_us)")
     p.set_defaults(func=cmd_calibrate)
+
+
+def resolve_costs(spec: CpuSpec) -> CostTable:
+    """The cost table a run uses: fixed or calibrated (once per process), with the overrides applied."""
+    base = calibrated() if spec.costs == "calibrated" else FIXED_COSTS
+    return CostTable(**{**base.as_dict(), **spec.costs_us})

@@ -37,8 +37,7 @@ from trustchain.consensus.effects import Broadcast, Effect, Executed, Persist, S
 if TYPE_CHECKING:
     from sim.world import ReplicaNode, World
 
-__all__ = ["COST_NAMES", "FIXED_COSTS", "PROFILES", "CostTable", "CpuModel", "CpuSpec", "NodeCpu", "StepCost",
-           "resolve_costs"]
+__all__ = ["COST_NAMES", "FIXED_COSTS", "PROFILES", "CostTable", "CpuModel", "CpuSpec", "NodeCpu", "StepCost"]
 
 PROFILES = ("kv", "certificate")
 
@@ -84,17 +83,6 @@ class CpuSpec:
     costs: str = "fixed"  # "fixed" | "calibrated"
     costs_us: dict[str, float] = field(default_factory=dict)  # per-operation overrides
     profile: str = "kv"  # the application's work per executed request: "kv" (none) | "certificate"
-
-
-def resolve_costs(spec: CpuSpec) -> CostTable:
-    """The cost table a run uses: fixed or calibrated (once per process), with the overrides applied."""
-    if spec.costs == "calibrated":
-        from sim.calibrate import calibrated
-
-        base = calibrated()
-    else:
-        base = FIXED_COSTS
-    return CostTable(**{**base.as_dict(), **spec.costs_us})
 
 
 @dataclass(frozen=True)

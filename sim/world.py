@@ -21,9 +21,10 @@ import simpy
 
 from sim.adversaries import BEHAVIOURS, Behaviour, ByzantineClient, Coalition, Outgoing
 from sim.apps import APPS
+from sim.calibrate import resolve_costs
 from sim.checkers import EffectRecorder
 from sim.conflicts import SentVotes
-from sim.cpu import CpuModel, resolve_costs
+from sim.cpu import CpuModel
 from sim.network import Network
 from sim.observers import ObserverLayer
 from sim.scenario import Scenario

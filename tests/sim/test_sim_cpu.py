@@ -9,7 +9,8 @@ import pytest
 import simpy
 from sim_helpers import run_dict, scenario
 
-from sim.cpu import COST_NAMES, FIXED_COSTS, CostTable, CpuModel, CpuSpec, StepCost, resolve_costs
+from sim.calibrate import resolve_costs
+from sim.cpu import COST_NAMES, FIXED_COSTS, CostTable, CpuModel, CpuSpec, StepCost
 from sim.scenario import ScenarioError, from_dict
 
 ZERO = dict.fromkeys(COST_NAMES, 0.0)
