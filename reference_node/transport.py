@@ -148,7 +148,7 @@ class PeerQueues:
         for peer in sorted(self.peers):
             self._queues[peer] = asyncio.Queue(self.queue_size)
             self._wake[peer] = asyncio.Event()
-            self._tasks.append(asyncio.create_task(self._sender(peer), name=f"{self.kind}-send-{peer}"))
+            self._tasks.append(asyncio.create_task(self._send_forever(peer), name=f"{self.kind}-send-{peer}"))
         self._tasks.append(asyncio.create_task(self._keepalive(), name=f"{self.kind}-keepalive"))
 
     async def _keepalive(self) -> None:
@@ -181,6 +181,19 @@ class PeerQueues:
 
     async def _sender(self, peer: int) -> None:
         raise NotImplementedError
+
+    async def _send_forever(self, peer: int) -> None:
+        """Run `_sender(peer)` for the transport's lifetime: a sender that ended on an error it did not
+        expect would leave the peer unreachable from here for good, so it is logged and started again."""
+        while True:
+            try:
+                await self._sender(peer)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sender to validator %d failed; restarting it", peer)
+                self._link_up[peer] = False
+                await asyncio.sleep(BACKOFF_MAX)
 
     async def _stop_senders(self) -> None:
         for t in self._tasks:

@@ -69,10 +69,12 @@ class TCPTransport(PeerQueues):
                 backoff = BACKOFF_MIN
                 while True:
                     data = await q.get()
+                    if writer.is_closing():  # the peer went away between two frames (uvloop would raise RuntimeError)
+                        raise ConnectionResetError("connection lost")
                     writer.write(data)
                     await writer.drain()  # socket-level back-pressure
                     self.stats.sent += 1
-            except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, RuntimeError) as exc:
                 self._unlinked(peer, str(exc) or type(exc).__name__)
                 await self._pause(peer, backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)
