@@ -553,7 +553,12 @@ class Node:
         if account and not self._api_account_registered:
             await self._register_api_account(timeout)
         deadline = time.monotonic() + timeout
-        idx = await asyncio.wait_for(self._free.get(), timeout)
+        try:
+            idx = await asyncio.wait_for(self._free.get(), timeout)
+        except TimeoutError:
+            self.metrics.failures.inc(kind="submit_timeout")
+            raise SubmitTimeout(f"not executed within {timeout:.1f} s: all {CLIENT_POOL} of this node's request "
+                                "slots stayed busy") from None
         try:
             return await self.submit_as(self.clients[idx], target, payload, deadline, timeout, api=account)
         finally:
