@@ -91,6 +91,8 @@ class ObserverNode(Node):
         self.view = 0  # the view of the newest batch executed: whose primary the validators follow
         self.snapshots_installed = 0  # certified snapshots installed (catching up, or recovering from disk)
         self.signing = None
+        self.root_signing = None
+        self.serials = None
         self.feed = None
         self.transport = transport
         self.clients = [Ed25519Signer(secrets.token_bytes(32)) for _ in range(CLIENT_POOL)]  # fresh per run

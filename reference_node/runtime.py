@@ -155,7 +155,7 @@ class Node:
                 self, ss.SigningService(rkp, genesis.root, self.signer, peers, secrets.token_bytes, epoch=repoch,
                                         domain=ss.ROOT_DOMAIN), repoch,
                 channel=CHANNEL_ROOT_SIGNING, items=lambda: self.app.ca.root_pending_items())
-        self.serials = SerialDriver(self)
+        self.serials: SerialDriver | None = SerialDriver(self)  # None on an observer: it contributes no randomness
         self.transport = transport
         # the observers' overlay: this validator feeds its children and answers their catch-up requests
         self.feed = (ValidatorFeedDriver(membership_of(config, genesis.cluster_id), self.id, transport)
@@ -241,8 +241,9 @@ class Node:
             driver.start()
             driver.sync()
         self._tasks.append(asyncio.create_task(self._ticker(), name="dns-tick"))
-        self._tasks.append(asyncio.create_task(self.serials.ticker(), name="serial-randomness"))
-        self.serials.sync()
+        if self.serials is not None:
+            self._tasks.append(asyncio.create_task(self.serials.ticker(), name="serial-randomness"))
+            self.serials.sync()
         self._order_sct()  # precertificates recovered from storage that still wait for this log's SCT
         if self.signing is not None:
             ca = self.config.ca
@@ -265,7 +266,8 @@ class Node:
                      "recovered_records": self.recovered_records, "transport": self.config.consensus.transport}})
 
     async def stop(self) -> None:
-        self.serials.close()
+        if self.serials is not None:
+            self.serials.close()
         tasks = list(self._tasks)  # done tasks leave `_tasks` as they finish
         for t in tasks:
             t.cancel()
@@ -513,7 +515,8 @@ class Node:
         self._resolve_from_snapshot()
         for driver in self._signing_drivers():
             driver.sync()
-        self.serials.sync()
+        if self.serials is not None:
+            self.serials.sync()
 
     def _order_sct(self) -> None:
         """This validator's log signs an SCT for every logged precertificate still short of SCTs that
@@ -660,7 +663,8 @@ class Node:
                    "root_crl_number": self.app.ca.root.crl.number if self.app.ca.root.crl is not None else 0,
                    "serial_draws_open": len(self.app.ca.serials.draws),
                    "serial_commitments_unused": self.app.ca.serials.unused_count(self.id),
-                   "serial_commits_ordered": self.serials.commits, "serial_reveals_ordered": self.serials.reveals},
+                   "serial_commits_ordered": self.serials.commits if self.serials is not None else 0,
+                   "serial_reveals_ordered": self.serials.reveals if self.serials is not None else 0},
             "ct": {"tree_size": self.app.ct.size, "origin": self.genesis.ct_origin},
             "dns": {"zones": sorted(z.to_text() for z in self.app.dns.zones),
                     "delegations": len(self.app.dns.delegations)},

@@ -35,6 +35,7 @@ from node_harness import Cluster, http
 from test_node_cluster import _issue
 
 from reference_node.dns.client import doq_connection, doq_query
+from reference_node.transport import CHANNEL_FEED, CHANNEL_HELLO
 from trustchain.ca import names as canames
 from trustchain.consensus.messages import Commit, CommittedEntry, PrePrepare, seal
 from trustchain.crypto.signing import Ed25519Signer
@@ -205,9 +206,9 @@ def _feed_batch(seq: int, entry: CommittedEntry) -> bytes:
 def _send_as(address: tuple[str, int], peer_id: int, packets: list[bytes]) -> None:
     """Dial an observer's peer port as overlay node `peer_id` and send it feed frames."""
     with socket.create_connection(address, timeout=5) as s:
-        s.sendall(struct.pack(">IB", 9, 255) + struct.pack(">Q", peer_id))  # HELLO
+        s.sendall(struct.pack(">IB", 9, CHANNEL_HELLO) + struct.pack(">Q", peer_id))
         for p in packets:
-            s.sendall(struct.pack(">IB", len(p) + 1, 2) + p)  # channel 2: the overlay feed
+            s.sendall(struct.pack(">IB", len(p) + 1, CHANNEL_FEED) + p)
         time.sleep(0.5)
 
 
