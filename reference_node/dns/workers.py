@@ -52,6 +52,7 @@ LEARNT_S = 1.0  # how often entries the serving process rendered on demand are p
 MAX_WORKERS = 64  # processes per listener (config and CLI limit)
 REPORT_S = 1.0
 MEMO_BYTES = 8 * 1024 * 1024  # a worker's memo of exact queries (`AnswerTable.lookup`)
+QUIET_S = 0.5  # zones unchanged this long get their answers precomputed (`TableDriver`)
 Forward = Callable[[bytes, str, Callable[[bytes], None]], None]  # (datagram, client, send) in the server
 
 
@@ -348,15 +349,21 @@ class WorkerPool:
 
 
 class TableDriver:
-    """Keeps an authority's answer table precomputed after every change, in slices between other work,
-    the workers' copies current and `server`'s UDP fast path bound to the current authority's table:
-    `changed` is the authority's change listener."""
+    """Keeps an authority's answer table precomputed after changes, in slices between other work, the
+    workers' copies current and `server`'s UDP fast path bound to the current authority's table:
+    `changed` is the authority's change listener.
+
+    The precompute waits until the zones have been quiet for `quiet_s`: re-rendering every answer of a
+    zone is worth it for a zone that then stays put, not for one that changes many times a second (ACME
+    challenges under load), whose answers the table renders on their first query instead."""
 
     def __init__(self, authority: Callable[[], Authority], pool: WorkerPool | None = None,
-                 server: DNSServer | None = None, slice_size: int = 128) -> None:
+                 server: DNSServer | None = None, slice_size: int = 128, quiet_s: float = QUIET_S) -> None:
         self.authority, self.pool, self.server, self.slice_size = authority, pool, server, slice_size
+        self.quiet_s = quiet_s
         self._loop = asyncio.get_running_loop()
         self._scheduled = False
+        self._last_change = float("-inf")
 
     def changed(self) -> None:
         """Synchronous, inside the change: workers stop using their copy now; the precompute follows."""
@@ -365,11 +372,16 @@ class TableDriver:
             self.server.fast = table.lookup if table is not None else None
         if self.pool is not None:
             self.pool.invalidate()
+        self._last_change = self._loop.time()
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._step)
 
     def _step(self) -> None:
+        wait = self._last_change + self.quiet_s - self._loop.time()
+        if wait > 0:  # still changing: look again once it may have settled
+            self._loop.call_later(wait, self._step)
+            return
         if self.authority().precompute(self.slice_size):
             self._loop.call_soon(self._step)
             return
