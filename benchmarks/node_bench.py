@@ -105,8 +105,10 @@ def start_cluster(directory: Path, nodes: int, threshold: int, synchronous: str,
     env = dict(os.environ, PYTHONPATH=str(REPO))
     for cfg in configs:
         # every request comes from one address, and an open-loop generator holds one connection per
-        # request in flight: the default 32 per address would reset the rest
-        text = cfg.read_text().replace("[api]\n", "[api]\nmax_connections_per_ip = 4096\n", 1)
+        # request in flight: the default 32 per address would reset the rest, and the default 100 reads
+        # a second per address would answer its polls of pending requests 429
+        limits = "max_connections_per_ip = 4096\nread_rate = 1000000.0\nglobal_write_rate = 1000000.0\n"
+        text = cfg.read_text().replace("[api]\n", "[api]\n" + limits, 1)
         cfg.write_text(text)
         doc = tomllib.loads(text)
         log = open(cfg.parent / "node.log", "ab")  # noqa: SIM115 - lives as long as the process
