@@ -33,6 +33,17 @@ def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tupl
     return status, (json.loads(raw) if "json" in ctype else raw.decode(errors="replace"))
 
 
+def fetch(url: str, data: bytes | None = None, ctype: str = "") -> tuple[int, bytes]:
+    """GET `url`, or POST `data` with content type `ctype`: (status, body), HTTP errors included."""
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers={"content-type": ctype} if ctype else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 def until_issued(get: Callable[[str], tuple[int, Any]], code: int, res: Any, timeout: float = 120.0) -> dict[str, Any]:
     """The issued certificate's JSON from a certificate request's answer (or a poll's): the answer itself
     when it is 201 (200 to a poll), else (202) what polling its location with `get(path)` answers once that

@@ -31,7 +31,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as xocsp
-from node_harness import Cluster, http
+from node_harness import Cluster, fetch, http
 from test_node_cluster import _issue
 
 from reference_node.dns.client import doq_connection, doq_query
@@ -45,16 +45,6 @@ VALIDATORS, OBSERVERS = 4, 2
 QUORUM = 3  # ceil((n + f + 1) / 2) with n = 4, f = 1
 # refusals that mean a certificate did not hold (a late or unsolicited catch-up reply is no such fault)
 CERTIFICATE_FAULTS = {"committed_without_quorum", "bad_signature", "unknown_sender", "bad_digest", "duplicate_voter"}
-
-
-def _fetch(url: str, data: bytes | None = None, ctype: str = "") -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
-                                 headers={"content-type": ctype} if ctype else {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 @pytest.fixture(scope="module")
@@ -143,20 +133,20 @@ def test_observers_serve_what_the_validators_serve(cluster: Cluster) -> None:
     code, sth = http("GET", api[0] + "/api/v1/ct/log")
     assert code == 200 and sth["tree_size"] == 2  # the precertificate and the certificate
     leaf_hash = base64.b64decode(sub["leaf_hash"]).hex()
-    _, proof = _fetch(api[0] + f"/api/v1/ct/proof/{leaf_hash}")
+    _, proof = fetch(api[0] + f"/api/v1/ct/proof/{leaf_hash}")
     rfc_query = "/ct/v1/get-proof-by-hash?" + urllib.parse.urlencode({"hash": sub["leaf_hash"], "tree_size": 2})
-    code, rfc_proof = _fetch(api[0] + rfc_query)
+    code, rfc_proof = fetch(api[0] + rfc_query)
     assert code == 200, rfc_proof
-    _, tile = _fetch(api[0] + "/api/v1/ct/tile/0/000.p/2")
-    _, entries = _fetch(api[0] + "/ct/v1/get-entries?start=0&end=1")
+    _, tile = fetch(api[0] + "/api/v1/ct/tile/0/000.p/2")
+    _, entries = fetch(api[0] + "/ct/v1/get-entries?start=0&end=1")
     for i in observers:
         code, got = http("GET", api[i] + "/api/v1/ct/log")
         assert code == 200 and (got["tree_size"], got["root_hash"]) == (sth["tree_size"], sth["root_hash"])
         assert got["checkpoint"] != sth["checkpoint"] and f"/observer{i - VALIDATORS} " in got["checkpoint"]
-        assert _fetch(api[i] + f"/api/v1/ct/proof/{leaf_hash}") == (200, proof)
-        assert _fetch(api[i] + rfc_query) == (200, rfc_proof)
-        assert _fetch(api[i] + "/api/v1/ct/tile/0/000.p/2") == (200, tile)
-        assert _fetch(api[i] + "/ct/v1/get-entries?start=0&end=1") == (200, entries)
+        assert fetch(api[i] + f"/api/v1/ct/proof/{leaf_hash}") == (200, proof)
+        assert fetch(api[i] + rfc_query) == (200, rfc_proof)
+        assert fetch(api[i] + "/api/v1/ct/tile/0/000.p/2") == (200, tile)
+        assert fetch(api[i] + "/ct/v1/get-entries?start=0&end=1") == (200, entries)
         code, err = http("GET", api[i] + "/ct/v1/get-sth")  # an observer runs no RFC 6962 log of its own
         assert code == 503 and err["field"] == "log_key", err
 
@@ -165,18 +155,18 @@ def test_observers_serve_what_the_validators_serve(cluster: Cluster) -> None:
         x509.load_der_x509_certificate(der), inter, hashes.SHA1()).build().public_bytes(serialization.Encoding.DER)
 
     def ocsp_good(i: int) -> bool:
-        code, body = _fetch(api[i] + "/ocsp", req_der, "application/ocsp-request")
+        code, body = fetch(api[i] + "/ocsp", req_der, "application/ocsp-request")
         resp = xocsp.load_der_ocsp_response(body)
         return code == 200 and resp.response_status == xocsp.OCSPResponseStatus.SUCCESSFUL and \
             resp.certificate_status == xocsp.OCSPCertStatus.GOOD
 
     for i in range(VALIDATORS + OBSERVERS):
         c.wait_for(lambda i=i: ocsp_good(i), timeout=30, what=f"OCSP good on node {i}")
-        c.wait_for(lambda i=i: _fetch(api[i] + "/crl/issuing.crl")[0] == 200, timeout=30, what=f"CRL on {i}")
+        c.wait_for(lambda i=i: fetch(api[i] + "/crl/issuing.crl")[0] == 200, timeout=30, what=f"CRL on {i}")
     _caught_up(c)
-    assert len({_fetch(a + "/ocsp", req_der, "application/ocsp-request")[1] for a in api}) == 1
-    assert len({_fetch(a + "/crl/issuing.crl")[1] for a in api}) == 1
-    assert len({_fetch(a + f"/api/v1/cert/{issued['serial']}")[1] for a in api}) == 1
+    assert len({fetch(a + "/ocsp", req_der, "application/ocsp-request")[1] for a in api}) == 1
+    assert len({fetch(a + "/crl/issuing.crl")[1] for a in api}) == 1
+    assert len({fetch(a + f"/api/v1/cert/{issued['serial']}")[1] for a in api}) == 1
     for i in observers:
         code, health = http("GET", api[i] + "/api/v1/health")
         assert code == 200, health

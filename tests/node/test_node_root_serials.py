@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as xocsp
-from node_harness import Cluster, http, issued_from
+from node_harness import Cluster, fetch, http, issued_from
 from signed_client import request
 from test_node_cluster import _csr, _issue, _prove
 
@@ -47,16 +47,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for i in range(4):
             c.wait_for(lambda i=i: "example.org." in c.status(i)["dns"]["zones"], what=f"zone on node{i}")
         yield c
-
-
-def _fetch(url: str, data: bytes | None = None, ctype: str = "") -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
-                                 headers={"content-type": ctype} if ctype else {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def _openssl(*args: str) -> tuple[int, str]:
@@ -131,7 +121,7 @@ def _pem_crl(der: bytes, path: Path) -> Path:
 
 
 def _crl(cluster: Cluster, node: int, name: str) -> bytes:
-    code, body = _fetch(cluster.apis[node] + f"/crl/{name}.crl")
+    code, body = fetch(cluster.apis[node] + f"/crl/{name}.crl")
     assert code == 200, body[:200]
     return body
 
@@ -140,7 +130,7 @@ def _intermediate_ocsp(cluster: Cluster, node: int) -> xocsp.OCSPResponse:
     inter = x509.load_pem_x509_certificate((cluster.dir / "intermediate.pem").read_bytes())
     root = x509.load_pem_x509_certificate((cluster.dir / "root.pem").read_bytes())
     req = xocsp.OCSPRequestBuilder().add_certificate(inter, root, hashes.SHA1()).build()
-    code, body = _fetch(cluster.apis[node] + "/ocsp", req.public_bytes(serialization.Encoding.DER),
+    code, body = fetch(cluster.apis[node] + "/ocsp", req.public_bytes(serialization.Encoding.DER),
                         "application/ocsp-request")
     assert code == 200
     return xocsp.load_der_ocsp_response(body)
@@ -167,7 +157,7 @@ def test_root_crl_and_ocsp_then_a_quorum_revokes_the_issuing_ca(cluster: Cluster
     inter = x509.load_pem_x509_certificate(inter_pem.read_bytes())
     # the root CRL (empty) and a "good" root-signed response for the issuing CA, identical on every node
     for i in range(4):
-        cluster.wait_for(lambda i=i: _fetch(cluster.apis[i] + "/crl/root.crl")[0] == 200, what=f"root CRL {i}")
+        cluster.wait_for(lambda i=i: fetch(cluster.apis[i] + "/crl/root.crl")[0] == 200, what=f"root CRL {i}")
         cluster.wait_for(lambda i=i: _ocsp_status(_intermediate_ocsp(cluster, i)) == "GOOD", what=f"OCSP {i}")
     assert len({_crl(cluster, i, "root") for i in range(4)}) == 1
     root_crl = _pem_crl(_crl(cluster, 0, "root"), tmp_path / "root.crl.pem")
@@ -183,7 +173,7 @@ def test_root_crl_and_ocsp_then_a_quorum_revokes_the_issuing_ca(cluster: Cluster
     issued = _issue(cluster, cluster.apis[0], "chain.example.org")
     leaf = tmp_path / "leaf.pem"
     leaf.write_text(issued["certificate"])
-    cluster.wait_for(lambda: _fetch(cluster.apis[0] + "/crl/issuing.crl")[0] == 200, what="issuing CRL")
+    cluster.wait_for(lambda: fetch(cluster.apis[0] + "/crl/issuing.crl")[0] == 200, what="issuing CRL")
 
     def verify_leaf() -> tuple[int, str]:
         issuing_crl = _pem_crl(_crl(cluster, 0, "issuing"), tmp_path / "issuing.crl.pem")
