@@ -349,7 +349,7 @@ def print_table(doc: dict[str, Any]) -> None:
     d, u = doc["dns_api"], doc["dns_udp"]
     print(f"TrustChain node benchmark: {c['nodes']} validators on 127.0.0.1, {c['threshold']}-of-{c['nodes']} "
           f"FROST, {c['transport']}, synchronous={c['synchronous']}, {c['cpus']} CPUs")
-    print(f"{'metric':<52} {'measured':>14} {'seed claim':>14}")
+    print(f"{'metric':<52} {'measured':>14} {'design claim':>14}")
     rows = [
         (f"issuance latency p50, one at a time ({s['count']})", f"{s['p50_ms']:.1f} ms", "35 ms"),
         ("issuance latency p99, one at a time", f"{s['p99_ms']:.1f} ms", ""),

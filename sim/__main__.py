@@ -48,19 +48,26 @@ def _run_reconfiguration(args: argparse.Namespace) -> int:
     else:
         print(format_result(result))
     code = EXIT_OK if result.ok else EXIT_CHECK_FAILED
-    if args.check_determinism:
-        digests = [result.digest]
-        for hashseed in ("1", "2"):
-            proc = subprocess.run([sys.executable, "-m", "sim", "digest", args.scenario, "--seed", str(result.seed)],
-                                  capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED=hashseed),
-                                  check=False)
-            digests.append(proc.stdout.strip() or f"error: {proc.stderr.strip()[-200:]}")
-        same = len(set(digests)) == 1
-        print(f"  determinism: {'identical' if same else 'DIFFERENT'} digests across 3 processes: "
-              f"{', '.join(d[:16] for d in digests)}")
-        if not same:
-            code = EXIT_CHECK_FAILED
+    if args.check_determinism and not _same_digest_elsewhere(args.scenario, result.seed, result.digest, None):
+        code = EXIT_CHECK_FAILED
     return code
+
+
+def _same_digest_elsewhere(scenario: str, seed: int, digest: str, mutant: str | None) -> bool:
+    """Rerun `sim digest` in two more processes (PYTHONHASHSEED 1 and 2) and print whether all three
+    trace digests agree."""
+    digests = [digest]
+    for hashseed in ("1", "2"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "sim", "digest", scenario, "--seed", str(seed)]
+            + (["--mutant", mutant] if mutant else []),
+            capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED=hashseed), check=False,
+        )
+        digests.append(proc.stdout.strip() or f"error: {proc.stderr.strip()[-200:]}")
+    same = len(set(digests)) == 1
+    print(f"  determinism: {'identical' if same else 'DIFFERENT'} trace digests across 3 processes "
+          f"(PYTHONHASHSEED unset, 1, 2): {', '.join(d[:16] for d in digests)}")
+    return same
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -82,21 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(result, _replay_command(args, seed)))
     code = result.exit_code
-    if args.check_determinism:
-        digests = [result.trace_digest]
-        for hashseed in ("1", "2"):
-            env = dict(os.environ, PYTHONHASHSEED=hashseed)
-            proc = subprocess.run(
-                [sys.executable, "-m", "sim", "digest", args.scenario, "--seed", str(seed)]
-                + (["--mutant", args.mutant] if args.mutant else []),
-                capture_output=True, text=True, env=env, check=False,
-            )
-            digests.append(proc.stdout.strip() or f"error: {proc.stderr.strip()[-200:]}")
-        same = len(set(digests)) == 1
-        print(f"  determinism: {'identical' if same else 'DIFFERENT'} trace digests across 3 processes "
-              f"(PYTHONHASHSEED unset, 1, 2): {', '.join(d[:16] for d in digests)}")
-        if not same:
-            code = EXIT_CHECK_FAILED
+    if args.check_determinism and not _same_digest_elsewhere(args.scenario, seed, result.trace_digest, args.mutant):
+        code = EXIT_CHECK_FAILED
     return code
 
 

@@ -36,7 +36,7 @@ class SimSections(ReportBase):
         fig, ax = self.plots.new()
         ax.plot(ns, [x / 1000 for x in p50], "o-", label="p50")
         ax.plot(ns, [x / 1000 for x in p99], "s-", label="p99")
-        ax.axhline(CLAIM_FINALITY_S, color="red", ls="--", label=f"seed claim: {CLAIM_FINALITY_S:g} s")
+        ax.axhline(CLAIM_FINALITY_S, color="red", ls="--", label=f"design claim: {CLAIM_FINALITY_S:g} s")
         ax.set_yscale("log")
         ax.set_xlabel("validators n (all voting; f = ⌊(n−1)/3⌋)")
         ax.set_ylabel("client-observed finality (simulated s)")
@@ -95,7 +95,7 @@ class SimSections(ReportBase):
         ax.plot(xs, p50, "o-", label="finality p50")
         ax.plot(xs, p99, "s-", label="finality p99")
         ax.plot(xs, [4 * x for x in xs], ":", color="gray", label="4 × one-way latency (request, 3 phases)")
-        ax.axhline(CLAIM_FINALITY_S * 1000, color="red", ls="--", label="seed claim: 15 s")
+        ax.axhline(CLAIM_FINALITY_S * 1000, color="red", ls="--", label="design claim: 15 s")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("median one-way link latency (ms, lognormal σ 0.3)")
@@ -108,7 +108,7 @@ class SimSections(ReportBase):
         fig, ax = self.plots.new()
         ax.plot(xr, r50, "o-", label="finality p50")
         ax.plot(xr, r99, "s-", label="finality p99")
-        ax.axhline(CLAIM_FINALITY_S * 1000, color="red", ls="--", label="seed claim: 15 s")
+        ax.axhline(CLAIM_FINALITY_S * 1000, color="red", ls="--", label="design claim: 15 s")
         ax.set_yscale("log")
         ax.set_xlabel("WAN regions the 7 validators are spread over (round robin)")
         ax.set_ylabel("client-observed finality (simulated ms)")
@@ -135,7 +135,7 @@ class SimSections(ReportBase):
             micro_rate = 1 / self.micro_rows["cert_generation"]["median_s"]
         fig, ax = self.plots.new()
         ax.plot(xs, tput, "o-", label="ordered requests / simulated s (no CPU cost modelled)")
-        ax.axhline(CLAIM_THROUGHPUT, color="red", ls="--", label="seed claim: 10,000 certs/s")
+        ax.axhline(CLAIM_THROUGHPUT, color="red", ls="--", label="design claim: 10,000 certs/s")
         if micro_rate:
             ax.axhline(micro_rate, color="purple", ls="-.",
                        label=f"CPU ceiling: FROST 3-of-5 issuance, 1 core ({micro_rate:.0f}/s wall)")
