@@ -25,11 +25,17 @@ class ReconfigResult:
 
     @property
     def digest(self) -> str:
-        """What two runs of the same scenario and seed must agree on: every execution, switch and signature."""
+        """What two runs of the same scenario and seed must agree on: every execution, switch and signature.
+
+        A batch is named by the order in which its digest first appears, not by the digest: a re-sharing
+        dealing seals shares with ML-KEM, whose encapsulation draws from the OS (`cryptography` takes no
+        seed), so a batch holding one has other bytes in every process. Which validator executed which
+        batch at which sequence number, and whether two executions were of the same batch, still count."""
         w = self.world
         h = hashlib.sha256()
+        batch_names: dict[bytes, int] = {}
         for sid, seq, d in w.executed:
-            h.update(b"x%d/%d/" % (sid, seq) + d)
+            h.update(b"x%d/%d/%d" % (sid, seq, batch_names.setdefault(d, len(batch_names))))
         for sid, epoch, base, keys, member in w.switches:
             h.update(b"s%d/%d/%d/%d/" % (sid, epoch, base, member) + b"".join(keys))
         for c in w.certificates:
